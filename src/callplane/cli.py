@@ -1,0 +1,312 @@
+"""The `callplane` command: serve, migrate, demo-setup and admin commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callplane.settings import Settings
+
+app = typer.Typer(help="callplane: a self-hosted call platform.", no_args_is_help=True)
+admin = typer.Typer(
+    help="Create accounts, organizations, campaigns, definitions and tokens.", no_args_is_help=True
+)
+app.add_typer(admin, name="admin")
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _print(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Migrate, then run `work` in one committed transaction against the configured database."""
+    from callplane.db.engine import create_engine, create_session_factory
+    from callplane.db.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings)
+
+    async def run() -> T:
+        engine = create_engine(settings)
+        try:
+            async with create_session_factory(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+    workers: Annotated[int, typer.Option(help="API worker processes")] = 1,
+    data_dir: Annotated[Path | None, typer.Option(envvar="CALLPLANE_DATA_DIR")] = None,
+) -> None:
+    """Apply migrations, then serve every API on HOST:PORT."""
+    import uvicorn
+
+    from callplane.db.migrate import upgrade
+    from callplane.logging import configure_logging
+
+    if data_dir is not None:
+        os.environ["CALLPLANE_DATA_DIR"] = str(data_dir)  # worker processes read the same environment
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    settings.ensure_data_dir()
+    settings.effective_admin_token()  # create it once here, not racing in each worker
+    settings.effective_secret_key()
+    upgrade(settings)
+    uvicorn.run(
+        "callplane.app:create_app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )
+
+
+@app.command()
+def migrate(revision: str = "head") -> None:
+    """Apply database migrations up to REVISION."""
+    from callplane.db.migrate import upgrade
+
+    upgrade(_settings(), revision)
+    typer.echo("migrations applied")
+
+
+@app.command("demo-setup")
+def demo_setup() -> None:
+    """Create a demo network and partner and print their tokens and headers as JSON."""
+    from callplane.core.tenancy.demo import create_demo
+
+    _print(_in_transaction(lambda session: create_demo(session=session)))
+
+
+@app.command("admin-token")
+def admin_token() -> None:
+    """Print the admin API token (generated into the data directory in development)."""
+    typer.echo(_settings().effective_admin_token())
+
+
+@admin.command("create-account")
+def create_account(
+    kind: Annotated[str, typer.Option(help="network or partner")],
+    name: Annotated[str, typer.Option()],
+    external_id: Annotated[str | None, typer.Option(help="network id, or the partner's x-partner-id")] = None,
+    default_language_code: str = "en-US",
+    language_codes: Annotated[str | None, typer.Option(help="comma-separated")] = None,
+    time_zone: str = "UTC",
+    ingestion_enabled: bool = True,
+    rate_limit_per_minute: int | None = None,
+) -> None:
+    from callplane.core.tenancy import service
+    from callplane.core.tenancy.models import AccountKind
+    from callplane.surfaces.admin.router import account_out
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        account = await service.create_account(
+            session=session,
+            kind=AccountKind(kind),
+            name=name,
+            external_id=external_id,
+            default_language_code=default_language_code,
+            language_codes=language_codes.split(",") if language_codes else None,
+            time_zone=time_zone,
+            ingestion_enabled=ingestion_enabled,
+            rate_limit_per_minute=rate_limit_per_minute,
+        )
+        return account_out(account)
+
+    _print(_in_transaction(work))
+
+
+@admin.command("create-organization")
+def create_organization(
+    account_id: Annotated[str, typer.Option()],
+    kind: Annotated[str, typer.Option(help="advertiser, tenant or sub_tenant")],
+    external_id: Annotated[str, typer.Option()],
+    name: str = "",
+    parent_id: str | None = None,
+) -> None:
+    from callplane.core.tenancy import service
+    from callplane.core.tenancy.models import OrganizationKind
+    from callplane.surfaces.admin.router import organization_out
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return organization_out(
+            await service.create_organization(
+                session=session,
+                account_id=account_id,
+                kind=OrganizationKind(kind),
+                external_id=external_id,
+                name=name,
+                parent_id=parent_id,
+            )
+        )
+
+    _print(_in_transaction(work))
+
+
+@admin.command("create-campaign")
+def create_campaign(
+    account_id: Annotated[str, typer.Option()],
+    organization_id: Annotated[str, typer.Option(help="the advertiser's organization id")],
+    external_id: Annotated[str, typer.Option(help="the campaign's id from network")],
+    name: str = "",
+    kind: Annotated[str, typer.Option(help="external_only or standard")] = "external_only",
+    transcription_enabled: bool = True,
+) -> None:
+    from callplane.core.tenancy import service
+    from callplane.core.tenancy.models import CampaignKind
+    from callplane.surfaces.admin.router import campaign_out
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return campaign_out(
+            await service.create_campaign(
+                session=session,
+                account_id=account_id,
+                organization_id=organization_id,
+                external_id=external_id,
+                name=name,
+                kind=CampaignKind(kind),
+                transcription_enabled=transcription_enabled,
+            )
+        )
+
+    _print(_in_transaction(work))
+
+
+@admin.command("create-signal")
+def create_signal(
+    account_id: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option()],
+    description: str = "",
+) -> None:
+    from callplane.core.tenancy import service
+    from callplane.surfaces.admin.router import signal_out
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return signal_out(
+            await service.create_signal_definition(
+                session=session, account_id=account_id, name=name, description=description
+            )
+        )
+
+    _print(_in_transaction(work))
+
+
+@admin.command("create-custom-data-field")
+def create_custom_data_field(
+    account_id: Annotated[str, typer.Option()],
+    api_name: Annotated[str, typer.Option(help="the partner (API) name")],
+    display_name: str = "",
+) -> None:
+    from callplane.core.tenancy import service
+    from callplane.surfaces.admin.router import field_out
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return field_out(
+            await service.create_custom_data_field(
+                session=session, account_id=account_id, api_name=api_name, display_name=display_name
+            )
+        )
+
+    _print(_in_transaction(work))
+
+
+@admin.command("issue-token")
+def issue_token(
+    account_id: Annotated[str, typer.Option()],
+    organization_id: Annotated[str | None, typer.Option(help="limit the token to this organization")] = None,
+    name: str = "",
+) -> None:
+    """Print a new API token (shown this once; only its hash is stored)."""
+    from callplane.core.tenancy import service
+    from callplane.surfaces.admin.router import token_out
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        token, plaintext = await service.issue_token(
+            session=session, account_id=account_id, organization_id=organization_id, name=name
+        )
+        return token_out(token) | {"token": plaintext}
+
+    _print(_in_transaction(work))
+
+
+@admin.command("revoke-token")
+def revoke_token(
+    account_id: Annotated[str, typer.Option()], token_id: Annotated[str, typer.Option()]
+) -> None:
+    from callplane.core.tenancy import service
+    from callplane.surfaces.admin.router import token_out
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return token_out(
+            await service.revoke_token(session=session, account_id=account_id, token_id=token_id)
+        )
+
+    _print(_in_transaction(work))
+
+
+@admin.command("create-recording-auth-config")
+def create_recording_auth_config(
+    account_id: Annotated[str, typer.Option()],
+    method: Annotated[str, typer.Option(help="bearer, query or header")],
+    secret: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+    parameter_name: str = "",
+    name: str = "",
+) -> None:
+    from callplane.core.tenancy import service
+    from callplane.core.tenancy.models import RecordingAuthMethod
+    from callplane.core.tenancy.secrets_box import SecretBox
+    from callplane.surfaces.admin.router import auth_config_out
+
+    box = SecretBox(_settings().effective_secret_key())
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return auth_config_out(
+            await service.create_recording_auth_config(
+                session=session,
+                secret_box=box,
+                account_id=account_id,
+                method=RecordingAuthMethod(method),
+                secret=secret,
+                parameter_name=parameter_name,
+                name=name,
+            )
+        )
+
+    _print(_in_transaction(work))
+
+
+@admin.command("list-accounts")
+def list_accounts() -> None:
+    from callplane.core.tenancy import service
+    from callplane.surfaces.admin.router import account_out
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        return [account_out(a) for a in await service.list_accounts(session=session)]
+
+    _print(_in_transaction(work))
+
+
+def main() -> None:
+    app()

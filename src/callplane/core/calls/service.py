@@ -1,0 +1,136 @@
+"""Read calls back, always inside the caller's tenant scope."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callplane.core.calls.errors import CallNotFound
+from callplane.core.calls.models import Call, CallCustomData, CallSignal
+from callplane.core.jobs.models import Job
+from callplane.core.tenancy.models import Campaign
+from callplane.core.tenancy.schemas import Principal
+from callplane.errors import InvalidInput
+
+
+@dataclass
+class CallFilters:
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+    received_after: datetime | None = None
+    received_before: datetime | None = None
+    phone_e164: str | None = None
+    campaign: str | None = None  # our id or the campaign's external id
+    status: str | None = None
+    external_id: str | None = None
+    origin: str | None = None
+
+
+def _scoped(principal: Principal) -> Select[Call]:
+    statement = select(Call).where(Call.account_id == principal.account.id)
+    if principal.organization_scope is not None:
+        statement = statement.where(Call.organization_id.in_(principal.organization_scope))
+    return statement
+
+
+async def get_call(*, session: AsyncSession, principal: Principal, call_id: str) -> Call:
+    call = await session.scalar(_scoped(principal).where(Call.id == call_id))
+    if call is None:
+        raise CallNotFound()
+    return call
+
+
+async def call_details(*, session: AsyncSession, call: Call) -> dict[str, Any]:
+    """Everything stored about a call: signals, custom data and its processing jobs."""
+    signals = await session.scalars(select(CallSignal).where(CallSignal.call_id == call.id))
+    custom = await session.scalars(select(CallCustomData).where(CallCustomData.call_id == call.id))
+    jobs = await session.scalars(select(Job).where(Job.call_id == call.id).order_by(Job.created_at))
+    campaign = await session.get(Campaign, call.campaign_id) if call.campaign_id else None
+    return {
+        "signals": [
+            {"name": s.name, "value": s.value, "source": s.source, "evidence": s.evidence} for s in signals
+        ],
+        "custom_data": [{"name": c.name, "value": c.value, "source": c.source} for c in custom],
+        "jobs": [
+            {
+                "id": j.id,
+                "kind": j.kind,
+                "stage": j.stage,
+                "status": j.status,
+                "attempts": j.attempts,
+                "max_attempts": j.max_attempts,
+                "last_error": j.last_error,
+                "run_after": j.run_after,
+                "updated_at": j.updated_at,
+            }
+            for j in jobs
+        ],
+        "campaign": {"id": campaign.id, "external_id": campaign.external_id, "name": campaign.name}
+        if campaign
+        else None,
+    }
+
+
+def encode_cursor(call: Call) -> str:
+    return base64.urlsafe_b64encode(f"{call.received_at.isoformat()}|{call.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        received, call_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(received), call_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("cursor is not valid") from exc
+
+
+async def list_calls(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    filters: CallFilters,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Call], str | None]:
+    """Newest first, keyset-paged on (received_at, id) so pages stay stable while calls keep arriving."""
+    if not 1 <= limit <= 500:
+        raise InvalidInput("limit must be between 1 and 500")
+    statement = _scoped(principal)
+    if filters.started_after:
+        statement = statement.where(Call.started_at >= filters.started_after)
+    if filters.started_before:
+        statement = statement.where(Call.started_at < filters.started_before)
+    if filters.received_after:
+        statement = statement.where(Call.received_at >= filters.received_after)
+    if filters.received_before:
+        statement = statement.where(Call.received_at < filters.received_before)
+    if filters.phone_e164:
+        number = filters.phone_e164
+        statement = statement.where(
+            or_(Call.from_e164 == number, Call.to_e164 == number, Call.contact_e164 == number)
+        )
+    if filters.status:
+        statement = statement.where(Call.status == filters.status)
+    if filters.external_id:
+        statement = statement.where(Call.external_id == filters.external_id)
+    if filters.origin:
+        statement = statement.where(Call.origin == filters.origin)
+    if filters.campaign:
+        campaign_ids = select(Campaign.id).where(
+            Campaign.account_id == principal.account.id,
+            or_(Campaign.id == filters.campaign, Campaign.external_id == filters.campaign),
+        )
+        statement = statement.where(Call.campaign_id.in_(campaign_ids))
+    if cursor:
+        received_at, call_id = decode_cursor(cursor)
+        statement = statement.where(
+            or_(Call.received_at < received_at, and_(Call.received_at == received_at, Call.id < call_id))
+        )
+    statement = statement.order_by(Call.received_at.desc(), Call.id.desc()).limit(limit + 1)
+    calls = list(await session.scalars(statement))
+    next_cursor = encode_cursor(calls[limit - 1]) if len(calls) > limit else None
+    return calls[:limit], next_cursor

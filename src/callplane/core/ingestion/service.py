@@ -1,0 +1,345 @@
+"""Accept finished calls: call, idempotency key, processing job and event in one transaction.
+
+The caller owns the transaction and commits before answering, so a 2xx always means durable.
+Rows go in with Core inserts: this is the hot path of ingestion and ORM unit-of-work overhead
+would dominate it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callplane.core.calls.models import (
+    Call,
+    CallCustomData,
+    CallOrigin,
+    CallSignal,
+    CallStatus,
+    IdempotencyKey,
+)
+from callplane.core.events.models import Event
+from callplane.core.ingestion.errors import (
+    CampaignNotAccessible,
+    CampaignNotExternal,
+    CampaignWithoutTranscription,
+    ExternalIdReused,
+)
+from callplane.core.ingestion.schemas import AcceptedCall, CallSubmission
+from callplane.core.jobs.models import Job, JobKind, JobStatus
+from callplane.core.tenancy.models import CampaignKind
+from callplane.core.tenancy.schemas import CampaignInfo, Principal
+from callplane.core.tenancy.service import SUPPORTED_LANGUAGE_CODES, TenancyLookups
+from callplane.db.base import new_id
+from callplane.db.sql import insert_ignoring_conflicts
+from callplane.errors import InvalidInput
+
+CALL_RECEIVED = "call.received"
+
+
+async def check_campaign(
+    *, session: AsyncSession, lookups: TenancyLookups, principal: Principal, campaign_external_id: str
+) -> CampaignInfo:
+    """The campaign must exist in the caller's account and scope, be external-only and transcribe."""
+    campaign = await lookups.campaign(session, principal.account.id, campaign_external_id)
+    if campaign is None or not principal.may_see_organization(campaign.organization_id):
+        raise CampaignNotAccessible()
+    if campaign.kind != CampaignKind.EXTERNAL_ONLY:
+        raise CampaignNotExternal()
+    if not campaign.transcription_enabled:
+        raise CampaignWithoutTranscription()
+    return campaign
+
+
+async def reference_problems(
+    *, session: AsyncSession, lookups: TenancyLookups, principal: Principal, submission: CallSubmission
+) -> list[str]:
+    """Problems only the account's configuration can reveal: languages, signal and field names, auth configs."""
+    problems: list[str] = []
+    account = principal.account
+    if submission.language_code is not None:
+        allowed = {account.default_language_code, *account.language_codes}
+        if submission.language_code not in SUPPORTED_LANGUAGE_CODES:
+            problems.append(
+                f"'language_code' {submission.language_code!r} is not supported "
+                f"(supported: {', '.join(SUPPORTED_LANGUAGE_CODES)})"
+            )
+        elif submission.language_code not in allowed:
+            problems.append(f"'language_code' {submission.language_code!r} is not enabled for this network")
+    catalog = await lookups.catalog(session, account.id)
+    if (
+        submission.recording_auth_config_id is not None
+        and submission.recording_auth_config_id not in catalog.recording_auth_config_ids
+    ):
+        problems.append(f"'recording_auth_config_id' {submission.recording_auth_config_id!r} does not exist")
+    for signal in submission.signals:
+        if signal.name.casefold() not in catalog.signals:
+            problems.append(f"signal {signal.name!r} does not exist in your Signal AI configuration")
+    for item in submission.custom_data:
+        if item.name.casefold() not in catalog.custom_fields:
+            problems.append(
+                f"custom data field {item.name!r} does not exist in your Custom Data configuration"
+            )
+    return problems
+
+
+async def accept_single_call(
+    *,
+    session: AsyncSession,
+    lookups: TenancyLookups,
+    principal: Principal,
+    submission: CallSubmission,
+    campaign: CampaignInfo,
+) -> AcceptedCall:
+    """Store one call idempotently on its external id; 'created' False means an identical resubmission."""
+    assert submission.external_id is not None
+    catalog = await lookups.catalog(session, principal.account.id)
+    request_hash = submission.content_hash()
+    call_id = new_id()
+    inserted = await session.scalar(
+        insert_ignoring_conflicts(session, IdempotencyKey)
+        .values(
+            account_id=principal.account.id,
+            scope=CallOrigin.SINGLE_INGEST,
+            key=submission.external_id,
+            request_hash=request_hash,
+            call_id=call_id,
+            created_at=datetime.now(UTC),
+        )
+        .returning(IdempotencyKey.id)
+    )
+    if inserted is None:
+        return await _existing(
+            session, principal.account.id, CallOrigin.SINGLE_INGEST, submission.external_id, request_hash
+        )
+    language = submission.language_code or principal.account.default_language_code or "en-US"
+    await _insert_calls(
+        session,
+        principal,
+        [(call_id, submission)],
+        origin=CallOrigin.SINGLE_INGEST,
+        campaign=campaign,
+        language=language,
+    )
+    signal_rows = [
+        {
+            "id": new_id(),
+            "call_id": call_id,
+            "account_id": principal.account.id,
+            "signal_definition_id": catalog.signals[s.name.casefold()][0],
+            "name": catalog.signals[s.name.casefold()][1],
+            "value": s.value,
+            "source": "submitted",
+            "evidence": {},
+            "created_at": datetime.now(UTC),
+        }
+        for s in submission.signals
+    ]
+    if signal_rows:
+        await session.execute(insert(CallSignal), signal_rows)
+    await _insert_custom_data(session, principal, call_id, submission, catalog.custom_fields)
+    return AcceptedCall(call_id=call_id, created=True)
+
+
+async def accept_batch(
+    *, session: AsyncSession, principal: Principal, organization_id: str, submissions: list[CallSubmission]
+) -> list[AcceptedCall]:
+    """Store a batch; calls whose id was seen before (in any earlier batch, or earlier in this one) are skipped."""
+    unique: dict[str, CallSubmission] = {}
+    for submission in submissions:
+        assert submission.external_id is not None
+        unique.setdefault(submission.external_id, submission)
+    now = datetime.now(UTC)
+    planned = {key: new_id() for key in unique}
+    rows = [
+        {
+            "account_id": principal.account.id,
+            "scope": CallOrigin.BATCH_INGEST,
+            "key": key,
+            "request_hash": submission.content_hash(),
+            "call_id": planned[key],
+            "created_at": now,
+        }
+        for key, submission in unique.items()
+    ]
+    inserted_keys: set[str] = set()
+    # One statement per row keeps RETURNING portable; they share one transaction and round trips are cheap.
+    for row in rows:
+        returned = await session.scalar(
+            insert_ignoring_conflicts(session, IdempotencyKey).values(**row).returning(IdempotencyKey.key)
+        )
+        if returned is not None:
+            inserted_keys.add(returned)
+    fresh = [(planned[key], unique[key]) for key in unique if key in inserted_keys]
+    for _, submission in fresh:
+        submission.organization_id = organization_id
+    if fresh:
+        await _insert_calls(
+            session,
+            principal,
+            fresh,
+            origin=CallOrigin.BATCH_INGEST,
+            campaign=None,
+            language=principal.account.default_language_code,
+        )
+        for call_id, submission in fresh:
+            await _insert_custom_data(session, principal, call_id, submission, None)
+    results = [AcceptedCall(call_id=planned[key], created=key in inserted_keys) for key in unique]
+    return results
+
+
+async def _existing(
+    session: AsyncSession, account_id: str, scope: str, key: str, request_hash: str
+) -> AcceptedCall:
+    row = (
+        await session.execute(
+            select(IdempotencyKey.call_id, IdempotencyKey.request_hash).where(
+                IdempotencyKey.account_id == account_id,
+                IdempotencyKey.scope == scope,
+                IdempotencyKey.key == key,
+            )
+        )
+    ).one()
+    if row.request_hash != request_hash:
+        raise ExternalIdReused()
+    return AcceptedCall(call_id=row.call_id, created=False)
+
+
+async def _insert_calls(
+    session: AsyncSession,
+    principal: Principal,
+    calls: list[tuple[str, CallSubmission]],
+    *,
+    origin: CallOrigin,
+    campaign: CampaignInfo | None,
+    language: str,
+) -> None:
+    now = datetime.now(UTC)
+    account_id = principal.account.id
+    call_rows: list[dict[str, Any]] = []
+    job_rows: list[dict[str, Any]] = []
+    event_rows: list[dict[str, Any]] = []
+    for call_id, s in calls:
+        duration_ms = None
+        if s.started_at and s.ended_at:
+            duration_ms = int((s.ended_at - s.started_at).total_seconds() * 1000)
+        call_rows.append(
+            {
+                "id": call_id,
+                "account_id": account_id,
+                "organization_id": campaign.organization_id if campaign else s.organization_id,
+                "campaign_id": campaign.id if campaign else None,
+                "origin": origin,
+                "external_id": s.external_id,
+                "direction": s.direction,
+                "from_e164": s.from_e164,
+                "to_e164": s.to_e164,
+                "contact_e164": s.contact_e164,
+                "started_at": s.started_at,
+                "ended_at": s.ended_at,
+                "duration_ms": duration_ms,
+                "language_code": s.language_code or language,
+                "recording_url": s.recording_url,
+                "recording_filename": s.recording_filename,
+                "recording_auth_config_id": s.recording_auth_config_id,
+                "callback_url": s.callback_url,
+                "status": CallStatus.QUEUED,
+                "status_reason": None,
+                "agent": s.agent,
+                "customer": s.customer,
+                "call_metadata": s.metadata,
+                "extras": s.extras,
+                "received_at": now,
+                "updated_at": now,
+            }
+        )
+        job_rows.append(
+            {
+                "id": new_id(),
+                "account_id": account_id,
+                "call_id": call_id,
+                "kind": JobKind.PROCESS_CALL,
+                "stage": None,
+                "status": JobStatus.QUEUED,
+                "attempts": 0,
+                "max_attempts": 5,
+                "run_after": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        event_rows.append(
+            {
+                "account_id": account_id,
+                "call_id": call_id,
+                "type": CALL_RECEIVED,
+                "payload": {"call_id": call_id, "external_id": s.external_id, "origin": origin},
+                "created_at": now,
+            }
+        )
+    await session.execute(insert(Call), call_rows)
+    await session.execute(insert(Job), job_rows)
+    await session.execute(insert(Event), event_rows)
+
+
+async def _insert_custom_data(
+    session: AsyncSession,
+    principal: Principal,
+    call_id: str,
+    submission: CallSubmission,
+    known_fields: dict[str, tuple[str, str]] | None,
+) -> None:
+    rows = []
+    for item in submission.custom_data:
+        field_id, name = (None, item.name)
+        if known_fields is not None:
+            field_id, name = known_fields[item.name.casefold()]
+        rows.append(
+            {
+                "id": new_id(),
+                "call_id": call_id,
+                "account_id": principal.account.id,
+                "field_id": field_id,
+                "name": name,
+                "value": item.value,
+                "source": "submitted",
+                "created_at": datetime.now(UTC),
+            }
+        )
+    if rows:
+        await session.execute(insert(CallCustomData), rows)
+
+
+def require_no_problems(problems: list[str]) -> None:
+    if problems:
+        raise InvalidInput("; ".join(problems), problems)
+
+
+async def submit_single_call(
+    *,
+    session: AsyncSession,
+    lookups: TenancyLookups,
+    principal: Principal,
+    submission: CallSubmission,
+    wire_problems: list[str],
+) -> AcceptedCall:
+    """Check the campaign, then every reference, then store: campaign errors first, then all problems at once."""
+    campaign = None
+    if submission.campaign_external_id is not None:
+        campaign = await check_campaign(
+            session=session,
+            lookups=lookups,
+            principal=principal,
+            campaign_external_id=submission.campaign_external_id,
+        )
+    problems = wire_problems + await reference_problems(
+        session=session, lookups=lookups, principal=principal, submission=submission
+    )
+    require_no_problems(problems)
+    assert campaign is not None  # a missing campaign id is one of the problems above
+    return await accept_single_call(
+        session=session, lookups=lookups, principal=principal, submission=submission, campaign=campaign
+    )

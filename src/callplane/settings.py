@@ -1,0 +1,134 @@
+"""All configuration in one pydantic-settings class (``CALLPLANE_`` prefix, optional TOML file)."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Everything callplane reads from its environment, passed in explicitly (never read at import time)."""
+
+    model_config = SettingsConfigDict(env_prefix="CALLPLANE_", extra="ignore")
+
+    environment: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path("callplane-data")
+    config_file: Path | None = None
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; unset means SQLite in the data directory. "
+        "postgresql://... is rewritten to the asyncpg driver.",
+    )
+    database_pool_size: int = 20
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    admin_token: str | None = Field(default=None, repr=False)
+    secret_key: str | None = Field(default=None, repr=False, description="Fernet key for secrets at rest")
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    # Tenancy lookups are cached per process for a few seconds; admin changes made in the same
+    # process invalidate at once, other processes see them within this many seconds.
+    tenancy_cache_seconds: float = 5.0
+
+    ingestion_api_versions: list[str] = ["2022-03-01"]
+    ingestion_country_codes: list[int] = [1, 44, 34]
+    batch_max_body_bytes: int = 5 * 1024 * 1024
+    batch_rate_limit_per_minute: int = 120
+
+    # Outgoing fetches (recordings, callbacks, webhooks) refuse private targets unless listed here.
+    fetch_allowed_networks: list[str] = []
+
+    @field_validator("fetch_allowed_networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file_from(init_settings, env_settings)
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if not self.database_url:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'callplane.db').resolve()}"
+        url = self.database_url
+        for plain in ("postgresql://", "postgres://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+            if url.startswith(plain):
+                return "postgresql+asyncpg://" + url[len(plain) :]
+        if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+            return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def effective_admin_token(self) -> str:
+        """The admin token from the environment, or one generated once into the data directory.
+
+        Outside development an explicit token is required: a generated one would be an unsafe default.
+        """
+        if self.admin_token:
+            return self.admin_token
+        if self.environment == "production":
+            raise RuntimeError("CALLPLANE_ADMIN_TOKEN must be set in production")
+        return _read_or_create_secret(
+            self.ensure_data_dir() / "admin-token", lambda: secrets.token_urlsafe(32)
+        )
+
+    def effective_secret_key(self) -> str:
+        if self.secret_key:
+            return self.secret_key
+        if self.environment == "production":
+            raise RuntimeError("CALLPLANE_SECRET_KEY must be set in production")
+        from cryptography.fernet import Fernet
+
+        return _read_or_create_secret(
+            self.ensure_data_dir() / "secret.key", lambda: Fernet.generate_key().decode()
+        )
+
+
+def _config_file_from(*sources: PydanticBaseSettingsSource) -> Path | None:
+    for source in sources:
+        values: dict[str, Any] = source()
+        if values.get("config_file"):
+            return Path(values["config_file"])
+    return None
+
+
+def _read_or_create_secret(path: Path, make: Any) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    value = str(make())
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(value + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return value

@@ -1,0 +1,43 @@
+"""What every request handler needs, built once per app and reached through FastAPI dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from callplane.core.tenancy.secrets_box import SecretBox
+from callplane.core.tenancy.service import TenancyLookups
+from callplane.settings import Settings
+from callplane.surfaces.ratelimit import RateLimiter
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    lookups: TenancyLookups
+    secret_box: SecretBox
+    admin_token: str
+    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
+    """A session whose transaction the handler commits explicitly before answering."""
+    async with context.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]

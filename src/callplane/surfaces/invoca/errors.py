@@ -1,0 +1,51 @@
+"""Core errors → the Invoca error body `{"errors": {"class": ..., "invalid_data": ...}}` and its status."""
+
+from __future__ import annotations
+
+from fastapi.responses import Response
+
+from callplane.core.ingestion.errors import (
+    CampaignNotAccessible,
+    CampaignNotExternal,
+    CampaignWithoutTranscription,
+    ExternalIdReused,
+)
+from callplane.core.tenancy.errors import IngestionDisabled, WrongAccountKind
+from callplane.errors import CallplaneError, InvalidInput
+from callplane.surfaces.http import json_response
+
+
+def invoca_error(status_code: int, error_class: str, invalid_data: str) -> Response:
+    return json_response({"errors": {"class": error_class, "invalid_data": invalid_data}}, status_code)
+
+
+def unauthorized() -> Response:
+    return invoca_error(401, "Unauthorized", "Invalid or missing oauth token")
+
+
+def invalid_version(version: str, supported: list[str]) -> Response:
+    return invoca_error(
+        400,
+        "InvalidApiVersion",
+        f"API version '{version}' is not valid for this route; supported: {', '.join(supported)}",
+    )
+
+
+def record_invalid(problems: list[str]) -> Response:
+    return invoca_error(403, "RecordInvalid", "Validation failed: " + ", ".join(problems))
+
+
+def render(error: CallplaneError) -> Response:
+    if isinstance(error, InvalidInput):
+        return record_invalid(error.problems)
+    if isinstance(error, IngestionDisabled | WrongAccountKind):
+        return invoca_error(
+            403, "UnauthorizedOperation", "You do not have permissions to perform the requested operation."
+        )
+    if isinstance(error, CampaignNotAccessible):
+        return invoca_error(403, "UnauthorizedAdvertiser", "You do not have access to this advertiser")
+    if isinstance(error, CampaignNotExternal | CampaignWithoutTranscription):
+        return invoca_error(403, "call.advertiser_campaign_id_from_network", error.message)
+    if isinstance(error, ExternalIdReused):
+        return invoca_error(409, "RecordNotUnique", error.message)
+    raise error

@@ -1,0 +1,69 @@
+"""Invoca Call Ingestion API: POST/PUT /api/{version}/calls(.json)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from callplane.core.ingestion import service as ingestion
+from callplane.core.tenancy.errors import IngestionDisabled, WrongAccountKind
+from callplane.core.tenancy.models import AccountKind
+from callplane.core.tenancy.schemas import Principal
+from callplane.errors import CallplaneError
+from callplane.surfaces.context import ContextDep, SessionDep
+from callplane.surfaces.http import JsonBodyError, bearer_token, json_response, read_json
+from callplane.surfaces.invoca import errors
+from callplane.surfaces.invoca.mapping import parse_call_request
+
+router = APIRouter(tags=["Invoca Call Ingestion"])
+
+
+@router.api_route("/api/{version}/calls.json", methods=["POST", "PUT"], status_code=201)
+@router.api_route("/api/{version}/calls", methods=["POST", "PUT"], status_code=201, include_in_schema=False)
+async def create_call(version: str, request: Request, context: ContextDep, session: SessionDep) -> Response:
+    """Submit a finished call with its recording (201 new, 202 already received, 409 id reused)."""
+    if version not in context.settings.ingestion_api_versions:
+        return errors.invalid_version(version, context.settings.ingestion_api_versions)
+    try:
+        body = await read_json(request)
+    except JsonBodyError:
+        body = None
+    token = _token(request, body)
+    try:
+        async with session.begin():
+            principal = await context.lookups.principal_for_token(session, token) if token else None
+            if principal is None:
+                return errors.unauthorized()
+            _check_may_ingest(principal)
+            if body is None:
+                return errors.record_invalid(["request body must be JSON"])
+            submission, problems = parse_call_request(
+                body,
+                time_zone=principal.account.time_zone,
+                country_codes=context.settings.ingestion_country_codes,
+            )
+            if submission is None:
+                return errors.record_invalid(problems)
+            accepted = await ingestion.submit_single_call(
+                session=session,
+                lookups=context.lookups,
+                principal=principal,
+                submission=submission,
+                wire_problems=problems,
+            )
+    except CallplaneError as error:
+        return errors.render(error)
+    return json_response({"cuid": accepted.call_id}, 201 if accepted.created else 202)
+
+
+def _token(request: Request, body: object) -> str | None:
+    if isinstance(body, dict) and isinstance(body.get("oauth_token"), str) and body["oauth_token"]:
+        return str(body["oauth_token"])
+    return request.query_params.get("oauth_token") or bearer_token(request)
+
+
+def _check_may_ingest(principal: Principal) -> None:
+    if principal.account.kind != AccountKind.NETWORK:
+        raise WrongAccountKind()
+    if not principal.account.ingestion_enabled:
+        raise IngestionDisabled()
