@@ -60,8 +60,8 @@ def _parse_calendar(match: re.Match[str], time_zone: str) -> datetime:
     hour = int(match["hour"])
     meridiem = (match["meridiem"] or "").upper()
     if meridiem and hour <= 12:
-        if hour == 0:
-            raise TimestampError("has hour 0 with AM/PM")
+        if hour == 0 and meridiem == "PM":
+            raise TimestampError("has hour 0 with PM")
         hour = (hour % 12) + (12 if meridiem == "PM" else 0)
     elif meridiem == "AM" and hour > 12:
         raise TimestampError("has an hour after 12 with AM")
