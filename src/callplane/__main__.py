@@ -1,0 +1,5 @@
+"""`python -m callplane` runs the CLI."""
+
+from callplane.cli import main
+
+main()
