@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import Response
 from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callplane import __version__
 from callplane.core.tenancy.secrets_box import SecretBox
@@ -57,29 +58,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.context = context
 
-    @app.middleware("http")
-    async def log_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:
-            log.exception("unhandled error", extra={"fields": {"path": request.url.path}})
-            response = _internal_error(request)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "request",
-                extra={
-                    "fields": {
-                        "method": request.method,
-                        "path": redact(str(request.url.path)),
-                        "query": redact(request.url.query),
-                        "status": response.status_code,
-                        "ms": round((time.perf_counter() - started) * 1000, 2),
-                    }
-                },
-            )
-        return response
-
     @app.get("/healthz", tags=["Health"])
     async def healthz() -> dict[str, Any]:
         """The process is up."""
@@ -99,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return json_response({"status": "unavailable", "reason": "migrations pending"}, 503)
         return json_response({"status": "ready", "database": context.engine.dialect.name})
 
+    app.add_middleware(RequestLogMiddleware)
     app.include_router(invoca_router)
     app.include_router(zipteams_router)
     app.include_router(native_router)
@@ -106,13 +85,59 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _internal_error(request: Request) -> Response:
-    if request.url.path.endswith("/partner/ingest/batch-call"):
+class RequestLogMiddleware:
+    """One structured line per request (credentials redacted) and each surface's own 500 body.
+
+    Plain ASGI rather than BaseHTTPMiddleware, which costs a task group and a stream per request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+            await send(message)
+
+        path: str = scope["path"]
+        try:
+            await self.app(scope, receive, send_and_watch)
+        except Exception:
+            log.exception("unhandled error", extra={"fields": {"path": path}})
+            if response_started:
+                raise
+            status = 500
+            await _internal_error(path)(scope, receive, send)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": scope["method"],
+                        "path": redact(path),
+                        "query": redact(scope.get("query_string", b"").decode("latin-1")),
+                        "status": status,
+                        "ms": round((time.perf_counter() - started) * 1000, 2),
+                    }
+                },
+            )
+
+
+def _internal_error(path: str) -> Response:
+    if path.endswith("/partner/ingest/batch-call"):
         return json_response({"success": False, "message": "Internal server error"}, 500)
-    if request.url.path.startswith("/api/"):
-        return json_response(
-            {"errors": {"class": "InternalError", "invalid_data": "Internal server error"}}, 500
-        )
+    if path.startswith("/api/"):
+        return json_response({"errors": {"class": "InternalError", "invalid_data": "Internal server error"}}, 500)
     return json_response({"detail": "Internal server error"}, 500)
 
 

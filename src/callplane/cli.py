@@ -15,9 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callplane.settings import Settings
 
 app = typer.Typer(help="callplane: a self-hosted call platform.", no_args_is_help=True)
-admin = typer.Typer(
-    help="Create accounts, organizations, campaigns, definitions and tokens.", no_args_is_help=True
-)
+admin = typer.Typer(help="Create accounts, organizations, campaigns, definitions and tokens.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 
 T = TypeVar("T")
@@ -252,16 +250,12 @@ def issue_token(
 
 
 @admin.command("revoke-token")
-def revoke_token(
-    account_id: Annotated[str, typer.Option()], token_id: Annotated[str, typer.Option()]
-) -> None:
+def revoke_token(account_id: Annotated[str, typer.Option()], token_id: Annotated[str, typer.Option()]) -> None:
     from callplane.core.tenancy import service
     from callplane.surfaces.admin.router import token_out
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        return token_out(
-            await service.revoke_token(session=session, account_id=account_id, token_id=token_id)
-        )
+        return token_out(await service.revoke_token(session=session, account_id=account_id, token_id=token_id))
 
     _print(_in_transaction(work))
 

@@ -20,17 +20,14 @@ def redact(text: str) -> str:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": redact(record.getMessage()),
         }
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
-            entry.update(
-                {key: redact(str(value)) if isinstance(value, str) else value for key, value in extra.items()}
-            )
+            entry.update({key: redact(str(value)) if isinstance(value, str) else value for key, value in extra.items()})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

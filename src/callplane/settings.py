@@ -29,7 +29,7 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; unset means SQLite in the data directory. "
         "postgresql://... is rewritten to the asyncpg driver.",
     )
-    database_pool_size: int = 20
+    database_pool_size: int = 10
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     admin_token: str | None = Field(default=None, repr=False)
     secret_key: str | None = Field(default=None, repr=False, description="Fernet key for secrets at rest")
@@ -99,9 +99,7 @@ class Settings(BaseSettings):
             return self.admin_token
         if self.environment == "production":
             raise RuntimeError("CALLPLANE_ADMIN_TOKEN must be set in production")
-        return _read_or_create_secret(
-            self.ensure_data_dir() / "admin-token", lambda: secrets.token_urlsafe(32)
-        )
+        return _read_or_create_secret(self.ensure_data_dir() / "admin-token", lambda: secrets.token_urlsafe(32))
 
     def effective_secret_key(self) -> str:
         if self.secret_key:
@@ -110,9 +108,7 @@ class Settings(BaseSettings):
             raise RuntimeError("CALLPLANE_SECRET_KEY must be set in production")
         from cryptography.fernet import Fernet
 
-        return _read_or_create_secret(
-            self.ensure_data_dir() / "secret.key", lambda: Fernet.generate_key().decode()
-        )
+        return _read_or_create_secret(self.ensure_data_dir() / "secret.key", lambda: Fernet.generate_key().decode())
 
 
 def _config_file_from(*sources: PydanticBaseSettingsSource) -> Path | None:

@@ -36,8 +36,9 @@ def _environment(data_dir: Path, database_url: str | None) -> dict[str, str]:
 def _start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     log = Path(env["CALLPLANE_DATA_DIR"]).parent / "serve.log"
     with log.open("ab") as stderr:
-        process = subprocess.Popen([*CALLPLANE, "serve", "--port", str(port)], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=stderr)
+        process = subprocess.Popen(
+            [*CALLPLANE, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -80,20 +81,42 @@ def test_quick_start_and_kill_minus_nine(tmp_path: Path, database_url: str | Non
             assert client.get("/docs").status_code == 200
             assert "/api/{version}/calls.json" in client.get("/openapi.json").json()["paths"]
             for index in range(40):
-                response = client.post("/api/2022-03-01/calls.json", headers={"Authorization": token}, json={"call": {
-                    "external_call_unique_id": f"k{index}", "start_time": "2022-03-25 09:31:29",
-                    "destination_phone_number": 9093900003, "calling_phone_number": 8779257384,
-                    "advertiser_campaign_id_from_network": campaign, "call_direction": "inbound",
-                    "recording_url": "https://example.com/r.wav",
-                }})
+                response = client.post(
+                    "/api/2022-03-01/calls.json",
+                    headers={"Authorization": token},
+                    json={
+                        "call": {
+                            "external_call_unique_id": f"k{index}",
+                            "start_time": "2022-03-25 09:31:29",
+                            "destination_phone_number": 9093900003,
+                            "calling_phone_number": 8779257384,
+                            "advertiser_campaign_id_from_network": campaign,
+                            "call_direction": "inbound",
+                            "recording_url": "https://example.com/r.wav",
+                        }
+                    },
+                )
                 assert response.status_code == 201
                 accepted.add(response.json()["cuid"])
-            batch = client.post("/partner/ingest/batch-call", headers=demo["batch"]["headers"], json={"data": [{
-                "call": {"id": "b1", "recording_url": "https://example.com/b1.mp3",
-                         "start_time": "2023-01-01T10:00:00Z", "end_time": "2023-01-01T10:30:00Z",
-                         "contact_number": "+1234567890"},
-                "agent": {"id": "a1"}, "customer": {"id": "c1"},
-            }]})
+            batch = client.post(
+                "/partner/ingest/batch-call",
+                headers=demo["batch"]["headers"],
+                json={
+                    "data": [
+                        {
+                            "call": {
+                                "id": "b1",
+                                "recording_url": "https://example.com/b1.mp3",
+                                "start_time": "2023-01-01T10:00:00Z",
+                                "end_time": "2023-01-01T10:30:00Z",
+                                "contact_number": "+1234567890",
+                            },
+                            "agent": {"id": "a1"},
+                            "customer": {"id": "c1"},
+                        }
+                    ]
+                },
+            )
             assert batch.json() == {"success": True}
     finally:
         process.send_signal(signal.SIGKILL)  # no clean shutdown: what was answered must already be on disk
@@ -101,10 +124,13 @@ def test_quick_start_and_kill_minus_nine(tmp_path: Path, database_url: str | Non
     process = _start(env, port)
     try:
         with httpx.Client(base_url=base, timeout=10) as client:
-            stored = client.get("/v1/calls", params={"limit": 500},
-                                headers={"Authorization": f"Bearer {token}"}).json()["calls"]
+            stored = client.get(
+                "/v1/calls", params={"limit": 500}, headers={"Authorization": f"Bearer {token}"}
+            ).json()["calls"]
             assert {c["id"] for c in stored} == accepted
-            partner_calls = client.get("/v1/calls", headers={"Authorization": demo["batch"]["headers"]["Authorization"]})
+            partner_calls = client.get(
+                "/v1/calls", headers={"Authorization": demo["batch"]["headers"]["Authorization"]}
+            )
             assert [c["external_id"] for c in partner_calls.json()["calls"]] == ["b1"]
     finally:
         process.terminate()

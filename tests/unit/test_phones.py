@@ -10,13 +10,18 @@ from hypothesis import strategies as st
 from callplane.core.ingestion.phones import PhoneNumberError, is_e164, normalize_phone
 
 US_AREA = st.sampled_from(["212", "415", "909", "877", "888", "216", "617"])
-US_LINE = st.integers(min_value=200, max_value=999).map(str).flatmap(
-    lambda exchange: st.integers(min_value=0, max_value=9999).map(lambda line: f"{exchange}{line:04d}")
+US_LINE = (
+    st.integers(min_value=200, max_value=999)
+    .map(str)
+    .flatmap(lambda exchange: st.integers(min_value=0, max_value=9999).map(lambda line: f"{exchange}{line:04d}"))
 )
 
 
-@given(US_AREA, US_LINE, st.sampled_from(["{a}{l}", "1{a}{l}", "+1{a}{l}", "({a}) {l3}-{l4}", "{a}-{l3}-{l4}",
-                                          "+1 {a} {l3} {l4}"]))
+@given(
+    US_AREA,
+    US_LINE,
+    st.sampled_from(["{a}{l}", "1{a}{l}", "+1{a}{l}", "({a}) {l3}-{l4}", "{a}-{l3}-{l4}", "+1 {a} {l3} {l4}"]),
+)
 def test_us_numbers_in_any_format(area: str, line: str, template: str) -> None:
     text = template.format(a=area, l=line, l3=line[:3], l4=line[3:])
     expected_input = f"+1{area}{line}"
@@ -57,7 +62,8 @@ def test_non_numbers(value: object) -> None:
         normalize_phone(value)
 
 
-@pytest.mark.parametrize(("text", "ok"), [("+1234567890", True), ("+0123", False), ("1234567890", False),
-                                          ("+1234567890123456", False)])
+@pytest.mark.parametrize(
+    ("text", "ok"), [("+1234567890", True), ("+0123", False), ("1234567890", False), ("+1234567890123456", False)]
+)
 def test_e164_shape(text: str, ok: bool) -> None:
     assert is_e164(text) is ok

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from callplane.core.ingestion.timestamps import TimestampError, parse_iso8601_utc, parse_timestamp
 
-instants = st.datetimes(
-    min_value=datetime(2001, 9, 10), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)
-).map(lambda d: d.replace(microsecond=(d.microsecond // 1000) * 1000))
+instants = st.datetimes(min_value=datetime(2001, 9, 10), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)).map(
+    lambda d: d.replace(microsecond=(d.microsecond // 1000) * 1000)
+)
 offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
 zones = st.sampled_from(["UTC", "America/Los_Angeles", "Europe/London", "Europe/Madrid", "Asia/Kolkata"])
 
@@ -68,10 +68,21 @@ def test_garbage_raises_timestamp_error_only(text: str) -> None:
     assert result.tzinfo is not None
 
 
-@pytest.mark.parametrize("text", [
-    "2016/13/11 10:00:00", "2016/04/31 10:00:00", "2016/04/11 25:00:00", "2016/04/11 13:00:00 AM",
-    "12345", "2016/04/11", "2016/04/11T10:00:00+25:00", "", "   ", "2016-04-11T10:00:00 PST",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2016/13/11 10:00:00",
+        "2016/04/31 10:00:00",
+        "2016/04/11 25:00:00",
+        "2016/04/11 13:00:00 AM",
+        "12345",
+        "2016/04/11",
+        "2016/04/11T10:00:00+25:00",
+        "",
+        "   ",
+        "2016-04-11T10:00:00 PST",
+    ],
+)
 def test_rejected(text: str) -> None:
     with pytest.raises(TimestampError):
         parse_timestamp(text)
@@ -94,8 +105,9 @@ def test_batch_iso_utc_round_trip(instant: datetime) -> None:
     assert parse_iso8601_utc(instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}Z") == instant
 
 
-@pytest.mark.parametrize("text", ["2023-01-01T10:00:00", "2023-01-01T10:00:00+01:00", "2023-01-01 10:00:00Z",
-                                  "2023-02-30T10:00:00Z"])
+@pytest.mark.parametrize(
+    "text", ["2023-01-01T10:00:00", "2023-01-01T10:00:00+01:00", "2023-01-01 10:00:00Z", "2023-02-30T10:00:00Z"]
+)
 def test_batch_iso_rejects_non_utc(text: str) -> None:
     with pytest.raises(TimestampError):
         parse_iso8601_utc(text)

@@ -15,14 +15,18 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.ensure_data_dir()
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=8, max_overflow=0)
+        # One connection per process: SQLite has one writer at a time anyway, and queueing for the pool
+        # (an asyncio wait) is far cheaper than SQLite's busy handler, which sleeps and retries.
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0)
         _configure_sqlite(engine, synchronous=settings.sqlite_synchronous)
         return engine
     return create_async_engine(
         url,
         pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
-        pool_pre_ping=True,
+        max_overflow=0,
+        # No pre-ping: it costs a round trip on every checkout; recycle instead, and a dropped
+        # connection fails that one request, which the client retries (ingestion is idempotent).
+        pool_recycle=1800,
     )
 
 

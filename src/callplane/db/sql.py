@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
-def insert_ignoring_conflicts(session: AsyncSession, model: Any) -> Any:
+def insert_ignoring_conflicts(dialect: str, model: Any) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING: the unique index, not a read-then-write, decides who wins a race."""
-    dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(model).on_conflict_do_nothing()
     return sqlite.insert(model).on_conflict_do_nothing()

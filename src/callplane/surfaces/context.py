@@ -26,9 +26,13 @@ class AppContext:
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
 
 
-def get_context(request: Request) -> AppContext:
+def app_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
+
+
+async def get_context(request: Request) -> AppContext:
+    return app_context(request)
 
 
 ContextDep = Annotated[AppContext, Depends(get_context)]

@@ -40,8 +40,7 @@ class Partner:
 
 class Admin:
     def __init__(self, base_url: str, admin_token: str) -> None:
-        self.client = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {admin_token}"},
-                                   timeout=30)
+        self.client = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30)
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.client.post(f"/v1/admin{path}", json=body)
@@ -66,38 +65,62 @@ class Admin:
         ingestion_enabled: bool = True,
     ) -> Network:
         suffix = secrets.token_hex(4)
-        account = self.post("/accounts", {
-            "kind": "network", "name": f"Network {suffix}", "external_id": f"net-{suffix}",
-            "time_zone": time_zone, "default_language_code": default_language_code,
-            "language_codes": language_codes or [default_language_code],
-            "ingestion_enabled": ingestion_enabled,
-        })
-        advertiser = self.post(f"/accounts/{account['id']}/organizations",
-                               {"kind": "advertiser", "external_id": f"adv-{suffix}"})
-        campaign = self.post(f"/accounts/{account['id']}/campaigns", {
-            "organization_id": advertiser["id"], "external_id": "86", "kind": campaign_kind,
-            "transcription_enabled": transcription_enabled,
-        })
+        account = self.post(
+            "/accounts",
+            {
+                "kind": "network",
+                "name": f"Network {suffix}",
+                "external_id": f"net-{suffix}",
+                "time_zone": time_zone,
+                "default_language_code": default_language_code,
+                "language_codes": language_codes or [default_language_code],
+                "ingestion_enabled": ingestion_enabled,
+            },
+        )
+        advertiser = self.post(
+            f"/accounts/{account['id']}/organizations", {"kind": "advertiser", "external_id": f"adv-{suffix}"}
+        )
+        campaign = self.post(
+            f"/accounts/{account['id']}/campaigns",
+            {
+                "organization_id": advertiser["id"],
+                "external_id": "86",
+                "kind": campaign_kind,
+                "transcription_enabled": transcription_enabled,
+            },
+        )
         self.post(f"/accounts/{account['id']}/signal-definitions", {"name": "Sale"})
         self.post(f"/accounts/{account['id']}/signal-definitions", {"name": "Free Trial"})
         self.post(f"/accounts/{account['id']}/custom-data-fields", {"api_name": "account_type"})
         token = self.post(f"/accounts/{account['id']}/tokens", {"name": "test"})["token"]
         return Network(
-            account_id=account["id"], advertiser_id=advertiser["id"], campaign_id=campaign["id"],
-            campaign_external_id="86", token=token, signals=["Sale", "Free Trial"], custom_fields=["account_type"],
+            account_id=account["id"],
+            advertiser_id=advertiser["id"],
+            campaign_id=campaign["id"],
+            campaign_external_id="86",
+            token=token,
+            signals=["Sale", "Free Trial"],
+            custom_fields=["account_type"],
         )
 
     def partner(self, *, rate_limit_per_minute: int | None = None) -> Partner:
         suffix = secrets.token_hex(4)
         external_id = f"p-{suffix}"
-        account = self.post("/accounts", {
-            "kind": "partner", "name": f"Partner {suffix}", "external_id": external_id,
-            "rate_limit_per_minute": rate_limit_per_minute,
-        })
-        tenant = self.post(f"/accounts/{account['id']}/organizations",
-                           {"kind": "tenant", "external_id": "tenant1"})
-        self.post(f"/accounts/{account['id']}/organizations",
-                  {"kind": "sub_tenant", "external_id": "subtenant1", "parent_id": tenant["id"]})
+        account = self.post(
+            "/accounts",
+            {
+                "kind": "partner",
+                "name": f"Partner {suffix}",
+                "external_id": external_id,
+                "rate_limit_per_minute": rate_limit_per_minute,
+            },
+        )
+        tenant = self.post(f"/accounts/{account['id']}/organizations", {"kind": "tenant", "external_id": "tenant1"})
+        self.post(
+            f"/accounts/{account['id']}/organizations",
+            {"kind": "sub_tenant", "external_id": "subtenant1", "parent_id": tenant["id"]},
+        )
         token = self.post(f"/accounts/{account['id']}/tokens", {"name": "test"})["token"]
-        return Partner(account_id=account["id"], external_id=external_id, tenant="tenant1",
-                       sub_tenant="subtenant1", token=token)
+        return Partner(
+            account_id=account["id"], external_id=external_id, tenant="tenant1", sub_tenant="subtenant1", token=token
+        )

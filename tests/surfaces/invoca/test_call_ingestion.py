@@ -45,12 +45,16 @@ def errors_of(response: httpx.Response) -> dict[str, str]:
 
 
 def test_document_example_with_token_in_header(client: httpx.Client, network: Network) -> None:
-    response = client.post(URL, headers={"Content-Type": "application/json", "Authorization": network.token},
-                           json={"call": doc_call("10002")})
+    response = client.post(
+        URL,
+        headers={"Content-Type": "application/json", "Authorization": network.token},
+        json={"call": doc_call("10002")},
+    )
     assert response.status_code == 201
     assert set(response.json()) == {"cuid"}
-    stored = client.get(f"/v1/calls/{response.json()['cuid']}",
-                        headers={"Authorization": f"Bearer {network.token}"}).json()
+    stored = client.get(
+        f"/v1/calls/{response.json()['cuid']}", headers={"Authorization": f"Bearer {network.token}"}
+    ).json()
     assert stored["external_id"] == "10002"
     assert stored["from"] == "+18779257384" and stored["to"] == "+19093900003"
     assert stored["direction"] == "inbound" and stored["contact_number"] == "+18779257384"
@@ -109,8 +113,9 @@ def test_external_id_reused_with_different_content_is_409(client: httpx.Client, 
 
 
 def test_unknown_api_version_is_400(client: httpx.Client, network: Network) -> None:
-    response = client.post("/api/2019-01-01/calls.json", headers={"Authorization": network.token},
-                           json={"call": doc_call()})
+    response = client.post(
+        "/api/2019-01-01/calls.json", headers={"Authorization": network.token}, json={"call": doc_call()}
+    )
     assert response.status_code == 400
     assert "2019-01-01" in errors_of(response)["invalid_data"]
 
@@ -133,8 +138,12 @@ def test_missing_call_is_record_invalid(client: httpx.Client, network: Network) 
 
 def test_all_problems_are_gathered_into_one_message(client: httpx.Client, network: Network) -> None:
     body = {
-        "call": {"advertiser_campaign_id_from_network": 86, "start_time": "yesterday",
-                 "call_direction": "sideways", "calling_phone_number": "12"},
+        "call": {
+            "advertiser_campaign_id_from_network": 86,
+            "start_time": "yesterday",
+            "call_direction": "sideways",
+            "calling_phone_number": "12",
+        },
         "signals": [{"name": "Nope"}, {"name": "Sale", "value": "maybe"}],
         "custom_data": [{"name": "unknown_field", "value": "x"}, {"name": "account_type"}],
     }
@@ -158,26 +167,38 @@ def test_all_problems_are_gathered_into_one_message(client: httpx.Client, networ
         assert expected in message
 
 
-@pytest.mark.parametrize("field", [
-    "external_call_unique_id", "start_time", "destination_phone_number", "calling_phone_number",
-    "advertiser_campaign_id_from_network", "call_direction",
-])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "external_call_unique_id",
+        "start_time",
+        "destination_phone_number",
+        "calling_phone_number",
+        "advertiser_campaign_id_from_network",
+        "call_direction",
+    ],
+)
 def test_each_required_field(client: httpx.Client, network: Network, field: str) -> None:
     call = doc_call()
     del call[field]
     response = post(client, network, {"call": call})
     assert response.status_code == 403
-    assert errors_of(response) == {"class": "RecordInvalid", "invalid_data": f"Validation failed: '{field}' is required"}
+    assert errors_of(response) == {
+        "class": "RecordInvalid",
+        "invalid_data": f"Validation failed: '{field}' is required",
+    }
 
 
 def test_ingestion_not_enabled_is_unauthorized_operation(client: httpx.Client, admin: Admin) -> None:
     network = admin.network(ingestion_enabled=False)
     response = post(client, network, {"call": doc_call()})
     assert response.status_code == 403
-    assert response.json() == {"errors": {
-        "class": "UnauthorizedOperation",
-        "invalid_data": "You do not have permissions to perform the requested operation.",
-    }}
+    assert response.json() == {
+        "errors": {
+            "class": "UnauthorizedOperation",
+            "invalid_data": "You do not have permissions to perform the requested operation.",
+        }
+    }
 
 
 def test_enabling_ingestion_takes_effect(client: httpx.Client, admin: Admin) -> None:
@@ -190,18 +211,21 @@ def test_enabling_ingestion_takes_effect(client: httpx.Client, admin: Admin) -> 
 def test_unknown_campaign_is_unauthorized_advertiser(client: httpx.Client, network: Network) -> None:
     response = post(client, network, {"call": doc_call(advertiser_campaign_id_from_network=999)})
     assert response.status_code == 403
-    assert response.json() == {"errors": {
-        "class": "UnauthorizedAdvertiser", "invalid_data": "You do not have access to this advertiser",
-    }}
+    assert response.json() == {
+        "errors": {
+            "class": "UnauthorizedAdvertiser",
+            "invalid_data": "You do not have access to this advertiser",
+        }
+    }
 
 
 def test_advertiser_scoped_token_cannot_use_another_advertisers_campaign(
     client: httpx.Client, admin: Admin, network: Network
 ) -> None:
-    other = admin.post(f"/accounts/{network.account_id}/organizations",
-                       {"kind": "advertiser", "external_id": "other-adv"})
-    admin.post(f"/accounts/{network.account_id}/campaigns",
-               {"organization_id": other["id"], "external_id": "87"})
+    other = admin.post(
+        f"/accounts/{network.account_id}/organizations", {"kind": "advertiser", "external_id": "other-adv"}
+    )
+    admin.post(f"/accounts/{network.account_id}/campaigns", {"organization_id": other["id"], "external_id": "87"})
     scoped = admin.post(f"/accounts/{network.account_id}/tokens", {"organization_id": network.advertiser_id})
     headers = {"Authorization": scoped["token"]}
     assert client.post(URL, headers=headers, json={"call": doc_call()}).status_code == 201
@@ -214,20 +238,24 @@ def test_campaign_must_be_external_only(client: httpx.Client, admin: Admin) -> N
     network = admin.network(campaign_kind="standard")
     response = post(client, network, {"call": doc_call()})
     assert response.status_code == 403
-    assert response.json() == {"errors": {
-        "class": "call.advertiser_campaign_id_from_network",
-        "invalid_data": "campaign must be for external calls only",
-    }}
+    assert response.json() == {
+        "errors": {
+            "class": "call.advertiser_campaign_id_from_network",
+            "invalid_data": "campaign must be for external calls only",
+        }
+    }
 
 
 def test_campaign_must_have_transcription(client: httpx.Client, admin: Admin) -> None:
     network = admin.network(transcription_enabled=False)
     response = post(client, network, {"call": doc_call()})
     assert response.status_code == 403
-    assert response.json() == {"errors": {
-        "class": "call.advertiser_campaign_id_from_network",
-        "invalid_data": "campaign must have transcription enabled",
-    }}
+    assert response.json() == {
+        "errors": {
+            "class": "call.advertiser_campaign_id_from_network",
+            "invalid_data": "campaign must have transcription enabled",
+        }
+    }
 
 
 # 11 April 2016 at 1 PM Pacific Time, in every documented format (the network is in Los Angeles).
@@ -253,30 +281,36 @@ DOCUMENT_TIMESTAMPS = [
 def test_every_documented_timestamp_format(client: httpx.Client, network: Network, start_time: Any) -> None:
     response = post(client, network, {"call": doc_call(start_time=start_time)})
     assert response.status_code == 201, response.text
-    stored = client.get(f"/v1/calls/{response.json()['cuid']}",
-                        headers={"Authorization": f"Bearer {network.token}"}).json()
+    stored = client.get(
+        f"/v1/calls/{response.json()['cuid']}", headers={"Authorization": f"Bearer {network.token}"}
+    ).json()
     assert stored["started_at"] == "2016-04-11T20:00:00Z"
 
 
 def test_compressed_timestamp_is_always_utc(client: httpx.Client, network: Network) -> None:
     response = post(client, network, {"call": doc_call(start_time="20160411130000000")})
-    stored = client.get(f"/v1/calls/{response.json()['cuid']}",
-                        headers={"Authorization": f"Bearer {network.token}"}).json()
+    stored = client.get(
+        f"/v1/calls/{response.json()['cuid']}", headers={"Authorization": f"Bearer {network.token}"}
+    ).json()
     assert stored["started_at"] == "2016-04-11T13:00:00Z"
 
 
-@pytest.mark.parametrize(("number", "e164"), [
-    (9093900003, "+19093900003"),
-    ("909-390-0003", "+19093900003"),
-    ("+1 (909) 390-0003", "+19093900003"),
-    ("+442071838750", "+442071838750"),
-    ("+34912345678", "+34912345678"),
-])
+@pytest.mark.parametrize(
+    ("number", "e164"),
+    [
+        (9093900003, "+19093900003"),
+        ("909-390-0003", "+19093900003"),
+        ("+1 (909) 390-0003", "+19093900003"),
+        ("+442071838750", "+442071838750"),
+        ("+34912345678", "+34912345678"),
+    ],
+)
 def test_phone_numbers_normalized(client: httpx.Client, network: Network, number: Any, e164: str) -> None:
     response = post(client, network, {"call": doc_call(destination_phone_number=number)})
     assert response.status_code == 201, response.text
-    stored = client.get(f"/v1/calls/{response.json()['cuid']}",
-                        headers={"Authorization": f"Bearer {network.token}"}).json()
+    stored = client.get(
+        f"/v1/calls/{response.json()['cuid']}", headers={"Authorization": f"Bearer {network.token}"}
+    ).json()
     assert stored["to"] == e164
 
 
@@ -289,16 +323,18 @@ def test_unsupported_phone_numbers(client: httpx.Client, network: Network, numbe
 
 def test_outbound_contact_is_the_destination(client: httpx.Client, network: Network) -> None:
     response = post(client, network, {"call": doc_call(call_direction="OUTBOUND")})
-    stored = client.get(f"/v1/calls/{response.json()['cuid']}",
-                        headers={"Authorization": f"Bearer {network.token}"}).json()
+    stored = client.get(
+        f"/v1/calls/{response.json()['cuid']}", headers={"Authorization": f"Bearer {network.token}"}
+    ).json()
     assert stored["direction"] == "outbound" and stored["contact_number"] == "+19093900003"
 
 
 def test_recording_filename_defaults_to_external_id(client: httpx.Client, network: Network) -> None:
     response = post(client, network, {"call": doc_call("rec-77", recording_url=None)})
     assert response.status_code == 201
-    stored = client.get(f"/v1/calls/{response.json()['cuid']}",
-                        headers={"Authorization": f"Bearer {network.token}"}).json()
+    stored = client.get(
+        f"/v1/calls/{response.json()['cuid']}", headers={"Authorization": f"Bearer {network.token}"}
+    ).json()
     assert stored["recording_filename"] == "rec-77" and stored["recording_url"] is None
 
 
@@ -327,14 +363,17 @@ def test_language_codes(client: httpx.Client, admin: Admin) -> None:
 def test_language_defaults_to_network_default(client: httpx.Client, admin: Admin) -> None:
     network = admin.network(default_language_code="en-GB")
     response = post(client, network, {"call": doc_call()})
-    stored = client.get(f"/v1/calls/{response.json()['cuid']}",
-                        headers={"Authorization": f"Bearer {network.token}"}).json()
+    stored = client.get(
+        f"/v1/calls/{response.json()['cuid']}", headers={"Authorization": f"Bearer {network.token}"}
+    ).json()
     assert stored["language_code"] == "en-GB"
 
 
 def test_recording_auth_config_must_exist(client: httpx.Client, admin: Admin, network: Network) -> None:
-    config = admin.post(f"/accounts/{network.account_id}/recording-auth-configs",
-                        {"method": "header", "parameter_name": "X-Api-Key", "secret": "s3cret"})
+    config = admin.post(
+        f"/accounts/{network.account_id}/recording-auth-configs",
+        {"method": "header", "parameter_name": "X-Api-Key", "secret": "s3cret"},
+    )
     assert "secret" not in config
     ok = post(client, network, {"call": doc_call(recording_auth_config_id=config["id"])})
     assert ok.status_code == 201
@@ -344,18 +383,33 @@ def test_recording_auth_config_must_exist(client: httpx.Client, admin: Admin, ne
     )
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (None, True), ("true", True), ("TRUE", True), ("false", False), ("False", False), (1, True), (0, False),
-    ("1", True), ("0", False), ("Yes", True), ("no", False), (True, True), (False, False),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, True),
+        ("true", True),
+        ("TRUE", True),
+        ("false", False),
+        ("False", False),
+        (1, True),
+        (0, False),
+        ("1", True),
+        ("0", False),
+        ("Yes", True),
+        ("no", False),
+        (True, True),
+        (False, False),
+    ],
+)
 def test_signal_values(client: httpx.Client, network: Network, value: Any, expected: bool) -> None:
     signal: dict[str, Any] = {"name": "sALe"}
     if value is not None:
         signal["value"] = value
     response = post(client, network, {"call": doc_call(), "signals": [signal]})
     assert response.status_code == 201, response.text
-    stored = client.get(f"/v1/calls/{response.json()['cuid']}",
-                        headers={"Authorization": f"Bearer {network.token}"}).json()
+    stored = client.get(
+        f"/v1/calls/{response.json()['cuid']}", headers={"Authorization": f"Bearer {network.token}"}
+    ).json()
     assert stored["signals"] == [{"name": "Sale", "value": expected, "source": "submitted", "evidence": {}}]
 
 
@@ -367,8 +421,9 @@ def test_signals_and_custom_data_example(client: httpx.Client, network: Network)
     }
     response = post(client, network, body)
     assert response.status_code == 201
-    stored = client.get(f"/v1/calls/{response.json()['cuid']}",
-                        headers={"Authorization": f"Bearer {network.token}"}).json()
+    stored = client.get(
+        f"/v1/calls/{response.json()['cuid']}", headers={"Authorization": f"Bearer {network.token}"}
+    ).json()
     assert {(s["name"], s["value"]) for s in stored["signals"]} == {("Sale", True), ("Free Trial", False)}
     assert stored["custom_data"] == [{"name": "account_type", "value": "Premium", "source": "submitted"}]
 
@@ -385,8 +440,15 @@ def test_fifty_concurrent_identical_submissions_make_one_call(client: httpx.Clie
     codes = sorted(r.status_code for r in responses)
     assert codes == [201] + [202] * 49
     assert len({r.json()["cuid"] for r in responses}) == 1
-    listed = client.get("/v1/calls", params={"external_id": "race-1"},
-                        headers={"Authorization": f"Bearer {network.token}"}).json()["calls"]
+    listed = client.get(
+        "/v1/calls", params={"external_id": "race-1"}, headers={"Authorization": f"Bearer {network.token}"}
+    ).json()["calls"]
     assert len(listed) == 1
-    assert len(client.get(f"/v1/calls/{listed[0]['id']}",
-                          headers={"Authorization": f"Bearer {network.token}"}).json()["jobs"]) == 1
+    assert (
+        len(
+            client.get(f"/v1/calls/{listed[0]['id']}", headers={"Authorization": f"Bearer {network.token}"}).json()[
+                "jobs"
+            ]
+        )
+        == 1
+    )

@@ -26,8 +26,12 @@ def doc_item(call_id: str | None = None) -> dict[str, Any]:
             "contact_number": "+1234567890",
         },
         "agent": {"id": "agent123", "email": "agent@example.com", "name": "John Doe"},
-        "customer": {"id": "customer123", "name": "Jane Smith", "email": "customer@example.com",
-                     "disposition_status": "interested"},
+        "customer": {
+            "id": "customer123",
+            "name": "Jane Smith",
+            "email": "customer@example.com",
+            "disposition_status": "interested",
+        },
         "industry": "Technology",
         "function": "Sales",
         "callback_url": "https://partner.example.com/callback",
@@ -41,8 +45,9 @@ def partner(admin: Admin) -> Partner:
 
 
 def calls_of(client: httpx.Client, partner: Partner, **params: Any) -> list[dict[str, Any]]:
-    response = client.get("/v1/calls", params={"limit": 500, **params},
-                          headers={"Authorization": f"Bearer {partner.token}"})
+    response = client.get(
+        "/v1/calls", params={"limit": 500, **params}, headers={"Authorization": f"Bearer {partner.token}"}
+    )
     response.raise_for_status()
     result: list[dict[str, Any]] = response.json()["calls"]
     return result
@@ -51,8 +56,7 @@ def calls_of(client: httpx.Client, partner: Partner, **params: Any) -> list[dict
 @pytest.mark.parametrize("path", PATHS)
 def test_document_example(client: httpx.Client, partner: Partner, path: str) -> None:
     item = doc_item("call123")
-    response = client.post(path, headers={"Content-Type": "application/json", **partner.headers},
-                           json={"data": [item]})
+    response = client.post(path, headers={"Content-Type": "application/json", **partner.headers}, json={"data": [item]})
     assert response.status_code == 200
     assert response.json() == {"success": True}
     [call] = calls_of(client, partner, external_id="call123")
@@ -90,10 +94,13 @@ def test_resubmitted_calls_are_not_processed_twice(client: httpx.Client, partner
         assert len(detail.json()["jobs"]) == 1
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Authorization": "Bearer cp_wrong"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer cp_wrong"},
+    ],
+)
 def test_bad_or_missing_token_is_forbidden(client: httpx.Client, partner: Partner, headers: dict[str, str]) -> None:
     sent = {k: v for k, v in partner.headers.items() if k != "Authorization"} | headers
     response = client.post(URL, headers=sent, json={"data": [doc_item()]})
@@ -111,8 +118,9 @@ def test_token_of_another_partner_is_forbidden(client: httpx.Client, admin: Admi
 
 def test_network_token_cannot_use_batch_api(client: httpx.Client, admin: Admin, partner: Partner) -> None:
     network = admin.network()
-    response = client.post(URL, headers=partner.headers | {"Authorization": f"Bearer {network.token}"},
-                           json={"data": [doc_item()]})
+    response = client.post(
+        URL, headers=partner.headers | {"Authorization": f"Bearer {network.token}"}, json={"data": [doc_item()]}
+    )
     assert response.status_code == 403
 
 
@@ -159,33 +167,56 @@ VALIDATION_CASES = [
     (["call", "recording_url"], KeyError, "data[0].call.recording_url", "recording_url should not be empty"),
     (["call", "recording_url"], "not a url", "data[0].call.recording_url", "recording_url must be a URL address"),
     (["call", "start_time"], KeyError, "data[0].call.start_time", "start_time should not be empty"),
-    (["call", "start_time"], "2023-01-01 10:00", "data[0].call.start_time",
-     "start_time must be a valid ISO 8601 date string in UTC (YYYY-MM-DDThh:mm:ssZ)"),
-    (["call", "start_time"], "2023-01-01T10:00:00+05:00", "data[0].call.start_time",
-     "start_time must be a valid ISO 8601 date string in UTC (YYYY-MM-DDThh:mm:ssZ)"),
+    (
+        ["call", "start_time"],
+        "2023-01-01 10:00",
+        "data[0].call.start_time",
+        "start_time must be a valid ISO 8601 date string in UTC (YYYY-MM-DDThh:mm:ssZ)",
+    ),
+    (
+        ["call", "start_time"],
+        "2023-01-01T10:00:00+05:00",
+        "data[0].call.start_time",
+        "start_time must be a valid ISO 8601 date string in UTC (YYYY-MM-DDThh:mm:ssZ)",
+    ),
     (["call", "end_time"], KeyError, "data[0].call.end_time", "end_time should not be empty"),
     (["call", "end_time"], "2023-01-01T09:00:00Z", "data[0].call.end_time", "end_time must be after start_time"),
     (["call", "end_time"], "2023-01-01T10:00:00Z", "data[0].call.end_time", "end_time must be after start_time"),
     (["call", "contact_number"], KeyError, "data[0].call.contact_number", "contact_number should not be empty"),
-    (["call", "contact_number"], "0044 20 7183 8750", "data[0].call.contact_number",
-     "contact_number must be a valid phone number in E.164 format"),
+    (
+        ["call", "contact_number"],
+        "0044 20 7183 8750",
+        "data[0].call.contact_number",
+        "contact_number must be a valid phone number in E.164 format",
+    ),
     (["call"], KeyError, "data[0].call", "call should not be empty"),
     (["agent", "id"], KeyError, "data[0].agent.id", "id should not be empty"),
     (["agent", "email"], "not-an-email", "data[0].agent.email", "email must be an email"),
     (["agent", "name"], "x" * 256, "data[0].agent.name", "name must be shorter than or equal to 255 characters"),
     (["customer", "id"], KeyError, "data[0].customer.id", "id should not be empty"),
     (["customer", "email"], "a@", "data[0].customer.email", "email must be an email"),
-    (["customer", "name"], "y" * 256, "data[0].customer.name",
-     "name must be shorter than or equal to 255 characters"),
-    (["callback_url"], "http://partner.example.com/cb", "data[0].callback_url",
-     "callback_url must start with https://"),
+    (["customer", "name"], "y" * 256, "data[0].customer.name", "name must be shorter than or equal to 255 characters"),
+    (
+        ["callback_url"],
+        "http://partner.example.com/cb",
+        "data[0].callback_url",
+        "callback_url must start with https://",
+    ),
     (["callback_url"], "nonsense", "data[0].callback_url", "callback_url must be a URL address"),
     (["metadata"], {f"k{i}": "v" for i in range(6)}, "data[0].metadata", "metadata must not have more than 5 keys"),
     (["metadata"], {"nested": {"a": 1}}, "data[0].metadata.nested", "nested must be a string or a number"),
-    (["custom_fields"], [{"internal_name": f"f{i}", "value": "v"} for i in range(11)], "data[0].custom_fields",
-     "custom_fields must contain no more than 10 elements"),
-    (["custom_fields"], [{"value": "v"}], "data[0].custom_fields[0].internal_name",
-     "internal_name should not be empty"),
+    (
+        ["custom_fields"],
+        [{"internal_name": f"f{i}", "value": "v"} for i in range(11)],
+        "data[0].custom_fields",
+        "custom_fields must contain no more than 10 elements",
+    ),
+    (
+        ["custom_fields"],
+        [{"value": "v"}],
+        "data[0].custom_fields[0].internal_name",
+        "internal_name should not be empty",
+    ),
 ]
 
 
@@ -209,15 +240,21 @@ def test_error_paths_point_at_the_right_item(client: httpx.Client, partner: Part
     assert response.status_code == 422
     assert response.json()["errors"] == [
         {"field": "data[1].agent.email", "message": "email must be an email"},
-        {"field": "data[3].call.contact_number", "message": "contact_number must be a valid phone number in E.164 format"},
+        {
+            "field": "data[3].call.contact_number",
+            "message": "contact_number must be a valid phone number in E.164 format",
+        },
     ]
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"data": []}, "data must contain at least 1 elements"),
-    ({}, "data should not be empty"),
-    ({"data": "x"}, "data must be an array"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"data": []}, "data must contain at least 1 elements"),
+        ({}, "data should not be empty"),
+        ({"data": "x"}, "data must be an array"),
+    ],
+)
 def test_batch_shape(client: httpx.Client, partner: Partner, body: dict[str, Any], message: str) -> None:
     response = client.post(URL, headers=partner.headers, json=body)
     assert response.status_code == 422
@@ -257,8 +294,7 @@ def test_rate_limit_is_429_with_retry_after(client: httpx.Client, admin: Admin) 
     assert limited.status_code == 429
     retry_after = int(limited.headers["Retry-After"])
     assert 1 <= retry_after <= 60
-    assert limited.json() == {"success": False,
-                              "message": f"Rate limit exceeded. Try again in {retry_after} seconds."}
+    assert limited.json() == {"success": False, "message": f"Rate limit exceeded. Try again in {retry_after} seconds."}
     assert len(calls_of(client, partner)) == 2
 
 

@@ -52,9 +52,7 @@ async def call_details(*, session: AsyncSession, call: Call) -> dict[str, Any]:
     jobs = await session.scalars(select(Job).where(Job.call_id == call.id).order_by(Job.created_at))
     campaign = await session.get(Campaign, call.campaign_id) if call.campaign_id else None
     return {
-        "signals": [
-            {"name": s.name, "value": s.value, "source": s.source, "evidence": s.evidence} for s in signals
-        ],
+        "signals": [{"name": s.name, "value": s.value, "source": s.source, "evidence": s.evidence} for s in signals],
         "custom_data": [{"name": c.name, "value": c.value, "source": c.source} for c in custom],
         "jobs": [
             {
@@ -110,9 +108,7 @@ async def list_calls(
         statement = statement.where(Call.received_at < filters.received_before)
     if filters.phone_e164:
         number = filters.phone_e164
-        statement = statement.where(
-            or_(Call.from_e164 == number, Call.to_e164 == number, Call.contact_e164 == number)
-        )
+        statement = statement.where(or_(Call.from_e164 == number, Call.to_e164 == number, Call.contact_e164 == number))
     if filters.status:
         statement = statement.where(Call.status == filters.status)
     if filters.external_id:

@@ -8,9 +8,9 @@ would dominate it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.calls.models import (
@@ -33,11 +33,34 @@ from callplane.core.jobs.models import Job, JobKind, JobStatus
 from callplane.core.tenancy.models import CampaignKind
 from callplane.core.tenancy.schemas import CampaignInfo, Principal
 from callplane.core.tenancy.service import SUPPORTED_LANGUAGE_CODES, TenancyLookups
-from callplane.db.base import new_id
+from callplane.db.base import Base, new_id
 from callplane.db.sql import insert_ignoring_conflicts
 from callplane.errors import InvalidInput
 
 CALL_RECEIVED = "call.received"
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+# Statements built once: Core inserts on table objects skip the ORM's per-call bulk machinery, and a
+# statement object reused with bound parameters hits SQLAlchemy's compiled cache without rebuilding.
+_CALL_INSERT = insert(_table(Call))
+_JOB_INSERT = insert(_table(Job))
+_EVENT_INSERT = insert(_table(Event))
+_SIGNAL_INSERT = insert(_table(CallSignal))
+_CUSTOM_DATA_INSERT = insert(_table(CallCustomData))
+_CLAIM_KEY: dict[str, Any] = {}
+
+
+def _claim_key_statement(dialect_name: str) -> Any:
+    """INSERT the idempotency key unless it exists; RETURNING says whether this request won."""
+    if dialect_name not in _CLAIM_KEY:
+        _CLAIM_KEY[dialect_name] = insert_ignoring_conflicts(dialect_name, _table(IdempotencyKey)).returning(
+            _table(IdempotencyKey).c.call_id
+        )
+    return _CLAIM_KEY[dialect_name]
 
 
 async def check_campaign(
@@ -80,9 +103,7 @@ async def reference_problems(
             problems.append(f"signal {signal.name!r} does not exist in your Signal AI configuration")
     for item in submission.custom_data:
         if item.name.casefold() not in catalog.custom_fields:
-            problems.append(
-                f"custom data field {item.name!r} does not exist in your Custom Data configuration"
-            )
+            problems.append(f"custom data field {item.name!r} does not exist in your Custom Data configuration")
     return problems
 
 
@@ -99,18 +120,20 @@ async def accept_single_call(
     catalog = await lookups.catalog(session, principal.account.id)
     request_hash = submission.content_hash()
     call_id = new_id()
-    inserted = await session.scalar(
-        insert_ignoring_conflicts(session, IdempotencyKey)
-        .values(
-            account_id=principal.account.id,
-            scope=CallOrigin.SINGLE_INGEST,
-            key=submission.external_id,
-            request_hash=request_hash,
-            call_id=call_id,
-            created_at=datetime.now(UTC),
+    connection = await session.connection()
+    inserted = (
+        await connection.execute(
+            _claim_key_statement(connection.dialect.name),
+            {
+                "account_id": principal.account.id,
+                "scope": CallOrigin.SINGLE_INGEST,
+                "key": submission.external_id,
+                "request_hash": request_hash,
+                "call_id": call_id,
+                "created_at": datetime.now(UTC),
+            },
         )
-        .returning(IdempotencyKey.id)
-    )
+    ).scalar()
     if inserted is None:
         return await _existing(
             session, principal.account.id, CallOrigin.SINGLE_INGEST, submission.external_id, request_hash
@@ -139,7 +162,7 @@ async def accept_single_call(
         for s in submission.signals
     ]
     if signal_rows:
-        await session.execute(insert(CallSignal), signal_rows)
+        await connection.execute(_SIGNAL_INSERT, signal_rows)
     await _insert_custom_data(session, principal, call_id, submission, catalog.custom_fields)
     return AcceptedCall(call_id=call_id, created=True)
 
@@ -154,7 +177,7 @@ async def accept_batch(
         unique.setdefault(submission.external_id, submission)
     now = datetime.now(UTC)
     planned = {key: new_id() for key in unique}
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "account_id": principal.account.id,
             "scope": CallOrigin.BATCH_INGEST,
@@ -167,12 +190,11 @@ async def accept_batch(
     ]
     inserted_keys: set[str] = set()
     # One statement per row keeps RETURNING portable; they share one transaction and round trips are cheap.
+    connection = await session.connection()
+    claim = _claim_key_statement(connection.dialect.name)
     for row in rows:
-        returned = await session.scalar(
-            insert_ignoring_conflicts(session, IdempotencyKey).values(**row).returning(IdempotencyKey.key)
-        )
-        if returned is not None:
-            inserted_keys.add(returned)
+        if (await connection.execute(claim, row)).scalar() is not None:
+            inserted_keys.add(row["key"])
     fresh = [(planned[key], unique[key]) for key in unique if key in inserted_keys]
     for _, submission in fresh:
         submission.organization_id = organization_id
@@ -191,9 +213,7 @@ async def accept_batch(
     return results
 
 
-async def _existing(
-    session: AsyncSession, account_id: str, scope: str, key: str, request_hash: str
-) -> AcceptedCall:
+async def _existing(session: AsyncSession, account_id: str, scope: str, key: str, request_hash: str) -> AcceptedCall:
     row = (
         await session.execute(
             select(IdempotencyKey.call_id, IdempotencyKey.request_hash).where(
@@ -250,7 +270,7 @@ async def _insert_calls(
                 "status_reason": None,
                 "agent": s.agent,
                 "customer": s.customer,
-                "call_metadata": s.metadata,
+                "metadata": s.metadata,
                 "extras": s.extras,
                 "received_at": now,
                 "updated_at": now,
@@ -280,9 +300,10 @@ async def _insert_calls(
                 "created_at": now,
             }
         )
-    await session.execute(insert(Call), call_rows)
-    await session.execute(insert(Job), job_rows)
-    await session.execute(insert(Event), event_rows)
+    connection = await session.connection()
+    await connection.execute(_CALL_INSERT, call_rows)
+    await connection.execute(_JOB_INSERT, job_rows)
+    await connection.execute(_EVENT_INSERT, event_rows)
 
 
 async def _insert_custom_data(
@@ -310,7 +331,7 @@ async def _insert_custom_data(
             }
         )
     if rows:
-        await session.execute(insert(CallCustomData), rows)
+        await (await session.connection()).execute(_CUSTOM_DATA_INSERT, rows)
 
 
 def require_no_problems(problems: list[str]) -> None:

@@ -172,9 +172,7 @@ async def _flush_unique(session: AsyncSession, what: str) -> None:
 def _check_languages(default_language_code: str, language_codes: Iterable[str]) -> None:
     for code in [default_language_code, *language_codes]:
         if code not in SUPPORTED_LANGUAGE_CODES:
-            raise InvalidInput(
-                f"language code {code!r} is not supported ({', '.join(SUPPORTED_LANGUAGE_CODES)})"
-            )
+            raise InvalidInput(f"language code {code!r} is not supported ({', '.join(SUPPORTED_LANGUAGE_CODES)})")
 
 
 def _check_time_zone(time_zone: str) -> None:
@@ -285,9 +283,7 @@ async def find_organization(
 async def list_organizations(*, session: AsyncSession, account_id: str) -> list[Organization]:
     return list(
         await session.scalars(
-            select(Organization)
-            .where(Organization.account_id == account_id)
-            .order_by(Organization.created_at)
+            select(Organization).where(Organization.account_id == account_id).order_by(Organization.created_at)
         )
     )
 
@@ -320,9 +316,7 @@ async def create_campaign(
 
 async def list_campaigns(*, session: AsyncSession, account_id: str) -> list[Campaign]:
     return list(
-        await session.scalars(
-            select(Campaign).where(Campaign.account_id == account_id).order_by(Campaign.created_at)
-        )
+        await session.scalars(select(Campaign).where(Campaign.account_id == account_id).order_by(Campaign.created_at))
     )
 
 
@@ -354,9 +348,7 @@ async def create_signal_definition(
 async def list_signal_definitions(*, session: AsyncSession, account_id: str) -> list[SignalDefinition]:
     return list(
         await session.scalars(
-            select(SignalDefinition)
-            .where(SignalDefinition.account_id == account_id)
-            .order_by(SignalDefinition.name)
+            select(SignalDefinition).where(SignalDefinition.account_id == account_id).order_by(SignalDefinition.name)
         )
     )
 
@@ -381,9 +373,7 @@ async def create_custom_data_field(
 async def list_custom_data_fields(*, session: AsyncSession, account_id: str) -> list[CustomDataField]:
     return list(
         await session.scalars(
-            select(CustomDataField)
-            .where(CustomDataField.account_id == account_id)
-            .order_by(CustomDataField.api_name)
+            select(CustomDataField).where(CustomDataField.account_id == account_id).order_by(CustomDataField.api_name)
         )
     )
 
@@ -421,9 +411,7 @@ async def revoke_token(*, session: AsyncSession, account_id: str, token_id: str)
 
 async def list_tokens(*, session: AsyncSession, account_id: str) -> list[ApiToken]:
     return list(
-        await session.scalars(
-            select(ApiToken).where(ApiToken.account_id == account_id).order_by(ApiToken.created_at)
-        )
+        await session.scalars(select(ApiToken).where(ApiToken.account_id == account_id).order_by(ApiToken.created_at))
     )
 
 
@@ -455,6 +443,4 @@ async def create_recording_auth_config(
 
 
 async def list_recording_auth_configs(*, session: AsyncSession, account_id: str) -> list[RecordingAuthConfig]:
-    return list(
-        await session.scalars(select(RecordingAuthConfig).where(RecordingAuthConfig.account_id == account_id))
-    )
+    return list(await session.scalars(select(RecordingAuthConfig).where(RecordingAuthConfig.account_id == account_id)))

@@ -27,7 +27,7 @@ from callplane.surfaces.context import ContextDep, SessionDep
 from callplane.surfaces.http import bearer_token
 
 
-def require_admin(request: Request, context: ContextDep) -> None:
+async def require_admin(request: Request, context: ContextDep) -> None:
     token = bearer_token(request) or ""
     if not hmac.compare_digest(token.encode(), context.admin_token.encode()):
         raise HTTPException(401, "invalid or missing admin token", headers={"WWW-Authenticate": "Bearer"})
@@ -252,9 +252,7 @@ async def create_campaign(
 ) -> dict[str, Any]:
     try:
         async with session.begin():
-            campaign = await tenancy.create_campaign(
-                session=session, account_id=account_id, **body.model_dump()
-            )
+            campaign = await tenancy.create_campaign(session=session, account_id=account_id, **body.model_dump())
     except CallplaneError as error:
         raise _fail(error) from error
     context.lookups.invalidate()
@@ -264,9 +262,7 @@ async def create_campaign(
 @router.get("/accounts/{account_id}/campaigns")
 async def list_campaigns(account_id: str, session: SessionDep) -> dict[str, Any]:
     return {
-        "campaigns": [
-            campaign_out(c) for c in await tenancy.list_campaigns(session=session, account_id=account_id)
-        ]
+        "campaigns": [campaign_out(c) for c in await tenancy.list_campaigns(session=session, account_id=account_id)]
     }
 
 
@@ -297,9 +293,7 @@ async def create_custom_data_field(
 ) -> dict[str, Any]:
     try:
         async with session.begin():
-            field = await tenancy.create_custom_data_field(
-                session=session, account_id=account_id, **body.model_dump()
-            )
+            field = await tenancy.create_custom_data_field(session=session, account_id=account_id, **body.model_dump())
     except CallplaneError as error:
         raise _fail(error) from error
     context.lookups.invalidate()
@@ -327,15 +321,11 @@ async def issue_token(account_id: str, body: TokenIn, session: SessionDep) -> di
 
 @router.get("/accounts/{account_id}/tokens")
 async def list_tokens(account_id: str, session: SessionDep) -> dict[str, Any]:
-    return {
-        "tokens": [token_out(t) for t in await tenancy.list_tokens(session=session, account_id=account_id)]
-    }
+    return {"tokens": [token_out(t) for t in await tenancy.list_tokens(session=session, account_id=account_id)]}
 
 
 @router.delete("/accounts/{account_id}/tokens/{token_id}")
-async def revoke_token(
-    account_id: str, token_id: str, context: ContextDep, session: SessionDep
-) -> dict[str, Any]:
+async def revoke_token(account_id: str, token_id: str, context: ContextDep, session: SessionDep) -> dict[str, Any]:
     try:
         async with session.begin():
             token = await tenancy.revoke_token(session=session, account_id=account_id, token_id=token_id)

@@ -56,9 +56,7 @@ async def list_calls(
     started_before: datetime | None = None,
     received_after: datetime | None = None,
     received_before: datetime | None = None,
-    phone_number: Annotated[
-        str | None, Query(description="matches the calling, called or contact number")
-    ] = None,
+    phone_number: Annotated[str | None, Query(description="matches the calling, called or contact number")] = None,
     campaign: Annotated[str | None, Query(description="campaign id or its id from network")] = None,
     status: str | None = None,
     external_id: str | None = None,

@@ -40,9 +40,7 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _string(
-    errors: _Collector, container: dict[str, Any], path: str, name: str, *, required: bool
-) -> str | None:
+def _string(errors: _Collector, container: dict[str, Any], path: str, name: str, *, required: bool) -> str | None:
     value = container.get(name)
     if _is_blank(value):
         if required:
@@ -116,9 +114,7 @@ def _parse_item(errors: _Collector, item: Any, path: str) -> CallSubmission | No
         if not isinstance(callback, str):
             errors.add(f"{path}.callback_url", "callback_url must be a URL address")
         else:
-            submission.callback_url = _url(
-                errors, callback, f"{path}.callback_url", "callback_url", https_only=True
-            )
+            submission.callback_url = _url(errors, callback, f"{path}.callback_url", "callback_url", https_only=True)
     submission.metadata = _parse_metadata(errors, item.get("metadata"), f"{path}.metadata")
     submission.custom_data = _parse_custom_fields(errors, item.get("custom_fields"), f"{path}.custom_fields")
     submission.extras = {key: value for key, value in item.items() if key not in KNOWN_ITEM_FIELDS}
@@ -152,9 +148,7 @@ def _parse_call(errors: _Collector, call: Any, path: str, submission: CallSubmis
     contact = _string(errors, call, path, "contact_number", required=True)
     if contact is not None:
         if not is_e164(contact.strip()):
-            errors.add(
-                f"{path}.contact_number", "contact_number must be a valid phone number in E.164 format"
-            )
+            errors.add(f"{path}.contact_number", "contact_number must be a valid phone number in E.164 format")
         else:
             submission.contact_e164 = contact.strip()
 

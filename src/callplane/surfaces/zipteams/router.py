@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from callplane.core.ingestion import service as ingestion
 from callplane.core.tenancy.models import AccountKind, OrganizationKind
 from callplane.core.tenancy.service import find_organization
-from callplane.surfaces.context import ContextDep, SessionDep
+from callplane.surfaces.context import app_context
 from callplane.surfaces.http import BodyTooLarge, JsonBodyError, bearer_token, json_response, read_json
 from callplane.surfaces.zipteams.mapping import parse_batch
 
@@ -21,8 +21,9 @@ def _failure(status_code: int, message: str, headers: dict[str, str] | None = No
 
 @router.post("/partner/ingest/batch-call")
 @router.post("/api/v1/partner/ingest/batch-call", include_in_schema=False)
-async def ingest_batch(request: Request, context: ContextDep, session: SessionDep) -> Response:
+async def ingest_batch(request: Request) -> Response:
     """Submit up to 50 finished calls; each is processed asynchronously and at most once."""
+    context = app_context(request)
     settings = context.settings
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.batch_max_body_bytes:
@@ -31,7 +32,7 @@ async def ingest_batch(request: Request, context: ContextDep, session: SessionDe
     partner_header = request.headers.get("x-partner-id", "").strip()
     tenant_header = request.headers.get("x-tenant-id", "").strip()
     sub_tenant_header = request.headers.get("x-sub-tenant-id", "").strip()
-    async with session.begin():
+    async with context.sessions() as session, session.begin():
         principal = await context.lookups.principal_for_token(session, token) if token else None
         if (
             principal is None

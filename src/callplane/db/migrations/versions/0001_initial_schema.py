@@ -48,15 +48,11 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_custom_data_fields")),
-        sa.UniqueConstraint(
-            "account_id", "api_name_key", name=op.f("uq_custom_data_fields_account_id_api_name_key")
-        ),
+        sa.UniqueConstraint("account_id", "api_name_key", name=op.f("uq_custom_data_fields_account_id_api_name_key")),
     )
     op.create_table(
         "events",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("account_id", sa.String(length=36), nullable=False),
         sa.Column("call_id", sa.String(length=36), nullable=True),
         sa.Column("type", sa.String(length=64), nullable=False),
@@ -72,9 +68,7 @@ def upgrade() -> None:
 
     op.create_table(
         "idempotency_keys",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("account_id", sa.String(length=36), nullable=False),
         sa.Column("scope", sa.String(length=32), nullable=False),
         sa.Column("key", sa.String(length=255), nullable=False),
@@ -88,9 +82,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotency_keys")),
-        sa.UniqueConstraint(
-            "account_id", "scope", "key", name=op.f("uq_idempotency_keys_account_id_scope_key")
-        ),
+        sa.UniqueConstraint("account_id", "scope", "key", name=op.f("uq_idempotency_keys_account_id_scope_key")),
     )
     op.create_table(
         "organizations",
@@ -314,9 +306,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["account_id"], ["accounts.id"], name=op.f("fk_jobs_account_id_accounts"), ondelete="CASCADE"
         ),
-        sa.ForeignKeyConstraint(
-            ["call_id"], ["calls.id"], name=op.f("fk_jobs_call_id_calls"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["call_id"], ["calls.id"], name=op.f("fk_jobs_call_id_calls"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:

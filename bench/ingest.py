@@ -1,0 +1,218 @@
+"""Ingestion throughput and latency over loopback, on SQLite and PostgreSQL.
+
+Starts `callplane serve` as a real process, creates a demo tenant, then drives it with wrk (a C load
+generator, on the same 2-core machine): single calls at several connection counts, and 50-call batches.
+Every request carries a fresh external id, so each one is a real insert (call + key + job + event).
+
+    .venv/bin/python bench/ingest.py [--duration 15] [--workers 2] [--backends sqlite,postgresql]
+
+Needs `wrk` (apt-get install wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CALLPLANE = [sys.executable, "-m", "callplane"]
+
+SINGLE_LUA = r"""
+local prefix = "%(prefix)s"
+local thread_count = 0
+setup = function(thread) thread:set("tid", thread_count); thread_count = thread_count + 1 end
+local counter = 0
+local headers = {["Content-Type"] = "application/json", ["Authorization"] = "%(token)s"}
+request = function()
+  counter = counter + 1
+  local body = '{"call": {"external_call_unique_id": "' .. prefix .. "-" .. tid .. "-" .. counter ..
+    '", "start_time": "2022-03-25 09:31:29", "destination_phone_number": 9093900003, ' ..
+    '"calling_phone_number": 8779257384, "advertiser_campaign_id_from_network": %(campaign)s, ' ..
+    '"call_direction": "inbound", "recording_url": "https://example.com/r.wav"}, ' ..
+    '"signals": [{"name": "Sale", "value": "yes"}], "custom_data": [{"name": "account_type", "value": "gold"}]}'
+  return wrk.format("POST", "/api/2022-03-01/calls.json", headers, body)
+end
+done = function(summary, latency, requests)
+  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p90_us": %%d, ' ..
+    '"p99_us": %%d, "max_us": %%d, "bad_status": %%d, "socket_errors": %%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write +
+    summary.errors.timeout))
+end
+"""
+
+BATCH_LUA = r"""
+local prefix = "%(prefix)s"
+local thread_count = 0
+setup = function(thread) thread:set("tid", thread_count); thread_count = thread_count + 1 end
+local counter = 0
+local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(token)s",
+  ["x-partner-id"] = "123", ["x-tenant-id"] = "tenant1", ["x-sub-tenant-id"] = "subtenant1"}
+request = function()
+  counter = counter + 1
+  local items = {}
+  for i = 1, 50 do
+    items[i] = '{"call": {"id": "' .. prefix .. "-" .. tid .. "-" .. counter .. "-" .. i ..
+      '", "recording_url": "https://example.com/r.mp3", "start_time": "2023-01-01T10:00:00Z", ' ..
+      '"end_time": "2023-01-01T10:30:00Z", "contact_number": "+1234567890"}, ' ..
+      '"agent": {"id": "a1", "email": "agent@example.com", "name": "John Doe"}, ' ..
+      '"customer": {"id": "c1", "name": "Jane Smith"}, "callback_url": "https://partner.example.com/cb", ' ..
+      '"metadata": {"campaign": "Q1", "source": "Website"}}'
+  end
+  return wrk.format("POST", "/partner/ingest/batch-call", headers, '{"data": [' .. table.concat(items, ",") .. ']}')
+end
+done = function(summary, latency, requests)
+  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p90_us": %%d, ' ..
+    '"p99_us": %%d, "max_us": %%d, "bad_status": %%d, "socket_errors": %%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write +
+    summary.errors.timeout))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def create_postgres_database() -> tuple[str, str]:
+    name = f"callplane_bench_{secrets.token_hex(4)}"
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f'CREATE DATABASE "{name}"'], check=True)
+    return name, f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_postgres_database(name: str) -> None:
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f'DROP DATABASE "{name}" WITH (FORCE)'], check=False
+    )
+
+
+def run_wrk(lua: str, port: int, connections: int, duration: int, threads: int = 1) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(lua)
+    try:
+        output = subprocess.run(
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{duration}s",
+                "--timeout",
+                "10s",
+                "-s",
+                script.name,
+                f"http://127.0.0.1:{port}",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    result: dict[str, float] = json.loads(line[len("RESULT ") :])
+    result["per_second"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def bench_backend(backend: str, args: argparse.Namespace) -> list[dict[str, object]]:
+    data_dir = Path(tempfile.mkdtemp(prefix="callplane-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPLANE_")}
+    # The per-partner rate limit (120 batches a minute by default) would cap the batch runs.
+    env |= {
+        "CALLPLANE_DATA_DIR": str(data_dir),
+        "CALLPLANE_LOG_LEVEL": "WARNING",
+        "CALLPLANE_BATCH_RATE_LIMIT_PER_MINUTE": "100000000",
+    }
+    database = None
+    if backend == "postgresql":
+        database, url = create_postgres_database()
+        env["CALLPLANE_DATABASE_URL"] = url
+    port = free_port()
+    server = subprocess.Popen(
+        [*CALLPLANE, "serve", "--port", str(port), "--workers", str(args.workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rows: list[dict[str, object]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.2)
+        demo = json.loads(subprocess.run([*CALLPLANE, "demo-setup"], env=env, check=True, capture_output=True).stdout)
+        values = {
+            "token": demo["invoca"]["oauth_token"],
+            "campaign": demo["invoca"]["advertiser_campaign_id_from_network"],
+        }
+        run_wrk(SINGLE_LUA % (values | {"prefix": "warm"}), port, 8, 3)  # warm caches and pools
+        for connections in args.connections:
+            result = run_wrk(SINGLE_LUA % (values | {"prefix": secrets.token_hex(4)}), port, connections, args.duration)
+            rows.append({"backend": backend, "test": "single call", "connections": connections} | result)
+        batch_values = {"token": demo["batch"]["token"]}
+        for connections in (1, 4):
+            result = run_wrk(
+                BATCH_LUA % (batch_values | {"prefix": secrets.token_hex(4)}), port, connections, args.duration
+            )
+            rows.append({"backend": backend, "test": "50-call batch", "connections": connections} | result)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        if database:
+            drop_postgres_database(database)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--workers", type=int, default=2, help="API worker processes")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--connections", default="8,32", help="comma-separated wrk connection counts")
+    args = parser.parse_args()
+    args.connections = [int(c) for c in args.connections.split(",")]
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    print(
+        f"machine: {os.cpu_count()} cores; API workers: {args.workers}; wrk on the same machine; "
+        f"{args.duration}s per run"
+    )
+    print(
+        f"{'backend':<11} {'test':<14} {'conns':>5} {'req/s':>8} {'calls/s':>8} {'p50 ms':>7} {'p90 ms':>7} "
+        f"{'p99 ms':>7} {'non-2xx':>7}"
+    )
+    for backend in args.backends.split(","):
+        for row in bench_backend(backend, args):
+            calls = row["per_second"] * (50 if row["test"] == "50-call batch" else 1)  # type: ignore[operator]
+            print(
+                f"{row['backend']:<11} {row['test']:<14} {row['connections']:>5} {row['per_second']:>8.0f} "
+                f"{calls:>8.0f} {row['p50_us'] / 1000:>7.1f} {row['p90_us'] / 1000:>7.1f} "  # type: ignore[operator]
+                f"{row['p99_us'] / 1000:>7.1f} {row['bad_status']:>7}",
+                flush=True,
+            )  # type: ignore[operator]
+
+
+if __name__ == "__main__":
+    main()
