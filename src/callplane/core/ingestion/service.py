@@ -8,20 +8,17 @@ would dominate it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.calls.models import (
-    Call,
-    CallCustomData,
     CallOrigin,
-    CallSignal,
     CallStatus,
     IdempotencyKey,
 )
-from callplane.core.events.models import Event
+from callplane.core.ingestion import statements
 from callplane.core.ingestion.errors import (
     CampaignNotAccessible,
     CampaignNotExternal,
@@ -29,38 +26,14 @@ from callplane.core.ingestion.errors import (
     ExternalIdReused,
 )
 from callplane.core.ingestion.schemas import AcceptedCall, CallSubmission
-from callplane.core.jobs.models import Job, JobKind, JobStatus
+from callplane.core.jobs.models import JobKind, JobStatus
 from callplane.core.tenancy.models import CampaignKind
 from callplane.core.tenancy.schemas import CampaignInfo, Principal
 from callplane.core.tenancy.service import SUPPORTED_LANGUAGE_CODES, TenancyLookups
-from callplane.db.base import Base, new_id
-from callplane.db.sql import insert_ignoring_conflicts
+from callplane.db.base import new_id
 from callplane.errors import InvalidInput
 
 CALL_RECEIVED = "call.received"
-
-
-def _table(model: type[Base]) -> Table:
-    return cast(Table, model.__table__)
-
-
-# Statements built once: Core inserts on table objects skip the ORM's per-call bulk machinery, and a
-# statement object reused with bound parameters hits SQLAlchemy's compiled cache without rebuilding.
-_CALL_INSERT = insert(_table(Call))
-_JOB_INSERT = insert(_table(Job))
-_EVENT_INSERT = insert(_table(Event))
-_SIGNAL_INSERT = insert(_table(CallSignal))
-_CUSTOM_DATA_INSERT = insert(_table(CallCustomData))
-_CLAIM_KEY: dict[str, Any] = {}
-
-
-def _claim_key_statement(dialect_name: str) -> Any:
-    """INSERT the idempotency key unless it exists; RETURNING says whether this request won."""
-    if dialect_name not in _CLAIM_KEY:
-        _CLAIM_KEY[dialect_name] = insert_ignoring_conflicts(dialect_name, _table(IdempotencyKey)).returning(
-            _table(IdempotencyKey).c.call_id
-        )
-    return _CLAIM_KEY[dialect_name]
 
 
 async def check_campaign(
@@ -120,32 +93,18 @@ async def accept_single_call(
     catalog = await lookups.catalog(session, principal.account.id)
     request_hash = submission.content_hash()
     call_id = new_id()
-    connection = await session.connection()
-    inserted = (
-        await connection.execute(
-            _claim_key_statement(connection.dialect.name),
-            {
-                "account_id": principal.account.id,
-                "scope": CallOrigin.SINGLE_INGEST,
-                "key": submission.external_id,
-                "request_hash": request_hash,
-                "call_id": call_id,
-                "created_at": datetime.now(UTC),
-            },
-        )
-    ).scalar()
-    if inserted is None:
-        return await _existing(
-            session, principal.account.id, CallOrigin.SINGLE_INGEST, submission.external_id, request_hash
-        )
+    now = datetime.now(UTC)
+    key_row = {
+        "account_id": principal.account.id,
+        "scope": CallOrigin.SINGLE_INGEST,
+        "key": submission.external_id,
+        "request_hash": request_hash,
+        "call_id": call_id,
+        "created_at": now,
+    }
     language = submission.language_code or principal.account.default_language_code or "en-US"
-    await _insert_calls(
-        session,
-        principal,
-        [(call_id, submission)],
-        origin=CallOrigin.SINGLE_INGEST,
-        campaign=campaign,
-        language=language,
+    call_row, job_row, event_row = _call_rows(
+        principal, call_id, submission, origin=CallOrigin.SINGLE_INGEST, campaign=campaign, language=language, now=now
     )
     signal_rows = [
         {
@@ -157,14 +116,59 @@ async def accept_single_call(
             "value": s.value,
             "source": "submitted",
             "evidence": {},
-            "created_at": datetime.now(UTC),
+            "created_at": now,
         }
         for s in submission.signals
     ]
-    if signal_rows:
-        await connection.execute(_SIGNAL_INSERT, signal_rows)
-    await _insert_custom_data(session, principal, call_id, submission, catalog.custom_fields)
+    custom_rows = _custom_data_rows(principal, call_id, submission, catalog.custom_fields, now)
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        inserted = (
+            await connection.execute(*_bundle(key_row, call_row, job_row, event_row, signal_rows, custom_rows))
+        ).scalar()
+    else:
+        inserted = (await connection.execute(statements.claim_key(connection.dialect.name), key_row)).scalar()
+        if inserted is not None:
+            await connection.execute(statements.CALL_INSERT, [call_row])
+            await connection.execute(statements.JOB_INSERT, [job_row])
+            await connection.execute(statements.EVENT_INSERT, [event_row])
+            if signal_rows:
+                await connection.execute(statements.SIGNAL_INSERT, signal_rows)
+            if custom_rows:
+                await connection.execute(statements.CUSTOM_DATA_INSERT, custom_rows)
+    if inserted is None:
+        return await _existing(
+            session, principal.account.id, CallOrigin.SINGLE_INGEST, submission.external_id, request_hash
+        )
     return AcceptedCall(call_id=call_id, created=True)
+
+
+def _bundle(
+    key_row: dict[str, Any],
+    call_row: dict[str, Any],
+    job_row: dict[str, Any],
+    event_row: dict[str, Any],
+    signal_rows: list[dict[str, Any]],
+    custom_rows: list[dict[str, Any]],
+) -> tuple[Any, dict[str, Any]]:
+    statement = statements.accept_call_bundle(
+        tuple(key_row),
+        tuple(call_row),
+        tuple(job_row),
+        tuple(event_row),
+        tuple(signal_rows[0]) if signal_rows else (),
+        tuple(custom_rows[0]) if custom_rows else (),
+        len(signal_rows),
+        len(custom_rows),
+    )
+    parameters: dict[str, Any] = {}
+    for prefix, row in (("k_", key_row), ("c_", call_row), ("j_", job_row), ("e_", event_row)):
+        parameters.update({prefix + name: value for name, value in row.items()})
+    for index, row in enumerate(signal_rows):
+        parameters.update({f"s{index}_{name}": value for name, value in row.items()})
+    for index, row in enumerate(custom_rows):
+        parameters.update({f"d{index}_{name}": value for name, value in row.items()})
+    return statement, parameters
 
 
 async def accept_batch(
@@ -191,7 +195,7 @@ async def accept_batch(
     inserted_keys: set[str] = set()
     # One statement per row keeps RETURNING portable; they share one transaction and round trips are cheap.
     connection = await session.connection()
-    claim = _claim_key_statement(connection.dialect.name)
+    claim = statements.claim_key(connection.dialect.name)
     for row in rows:
         if (await connection.execute(claim, row)).scalar() is not None:
             inserted_keys.add(row["key"])
@@ -228,6 +232,72 @@ async def _existing(session: AsyncSession, account_id: str, scope: str, key: str
     return AcceptedCall(call_id=row.call_id, created=False)
 
 
+def _call_rows(
+    principal: Principal,
+    call_id: str,
+    s: CallSubmission,
+    *,
+    origin: CallOrigin,
+    campaign: CampaignInfo | None,
+    language: str,
+    now: datetime,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The call, its processing job and its call.received event, as rows."""
+    account_id = principal.account.id
+    duration_ms = None
+    if s.started_at and s.ended_at:
+        duration_ms = int((s.ended_at - s.started_at).total_seconds() * 1000)
+    call_row = {
+        "id": call_id,
+        "account_id": account_id,
+        "organization_id": campaign.organization_id if campaign else s.organization_id,
+        "campaign_id": campaign.id if campaign else None,
+        "origin": origin,
+        "external_id": s.external_id,
+        "direction": s.direction,
+        "from_e164": s.from_e164,
+        "to_e164": s.to_e164,
+        "contact_e164": s.contact_e164,
+        "started_at": s.started_at,
+        "ended_at": s.ended_at,
+        "duration_ms": duration_ms,
+        "language_code": s.language_code or language,
+        "recording_url": s.recording_url,
+        "recording_filename": s.recording_filename,
+        "recording_auth_config_id": s.recording_auth_config_id,
+        "callback_url": s.callback_url,
+        "status": CallStatus.QUEUED,
+        "status_reason": None,
+        "agent": s.agent,
+        "customer": s.customer,
+        "metadata": s.metadata,
+        "extras": s.extras,
+        "received_at": now,
+        "updated_at": now,
+    }
+    job_row = {
+        "id": new_id(),
+        "account_id": account_id,
+        "call_id": call_id,
+        "kind": JobKind.PROCESS_CALL,
+        "stage": None,
+        "status": JobStatus.QUEUED,
+        "attempts": 0,
+        "max_attempts": 5,
+        "run_after": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+    event_row = {
+        "account_id": account_id,
+        "call_id": call_id,
+        "type": CALL_RECEIVED,
+        "payload": {"call_id": call_id, "external_id": s.external_id, "origin": str(origin)},
+        "created_at": now,
+    }
+    return call_row, job_row, event_row
+
+
 async def _insert_calls(
     session: AsyncSession,
     principal: Principal,
@@ -238,81 +308,23 @@ async def _insert_calls(
     language: str,
 ) -> None:
     now = datetime.now(UTC)
-    account_id = principal.account.id
-    call_rows: list[dict[str, Any]] = []
-    job_rows: list[dict[str, Any]] = []
-    event_rows: list[dict[str, Any]] = []
-    for call_id, s in calls:
-        duration_ms = None
-        if s.started_at and s.ended_at:
-            duration_ms = int((s.ended_at - s.started_at).total_seconds() * 1000)
-        call_rows.append(
-            {
-                "id": call_id,
-                "account_id": account_id,
-                "organization_id": campaign.organization_id if campaign else s.organization_id,
-                "campaign_id": campaign.id if campaign else None,
-                "origin": origin,
-                "external_id": s.external_id,
-                "direction": s.direction,
-                "from_e164": s.from_e164,
-                "to_e164": s.to_e164,
-                "contact_e164": s.contact_e164,
-                "started_at": s.started_at,
-                "ended_at": s.ended_at,
-                "duration_ms": duration_ms,
-                "language_code": s.language_code or language,
-                "recording_url": s.recording_url,
-                "recording_filename": s.recording_filename,
-                "recording_auth_config_id": s.recording_auth_config_id,
-                "callback_url": s.callback_url,
-                "status": CallStatus.QUEUED,
-                "status_reason": None,
-                "agent": s.agent,
-                "customer": s.customer,
-                "metadata": s.metadata,
-                "extras": s.extras,
-                "received_at": now,
-                "updated_at": now,
-            }
-        )
-        job_rows.append(
-            {
-                "id": new_id(),
-                "account_id": account_id,
-                "call_id": call_id,
-                "kind": JobKind.PROCESS_CALL,
-                "stage": None,
-                "status": JobStatus.QUEUED,
-                "attempts": 0,
-                "max_attempts": 5,
-                "run_after": now,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        event_rows.append(
-            {
-                "account_id": account_id,
-                "call_id": call_id,
-                "type": CALL_RECEIVED,
-                "payload": {"call_id": call_id, "external_id": s.external_id, "origin": origin},
-                "created_at": now,
-            }
-        )
+    rows = [
+        _call_rows(principal, call_id, s, origin=origin, campaign=campaign, language=language, now=now)
+        for call_id, s in calls
+    ]
     connection = await session.connection()
-    await connection.execute(_CALL_INSERT, call_rows)
-    await connection.execute(_JOB_INSERT, job_rows)
-    await connection.execute(_EVENT_INSERT, event_rows)
+    await connection.execute(statements.CALL_INSERT, [row[0] for row in rows])
+    await connection.execute(statements.JOB_INSERT, [row[1] for row in rows])
+    await connection.execute(statements.EVENT_INSERT, [row[2] for row in rows])
 
 
-async def _insert_custom_data(
-    session: AsyncSession,
+def _custom_data_rows(
     principal: Principal,
     call_id: str,
     submission: CallSubmission,
     known_fields: dict[str, tuple[str, str]] | None,
-) -> None:
+    now: datetime,
+) -> list[dict[str, Any]]:
     rows = []
     for item in submission.custom_data:
         field_id, name = (None, item.name)
@@ -327,11 +339,22 @@ async def _insert_custom_data(
                 "name": name,
                 "value": item.value,
                 "source": "submitted",
-                "created_at": datetime.now(UTC),
+                "created_at": now,
             }
         )
+    return rows
+
+
+async def _insert_custom_data(
+    session: AsyncSession,
+    principal: Principal,
+    call_id: str,
+    submission: CallSubmission,
+    known_fields: dict[str, tuple[str, str]] | None,
+) -> None:
+    rows = _custom_data_rows(principal, call_id, submission, known_fields, datetime.now(UTC))
     if rows:
-        await (await session.connection()).execute(_CUSTOM_DATA_INSERT, rows)
+        await (await session.connection()).execute(statements.CUSTOM_DATA_INSERT, rows)
 
 
 def require_no_problems(problems: list[str]) -> None:
