@@ -1,6 +1,6 @@
 """Every model in one place, so the metadata (and Alembic) sees the whole schema."""
 
-from callplane.core.calls.models import Call, CallCustomData, CallSignal, IdempotencyKey
+from callplane.core.calls.models import Call, CallCustomData, CallRecording, CallSignal, IdempotencyKey
 from callplane.core.events.models import Event
 from callplane.core.jobs.models import Job
 from callplane.core.tenancy.models import (
@@ -12,6 +12,7 @@ from callplane.core.tenancy.models import (
     RecordingAuthConfig,
     SignalDefinition,
 )
+from callplane.core.webhooks.models import Delivery, WebhookEndpoint
 from callplane.db.base import Base
 
 __all__ = [
@@ -20,13 +21,16 @@ __all__ = [
     "Base",
     "Call",
     "CallCustomData",
+    "CallRecording",
     "CallSignal",
     "Campaign",
     "CustomDataField",
+    "Delivery",
     "Event",
     "IdempotencyKey",
     "Job",
     "Organization",
     "RecordingAuthConfig",
     "SignalDefinition",
+    "WebhookEndpoint",
 ]

@@ -114,3 +114,22 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("account_id", "scope", "key"),)
+
+
+class CallRecording(Base):
+    """The normalized recording of a call (8 kHz MP3) and what was measured while making it."""
+
+    __tablename__ = "call_recordings"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True)
+    account_id: Mapped[str] = mapped_column(String(36))
+    storage_key: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(String(64), default="audio/mpeg")
+    size_bytes: Mapped[int]
+    duration_ms: Mapped[int]
+    sample_rate: Mapped[int]
+    channels: Mapped[int]
+    original: Mapped[dict[str, Any]] = mapped_column(default=dict)  # format, codec, rate, channels
+    levels: Mapped[list[Any]] = mapped_column(default=list)  # per channel: rms dBFS, silence ratio
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

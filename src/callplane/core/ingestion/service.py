@@ -284,6 +284,7 @@ def _call_rows(
         "status": JobStatus.QUEUED,
         "attempts": 0,
         "max_attempts": 5,
+        "history": [],
         "run_after": now,
         "created_at": now,
         "updated_at": now,

@@ -1,0 +1,1 @@
+"""Outgoing notifications: webhook endpoints and the delivery outbox."""
