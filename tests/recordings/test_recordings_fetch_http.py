@@ -9,6 +9,7 @@ import ssl
 from pathlib import Path
 
 import pytest
+from recordings_support import SECRET, AudioFiles, RecordingServer
 
 from callplane.core.recordings.errors import (
     AccessDenied,
@@ -25,7 +26,6 @@ from callplane.core.recordings.errors import (
 )
 from callplane.core.recordings.fetch import FetchLimits, FetchResult, HttpAuth, HttpAuthMethod, fetch_http
 from callplane.core.recordings.targets import TargetPolicy
-from conftest import SECRET, AudioFiles, RecordingServer
 
 LOOPBACK = TargetPolicy.from_config(["127.0.0.1/32"])
 

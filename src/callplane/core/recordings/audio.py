@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import math
 import os
 import secrets
@@ -90,7 +89,7 @@ def _describe_unknown(path: Path, head: bytes) -> str:
     if text.startswith((b"{", b"[")):
         return "the file is JSON text, not audio; the URL probably points at an API response, not the recording"
     try:
-        with open(path, "rb") as handle, av.open(io.BufferedReader(handle), metadata_errors="ignore") as container:
+        with open(path, "rb") as handle, av.open(handle, metadata_errors="ignore") as container:
             kinds = ", ".join(f"{s.type} {s.codec_context.name}" for s in container.streams) or "no streams"
             name = container.format.long_name or container.format.name
             return f"the file is {name} ({kinds}); supported formats are {SUPPORTED}"
@@ -162,7 +161,24 @@ class _LevelMeter:
         return tuple(out)
 
 
-def _open_checked(source: Path) -> tuple[RecordingFormat, Any]:
+def _wav_shortfall(source: Path, head: bytes) -> int:
+    """Bytes the WAV ``data`` chunk declares but the file does not hold (a cut-off download or copy).
+
+    FFmpeg quietly clamps a WAV's duration to what is there, so this reads the chunk table itself. Streamed
+    WAVs declare 0 or 0xFFFFFFFF ("unknown"); those are never called truncated.
+    """
+    offset = 12
+    while offset + 8 <= len(head):
+        chunk_id, size = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
+        if chunk_id == b"data":
+            if size in (0, 0xFFFFFFFF) or head[:4] != b"RIFF":
+                return 0
+            return max(0, size - (source.stat().st_size - offset - 8))
+        offset += 8 + size + (size & 1)
+    return 0
+
+
+def _open_checked(source: Path) -> tuple[RecordingFormat, Any, bytes]:
     try:
         with open(source, "rb") as handle:
             head = handle.read(_SNIFF_BYTES)
@@ -177,7 +193,7 @@ def _open_checked(source: Path) -> tuple[RecordingFormat, Any]:
         container = av.open(str(source), format=_DEMUXER[fmt], metadata_errors="ignore")
     except (av.FFmpegError, ValueError) as exc:
         raise CorruptRecording(f"the recording looks like {fmt.value.upper()} but cannot be read: {exc}") from exc
-    return fmt, container
+    return fmt, container, head
 
 
 def _has_real_video(container: Any) -> bool:
@@ -203,7 +219,8 @@ def normalize_recording(
     the other way round (Invoca: outbound calls). A mono recording is refused when ``require_stereo`` (the
     Invoca rule), otherwise kept mono and reported as single-channel.
     """
-    fmt, container = _open_checked(source)
+    fmt, container, head = _open_checked(source)
+    wav_missing_bytes = _wav_shortfall(source, head) if fmt is RecordingFormat.WAV else 0
     with container:
         if fmt in (RecordingFormat.MP4, RecordingFormat.M4A) and _has_real_video(container):
             raise VideoNotAllowed()
@@ -277,6 +294,9 @@ def normalize_recording(
     truncated = stopped_early is not None or (declared_ms is not None and duration_ms < declared_ms * 0.98 - 100)
     if stopped_early is not None:
         warnings.append(f"decoding stopped early at {duration_ms / 1000:.1f} s: {stopped_early}")
+    elif wav_missing_bytes:
+        truncated = True
+        warnings.append(f"the WAV file is truncated: {wav_missing_bytes} bytes of declared audio are missing")
     elif truncated:
         warnings.append(f"the file declares {declared_ms} ms of audio but holds {duration_ms} ms; it looks truncated")
     return NormalizedRecording(

@@ -576,10 +576,11 @@ def _copy_from_drop(folder: DropFolder, filename: str, dest: Path, limits: Fetch
         raise AccessDenied(f"the drop folder file {filename!r} is not readable by callplane") from exc
     except OSError as exc:
         raise InvalidRecordingLocation(f"the drop folder file {filename!r} cannot be opened: {exc.strerror}") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise RecordingNotFound(f"{source} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise RecordingNotFound(f"{source} is not a regular file")
         _too_large_early(info.st_size, limits, source)
         with _Sink(dest, limits.max_bytes, source) as sink:
             while chunk := handle.read(4 * _CHUNK):
