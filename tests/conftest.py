@@ -21,15 +21,18 @@ from callplane.testing.server import (
 ADMIN_TOKEN = "test-admin-token"
 
 
-def _settings(data_dir: Path, database_url: str | None) -> Settings:
-    return Settings(
-        environment="test",
-        data_dir=data_dir,
-        database_url=database_url,
-        admin_token=ADMIN_TOKEN,
-        log_level="WARNING",
-        fetch_allowed_networks=["127.0.0.1/32"],
-    )
+def _settings(data_dir: Path, database_url: str | None, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "environment": "test",
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "admin_token": ADMIN_TOKEN,
+        "log_level": "WARNING",
+        "fetch_allowed_networks": ["127.0.0.1/32"],
+        # The API suites check what was stored; the pipeline suite runs its own server with workers.
+        "workers_enabled": False,
+    }
+    return Settings(**(values | overrides))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

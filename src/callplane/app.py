@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -11,9 +12,15 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import Response
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callplane import __version__
+from callplane.core.pipeline.processing import ProcessingEnvironment
+from callplane.core.pipeline.worker import PipelineWorker
+from callplane.core.recordings.fetch import DropFolder, FetchLimits
+from callplane.core.recordings.storage import LocalRecordingStorage, RecordingStorage
+from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
 from callplane.db.engine import create_engine, create_session_factory
@@ -31,6 +38,7 @@ log = logging.getLogger("callplane.http")
 
 def build_context(settings: Settings) -> AppContext:
     engine = create_engine(settings)
+    data_dir = settings.ensure_data_dir()
     return AppContext(
         settings=settings,
         engine=engine,
@@ -38,6 +46,7 @@ def build_context(settings: Settings) -> AppContext:
         lookups=TenancyLookups(settings.tenancy_cache_seconds),
         secret_box=SecretBox(settings.effective_secret_key()),
         admin_token=settings.effective_admin_token(),
+        storage=LocalRecordingStorage(data_dir / "recordings"),
     )
 
 
@@ -47,7 +56,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        workers = []
+        if settings.workers_enabled:
+            worker = build_pipeline_worker(settings, context.sessions, context.secret_box, context.storage)
+            workers.append(asyncio.create_task(worker.run_forever(stop)))
         yield
+        stop.set()
+        await asyncio.gather(*workers, return_exceptions=True)
         await context.engine.dispose()
 
     app = FastAPI(
@@ -131,6 +147,34 @@ class RequestLogMiddleware:
                     }
                 },
             )
+
+
+def build_pipeline_worker(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    secret_box: SecretBox,
+    storage: RecordingStorage,
+) -> PipelineWorker:
+    """The post-call worker, from settings; used in-process by `serve` and standalone by `callplane worker`."""
+    env = ProcessingEnvironment(
+        sessions=sessions,
+        storage=storage,
+        policy=TargetPolicy.from_config(settings.fetch_allowed_networks, settings.fetch_allowed_hosts),
+        secret_box=secret_box,
+        work_dir=settings.ensure_data_dir() / "work",
+        limits=FetchLimits(
+            max_bytes=settings.recording_max_bytes, total_timeout_s=settings.recording_fetch_timeout_seconds
+        ),
+        drop_folder=DropFolder(settings.recording_drop_dir) if settings.recording_drop_dir else None,
+    )
+    return PipelineWorker(
+        env,
+        concurrency=settings.worker_concurrency,
+        poll_seconds=settings.worker_poll_seconds,
+        lease_seconds=settings.job_lease_seconds,
+        backoff_base_seconds=settings.job_backoff_base_seconds,
+        backoff_cap_seconds=settings.job_backoff_cap_seconds,
+    )
 
 
 def _internal_error(path: str) -> Response:

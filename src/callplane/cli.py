@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -88,6 +89,52 @@ def migrate(revision: str = "head") -> None:
 
     upgrade(_settings(), revision)
     typer.echo("migrations applied")
+
+
+@app.command()
+def worker() -> None:
+    """Run post-call processing workers only (any number, on any machines sharing one PostgreSQL)."""
+    from callplane.app import build_pipeline_worker
+    from callplane.core.recordings.storage import LocalRecordingStorage
+    from callplane.core.tenancy.secrets_box import SecretBox
+    from callplane.db.engine import create_engine, create_session_factory
+    from callplane.db.migrate import upgrade
+    from callplane.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    upgrade(settings)
+
+    async def run() -> None:
+        engine = create_engine(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        pipeline = build_pipeline_worker(
+            settings,
+            create_session_factory(engine),
+            SecretBox(settings.effective_secret_key()),
+            LocalRecordingStorage(settings.ensure_data_dir() / "recordings"),
+        )
+        try:
+            await pipeline.run_forever(stop)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+@app.command("retry-call")
+def retry_call(call_id: str) -> None:
+    """Re-run a failed call from the stage it failed at."""
+    from callplane.core.calls import service
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        call = await service.retry_call(session=session, principal=None, call_id=call_id)
+        return {"id": call.id, "status": call.status}
+
+    _print(_in_transaction(work))
 
 
 @app.command("demo-setup")

@@ -47,6 +47,20 @@ class Settings(BaseSettings):
 
     # Outgoing fetches (recordings, callbacks, webhooks) refuse private targets unless listed here.
     fetch_allowed_networks: list[str] = []
+    fetch_allowed_hosts: list[str] = []
+    recording_max_bytes: int = 1024 * 1024 * 1024
+    recording_fetch_timeout_seconds: float = 600.0
+    # A local folder recordings are dropped into, for calls submitted with recording_filename.
+    recording_drop_dir: Path | None = None
+
+    # Post-call processing: `callplane serve` runs these workers in-process unless disabled.
+    workers_enabled: bool = True
+    worker_concurrency: int = 2
+    worker_poll_seconds: float = 0.5
+    job_lease_seconds: float = 60.0
+    job_max_attempts: int = 5
+    job_backoff_base_seconds: float = 2.0
+    job_backoff_cap_seconds: float = 600.0
 
     @field_validator("fetch_allowed_networks")
     @classmethod

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from callplane.core.recordings.storage import RecordingStorage
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
 from callplane.settings import Settings
@@ -23,6 +24,7 @@ class AppContext:
     lookups: TenancyLookups
     secret_box: SecretBox
     admin_token: str
+    storage: RecordingStorage
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
 
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.calls.errors import CallNotFound
-from callplane.core.calls.models import Call, CallCustomData, CallSignal
+from callplane.core.calls.models import Call, CallCustomData, CallRecording, CallSignal, CallStatus
+from callplane.core.events.models import Event
+from callplane.core.jobs import queue
 from callplane.core.jobs.models import Job
 from callplane.core.tenancy.models import Campaign
 from callplane.core.tenancy.schemas import Principal
-from callplane.errors import InvalidInput
+from callplane.errors import Conflict, InvalidInput
 
 
 @dataclass
@@ -51,7 +53,20 @@ async def call_details(*, session: AsyncSession, call: Call) -> dict[str, Any]:
     custom = await session.scalars(select(CallCustomData).where(CallCustomData.call_id == call.id))
     jobs = await session.scalars(select(Job).where(Job.call_id == call.id).order_by(Job.created_at))
     campaign = await session.get(Campaign, call.campaign_id) if call.campaign_id else None
+    recording = await recording_of(session=session, call=call)
     return {
+        "recording": {
+            "content_type": recording.content_type,
+            "size_bytes": recording.size_bytes,
+            "duration_ms": recording.duration_ms,
+            "sample_rate": recording.sample_rate,
+            "channels": recording.channels,
+            "original": recording.original,
+            "levels": recording.levels,
+            "download_path": f"/v1/calls/{call.id}/recording",
+        }
+        if recording
+        else None,
         "signals": [{"name": s.name, "value": s.value, "source": s.source, "evidence": s.evidence} for s in signals],
         "custom_data": [{"name": c.name, "value": c.value, "source": c.source} for c in custom],
         "jobs": [
@@ -63,6 +78,7 @@ async def call_details(*, session: AsyncSession, call: Call) -> dict[str, Any]:
                 "attempts": j.attempts,
                 "max_attempts": j.max_attempts,
                 "last_error": j.last_error,
+                "history": j.history,
                 "run_after": j.run_after,
                 "updated_at": j.updated_at,
             }
@@ -130,3 +146,41 @@ async def list_calls(
     calls = list(await session.scalars(statement))
     next_cursor = encode_cursor(calls[limit - 1]) if len(calls) > limit else None
     return calls[:limit], next_cursor
+
+
+class CallNotRetryable(Conflict):
+    """Only a failed call can be retried."""
+
+
+async def retry_call(*, session: AsyncSession, principal: Principal | None, call_id: str) -> Call:
+    """Re-run a failed call from the stage it failed at (an operator passes principal=None)."""
+    call = await (
+        get_call(session=session, principal=principal, call_id=call_id) if principal else _get_any(session, call_id)
+    )
+    if call.status != CallStatus.FAILED:
+        raise CallNotRetryable(f"only a failed call can be retried; this one is {call.status}")
+    await queue.requeue_failed(session, call_id=call.id)
+    call.status = CallStatus.QUEUED
+    call.status_reason = None
+    call.updated_at = datetime.now(UTC)
+    session.add(
+        Event(
+            account_id=call.account_id,
+            call_id=call.id,
+            type="call.retry_requested",
+            payload={"call_id": call.id, "external_id": call.external_id},
+        )
+    )
+    await session.flush()
+    return call
+
+
+async def _get_any(session: AsyncSession, call_id: str) -> Call:
+    call = await session.get(Call, call_id)
+    if call is None:
+        raise CallNotFound()
+    return call
+
+
+async def recording_of(*, session: AsyncSession, call: Call) -> CallRecording | None:
+    return await session.scalar(select(CallRecording).where(CallRecording.call_id == call.id))

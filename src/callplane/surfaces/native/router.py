@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response, StreamingResponse
 
 from callplane.core.calls import service as calls
 from callplane.core.calls.errors import CallNotFound
 from callplane.core.calls.models import Call
 from callplane.core.ingestion.phones import PhoneNumberError, normalize_phone
 from callplane.errors import InvalidInput
-from callplane.surfaces.context import SessionDep
+from callplane.surfaces.context import ContextDep, SessionDep
 from callplane.surfaces.native.auth import PrincipalDep
 
 router = APIRouter(prefix="/v1", tags=["Calls"])
@@ -102,3 +104,53 @@ async def get_call(call_id: str, principal: PrincipalDep, session: SessionDep) -
     except CallNotFound as error:
         raise HTTPException(404, error.message) from error
     return call_summary(call) | await calls.call_details(session=session, call=call)
+
+
+@router.post("/calls/{call_id}/retry")
+async def retry_call(call_id: str, principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
+    """Re-run a failed call from the stage it failed at."""
+    try:
+        async with session.begin():
+            call = await calls.retry_call(session=session, principal=principal, call_id=call_id)
+    except CallNotFound as error:
+        raise HTTPException(404, error.message) from error
+    except calls.CallNotRetryable as error:
+        raise HTTPException(409, error.message) from error
+    return call_summary(call)
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@router.get("/calls/{call_id}/recording", response_model=None)
+async def get_recording(
+    call_id: str, request: Request, principal: PrincipalDep, session: SessionDep, context: ContextDep
+) -> Response:
+    """The normalized recording (8 kHz MP3); honours a single `Range: bytes=a-b` request."""
+    try:
+        call = await calls.get_call(session=session, principal=principal, call_id=call_id)
+    except CallNotFound as error:
+        raise HTTPException(404, error.message) from error
+    recording = await calls.recording_of(session=session, call=call)
+    if recording is None:
+        raise HTTPException(404, "the call has no processed recording yet")
+    size = recording.size_bytes
+    headers = {"Accept-Ranges": "bytes", "Content-Type": recording.content_type}
+    start, end, status = 0, size, 200
+    wanted = request.headers.get("range")
+    if wanted:
+        match = _RANGE.match(wanted.strip())
+        if match is None or (not match[1] and not match[2]):
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        if match[1]:
+            start = int(match[1])
+            end = min(size, int(match[2]) + 1) if match[2] else size
+        else:  # a suffix: the last N bytes
+            start = max(0, size - int(match[2]))
+        if start >= size or end <= start:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    body = context.storage.open_read(recording.storage_key, start=start, end=end)
+    return StreamingResponse(body, status_code=status, headers=headers)

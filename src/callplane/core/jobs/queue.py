@@ -1,0 +1,181 @@
+"""The job queue's SQL: claim, lease, heartbeat, finish, retry, fail — all of it here, on purpose.
+
+Claims are one UPDATE over a sub-select: on PostgreSQL the sub-select takes `FOR UPDATE SKIP LOCKED`, so any
+number of workers on any number of machines claim disjoint jobs without waiting on each other; on SQLite the
+transaction is `BEGIN IMMEDIATE`, which serializes claimers. A claimed job carries a lease; a worker that dies
+stops renewing it, and once it lapses the job is claimable again (and its attempt counted).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callplane.core.jobs.models import Job, JobStatus
+
+JOBS = cast(Table, Job.__table__)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: str
+    account_id: str
+    call_id: str | None
+    kind: str
+    stage: str | None
+    attempts: int
+    max_attempts: int
+
+
+def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: spreads retries of many jobs that failed together."""
+    return random.uniform(0, min(cap, base * (2 ** max(0, attempt - 1))))  # noqa: S311 - jitter, not security
+
+
+async def claim(
+    session: AsyncSession, *, worker_id: str, kinds: list[str], limit: int, lease_seconds: float
+) -> list[ClaimedJob]:
+    now = datetime.now(UTC)
+    due = (
+        select(JOBS.c.id)
+        .where(
+            JOBS.c.kind.in_(kinds),
+            or_(
+                and_(JOBS.c.status == JobStatus.QUEUED, JOBS.c.run_after <= now),
+                and_(JOBS.c.status == JobStatus.RUNNING, JOBS.c.lease_expires_at < now),
+            ),
+        )
+        .order_by(JOBS.c.run_after)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(
+        update(JOBS)
+        .where(JOBS.c.id.in_(due.scalar_subquery()))
+        .values(
+            status=JobStatus.RUNNING,
+            locked_by=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=JOBS.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(
+            JOBS.c.id,
+            JOBS.c.account_id,
+            JOBS.c.call_id,
+            JOBS.c.kind,
+            JOBS.c.stage,
+            JOBS.c.attempts,
+            JOBS.c.max_attempts,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return [ClaimedJob(*row) for row in result.all()]
+
+
+def _owned(job_id: str, worker_id: str) -> Any:
+    return and_(JOBS.c.id == job_id, JOBS.c.locked_by == worker_id, JOBS.c.status == JobStatus.RUNNING)
+
+
+async def heartbeat(session: AsyncSession, *, job_id: str, worker_id: str, lease_seconds: float) -> bool:
+    """Extend the lease; False means the job is no longer ours (it lapsed and someone else took it)."""
+    result = await session.execute(
+        update(JOBS)
+        .where(_owned(job_id, worker_id))
+        .values(lease_expires_at=datetime.now(UTC) + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _history(session: AsyncSession, job_id: str) -> list[Any]:
+    history = await session.scalar(select(JOBS.c.history).where(JOBS.c.id == job_id))
+    return list(history or [])
+
+
+async def record_stage(
+    session: AsyncSession, *, job_id: str, worker_id: str, stage: str, next_stage: str | None, attempt: int
+) -> bool:
+    """A stage finished: note it and move the job on (its lease stays ours)."""
+    history = await _history(session, job_id) + [
+        {"stage": stage, "attempt": attempt, "outcome": "succeeded", "at": datetime.now(UTC).isoformat()}
+    ]
+    result = await session.execute(
+        update(JOBS)
+        .where(_owned(job_id, worker_id))
+        .values(stage=next_stage, history=history, updated_at=datetime.now(UTC))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def finish(session: AsyncSession, *, job_id: str, worker_id: str) -> bool:
+    result = await session.execute(
+        update(JOBS)
+        .where(_owned(job_id, worker_id))
+        .values(status=JobStatus.SUCCEEDED, lease_expires_at=None, locked_by=None, updated_at=datetime.now(UTC))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def retry_later(
+    session: AsyncSession, *, job_id: str, worker_id: str, stage: str, attempt: int, error: str, delay_seconds: float
+) -> bool:
+    now = datetime.now(UTC)
+    history = await _history(session, job_id) + [
+        {"stage": stage, "attempt": attempt, "outcome": "retrying", "error": error, "at": now.isoformat()}
+    ]
+    result = await session.execute(
+        update(JOBS)
+        .where(_owned(job_id, worker_id))
+        .values(
+            status=JobStatus.QUEUED,
+            run_after=now + timedelta(seconds=delay_seconds),
+            lease_expires_at=None,
+            locked_by=None,
+            last_error=error,
+            history=history,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def fail(session: AsyncSession, *, job_id: str, worker_id: str, stage: str, attempt: int, error: str) -> bool:
+    now = datetime.now(UTC)
+    history = await _history(session, job_id) + [
+        {"stage": stage, "attempt": attempt, "outcome": "failed", "error": error, "at": now.isoformat()}
+    ]
+    result = await session.execute(
+        update(JOBS)
+        .where(_owned(job_id, worker_id))
+        .values(
+            status=JobStatus.FAILED,
+            lease_expires_at=None,
+            locked_by=None,
+            last_error=error,
+            history=history,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def requeue_failed(session: AsyncSession, *, call_id: str) -> int:
+    """Put a call's failed jobs back in the queue from the stage they failed at, with fresh attempts."""
+    now = datetime.now(UTC)
+    result = await session.execute(
+        update(JOBS)
+        .where(JOBS.c.call_id == call_id, JOBS.c.status == JobStatus.FAILED)
+        .values(status=JobStatus.QUEUED, attempts=0, run_after=now, last_error=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

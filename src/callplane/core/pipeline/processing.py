@@ -1,0 +1,213 @@
+"""What happens to an accepted call: its stages, each idempotent, so a job run twice has the effect of once.
+
+Stages run in order and the job remembers the next one, so a retry (or a worker that takes over a lapsed
+lease) resumes where the last one stopped. Transcription plugs in as a stage between `recording` and
+`finalize` (see `STAGES`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from callplane.core.calls.models import Call, CallOrigin, CallRecording, CallStatus
+from callplane.core.events.models import Event
+from callplane.core.recordings.audio import normalize_recording_async
+from callplane.core.recordings.fetch import (
+    DropFolder,
+    FetchLimits,
+    HttpAuth,
+    HttpAuthMethod,
+    fetch_drop_folder,
+    fetch_http,
+)
+from callplane.core.recordings.storage import RecordingStorage
+from callplane.core.recordings.targets import TargetPolicy
+from callplane.core.tenancy.models import RecordingAuthConfig
+from callplane.core.tenancy.secrets_box import SecretBox
+from callplane.db.base import new_id
+from callplane.errors import CallplaneError
+
+CALLS = cast(Table, Call.__table__)
+EVENTS = cast(Table, Event.__table__)
+
+CALL_PROCESSING = "call.processing"
+CALL_PROCESSED = "call.processed"
+CALL_PROCESSING_FAILED = "call.processing_failed"
+
+
+class NoRecordingAccess(CallplaneError):
+    """The call names a recording file, but no direct recording access is configured for this account."""
+
+
+class CallVanished(CallplaneError):
+    """The call of this job no longer exists."""
+
+
+@dataclass
+class ProcessingEnvironment:
+    """Everything stages need; built once per worker."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    storage: RecordingStorage
+    policy: TargetPolicy
+    secret_box: SecretBox
+    work_dir: Path
+    limits: FetchLimits
+    drop_folder: DropFolder | None = None
+    # Called inside the transaction that records a call's outcome (webhooks, callbacks).
+    on_outcome: Callable[[AsyncSession, Call, str, dict[str, Any]], Awaitable[None]] | None = None
+
+
+Stage = Callable[[ProcessingEnvironment, Call], Awaitable[None]]
+
+
+async def _load_call(env: ProcessingEnvironment, call_id: str) -> Call:
+    async with env.sessions() as session:
+        call = await session.get(Call, call_id)
+        if call is None:
+            raise CallVanished()
+        return call
+
+
+async def _http_auth(env: ProcessingEnvironment, call: Call) -> HttpAuth | None:
+    if not call.recording_auth_config_id:
+        return None
+    async with env.sessions() as session:
+        config = await session.get(RecordingAuthConfig, call.recording_auth_config_id)
+    if config is None or config.account_id != call.account_id:
+        raise NoRecordingAccess("the call's recording auth configuration no longer exists")
+    return HttpAuth(
+        method=HttpAuthMethod(config.method),
+        secret=env.secret_box.decrypt(config.secret_ciphertext),
+        name=config.parameter_name,
+    )
+
+
+async def stage_recording(env: ProcessingEnvironment, call: Call) -> None:
+    """Fetch the recording, check and normalize it to an 8 kHz MP3, store it. Skipped once stored."""
+    async with env.sessions() as session:
+        if await session.scalar(select(CallRecording.id).where(CallRecording.call_id == call.id)):
+            return
+    work = env.work_dir / call.id
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        source = work / "source"
+        if call.recording_url:
+            await fetch_http(
+                call.recording_url, dest=source, policy=env.policy, limits=env.limits, auth=await _http_auth(env, call)
+            )
+        elif call.recording_filename:
+            if env.drop_folder is None:
+                raise NoRecordingAccess()
+            await fetch_drop_folder(env.drop_folder, call.recording_filename, dest=source, limits=env.limits)
+        else:
+            raise NoRecordingAccess("the call has neither a recording URL nor a recording filename")
+        normalized = await normalize_recording_async(
+            source,
+            work / "normalized.mp3",
+            swap_channels=call.direction == "outbound",
+            require_stereo=call.origin == CallOrigin.SINGLE_INGEST,
+        )
+        key = f"{call.account_id}/{call.id}.mp3"
+        stored = await env.storage.put_file(key, normalized.path)
+        async with env.sessions() as session, session.begin():
+            if await session.scalar(select(CallRecording.id).where(CallRecording.call_id == call.id)):
+                return  # another worker got here first; the same file was stored under the same key
+            await session.execute(
+                insert(CallRecording).values(
+                    id=new_id(),
+                    call_id=call.id,
+                    account_id=call.account_id,
+                    storage_key=key,
+                    content_type="audio/mpeg",
+                    size_bytes=stored.size_bytes,
+                    duration_ms=normalized.duration_ms,
+                    sample_rate=normalized.output_sample_rate_hz,
+                    channels=normalized.output_channels,
+                    original={
+                        "format": str(normalized.original_format),
+                        "codec": normalized.original_codec,
+                        "sample_rate": normalized.original_sample_rate_hz,
+                        "channels": normalized.original_channels,
+                        "swapped": normalized.swapped,
+                        "single_channel": normalized.single_channel,
+                        "warnings": list(normalized.warnings),
+                    },
+                    levels=[
+                        {"role": level.role, "rms_dbfs": level.rms_dbfs, "silence_ratio": level.silence_ratio}
+                        for level in normalized.channels
+                    ],
+                    created_at=datetime.now(UTC),
+                )
+            )
+            if call.duration_ms is None:
+                await session.execute(
+                    update(CALLS).where(CALLS.c.id == call.id).values(duration_ms=normalized.duration_ms)
+                )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def stage_finalize(env: ProcessingEnvironment, call: Call) -> None:
+    """Mark the call completed and announce it; a call already completed is left alone."""
+    async with env.sessions() as session, session.begin():
+        result = await session.execute(
+            update(CALLS)
+            .where(CALLS.c.id == call.id, CALLS.c.status != CallStatus.COMPLETED)
+            .values(status=CallStatus.COMPLETED, status_reason=None, updated_at=datetime.now(UTC))
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            await announce(env, session, call, CALL_PROCESSED, {"status": "completed", "error": None})
+
+
+STAGES: list[tuple[str, Stage]] = [
+    ("recording", stage_recording),
+    ("finalize", stage_finalize),
+]
+
+
+def next_stage(stage: str) -> str | None:
+    names = [name for name, _ in STAGES]
+    index = names.index(stage)
+    return names[index + 1] if index + 1 < len(names) else None
+
+
+async def announce(
+    env: ProcessingEnvironment, session: AsyncSession, call: Call, event_type: str, details: dict[str, Any]
+) -> None:
+    """Write the event (and, through on_outcome, webhooks and callbacks) in the caller's transaction."""
+    payload = {"call_id": call.id, "external_id": call.external_id, "origin": call.origin} | details
+    await session.execute(
+        insert(EVENTS).values(
+            account_id=call.account_id, call_id=call.id, type=event_type, payload=payload, created_at=datetime.now(UTC)
+        )
+    )
+    if env.on_outcome is not None:
+        await env.on_outcome(session, call, event_type, payload)
+
+
+async def mark_processing(env: ProcessingEnvironment, call_id: str) -> Call:
+    async with env.sessions() as session, session.begin():
+        await session.execute(
+            update(CALLS)
+            .where(CALLS.c.id == call_id, CALLS.c.status.in_([CallStatus.QUEUED, CallStatus.FAILED]))
+            .values(status=CallStatus.PROCESSING, status_reason=None, updated_at=datetime.now(UTC))
+        )
+    return await _load_call(env, call_id)
+
+
+async def mark_failed(env: ProcessingEnvironment, session: AsyncSession, call: Call, reason: str) -> None:
+    await session.execute(
+        update(CALLS)
+        .where(CALLS.c.id == call.id)
+        .values(status=CallStatus.FAILED, status_reason=reason, updated_at=datetime.now(UTC))
+    )
+    await announce(env, session, call, CALL_PROCESSING_FAILED, {"status": "failed", "error": reason})

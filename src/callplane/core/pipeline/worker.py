@@ -1,0 +1,157 @@
+"""A worker that claims process_call jobs and runs their stages, with a lease it keeps renewing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from datetime import UTC, datetime
+
+from callplane.core.calls.models import Call
+from callplane.core.jobs import queue
+from callplane.core.jobs.models import JobKind
+from callplane.core.pipeline import processing
+from callplane.core.pipeline.processing import STAGES, ProcessingEnvironment
+from callplane.errors import CallplaneError
+
+log = logging.getLogger("callplane.worker")
+
+
+class PipelineWorker:
+    def __init__(
+        self,
+        env: ProcessingEnvironment,
+        *,
+        concurrency: int = 2,
+        poll_seconds: float = 0.5,
+        lease_seconds: float = 60.0,
+        backoff_base_seconds: float = 2.0,
+        backoff_cap_seconds: float = 600.0,
+        worker_id: str | None = None,
+    ) -> None:
+        self.env = env
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        self.lease_seconds = lease_seconds
+        self.backoff_base_seconds = backoff_base_seconds
+        self.backoff_cap_seconds = backoff_cap_seconds
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    async def run_once(self) -> int:
+        """Claim what is due (up to the concurrency) and process it; returns how many jobs ran."""
+        async with self.env.sessions() as session, session.begin():
+            jobs = await queue.claim(
+                session,
+                worker_id=self.worker_id,
+                kinds=[JobKind.PROCESS_CALL],
+                limit=self.concurrency,
+                lease_seconds=self.lease_seconds,
+            )
+        await asyncio.gather(*(self._run_job(job) for job in jobs))
+        return len(jobs)
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                ran = await self.run_once()
+            except Exception:
+                log.exception("worker loop failed; backing off")
+                ran = 0
+            if ran == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)
+
+    async def _keep_lease(self, job_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            async with self.env.sessions() as session, session.begin():
+                if not await queue.heartbeat(
+                    session, job_id=job_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds
+                ):
+                    return
+
+    async def _run_job(self, job: queue.ClaimedJob) -> None:
+        assert job.call_id is not None
+        heartbeat = asyncio.create_task(self._keep_lease(job.id))
+        stage: str | None = job.stage or STAGES[0][0]
+        try:
+            call = await processing.mark_processing(self.env, job.call_id)
+            stages = dict(STAGES)
+            while stage is not None:
+                await stages[stage](self.env, call)
+                following = processing.next_stage(stage)
+                async with self.env.sessions() as session, session.begin():
+                    await queue.record_stage(
+                        session,
+                        job_id=job.id,
+                        worker_id=self.worker_id,
+                        stage=stage,
+                        next_stage=following,
+                        attempt=job.attempts,
+                    )
+                    if following is None:
+                        await queue.finish(session, job_id=job.id, worker_id=self.worker_id)
+                stage = following
+        except CallplaneError as error:
+            await self._failed(job, stage or "", error.message, permanent=error.permanent)
+        except Exception as error:
+            log.exception("stage crashed", extra={"fields": {"job_id": job.id, "stage": stage}})
+            await self._failed(
+                job, stage or "", f"internal error in stage {stage}: {type(error).__name__}", permanent=False
+            )
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _failed(self, job: queue.ClaimedJob, stage: str, reason: str, *, permanent: bool) -> None:
+        give_up = permanent or job.attempts >= job.max_attempts
+        async with self.env.sessions() as session, session.begin():
+            if not give_up:
+                delay = queue.backoff_seconds(
+                    job.attempts, base=self.backoff_base_seconds, cap=self.backoff_cap_seconds
+                )
+                await queue.retry_later(
+                    session,
+                    job_id=job.id,
+                    worker_id=self.worker_id,
+                    stage=stage,
+                    attempt=job.attempts,
+                    error=reason,
+                    delay_seconds=delay,
+                )
+                log.warning(
+                    "stage failed; will retry",
+                    extra={
+                        "fields": {
+                            "job_id": job.id,
+                            "stage": stage,
+                            "attempt": job.attempts,
+                            "retry_in_s": round(delay, 2),
+                            "reason": reason,
+                        }
+                    },
+                )
+                return
+            owned = await queue.fail(
+                session, job_id=job.id, worker_id=self.worker_id, stage=stage, attempt=job.attempts, error=reason
+            )
+            if owned and job.call_id is not None:
+                call = await session.get(Call, job.call_id)
+                if call is not None:
+                    await processing.mark_failed(self.env, session, call, reason)
+        log.warning(
+            "call processing failed",
+            extra={
+                "fields": {
+                    "job_id": job.id,
+                    "call_id": job.call_id,
+                    "stage": stage,
+                    "reason": reason,
+                    "at": datetime.now(UTC).isoformat(),
+                }
+            },
+        )
