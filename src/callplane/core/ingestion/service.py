@@ -247,7 +247,7 @@ def _call_rows(
     duration_ms = None
     if s.started_at and s.ended_at:
         duration_ms = int((s.ended_at - s.started_at).total_seconds() * 1000)
-    call_row = {
+    call_row: dict[str, Any] = {
         "id": call_id,
         "account_id": account_id,
         "organization_id": campaign.organization_id if campaign else s.organization_id,
@@ -275,7 +275,7 @@ def _call_rows(
         "received_at": now,
         "updated_at": now,
     }
-    job_row = {
+    job_row: dict[str, Any] = {
         "id": new_id(),
         "account_id": account_id,
         "call_id": call_id,
@@ -289,7 +289,7 @@ def _call_rows(
         "created_at": now,
         "updated_at": now,
     }
-    event_row = {
+    event_row: dict[str, Any] = {
         "account_id": account_id,
         "call_id": call_id,
         "type": CALL_RECEIVED,
