@@ -1,0 +1,111 @@
+"""The job queue's claims on a real database: disjoint under concurrency, and a lapsed lease is reclaimed."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import httpx
+
+from callplane.core.jobs import queue
+from callplane.core.jobs.models import JobKind
+from callplane.db.engine import create_engine, create_session_factory
+from callplane.testing.factories import Admin
+from callplane.testing.server import RunningServer
+
+KINDS = [JobKind.PROCESS_CALL.value]
+
+
+def _ingest(server: RunningServer, admin: Admin, count: int) -> tuple[str, set[str]]:
+    """Accept `count` calls (the API server of these tests runs no workers, so their jobs stay queued)."""
+    network = admin.network()
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        for _ in range(count):
+            client.post(
+                "/api/2022-03-01/calls.json",
+                headers={"Authorization": network.token},
+                json={
+                    "call": {
+                        "external_call_unique_id": secrets.token_hex(6),
+                        "start_time": 1460404800,
+                        "destination_phone_number": 9093900003,
+                        "calling_phone_number": 8779257384,
+                        "advertiser_campaign_id_from_network": 86,
+                        "call_direction": "inbound",
+                        "recording_url": "https://example.com/r.wav",
+                    }
+                },
+            ).raise_for_status()
+        calls = client.get(
+            "/v1/calls", params={"limit": 500}, headers={"Authorization": f"Bearer {network.token}"}
+        ).json()["calls"]
+    return network.account_id, {c["id"] for c in calls}
+
+
+def test_concurrent_claims_are_disjoint(server: RunningServer, admin: Admin) -> None:
+    account_id, call_ids = _ingest(server, admin, 30)
+
+    async def run() -> list[list[queue.ClaimedJob]]:
+        engine = create_engine(server.settings)
+        sessions = create_session_factory(engine)
+
+        async def claimer(worker: int) -> list[queue.ClaimedJob]:
+            claimed: list[queue.ClaimedJob] = []
+            for _ in range(20):
+                async with sessions() as session, session.begin():
+                    batch = await queue.claim(session, worker_id=f"w{worker}", kinds=KINDS, limit=3, lease_seconds=60)
+                claimed += [job for job in batch if job.account_id == account_id]
+            return claimed
+
+        try:
+            return list(await asyncio.gather(*(claimer(i) for i in range(4))))
+        finally:
+            await engine.dispose()
+
+    results = asyncio.run(run())
+    claimed_calls = [job.call_id for result in results for job in result]
+    assert len(claimed_calls) == len(set(claimed_calls))  # nobody got a job twice
+    assert set(claimed_calls) == call_ids  # and every job of these calls was claimed
+
+
+def test_lapsed_lease_is_reclaimed_and_the_old_owner_is_fenced(server: RunningServer, admin: Admin) -> None:
+    account_id, call_ids = _ingest(server, admin, 1)
+
+    async def run() -> None:
+        engine = create_engine(server.settings)
+        sessions = create_session_factory(engine)
+        try:
+            async with sessions() as session, session.begin():
+                first = [
+                    j
+                    for j in await queue.claim(session, worker_id="dies", kinds=KINDS, limit=100, lease_seconds=0.05)
+                    if j.account_id == account_id
+                ]
+            assert [j.call_id for j in first] == list(call_ids) and first[0].attempts == 1
+            await asyncio.sleep(0.1)  # the first worker "dies": its lease lapses
+            async with sessions() as session, session.begin():
+                second = [
+                    j
+                    for j in await queue.claim(
+                        session, worker_id="takes-over", kinds=KINDS, limit=100, lease_seconds=60
+                    )
+                    if j.account_id == account_id
+                ]
+            assert [j.id for j in second] == [first[0].id] and second[0].attempts == 2
+            async with sessions() as session, session.begin():
+                # The old owner may come back; it no longer owns the job and changes nothing.
+                assert not await queue.heartbeat(session, job_id=first[0].id, worker_id="dies", lease_seconds=60)
+                assert not await queue.finish(session, job_id=first[0].id, worker_id="dies")
+                assert await queue.finish(session, job_id=first[0].id, worker_id="takes-over")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    samples = [queue.backoff_seconds(attempt, base=1.0, cap=30.0) for attempt in range(1, 12) for _ in range(50)]
+    assert all(0 <= s <= 30.0 for s in samples)
+    early = [queue.backoff_seconds(1, base=1.0, cap=30.0) for _ in range(200)]
+    late = [queue.backoff_seconds(6, base=1.0, cap=30.0) for _ in range(200)]
+    assert max(early) <= 1.0 and sum(late) / len(late) > 5 * sum(early) / len(early)
