@@ -194,10 +194,13 @@ class _Server(http.server.ThreadingHTTPServer):
 
 @pytest.fixture(scope="session")
 def receiver() -> Iterator[Receiver]:
-    handler = type("Handler", (_Handler,), {})
-    server = _Server(("127.0.0.1", 0), handler)
-    recv = Receiver(f"http://127.0.0.1:{server.server_address[1]}")
-    handler.receiver = recv
+    recv = Receiver("")
+
+    class Handler(_Handler):
+        receiver = recv
+
+    server = _Server(("127.0.0.1", 0), Handler)
+    recv.base_url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
