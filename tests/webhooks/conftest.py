@@ -112,6 +112,7 @@ class _Route:
     statuses: list[int]
     delay_s: float
     headers: dict[str, str] = field(default_factory=dict)
+    body_bytes: int = 2
 
 
 class Receiver:
@@ -130,10 +131,11 @@ class Receiver:
         statuses: list[int] | None = None,
         delay_s: float = 0.0,
         headers: dict[str, str] | None = None,
+        body_bytes: int = 2,
     ) -> str:
         path = f"/hook/{secrets.token_hex(6)}"
         with self._lock:
-            self._routes[path] = _Route(secret, list(statuses or []), delay_s, headers or {})
+            self._routes[path] = _Route(secret, list(statuses or []), delay_s, headers or {}, body_bytes)
         return self.base_url + path
 
     def set_secret(self, url: str, secret: str) -> None:
@@ -145,11 +147,12 @@ class Receiver:
         with self._lock:
             return [r for r in self._receipts if r.path == path]
 
-    def answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, float, dict[str, str]]:
+    def answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, _Route | None]:
+        path = path.split("?", 1)[0]
         with self._lock:
             route = self._routes.get(path)
             if route is None:
-                return 404, 0.0, {}
+                return 404, None
             verified: bool | None = None
             if route.secret is not None:
                 try:
@@ -159,7 +162,7 @@ class Receiver:
                     verified = False
             status = 401 if verified is False else (route.statuses.pop(0) if route.statuses else 200)
             self._receipts.append(Receipt(path, headers, body, verified, status))
-            return status, route.delay_s, route.headers
+            return status, route
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -168,16 +171,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, delay_s, extra = self.receiver.answer(self.path, headers, body)
-        if delay_s:
-            time.sleep(delay_s)
+        status, route = self.receiver.answer(self.path, headers, body)
+        if route is not None and route.delay_s:
+            time.sleep(route.delay_s)
+        size = route.body_bytes if route is not None else 2
         try:
             self.send_response(status)
-            for name, value in extra.items():
+            for name, value in (route.headers if route is not None else {}).items():
                 self.send_header(name, value)
-            self.send_header("content-length", "2")
+            self.send_header("content-length", str(size))
             self.end_headers()
-            self.wfile.write(b"ok")
+            for offset in range(0, size, 65536):
+                self.wfile.write(b"x" * min(65536, size - offset))
         except (BrokenPipeError, ConnectionResetError):
             pass  # the sender timed out and went away
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.recordings.targets import TargetPolicy
@@ -382,5 +385,59 @@ def test_signature_the_receiver_checks_is_over_the_exact_body(
         [receipt] = receiver.receipts(url)
         verify(secret, receipt.headers, receipt.body)
         assert json.loads(receipt.body)["data"] == {"name": "Zoë 📞"}
+
+    asyncio.run(body())
+
+
+def test_credentials_and_query_strings_never_reach_last_error_or_logs(
+    db: Db, secret_box: SecretBox, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body() -> None:
+        url = receiver.route(statuses=[500])
+        port = url.split(":")[2].split("/")[0]
+        path = url.split(port, 1)[1]
+        secret_url = f"http://alice:pa55word@127.0.0.1:{port}{path}?token=t0k3n"
+        async with db.sessions() as sessions:
+            _, secret, delivery_id = await _webhook(sessions, secret_box, secret_url)
+            with caplog.at_level(logging.DEBUG, logger="callplane.core.webhooks"):
+                async with DeliveryWorker(sessions=sessions, secret_box=secret_box, policy=LOOPBACK, config=FAST) as w:
+                    await w.run_once()
+            row = await _row(sessions, delivery_id)
+        assert [r.status for r in receiver.receipts(url)] == [500]
+        assert row.last_status_code == 500
+        logged = " ".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)
+        assert "answered 500" in logged
+        for leak in ("pa55word", "t0k3n", "alice", secret, secret.removeprefix("whsec_")):
+            assert leak not in (row.last_error or "")
+            assert leak not in logged
+
+    asyncio.run(body())
+
+
+def test_a_huge_response_body_is_not_read_to_the_end(db: Db, secret_box: SecretBox, receiver: Receiver) -> None:
+    async def body() -> None:
+        url = receiver.route(body_bytes=50 * 1024 * 1024)
+        async with db.sessions() as sessions:
+            [delivery_id] = await _callbacks(sessions, url, 1)
+            async with DeliveryWorker(sessions=sessions, secret_box=secret_box, policy=LOOPBACK, config=FAST) as w:
+                await w.run_once()
+            row = await _row(sessions, delivery_id)
+        assert row.status == DeliveryStatus.DELIVERED and row.last_status_code == 200
+
+    asyncio.run(body())
+
+
+def test_retry_after_is_honoured(db: Db, secret_box: SecretBox, receiver: Receiver) -> None:
+    async def body() -> None:
+        url = receiver.route(statuses=[429], headers={"retry-after": "120"})
+        config = DeliveryConfig(batch_size=10, lease_s=5, timeout_s=2, backoff_base_s=0.01, backoff_cap_s=3600)
+        async with db.sessions() as sessions:
+            [delivery_id] = await _callbacks(sessions, url, 1)
+            before = datetime.now(UTC)
+            async with DeliveryWorker(sessions=sessions, secret_box=secret_box, policy=LOOPBACK, config=config) as w:
+                await w.run_once()
+            row = await _row(sessions, delivery_id)
+        assert row.status == DeliveryStatus.PENDING and row.last_status_code == 429
+        assert row.next_attempt_at - before >= timedelta(seconds=120)
 
     asyncio.run(body())
