@@ -24,6 +24,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.models import AccountKind
@@ -99,8 +100,8 @@ async def run(settings: Settings, url: str, count: int, workers: int) -> float:
         config = DeliveryConfig(batch_size=32, concurrency=4)
         policy = TargetPolicy.from_config(["127.0.0.1/32"])
 
-        async def drain(sessions: object) -> None:
-            async with DeliveryWorker(sessions=sessions, secret_box=box, policy=policy, config=config) as worker:  # type: ignore[arg-type]
+        async def drain(sessions: async_sessionmaker[AsyncSession]) -> None:
+            async with DeliveryWorker(sessions=sessions, secret_box=box, policy=policy, config=config) as worker:
                 while await worker.run_once():
                     pass
 
