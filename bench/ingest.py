@@ -137,6 +137,8 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[dict[str, obje
         "CALLPLANE_DATA_DIR": str(data_dir),
         "CALLPLANE_LOG_LEVEL": "WARNING",
         "CALLPLANE_BATCH_RATE_LIMIT_PER_MINUTE": "100000000",
+        # The API alone is measured; processing would also try to fetch the example recordings.
+        "CALLPLANE_WORKERS_ENABLED": "false",
     }
     database = None
     if backend == "postgresql":

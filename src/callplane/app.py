@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callplane import __version__
+from callplane.core.pipeline.outcomes import notify_outcome
 from callplane.core.pipeline.processing import ProcessingEnvironment
 from callplane.core.pipeline.worker import PipelineWorker
 from callplane.core.recordings.fetch import DropFolder, FetchLimits
@@ -23,6 +24,7 @@ from callplane.core.recordings.storage import LocalRecordingStorage, RecordingSt
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
+from callplane.core.webhooks.delivery import DeliveryConfig, DeliveryWorker
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.logging import configure_logging, redact
 from callplane.settings import Settings
@@ -31,6 +33,7 @@ from callplane.surfaces.context import AppContext
 from callplane.surfaces.http import json_response
 from callplane.surfaces.invoca.router import router as invoca_router
 from callplane.surfaces.native.router import router as native_router
+from callplane.surfaces.native.webhooks import router as webhooks_router
 from callplane.surfaces.zipteams.router import router as zipteams_router
 
 log = logging.getLogger("callplane.http")
@@ -58,12 +61,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         workers = []
+        delivery = None
         if settings.workers_enabled:
             worker = build_pipeline_worker(settings, context.sessions, context.secret_box, context.storage)
+            delivery = build_delivery_worker(settings, context.sessions, context.secret_box)
             workers.append(asyncio.create_task(worker.run_forever(stop)))
+            workers.append(asyncio.create_task(delivery.run_forever(stop)))
         yield
         stop.set()
         await asyncio.gather(*workers, return_exceptions=True)
+        if delivery is not None:
+            await delivery.aclose()
         await context.engine.dispose()
 
     app = FastAPI(
@@ -97,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(invoca_router)
     app.include_router(zipteams_router)
     app.include_router(native_router)
+    app.include_router(webhooks_router)
     app.include_router(admin_router)
     return app
 
@@ -166,6 +175,7 @@ def build_pipeline_worker(
             max_bytes=settings.recording_max_bytes, total_timeout_s=settings.recording_fetch_timeout_seconds
         ),
         drop_folder=DropFolder(settings.recording_drop_dir) if settings.recording_drop_dir else None,
+        on_outcome=notify_outcome,
     )
     return PipelineWorker(
         env,
@@ -174,6 +184,25 @@ def build_pipeline_worker(
         lease_seconds=settings.job_lease_seconds,
         backoff_base_seconds=settings.job_backoff_base_seconds,
         backoff_cap_seconds=settings.job_backoff_cap_seconds,
+    )
+
+
+def build_delivery_worker(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], secret_box: SecretBox
+) -> DeliveryWorker:
+    """The webhook and callback sender, from settings."""
+    return DeliveryWorker(
+        sessions=sessions,
+        secret_box=secret_box,
+        policy=TargetPolicy.from_config(settings.fetch_allowed_networks, settings.fetch_allowed_hosts),
+        config=DeliveryConfig(
+            timeout_s=settings.delivery_timeout_seconds,
+            lease_s=max(60.0, settings.delivery_timeout_seconds * 3),
+            backoff_base_s=settings.delivery_backoff_base_seconds,
+            backoff_cap_s=settings.delivery_backoff_cap_seconds,
+            poll_interval_s=settings.delivery_poll_seconds,
+        ),
+        callback_secret=settings.callback_signing_secret,
     )
 
 

@@ -93,8 +93,8 @@ def migrate(revision: str = "head") -> None:
 
 @app.command()
 def worker() -> None:
-    """Run post-call processing workers only (any number, on any machines sharing one PostgreSQL)."""
-    from callplane.app import build_pipeline_worker
+    """Run post-call processing and webhook delivery only (any number, on any machines sharing one PostgreSQL)."""
+    from callplane.app import build_delivery_worker, build_pipeline_worker
     from callplane.core.recordings.storage import LocalRecordingStorage
     from callplane.core.tenancy.secrets_box import SecretBox
     from callplane.db.engine import create_engine, create_session_factory
@@ -117,9 +117,13 @@ def worker() -> None:
             SecretBox(settings.effective_secret_key()),
             LocalRecordingStorage(settings.ensure_data_dir() / "recordings"),
         )
+        delivery = build_delivery_worker(
+            settings, create_session_factory(engine), SecretBox(settings.effective_secret_key())
+        )
         try:
-            await pipeline.run_forever(stop)
+            await asyncio.gather(pipeline.run_forever(stop), delivery.run_forever(stop))
         finally:
+            await delivery.aclose()
             await engine.dispose()
 
     asyncio.run(run())

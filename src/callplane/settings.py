@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     job_backoff_base_seconds: float = 2.0
     job_backoff_cap_seconds: float = 600.0
 
+    # Outgoing webhooks and batch callbacks (one outbox, one delivery worker).
+    delivery_timeout_seconds: float = 10.0
+    delivery_backoff_base_seconds: float = 30.0
+    delivery_backoff_cap_seconds: float = 6 * 3600.0
+    delivery_poll_seconds: float = 1.0
+    callback_signing_secret: str | None = Field(default=None, repr=False)
+
     @field_validator("fetch_allowed_networks")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:

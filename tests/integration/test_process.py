@@ -92,7 +92,7 @@ def test_quick_start_and_kill_minus_nine(tmp_path: Path, database_url: str | Non
                             "calling_phone_number": 8779257384,
                             "advertiser_campaign_id_from_network": campaign,
                             "call_direction": "inbound",
-                            "recording_url": "https://example.com/r.wav",
+                            "recording_url": "https://127.0.0.3/r.wav",
                         }
                     },
                 )
@@ -106,7 +106,7 @@ def test_quick_start_and_kill_minus_nine(tmp_path: Path, database_url: str | Non
                         {
                             "call": {
                                 "id": "b1",
-                                "recording_url": "https://example.com/b1.mp3",
+                                "recording_url": "https://127.0.0.3/b1.mp3",
                                 "start_time": "2023-01-01T10:00:00Z",
                                 "end_time": "2023-01-01T10:30:00Z",
                                 "contact_number": "+1234567890",
