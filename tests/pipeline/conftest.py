@@ -44,6 +44,9 @@ def pipeline(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         "job_backoff_base_seconds": 0.05,
         "job_backoff_cap_seconds": 0.2,
         "recording_drop_dir": drop_dir,
+        "delivery_poll_seconds": 0.05,
+        "delivery_backoff_base_seconds": 0.05,
+        "delivery_backoff_cap_seconds": 0.2,
     }
     if request.param == "sqlite":
         with running_server(_settings(data_dir, None, **overrides)) as running:

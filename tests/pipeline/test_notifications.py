@@ -24,11 +24,19 @@ from tests.pipeline.conftest import FileServer, Pipeline, wait_for_outcome
 class Receiver:
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
+        self.fail_next = 0  # answer 503 to this many requests first: "down, then up"
+        self.refused = 0
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.fail_next > 0:
+                    receiver.fail_next -= 1
+                    receiver.refused += 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
                 receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(204)
                 self.end_headers()
@@ -97,9 +105,10 @@ def test_signed_webhooks_for_processed_and_failed_calls(
             call_id = response.json()["cuid"]
             outcomes[name] = call_id
             wait_for_outcome(client, network.token, call_id)
-    _wait(lambda: receiver.events(outcomes["ok"]) and receiver.events(outcomes["bad"]))
-    [(ok_headers, ok_event)] = receiver.events(outcomes["ok"])
-    [(_, bad_event)] = receiver.events(outcomes["bad"])
+    _wait(lambda: len(receiver.events(outcomes["ok"])) == 2 and len(receiver.events(outcomes["bad"])) == 2)
+    [(_, received_event), (ok_headers, ok_event)] = receiver.events(outcomes["ok"])
+    [_, (_, bad_event)] = receiver.events(outcomes["bad"])
+    assert received_event["type"] == "call.received"
     assert ok_event["type"] == "call.processed" and ok_event["data"]["status"] == "completed"
     assert bad_event["type"] == "call.processing_failed" and "dual-channel" in bad_event["data"]["error"]
     raw = next(body for h, body in receiver.received if h is ok_headers)
@@ -144,3 +153,61 @@ def test_batch_callback_is_queued_with_the_documented_shape(pipeline: Pipeline, 
     assert payload["results"] == {"transcription_available": False, "analytics_available": False}
     assert payload["metadata"] == {"campaign": "Q1", "n": 3}
     assert isinstance(payload["processing_time"], float)
+
+
+def test_receiver_down_then_up_gets_each_event_once_and_failed_ones_can_be_redelivered(
+    pipeline: Pipeline, files: FileServer, receiver: Receiver
+) -> None:
+    network = pipeline.admin.network()
+    headers = {"Authorization": f"Bearer {network.token}"}
+    receiver.fail_next = 3
+    with httpx.Client(base_url=pipeline.server.base_url, timeout=30) as client:
+        client.post(
+            "/v1/webhook-endpoints", headers=headers, json={"url": receiver.url, "event_types": ["call.processed"]}
+        ).raise_for_status()
+        response = client.post(
+            "/api/2022-03-01/calls.json",
+            headers={"Authorization": network.token},
+            json={
+                "call": {
+                    "external_call_unique_id": secrets.token_hex(4),
+                    "start_time": 1460404800,
+                    "destination_phone_number": 9093900003,
+                    "calling_phone_number": 8779257384,
+                    "advertiser_campaign_id_from_network": 86,
+                    "call_direction": "inbound",
+                    "recording_url": files.url("stereo.wav"),
+                }
+            },
+        )
+        call_id = response.json()["cuid"]
+        wait_for_outcome(client, network.token, call_id)
+        _wait(lambda: receiver.events(call_id))
+        time.sleep(0.5)  # any duplicate would arrive within the tiny test backoff
+        [(first_headers, event)] = receiver.events(call_id)
+        assert event["type"] == "call.processed" and receiver.refused == 3
+        [delivery] = client.get("/v1/webhook-deliveries", headers=headers, params={"call_id": call_id}).json()[
+            "deliveries"
+        ]
+        assert delivery["status"] == "delivered" and delivery["attempts"] == 4
+        again = client.post(f"/v1/webhook-deliveries/{delivery['id']}/redeliver", headers=headers)
+        assert again.status_code == 200
+        _wait(lambda: len(receiver.events(call_id)) == 2)
+        second_headers = receiver.events(call_id)[1][0]
+        assert second_headers["webhook-id"] == first_headers["webhook-id"]  # receivers can dedupe
+        other = pipeline.admin.network()
+        forbidden = client.post(
+            f"/v1/webhook-deliveries/{delivery['id']}/redeliver", headers={"Authorization": f"Bearer {other.token}"}
+        )
+        assert forbidden.status_code == 404
+
+
+def test_plain_http_webhooks_need_an_allow_listed_host(pipeline: Pipeline) -> None:
+    network = pipeline.admin.network()
+    with httpx.Client(base_url=pipeline.server.base_url, timeout=30) as client:
+        response = client.post(
+            "/v1/webhook-endpoints",
+            headers={"Authorization": f"Bearer {network.token}"},
+            json={"url": "http://hooks.example.com/x"},
+        )
+        assert response.status_code == 422

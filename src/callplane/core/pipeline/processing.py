@@ -38,7 +38,7 @@ from callplane.errors import CallplaneError
 CALLS = cast(Table, Call.__table__)
 EVENTS = cast(Table, Event.__table__)
 
-CALL_PROCESSING = "call.processing"
+CALL_RECEIVED = "call.received"
 CALL_PROCESSED = "call.processed"
 CALL_PROCESSING_FAILED = "call.processing_failed"
 
@@ -194,13 +194,26 @@ async def announce(
         await env.on_outcome(session, call, event_type, payload)
 
 
-async def mark_processing(env: ProcessingEnvironment, call_id: str) -> Call:
+async def mark_processing(env: ProcessingEnvironment, call_id: str, *, first_run: bool) -> Call:
+    """The call is being worked on. On its first run, the `call.received` webhooks go out too: queuing them
+    here rather than in the ingestion request keeps a per-tenant endpoint lookup off the accept path."""
     async with env.sessions() as session, session.begin():
         await session.execute(
             update(CALLS)
             .where(CALLS.c.id == call_id, CALLS.c.status.in_([CallStatus.QUEUED, CallStatus.FAILED]))
             .values(status=CallStatus.PROCESSING, status_reason=None, updated_at=datetime.now(UTC))
         )
+        if first_run and env.on_outcome is not None:
+            call = await session.get(Call, call_id)
+            if call is None:
+                raise CallVanished()
+            payload = {
+                "call_id": call.id,
+                "external_id": call.external_id,
+                "origin": call.origin,
+                "received_at": call.received_at.isoformat(),
+            }
+            await env.on_outcome(session, call, CALL_RECEIVED, payload)
     return await _load_call(env, call_id)
 
 

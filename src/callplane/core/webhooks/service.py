@@ -7,7 +7,7 @@ sent if and only if that change committed; the ``DeliveryWorker`` sends it after
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -168,5 +168,31 @@ async def enqueue_callback(
         next_attempt_at=utcnow(),
     )
     session.add(delivery)
+    await session.flush()
+    return delivery
+
+
+async def list_deliveries(
+    *, session: AsyncSession, account_id: str, status: str | None = None, call_id: str | None = None, limit: int = 100
+) -> list[Delivery]:
+    statement = select(Delivery).where(Delivery.account_id == account_id)
+    if status:
+        statement = statement.where(Delivery.status == status)
+    if call_id:
+        statement = statement.where(Delivery.call_id == call_id)
+    return list(await session.scalars(statement.order_by(Delivery.created_at.desc()).limit(limit)))
+
+
+async def redeliver(*, session: AsyncSession, account_id: str, delivery_id: str) -> Delivery:
+    """Send a delivery again (typically a failed one) with a fresh set of attempts and the same webhook-id."""
+    delivery = await session.scalar(
+        select(Delivery).where(Delivery.id == delivery_id, Delivery.account_id == account_id)
+    )
+    if delivery is None:
+        raise NotFound("delivery not found")
+    delivery.status = DeliveryStatus.PENDING
+    delivery.attempts = 0
+    delivery.next_attempt_at = datetime.now(UTC)
+    delivery.lease_expires_at = None
     await session.flush()
     return delivery
