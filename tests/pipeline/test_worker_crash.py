@@ -1,0 +1,138 @@
+"""A standalone worker killed with SIGKILL mid-job: its lease lapses, another worker takes over, and the call
+completes exactly once."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from callplane.testing.factories import Admin
+from callplane.testing.server import (
+    DEFAULT_POSTGRES_ADMIN_URL,
+    RunningServer,
+    running_server,
+    scratch_postgres_database,
+)
+from tests.conftest import ADMIN_TOKEN, _settings
+from tests.pipeline.conftest import make_tone, wait_for_outcome
+
+
+class SlowOrigin:
+    """Serves one recording; holds the first request until released, so a worker can be killed mid-fetch."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.first_request = threading.Event()
+        self.release = threading.Event()
+        self.requests = 0
+        origin = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                origin.requests += 1
+                if origin.requests == 1:
+                    origin.first_request.set()
+                    origin.release.wait(timeout=30)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                try:
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/call.wav"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def quiet_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningServer]:
+    """A fresh database with no other test's jobs in it, served by an API process without workers."""
+    if request.param == "sqlite":
+        with running_server(_settings(tmp_path, None)) as running:
+            yield running
+        return
+    admin_url = os.environ.get("CALLPLANE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
+    with scratch_postgres_database(admin_url) as url, running_server(_settings(tmp_path, url)) as running:
+        yield running
+
+
+def _worker(server: RunningServer, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPLANE_")} | {
+        "CALLPLANE_DATA_DIR": str(server.settings.data_dir),
+        "CALLPLANE_FETCH_ALLOWED_NETWORKS": '["127.0.0.1/32"]',
+        "CALLPLANE_JOB_LEASE_SECONDS": "1",
+        "CALLPLANE_WORKER_POLL_SECONDS": "0.05",
+        "CALLPLANE_LOG_LEVEL": "WARNING",
+    }
+    if server.settings.database_url:
+        env["CALLPLANE_DATABASE_URL"] = server.settings.database_url
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "callplane", "worker"], env=env, stdout=out, stderr=out)
+
+
+def test_killed_worker_is_replaced_and_the_call_completes_once(quiet_server: RunningServer, tmp_path: Path) -> None:
+    make_tone(tmp_path / "call.wav", left_hz=440, right_hz=1000)
+    origin = SlowOrigin((tmp_path / "call.wav").read_bytes())
+    threading.Thread(target=origin.server.serve_forever, daemon=True).start()
+    admin = Admin(quiet_server.base_url, ADMIN_TOKEN)
+    network = admin.network()
+    first = second = None
+    try:
+        with httpx.Client(base_url=quiet_server.base_url, timeout=30) as client:
+            response = client.post(
+                "/api/2022-03-01/calls.json",
+                headers={"Authorization": network.token},
+                json={
+                    "call": {
+                        "external_call_unique_id": secrets.token_hex(4),
+                        "start_time": 1460404800,
+                        "destination_phone_number": 9093900003,
+                        "calling_phone_number": 8779257384,
+                        "advertiser_campaign_id_from_network": 86,
+                        "call_direction": "inbound",
+                        "recording_url": origin.url,
+                    }
+                },
+            )
+            call_id = response.json()["cuid"]
+            first = _worker(quiet_server, tmp_path / "worker1.log")
+            assert origin.first_request.wait(timeout=60), (tmp_path / "worker1.log").read_text()
+            first.send_signal(signal.SIGKILL)  # mid-fetch: no cleanup, no goodbye
+            first.wait()
+            origin.release.set()
+            second = _worker(quiet_server, tmp_path / "worker2.log")
+            call = wait_for_outcome(client, network.token, call_id, timeout=60)
+            assert call["status"] == "completed", call
+            [job] = call["jobs"]
+            assert job["attempts"] == 2  # the killed attempt counted, the second finished it
+            assert [(h["stage"], h["outcome"]) for h in job["history"]] == [
+                ("recording", "succeeded"),
+                ("finalize", "succeeded"),
+            ]
+            assert call["recording"]["channels"] == 2
+            time.sleep(0.5)
+            assert origin.requests == 2  # fetched once by each worker, never again after completion
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+        origin.release.set()
+        origin.server.shutdown()
+        origin.server.server_close()
+        admin.client.close()
