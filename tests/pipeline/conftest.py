@@ -116,7 +116,10 @@ def wait_for_outcome(client: httpx.Client, token: str, call_id: str, timeout: fl
     deadline = time.monotonic() + timeout
     while True:
         call: dict[str, Any] = client.get(f"/v1/calls/{call_id}", headers={"Authorization": f"Bearer {token}"}).json()
-        if call["status"] in ("completed", "failed"):
+        # The call's outcome commits just before its job is marked finished: wait for both.
+        if call["status"] in ("completed", "failed") and all(
+            job["status"] in ("succeeded", "failed") for job in call["jobs"]
+        ):
             return call
         if time.monotonic() > deadline:
             raise AssertionError(f"call stayed {call['status']}: {call['jobs']}")
