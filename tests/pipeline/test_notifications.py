@@ -106,11 +106,15 @@ def test_signed_webhooks_for_processed_and_failed_calls(
             outcomes[name] = call_id
             wait_for_outcome(client, network.token, call_id)
     _wait(lambda: len(receiver.events(outcomes["ok"])) == 2 and len(receiver.events(outcomes["bad"])) == 2)
-    [(_, received_event), (ok_headers, ok_event)] = receiver.events(outcomes["ok"])
-    [_, (_, bad_event)] = receiver.events(outcomes["bad"])
-    assert received_event["type"] == "call.received"
-    assert ok_event["type"] == "call.processed" and ok_event["data"]["status"] == "completed"
-    assert bad_event["type"] == "call.processing_failed" and "dual-channel" in bad_event["data"]["error"]
+    # Deliveries are sent concurrently, so they may arrive in any order: look them up by type.
+    ok_by_type = {event["type"]: (headers, event) for headers, event in receiver.events(outcomes["ok"])}
+    bad_by_type = {event["type"]: event for _, event in receiver.events(outcomes["bad"])}
+    assert set(ok_by_type) == {"call.received", "call.processed"}
+    assert set(bad_by_type) == {"call.received", "call.processing_failed"}
+    ok_headers, ok_event = ok_by_type["call.processed"]
+    bad_event = bad_by_type["call.processing_failed"]
+    assert ok_event["data"]["status"] == "completed"
+    assert "dual-channel" in bad_event["data"]["error"]
     raw = next(body for h, body in receiver.received if h is ok_headers)
     verify(secret, ok_headers, raw)  # raises if the signature is wrong
 
