@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.tenancy import service as tenancy
 from callplane.core.tenancy.models import (
@@ -22,6 +24,7 @@ from callplane.core.tenancy.models import (
     RecordingAuthMethod,
     SignalDefinition,
 )
+from callplane.core.tenancy.service import TenancyLookups
 from callplane.errors import CallplaneError, Conflict, InvalidInput, NotFound
 from callplane.surfaces.context import ContextDep, SessionDep
 from callplane.surfaces.http import bearer_token
@@ -32,6 +35,8 @@ async def require_admin(request: Request, context: ContextDep) -> None:
     if not hmac.compare_digest(token.encode(), context.admin_token.encode()):
         raise HTTPException(401, "invalid or missing admin token", headers={"WWW-Authenticate": "Bearer"})
 
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/v1/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
 
@@ -105,6 +110,20 @@ def _fail(error: CallplaneError) -> HTTPException:
     if isinstance(error, InvalidInput):
         return HTTPException(422, error.message)
     raise error
+
+
+async def _commit(
+    session: AsyncSession, work: Callable[[], Awaitable[T]], *, invalidate: TenancyLookups | None = None
+) -> T:
+    """Run one admin write in its own transaction; tenancy caches are cleared once it has committed."""
+    try:
+        async with session.begin():
+            result = await work()
+    except CallplaneError as error:
+        raise _fail(error) from error
+    if invalidate is not None:
+        invalidate.invalidate()
+    return result
 
 
 def account_out(a: Account) -> dict[str, Any]:
@@ -184,16 +203,9 @@ def auth_config_out(c: RecordingAuthConfig) -> dict[str, Any]:
     }
 
 
-AccountId = Annotated[str, "account id"]
-
-
 @router.post("/accounts", status_code=201)
 async def create_account(body: AccountIn, context: ContextDep, session: SessionDep) -> dict[str, Any]:
-    try:
-        async with session.begin():
-            account = await tenancy.create_account(session=session, **body.model_dump())
-    except CallplaneError as error:
-        raise _fail(error) from error
+    account = await _commit(session, lambda: tenancy.create_account(session=session, **body.model_dump()))
     return account_out(account)
 
 
@@ -214,14 +226,13 @@ async def get_account(account_id: str, session: SessionDep) -> dict[str, Any]:
 async def update_account(
     account_id: str, body: AccountPatch, context: ContextDep, session: SessionDep
 ) -> dict[str, Any]:
-    try:
-        async with session.begin():
-            account = await tenancy.update_account(
-                session=session, account_id=account_id, changes=body.model_dump(exclude_unset=True)
-            )
-    except CallplaneError as error:
-        raise _fail(error) from error
-    context.lookups.invalidate()
+    account = await _commit(
+        session,
+        lambda: tenancy.update_account(
+            session=session, account_id=account_id, changes=body.model_dump(exclude_unset=True)
+        ),
+        invalidate=context.lookups,
+    )
     return account_out(account)
 
 
@@ -229,14 +240,11 @@ async def update_account(
 async def create_organization(
     account_id: str, body: OrganizationIn, context: ContextDep, session: SessionDep
 ) -> dict[str, Any]:
-    try:
-        async with session.begin():
-            organization = await tenancy.create_organization(
-                session=session, account_id=account_id, **body.model_dump()
-            )
-    except CallplaneError as error:
-        raise _fail(error) from error
-    context.lookups.invalidate()
+    organization = await _commit(
+        session,
+        lambda: tenancy.create_organization(session=session, account_id=account_id, **body.model_dump()),
+        invalidate=context.lookups,
+    )
     return organization_out(organization)
 
 
@@ -250,12 +258,11 @@ async def list_organizations(account_id: str, session: SessionDep) -> dict[str, 
 async def create_campaign(
     account_id: str, body: CampaignIn, context: ContextDep, session: SessionDep
 ) -> dict[str, Any]:
-    try:
-        async with session.begin():
-            campaign = await tenancy.create_campaign(session=session, account_id=account_id, **body.model_dump())
-    except CallplaneError as error:
-        raise _fail(error) from error
-    context.lookups.invalidate()
+    campaign = await _commit(
+        session,
+        lambda: tenancy.create_campaign(session=session, account_id=account_id, **body.model_dump()),
+        invalidate=context.lookups,
+    )
     return campaign_out(campaign)
 
 
@@ -270,14 +277,11 @@ async def list_campaigns(account_id: str, session: SessionDep) -> dict[str, Any]
 async def create_signal_definition(
     account_id: str, body: SignalDefinitionIn, context: ContextDep, session: SessionDep
 ) -> dict[str, Any]:
-    try:
-        async with session.begin():
-            definition = await tenancy.create_signal_definition(
-                session=session, account_id=account_id, **body.model_dump()
-            )
-    except CallplaneError as error:
-        raise _fail(error) from error
-    context.lookups.invalidate()
+    definition = await _commit(
+        session,
+        lambda: tenancy.create_signal_definition(session=session, account_id=account_id, **body.model_dump()),
+        invalidate=context.lookups,
+    )
     return signal_out(definition)
 
 
@@ -291,12 +295,11 @@ async def list_signal_definitions(account_id: str, session: SessionDep) -> dict[
 async def create_custom_data_field(
     account_id: str, body: CustomDataFieldIn, context: ContextDep, session: SessionDep
 ) -> dict[str, Any]:
-    try:
-        async with session.begin():
-            field = await tenancy.create_custom_data_field(session=session, account_id=account_id, **body.model_dump())
-    except CallplaneError as error:
-        raise _fail(error) from error
-    context.lookups.invalidate()
+    field = await _commit(
+        session,
+        lambda: tenancy.create_custom_data_field(session=session, account_id=account_id, **body.model_dump()),
+        invalidate=context.lookups,
+    )
     return field_out(field)
 
 
@@ -309,13 +312,12 @@ async def list_custom_data_fields(account_id: str, session: SessionDep) -> dict[
 @router.post("/accounts/{account_id}/tokens", status_code=201)
 async def issue_token(account_id: str, body: TokenIn, session: SessionDep) -> dict[str, Any]:
     """The plaintext token is in this response only; callplane keeps its hash."""
-    try:
-        async with session.begin():
-            token, plaintext = await tenancy.issue_token(
-                session=session, account_id=account_id, organization_id=body.organization_id, name=body.name
-            )
-    except CallplaneError as error:
-        raise _fail(error) from error
+    token, plaintext = await _commit(
+        session,
+        lambda: tenancy.issue_token(
+            session=session, account_id=account_id, organization_id=body.organization_id, name=body.name
+        ),
+    )
     return token_out(token) | {"token": plaintext}
 
 
@@ -326,12 +328,11 @@ async def list_tokens(account_id: str, session: SessionDep) -> dict[str, Any]:
 
 @router.delete("/accounts/{account_id}/tokens/{token_id}")
 async def revoke_token(account_id: str, token_id: str, context: ContextDep, session: SessionDep) -> dict[str, Any]:
-    try:
-        async with session.begin():
-            token = await tenancy.revoke_token(session=session, account_id=account_id, token_id=token_id)
-    except CallplaneError as error:
-        raise _fail(error) from error
-    context.lookups.invalidate()
+    token = await _commit(
+        session,
+        lambda: tenancy.revoke_token(session=session, account_id=account_id, token_id=token_id),
+        invalidate=context.lookups,
+    )
     return token_out(token)
 
 
@@ -339,14 +340,13 @@ async def revoke_token(account_id: str, token_id: str, context: ContextDep, sess
 async def create_recording_auth_config(
     account_id: str, body: RecordingAuthConfigIn, context: ContextDep, session: SessionDep
 ) -> dict[str, Any]:
-    try:
-        async with session.begin():
-            config = await tenancy.create_recording_auth_config(
-                session=session, secret_box=context.secret_box, account_id=account_id, **body.model_dump()
-            )
-    except CallplaneError as error:
-        raise _fail(error) from error
-    context.lookups.invalidate()
+    config = await _commit(
+        session,
+        lambda: tenancy.create_recording_auth_config(
+            session=session, secret_box=context.secret_box, account_id=account_id, **body.model_dump()
+        ),
+        invalidate=context.lookups,
+    )
     return auth_config_out(config)
 
 
