@@ -10,6 +10,7 @@ from callplane.core.tenancy.models import (
     CustomDataField,
     Organization,
     RecordingAuthConfig,
+    SftpAccessConfig,
     SignalDefinition,
 )
 from callplane.core.webhooks.models import Delivery, WebhookEndpoint
@@ -31,6 +32,7 @@ __all__ = [
     "Job",
     "Organization",
     "RecordingAuthConfig",
+    "SftpAccessConfig",
     "SignalDefinition",
     "WebhookEndpoint",
 ]

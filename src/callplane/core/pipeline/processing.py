@@ -25,12 +25,14 @@ from callplane.core.recordings.fetch import (
     FetchLimits,
     HttpAuth,
     HttpAuthMethod,
+    SftpAccess,
     fetch_drop_folder,
     fetch_http,
+    fetch_sftp,
 )
 from callplane.core.recordings.storage import RecordingStorage
 from callplane.core.recordings.targets import TargetPolicy
-from callplane.core.tenancy.models import RecordingAuthConfig
+from callplane.core.tenancy.models import RecordingAuthConfig, SftpAccessConfig
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.db.base import new_id
 from callplane.errors import CallplaneError
@@ -91,6 +93,23 @@ async def _http_auth(env: ProcessingEnvironment, call: Call) -> HttpAuth | None:
     )
 
 
+async def _sftp_access(env: ProcessingEnvironment, call: Call) -> SftpAccess | None:
+    async with env.sessions() as session:
+        config = await session.scalar(select(SftpAccessConfig).where(SftpAccessConfig.account_id == call.account_id))
+    if config is None:
+        return None
+    decrypt = env.secret_box.decrypt
+    return SftpAccess(
+        host=config.host,
+        port=config.port,
+        username=config.username,
+        known_host_key=config.known_host_key,
+        base_dir=config.base_dir,
+        password=decrypt(config.password_ciphertext) if config.password_ciphertext else None,
+        private_key=decrypt(config.private_key_ciphertext) if config.private_key_ciphertext else None,
+    )
+
+
 async def stage_recording(env: ProcessingEnvironment, call: Call) -> None:
     """Fetch the recording, check and normalize it to an 8 kHz MP3, store it. Skipped once stored."""
     async with env.sessions() as session:
@@ -105,9 +124,13 @@ async def stage_recording(env: ProcessingEnvironment, call: Call) -> None:
                 call.recording_url, dest=source, policy=env.policy, limits=env.limits, auth=await _http_auth(env, call)
             )
         elif call.recording_filename:
-            if env.drop_folder is None:
+            sftp = await _sftp_access(env, call)
+            if sftp is not None:
+                await fetch_sftp(sftp, call.recording_filename, dest=source, policy=env.policy, limits=env.limits)
+            elif env.drop_folder is not None:
+                await fetch_drop_folder(env.drop_folder, call.recording_filename, dest=source, limits=env.limits)
+            else:
                 raise NoRecordingAccess()
-            await fetch_drop_folder(env.drop_folder, call.recording_filename, dest=source, limits=env.limits)
         else:
             raise NoRecordingAccess("the call has neither a recording URL nor a recording filename")
         normalized = await normalize_recording_async(

@@ -146,3 +146,23 @@ class RecordingAuthConfig(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_recording_auth_configs_account", "account_id"),)
+
+
+class SftpAccessConfig(Base):
+    """An account's direct SFTP access to its recordings (for calls submitted with recording_filename).
+
+    The server's host key is pinned, never learned on first use; credentials are encrypted at rest.
+    """
+
+    __tablename__ = "sftp_access_configs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(default=22)
+    username: Mapped[str] = mapped_column(String(255))
+    known_host_key: Mapped[str] = mapped_column(Text)
+    base_dir: Mapped[str] = mapped_column(Text, default=".")
+    password_ciphertext: Mapped[str | None] = mapped_column(Text)
+    private_key_ciphertext: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

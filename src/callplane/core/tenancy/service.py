@@ -22,6 +22,7 @@ from callplane.core.tenancy.models import (
     OrganizationKind,
     RecordingAuthConfig,
     RecordingAuthMethod,
+    SftpAccessConfig,
     SignalDefinition,
 )
 from callplane.core.tenancy.schemas import AccountCatalog, AccountInfo, CampaignInfo, Principal
@@ -444,3 +445,38 @@ async def create_recording_auth_config(
 
 async def list_recording_auth_configs(*, session: AsyncSession, account_id: str) -> list[RecordingAuthConfig]:
     return list(await session.scalars(select(RecordingAuthConfig).where(RecordingAuthConfig.account_id == account_id)))
+
+
+async def set_sftp_access(
+    *,
+    session: AsyncSession,
+    secret_box: SecretBox,
+    account_id: str,
+    host: str,
+    username: str,
+    known_host_key: str,
+    port: int = 22,
+    base_dir: str = ".",
+    password: str | None = None,
+    private_key: str | None = None,
+) -> SftpAccessConfig:
+    """Create or replace the account's SFTP access; at least one credential is required."""
+    await get_account(session=session, account_id=account_id)
+    if not password and not private_key:
+        raise InvalidInput("SFTP access needs a password or a private key")
+    if not known_host_key.strip():
+        raise InvalidInput("SFTP access needs the server's host key (it is pinned, never learned)")
+    config = await session.scalar(select(SftpAccessConfig).where(SftpAccessConfig.account_id == account_id))
+    if config is None:
+        config = SftpAccessConfig(account_id=account_id)
+        session.add(config)
+    config.host, config.port, config.username = host, port, username
+    config.known_host_key, config.base_dir = known_host_key.strip(), base_dir
+    config.password_ciphertext = secret_box.encrypt(password) if password else None
+    config.private_key_ciphertext = secret_box.encrypt(private_key) if private_key else None
+    await session.flush()
+    return config
+
+
+async def get_sftp_access(*, session: AsyncSession, account_id: str) -> SftpAccessConfig | None:
+    return await session.scalar(select(SftpAccessConfig).where(SftpAccessConfig.account_id == account_id))

@@ -22,6 +22,7 @@ from callplane.core.tenancy.models import (
     OrganizationKind,
     RecordingAuthConfig,
     RecordingAuthMethod,
+    SftpAccessConfig,
     SignalDefinition,
 )
 from callplane.core.tenancy.service import TenancyLookups
@@ -93,6 +94,29 @@ class CustomDataFieldIn(BaseModel):
 class TokenIn(BaseModel):
     name: str = ""
     organization_id: str | None = None
+
+
+class SftpAccessIn(BaseModel):
+    host: str = Field(min_length=1, max_length=255)
+    port: int = Field(default=22, ge=1, le=65535)
+    username: str = Field(min_length=1, max_length=255)
+    known_host_key: str = Field(min_length=1, description='the server\'s public host key, e.g. "ssh-ed25519 AAAA..."')
+    base_dir: str = "."
+    password: str | None = None
+    private_key: str | None = None
+
+
+def sftp_out(config: SftpAccessConfig) -> dict[str, Any]:
+    return {
+        "host": config.host,
+        "port": config.port,
+        "username": config.username,
+        "known_host_key": config.known_host_key,
+        "base_dir": config.base_dir,
+        "password_set": config.password_ciphertext is not None,
+        "private_key_set": config.private_key_ciphertext is not None,
+        "created_at": config.created_at,
+    }
 
 
 class RecordingAuthConfigIn(BaseModel):
@@ -354,3 +378,25 @@ async def create_recording_auth_config(
 async def list_recording_auth_configs(account_id: str, session: SessionDep) -> dict[str, Any]:
     found = await tenancy.list_recording_auth_configs(session=session, account_id=account_id)
     return {"recording_auth_configs": [auth_config_out(c) for c in found]}
+
+
+@router.put("/accounts/{account_id}/sftp-access")
+async def set_sftp_access(
+    account_id: str, body: SftpAccessIn, context: ContextDep, session: SessionDep
+) -> dict[str, Any]:
+    """Direct SFTP access to the account's recordings (used for calls that name a recording_filename)."""
+    config = await _commit(
+        session,
+        lambda: tenancy.set_sftp_access(
+            session=session, secret_box=context.secret_box, account_id=account_id, **body.model_dump()
+        ),
+    )
+    return sftp_out(config)
+
+
+@router.get("/accounts/{account_id}/sftp-access")
+async def get_sftp_access(account_id: str, session: SessionDep) -> dict[str, Any]:
+    config = await tenancy.get_sftp_access(session=session, account_id=account_id)
+    if config is None:
+        raise HTTPException(404, "no SFTP access configured")
+    return sftp_out(config)
