@@ -1,0 +1,326 @@
+"""The media engine as the control plane sees it: commands in, plain dataclass events out.
+
+The core talks to this Protocol only; it never sees sippy objects, threads or sockets. Calls are named
+by our own `call_id` strings. Every command is a coroutine; every observation is an event on the queues
+handed out by `subscribe()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from callplane.errors import CallplaneError, Conflict, InvalidInput, NotFound
+from callplane.media.audio import CollectionEnd, DtmfCollection, RecordingChannels
+from callplane.media.g711 import PayloadType
+
+__all__ = [
+    "CallAnswered",
+    "CallDirection",
+    "CallEarlyMedia",
+    "CallEnded",
+    "CallEngine",
+    "CallNotFound",
+    "CallRinging",
+    "CallStateConflict",
+    "CollectionEnd",
+    "DtmfCollection",
+    "DtmfReceived",
+    "EngineConfig",
+    "EngineEvent",
+    "FileSource",
+    "HangupInitiator",
+    "IncomingCall",
+    "MediaUnavailable",
+    "OutboundCall",
+    "PlaySource",
+    "PlaybackFinished",
+    "RecordingChannels",
+    "RecordingFinished",
+    "RegistrationChanged",
+    "SipReasonHeader",
+    "SipTrunk",
+    "SpeechSource",
+    "TrunkRegistration",
+    "UrlSource",
+]
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+
+class CallNotFound(NotFound):
+    """No live call has this id on this engine."""
+
+
+class CallStateConflict(Conflict):
+    """The call is not in a state that allows this action."""
+
+
+class MediaUnavailable(InvalidInput):
+    """The audio to play could not be fetched, decoded or synthesised."""
+
+
+class EngineNotRunning(CallplaneError):
+    """The media engine has not been started or has been stopped."""
+
+    permanent = False
+
+
+# ---- values -------------------------------------------------------------------------------------
+
+
+class CallDirection(StrEnum):
+    INBOUND = "INBOUND"
+    OUTBOUND = "OUTBOUND"
+
+
+class HangupInitiator(StrEnum):
+    LOCAL = "LOCAL"  # our control plane asked
+    REMOTE = "REMOTE"  # BYE, CANCEL or a final failure from the far end
+    ENGINE = "ENGINE"  # a timeout or an internal failure ended it
+
+
+@dataclass(frozen=True, slots=True)
+class SipReasonHeader:
+    """An RFC 3326 Reason header: `Q.850;cause=16;text="Normal call clearing"` or `SIP;cause=480`."""
+
+    protocol: str = "Q.850"
+    cause: int = 16
+    text: str | None = None
+
+    def __str__(self) -> str:
+        if self.text is None:
+            return f"{self.protocol};cause={self.cause}"
+        return f'{self.protocol};cause={self.cause};text="{self.text}"'
+
+
+NORMAL_CLEARING = SipReasonHeader("Q.850", 16, "Normal call clearing")
+NO_ANSWER = SipReasonHeader("Q.850", 19, "No answer")
+
+
+@dataclass(frozen=True, slots=True)
+class SipTrunk:
+    """Where outbound calls and registrations go, and the digest credentials the trunk may ask for."""
+
+    host: str
+    port: int = 5060
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundCall:
+    to_user: str
+    trunk: SipTrunk
+    from_user: str = "callplane"
+    from_display_name: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    ring_timeout_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkRegistration:
+    trunk: SipTrunk
+    user: str
+    expires_s: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class UrlSource:
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechSource:
+    text: str
+    voice: str = "en"
+    words_per_minute: int = 160
+
+
+PlaySource = FileSource | UrlSource | SpeechSource
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    rtp_host: str = "127.0.0.1"
+    rtp_port_range: tuple[int, int] = (20000, 30000)
+    cache_dir: Path = Path("media-cache")
+    user_agent: str = "callplane"
+    codecs: tuple[PayloadType, ...] = (PayloadType.PCMU, PayloadType.PCMA)
+    log_sip_messages: bool = False
+
+
+# ---- events -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """An INVITE with a usable offer arrived; nothing has been answered (not even 180) yet."""
+
+    call_id: str
+    from_user: str
+    to_user: str
+    from_display_name: str | None
+    headers: Mapping[str, str]
+    sip_call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallRinging:
+    """Outbound: the far end sent 180 (or 183 without SDP)."""
+
+    call_id: str
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallEarlyMedia:
+    """Outbound: 183 with SDP; the far end's early media now flows to the call."""
+
+    call_id: str
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    call_id: str
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """The call is over. `sip_status` is the far end's final status for a failed outbound call, 487 for a
+    caller's CANCEL, our chosen status for a reject; `reason` is the Reason header seen or sent."""
+
+    call_id: str
+    initiator: HangupInitiator
+    answered: bool
+    sip_status: int | None = None
+    sip_reason_phrase: str | None = None
+    reason: SipReasonHeader | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackFinished:
+    call_id: str
+    playback_id: str
+    completed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingFinished:
+    call_id: str
+    path: Path
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationChanged:
+    registration_id: str
+    registered: bool
+    status_line: str | None = None
+
+
+EngineEvent = (
+    IncomingCall
+    | CallRinging
+    | CallEarlyMedia
+    | CallAnswered
+    | DtmfReceived
+    | CallEnded
+    | PlaybackFinished
+    | RecordingFinished
+    | RegistrationChanged
+)
+
+
+# ---- the interface ------------------------------------------------------------------------------
+
+
+class CallEngine(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def subscribe(self) -> asyncio.Queue[EngineEvent]:
+        """A fresh queue that receives every event from now on."""
+        ...
+
+    async def send_ringing(self, call_id: str) -> None:
+        """180 Ringing, only when asked."""
+        ...
+
+    async def pre_answer(self, call_id: str) -> None:
+        """183 with our SDP: media flows both ways (early media) before the call is answered."""
+        ...
+
+    async def answer(self, call_id: str) -> None: ...
+
+    async def reject(
+        self,
+        call_id: str,
+        *,
+        status: int = 486,
+        reason_phrase: str | None = None,
+        reason: SipReasonHeader | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None: ...
+
+    async def hangup(
+        self, call_id: str, *, reason: SipReasonHeader | None = NORMAL_CLEARING, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """BYE when answered; CANCEL for our unanswered outbound call; 480 for an unanswered inbound one."""
+        ...
+
+    async def dial(self, call: OutboundCall) -> str: ...
+
+    async def play(
+        self, call_id: str, source: PlaySource, *, loop_count: int = 1, offset_ms: int = 0, timeout_ms: int | None = None
+    ) -> str:
+        """Start playing (replacing what plays); returns a playback id that PlaybackFinished names."""
+        ...
+
+    async def stop_playback(self, call_id: str) -> None: ...
+
+    async def start_recording(
+        self, call_id: str, path: Path, channels: RecordingChannels = RecordingChannels.MONO
+    ) -> None: ...
+
+    async def stop_recording(self, call_id: str) -> RecordingFinished | None: ...
+
+    async def collect_dtmf(
+        self,
+        call_id: str,
+        *,
+        max_length: int,
+        terminator: str | None = None,
+        first_digit_timeout_s: float = 5.0,
+        inter_digit_timeout_s: float = 3.0,
+    ) -> DtmfCollection: ...
+
+    async def send_dtmf(self, call_id: str, digits: str) -> None: ...
+
+    async def bridge(self, call_id: str, other_call_id: str) -> None: ...
+
+    async def unbridge(self, call_id: str) -> None: ...
+
+    async def register(self, registration: TrunkRegistration) -> str: ...
+
+    async def unregister(self, registration_id: str) -> None: ...

@@ -1,0 +1,873 @@
+"""The sippy-backed CallEngine: sippy owns SIP in its reactor thread, asyncio owns media and the API.
+
+Threading rule (sippy-notes): sippy objects are touched only in the reactor thread. Commands go there
+through `ED2.callFromThread`; sippy events are flattened into `_Signal` tuples there and posted to the
+asyncio loop with `call_soon_threadsafe`. The asyncio side keeps a `_Call` per call id and is the only
+place that decides what a call's state is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+import uuid
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sippy.CCEvents import (
+    CCEventConnect,
+    CCEventDisconnect,
+    CCEventFail,
+    CCEventRedirect,
+    CCEventRing,
+    CCEventTry,
+)
+from sippy.Core.EventDispatcher import ED2
+from sippy.MsgBody import MsgBody
+from sippy.SipCallId import SipCallId
+from sippy.SipConf import SipConf
+from sippy.SipHeader import SipHeader
+from sippy.SipReason import SipReason
+from sippy.SipRegistrationAgent import SipRegistrationAgent
+from sippy.SipTransactionManager import SipTransactionManager
+from sippy.SipURL import SipURL
+from sippy.UA import UA
+
+from callplane.media import sdp
+from callplane.media.audio import (
+    HANGUP_MARK,
+    AudioLibrary,
+    AudioUnavailable,
+    DtmfCollection,
+    PcmPlayer,
+    RecordingChannels,
+    SpeechSynthesizer,
+    WavRecorder,
+    collect_digits,
+)
+from callplane.media.channel import MediaChannel
+from callplane.media.clock import MediaClock
+from callplane.media.engine import (
+    NO_ANSWER,
+    NORMAL_CLEARING,
+    CallAnswered,
+    CallDirection,
+    CallEarlyMedia,
+    CallEnded,
+    CallNotFound,
+    CallRinging,
+    CallStateConflict,
+    DtmfReceived,
+    EngineConfig,
+    EngineEvent,
+    EngineNotRunning,
+    FileSource,
+    HangupInitiator,
+    IncomingCall,
+    MediaUnavailable,
+    OutboundCall,
+    PlaybackFinished,
+    PlaySource,
+    RecordingFinished,
+    RegistrationChanged,
+    SipReasonHeader,
+    SpeechSource,
+    TrunkRegistration,
+    UrlSource,
+)
+from callplane.media.g711 import Pcm
+
+log = logging.getLogger(__name__)
+
+_REASON_PHRASES = {
+    400: "Bad Request", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout", 410: "Gone",
+    480: "Temporarily Unavailable", 484: "Address Incomplete", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 500: "Server Internal Error", 503: "Service Unavailable", 600: "Busy Everywhere",
+    603: "Decline", 604: "Does Not Exist Anywhere",
+}  # fmt: skip
+
+
+class CallState(StrEnum):
+    OFFERED = "OFFERED"  # inbound INVITE presented, nothing sent but 100
+    DIALING = "DIALING"  # outbound INVITE sent
+    RINGING = "RINGING"
+    EARLY_MEDIA = "EARLY_MEDIA"
+    ANSWERED = "ANSWERED"
+    ENDED = "ENDED"
+
+
+_LIVE_BEFORE_ANSWER = (CallState.OFFERED, CallState.DIALING, CallState.RINGING, CallState.EARLY_MEDIA)
+
+
+@dataclass(slots=True, frozen=True)
+class _Signal:
+    """A sippy event flattened in the reactor thread into plain values for the asyncio side."""
+
+    kind: str  # "ring" | "connect" | "fail" | "redirect" | "disconnect" | "other"
+    status: int | None = None
+    phrase: str | None = None
+    sdp_text: str | None = None
+    reason: SipReasonHeader | None = None
+
+
+@dataclass(slots=True)
+class _Call:
+    call_id: str
+    direction: CallDirection
+    ua: Any  # sippy UA; only ever passed back to the reactor thread
+    state: CallState
+    offer: sdp.AudioDescription | None = None
+    channel: MediaChannel | None = None
+    local_sdp: str | None = None
+    session_id: int = field(default_factory=lambda: secrets.randbelow(1 << 31))
+    recorder: WavRecorder | None = None
+    digit_queue: asyncio.Queue[str] | None = None  # set while a collection runs
+    playback_id: str | None = None
+    playback_task: asyncio.Task[None] | None = None
+    ring_timer: asyncio.TimerHandle | None = None
+
+
+class _NullSipLogger:
+    """sippy logs every message through `_sip_logger.write`; formatting them all costs real CPU."""
+
+    def write(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+class _DebugSipLogger:
+    def write(self, *args: object, **kwargs: object) -> None:
+        log.debug("sip %s", "".join(str(arg) for arg in args))
+
+
+def _sip_reason(reason: SipReasonHeader) -> Any:
+    return SipReason(protocol=reason.protocol, cause=reason.cause, reason=reason.text)
+
+
+def _custom_headers(headers: Mapping[str, str] | None) -> tuple[Any, ...] | None:
+    if not headers:
+        return None
+    for name, value in headers.items():
+        if not name or any(ch in name for ch in ": \r\n") or any(ch in value for ch in "\r\n"):
+            raise CallStateConflict(f"invalid SIP header {name!r}")
+    # bodys= (not body=): a plain string body crashes later inside sippy (sippy-notes)
+    return tuple(SipHeader(name=name, bodys=value) for name, value in headers.items())
+
+
+def _read_reason(event: Any) -> SipReasonHeader | None:
+    reason = getattr(event, "reason_rfc3326", None)
+    if reason is None:
+        return None
+    try:
+        if not reason.parsed:
+            reason.parse()
+        return SipReasonHeader(protocol=str(reason.protocol), cause=int(reason.cause), text=reason.reason)
+    except (AssertionError, ValueError, TypeError, IndexError):  # sippy's parser asserts on odd Reason headers
+        log.info("unparsable Reason header %r", getattr(reason, "body", None))
+        return None
+
+
+def _flatten(event: Any) -> _Signal:
+    """Runs in the reactor thread: copy what we need out of a sippy CCEvent."""
+    reason = _read_reason(event)
+    data = event.getData()
+    if isinstance(event, CCEventRing | CCEventConnect):
+        code, phrase, body = data[0], data[1], data[2] if len(data) > 2 else None
+        kind = "ring" if isinstance(event, CCEventRing) else "connect"
+        return _Signal(kind, _as_int(code), str(phrase), None if body is None else str(body), reason)
+    if isinstance(event, CCEventRedirect):
+        return _Signal("redirect", _as_int(data[0]), str(data[1]), None, reason)
+    if isinstance(event, CCEventFail):
+        return _Signal("fail", _as_int(data[0]), str(data[1]), None, reason)
+    if isinstance(event, CCEventDisconnect):
+        return _Signal("disconnect", None, None, None, reason)
+    return _Signal("other")
+
+
+def _as_int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None  # the ACK that follows our PreConnect carries ('ACK', 'ACK', body)
+
+
+class FixedRegistrationAgent(SipRegistrationAgent):  # type: ignore[misc]
+    """sippy's agent answers a 407 with an `Authorization` header instead of `Proxy-Authorization`
+    (SipRegistrationAgent.gotreply pairs 407 with 'authorization'). We build the header from the
+    challenge's own credentials class, whose name is right for both 401 and 407."""
+
+    def gotreply(self, resp: Any) -> None:
+        if self.dead or resp.scode < 200:
+            return
+        if resp.scode in (401, 407) and self.user is not None and self.passw is not None and self.atries < 3:
+            challenge_name = "www-authenticate" if resp.scode == 401 else "proxy-authenticate"
+            if resp.countHFs(challenge_name) > 0:
+                challenge = resp.getHFBody(challenge_name)
+                supported, qop = challenge.supportedAlgorithm()
+                if supported:
+                    credentials = challenge.genAuthHF(
+                        self.user, self.passw, "REGISTER", str(self.rmsg.ruri), qop=qop
+                    )
+                    for stale_name in ("authorization", "proxy-authorization"):
+                        for stale in self.rmsg.getHFs(stale_name):
+                            self.rmsg.removeHeader(stale)
+                    self.rmsg.appendHeader(SipHeader(body=credentials))
+                    self.atries += 1
+                    self.doregister()
+                    return
+        super().gotreply(resp)
+
+
+class _Reactor:
+    """The one sippy reactor thread per process (ED2 is a singleton)."""
+
+    _lock = threading.Lock()
+    _thread: threading.Thread | None = None
+
+    @classmethod
+    def ensure_running(cls) -> None:
+        with cls._lock:
+            if cls._thread is not None and cls._thread.is_alive():
+                return
+            started = threading.Event()
+
+            def run() -> None:
+                ED2.my_ident = threading.get_ident()  # timers armed from this thread only (sippy-notes)
+                started.set()
+                while True:
+                    try:
+                        ED2.loop()
+                    except Exception:  # noqa: BLE001 - the reactor must outlive any one callback
+                        log.exception("sippy reactor loop raised; restarting it")
+
+            cls._thread = threading.Thread(target=run, name="sippy-reactor", daemon=True)
+            cls._thread.start()
+            started.wait()
+
+
+def _call_in_reactor(function: Callable[..., object], *args: object) -> None:
+    """Fire-and-forget into the reactor; exceptions are logged by us (ED2 would only print them)."""
+
+    def guarded() -> None:
+        try:
+            function(*args)
+        except Exception:  # noqa: BLE001 - a failure in one call's signalling must not leak into the reactor
+            log.exception("sippy command %s failed", getattr(function, "__name__", function))
+
+    ED2.callFromThread(guarded)
+
+
+class SippyCallEngine:
+    """CallEngine over sippy (signalling) and our own RTP/media on one shared asyncio clock."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.clock = MediaClock()
+        self.library = AudioLibrary(config.cache_dir / "audio")
+        self.speech = SpeechSynthesizer(config.cache_dir / "tts", self.library)
+        self._calls: dict[str, _Call] = {}
+        self._subscribers: list[asyncio.Queue[EngineEvent]] = []
+        self._registrations: dict[str, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._global_config: dict[str, Any] = {}
+        self.rejected_offers = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        SipConf.my_address = self.config.sip_host
+        SipConf.my_port = self.config.sip_port
+        SipConf.my_uaname = self.config.user_agent
+        self._global_config = {
+            "_sip_address": self.config.sip_host,
+            "_sip_port": self.config.sip_port,
+            "_sip_logger": _DebugSipLogger() if self.config.log_sip_messages else _NullSipLogger(),
+        }
+        _Reactor.ensure_running()
+
+        def create_transaction_manager() -> None:
+            # sippy probes for IPv6 with a socket it never closes; its ResourceWarning is noise, not a leak of ours.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                self._global_config["_sip_tm"] = SipTransactionManager(self._global_config, self._on_request)
+
+        await asyncio.to_thread(ED2.callFromThreadSync, create_transaction_manager)
+        self.clock.start()
+
+    async def stop(self) -> None:
+        for call in list(self._calls.values()):
+            if call.state is not CallState.ENDED:
+                try:
+                    await self.hangup(call.call_id)
+                except CallplaneErrorTypes:
+                    pass
+        for registration_id in list(self._registrations):
+            await self.unregister(registration_id)
+        await self.clock.stop()
+        await asyncio.sleep(0.05)  # let the BYEs leave before the socket closes
+        manager = self._global_config.get("_sip_tm")
+        if manager is not None:
+            await asyncio.to_thread(ED2.callFromThreadSync, manager.shutdown)
+        self._global_config = {}
+        self._loop = None
+
+    def subscribe(self) -> asyncio.Queue[EngineEvent]:
+        queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+        self._subscribers.append(queue)
+        return queue
+
+    def _emit(self, event: EngineEvent) -> None:
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    def _post(self, handler: Callable[..., None], *args: object) -> None:
+        """From the reactor thread to the asyncio loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._guarded, handler, *args)
+
+    def _guarded(self, handler: Callable[..., None], *args: object) -> None:
+        try:
+            handler(*args)
+        except Exception:  # noqa: BLE001 - one call's failure is logged and ends that call only
+            log.exception("handling a SIP event failed")
+            call_id = args[0] if args and isinstance(args[0], str) else None
+            if call_id is not None and call_id in self._calls:
+                self._end(self._calls[call_id], CallEnded(call_id, HangupInitiator.ENGINE, answered=False))
+
+    # ---- inbound (reactor thread) ----------------------------------------------------------------
+
+    def _on_request(self, req: Any, sip_t: Any) -> Any:
+        """sippy's out-of-dialog request callback; runs in the reactor thread."""
+        method = req.getMethod()
+        if method == "INVITE":
+            return self._on_invite(req, sip_t)
+        if method == "OPTIONS":
+            return (req.genResponse(200, "OK"), None, None)
+        if method in ("BYE", "CANCEL", "ACK"):
+            return (req.genResponse(481, "Call Leg/Transaction Does Not Exist"), None, None)
+        return (req.genResponse(405, "Method Not Allowed"), None, None)
+
+    def _on_invite(self, req: Any, sip_t: Any) -> Any:
+        body = req.getBody()
+        try:
+            if body is None:
+                raise sdp.SdpError("INVITE without an offer (late offer is not supported)")
+            offer = sdp.parse(str(body))
+            sdp.negotiate_answer(offer, preferred=self.config.codecs)
+        except sdp.SdpError as error:
+            log.info("rejecting INVITE with 488: %s", error)
+            self.rejected_offers += 1
+            return (req.genResponse(488, "Not Acceptable Here"), None, None)
+        call_id = uuid.uuid4().hex
+        try:
+            from_header, to_header = req.getHFBody("from"), req.getHFBody("to")
+            incoming = IncomingCall(
+                call_id=call_id,
+                from_user=str(from_header.getUrl().username or ""),
+                to_user=str(to_header.getUrl().username or ""),
+                from_display_name=from_header.getUri().name or None,
+                headers={header.name: str(header.getBody()) for header in req.headers if header.name.startswith("x-")},
+                sip_call_id=str(req.getHFBody("call-id")),
+            )
+        except Exception:  # noqa: BLE001 - sippy parses headers lazily and raises many kinds of errors
+            log.info("rejecting INVITE with 400: unparsable From/To", exc_info=True)
+            return (req.genResponse(400, "Bad Request"), None, None)
+        ua = UA(self._global_config, event_cb=self._sippy_event_handler(call_id))
+        ua.local_ua = None
+        self._post(self._register_inbound, call_id, ua, offer, incoming)
+        return ua.recvRequest(req, sip_t)
+
+    def _sippy_event_handler(self, call_id: str) -> Callable[[Any, Any], None]:
+        def on_event(event: Any, ua: Any) -> None:
+            if isinstance(event, CCEventTry):
+                return  # the inbound INVITE itself: already presented as IncomingCall
+            self._post(self._on_signal, call_id, _flatten(event))
+
+        return on_event
+
+    # ---- asyncio side: signalling ----------------------------------------------------------------
+
+    def _register_inbound(self, call_id: str, ua: Any, offer: sdp.AudioDescription, incoming: IncomingCall) -> None:
+        self._calls[call_id] = _Call(call_id, CallDirection.INBOUND, ua, CallState.OFFERED, offer=offer)
+        self._emit(incoming)
+
+    def _on_signal(self, call_id: str, signal: _Signal) -> None:
+        call = self._calls.get(call_id)
+        if call is None or call.state is CallState.ENDED:
+            return
+        if signal.kind == "ring":
+            self._on_ring(call, signal)
+        elif signal.kind == "connect":
+            self._on_connect(call, signal)
+        elif signal.kind in ("fail", "redirect"):
+            self._end(
+                call,
+                CallEnded(
+                    call_id,
+                    HangupInitiator.REMOTE,
+                    answered=False,
+                    sip_status=signal.status,
+                    sip_reason_phrase=signal.phrase,
+                    reason=signal.reason,
+                ),
+            )
+        elif signal.kind == "disconnect":
+            answered = call.state is CallState.ANSWERED
+            cancelled = call.direction is CallDirection.INBOUND and not answered
+            self._end(
+                call,
+                CallEnded(
+                    call_id,
+                    HangupInitiator.REMOTE,
+                    answered=answered,
+                    sip_status=487 if cancelled else None,
+                    sip_reason_phrase="Request Terminated" if cancelled else None,
+                    reason=signal.reason,
+                ),
+            )
+
+    def _on_ring(self, call: _Call, signal: _Signal) -> None:
+        if call.direction is not CallDirection.OUTBOUND or signal.status is None or signal.status < 180:
+            return
+        if signal.sdp_text is not None and self._apply_answer(call, signal.sdp_text):
+            if call.state is not CallState.EARLY_MEDIA:
+                call.state = CallState.EARLY_MEDIA
+                self._emit(CallEarlyMedia(call.call_id, signal.status))
+        elif call.state is CallState.DIALING:
+            call.state = CallState.RINGING
+            self._emit(CallRinging(call.call_id, signal.status))
+
+    def _on_connect(self, call: _Call, signal: _Signal) -> None:
+        if call.direction is not CallDirection.OUTBOUND:
+            return
+        if signal.sdp_text is not None and not self._apply_answer(call, signal.sdp_text):
+            log.warning("call %s answered with an unusable SDP; hanging up", call.call_id)
+            self._send_disconnect(call, SipReasonHeader("Q.850", 88, "Incompatible destination"), None)
+            self._end(call, CallEnded(call.call_id, HangupInitiator.ENGINE, answered=True, sip_status=200))
+            return
+        if call.channel is None or call.channel.negotiated is None:
+            log.warning("call %s answered without any SDP; hanging up", call.call_id)
+            self._send_disconnect(call, SipReasonHeader("Q.850", 88, "Incompatible destination"), None)
+            self._end(call, CallEnded(call.call_id, HangupInitiator.ENGINE, answered=True, sip_status=200))
+            return
+        self._cancel_ring_timer(call)
+        call.state = CallState.ANSWERED
+        self._emit(CallAnswered(call.call_id))
+
+    def _apply_answer(self, call: _Call, sdp_text: str) -> bool:
+        if call.channel is None:
+            return False
+        try:
+            negotiated = sdp.accept_answer(sdp.parse(sdp_text), offered=self.config.codecs)
+        except sdp.SdpError as error:
+            log.warning("call %s: unusable SDP answer: %s", call.call_id, error)
+            return False
+        call.channel.configure(negotiated)
+        return True
+
+    def _end(self, call: _Call, event: CallEnded) -> None:
+        if call.state is CallState.ENDED:
+            return
+        call.state = CallState.ENDED
+        self._cancel_ring_timer(call)
+        if call.playback_task is not None:
+            call.playback_task.cancel()
+        if call.digit_queue is not None:
+            call.digit_queue.put_nowait(HANGUP_MARK)
+        if call.channel is not None:
+            call.channel.close()
+        self._finish_recording(call)
+        self._calls.pop(call.call_id, None)
+        self._emit(event)
+
+    def _cancel_ring_timer(self, call: _Call) -> None:
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+            call.ring_timer = None
+
+    def _call(self, call_id: str) -> _Call:
+        if self._loop is None:
+            raise EngineNotRunning
+        call = self._calls.get(call_id)
+        if call is None or call.state is CallState.ENDED:
+            raise CallNotFound(f"no live call {call_id}")
+        return call
+
+    # ---- commands: answering side ----------------------------------------------------------------
+
+    async def send_ringing(self, call_id: str) -> None:
+        call = self._call(call_id)
+        if call.direction is not CallDirection.INBOUND or call.state not in (CallState.OFFERED, CallState.RINGING):
+            raise CallStateConflict("ringing is sent only for an inbound call that is not answered")
+        call.state = CallState.RINGING
+        _call_in_reactor(call.ua.recvEvent, CCEventRing((180, "Ringing", None)))
+
+    async def _prepare_inbound_media(self, call: _Call) -> str:
+        if call.local_sdp is not None:
+            return call.local_sdp
+        assert call.offer is not None  # inbound calls always keep their offer
+        negotiated = sdp.negotiate_answer(call.offer, preferred=self.config.codecs)
+        channel = self._new_channel(call)
+        port = await channel.open(self.config.rtp_host, self.config.rtp_port_range)
+        if call.state is CallState.ENDED:  # the caller cancelled while we bound the port
+            channel.close()
+            raise CallNotFound(f"call {call.call_id} ended")
+        channel.configure(negotiated)
+        call.local_sdp = sdp.build(
+            address=self.config.rtp_host,
+            port=port,
+            codecs=(negotiated.codec,),
+            telephone_event_pt=negotiated.telephone_event_pt,
+            session_id=call.session_id,
+            direction=negotiated.direction,
+        )
+        return call.local_sdp
+
+    async def pre_answer(self, call_id: str) -> None:
+        call = self._call(call_id)
+        if call.direction is not CallDirection.INBOUND or call.state not in (CallState.OFFERED, CallState.RINGING):
+            raise CallStateConflict("pre-answer is for an inbound call that is not answered")
+        local_sdp = await self._prepare_inbound_media(call)
+        call.state = CallState.EARLY_MEDIA
+        _call_in_reactor(call.ua.recvEvent, CCEventRing((183, "Session Progress", MsgBody(local_sdp))))
+
+    async def answer(self, call_id: str) -> None:
+        call = self._call(call_id)
+        if call.direction is not CallDirection.INBOUND or call.state not in _LIVE_BEFORE_ANSWER:
+            raise CallStateConflict("only an unanswered inbound call can be answered")
+        local_sdp = await self._prepare_inbound_media(call)
+        call.state = CallState.ANSWERED
+        _call_in_reactor(call.ua.recvEvent, CCEventConnect((200, "OK", MsgBody(local_sdp))))
+        self._emit(CallAnswered(call_id))
+
+    async def reject(
+        self,
+        call_id: str,
+        *,
+        status: int = 486,
+        reason_phrase: str | None = None,
+        reason: SipReasonHeader | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        call = self._call(call_id)
+        if call.direction is not CallDirection.INBOUND or call.state is CallState.ANSWERED:
+            raise CallStateConflict("only an unanswered inbound call can be rejected")
+        if not 300 <= status <= 699:
+            raise CallStateConflict(f"a reject needs a final non-2xx status, not {status}")
+        phrase = reason_phrase or _REASON_PHRASES.get(status, "Rejected")
+        extra = _custom_headers(headers)
+
+        def send() -> None:
+            event = CCEventFail((status, phrase))
+            if reason is not None:
+                event.reason_rfc3326 = _sip_reason(reason)
+            if extra is not None:
+                event.extra_headers = extra
+            call.ua.recvEvent(event)
+
+        _call_in_reactor(send)
+        self._end(
+            call,
+            CallEnded(
+                call_id, HangupInitiator.LOCAL, answered=False, sip_status=status, sip_reason_phrase=phrase, reason=reason
+            ),
+        )
+
+    async def hangup(
+        self,
+        call_id: str,
+        *,
+        reason: SipReasonHeader | None = NORMAL_CLEARING,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        call = self._call(call_id)
+        if call.direction is CallDirection.INBOUND and call.state is not CallState.ANSWERED:
+            await self.reject(call_id, status=480, reason=reason, headers=headers)
+            return
+        self._send_disconnect(call, reason, _custom_headers(headers))
+        self._end(call, CallEnded(call_id, HangupInitiator.LOCAL, answered=call.state is CallState.ANSWERED, reason=reason))
+
+    def _send_disconnect(self, call: _Call, reason: SipReasonHeader | None, extra: tuple[Any, ...] | None) -> None:
+        def send() -> None:
+            event = CCEventDisconnect()
+            if reason is not None:
+                event.reason_rfc3326 = _sip_reason(reason)
+            if extra is not None:
+                event.extra_headers = extra
+            call.ua.recvEvent(event)
+
+        _call_in_reactor(send)
+
+    # ---- commands: calling side ------------------------------------------------------------------
+
+    async def dial(self, request: OutboundCall) -> str:
+        if self._loop is None:
+            raise EngineNotRunning
+        extra = _custom_headers(request.headers)
+        call_id = uuid.uuid4().hex
+        call = _Call(call_id, CallDirection.OUTBOUND, None, CallState.DIALING)
+        channel = self._new_channel(call)
+        port = await channel.open(self.config.rtp_host, self.config.rtp_port_range)
+        offer = sdp.build(
+            address=self.config.rtp_host, port=port, codecs=self.config.codecs, session_id=call.session_id
+        )
+        call.local_sdp = offer
+        self._calls[call_id] = call
+        trunk = request.trunk
+        ready = threading.Event()
+
+        def send_invite() -> None:
+            try:
+                ua = UA(
+                    self._global_config,
+                    event_cb=self._sippy_event_handler(call_id),
+                    username=trunk.username,
+                    password=trunk.password,
+                    nh_address=(trunk.host, trunk.port),
+                )
+                call.ua = ua
+                event = CCEventTry(
+                    (SipCallId(), request.from_user, request.to_user, MsgBody(offer), None, request.from_display_name)
+                )
+                if extra is not None:
+                    event.extra_headers = extra
+                ua.recvEvent(event)
+            finally:
+                ready.set()
+
+        _call_in_reactor(send_invite)
+        await asyncio.to_thread(ready.wait, 5.0)
+        if call.ua is None:
+            self._end(call, CallEnded(call_id, HangupInitiator.ENGINE, answered=False))
+            raise CallStateConflict("the INVITE could not be sent")
+        if request.ring_timeout_s is not None:
+            call.ring_timer = self._loop.call_later(request.ring_timeout_s, self._ring_timeout, call_id)
+        return call_id
+
+    def _ring_timeout(self, call_id: str) -> None:
+        call = self._calls.get(call_id)
+        if call is None or call.state not in _LIVE_BEFORE_ANSWER:
+            return
+        self._send_disconnect(call, NO_ANSWER, None)
+        self._end(call, CallEnded(call_id, HangupInitiator.ENGINE, answered=False, sip_status=487, reason=NO_ANSWER))
+
+    # ---- media -----------------------------------------------------------------------------------
+
+    def _new_channel(self, call: _Call) -> MediaChannel:
+        call_id = call.call_id
+
+        def on_digit(digit: str) -> None:
+            self._emit(DtmfReceived(call_id, digit))
+            live = self._calls.get(call_id)
+            if live is not None and live.digit_queue is not None:
+                live.digit_queue.put_nowait(digit)
+
+        def on_failure(error: BaseException) -> None:
+            live = self._calls.get(call_id)
+            if live is not None and live.state is not CallState.ENDED:
+                self._send_disconnect(live, SipReasonHeader("Q.850", 41, "Temporary failure"), None)
+                self._end(live, CallEnded(call_id, HangupInitiator.ENGINE, answered=live.state is CallState.ANSWERED))
+
+        channel = MediaChannel(clock=self.clock, on_digit=on_digit, on_failure=on_failure, label=call_id[:8])
+        call.channel = channel
+        return channel
+
+    def _media_channel(self, call_id: str) -> tuple[_Call, MediaChannel]:
+        call = self._call(call_id)
+        if call.channel is None or call.channel.negotiated is None:
+            raise CallStateConflict("the call has no media yet (answer or pre-answer it first)")
+        return call, call.channel
+
+    async def load(self, source: PlaySource) -> Pcm:
+        """Decode or synthesise a source (cached), e.g. to warm the cache before calls arrive."""
+        try:
+            if isinstance(source, SpeechSource):
+                return await self.speech.speak(source.text, voice=source.voice, words_per_minute=source.words_per_minute)
+            if isinstance(source, UrlSource):
+                return await self.library.url(source.url)
+            return await self.library.file(source.path)
+        except AudioUnavailable as error:
+            raise MediaUnavailable(str(error)) from error
+
+    async def play(
+        self,
+        call_id: str,
+        source: PlaySource,
+        *,
+        loop_count: int = 1,
+        offset_ms: int = 0,
+        timeout_ms: int | None = None,
+    ) -> str:
+        call, channel = self._media_channel(call_id)
+        samples = await self.load(source)
+        call, channel = self._media_channel(call_id)  # the call may have ended while we decoded
+        playback_id = uuid.uuid4().hex
+        done = channel.play(PcmPlayer(samples, loop_count=loop_count, offset_ms=offset_ms, timeout_ms=timeout_ms))
+        call.playback_id = playback_id
+
+        async def report() -> None:
+            completed = await done
+            self._emit(PlaybackFinished(call_id, playback_id, completed))
+
+        call.playback_task = asyncio.get_running_loop().create_task(report())
+        call.playback_task.add_done_callback(_report_finished_on_cancel(self, call_id, playback_id))
+        return playback_id
+
+    async def stop_playback(self, call_id: str) -> None:
+        _, channel = self._media_channel(call_id)
+        channel.stop_playback()
+
+    async def start_recording(
+        self, call_id: str, path: Path, channels: RecordingChannels = RecordingChannels.MONO
+    ) -> None:
+        call, channel = self._media_channel(call_id)
+        if call.recorder is not None:
+            raise CallStateConflict("the call is already being recorded")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        call.recorder = WavRecorder(path, channels)
+        channel.add_sink(call.recorder)
+
+    async def stop_recording(self, call_id: str) -> RecordingFinished | None:
+        call = self._call(call_id)
+        return self._finish_recording(call)
+
+    def _finish_recording(self, call: _Call) -> RecordingFinished | None:
+        recorder, call.recorder = call.recorder, None
+        if recorder is None:
+            return None
+        if call.channel is not None:
+            call.channel.remove_sink(recorder)
+        recorder.close()
+        finished = RecordingFinished(call.call_id, recorder.path, recorder.duration_ms)
+        self._emit(finished)
+        return finished
+
+    async def collect_dtmf(
+        self,
+        call_id: str,
+        *,
+        max_length: int,
+        terminator: str | None = None,
+        first_digit_timeout_s: float = 5.0,
+        inter_digit_timeout_s: float = 3.0,
+    ) -> DtmfCollection:
+        call = self._call(call_id)
+        if call.digit_queue is not None:
+            raise CallStateConflict("a DTMF collection is already running on this call")
+        call.digit_queue = asyncio.Queue()
+        try:
+            return await collect_digits(
+                call.digit_queue,
+                max_length=max_length,
+                terminator=terminator,
+                first_digit_timeout_s=first_digit_timeout_s,
+                inter_digit_timeout_s=inter_digit_timeout_s,
+            )
+        finally:
+            call.digit_queue = None
+
+    async def send_dtmf(self, call_id: str, digits: str) -> None:
+        _, channel = self._media_channel(call_id)
+        try:
+            done = channel.send_dtmf(digits)
+        except ValueError as error:
+            raise CallStateConflict(str(error)) from error
+        await done
+
+    async def bridge(self, call_id: str, other_call_id: str) -> None:
+        if call_id == other_call_id:
+            raise CallStateConflict("a call cannot be bridged to itself")
+        _, first = self._media_channel(call_id)
+        _, second = self._media_channel(other_call_id)
+        for channel in (first, second):
+            if channel.bridge_peer is not None:
+                raise CallStateConflict("the call is already bridged")
+        first.bridge_peer = second
+        second.bridge_peer = first
+
+    async def unbridge(self, call_id: str) -> None:
+        _, channel = self._media_channel(call_id)
+        peer = channel.bridge_peer
+        channel.bridge_peer = None
+        if peer is not None:
+            peer.bridge_peer = None
+
+    # ---- registration ----------------------------------------------------------------------------
+
+    async def register(self, registration: TrunkRegistration) -> str:
+        if self._loop is None:
+            raise EngineNotRunning
+        registration_id = uuid.uuid4().hex
+        trunk = registration.trunk
+        created = threading.Event()
+
+        def on_ok(_expires_at: object, _contact: object, _arg: object) -> None:
+            self._post(self._emit, RegistrationChanged(registration_id, registered=True, status_line="200 OK"))
+
+        def on_fail(status_line: object, _arg: object) -> None:
+            self._post(self._emit, RegistrationChanged(registration_id, registered=False, status_line=str(status_line)))
+
+        def start() -> None:
+            try:
+                aor = SipURL(username=registration.user, host=trunk.host, port=trunk.port)
+                contact = SipURL(username=registration.user, host=self.config.sip_host, port=self.config.sip_port)
+                agent = FixedRegistrationAgent(
+                    self._global_config,
+                    aor,
+                    contact,
+                    user=trunk.username,
+                    passw=trunk.password,
+                    exp=registration.expires_s,
+                    rok_cb=on_ok,
+                    rfail_cb=on_fail,
+                    target=(trunk.host, trunk.port),
+                )
+                self._registrations[registration_id] = agent
+                agent.doregister()
+            finally:
+                created.set()
+
+        _call_in_reactor(start)
+        await asyncio.to_thread(created.wait, 5.0)
+        if registration_id not in self._registrations:
+            raise CallStateConflict("the registration could not be started")
+        return registration_id
+
+    async def unregister(self, registration_id: str) -> None:
+        agent = self._registrations.pop(registration_id, None)
+        if agent is not None:
+            _call_in_reactor(agent.stopregister)
+
+    # ---- introspection (tests, bench) ------------------------------------------------------------
+
+    def live_call_ids(self) -> list[str]:
+        return list(self._calls)
+
+    def channel(self, call_id: str) -> MediaChannel | None:
+        call = self._calls.get(call_id)
+        return None if call is None else call.channel
+
+
+def _report_finished_on_cancel(
+    engine: SippyCallEngine, call_id: str, playback_id: str
+) -> Callable[[asyncio.Task[None]], None]:
+    """A playback cut short by the hangup still reports PlaybackFinished(completed=False)."""
+
+    def callback(task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            engine._emit(PlaybackFinished(call_id, playback_id, completed=False))
+
+    return callback
+
+
+CallplaneErrorTypes = (CallNotFound, CallStateConflict, EngineNotRunning)
+
+__all__ = ["FileSource", "FixedRegistrationAgent", "SippyCallEngine"]

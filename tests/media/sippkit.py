@@ -1,0 +1,182 @@
+"""Running real sipp against the engine: free ports, scenario templates, generated RTP pcaps, audio checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from callplane.media import g711
+from callplane.media.engine import EngineConfig, EngineEvent
+from callplane.media.g711 import Pcm, PayloadType
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+SIPP_PCAPS = Path("/usr/share/sip-tester")
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def free_even_port_pair() -> int:
+    """sipp's -mp needs room for RTP and RTCP (and video ports above them)."""
+    for _ in range(200):
+        port = random.randrange(40000, 60000, 2)
+        sockets = []
+        try:
+            for offset in range(4):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port + offset))
+            return port
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no free port block")
+
+
+def engine_config(cache_dir: Path) -> EngineConfig:
+    low = random.randrange(20000, 38000, 2)
+    return EngineConfig(sip_port=free_udp_port(), rtp_port_range=(low, low + 1000), cache_dir=cache_dir)
+
+
+def render_scenario(name: str, directory: Path, **values: str) -> Path:
+    """Copy a scenario with its {{PLACEHOLDERS}} filled (sipp cannot take status codes or paths as -key)."""
+    text = (SCENARIOS / name).read_text()
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", value)
+    if "{{" in text:
+        raise ValueError(f"unfilled placeholder in {name}")
+    target = directory / name
+    target.write_text(text)
+    return target
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    output: str
+    directory: Path
+
+    def logs(self) -> str:
+        return "".join(path.read_text(errors="replace") for path in self.directory.glob("*_logs.log"))
+
+
+class Sipp:
+    """One sipp process; `await finished()` returns its exit code (0 = every call passed)."""
+
+    def __init__(self, scenario: Path, *, sip_port: int, media_port: int, extra: list[str]) -> None:
+        self.scenario = scenario
+        self.sip_port = sip_port
+        self.media_port = media_port
+        self.extra = extra
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        args = [
+            "sipp", "-sf", str(self.scenario), "-i", "127.0.0.1", "-p", str(self.sip_port),
+            "-mp", str(self.media_port), "-nostdin", "-trace_err", "-trace_logs", "-timeout_error", *self.extra,
+        ]  # fmt: skip
+        self._process = await asyncio.create_subprocess_exec(
+            *args,
+            cwd=self.scenario.parent,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "TERM": "dumb"},
+        )
+
+    async def finished(self, timeout_s: float = 40) -> SippResult:
+        assert self._process is not None
+        try:
+            output, _ = await asyncio.wait_for(self._process.communicate(), timeout_s)
+        except TimeoutError:
+            self._process.kill()
+            output, _ = await self._process.communicate()
+        errors = "".join(path.read_text(errors="replace") for path in self.scenario.parent.glob("*_errors.log"))
+        text = output.decode(errors="replace")[-3000:] + errors[-3000:]
+        return SippResult(self._process.returncode or 0, text, self.scenario.parent)
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+
+
+async def next_event(queue: asyncio.Queue[EngineEvent], kind: type, timeout_s: float = 15) -> EngineEvent:
+    """The next event of one kind (others are skipped); fails the test instead of hanging it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"no {kind.__name__} within {timeout_s}s")
+        event = await asyncio.wait_for(queue.get(), remaining)
+        if isinstance(event, kind):
+            return event
+
+
+# ---- pcaps and audio ----------------------------------------------------------------------------
+
+
+def tone(frequency_hz: float, seconds: float, amplitude: int = 8000) -> Pcm:
+    t = np.arange(int(8000 * seconds)) / 8000.0
+    return (amplitude * np.sin(2 * np.pi * frequency_hz * t)).astype(np.int16)
+
+
+def write_rtp_pcap(path: Path, samples: Pcm, *, payload_type: PayloadType = PayloadType.PCMA) -> None:
+    """A pcap that sipp's play_pcap_audio replays: Ethernet/IPv4/UDP/RTP, 20 ms packets, one SSRC."""
+    records = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    ssrc = random.getrandbits(32)
+    for index in range(len(samples) // 160):
+        payload = g711.encode(samples[index * 160 : (index + 1) * 160], payload_type)
+        rtp = struct.pack("!BBHII", 0x80, (0x80 if index == 0 else 0) | payload_type, index, index * 160, ssrc) + payload
+        udp = struct.pack("!HHHH", 6000, 6002, 8 + len(rtp), 0) + rtp
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), index, 0, 64, 17, 0,
+                         socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.1"))  # fmt: skip
+        checksum = _ip_checksum(ip)
+        ip = ip[:10] + struct.pack("!H", checksum) + ip[12:]
+        frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
+        micros = index * 20_000
+        records.append(struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(records))
+
+
+def _ip_checksum(header: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def dominant_frequency(samples: Pcm) -> float:
+    windowed = samples.astype(np.float64) * np.hanning(len(samples))
+    spectrum = np.abs(np.fft.rfft(windowed))
+    return float(np.argmax(spectrum) * 8000 / len(samples))
+
+
+def rms(samples: Pcm) -> float:
+    if len(samples) == 0:
+        return 0.0
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+
+
+def best_correlation(needle: Pcm, haystack: Pcm) -> float:
+    """Peak normalised cross-correlation of a reference inside a longer recording (alignment unknown)."""
+    a = needle.astype(np.float64)
+    b = haystack.astype(np.float64)
+    if len(a) > len(b) or not a.any():
+        return 0.0
+    size = 1 << int(np.ceil(np.log2(len(a) + len(b))))
+    correlation = np.fft.irfft(np.fft.rfft(b, size) * np.conj(np.fft.rfft(a, size)), size)[: len(b) - len(a) + 1]
+    window_energy = np.sqrt(np.convolve(b**2, np.ones(len(a)), mode="valid"))
+    denominator = np.linalg.norm(a) * np.maximum(window_energy, 1e-9)
+    return float(np.max(correlation / denominator))
