@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import secrets
 import threading
 import uuid
@@ -32,12 +33,14 @@ from sippy.Core.EventDispatcher import ED2
 from sippy.MsgBody import MsgBody
 from sippy.SipCallId import SipCallId
 from sippy.SipConf import SipConf
+from sippy.SipGenericHF import SipGenericHF
 from sippy.SipHeader import SipHeader
 from sippy.SipReason import SipReason
 from sippy.SipRegistrationAgent import SipRegistrationAgent
 from sippy.SipTransactionManager import SipTransactionManager
 from sippy.SipURL import SipURL
 from sippy.UA import UA
+from sippy.Udp_server import Udp_server, Udp_server_opts
 
 from callplane.media import sdp
 from callplane.media.audio import (
@@ -155,8 +158,23 @@ def _custom_headers(headers: Mapping[str, str] | None) -> tuple[Any, ...] | None
     for name, value in headers.items():
         if not name or any(ch in name for ch in ": \r\n") or any(ch in value for ch in "\r\n"):
             raise CallStateConflict(f"invalid SIP header {name!r}")
-    # bodys= (not body=): a plain string body crashes later inside sippy (sippy-notes)
-    return tuple(SipHeader(name=name, bodys=value) for name, value in headers.items())
+    return tuple(SipHeader(name=name, body=_VerbatimHeaderBody(value, name)) for name, value in headers.items())
+
+
+class _VerbatimHeaderBody(SipGenericHF):  # type: ignore[misc]
+    """A custom header written with the caller's own casing. sippy re-cases names on output
+    (`X-Reject-Rule` becomes `X-reject-rule`); names are case-insensitive in SIP, but not to every
+    trunk or to sipp's header matching."""
+
+    def __init__(self, value: str, name: str) -> None:
+        super().__init__(value, name)
+        self.display_name = name
+
+    def getCanName(self, name: str, compact: bool = False) -> str:  # noqa: N802 - sippy's method name
+        return self.display_name
+
+    def getCopy(self) -> _VerbatimHeaderBody:  # noqa: N802 - sippy's method name
+        return _VerbatimHeaderBody(self.body, self.display_name)
 
 
 def _read_reason(event: Any) -> SipReasonHeader | None:
@@ -223,6 +241,18 @@ class FixedRegistrationAgent(SipRegistrationAgent):  # type: ignore[misc]
         super().gotreply(resp)
 
 
+class _OrderedUdpServerOptions(Udp_server_opts):  # type: ignore[misc]
+    """One sender and one receiver thread per socket. sippy's default of 3 each lets two messages sent
+    back to back leave in either order (a 183 then a 200 reached sipp as 200, 183) and lets a BYE
+    overtake the ACK before it."""
+
+    nworkers = 1
+
+
+class _OrderedTransactionManager(SipTransactionManager):  # type: ignore[misc]
+    model_udp_server = (Udp_server, _OrderedUdpServerOptions)
+
+
 class _Reactor:
     """The one sippy reactor thread per process (ED2 is a singleton)."""
 
@@ -250,16 +280,26 @@ class _Reactor:
             started.wait()
 
 
-def _call_in_reactor(function: Callable[..., object], *args: object) -> None:
-    """Fire-and-forget into the reactor; exceptions are logged by us (ED2 would only print them)."""
+_reactor_commands: queue.SimpleQueue[tuple[Callable[..., object], tuple[object, ...]]] = queue.SimpleQueue()
 
-    def guarded() -> None:
+
+def _call_in_reactor(function: Callable[..., object], *args: object) -> None:
+    """Fire-and-forget into the reactor, strictly in order: commands go through our own FIFO and each
+    wake-up drains it, so no reactor wake-up mechanism can reorder two commands for one call."""
+    _reactor_commands.put((function, args))
+    ED2.callFromThread(_drain_reactor_commands)
+
+
+def _drain_reactor_commands() -> None:
+    while True:
+        try:
+            function, args = _reactor_commands.get_nowait()
+        except queue.Empty:
+            return
         try:
             function(*args)
         except Exception:  # noqa: BLE001 - a failure in one call's signalling must not leak into the reactor
             log.exception("sippy command %s failed", getattr(function, "__name__", function))
-
-    ED2.callFromThread(guarded)
 
 
 class SippyCallEngine:
@@ -295,7 +335,7 @@ class SippyCallEngine:
             # sippy probes for IPv6 with a socket it never closes; its ResourceWarning is noise, not a leak of ours.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ResourceWarning)
-                self._global_config["_sip_tm"] = SipTransactionManager(self._global_config, self._on_request)
+                self._global_config["_sip_tm"] = _OrderedTransactionManager(self._global_config, self._on_request)
 
         await asyncio.to_thread(ED2.callFromThreadSync, create_transaction_manager)
         self.clock.start()
