@@ -250,7 +250,44 @@ class _OrderedUdpServerOptions(Udp_server_opts):  # type: ignore[misc]
 
 
 class _OrderedTransactionManager(SipTransactionManager):  # type: ignore[misc]
+    """Adds a clean shutdown: sippy's own leaves retransmit timers and dialog timers running against a
+    manager whose state it has set to None (a TypeError trace per timer)."""
+
     model_udp_server = (Udp_server, _OrderedUdpServerOptions)
+
+    def shutdown(self) -> None:
+        for transaction in [*self.tclient.values(), *self.tserver.values()]:
+            for timer_name in ("teA", "teB", "teC", "teD", "teE", "teF", "teG"):
+                timer = getattr(transaction, timer_name, None)
+                if timer is not None:
+                    timer.cancel()
+        super().shutdown()
+
+    def transmitData(self, *args: object, **kwargs: object) -> None:  # noqa: N802 - sippy's method name
+        if self.global_config is not None:
+            super().transmitData(*args, **kwargs)
+
+    def regConsumer(self, *args: object, **kwargs: object) -> None:  # noqa: N802 - sippy's method name
+        if self.global_config is not None:
+            super().regConsumer(*args, **kwargs)
+
+    def unregConsumer(self, *args: object, **kwargs: object) -> None:  # noqa: N802 - sippy's method name
+        if self.global_config is not None:
+            super().unregConsumer(*args, **kwargs)
+
+    def newTransaction(self, msg: Any, *args: object, **kwargs: object) -> object:  # noqa: N802 - sippy's name
+        if self.global_config is None:
+            return None
+        # sippy compares the transport case-sensitively: a far end's `Contact: <sip:...;transport=UDP>`
+        # made every in-dialog request (our BYE) fail with "unsupported transport: UDP".
+        target = msg.getTarget()
+        if target is not None and len(target) == 2 and isinstance(target[1], str):
+            msg.setTarget((target[0], target[1].lower()))
+        return super().newTransaction(msg, *args, **kwargs)
+
+    def sendResponse(self, *args: object, **kwargs: object) -> None:  # noqa: N802 - sippy's method name
+        if self.global_config is not None:
+            super().sendResponse(*args, **kwargs)
 
 
 class _Reactor:
@@ -868,7 +905,7 @@ class SippyCallEngine:
                     exp=registration.expires_s,
                     rok_cb=on_ok,
                     rfail_cb=on_fail,
-                    target=(trunk.host, trunk.port),
+                    target=((trunk.host, trunk.port), "udp"),
                 )
                 self._registrations[registration_id] = agent
                 agent.doregister()
