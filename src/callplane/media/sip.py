@@ -215,9 +215,11 @@ def _as_int(value: object) -> int | None:
 
 
 class FixedRegistrationAgent(SipRegistrationAgent):  # type: ignore[misc]
-    """sippy's agent answers a 407 with an `Authorization` header instead of `Proxy-Authorization`
-    (SipRegistrationAgent.gotreply pairs 407 with 'authorization'). We build the header from the
-    challenge's own credentials class, whose name is right for both 401 and 407."""
+    """sippy's agent files its answer to a 407 under the header name `authorization` (gotreply pairs 407
+    with 'authorization'). The wire is still right, because the body class (SipProxyAuthorization)
+    prints its own name, `Proxy-Authorization` (checked against sipp with and without this class); but
+    the message then holds proxy credentials under the wrong name, so a later 401 removes them and a
+    lookup of `proxy-authorization` misses them. We file each credential under its own name."""
 
     def gotreply(self, resp: Any) -> None:
         if self.dead or resp.scode < 200:
