@@ -10,12 +10,15 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from callplane.media import g711
 from callplane.media.engine import EngineConfig, EngineEvent
-from callplane.media.g711 import Pcm, PayloadType
+from callplane.media.g711 import PayloadType, Pcm
+
+EventT = TypeVar("EventT")
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 SIPP_PCAPS = Path("/usr/share/sip-tester")
@@ -112,7 +115,7 @@ class Sipp:
             self._process.kill()
 
 
-async def next_event(queue: asyncio.Queue[EngineEvent], kind: type, timeout_s: float = 15) -> EngineEvent:
+async def next_event(queue: asyncio.Queue[EngineEvent], kind: type[EventT], timeout_s: float = 15) -> EventT:
     """The next event of one kind (others are skipped); fails the test instead of hanging it."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -138,7 +141,9 @@ def write_rtp_pcap(path: Path, samples: Pcm, *, payload_type: PayloadType = Payl
     ssrc = random.getrandbits(32)
     for index in range(len(samples) // 160):
         payload = g711.encode(samples[index * 160 : (index + 1) * 160], payload_type)
-        rtp = struct.pack("!BBHII", 0x80, (0x80 if index == 0 else 0) | payload_type, index, index * 160, ssrc) + payload
+        rtp = (
+            struct.pack("!BBHII", 0x80, (0x80 if index == 0 else 0) | payload_type, index, index * 160, ssrc) + payload
+        )
         udp = struct.pack("!HHHH", 6000, 6002, 8 + len(rtp), 0) + rtp
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), index, 0, 64, 17, 0,
                          socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.1"))  # fmt: skip
@@ -151,7 +156,7 @@ def write_rtp_pcap(path: Path, samples: Pcm, *, payload_type: PayloadType = Payl
 
 
 def _ip_checksum(header: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    total: int = sum(struct.unpack(f"!{len(header) // 2}H", header))
     total = (total & 0xFFFF) + (total >> 16)
     total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF

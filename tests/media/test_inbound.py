@@ -124,9 +124,7 @@ def test_reject_sends_the_chosen_status_reason_and_headers(
         engine = SippyCallEngine(engine_config(media_cache))
         await engine.start()
         events = engine.subscribe()
-        caller = _caller(
-            render_scenario("uac_reject.xml", tmp_path, STATUS=str(status), CAUSE=str(cause)), engine
-        )
+        caller = _caller(render_scenario("uac_reject.xml", tmp_path, STATUS=str(status), CAUSE=str(cause)), engine)
         try:
             await caller.start()
             incoming = await next_event(events, IncomingCall)

@@ -79,10 +79,10 @@ class AudioLibrary:
 
     async def file(self, path: Path) -> Pcm:
         try:
-            stat = path.stat()
+            stat = path.stat()  # noqa: ASYNC240 - one stat of a local file; a thread hop per play costs more
         except OSError as error:
             raise AudioUnavailable(f"cannot read {path}: {error.strerror}") from error
-        key = f"file:{path.resolve()}:{stat.st_mtime_ns}:{stat.st_size}"
+        key = f"file:{path}:{stat.st_mtime_ns}:{stat.st_size}"
         return await self._once(key, lambda: asyncio.to_thread(decode_to_pcm, path))
 
     async def url(self, url: str, *, client: httpx.AsyncClient | None = None) -> Pcm:
@@ -153,6 +153,7 @@ class SpeechSynthesizer:
         self._library = library
         self._binary = binary
         self._cache_dir.mkdir(parents=True, exist_ok=True)
+        self._rendering: dict[Path, asyncio.Lock] = {}
         self.renders = 0
 
     def cache_path(self, text: str, voice: str, words_per_minute: int) -> Path:
@@ -165,8 +166,11 @@ class SpeechSynthesizer:
         if not voice.replace("-", "").replace("+", "").isalnum():
             raise AudioUnavailable(f"bad voice name {voice!r}")
         target = self.cache_path(text, voice, words_per_minute)
-        if not target.exists():
-            await self._render(text, voice, words_per_minute, target)
+        lock = self._rendering.setdefault(target, asyncio.Lock())
+        async with lock:  # many calls asking for the same new prompt at once: render it once
+            if not target.exists():
+                await self._render(text, voice, words_per_minute, target)
+        self._rendering.pop(target, None)
         return await self._library.file(target)
 
     async def _render(self, text: str, voice: str, words_per_minute: int, target: Path) -> None:
@@ -242,7 +246,7 @@ class WavRecorder:
     def __init__(self, path: Path, channels: RecordingChannels = RecordingChannels.MONO) -> None:
         self.path = path
         self.channels = channels
-        self._wave = wave.open(str(path), "wb")  # noqa: SIM115 - closed in close(), lives as long as the recording
+        self._wave = wave.open(str(path), "wb")
         self._wave.setnchannels(2 if channels is RecordingChannels.STEREO else 1)
         self._wave.setsampwidth(2)
         self._wave.setframerate(SAMPLE_RATE)

@@ -20,7 +20,7 @@ import numpy as np
 
 from callplane.media import g711, rtp
 from callplane.media.clock import MediaClock
-from callplane.media.g711 import Pcm, PayloadType
+from callplane.media.g711 import Pcm
 from callplane.media.jitter import FRAME_SAMPLES, JitterBuffer
 from callplane.media.sdp import Negotiated
 
@@ -222,7 +222,7 @@ class MediaChannel(asyncio.DatagramProtocol):
 
     # ---- receive ---------------------------------------------------------------------------------
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         negotiated = self._negotiated
         if negotiated is None or self.closed:
             return
@@ -309,7 +309,12 @@ class MediaChannel(asyncio.DatagramProtocol):
 
     def _send(self, frame: Pcm | None) -> None:
         negotiated, transport, remote = self._negotiated, self._transport, self._remote
-        if negotiated is None or transport is None or remote is None or negotiated.direction in ("sendonly", "inactive"):
+        if (
+            negotiated is None
+            or transport is None
+            or remote is None
+            or negotiated.direction in ("sendonly", "inactive")
+        ):
             self._timestamp += FRAME_SAMPLES
             return
         if not self._dtmf_packets and self._dtmf_queue:
@@ -396,7 +401,7 @@ class _RtcpProtocol(asyncio.DatagramProtocol):
     def __init__(self, channel: MediaChannel) -> None:
         self._channel = channel
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             rtp.rtcp_packet_types(data)
         except rtp.MalformedPacket:

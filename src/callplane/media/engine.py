@@ -284,7 +284,11 @@ class CallEngine(Protocol):
     ) -> None: ...
 
     async def hangup(
-        self, call_id: str, *, reason: SipReasonHeader | None = NORMAL_CLEARING, headers: Mapping[str, str] | None = None
+        self,
+        call_id: str,
+        *,
+        reason: SipReasonHeader | None = NORMAL_CLEARING,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """BYE when answered; CANCEL for our unanswered outbound call; 480 for an unanswered inbound one."""
         ...
@@ -292,7 +296,13 @@ class CallEngine(Protocol):
     async def dial(self, call: OutboundCall) -> str: ...
 
     async def play(
-        self, call_id: str, source: PlaySource, *, loop_count: int = 1, offset_ms: int = 0, timeout_ms: int | None = None
+        self,
+        call_id: str,
+        source: PlaySource,
+        *,
+        loop_count: int = 1,
+        offset_ms: int = 0,
+        timeout_ms: int | None = None,
     ) -> str:
         """Start playing (replacing what plays); returns a playback id that PlaybackFinished names."""
         ...

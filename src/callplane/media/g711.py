@@ -15,7 +15,6 @@ Pcm = npt.NDArray[np.int16]
 """Signed 16-bit linear samples, 8 kHz mono throughout the media plane."""
 
 _MULAW_BIAS = 0x84
-_MULAW_CLIP = 32635
 
 
 class PayloadType(IntEnum):
@@ -48,12 +47,15 @@ def _decode_alaw_table() -> Pcm:
 
 
 def _encode_mulaw_table() -> npt.NDArray[np.uint8]:
-    linear = np.arange(-32768, 32768, dtype=np.int32)
-    sign = np.where(linear < 0, 0x80, 0x00)
-    magnitude = np.minimum(np.abs(linear), _MULAW_CLIP) + _MULAW_BIAS
-    exponent = np.clip(np.floor(np.log2(magnitude)).astype(np.int32) - 7, 0, 7)
-    mantissa = (magnitude >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+    """Sun's reference g711.c (the one audioop uses): 14-bit magnitude, bias 33, eight segments."""
+    linear = np.arange(-32768, 32768, dtype=np.int32) >> 2
+    mask = np.where(linear < 0, 0x7F, 0xFF)
+    magnitude = np.minimum(np.where(linear < 0, -linear, linear), 8159) + 0x21
+    segment_ends = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
+    segment = np.searchsorted(segment_ends, magnitude, side="left")
+    code = (np.minimum(segment, 7) << 4) | ((magnitude >> (segment + 1)) & 0x0F)
+    code = np.where(segment >= 8, 0x7F, code)
+    return (code ^ mask).astype(np.uint8)
 
 
 def _encode_alaw_table() -> npt.NDArray[np.uint8]:

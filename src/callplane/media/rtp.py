@@ -80,7 +80,9 @@ class TelephoneEvent:
         return cls(event=event, end=bool(flags & 0x80), volume=flags & 0x3F, duration=duration)
 
     def __bytes__(self) -> bytes:
-        return TELEPHONE_EVENT.pack(self.event, (0x80 if self.end else 0) | (self.volume & 0x3F), self.duration & 0xFFFF)
+        return TELEPHONE_EVENT.pack(
+            self.event, (0x80 if self.end else 0) | (self.volume & 0x3F), self.duration & 0xFFFF
+        )
 
     @property
     def digit(self) -> str | None:

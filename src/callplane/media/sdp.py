@@ -100,10 +100,10 @@ def parse(text: str) -> AudioDescription:
         raise SdpError("no v= line")
     if audio is None:
         raise SdpError("no audio stream")
-    address = media_address or session_address
-    if address is None:
+    connection = media_address or session_address
+    if connection is None:
         raise SdpError("no connection address")
-    audio.address = address
+    audio.address = connection
     return audio
 
 

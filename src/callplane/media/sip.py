@@ -170,10 +170,10 @@ class _VerbatimHeaderBody(SipGenericHF):  # type: ignore[misc]
         super().__init__(value, name)
         self.display_name = name
 
-    def getCanName(self, name: str, compact: bool = False) -> str:  # noqa: N802 - sippy's method name
+    def getCanName(self, name: str, compact: bool = False) -> str:
         return self.display_name
 
-    def getCopy(self) -> _VerbatimHeaderBody:  # noqa: N802 - sippy's method name
+    def getCopy(self) -> _VerbatimHeaderBody:
         return _VerbatimHeaderBody(self.body, self.display_name)
 
 
@@ -230,9 +230,7 @@ class FixedRegistrationAgent(SipRegistrationAgent):  # type: ignore[misc]
                 challenge = resp.getHFBody(challenge_name)
                 supported, qop = challenge.supportedAlgorithm()
                 if supported:
-                    credentials = challenge.genAuthHF(
-                        self.user, self.passw, "REGISTER", str(self.rmsg.ruri), qop=qop
-                    )
+                    credentials = challenge.genAuthHF(self.user, self.passw, "REGISTER", str(self.rmsg.ruri), qop=qop)
                     for stale_name in ("authorization", "proxy-authorization"):
                         for stale in self.rmsg.getHFs(stale_name):
                             self.rmsg.removeHeader(stale)
@@ -265,19 +263,19 @@ class _OrderedTransactionManager(SipTransactionManager):  # type: ignore[misc]
                     timer.cancel()
         super().shutdown()
 
-    def transmitData(self, *args: object, **kwargs: object) -> None:  # noqa: N802 - sippy's method name
+    def transmitData(self, *args: object, **kwargs: object) -> None:
         if self.global_config is not None:
             super().transmitData(*args, **kwargs)
 
-    def regConsumer(self, *args: object, **kwargs: object) -> None:  # noqa: N802 - sippy's method name
+    def regConsumer(self, *args: object, **kwargs: object) -> None:
         if self.global_config is not None:
             super().regConsumer(*args, **kwargs)
 
-    def unregConsumer(self, *args: object, **kwargs: object) -> None:  # noqa: N802 - sippy's method name
+    def unregConsumer(self, *args: object, **kwargs: object) -> None:
         if self.global_config is not None:
             super().unregConsumer(*args, **kwargs)
 
-    def newTransaction(self, msg: Any, *args: object, **kwargs: object) -> object:  # noqa: N802 - sippy's name
+    def newTransaction(self, msg: Any, *args: object, **kwargs: object) -> object:
         if self.global_config is None:
             return None
         # sippy compares the transport case-sensitively: a far end's `Contact: <sip:...;transport=UDP>`
@@ -287,7 +285,7 @@ class _OrderedTransactionManager(SipTransactionManager):  # type: ignore[misc]
             msg.setTarget((target[0], target[1].lower()))
         return super().newTransaction(msg, *args, **kwargs)
 
-    def sendResponse(self, *args: object, **kwargs: object) -> None:  # noqa: N802 - sippy's method name
+    def sendResponse(self, *args: object, **kwargs: object) -> None:
         if self.global_config is not None:
             super().sendResponse(*args, **kwargs)
 
@@ -311,7 +309,7 @@ class _Reactor:
                 while True:
                     try:
                         ED2.loop()
-                    except Exception:  # noqa: BLE001 - the reactor must outlive any one callback
+                    except Exception:
                         log.exception("sippy reactor loop raised; restarting it")
 
             cls._thread = threading.Thread(target=run, name="sippy-reactor", daemon=True)
@@ -337,7 +335,7 @@ def _drain_reactor_commands() -> None:
             return
         try:
             function(*args)
-        except Exception:  # noqa: BLE001 - a failure in one call's signalling must not leak into the reactor
+        except Exception:
             log.exception("sippy command %s failed", getattr(function, "__name__", function))
 
 
@@ -397,13 +395,13 @@ class SippyCallEngine:
         self._loop = None
 
     def subscribe(self) -> asyncio.Queue[EngineEvent]:
-        queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
-        self._subscribers.append(queue)
-        return queue
+        subscriber: asyncio.Queue[EngineEvent] = asyncio.Queue()
+        self._subscribers.append(subscriber)
+        return subscriber
 
     def _emit(self, event: EngineEvent) -> None:
-        for queue in self._subscribers:
-            queue.put_nowait(event)
+        for subscriber in self._subscribers:
+            subscriber.put_nowait(event)
 
     def _post(self, handler: Callable[..., None], *args: object) -> None:
         """From the reactor thread to the asyncio loop."""
@@ -415,7 +413,7 @@ class SippyCallEngine:
     def _guarded(self, handler: Callable[..., None], *args: object) -> None:
         try:
             handler(*args)
-        except Exception:  # noqa: BLE001 - one call's failure is logged and ends that call only
+        except Exception:
             log.exception("handling a SIP event failed")
             call_id = args[0] if args and isinstance(args[0], str) else None
             if call_id is not None and call_id in self._calls:
@@ -456,7 +454,7 @@ class SippyCallEngine:
                 headers={header.name: str(header.getBody()) for header in req.headers if header.name.startswith("x-")},
                 sip_call_id=str(req.getHFBody("call-id")),
             )
-        except Exception:  # noqa: BLE001 - sippy parses headers lazily and raises many kinds of errors
+        except Exception:
             log.info("rejecting INVITE with 400: unparsable From/To", exc_info=True)
             return (req.genResponse(400, "Bad Request"), None, None)
         ua = UA(self._global_config, event_cb=self._sippy_event_handler(call_id))
@@ -656,7 +654,12 @@ class SippyCallEngine:
         self._end(
             call,
             CallEnded(
-                call_id, HangupInitiator.LOCAL, answered=False, sip_status=status, sip_reason_phrase=phrase, reason=reason
+                call_id,
+                HangupInitiator.LOCAL,
+                answered=False,
+                sip_status=status,
+                sip_reason_phrase=phrase,
+                reason=reason,
             ),
         )
 
@@ -672,7 +675,9 @@ class SippyCallEngine:
             await self.reject(call_id, status=480, reason=reason, headers=headers)
             return
         self._send_disconnect(call, reason, _custom_headers(headers))
-        self._end(call, CallEnded(call_id, HangupInitiator.LOCAL, answered=call.state is CallState.ANSWERED, reason=reason))
+        self._end(
+            call, CallEnded(call_id, HangupInitiator.LOCAL, answered=call.state is CallState.ANSWERED, reason=reason)
+        )
 
     def _send_disconnect(self, call: _Call, reason: SipReasonHeader | None, extra: tuple[Any, ...] | None) -> None:
         def send() -> None:
@@ -769,7 +774,9 @@ class SippyCallEngine:
         """Decode or synthesise a source (cached), e.g. to warm the cache before calls arrive."""
         try:
             if isinstance(source, SpeechSource):
-                return await self.speech.speak(source.text, voice=source.voice, words_per_minute=source.words_per_minute)
+                return await self.speech.speak(
+                    source.text, voice=source.voice, words_per_minute=source.words_per_minute
+                )
             if isinstance(source, UrlSource):
                 return await self.library.url(source.url)
             return await self.library.file(source.path)
