@@ -1,0 +1,336 @@
+"""How many concurrent calls one core of the media engine sustains.
+
+Two measurements, both printed as tables:
+
+1. `sipp` load (default): the engine process is pinned to CPU 0 and sipp to CPU 1. sipp places calls at a
+   target concurrency; every call is answered, hears a looped prompt, is recorded (MONO WAV) and has a DTMF
+   collection pending, while sipp streams a 20 ms PCMA tone for the whole call and then hangs up. We sample
+   the engine's CPU (all threads: sippy reactor, sippy UDP workers, asyncio) while concurrency is at target.
+2. `--synthetic`: no SIP at all. Pairs of MediaChannels stream to each other over loopback through the one
+   shared clock (decode, jitter buffer, player, encode, send, recorder), to find the ceiling of the RTP path.
+
+Run: .venv/bin/python bench/media.py [--levels 50,100,200,300] [--hold 8] [--synthetic 200,400,800]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+os.sched_setaffinity(0, {0})  # before sippy starts any thread: every engine thread inherits CPU 0
+
+from callplane.media import g711  # noqa: E402 - after pinning, on purpose
+from callplane.media.audio import PcmPlayer, RecordingChannels, WavRecorder  # noqa: E402
+from callplane.media.channel import MediaChannel  # noqa: E402
+from callplane.media.clock import MediaClock  # noqa: E402
+from callplane.media.engine import CallEnded, EngineConfig, IncomingCall, SpeechSource  # noqa: E402
+from callplane.media.g711 import PayloadType  # noqa: E402
+from callplane.media.sdp import Negotiated  # noqa: E402
+
+LOAD_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="bench caller">
+  <send retrans="500"><![CDATA[
+
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: [service] <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[local_ip_type] [local_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+
+    ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send><![CDATA[
+
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]></send>
+  <nop><action><exec play_pcap_audio="PCAP"/></action></nop>
+  <pause milliseconds="HOLD_MS"/>
+  <send retrans="500"><![CDATA[
+
+      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]></send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _tone_pcap(path: Path, seconds: float) -> None:
+    """PCMA 20 ms packets, one SSRC, continuous seq/ts (sipp replays it byte for byte)."""
+    t = np.arange(int(8000 * seconds)) / 8000.0
+    samples = (6000 * np.sin(2 * np.pi * 700 * t)).astype(np.int16)
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for index in range(len(samples) // 160):
+        payload = g711.encode(samples[index * 160 : (index + 1) * 160], PayloadType.PCMA)
+        rtp = struct.pack("!BBHII", 0x80, 8, index, index * 160, 0x1234) + payload
+        udp = struct.pack("!HHHH", 6000, 6002, 8 + len(rtp), 0) + rtp
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), index, 0, 64, 17, 0, b"\x7f\0\0\1", b"\x7f\0\0\1")
+        frame = b"\0" * 12 + b"\x08\x00" + ip + udp
+        micros = index * 20_000
+        out.append(struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(out))
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class LevelResult:
+    target: int
+    peak: int
+    answered: int
+    sipp_ok: int
+    sipp_failed: int
+    cpu_percent: float
+    tick_busy_percent: float
+    lateness_p50_ms: float
+    lateness_p99_ms: float
+    lateness_max_ms: float
+    skipped_ticks: int
+    rss_mb: float
+
+
+async def _sipp_level(target: int, hold_s: float, workdir: Path) -> LevelResult:
+    from callplane.media.sip import SippyCallEngine  # imported after pinning; sippy starts threads
+
+    low = 20000
+    engine = SippyCallEngine(
+        EngineConfig(sip_port=_free_port(), rtp_port_range=(low, low + 8000), cache_dir=workdir / "cache")
+    )
+    await engine.start()
+    engine.clock.stats.lateness_ms.clear()
+    events = engine.subscribe()
+    prompt = SpeechSource("Thank you for calling. Please hold while we connect you.")
+    await engine.load(prompt)
+    answered = 0
+    live: set[str] = set()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(call_id: str) -> None:
+        try:
+            await engine.answer(call_id)
+            await engine.start_recording(call_id, workdir / f"{call_id}.wav", RecordingChannels.MONO)
+            await engine.play(call_id, prompt, loop_count=1000)
+            await engine.collect_dtmf(call_id, max_length=4, terminator="#", first_digit_timeout_s=3600)
+        except Exception:  # a call that ended under us is normal in a load test
+            pass
+
+    async def dispatcher() -> None:
+        nonlocal answered
+        while True:
+            event = await events.get()
+            if isinstance(event, IncomingCall):
+                answered += 1
+                live.add(event.call_id)
+                task = asyncio.create_task(handle(event.call_id))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            elif isinstance(event, CallEnded):
+                live.discard(event.call_id)
+                path = workdir / f"{event.call_id}.wav"
+                path.unlink(missing_ok=True)
+
+    pcap = workdir / "tone.pcap"
+    _tone_pcap(pcap, hold_s)
+    scenario = workdir / "load.xml"
+    scenario.write_text(LOAD_SCENARIO.replace("PCAP", str(pcap)).replace("HOLD_MS", str(int(hold_s * 1000))))
+    total = target * 2
+    rate = max(1.0, target / hold_s)
+    sipp_port = _free_port()
+    sipp = await asyncio.create_subprocess_exec(
+        "taskset", "-c", "1", "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(sipp_port),
+        "-mp", str(_free_port() & ~1), f"127.0.0.1:{engine.config.sip_port}", "-s", "bench",
+        "-l", str(target), "-r", f"{rate:.2f}", "-m", str(total), "-nostdin", "-timeout", f"{int(hold_s * 8 + 60)}s",
+        cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    runner = asyncio.create_task(dispatcher())
+    samples: list[float] = []
+    busy_samples: list[float] = []
+    peak = 0
+    cpu_before, wall_before, busy_before = _cpu_seconds(), time.monotonic(), engine.clock.stats.busy_seconds
+    collecting_lateness = False
+    while sipp.returncode is None:
+        await asyncio.sleep(1.0)
+        cpu_now, wall_now, busy_now = _cpu_seconds(), time.monotonic(), engine.clock.stats.busy_seconds
+        concurrency = engine.clock.channel_count
+        peak = max(peak, concurrency)
+        if concurrency >= 0.9 * target:
+            samples.append(100 * (cpu_now - cpu_before) / (wall_now - wall_before))
+            busy_samples.append(100 * (busy_now - busy_before) / (wall_now - wall_before))
+            if not collecting_lateness:
+                engine.clock._keep_lateness = 1_000_000  # only steady-state ticks count
+                collecting_lateness = True
+        elif collecting_lateness:
+            engine.clock._keep_lateness = 0
+        cpu_before, wall_before, busy_before = cpu_now, wall_now, busy_now
+        try:
+            await asyncio.wait_for(sipp.wait(), 0.001)
+        except TimeoutError:
+            pass
+    output = (await sipp.stdout.read()).decode(errors="replace") if sipp.stdout else ""
+    ok = _sipp_counter(output, "Successful call")
+    failed = _sipp_counter(output, "Failed call")
+    lateness = engine.clock.stats.lateness_percentiles()
+    skipped = engine.clock.stats.skipped_ticks
+    runner.cancel()
+    for task in list(tasks):
+        task.cancel()
+    await engine.stop()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return LevelResult(
+        target, peak, answered, ok, failed,
+        statistics.median(samples) if samples else float("nan"),
+        statistics.median(busy_samples) if busy_samples else float("nan"),
+        lateness["p50"], lateness["p99"], lateness["max"], skipped, rss_mb,
+    )  # fmt: skip
+
+
+def _sipp_counter(output: str, name: str) -> int:
+    matches = re.findall(rf"{name}\s*\|\s*\d+\s*\|\s*(\d+)", output)
+    return int(matches[-1]) if matches else -1
+
+
+async def _synthetic_level(streams: int, seconds: float, workdir: Path) -> dict[str, float]:
+    """Pairs of channels on loopback, each playing to the other and recording both directions."""
+    clock = MediaClock(keep_lateness_samples=100_000)
+    clock.start()
+    t = np.arange(8000 * 4) / 8000.0
+    prompt = (6000 * np.sin(2 * np.pi * 500 * t)).astype(np.int16)
+    channels: list[MediaChannel] = []
+    recorders: list[WavRecorder] = []
+    for index in range(streams):
+        channel = MediaChannel(clock=clock, on_digit=lambda digit: None, label=str(index))
+        await channel.open("127.0.0.1", (30000, 60000))
+        channels.append(channel)
+    for first, second in zip(channels[0::2], channels[1::2], strict=True):
+        for me, other in ((first, second), (second, first)):
+            me.configure(Negotiated(PayloadType.PCMU, 101, "127.0.0.1", other.local_port, "sendrecv"))
+            me.play(PcmPlayer(prompt, loop_count=1000))
+            recorder = WavRecorder(workdir / f"s{me.label}.wav", RecordingChannels.MONO)
+            me.add_sink(recorder)
+            recorders.append(recorder)
+    await asyncio.sleep(1.0)
+    clock.stats.lateness_ms.clear()
+    cpu_before, wall_before, busy_before = _cpu_seconds(), time.monotonic(), clock.stats.busy_seconds
+    ticks_before = clock.stats.ticks
+    await asyncio.sleep(seconds)
+    cpu = 100 * (_cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+    busy = 100 * (clock.stats.busy_seconds - busy_before) / (time.monotonic() - wall_before)
+    ticks = clock.stats.ticks - ticks_before
+    received = sum(channel.stats.packets_received for channel in channels)
+    sent = sum(channel.stats.packets_sent for channel in channels)
+    lateness = clock.stats.lateness_percentiles()
+    for channel in channels:
+        channel.close()
+    for recorder in recorders:
+        recorder.close()
+    await clock.stop()
+    return {
+        "streams": streams, "cpu": cpu, "busy": busy, "ticks_per_s": ticks / seconds,
+        "rx": received, "tx": sent, "p50": lateness["p50"], "p99": lateness["p99"], "max": lateness["max"],
+        "skipped": clock.stats.skipped_ticks,
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", default="50,100,200,300", help="target concurrent calls for the sipp runs")
+    parser.add_argument("--hold", type=float, default=8.0, help="seconds each sipp call lasts")
+    parser.add_argument("--synthetic", default="", help="RTP streams for the no-SIP runs, e.g. 200,400,800")
+    parser.add_argument("--synthetic-seconds", type=float, default=6.0)
+    args = parser.parse_args()
+    if shutil.which("sipp") is None and args.levels:
+        sys.exit("sipp (Debian sip-tester) is needed for the load runs")
+    print(f"engine pinned to CPU 0; sipp pinned to CPU 1; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="media-bench-") as scratch:
+        workdir = Path(scratch)
+        if args.levels:
+            print("\nsipp load: answer + looped TTS prompt + MONO recording + pending DTMF collection per call")
+            print(" target  peak  answered  sipp ok/failed  engine CPU%  per call  tick busy%  "
+                  "late p50/p99/max ms  skipped  RSS MB")  # fmt: skip
+            for level in (int(value) for value in args.levels.split(",") if value):
+                level_dir = workdir / f"level{level}"
+                level_dir.mkdir()
+                result = asyncio.run(_sipp_level(level, args.hold, level_dir))
+                per_call = result.cpu_percent / max(result.peak, 1)
+                print(
+                    f" {result.target:6d}  {result.peak:4d}  {result.answered:8d}"
+                    f"  {result.sipp_ok:6d}/{result.sipp_failed:<7d}"
+                    f"  {result.cpu_percent:10.1f}  {per_call:7.2f}%  {result.tick_busy_percent:9.1f}"
+                    f"  {result.lateness_p50_ms:6.2f}/{result.lateness_p99_ms:5.2f}/{result.lateness_max_ms:6.1f}"
+                    f"  {result.skipped_ticks:7d}  {result.rss_mb:6.0f}",
+                    flush=True,
+                )
+        if args.synthetic:
+            print("\nsynthetic (no SIP): RTP stream pairs on loopback through the shared clock, player + recorder each")
+            print(" streams  CPU%   per stream  tick busy%  ticks/s  rx pkts  tx pkts  late p50/p99/max ms  skipped")
+            for streams in (int(value) for value in args.synthetic.split(",") if value):
+                level_dir = workdir / f"synthetic{streams}"
+                level_dir.mkdir()
+                row = asyncio.run(_synthetic_level(streams, args.synthetic_seconds, level_dir))
+                print(
+                    f" {streams:7d}  {row['cpu']:5.1f}  {row['cpu'] / streams:9.3f}%  {row['busy']:9.1f}"
+                    f"  {row['ticks_per_s']:7.1f}  {row['rx']:7.0f}  {row['tx']:7.0f}"
+                    f"  {row['p50']:6.2f}/{row['p99']:5.2f}/{row['max']:6.1f}  {row['skipped']:7.0f}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
