@@ -8,6 +8,7 @@ import random
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -125,6 +126,15 @@ async def next_event(queue: asyncio.Queue[EngineEvent], kind: type[EventT], time
         event = await asyncio.wait_for(queue.get(), remaining)
         if isinstance(event, kind):
             return event
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    """Poll a condition on engine state that no event announces (e.g. a direction set by a re-INVITE)."""
+    for _ in range(int(timeout_s / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"condition not met within {timeout_s}s")
 
 
 # ---- pcaps and audio ----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from tests.media.sippkit import (
     render_scenario,
     rms,
     tone,
+    wait_until,
     write_rtp_pcap,
 )
 
@@ -278,3 +279,30 @@ GARBAGE_DATAGRAMS = [
     b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKx\r\nCSeq: 1 INVITE\r\n\r\n",
     b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n" * 3,
 ]
+
+
+def test_hold_reinvite_is_answered_recvonly_and_we_stop_sending(tmp_path: Path, media_cache: Path) -> None:
+    async def scenario() -> None:
+        engine = SippyCallEngine(engine_config(media_cache))
+        await engine.start()
+        events = engine.subscribe()
+        caller = _caller(render_scenario("uac_hold.xml", tmp_path, HOLD_MS="600"), engine)
+        try:
+            await caller.start()
+            incoming = await next_event(events, IncomingCall)
+            await engine.answer(incoming.call_id)
+            channel = engine.channel(incoming.call_id)
+            assert channel is not None
+            await wait_until(lambda: channel.negotiated is not None and channel.negotiated.direction == "sendonly")
+            sent_when_held = channel.stats.packets_sent
+            await asyncio.sleep(0.3)
+            assert channel.stats.packets_sent == sent_when_held  # on hold: the caller only sends
+            ended = await next_event(events, CallEnded)
+            assert ended.initiator is HangupInitiator.REMOTE and ended.answered
+            result = await caller.finished()
+            assert result.returncode == 0, result.output
+        finally:
+            caller.kill()
+            await engine.stop()
+
+    asyncio.run(scenario())

@@ -28,6 +28,7 @@ from callplane.media.audio import (
     read_wav,
     write_wav,
 )
+from callplane.media.channel import in_band_dtmf
 from callplane.media.clock import MediaClock
 from callplane.media.g711 import PayloadType
 from callplane.media.jitter import FRAME_SAMPLES, JitterBuffer
@@ -431,3 +432,11 @@ def test_speech_is_rendered_once_per_text_voice_and_rate(media_cache: Path) -> N
             await synthesizer.speak("hi", voice="en; rm -rf /")
 
     asyncio.run(speak())
+
+
+def test_in_band_dtmf_fallback_carries_both_tones_of_the_key() -> None:
+    samples = np.concatenate(in_band_dtmf("5", 5))
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    frequencies = np.fft.rfftfreq(len(samples), 1 / 8000)
+    strongest = sorted(frequencies[np.argsort(spectrum)[-2:]])
+    assert abs(strongest[0] - 770) < 10 and abs(strongest[1] - 1336) < 10

@@ -153,6 +153,15 @@ class MediaChannel(asyncio.DatagramProtocol):
         if not self.closed:
             self._clock.add(self)
 
+    def reconfigure(self, negotiated: Negotiated) -> None:
+        """A re-INVITE moved the far end: forget the latched address so symmetric RTP latches anew."""
+        if self._negotiated is None or (negotiated.remote_address, negotiated.remote_port) != (
+            self._negotiated.remote_address,
+            self._negotiated.remote_port,
+        ):
+            self._latched = False
+        self.configure(negotiated)
+
     @property
     def negotiated(self) -> Negotiated | None:
         return self._negotiated

@@ -86,9 +86,8 @@ class MediaClock:
         deadline = loop.time()
         while True:
             deadline += FRAME_SECONDS
-            delay = deadline - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            # Always yield, even when late: a tick that never awaits starves the sockets it should read.
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
             late = loop.time() - deadline
             if late > _MAX_CATCH_UP_TICKS * FRAME_SECONDS:
                 skipped = int(late / FRAME_SECONDS)

@@ -28,6 +28,7 @@ from sippy.CCEvents import (
     CCEventRedirect,
     CCEventRing,
     CCEventTry,
+    CCEventUpdate,
 )
 from sippy.Core.EventDispatcher import ED2
 from sippy.MsgBody import MsgBody
@@ -204,6 +205,9 @@ def _flatten(event: Any) -> _Signal:
         return _Signal("fail", _as_int(data[0]), str(data[1]), None, reason)
     if isinstance(event, CCEventDisconnect):
         return _Signal("disconnect", None, None, None, reason)
+    if isinstance(event, CCEventUpdate):  # a re-INVITE from the far end (hold, resume, new media address)
+        body = data
+        return _Signal("update", None, None, None if body is None else str(body), reason)
     return _Signal("other")
 
 
@@ -408,7 +412,10 @@ class SippyCallEngine:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        loop.call_soon_threadsafe(self._guarded, handler, *args)
+        try:
+            loop.call_soon_threadsafe(self._guarded, handler, *args)
+        except RuntimeError:  # the loop closed between the check and the call: the engine is gone
+            log.debug("dropping a SIP event after the engine's loop closed")
 
     def _guarded(self, handler: Callable[..., None], *args: object) -> None:
         try:
@@ -484,6 +491,8 @@ class SippyCallEngine:
             self._on_ring(call, signal)
         elif signal.kind == "connect":
             self._on_connect(call, signal)
+        elif signal.kind == "update":
+            self._on_reinvite(call, signal)
         elif signal.kind in ("fail", "redirect"):
             self._end(
                 call,
@@ -538,6 +547,44 @@ class SippyCallEngine:
         self._cancel_ring_timer(call)
         call.state = CallState.ANSWERED
         self._emit(CallAnswered(call.call_id))
+
+    def _on_reinvite(self, call: _Call, signal: _Signal) -> None:
+        """Answer a re-INVITE: follow the far end's new address and direction (hold puts them on
+        sendonly, so we stop sending), keep our port, and answer with the same codec when we can."""
+        channel = call.channel
+        if channel is None:
+            _call_in_reactor(call.ua.recvEvent, CCEventFail((488, "Not Acceptable Here")))
+            return
+        if signal.sdp_text is not None:
+            try:
+                offer = sdp.parse(signal.sdp_text)
+                current = channel.negotiated
+                preferred = self.config.codecs if current is None else (current.codec, *self.config.codecs)
+                negotiated = sdp.negotiate_answer(offer, preferred=preferred)
+            except sdp.SdpError as error:
+                log.info("call %s: refusing a re-INVITE with 488: %s", call.call_id, error)
+                _call_in_reactor(call.ua.recvEvent, CCEventFail((488, "Not Acceptable Here")))
+                return
+            if current is not None and negotiated.codec in offer.codec_pts() and current.codec in offer.codec_pts():
+                negotiated = sdp.Negotiated(
+                    current.codec,
+                    negotiated.telephone_event_pt,
+                    negotiated.remote_address,
+                    negotiated.remote_port,
+                    negotiated.direction,
+                )
+            channel.reconfigure(negotiated)
+        active = channel.negotiated
+        assert active is not None  # a channel of a call in progress has been configured
+        call.local_sdp = sdp.build(
+            address=self.config.rtp_host,
+            port=channel.local_port,
+            codecs=(active.codec,),
+            telephone_event_pt=active.telephone_event_pt,
+            session_id=call.session_id,
+            direction=active.direction,
+        )
+        _call_in_reactor(call.ua.recvEvent, CCEventConnect((200, "OK", MsgBody(call.local_sdp))))
 
     def _apply_answer(self, call: _Call, sdp_text: str) -> bool:
         if call.channel is None:
