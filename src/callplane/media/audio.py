@@ -24,6 +24,7 @@ from callplane.media.g711 import Pcm
 from callplane.media.jitter import FRAME_SAMPLES
 
 SAMPLE_RATE = 8000
+_SILENCE: Pcm = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 
 
 class AudioUnavailable(ValueError):
@@ -255,17 +256,23 @@ class WavRecorder:
         self.closed = False
 
     def write(self, inbound: Pcm | None, outbound: Pcm | None) -> None:
+        # Runs for every recorded call on every tick: avoid np.clip's overhead and copies where one side is silent.
         if self.closed:
             return
-        heard = np.zeros(FRAME_SAMPLES, dtype=np.int16) if inbound is None else inbound
-        sent = np.zeros(FRAME_SAMPLES, dtype=np.int16) if outbound is None else outbound
         if self.channels is RecordingChannels.STEREO:
-            block = np.empty(2 * FRAME_SAMPLES, dtype=np.int16)
-            block[0::2] = heard
-            block[1::2] = sent
+            block = np.zeros(2 * FRAME_SAMPLES, dtype=np.int16)
+            if inbound is not None:
+                block[0::2] = inbound
+            if outbound is not None:
+                block[1::2] = outbound
+        elif inbound is None:
+            block = _SILENCE if outbound is None else outbound
+        elif outbound is None:
+            block = inbound
         else:
-            block = np.clip(heard.astype(np.int32) + sent.astype(np.int32), -32768, 32767).astype(np.int16)
-        self._pending.append(block.astype("<i2").tobytes())
+            mixed = np.add(inbound, outbound, dtype=np.int32)
+            block = np.minimum(np.maximum(mixed, -32768), 32767).astype(np.int16)
+        self._pending.append(block.astype("<i2", copy=False).tobytes())  # a no-op on little-endian machines
         self.frames_written += 1
         if len(self._pending) >= self._FLUSH_FRAMES:
             self._flush()

@@ -76,7 +76,11 @@ LINEAR_TO_MULAW: npt.NDArray[np.uint8] = _encode_mulaw_table()
 LINEAR_TO_ALAW: npt.NDArray[np.uint8] = _encode_alaw_table()
 
 _DECODERS = {PayloadType.PCMU: MULAW_TO_LINEAR, PayloadType.PCMA: ALAW_TO_LINEAR}
-_ENCODERS = {PayloadType.PCMU: LINEAR_TO_MULAW, PayloadType.PCMA: LINEAR_TO_ALAW}
+# The same tables re-indexed by the sample's raw uint16 bits, so encoding is one lookup with no arithmetic.
+_ENCODERS = {
+    PayloadType.PCMU: np.roll(LINEAR_TO_MULAW, -32768),
+    PayloadType.PCMA: np.roll(LINEAR_TO_ALAW, -32768),
+}
 
 SILENCE_BYTE = {PayloadType.PCMU: 0xFF, PayloadType.PCMA: 0xD5}
 
@@ -87,6 +91,5 @@ def decode(payload: bytes, payload_type: PayloadType) -> Pcm:
 
 
 def encode(samples: Pcm, payload_type: PayloadType) -> bytes:
-    """Linear samples to G.711 bytes (the table is indexed by the sample's unsigned offset)."""
-    index = samples.astype(np.int32) + 32768
-    return _ENCODERS[payload_type][index].tobytes()
+    """Linear samples to G.711 bytes."""
+    return _ENCODERS[payload_type][samples.astype(np.int16, copy=False).view(np.uint16)].tobytes()
