@@ -203,6 +203,8 @@ async def _sipp_level(target: int, hold_s: float, workdir: Path) -> LevelResult:
     samples: list[float] = []
     busy_samples: list[float] = []
     peak = 0
+    steady_skipped = 0  # ticks skipped while at target (the ramp's bursts are not the steady state)
+    skipped_before = engine.clock.stats.skipped_ticks
     cpu_before, wall_before, busy_before = _cpu_seconds(), time.monotonic(), engine.clock.stats.busy_seconds
     collecting_lateness = False
     while sipp.returncode is None:
@@ -210,7 +212,9 @@ async def _sipp_level(target: int, hold_s: float, workdir: Path) -> LevelResult:
         cpu_now, wall_now, busy_now = _cpu_seconds(), time.monotonic(), engine.clock.stats.busy_seconds
         concurrency = engine.clock.channel_count
         peak = max(peak, concurrency)
+        skipped_now = engine.clock.stats.skipped_ticks
         if concurrency >= 0.9 * target:
+            steady_skipped += skipped_now - skipped_before
             samples.append(100 * (cpu_now - cpu_before) / (wall_now - wall_before))
             busy_samples.append(100 * (busy_now - busy_before) / (wall_now - wall_before))
             if not collecting_lateness:
@@ -218,7 +222,7 @@ async def _sipp_level(target: int, hold_s: float, workdir: Path) -> LevelResult:
                 collecting_lateness = True
         elif collecting_lateness:
             engine.clock._keep_lateness = 0
-        cpu_before, wall_before, busy_before = cpu_now, wall_now, busy_now
+        cpu_before, wall_before, busy_before, skipped_before = cpu_now, wall_now, busy_now, skipped_now
         try:
             await asyncio.wait_for(sipp.wait(), 0.001)
         except TimeoutError:
@@ -227,7 +231,7 @@ async def _sipp_level(target: int, hold_s: float, workdir: Path) -> LevelResult:
     ok = _sipp_counter(output, "Successful call")
     failed = _sipp_counter(output, "Failed call")
     lateness = engine.clock.stats.lateness_percentiles()
-    skipped = engine.clock.stats.skipped_ticks
+    skipped = steady_skipped
     runner.cancel()
     for task in list(tasks):
         task.cancel()
@@ -268,7 +272,7 @@ async def _synthetic_level(streams: int, seconds: float, workdir: Path) -> dict[
     await asyncio.sleep(1.0)
     clock.stats.lateness_ms.clear()
     cpu_before, wall_before, busy_before = _cpu_seconds(), time.monotonic(), clock.stats.busy_seconds
-    ticks_before = clock.stats.ticks
+    ticks_before, skipped_before = clock.stats.ticks, clock.stats.skipped_ticks
     await asyncio.sleep(seconds)
     cpu = 100 * (_cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
     busy = 100 * (clock.stats.busy_seconds - busy_before) / (time.monotonic() - wall_before)
@@ -284,7 +288,7 @@ async def _synthetic_level(streams: int, seconds: float, workdir: Path) -> dict[
     return {
         "streams": streams, "cpu": cpu, "busy": busy, "ticks_per_s": ticks / seconds,
         "rx": received, "tx": sent, "p50": lateness["p50"], "p99": lateness["p99"], "max": lateness["max"],
-        "skipped": clock.stats.skipped_ticks,
+        "skipped": clock.stats.skipped_ticks - skipped_before,
     }  # fmt: skip
 
 

@@ -4,8 +4,10 @@ REGISTER, and a two-party bridge."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import re
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from callplane.media.engine import (
     CallAnswered,
     CallEnded,
     CallRinging,
+    CallStateConflict,
     DtmfReceived,
     FileSource,
     HangupInitiator,
@@ -309,5 +312,24 @@ def test_bridge_carries_each_partys_audio_to_the_other(tmp_path: Path, media_cac
             loud = np.flatnonzero(np.abs(sent) > 2000)
             assert len(loud) > 0.5 * 8000, f"nothing bridged into {name}"
             assert abs(dominant_frequency(sent[loud[0] : loud[0] + 2400]) - 700.0) < 10
+
+    asyncio.run(scenario())
+
+
+def test_a_busy_sip_port_fails_start_cleanly_and_a_second_engine_is_refused(media_cache: Path) -> None:
+    async def scenario() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+            squatter.bind(("127.0.0.1", 0))
+            taken = squatter.getsockname()[1]
+            blocked = SippyCallEngine(dataclasses.replace(engine_config(media_cache), sip_port=taken))
+            with pytest.raises(OSError):
+                await blocked.start()
+        engine = SippyCallEngine(engine_config(media_cache))
+        await engine.start()
+        try:
+            with pytest.raises(CallStateConflict):
+                await SippyCallEngine(engine_config(media_cache)).start()
+        finally:
+            await engine.stop()
 
     asyncio.run(scenario())

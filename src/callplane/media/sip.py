@@ -9,6 +9,7 @@ place that decides what a call's state is.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import queue
 import secrets
@@ -43,6 +44,7 @@ from sippy.SipURL import SipURL
 from sippy.UA import UA
 from sippy.Udp_server import Udp_server, Udp_server_opts
 
+from callplane.errors import CallplaneError
 from callplane.media import sdp
 from callplane.media.audio import (
     HANGUP_MARK,
@@ -71,7 +73,6 @@ from callplane.media.engine import (
     EngineConfig,
     EngineEvent,
     EngineNotRunning,
-    FileSource,
     HangupInitiator,
     IncomingCall,
     MediaUnavailable,
@@ -360,7 +361,12 @@ class SippyCallEngine:
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
+    _running: SippyCallEngine | None = None  # sippy's reactor and SipConf are process-wide
+
     async def start(self) -> None:
+        if SippyCallEngine._running is not None:
+            raise CallStateConflict("another SippyCallEngine is running in this process (sippy is process-wide)")
+        SippyCallEngine._running = self
         self._loop = asyncio.get_running_loop()
         SipConf.my_address = self.config.sip_host
         SipConf.my_port = self.config.sip_port
@@ -373,12 +379,27 @@ class SippyCallEngine:
         _Reactor.ensure_running()
 
         def create_transaction_manager() -> None:
-            # sippy probes for IPv6 with a socket it never closes; its ResourceWarning is noise, not a leak of ours.
+            # sippy probes for IPv6 with a socket it never closes, and leaves the socket of a failed bind to
+            # the garbage collector: both ResourceWarnings are sippy's, silenced here and only here.
+            failure: OSError | None = None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ResourceWarning)
-                self._global_config["_sip_tm"] = _OrderedTransactionManager(self._global_config, self._on_request)
+                try:
+                    manager = _OrderedTransactionManager(self._global_config, self._on_request)
+                except OSError as error:
+                    failure = OSError(error.errno, f"cannot bind SIP to {self.config.sip_host}:{self.config.sip_port}")
+                else:
+                    self._global_config["_sip_tm"] = manager
+                gc.collect()
+            if failure is not None:
+                raise failure
 
-        await asyncio.to_thread(ED2.callFromThreadSync, create_transaction_manager)
+        try:
+            await asyncio.to_thread(ED2.callFromThreadSync, create_transaction_manager)
+        except BaseException:
+            SippyCallEngine._running = None
+            self._loop = None
+            raise
         self.clock.start()
 
     async def stop(self) -> None:
@@ -386,8 +407,8 @@ class SippyCallEngine:
             if call.state is not CallState.ENDED:
                 try:
                     await self.hangup(call.call_id)
-                except CallplaneErrorTypes:
-                    pass
+                except CallplaneError:
+                    log.info("call %s could not be hung up during stop", call.call_id)
         for registration_id in list(self._registrations):
             await self.unregister(registration_id)
         await self.clock.stop()
@@ -397,6 +418,7 @@ class SippyCallEngine:
             await asyncio.to_thread(ED2.callFromThreadSync, manager.shutdown)
         self._global_config = {}
         self._loop = None
+        SippyCallEngine._running = None
 
     def subscribe(self) -> asyncio.Queue[EngineEvent]:
         subscriber: asyncio.Queue[EngineEvent] = asyncio.Queue()
@@ -1001,6 +1023,4 @@ def _report_finished_on_cancel(
     return callback
 
 
-CallplaneErrorTypes = (CallNotFound, CallStateConflict, EngineNotRunning)
-
-__all__ = ["FileSource", "FixedRegistrationAgent", "SippyCallEngine"]
+__all__ = ["FixedRegistrationAgent", "SippyCallEngine"]
