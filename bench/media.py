@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import resource
@@ -298,10 +299,20 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=8.0, help="seconds each sipp call lasts")
     parser.add_argument("--synthetic", default="", help="RTP streams for the no-SIP runs, e.g. 200,400,800")
     parser.add_argument("--synthetic-seconds", type=float, default=6.0)
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="gc.freeze() after imports and a higher gen-0 threshold (fewer pauses)"
+    )
     args = parser.parse_args()
+    if args.gc_freeze:
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
     if shutil.which("sipp") is None and args.levels:
         sys.exit("sipp (Debian sip-tester) is needed for the load runs")
-    print(f"engine pinned to CPU 0; sipp pinned to CPU 1; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}")
+    print(
+        f"engine pinned to CPU 0; sipp pinned to CPU 1; {os.cpu_count()} CPUs; Python {sys.version.split()[0]};"
+        f" gc thresholds {gc.get_threshold()}{' after gc.freeze()' if args.gc_freeze else ''}"
+    )
     with tempfile.TemporaryDirectory(prefix="media-bench-") as scratch:
         workdir = Path(scratch)
         if args.levels:
