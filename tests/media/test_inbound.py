@@ -306,3 +306,65 @@ def test_hold_reinvite_is_answered_recvonly_and_we_stop_sending(tmp_path: Path, 
             await engine.stop()
 
     asyncio.run(scenario())
+
+
+class _ExplodingSource:
+    """A media source with a bug: it raises on its third frame."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def read_frame(self) -> np.ndarray:
+        self.frames += 1
+        if self.frames == 3:
+            raise RuntimeError("bug in a media source")
+        return np.zeros(160, dtype=np.int16)
+
+
+def test_a_failing_call_is_ended_alone_and_the_other_call_carries_on(tmp_path: Path, media_cache: Path) -> None:
+    async def scenario() -> None:
+        engine = SippyCallEngine(engine_config(media_cache))
+        await engine.start()
+        events = engine.subscribe()
+        write_rtp_pcap(tmp_path / "tone.pcap", tone(CALLER_TONE_HZ, 1.0), payload_type=PayloadType.PCMU)
+        doomed_dir, healthy_dir = tmp_path / "doomed", tmp_path / "healthy"
+        doomed_dir.mkdir()
+        healthy_dir.mkdir()
+        doomed = _caller(render_scenario("uac_wait_bye.xml", doomed_dir, CAUSE="41"), engine)
+        healthy = _caller(
+            render_scenario("uac_early.xml", healthy_dir, TONE_PCAP=str(tmp_path / "tone.pcap"), HOLD_MS="1500"),
+            engine,
+        )
+        try:
+            await doomed.start()
+            doomed_call = await next_event(events, IncomingCall)
+            await engine.answer(doomed_call.call_id)
+            await healthy.start()
+            healthy_call = await next_event(events, IncomingCall)
+            await engine.pre_answer(healthy_call.call_id)
+            await engine.answer(healthy_call.call_id)
+            recording = tmp_path / "healthy.wav"
+            await engine.start_recording(healthy_call.call_id, recording)
+
+            channel = engine.channel(doomed_call.call_id)
+            assert channel is not None
+            channel.play(_ExplodingSource())
+            first_end = await next_event(events, CallEnded)
+            assert first_end.call_id == doomed_call.call_id
+            assert first_end.initiator is HangupInitiator.ENGINE
+            second_end = await next_event(events, CallEnded)
+            assert second_end.call_id == healthy_call.call_id
+            assert second_end.initiator is HangupInitiator.REMOTE and second_end.answered
+            for sipp in (doomed, healthy):
+                result = await sipp.finished()
+                assert result.returncode == 0, result.output
+            assert engine.clock.stats.failed_channels == 1
+        finally:
+            doomed.kill()
+            healthy.kill()
+            await engine.stop()
+        samples, _ = read_wav(recording)
+        loud = np.flatnonzero(np.abs(samples) > 2000)
+        assert len(loud) > 0.6 * 8000, "the healthy call's audio stopped with the failing one"
+
+    asyncio.run(scenario())
