@@ -333,3 +333,28 @@ def test_a_busy_sip_port_fails_start_cleanly_and_a_second_engine_is_refused(medi
             await engine.stop()
 
     asyncio.run(scenario())
+
+
+def test_unregister_sends_expires_zero_and_reports_it(tmp_path: Path, media_cache: Path) -> None:
+    async def scenario() -> None:
+        engine = SippyCallEngine(engine_config(media_cache))
+        await engine.start()
+        events = engine.subscribe()
+        registrar = _callee(render_scenario("uas_register_unregister.xml", tmp_path))
+        try:
+            await registrar.start()
+            await asyncio.sleep(0.2)
+            registration_id = await engine.register(TrunkRegistration(trunk=_trunk(registrar), user="1001"))
+            registered = await next_event(events, RegistrationChanged)
+            assert registered.registered
+            await engine.unregister(registration_id)
+            unregistered = await next_event(events, RegistrationChanged)
+            assert unregistered.registration_id == registration_id and not unregistered.registered
+            assert unregistered.status_line is not None and "200" in unregistered.status_line
+            result = await registrar.finished()
+            assert result.returncode == 0, result.output
+        finally:
+            registrar.kill()
+            await engine.stop()
+
+    asyncio.run(scenario())

@@ -224,10 +224,36 @@ class FixedRegistrationAgent(SipRegistrationAgent):  # type: ignore[misc]
     with 'authorization'). The wire is still right, because the body class (SipProxyAuthorization)
     prints its own name, `Proxy-Authorization` (checked against sipp with and without this class); but
     the message then holds proxy credentials under the wrong name, so a later 401 removes them and a
-    lookup of `proxy-authorization` misses them. We file each credential under its own name."""
+    lookup of `proxy-authorization` misses them. We file each credential under its own name.
+
+    sippy also never puts the requested expiry on the wire: it sets `params['expires']` on the Contact
+    but SipAddress prints only the names listed in `params_order`, so the registrar applied its default.
+    We list it. And it de-registers: sippy's `stopregister()` only stops refreshing, leaving the binding
+    on the registrar until it lapses; `unregister()` first sends the REGISTER with `expires=0`."""
+
+    unregistering = False
+    on_unregistered: Callable[[str], None] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._set_contact_expires(str(self.exp))
+
+    def _set_contact_expires(self, value: str) -> None:
+        self.rmsg.getHFBody("contact").address.setParam("expires", value)
+
+    def unregister(self) -> None:
+        if self.dead:
+            return
+        self.unregistering = True
+        self._set_contact_expires("0")
+        self.atries = 0
+        self.doregister()
 
     def gotreply(self, resp: Any) -> None:
         if self.dead or resp.scode < 200:
+            return
+        if self.unregistering and resp.scode < 300:
+            self._finish_unregister(resp)
             return
         if resp.scode in (401, 407) and self.user is not None and self.passw is not None and self.atries < 3:
             challenge_name = "www-authenticate" if resp.scode == 401 else "proxy-authenticate"
@@ -243,7 +269,16 @@ class FixedRegistrationAgent(SipRegistrationAgent):  # type: ignore[misc]
                     self.atries += 1
                     self.doregister()
                     return
+        if self.unregistering:  # refused: the binding will lapse at its expiry anyway
+            self._finish_unregister(resp)
+            return
         super().gotreply(resp)
+
+    def _finish_unregister(self, resp: Any) -> None:
+        callback = self.on_unregistered
+        self.stopregister()
+        if callback is not None:
+            callback(str(resp.getSL()))
 
 
 class _OrderedUdpServerOptions(Udp_server_opts):  # type: ignore[misc]
@@ -970,6 +1005,9 @@ class SippyCallEngine:
         def on_fail(status_line: object, _arg: object) -> None:
             self._post(self._emit, RegistrationChanged(registration_id, registered=False, status_line=str(status_line)))
 
+        def on_unregistered(status_line: str) -> None:
+            self._post(self._emit, RegistrationChanged(registration_id, registered=False, status_line=status_line))
+
         def start() -> None:
             try:
                 aor = SipURL(username=registration.user, host=trunk.host, port=trunk.port)
@@ -985,6 +1023,7 @@ class SippyCallEngine:
                     rfail_cb=on_fail,
                     target=((trunk.host, trunk.port), "udp"),
                 )
+                agent.on_unregistered = on_unregistered
                 self._registrations[registration_id] = agent
                 agent.doregister()
             finally:
@@ -997,9 +1036,10 @@ class SippyCallEngine:
         return registration_id
 
     async def unregister(self, registration_id: str) -> None:
+        """REGISTER with expires=0; RegistrationChanged(registered=False) follows the registrar's answer."""
         agent = self._registrations.pop(registration_id, None)
         if agent is not None:
-            _call_in_reactor(agent.stopregister)
+            _call_in_reactor(agent.unregister)
 
     # ---- introspection (tests, bench) ------------------------------------------------------------
 
