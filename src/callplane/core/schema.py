@@ -13,6 +13,7 @@ from callplane.core.tenancy.models import (
     SftpAccessConfig,
     SignalDefinition,
 )
+from callplane.core.transcripts.models import CallTranscript
 from callplane.core.webhooks.models import Delivery, WebhookEndpoint
 from callplane.db.base import Base
 
@@ -24,6 +25,7 @@ __all__ = [
     "CallCustomData",
     "CallRecording",
     "CallSignal",
+    "CallTranscript",
     "Campaign",
     "CustomDataField",
     "Delivery",
