@@ -3,6 +3,7 @@
 from callplane.core.calls.models import Call, CallCustomData, CallRecording, CallSignal, IdempotencyKey
 from callplane.core.events.models import Event
 from callplane.core.jobs.models import Job
+from callplane.core.signals.models import SignalSubmission
 from callplane.core.tenancy.models import (
     Account,
     ApiToken,
@@ -36,5 +37,6 @@ __all__ = [
     "RecordingAuthConfig",
     "SftpAccessConfig",
     "SignalDefinition",
+    "SignalSubmission",
     "WebhookEndpoint",
 ]
