@@ -86,7 +86,7 @@ class CallSignal(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # A submitted signal is one per (name, partner_unique_id) on a call: the same pair again updates it.
-    partner_unique_id: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    partner_unique_id: Mapped[str] = mapped_column(String(255), server_default="")
     occurred_at: Mapped[datetime | None]
     revenue: Mapped[str | None] = mapped_column(String(32))  # the decimal as sent, "100.00"
     updated_at: Mapped[datetime | None]
