@@ -39,4 +39,6 @@ class CallTranscript(Base):
     # False when a channel was cut short by its time budget: the transcript is partial.
     complete: Mapped[bool] = mapped_column(default=True)
     dropped_segments: Mapped[int] = mapped_column(default=0)  # removed by the hallucination guards
+    # Signal definitions (with phrases or examples) matched against this transcript; 0 means no analytics.
+    signals_evaluated: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

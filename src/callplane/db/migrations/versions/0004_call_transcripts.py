@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("elapsed_ms", sa.Integer(), nullable=True),
         sa.Column("complete", sa.Boolean(), nullable=False),
         sa.Column("dropped_segments", sa.Integer(), nullable=False),
+        sa.Column("signals_evaluated", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["call_id"], ["calls.id"], name=op.f("fk_call_transcripts_call_id_calls"), ondelete="CASCADE"
