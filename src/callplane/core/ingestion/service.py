@@ -27,6 +27,7 @@ from callplane.core.ingestion.errors import (
 )
 from callplane.core.ingestion.schemas import AcceptedCall, CallSubmission
 from callplane.core.jobs.models import JobKind, JobStatus
+from callplane.core.signals.service import SUBMITTED, SignalInput, custom_data_row, signal_row, unknown_names
 from callplane.core.tenancy.models import CampaignKind
 from callplane.core.tenancy.schemas import CampaignInfo, Principal
 from callplane.core.tenancy.service import SUPPORTED_LANGUAGE_CODES, TenancyLookups
@@ -71,12 +72,9 @@ async def reference_problems(
         and submission.recording_auth_config_id not in catalog.recording_auth_config_ids
     ):
         problems.append(f"'recording_auth_config_id' {submission.recording_auth_config_id!r} does not exist")
-    for signal in submission.signals:
-        if signal.name.casefold() not in catalog.signals:
-            problems.append(f"signal {signal.name!r} does not exist in your Signal AI configuration")
-    for item in submission.custom_data:
-        if item.name.casefold() not in catalog.custom_fields:
-            problems.append(f"custom data field {item.name!r} does not exist in your Custom Data configuration")
+    problems += unknown_names(
+        catalog, (signal.name for signal in submission.signals), (item.name for item in submission.custom_data)
+    )
     return problems
 
 
@@ -107,17 +105,14 @@ async def accept_single_call(
         principal, call_id, submission, origin=CallOrigin.SINGLE_INGEST, campaign=campaign, language=language, now=now
     )
     signal_rows = [
-        {
-            "id": new_id(),
-            "call_id": call_id,
-            "account_id": principal.account.id,
-            "signal_definition_id": catalog.signals[s.name.casefold()][0],
-            "name": catalog.signals[s.name.casefold()][1],
-            "value": s.value,
-            "source": "submitted",
-            "evidence": {},
-            "created_at": now,
-        }
+        signal_row(
+            call_id=call_id,
+            account_id=principal.account.id,
+            definition=catalog.signals[s.name.casefold()],
+            signal=SignalInput(name=s.name, value=s.value),
+            source=SUBMITTED,
+            now=now,
+        )
         for s in submission.signals
     ]
     custom_rows = _custom_data_rows(principal, call_id, submission, catalog.custom_fields, now)
@@ -328,20 +323,19 @@ def _custom_data_rows(
 ) -> list[dict[str, Any]]:
     rows = []
     for item in submission.custom_data:
-        field_id, name = (None, item.name)
+        # A batch checks no names (known_fields None): the field is stored under the name as sent.
+        field: tuple[str | None, str] = (None, item.name)
         if known_fields is not None:
-            field_id, name = known_fields[item.name.casefold()]
+            field = known_fields[item.name.casefold()]
         rows.append(
-            {
-                "id": new_id(),
-                "call_id": call_id,
-                "account_id": principal.account.id,
-                "field_id": field_id,
-                "name": name,
-                "value": item.value,
-                "source": "submitted",
-                "created_at": now,
-            }
+            custom_data_row(
+                call_id=call_id,
+                account_id=principal.account.id,
+                field=field,
+                value=item.value,
+                source=SUBMITTED,
+                now=now,
+            )
         )
     return rows
 
