@@ -31,6 +31,8 @@ from callplane.settings import Settings
 from callplane.surfaces.admin.router import router as admin_router
 from callplane.surfaces.context import AppContext
 from callplane.surfaces.http import json_response
+from callplane.surfaces.infobip.common import error_body, install_error_handlers
+from callplane.surfaces.infobip.router import router as infobip_router
 from callplane.surfaces.invoca.router import router as invoca_router
 from callplane.surfaces.native.router import router as native_router
 from callplane.surfaces.native.webhooks import router as webhooks_router
@@ -107,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(native_router)
     app.include_router(webhooks_router)
     app.include_router(admin_router)
+    app.include_router(infobip_router)
+    install_error_handlers(app)
     return app
 
 
@@ -209,6 +213,8 @@ def build_delivery_worker(
 def _internal_error(path: str) -> Response:
     if path.endswith("/partner/ingest/batch-call"):
         return json_response({"success": False, "message": "Internal server error"}, 500)
+    if path.startswith("/calls/1/"):
+        return json_response(error_body("GENERAL_ERROR", "Internal server error"), 500)
     if path.startswith("/api/"):
         return json_response({"errors": {"class": "InternalError", "invalid_data": "Internal server error"}}, 500)
     return json_response({"detail": "Internal server error"}, 500)

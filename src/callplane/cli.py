@@ -142,11 +142,24 @@ def retry_call(call_id: str) -> None:
 
 
 @app.command("demo-setup")
-def demo_setup() -> None:
+def demo_setup(
+    base_url: Annotated[str, typer.Option(help="where `callplane serve` listens, for the printed URLs")] = (
+        "http://127.0.0.1:8080"
+    ),
+) -> None:
     """Create a demo network and partner and print their tokens and headers as JSON."""
     from callplane.core.tenancy.demo import create_demo
 
-    _print(_in_transaction(lambda session: create_demo(session=session)))
+    demo = _in_transaction(lambda session: create_demo(session=session))
+    demo["voice"] |= _voice_addresses(_settings(), base_url)
+    _print(demo)
+
+
+def _voice_addresses(settings: Settings, base_url: str) -> dict[str, str]:
+    """Where a Calls API client and a SIP phone reach this server (the SIP settings may not exist yet)."""
+    sip_host = getattr(settings, "sip_public_host", None) or getattr(settings, "sip_host", "127.0.0.1")
+    sip_port = getattr(settings, "sip_port", 5060)
+    return {"base_url": base_url.rstrip("/"), "sip_address": f"sip:{sip_host}:{sip_port}"}
 
 
 @app.command("admin-token")

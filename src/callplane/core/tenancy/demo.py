@@ -102,4 +102,6 @@ async def create_demo(*, session: AsyncSession) -> dict[str, Any]:
             },
         },
         "native": {"token": network_token},
+        # The Calls API (/calls/1) takes the same API token as `Authorization: App <key>`.
+        "voice": {"api_key": network_token, "headers": {"Authorization": f"App {network_token}"}},
     }

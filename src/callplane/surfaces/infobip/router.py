@@ -1,0 +1,11 @@
+"""The Infobip Calls API router mounted by the app; each resource group lives in its own module.
+
+Add a group with `router.include_router(...)` here, or mount it in app.py next to this one: every
+route under /calls/1 gets Infobip's error body from `common.install_error_handlers`.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["Infobip Calls"])
