@@ -49,7 +49,9 @@ async def get_call(*, session: AsyncSession, principal: Principal, call_id: str)
 
 async def call_details(*, session: AsyncSession, call: Call) -> dict[str, Any]:
     """Everything stored about a call: signals, custom data and its processing jobs."""
-    signals = await session.scalars(select(CallSignal).where(CallSignal.call_id == call.id))
+    signals = await session.scalars(
+        select(CallSignal).where(CallSignal.call_id == call.id).order_by(CallSignal.created_at, CallSignal.id)
+    )
     custom = await session.scalars(select(CallCustomData).where(CallCustomData.call_id == call.id))
     jobs = await session.scalars(select(Job).where(Job.call_id == call.id).order_by(Job.created_at))
     campaign = await session.get(Campaign, call.campaign_id) if call.campaign_id else None
@@ -67,7 +69,7 @@ async def call_details(*, session: AsyncSession, call: Call) -> dict[str, Any]:
         }
         if recording
         else None,
-        "signals": [{"name": s.name, "value": s.value, "source": s.source, "evidence": s.evidence} for s in signals],
+        "signals": [signal_detail(s) for s in signals],
         "custom_data": [{"name": c.name, "value": c.value, "source": c.source} for c in custom],
         "jobs": [
             {
@@ -87,6 +89,22 @@ async def call_details(*, session: AsyncSession, call: Call) -> dict[str, Any]:
         "campaign": {"id": campaign.id, "external_id": campaign.external_id, "name": campaign.name}
         if campaign
         else None,
+    }
+
+
+def signal_detail(signal: CallSignal) -> dict[str, Any]:
+    """A signal as the native API shows it: submitted (with its partner id) or detected (with its evidence)."""
+    return {
+        "id": signal.id,
+        "name": signal.name,
+        "value": signal.value,
+        "source": signal.source,
+        "partner_unique_id": signal.partner_unique_id,
+        "occurred_at": signal.occurred_at,
+        "revenue": signal.revenue,
+        "evidence": signal.evidence,
+        "created_at": signal.created_at,
+        "updated_at": signal.updated_at,
     }
 
 

@@ -10,6 +10,7 @@ from callplane.core.ingestion.errors import (
     CampaignWithoutTranscription,
     ExternalIdReused,
 )
+from callplane.core.signals.errors import AdvertiserNotAccessible, CallNotMatched
 from callplane.core.tenancy.errors import IngestionDisabled, WrongAccountKind
 from callplane.errors import CallplaneError, InvalidInput
 from callplane.surfaces.http import json_response
@@ -35,7 +36,16 @@ def record_invalid(problems: list[str]) -> Response:
     return invoca_error(403, "RecordInvalid", "Validation failed: " + ", ".join(problems))
 
 
+def invalid_input(problems: list[str]) -> Response:
+    """Problems found in the request itself (the Signal API's class; processing problems are RecordInvalid)."""
+    return invoca_error(403, "InvalidInput", "; ".join(problems))
+
+
 def render(error: CallplaneError) -> Response:
+    if isinstance(error, CallNotMatched):
+        return invoca_error(404, "RecordNotFound", error.message)
+    if isinstance(error, AdvertiserNotAccessible):
+        return invoca_error(403, "UnauthorizedAdvertiser", error.message)
     if isinstance(error, InvalidInput):
         return record_invalid(error.problems)
     if isinstance(error, IngestionDisabled | WrongAccountKind):

@@ -1,4 +1,4 @@
-"""Invoca Call Ingestion API: POST/PUT /api/{version}/calls(.json)."""
+"""Invoca Call Ingestion API: POST/PUT /api/{version}/calls(.json); the Signal API router is included here."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from callplane.core.tenancy.models import AccountKind
 from callplane.core.tenancy.schemas import Principal
 from callplane.errors import CallplaneError
 from callplane.surfaces.context import app_context
-from callplane.surfaces.http import JsonBodyError, bearer_token, json_response, read_json
+from callplane.surfaces.http import JsonBodyError, json_response, read_json
 from callplane.surfaces.invoca import errors
+from callplane.surfaces.invoca.auth import oauth_token
 from callplane.surfaces.invoca.mapping import parse_call_request
+from callplane.surfaces.invoca.signal_api import router as signal_api_router
 
 router = APIRouter(tags=["Invoca Call Ingestion"])
+router.include_router(signal_api_router)
 
 
 @router.api_route("/api/{version}/calls.json", methods=["POST", "PUT"], status_code=201)
@@ -31,7 +34,7 @@ async def create_call(version: str, request: Request) -> Response:
         body = await read_json(request)
     except JsonBodyError:
         body = None
-    token = _token(request, body)
+    token = oauth_token(request, body)
     try:
         async with context.sessions() as session, session.begin():
             principal = await context.lookups.principal_for_token(session, token) if token else None
@@ -57,12 +60,6 @@ async def create_call(version: str, request: Request) -> Response:
     except CallplaneError as error:
         return errors.render(error)
     return json_response({"cuid": accepted.call_id}, 201 if accepted.created else 202)
-
-
-def _token(request: Request, body: object) -> str | None:
-    if isinstance(body, dict) and isinstance(body.get("oauth_token"), str) and body["oauth_token"]:
-        return str(body["oauth_token"])
-    return request.query_params.get("oauth_token") or bearer_token(request)
 
 
 def _check_may_ingest(principal: Principal) -> None:
