@@ -15,6 +15,7 @@ from callplane.core.tenancy.models import (
     SignalDefinition,
 )
 from callplane.core.transcripts.models import CallTranscript
+from callplane.core.voice.trunk_models import MediaFile, SipTrunk
 from callplane.core.webhooks.models import Delivery, WebhookEndpoint
 from callplane.db.base import Base
 
@@ -33,10 +34,12 @@ __all__ = [
     "Event",
     "IdempotencyKey",
     "Job",
+    "MediaFile",
     "Organization",
     "RecordingAuthConfig",
     "SftpAccessConfig",
     "SignalDefinition",
     "SignalSubmission",
+    "SipTrunk",
     "WebhookEndpoint",
 ]

@@ -1,0 +1,1 @@
+"""Programmable voice: live calls, SIP trunks, media files and their control plane."""
