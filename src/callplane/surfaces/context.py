@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from callplane.core.recordings.storage import RecordingStorage
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
+from callplane.core.voice.trunks import TrunkChannels, TrunkRegistrar
 from callplane.settings import Settings
 from callplane.surfaces.ratelimit import RateLimiter
 
@@ -26,6 +27,10 @@ class AppContext:
     admin_token: str
     storage: RecordingStorage
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    # Live calls per SIP trunk in this process (channel limits), and the REGISTER reconciler when the
+    # engine runs here (None in API-only processes: the media process polls the trunks table instead).
+    trunk_channels: TrunkChannels = field(default_factory=TrunkChannels)
+    trunk_registrar: TrunkRegistrar | None = None
 
 
 def app_context(request: Request) -> AppContext:

@@ -8,4 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from callplane.surfaces.infobip.sip_trunks import router as sip_trunks_router
+
 router = APIRouter(tags=["Infobip Calls"])
+router.include_router(sip_trunks_router)
