@@ -24,6 +24,8 @@ from callplane.core.recordings.storage import LocalRecordingStorage, RecordingSt
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
+from callplane.core.transcripts.engine import AsrSettings
+from callplane.core.transcripts.runtime import TranscriptionRuntime
 from callplane.core.webhooks.delivery import DeliveryConfig, DeliveryWorker
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.logging import configure_logging, redact
@@ -34,6 +36,7 @@ from callplane.surfaces.http import json_response
 from callplane.surfaces.infobip.common import error_body, install_error_handlers
 from callplane.surfaces.infobip.router import router as infobip_router
 from callplane.surfaces.invoca.router import router as invoca_router
+from callplane.surfaces.invoca.transcripts import router as invoca_transcripts_router
 from callplane.surfaces.native.router import router as native_router
 from callplane.surfaces.native.webhooks import router as webhooks_router
 from callplane.surfaces.zipteams.router import router as zipteams_router
@@ -64,14 +67,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stop = asyncio.Event()
         workers = []
         delivery = None
+        pipeline = None
         if settings.workers_enabled:
-            worker = build_pipeline_worker(settings, context.sessions, context.secret_box, context.storage)
+            pipeline = build_pipeline_worker(settings, context.sessions, context.secret_box, context.storage)
             delivery = build_delivery_worker(settings, context.sessions, context.secret_box)
-            workers.append(asyncio.create_task(worker.run_forever(stop)))
+            workers.append(asyncio.create_task(pipeline.run_forever(stop)))
             workers.append(asyncio.create_task(delivery.run_forever(stop)))
         yield
         stop.set()
         await asyncio.gather(*workers, return_exceptions=True)
+        if pipeline is not None:
+            pipeline.close()
         if delivery is not None:
             await delivery.aclose()
         await context.engine.dispose()
@@ -105,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(RequestLogMiddleware)
     app.include_router(invoca_router)
+    app.include_router(invoca_transcripts_router)
     app.include_router(zipteams_router)
     app.include_router(native_router)
     app.include_router(webhooks_router)
@@ -162,13 +169,45 @@ class RequestLogMiddleware:
             )
 
 
+def asr_settings(settings: Settings) -> AsrSettings:
+    """The speech-to-text engine's settings from the application's (CALLPLANE_ASR_*)."""
+    return AsrSettings(
+        model_path=settings.asr_model_path,
+        data_dir=settings.asr_models_dir or settings.data_dir / "models",
+        device=settings.asr_device,
+        compute_type=settings.asr_compute_type,
+        cpu_threads=settings.asr_cpu_threads,
+        num_workers=settings.asr_num_workers,
+        beam_size=settings.asr_beam_size,
+        vad_threshold=settings.asr_vad_threshold,
+        budget_ratio=settings.asr_budget_ratio,
+        budget_min_s=settings.asr_budget_min_seconds,
+    )
+
+
+def build_transcription(settings: Settings) -> TranscriptionRuntime | None:
+    """Transcription for one worker process; nothing is loaded until its first call."""
+    if not settings.transcription_enabled:
+        return None
+    return TranscriptionRuntime(
+        asr=asr_settings(settings),
+        embedder_kind=settings.signals_embedder,
+        concurrency=settings.transcription_concurrency,
+    )
+
+
 def build_pipeline_worker(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     secret_box: SecretBox,
     storage: RecordingStorage,
+    *,
+    stages: frozenset[str] | None = None,
 ) -> PipelineWorker:
-    """The post-call worker, from settings; used in-process by `serve` and standalone by `callplane worker`."""
+    """The post-call worker, from settings; used in-process by `serve` and standalone by `callplane worker`.
+
+    ``stages`` limits it to those stages (None: all); jobs at other stages are left to other workers.
+    """
     env = ProcessingEnvironment(
         sessions=sessions,
         storage=storage,
@@ -180,9 +219,11 @@ def build_pipeline_worker(
         ),
         drop_folder=DropFolder(settings.recording_drop_dir) if settings.recording_drop_dir else None,
         on_outcome=notify_outcome,
+        transcription=build_transcription(settings) if stages is None or "transcribe" in stages else None,
     )
     return PipelineWorker(
         env,
+        stages=stages,
         concurrency=settings.worker_concurrency,
         poll_seconds=settings.worker_poll_seconds,
         lease_seconds=settings.job_lease_seconds,

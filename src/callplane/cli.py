@@ -92,15 +92,33 @@ def migrate(revision: str = "head") -> None:
 
 
 @app.command()
-def worker() -> None:
-    """Run post-call processing and webhook delivery only (any number, on any machines sharing one PostgreSQL)."""
+def worker(
+    stage: Annotated[
+        list[str] | None,
+        typer.Option(help="run only this pipeline stage (repeatable): recording, transcribe or finalize"),
+    ] = None,
+    delivery: Annotated[
+        bool | None, typer.Option(help="also deliver webhooks and callbacks (default: only without --stage)")
+    ] = None,
+) -> None:
+    """Run post-call processing and webhook delivery only (any number, on any machines sharing one PostgreSQL).
+
+    With --stage, the worker claims only jobs at those stages and hands each job on afterwards, e.g.
+    `callplane worker --stage transcribe` on a GPU machine next to workers running the other stages.
+    """
     from callplane.app import build_delivery_worker, build_pipeline_worker
+    from callplane.core.pipeline.processing import STAGE_NAMES
     from callplane.core.recordings.storage import LocalRecordingStorage
     from callplane.core.tenancy.secrets_box import SecretBox
     from callplane.db.engine import create_engine, create_session_factory
     from callplane.db.migrate import upgrade
     from callplane.logging import configure_logging
 
+    unknown = sorted(set(stage or ()) - set(STAGE_NAMES))
+    if unknown:
+        raise typer.BadParameter(f"unknown stage {', '.join(unknown)}; stages are {', '.join(STAGE_NAMES)}")
+    stages = frozenset(stage) if stage else None
+    deliver = delivery if delivery is not None else stages is None
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
     upgrade(settings)
@@ -116,14 +134,19 @@ def worker() -> None:
             create_session_factory(engine),
             SecretBox(settings.effective_secret_key()),
             LocalRecordingStorage(settings.ensure_data_dir() / "recordings"),
+            stages=stages,
         )
-        delivery = build_delivery_worker(
-            settings, create_session_factory(engine), SecretBox(settings.effective_secret_key())
+        sender = (
+            build_delivery_worker(settings, create_session_factory(engine), SecretBox(settings.effective_secret_key()))
+            if deliver
+            else None
         )
         try:
-            await asyncio.gather(pipeline.run_forever(stop), delivery.run_forever(stop))
+            await asyncio.gather(pipeline.run_forever(stop), *([sender.run_forever(stop)] if sender else []))
         finally:
-            await delivery.aclose()
+            pipeline.close()
+            if sender is not None:
+                await sender.aclose()
             await engine.dispose()
 
     asyncio.run(run())

@@ -62,6 +62,23 @@ class Settings(BaseSettings):
     job_backoff_base_seconds: float = 2.0
     job_backoff_cap_seconds: float = 600.0
 
+    # Speech-to-text (docs/transcription.md): mapped onto core.transcripts.AsrSettings by app.asr_settings().
+    transcription_enabled: bool = True
+    # Calls one worker process transcribes at once (each call decodes its channels in parallel threads).
+    transcription_concurrency: int = Field(default=1, ge=1)
+    asr_model_path: Path | None = Field(default=None, description="a CTranslate2 Whisper directory; unset = base")
+    asr_models_dir: Path | None = Field(default=None, description="where the registry model is built; data_dir/models")
+    asr_device: Literal["cpu", "cuda", "auto"] = "cpu"
+    asr_compute_type: str | None = None  # int8 on CPU, float16 on CUDA
+    asr_cpu_threads: int = Field(default=1, ge=1)  # per decode; 1 per channel measured best on small CPUs
+    asr_num_workers: int = Field(default=2, ge=1)  # parallel decodes (channel threads) per process
+    asr_beam_size: int = Field(default=5, ge=1)
+    asr_vad_threshold: float = Field(default=0.3, gt=0, lt=1)  # 0.5 drops whole turns of 8 kHz audio
+    asr_budget_ratio: float = Field(default=1.0, gt=0)  # decode seconds allowed per second of channel audio
+    asr_budget_min_seconds: float = Field(default=30.0, gt=0)
+    # Example sentences of signal definitions: "minilm" (all-MiniLM-L6-v2), "hashed" (lexical) or "off".
+    signals_embedder: Literal["minilm", "hashed", "off"] = "minilm"
+
     # Outgoing webhooks and batch callbacks (one outbox, one delivery worker).
     delivery_timeout_seconds: float = 10.0
     delivery_backoff_base_seconds: float = 30.0

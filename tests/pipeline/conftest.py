@@ -47,6 +47,8 @@ def pipeline(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         "delivery_poll_seconds": 0.05,
         "delivery_backoff_base_seconds": 0.05,
         "delivery_backoff_cap_seconds": 0.2,
+        # One Whisper model directory per test process (assembled once), shared with tests/transcripts.
+        "asr_models_dir": tmp_path_factory.getbasetemp() / "asr-models",
     }
     if request.param == "sqlite":
         with running_server(_settings(data_dir, None, **overrides)) as running:

@@ -154,7 +154,8 @@ def test_batch_callback_is_queued_with_the_documented_shape(pipeline: Pipeline, 
     payload = callback.payload
     assert set(payload) == {"call_id", "status", "processing_time", "error", "results", "metadata"}
     assert payload["call_id"] == call_external_id and payload["status"] == "completed" and payload["error"] is None
-    assert payload["results"] == {"transcription_available": False, "analytics_available": False}
+    # A tone has no speech: its transcript exists (empty); the partner defines no signals, so no analytics.
+    assert payload["results"] == {"transcription_available": True, "analytics_available": False}
     assert payload["metadata"] == {"campaign": "Q1", "n": 3}
     assert isinstance(payload["processing_time"], float)
 

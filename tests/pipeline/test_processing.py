@@ -63,6 +63,7 @@ def test_stereo_recording_is_processed_and_served(pipeline: Pipeline, files: Fil
         assert job["status"] == "succeeded"
         assert [(h["stage"], h["outcome"]) for h in job["history"]] == [
             ("recording", "succeeded"),
+            ("transcribe", "succeeded"),
             ("finalize", "succeeded"),
         ]
         headers = {"Authorization": f"Bearer {network.token}"}

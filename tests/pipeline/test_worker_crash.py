@@ -122,6 +122,7 @@ def test_killed_worker_is_replaced_and_the_call_completes_once(quiet_server: Run
             assert job["attempts"] == 2  # the killed attempt counted, the second finished it
             assert [(h["stage"], h["outcome"]) for h in job["history"]] == [
                 ("recording", "succeeded"),
+                ("transcribe", "succeeded"),
                 ("finalize", "succeeded"),
             ]
             assert call["recording"]["channels"] == 2

@@ -17,6 +17,7 @@ from callplane.core.jobs import queue
 from callplane.core.jobs.models import Job
 from callplane.core.tenancy.models import Campaign
 from callplane.core.tenancy.schemas import Principal
+from callplane.core.transcripts import service as transcripts
 from callplane.errors import Conflict, InvalidInput
 
 
@@ -56,7 +57,9 @@ async def call_details(*, session: AsyncSession, call: Call) -> dict[str, Any]:
     jobs = await session.scalars(select(Job).where(Job.call_id == call.id).order_by(Job.created_at))
     campaign = await session.get(Campaign, call.campaign_id) if call.campaign_id else None
     recording = await recording_of(session=session, call=call)
+    transcript = await transcripts.transcript_row(session, call.id)
     return {
+        "transcript": transcripts.availability(call, transcript),
         "recording": {
             "content_type": recording.content_type,
             "size_bytes": recording.size_bytes,

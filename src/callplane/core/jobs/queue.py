@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.jobs.models import Job, JobStatus
@@ -38,22 +38,28 @@ def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
 
 
 async def claim(
-    session: AsyncSession, *, worker_id: str, kinds: list[str], limit: int, lease_seconds: float
+    session: AsyncSession,
+    *,
+    worker_id: str,
+    kinds: list[str],
+    limit: int,
+    lease_seconds: float,
+    stages: list[str] | None = None,
+    first_stage: str = "",
 ) -> list[ClaimedJob]:
+    """Claim up to ``limit`` due jobs; with ``stages``, only jobs whose next stage is one of them (a job that
+    has not started yet is at ``first_stage``)."""
     now = datetime.now(UTC)
-    due = (
-        select(JOBS.c.id)
-        .where(
-            JOBS.c.kind.in_(kinds),
-            or_(
-                and_(JOBS.c.status == JobStatus.QUEUED, JOBS.c.run_after <= now),
-                and_(JOBS.c.status == JobStatus.RUNNING, JOBS.c.lease_expires_at < now),
-            ),
-        )
-        .order_by(JOBS.c.run_after)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    conditions = [
+        JOBS.c.kind.in_(kinds),
+        or_(
+            and_(JOBS.c.status == JobStatus.QUEUED, JOBS.c.run_after <= now),
+            and_(JOBS.c.status == JobStatus.RUNNING, JOBS.c.lease_expires_at < now),
+        ),
+    ]
+    if stages is not None:
+        conditions.append(func.coalesce(JOBS.c.stage, first_stage).in_(stages))
+    due = select(JOBS.c.id).where(*conditions).order_by(JOBS.c.run_after).limit(limit).with_for_update(skip_locked=True)
     result = await session.execute(
         update(JOBS)
         .where(JOBS.c.id.in_(due.scalar_subquery()))
@@ -109,6 +115,21 @@ async def record_stage(
         update(JOBS)
         .where(_owned(job_id, worker_id))
         .values(stage=next_stage, history=history, updated_at=datetime.now(UTC))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def hand_off(session: AsyncSession, *, job_id: str, worker_id: str) -> bool:
+    """Release a job whose next stage this worker does not run, for a worker that does; at once, with fresh
+    attempts (the stages so far succeeded)."""
+    now = datetime.now(UTC)
+    result = await session.execute(
+        update(JOBS)
+        .where(_owned(job_id, worker_id))
+        .values(
+            status=JobStatus.QUEUED, run_after=now, attempts=0, lease_expires_at=None, locked_by=None, updated_at=now
+        )
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

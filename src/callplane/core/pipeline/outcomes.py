@@ -12,8 +12,13 @@ from callplane.core.pipeline.processing import CALL_PROCESSED, CALL_PROCESSING_F
 from callplane.core.webhooks import service as webhooks
 
 
-def callback_payload(call: Call, status: str, error: str | None) -> dict[str, Any]:
-    """The batch document's callback body: {call_id, status, processing_time, error, results, metadata}."""
+def callback_payload(
+    call: Call, status: str, error: str | None, results: dict[str, bool] | None = None
+) -> dict[str, Any]:
+    """The batch document's callback body: {call_id, status, processing_time, error, results, metadata}.
+
+    ``results`` (transcription_available, analytics_available) is set for a completed call only.
+    """
     processing_time = round((datetime.now(UTC) - call.received_at).total_seconds(), 1)
     completed = status == "completed"
     return {
@@ -21,8 +26,7 @@ def callback_payload(call: Call, status: str, error: str | None) -> dict[str, An
         "status": status,
         "processing_time": processing_time,
         "error": error,
-        # Transcription and analytics are the next stage (not built yet): nothing is available so far.
-        "results": {"transcription_available": False, "analytics_available": False} if completed else None,
+        "results": (results or {"transcription_available": False, "analytics_available": False}) if completed else None,
         "metadata": call.call_metadata or {},
     }
 
@@ -39,6 +43,6 @@ async def notify_outcome(session: AsyncSession, call: Call, event_type: str, pay
             account_id=call.account_id,
             call_id=call.id,
             url=call.callback_url,
-            payload=callback_payload(call, status, payload.get("error")),
+            payload=callback_payload(call, status, payload.get("error"), payload.get("results")),
             event_type=event_type,
         )

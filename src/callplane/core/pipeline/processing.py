@@ -1,8 +1,7 @@
 """What happens to an accepted call: its stages, each idempotent, so a job run twice has the effect of once.
 
 Stages run in order and the job remembers the next one, so a retry (or a worker that takes over a lapsed
-lease) resumes where the last one stopped. Transcription plugs in as a stage between `recording` and
-`finalize` (see `STAGES`).
+lease) resumes where the last one stopped: `recording`, `transcribe` (speech-to-text and signals), `finalize`.
 """
 
 from __future__ import annotations
@@ -32,8 +31,11 @@ from callplane.core.recordings.fetch import (
 )
 from callplane.core.recordings.storage import RecordingStorage
 from callplane.core.recordings.targets import TargetPolicy
-from callplane.core.tenancy.models import RecordingAuthConfig, SftpAccessConfig
+from callplane.core.tenancy.models import Account, Campaign, RecordingAuthConfig, SftpAccessConfig
 from callplane.core.tenancy.secrets_box import SecretBox
+from callplane.core.transcripts import service as transcripts
+from callplane.core.transcripts.errors import UnsupportedLanguage
+from callplane.core.transcripts.runtime import TranscriptionRuntime
 from callplane.db.base import new_id
 from callplane.errors import CallplaneError
 
@@ -53,6 +55,10 @@ class CallVanished(CallplaneError):
     """The call of this job no longer exists."""
 
 
+class RecordingMissing(CallplaneError):
+    """The call has no stored recording to transcribe."""
+
+
 @dataclass
 class ProcessingEnvironment:
     """Everything stages need; built once per worker."""
@@ -66,6 +72,8 @@ class ProcessingEnvironment:
     drop_folder: DropFolder | None = None
     # Called inside the transaction that records a call's outcome (webhooks, callbacks).
     on_outcome: Callable[[AsyncSession, Call, str, dict[str, Any]], Awaitable[None]] | None = None
+    # Speech-to-text and signal detection; None means transcription is off on this server.
+    transcription: TranscriptionRuntime | None = None
 
 
 Stage = Callable[[ProcessingEnvironment, Call], Awaitable[None]]
@@ -179,6 +187,66 @@ async def stage_recording(env: ProcessingEnvironment, call: Call) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+async def _skip_reason(env: ProcessingEnvironment, campaign: Campaign | None) -> str | None:
+    if campaign is not None and not campaign.transcription_enabled:
+        return f"transcription is turned off for campaign {campaign.external_id!r}"
+    if env.transcription is None:
+        return "transcription is turned off on this server (CALLPLANE_TRANSCRIPTION_ENABLED)"
+    return None
+
+
+async def _download(env: ProcessingEnvironment, key: str, dest: Path) -> None:
+    with dest.open("wb") as sink:
+        async for chunk in env.storage.open_read(key):
+            sink.write(chunk)
+
+
+async def stage_transcribe(env: ProcessingEnvironment, call: Call) -> None:
+    """Transcribe the stored recording per channel and detect the account's signals in it; store both at once.
+
+    Skipped once a transcript (or the reason for not making one) is stored. Campaigns without transcription
+    get their reason recorded and the call still completes.
+    """
+    async with env.sessions() as session:
+        if await transcripts.transcript_row(session, call.id) is not None:
+            return
+        campaign = await session.get(Campaign, call.campaign_id) if call.campaign_id else None
+        account = await session.get(Account, call.account_id)
+        recording = await session.scalar(select(CallRecording).where(CallRecording.call_id == call.id))
+        rules = await transcripts.detection_rules(session, call.account_id)
+    language = transcripts.call_language(call.language_code, account.default_language_code if account else None)
+    reason = await _skip_reason(env, campaign)
+    if reason is not None or env.transcription is None:
+        async with env.sessions() as session, session.begin():
+            await transcripts.save_skipped(session, call=call, reason=reason or "", language_code=language)
+        return
+    if recording is None:
+        raise RecordingMissing()
+    work = env.work_dir / f"{call.id}-asr"
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        audio = work / "recording.mp3"
+        await _download(env, recording.storage_key, audio)
+        try:
+            transcript = await env.transcription.transcribe(audio, language)
+        except UnsupportedLanguage as error:
+            async with env.sessions() as session, session.begin():
+                await transcripts.save_skipped(session, call=call, reason=error.message, language_code=language)
+            return
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    detections = await env.transcription.detect(rules.rules, transcript)
+    async with env.sessions() as session, session.begin():
+        await transcripts.save_transcript(
+            session,
+            call=call,
+            transcript=transcript,
+            detections=detections,
+            rules=rules,
+            embedder=env.transcription.embedder_kind,
+        )
+
+
 async def stage_finalize(env: ProcessingEnvironment, call: Call) -> None:
     """Mark the call completed and announce it; a call already completed is left alone."""
     async with env.sessions() as session, session.begin():
@@ -188,13 +256,18 @@ async def stage_finalize(env: ProcessingEnvironment, call: Call) -> None:
             .values(status=CallStatus.COMPLETED, status_reason=None, updated_at=datetime.now(UTC))
         )
         if result.rowcount:  # type: ignore[attr-defined]
-            await announce(env, session, call, CALL_PROCESSED, {"status": "completed", "error": None})
+            results = transcripts.results_of(await transcripts.transcript_row(session, call.id))
+            await announce(
+                env, session, call, CALL_PROCESSED, {"status": "completed", "error": None, "results": results}
+            )
 
 
 STAGES: list[tuple[str, Stage]] = [
     ("recording", stage_recording),
+    ("transcribe", stage_transcribe),
     ("finalize", stage_finalize),
 ]
+STAGE_NAMES = tuple(name for name, _ in STAGES)
 
 
 def next_stage(stage: str) -> str | None:

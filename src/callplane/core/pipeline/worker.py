@@ -31,8 +31,11 @@ class PipelineWorker:
         backoff_base_seconds: float = 2.0,
         backoff_cap_seconds: float = 600.0,
         worker_id: str | None = None,
+        stages: frozenset[str] | None = None,
     ) -> None:
         self.env = env
+        # The stages this worker runs (None: all); a job moving on to another stage is handed off.
+        self.stages = stages
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
@@ -49,6 +52,8 @@ class PipelineWorker:
                 kinds=[JobKind.PROCESS_CALL],
                 limit=self.concurrency,
                 lease_seconds=self.lease_seconds,
+                stages=sorted(self.stages) if self.stages is not None else None,
+                first_stage=STAGES[0][0],
             )
         await asyncio.gather(*(self._run_job(job) for job in jobs))
         return len(jobs)
@@ -63,6 +68,11 @@ class PipelineWorker:
             if ran == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)
+
+    def close(self) -> None:
+        """Stop the transcription threads (a decode in progress finishes first)."""
+        if self.env.transcription is not None:
+            self.env.transcription.close()
 
     async def _keep_lease(self, job_id: str) -> None:
         while True:
@@ -96,6 +106,9 @@ class PipelineWorker:
                     )
                     if following is None:
                         await queue.finish(session, job_id=job.id, worker_id=self.worker_id)
+                    elif self.stages is not None and following not in self.stages:
+                        await queue.hand_off(session, job_id=job.id, worker_id=self.worker_id)
+                        following = None
                 stage = following
         except CallplaneError as error:
             await self._failed(job, stage or "", error.message, permanent=error.permanent)

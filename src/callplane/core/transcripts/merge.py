@@ -20,6 +20,7 @@ from typing import Any
 from callplane.core.transcripts.schemas import ChannelTranscript, Segment, Speaker, Transcript, Turn, Word
 
 MONO_TURN_GAP_S = 1.5  # a pause this long starts a new turn when there is no speaker change to go by
+SEGMENT_SPLIT_GAP_S = 1.0  # a pause between words this long inside one segment may hold the other side's turn
 
 
 class TranscriptFormat(StrEnum):
@@ -31,10 +32,42 @@ class TranscriptFormat(StrEnum):
     CALLER_AGENT_CONVERSATION = "caller_agent_conversation"
 
 
+def split_at_pauses(segment: Segment, gap_s: float = SEGMENT_SPLIT_GAP_S) -> list[Segment]:
+    """Cut a segment where its words pause longer than ``gap_s``.
+
+    Whisper decodes 30 s windows, so one segment of one channel can run from before to after the other
+    speaker's turn ("How can I help? … [caller speaks] … Can I have your number?"); ordered by its start
+    alone it would put the whole of it before the caller. Word times show where it really pauses.
+    """
+    words = segment.words
+    cuts = [i for i in range(1, len(words)) if words[i].start_s - words[i - 1].end_s > gap_s]
+    if not cuts:
+        return [segment]
+    pieces = []
+    for first, last in zip([0, *cuts], [*cuts, len(words)], strict=True):
+        part = words[first:last]
+        pieces.append(
+            Segment(
+                text=" ".join(word.text for word in part),
+                start_s=part[0].start_s,
+                end_s=part[-1].end_s,
+                confidence=segment.confidence,
+                no_speech_probability=segment.no_speech_probability,
+                words=part,
+            )
+        )
+    return pieces
+
+
 def merge_turns(transcript: Transcript, *, mono_gap_s: float = MONO_TURN_GAP_S) -> list[Turn]:
     """Time-ordered turns across all channels; ties at the same start go to the lower channel."""
     timeline = sorted(
-        ((segment, channel) for channel in transcript.channels for segment in channel.segments),
+        (
+            (piece, channel)
+            for channel in transcript.channels
+            for segment in channel.segments
+            for piece in split_at_pauses(segment)
+        ),
         key=lambda item: (item[0].start_s, item[1].channel),
     )
     turns: list[Turn] = []

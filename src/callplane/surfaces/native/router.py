@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from callplane.core.calls import service as calls
 from callplane.core.calls.errors import CallNotFound
 from callplane.core.calls.models import Call
 from callplane.core.ingestion.phones import PhoneNumberError, normalize_phone
+from callplane.core.transcripts import service as transcripts
 from callplane.errors import InvalidInput
 from callplane.surfaces.context import ContextDep, SessionDep
 from callplane.surfaces.native.auth import PrincipalDep
@@ -154,3 +155,30 @@ async def get_recording(
     headers["Content-Length"] = str(end - start)
     body = context.storage.open_read(recording.storage_key, start=start, end=end)
     return StreamingResponse(body, status_code=status, headers=headers)
+
+
+@router.get("/calls/{call_id}/transcript", response_model=None)
+async def get_transcript(
+    call_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    output_format: Annotated[str, Query(alias="format", description="json, or text for one line per turn")] = "json",
+    transcript_format: Annotated[
+        str | None, Query(description="caller, agent, caller_agent_block or caller_agent_conversation (plain text)")
+    ] = None,
+) -> Response | dict[str, Any]:
+    """The call's transcript: JSON (segments with speaker, times, words), or plain text in a named format.
+
+    404 says why there is none: not processed yet, processing failed, or transcription skipped.
+    """
+    try:
+        call = await calls.get_call(session=session, principal=principal, call_id=call_id)
+        row = transcripts.require_transcript(call, await transcripts.transcript_row(session, call.id))
+        wanted = transcript_format or (None if output_format == "json" else output_format)
+        if wanted is None:
+            return transcripts.transcript_document(call, row)
+        return PlainTextResponse(transcripts.transcript_text(row, wanted))
+    except (CallNotFound, transcripts.TranscriptNotAvailable) as error:
+        raise HTTPException(404, error.message) from error
+    except InvalidInput as error:
+        raise HTTPException(422, error.message) from error

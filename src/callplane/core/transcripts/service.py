@@ -1,0 +1,236 @@
+"""Stored transcripts: write one per call (with its detected signals), read it back inside a tenant's scope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callplane.core.calls.models import Call, CallSignal
+from callplane.core.signals.matching import SignalDefinition as SignalRules
+from callplane.core.signals.matching import SignalDetection
+from callplane.core.tenancy.models import SignalDefinition
+from callplane.core.transcripts.merge import (
+    TranscriptFormat,
+    render,
+    render_text,
+    transcript_from_dict,
+    transcript_to_dict,
+)
+from callplane.core.transcripts.models import CallTranscript, TranscriptStatus
+from callplane.core.transcripts.schemas import Transcript
+from callplane.db.base import new_id
+from callplane.errors import CallplaneError, InvalidInput, NotFound
+
+DEFAULT_LANGUAGE = "en-US"
+DETECTED = "detected"  # call_signals.source of signals found in the transcript
+
+
+class TranscriptNotAvailable(NotFound):
+    """The call has no transcript."""
+
+
+def call_language(call_language_code: str | None, account_default: str | None) -> str:
+    """The call's own language, else the account's default, else en-US."""
+    return (call_language_code or "").strip() or (account_default or "").strip() or DEFAULT_LANGUAGE
+
+
+async def transcript_row(session: AsyncSession, call_id: str) -> CallTranscript | None:
+    return await session.scalar(select(CallTranscript).where(CallTranscript.call_id == call_id))
+
+
+@dataclass(frozen=True, slots=True)
+class RulesOfAccount:
+    """An account's signal definitions that say how to detect them, with their row ids by name."""
+
+    rules: list[SignalRules]
+    ids: dict[str, str]
+    invalid: list[str]  # names of definitions whose phrases could not be parsed (skipped, logged)
+
+
+async def detection_rules(session: AsyncSession, account_id: str) -> RulesOfAccount:
+    """Definitions with phrases or examples; a definition with neither is only ever set through the API."""
+    rows = await session.scalars(select(SignalDefinition).where(SignalDefinition.account_id == account_id))
+    rules: list[SignalRules] = []
+    ids: dict[str, str] = {}
+    invalid: list[str] = []
+    for row in rows:
+        if not row.phrases and not row.examples:
+            continue
+        try:
+            rule = SignalRules.from_config(
+                name=row.name, description=row.description, phrases=row.phrases, examples=row.examples
+            )
+        except CallplaneError:
+            invalid.append(row.name)
+            continue
+        rules.append(rule)
+        ids[rule.name] = row.id
+    return RulesOfAccount(rules=rules, ids=ids, invalid=invalid)
+
+
+async def save_transcript(
+    session: AsyncSession,
+    *,
+    call: Call,
+    transcript: Transcript,
+    detections: list[SignalDetection],
+    rules: RulesOfAccount,
+    embedder: str,
+) -> bool:
+    """Store the transcript and replace the call's detected signals, in the caller's transaction.
+
+    Returns False (and writes nothing) when another worker stored a transcript first.
+    """
+    if await transcript_row(session, call.id) is not None:
+        return False
+    now = datetime.now(UTC)
+    await session.execute(
+        insert(CallTranscript).values(
+            id=new_id(),
+            call_id=call.id,
+            account_id=call.account_id,
+            status=TranscriptStatus.COMPLETED,
+            skipped_reason=None,
+            language_code=transcript.language,
+            model=transcript.model,
+            transcript=transcript_to_dict(transcript),
+            audio_duration_ms=round(transcript.duration_s * 1000),
+            elapsed_ms=round(transcript.elapsed_s * 1000),
+            complete=transcript.complete,
+            dropped_segments=sum(channel.dropped_segments for channel in transcript.channels),
+            signals_evaluated=len(rules.rules),
+            created_at=now,
+        )
+    )
+    # Re-processing replaces what an earlier run detected; signals submitted through the APIs stay.
+    await session.execute(delete(CallSignal).where(CallSignal.call_id == call.id, CallSignal.source == DETECTED))
+    rows = [
+        {
+            "id": new_id(),
+            "call_id": call.id,
+            "account_id": call.account_id,
+            "signal_definition_id": rules.ids.get(detection.name),
+            "name": detection.name,
+            "value": True,
+            "source": DETECTED,
+            "evidence": {"matches": detection.to_dict()["evidence"], "embedder": embedder},
+            "created_at": now,
+        }
+        for detection in detections
+        if detection.detected
+    ]
+    if rows:
+        await session.execute(insert(CallSignal), rows)
+    return True
+
+
+async def save_skipped(session: AsyncSession, *, call: Call, reason: str, language_code: str | None = None) -> None:
+    """Record that the call is not transcribed, and why (shown by the transcript endpoint)."""
+    if await transcript_row(session, call.id) is not None:
+        return
+    await session.execute(
+        insert(CallTranscript).values(
+            id=new_id(),
+            call_id=call.id,
+            account_id=call.account_id,
+            status=TranscriptStatus.SKIPPED,
+            skipped_reason=reason,
+            language_code=language_code,
+            model="",
+            transcript={},
+            complete=True,
+            dropped_segments=0,
+            signals_evaluated=0,
+            created_at=datetime.now(UTC),
+        )
+    )
+
+
+def results_of(row: CallTranscript | None) -> dict[str, bool]:
+    """What a finished call has to offer: the `results` of call.processed webhooks and batch callbacks."""
+    transcribed = row is not None and row.status == TranscriptStatus.COMPLETED
+    return {
+        "transcription_available": transcribed,
+        "analytics_available": transcribed and row is not None and row.signals_evaluated > 0,
+    }
+
+
+def availability(call: Call, row: CallTranscript | None) -> dict[str, Any]:
+    """The call detail's `transcript` block: whether there is one, where, and if not, why."""
+    if row is None:
+        return {"available": False, "status": "pending", "reason": "the call has not been transcribed yet"}
+    if row.status != TranscriptStatus.COMPLETED:
+        return {"available": False, "status": row.status, "reason": row.skipped_reason}
+    return {
+        "available": True,
+        "status": row.status,
+        "language_code": row.language_code,
+        "model": row.model,
+        "complete": row.complete,
+        "audio_duration_ms": row.audio_duration_ms,
+        "elapsed_ms": row.elapsed_ms,
+        "path": f"/v1/calls/{call.id}/transcript",
+    }
+
+
+def require_transcript(call: Call, row: CallTranscript | None) -> CallTranscript:
+    """The stored transcript, or TranscriptNotAvailable saying why there is none."""
+    if row is not None and row.status == TranscriptStatus.COMPLETED:
+        return row
+    if row is None:
+        if call.status == "failed":
+            raise TranscriptNotAvailable(f"the call has no transcript: processing failed ({call.status_reason})")
+        raise TranscriptNotAvailable("the call has not been transcribed yet")
+    raise TranscriptNotAvailable(f"the call was not transcribed: {row.skipped_reason}")
+
+
+TEXT_FORMATS = ("text", *(fmt.value for fmt in TranscriptFormat))
+
+
+class UnknownTranscriptFormat(InvalidInput):
+    """The transcript format is not one of text, caller, agent, caller_agent_block, caller_agent_conversation."""
+
+
+def transcript_document(call: Call, row: CallTranscript) -> dict[str, Any]:
+    """The JSON view: per-channel segments, every segment in time order with its speaker, and the turns."""
+    stored = row.transcript
+    merged = sorted(
+        (
+            {"speaker": channel["speaker"], "channel": channel["channel"]} | segment
+            for channel in stored.get("channels", [])
+            for segment in channel.get("segments", [])
+        ),
+        key=lambda segment: (segment["start_s"], segment["channel"]),
+    )
+    return {
+        "call_id": call.id,
+        "external_id": call.external_id,
+        "language_code": row.language_code,
+        "model": row.model,
+        "complete": row.complete,
+        "duration_s": stored.get("duration_s"),
+        "elapsed_s": stored.get("elapsed_s"),
+        "dropped_segments": row.dropped_segments,
+        "created_at": row.created_at,
+        "channels": [
+            {key: value for key, value in channel.items() if key != "segments"}
+            for channel in stored.get("channels", [])
+        ],
+        "segments": merged,
+        "turns": stored.get("turns", []),
+    }
+
+
+def transcript_text(row: CallTranscript, fmt: str) -> str:
+    """``text`` (``[m:ss] Caller: …`` per turn) or one of Invoca's four transcript formats."""
+    transcript = transcript_from_dict(row.transcript)
+    if fmt == "text":
+        return render_text(transcript)
+    try:
+        return render(transcript, TranscriptFormat(fmt))
+    except ValueError as error:
+        raise UnknownTranscriptFormat(f"transcript format {fmt!r} must be one of {', '.join(TEXT_FORMATS)}") from error
