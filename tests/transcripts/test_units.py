@@ -157,6 +157,19 @@ def test_overlapping_speech_orders_by_start_then_channel() -> None:
     assert [t.speaker for t in merge_turns(transcript)] == [Speaker.AGENT, Speaker.CALLER, Speaker.AGENT]
 
 
+def test_a_segment_spanning_the_other_speakers_turn_is_cut_at_its_pause() -> None:
+    # Whisper returned the agent's two questions as one segment; the caller answered in the pause between.
+    words = (Word("How", 0.5, 0.7, 0.9), Word("can", 0.7, 0.9, 0.9), Word("I", 0.9, 1.0, 0.9))
+    later = (Word("Your", 4.0, 4.2, 0.9), Word("number?", 4.2, 4.8, 0.9))
+    spanning = Segment("How can I Your number?", 0.5, 4.8, 0.9, 0.01, words + later)
+    transcript = stereo(caller=[seg("I want to cancel", 1.5, 3.2)], agent=[spanning])
+    assert [(t.speaker, t.text) for t in merge_turns(transcript)] == [
+        (Speaker.AGENT, "How can I"),
+        (Speaker.CALLER, "I want to cancel"),
+        (Speaker.AGENT, "Your number?"),
+    ]
+
+
 def test_mono_is_one_unlabelled_track_split_at_pauses() -> None:
     mono = Transcript(
         language="en-US",
