@@ -6,24 +6,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callplane.core.tenancy.models import AccountKind
 from callplane.core.tenancy.secrets_box import SecretBox
-from callplane.core.tenancy.service import create_account
 from callplane.core.voice import trunks
 from callplane.core.voice.trunk_models import NumberFormat, SipTrunk, TrunkAdminStatus, TrunkKind
-from callplane.db.engine import create_engine, create_session_factory
-from callplane.db.migrate import upgrade
 from callplane.media.engine import CallAnswered, CallEnded
 from callplane.media.sip import SippyCallEngine
-from callplane.settings import Settings
 from tests.media.sippkit import Sipp, engine_config, free_even_port_pair, free_udp_port, next_event, render_scenario
+from tests.voice.support import database
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 BOX = SecretBox("0" * 43 + "=")
@@ -32,22 +26,6 @@ CHALLENGES = [
     pytest.param("401", "Unauthorized", "WWW-Authenticate", "Authorization", id="401"),
     pytest.param("407", "Proxy Authentication Required", "Proxy-Authenticate", "Proxy-Authorization", id="407"),
 ]
-
-
-@asynccontextmanager
-async def database(tmp_path: Path) -> AsyncIterator[tuple[async_sessionmaker[AsyncSession], str]]:
-    """A migrated SQLite database with one account; yields the session factory and the account id."""
-    settings = Settings(environment="test", data_dir=tmp_path / "data")  # type: ignore[call-arg]
-    await asyncio.to_thread(upgrade, settings)
-    engine = create_engine(settings)
-    sessions = create_session_factory(engine)
-    async with sessions() as session, session.begin():
-        account = await create_account(session=session, kind=AccountKind.NETWORK, name="voice", external_id="v1")
-        account_id = account.id
-    try:
-        yield sessions, account_id
-    finally:
-        await engine.dispose()
 
 
 def _peer(scenario: Path) -> Sipp:

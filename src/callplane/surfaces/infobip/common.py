@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -98,6 +99,13 @@ def from_core_error(error: CallplaneError) -> InfobipError:
     if isinstance(error, Conflict):
         return InfobipError(400, error.message, message_id="CONFLICT")
     return InfobipError(500, error.message)
+
+
+def infobip_time(moment: datetime | None) -> str | None:
+    """`2024-09-18T13:36:22.000+00:00`: millisecond precision, explicit UTC offset, as Infobip writes times."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 # ---- authentication -----------------------------------------------------------------------------

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from callplane.surfaces.infobip.files import router as files_router
 from callplane.surfaces.infobip.sip_trunks import router as sip_trunks_router
 
 router = APIRouter(tags=["Infobip Calls"])
 router.include_router(sip_trunks_router)
+router.include_router(files_router)
