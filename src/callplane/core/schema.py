@@ -15,6 +15,13 @@ from callplane.core.tenancy.models import (
     SignalDefinition,
 )
 from callplane.core.transcripts.models import CallTranscript
+from callplane.core.voice.models import (
+    CallsConfiguration,
+    EventSubscription,
+    InboundRoute,
+    VoiceCall,
+    VoiceRecording,
+)
 from callplane.core.voice.trunk_models import MediaFile, SipTrunk
 from callplane.core.webhooks.models import Delivery, WebhookEndpoint
 from callplane.db.base import Base
@@ -28,11 +35,14 @@ __all__ = [
     "CallRecording",
     "CallSignal",
     "CallTranscript",
+    "CallsConfiguration",
     "Campaign",
     "CustomDataField",
     "Delivery",
     "Event",
+    "EventSubscription",
     "IdempotencyKey",
+    "InboundRoute",
     "Job",
     "MediaFile",
     "Organization",
@@ -41,5 +51,7 @@ __all__ = [
     "SignalDefinition",
     "SignalSubmission",
     "SipTrunk",
+    "VoiceCall",
+    "VoiceRecording",
     "WebhookEndpoint",
 ]

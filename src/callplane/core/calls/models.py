@@ -15,6 +15,7 @@ from callplane.db.base import Base, BigIntId, new_id, utcnow
 class CallOrigin(StrEnum):
     SINGLE_INGEST = "single_ingest"
     BATCH_INGEST = "batch_ingest"
+    VOICE = "voice"  # a live call placed or answered through the media engine
 
 
 class CallDirection(StrEnum):
