@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from callplane.core.signals.errors import InvalidSignalDefinition, InvalidSignalValue
-from callplane.core.transcripts.schemas import Speaker, Transcript, Word
+from callplane.core.transcripts.schemas import Segment, Speaker, Transcript, Word
 
 ANY_SPEAKER = "any"
 _SPEAKER_KEYS = frozenset({Speaker.CALLER.value, Speaker.AGENT.value, ANY_SPEAKER})
@@ -247,31 +247,33 @@ class HashedBagOfWordsEmbedder:
         return normalised
 
 
-def match_examples(
-    definition: SignalDefinition,
-    transcript: Transcript,
-    embedder: SentenceEmbedder,
-    *,
-    threshold: float,
-) -> SignalDetection:
-    """Segments whose similarity to one of the definition's example sentences reaches ``threshold``.
+@dataclass(frozen=True, slots=True)
+class _Said:
+    """A transcript's non-empty segments and their sentence vectors, embedded once for every definition."""
 
-    Compared per segment (about a sentence: Whisper cuts at pauses and sentence ends), the unit an example
-    describes; a whole turn would dilute one sentence among the others.
-    """
-    said = [
-        (channel.speaker, segment)
-        for channel in transcript.channels
-        for segment in channel.segments
-        if segment.text.strip()
-    ]
-    if not definition.examples or not said:
+    segments: tuple[tuple[Speaker | None, Segment], ...]
+    vectors: npt.NDArray[np.float32]
+
+    @classmethod
+    def of(cls, transcript: Transcript, embedder: SentenceEmbedder) -> _Said:
+        segments = tuple(
+            (channel.speaker, segment)
+            for channel in transcript.channels
+            for segment in channel.segments
+            if segment.text.strip()
+        )
+        vectors = embedder.embed([segment.text for _, segment in segments]) if segments else np.zeros((0, 1))
+        return cls(segments, vectors.astype(np.float32))
+
+
+def _examples_found(
+    definition: SignalDefinition, said: _Said, examples: npt.NDArray[np.float32], threshold: float
+) -> SignalDetection:
+    if not definition.examples or not said.segments:
         return SignalDetection(name=definition.name, detected=False)
-    examples = embedder.embed(list(definition.examples))
-    vectors = embedder.embed([segment.text for _, segment in said])
-    similarity = vectors @ examples.T  # rows: segments, columns: examples
+    similarity = said.vectors @ examples.T  # rows: segments, columns: examples
     found = []
-    for index, (speaker, segment) in enumerate(said):
+    for index, (speaker, segment) in enumerate(said.segments):
         best = int(np.argmax(similarity[index]))
         score = float(similarity[index, best])
         if score >= threshold and math.isfinite(score):
@@ -289,6 +291,24 @@ def match_examples(
     return SignalDetection(name=definition.name, detected=bool(found), evidence=tuple(found))
 
 
+def match_examples(
+    definition: SignalDefinition,
+    transcript: Transcript,
+    embedder: SentenceEmbedder,
+    *,
+    threshold: float,
+) -> SignalDetection:
+    """Segments whose similarity to one of the definition's example sentences reaches ``threshold``.
+
+    Compared per segment (about a sentence: Whisper cuts at pauses and sentence ends), the unit an example
+    describes; a whole turn would dilute one sentence among the others.
+    """
+    if not definition.examples:
+        return SignalDetection(name=definition.name, detected=False)
+    said = _Said.of(transcript, embedder)
+    return _examples_found(definition, said, embedder.embed(list(definition.examples)), threshold)
+
+
 def detect_signals(
     definitions: Iterable[SignalDefinition],
     transcript: Transcript,
@@ -297,12 +317,23 @@ def detect_signals(
     example_threshold: float = 0.6,
 ) -> list[SignalDetection]:
     """Every definition against one transcript: phrases always, examples when an embedder is given."""
+    definitions = list(definitions)
+    examples: dict[int, npt.NDArray[np.float32]] = {}
+    said = None
+    if embedder is not None and any(d.examples for d in definitions):
+        # The transcript's segments and every definition's examples are embedded once, in two batches:
+        # the embedding, not the comparison, is what costs (docs/benchmarks.md, "Signal AI").
+        said = _Said.of(transcript, embedder)
+        sentences = sorted({e for d in definitions for e in d.examples})
+        rows = dict(zip(sentences, embedder.embed(sentences), strict=True))
+        examples = {i: np.stack([rows[e] for e in d.examples]) for i, d in enumerate(definitions) if d.examples}
     results = []
-    for definition in definitions:
+    for index, definition in enumerate(definitions):
         by_phrase = match_phrases(definition, transcript)
         evidence = list(by_phrase.evidence)
-        if embedder is not None and definition.examples:
-            evidence.extend(match_examples(definition, transcript, embedder, threshold=example_threshold).evidence)
+        if said is not None and definition.examples:
+            found = _examples_found(definition, said, examples[index], example_threshold)
+            evidence.extend(found.evidence)
             evidence.sort(key=lambda e: (e.start_s, e.speaker or ""))
         results.append(SignalDetection(name=definition.name, detected=bool(evidence), evidence=tuple(evidence)))
     return results
