@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select, update
 
 from callplane.app import build_pipeline_worker
 from callplane.core.calls.models import Call, CallSignal
+from callplane.core.events.models import Event
 from callplane.core.jobs.models import Job
 from callplane.core.pipeline import processing
 from callplane.core.recordings.storage import LocalRecordingStorage
@@ -57,6 +58,13 @@ def quiet_server(
         yield running
 
 
+@pytest.fixture
+def admin(quiet_server: RunningServer) -> Iterator[Admin]:
+    operator = Admin(quiet_server.base_url, ADMIN_TOKEN)
+    yield operator
+    operator.client.close()
+
+
 def _run_worker(server: RunningServer, stages: frozenset[str] | None, *, until_idle: bool = True) -> None:
     """Run one pipeline worker (optionally limited to some stages) until it finds nothing more to do."""
 
@@ -91,11 +99,23 @@ def _in_db(server: RunningServer, work: Any) -> Any:
     return asyncio.run(run())
 
 
+def _processed_results(server: RunningServer, call_id: str) -> Any:
+    """`results` of the call.processed event (what webhooks and the batch callback carry)."""
+
+    async def work(session: Any) -> Any:
+        event = await session.scalar(select(Event).where(Event.call_id == call_id, Event.type == "call.processed"))
+        return event.payload["results"]
+
+    return _in_db(server, work)
+
+
 def _network_with_signals(admin: Admin) -> Network:
     network = admin.network()
     definitions: list[dict[str, Any]] = [
         {"name": "Cancellation", "phrases": {"caller": ["want to cancel"]}},
         {"name": "Asked For Account", "phrases": {"agent": ["account number"]}},
+        # Examples only: matched by sentence similarity (all-MiniLM-L6-v2, the default embedder).
+        {"name": "Wants To Leave", "examples": ["I want to cancel my service", "I would like to stop my plan"]},
         # The caller never says it: an agent-only phrase must not fire on the caller's words, nor this one at all.
         {"name": "Upgrade", "phrases": {"any": ["upgrade"], "agent": ["cancel my subscription"]}},
     ]
@@ -130,9 +150,8 @@ def _serve_test_call(files: FileServer) -> str:
 
 
 def test_invoca_call_is_transcribed_with_signals_and_served_in_every_format(
-    quiet_server: RunningServer, files: FileServer
+    quiet_server: RunningServer, files: FileServer, admin: Admin
 ) -> None:
-    admin = Admin(quiet_server.base_url, ADMIN_TOKEN)
     network = _network_with_signals(admin)
     other = admin.network()
     bearer = {"Authorization": f"Bearer {network.token}"}
@@ -149,13 +168,22 @@ def test_invoca_call_is_transcribed_with_signals_and_served_in_every_format(
         assert call["transcript"]["path"] == f"/v1/calls/{call_id}/transcript"
         assert [h["stage"] for h in call["jobs"][0]["history"]] == ["recording", "transcribe", "finalize"]
         detected = {s["name"]: s for s in call["signals"] if s["source"] == "detected"}
-        assert set(detected) == {"Cancellation", "Asked For Account"}
+        assert set(detected) == {"Cancellation", "Asked For Account", "Wants To Leave"}
         [evidence] = detected["Cancellation"]["evidence"]["matches"]
         assert evidence["speaker"] == "caller" and evidence["rule"] == "want to cancel"
         assert "want to cancel" in evidence["words"].casefold()
         caller_turn = next(turn for turn in CALL.turns if turn.speaker == "caller")
         assert caller_turn.start_s - 0.5 <= evidence["start_s"] < evidence["end_s"] <= caller_turn.end_s + 0.5
         assert detected["Asked For Account"]["evidence"]["matches"][0]["speaker"] == "agent"
+        by_example = detected["Wants To Leave"]["evidence"]
+        assert by_example["embedder"] == "minilm"
+        assert by_example["matches"][0]["speaker"] == "caller" and by_example["matches"][0]["rule"].startswith(
+            "example: "
+        )
+        assert _processed_results(quiet_server, call_id) == {
+            "transcription_available": True,
+            "analytics_available": True,
+        }
 
         document = client.get(f"/v1/calls/{call_id}/transcript", headers=bearer).json()
         assert document["call_id"] == call_id and document["complete"] is True
@@ -213,8 +241,7 @@ def test_invoca_call_is_transcribed_with_signals_and_served_in_every_format(
         )
         return int(signals), int(transcripts)
 
-    assert _in_db(quiet_server, counts) == (2, 1)
-    admin.client.close()
+    assert _in_db(quiet_server, counts) == (3, 1)
 
 
 def _run_stage_again(server: RunningServer, call_id: str) -> None:
@@ -239,9 +266,8 @@ def _run_stage_again(server: RunningServer, call_id: str) -> None:
 
 
 def test_stage_workers_hand_jobs_on_and_a_campaign_without_transcription_is_skipped_with_its_reason(
-    quiet_server: RunningServer, files: FileServer
+    quiet_server: RunningServer, files: FileServer, admin: Admin
 ) -> None:
-    admin = Admin(quiet_server.base_url, ADMIN_TOKEN)
     network = _network_with_signals(admin)
     bearer = {"Authorization": f"Bearer {network.token}"}
     with httpx.Client(base_url=quiet_server.base_url, timeout=30) as client:
@@ -276,9 +302,12 @@ def test_stage_workers_hand_jobs_on_and_a_campaign_without_transcription_is_skip
             "reason": "transcription is turned off for campaign '86'",
         }
         assert [s for s in call["signals"] if s["source"] == "detected"] == []
+        assert _processed_results(quiet_server, call_id) == {
+            "transcription_available": False,
+            "analytics_available": False,
+        }
         missing = client.get(f"/v1/calls/{call_id}/transcript", headers=bearer)
         assert missing.status_code == 404
         assert missing.json()["detail"] == "the call was not transcribed: transcription is turned off for campaign '86'"
         invoca = client.get(f"/call/transcript/{call_id}", params={"oauth_token": network.token})
         assert invoca.status_code == 404 and invoca.json()["errors"]["class"] == "TranscriptNotAvailable"
-    admin.client.close()
