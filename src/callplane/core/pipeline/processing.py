@@ -31,8 +31,10 @@ from callplane.core.recordings.fetch import (
 )
 from callplane.core.recordings.storage import RecordingStorage
 from callplane.core.recordings.targets import TargetPolicy
+from callplane.core.signals import service as signals
 from callplane.core.tenancy.models import Account, Campaign, RecordingAuthConfig, SftpAccessConfig
 from callplane.core.tenancy.secrets_box import SecretBox
+from callplane.core.tenancy.service import TenancyLookups
 from callplane.core.transcripts import service as transcripts
 from callplane.core.transcripts.errors import UnsupportedLanguage
 from callplane.core.transcripts.runtime import TranscriptionRuntime
@@ -299,17 +301,22 @@ async def mark_processing(env: ProcessingEnvironment, call_id: str, *, first_run
             .where(CALLS.c.id == call_id, CALLS.c.status.in_([CallStatus.QUEUED, CallStatus.FAILED]))
             .values(status=CallStatus.PROCESSING, status_reason=None, updated_at=datetime.now(UTC))
         )
-        if first_run and env.on_outcome is not None:
+        if first_run:
             call = await session.get(Call, call_id)
             if call is None:
                 raise CallVanished()
-            payload = {
-                "call_id": call.id,
-                "external_id": call.external_id,
-                "origin": call.origin,
-                "received_at": call.received_at.isoformat(),
-            }
-            await env.on_outcome(session, call, CALL_RECEIVED, payload)
+            # Signal API submissions sent (call_in_progress) before this call existed apply now.
+            await signals.resolve_pending_submissions(
+                session=session, lookups=TenancyLookups(ttl_seconds=0), account_id=call.account_id
+            )
+            if env.on_outcome is not None:
+                payload = {
+                    "call_id": call.id,
+                    "external_id": call.external_id,
+                    "origin": call.origin,
+                    "received_at": call.received_at.isoformat(),
+                }
+                await env.on_outcome(session, call, CALL_RECEIVED, payload)
     return await _load_call(env, call_id)
 
 

@@ -38,6 +38,8 @@ SUBMITTED = "submitted"  # with the call, at ingestion
 API = "api"  # later, through a signal API
 DETECTED = "detected"  # found in the transcript
 SIGNALS_APPLIED = "call.signals_applied"
+# How long a call_in_progress submission waits for its call (Invoca: "may take up to 24 hours to process").
+PENDING_MAX_AGE = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,10 +397,18 @@ async def submit_signals_later(
 async def resolve_pending_submissions(
     *, session: AsyncSession, lookups: TenancyLookups, account_id: str, limit: int = 100
 ) -> int:
-    """Apply the account's pending submissions whose call now exists (call this when a call ends); how many."""
+    """Apply the account's recent pending submissions whose call now exists; how many were resolved.
+
+    The pipeline calls this when it first takes up a call. Submissions older than ``PENDING_MAX_AGE`` are
+    left alone, so an account's stale ones cannot slow every call down.
+    """
     pending = await session.scalars(
         select(SignalSubmission)
-        .where(SignalSubmission.account_id == account_id, SignalSubmission.status == SubmissionStatus.PENDING)
+        .where(
+            SignalSubmission.account_id == account_id,
+            SignalSubmission.status == SubmissionStatus.PENDING,
+            SignalSubmission.created_at >= datetime.now(UTC) - PENDING_MAX_AGE,
+        )
         .order_by(SignalSubmission.created_at)
         .limit(limit)
     )
