@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -183,6 +184,63 @@ def _voice_addresses(settings: Settings, base_url: str) -> dict[str, str]:
     sip_host = getattr(settings, "sip_public_host", None) or getattr(settings, "sip_host", "127.0.0.1")
     sip_port = getattr(settings, "sip_port", 5060)
     return {"base_url": base_url.rstrip("/"), "sip_address": f"sip:{sip_host}:{sip_port}"}
+
+
+@app.command()
+def phone(
+    listen: Annotated[str | None, typer.Option(help="answer calls on HOST:PORT (SIP over UDP)")] = None,
+    dial: Annotated[str | None, typer.Option(help="call sip:user@host:port")] = None,
+    digits: Annotated[str, typer.Option(help="DTMF to send once the call is answered")] = "",
+    play: Annotated[Path | None, typer.Option(help="WAV/MP3 to play once answered")] = None,
+    say: Annotated[str | None, typer.Option(help="text to speak once answered (espeak-ng)")] = None,
+    duration: Annotated[float | None, typer.Option(help="hang up this many seconds after answer")] = None,
+    calls: Annotated[int | None, typer.Option(help="with --listen: exit after this many calls")] = None,
+    username: Annotated[str | None, typer.Option(help="digest username for --dial")] = None,
+    password: Annotated[str | None, typer.Option(help="digest password for --dial")] = None,
+    record: Annotated[Path | None, typer.Option(help="record each call to this WAV (stereo)")] = None,
+    rtp_ports: Annotated[str, typer.Option(help="RTP port range LOW-HIGH")] = "30000-31000",
+) -> None:
+    """A SIP softphone on the media engine: answer with a prompt, or dial, send digits, play; JSON lines out."""
+    from callplane.media.phone import (
+        PhoneOptions,
+        PhoneUsageError,
+        SipUri,
+        json_line_emitter,
+        parse_host_port,
+        run_phone,
+    )
+
+    try:
+        low, _, high = rtp_ports.partition("-")
+        options = PhoneOptions(
+            listen=parse_host_port(listen) if listen else None,
+            dial=SipUri.parse(dial) if dial else None,
+            digits=digits,
+            play=play,
+            say=say,
+            duration_s=duration,
+            calls=calls,
+            username=username,
+            password=password,
+            record=record,
+            cache_dir=_settings().data_dir / "phone-cache",
+            rtp_port_range=(int(low), int(high)),
+        )
+        if listen and not dial and options.say is None and options.play is None:
+            from callplane.media.phone import DEFAULT_PROMPT
+
+            options = dataclasses.replace(options, say=DEFAULT_PROMPT)
+    except (PhoneUsageError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from error
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        return await run_phone(options, json_line_emitter(lambda line: typer.echo(line)), stop=stop)
+
+    raise typer.Exit(asyncio.run(run()))
 
 
 @app.command("admin-token")
