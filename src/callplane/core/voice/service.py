@@ -1,0 +1,1074 @@
+"""The control plane for live calls: commands the media engine and turns its events into state and webhooks.
+
+One `VoiceService` per process that runs the engine. It owns its units of work (each command or engine
+event is one transaction, committed before the HTTP answer or before the next event) because it sits
+between two outside actors: the API and the engine.
+
+Exactly one terminal event per call: a call leaves a live state through `_finish`, whose UPDATE is
+conditional on the call still being live, so whichever path gets there first (engine event, API hangup,
+restart recovery) writes the terminal state and its CALL_FINISHED/CALL_FAILED, and every later one is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from callplane.core.calls.models import Call, CallOrigin, CallStatus
+from callplane.core.recordings.fetch import FetchLimits, fetch_http
+from callplane.core.recordings.targets import TargetPolicy
+from callplane.core.tenancy.secrets_box import SecretBox
+from callplane.core.voice import files as media_files
+from callplane.core.voice import trunks
+from callplane.core.voice.configurations import get_configuration, route_for
+from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer, publish
+from callplane.core.voice.models import EndpointType, HangupSource, VoiceCall, VoiceCallState, VoiceRecording
+from callplane.core.voice.states import (
+    LIVE_STATES,
+    REJECT_STATUS,
+    TERMINAL_STATES,
+    CallNotLive,
+    Ending,
+    ErrorCode,
+    InvalidCallState,
+    can_move,
+    ending_for,
+    state_for_error,
+)
+from callplane.db.base import new_id, utcnow
+from callplane.errors import CallplaneError, InvalidInput, NotFound
+from callplane.media.engine import (
+    CallAnswered,
+    CallDirection,
+    CallEarlyMedia,
+    CallEnded,
+    CallEngine,
+    CallRinging,
+    CollectionEnd,
+    DtmfCollection,
+    DtmfReceived,
+    EngineEvent,
+    FileSource,
+    IncomingCall,
+    OutboundCall,
+    PlaybackFinished,
+    PlaySource,
+    RecordingChannels,
+    RecordingFinished,
+    SipReasonHeader,
+    SipTrunk,
+    SpeechSource,
+)
+
+log = logging.getLogger("callplane.voice")
+
+DEFAULT_CONNECT_TIMEOUT_S = 60
+MAX_CONNECT_TIMEOUT_S = 60
+DEFAULT_MAX_DURATION_S = 28800
+RECORDINGS_DIRECTORY = "voice-recordings"
+URL_CACHE_DIRECTORY = "voice-url-cache"
+DEFAULT_WORDS_PER_MINUTE = 160
+
+
+class VoiceCallNotFound(NotFound):
+    """Call not found."""
+
+
+class UnsupportedEndpoint(InvalidInput):
+    """This endpoint type is not supported yet: use SIP (or PHONE through a SIP trunk)."""
+
+
+class RecordingNotFound(NotFound):
+    """Recording not found."""
+
+
+class CallOnAnotherNode(CallplaneError):
+    """The call is carried by another media node; send the command to that node's API."""
+
+    permanent = False
+
+
+# ---- what the API asks for ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Who to call: a SIP user at a trunk or host, or a phone number through a trunk."""
+
+    type: EndpointType
+    user: str  # SIP username or phone number
+    trunk_id: str | None = None
+    host: str | None = None  # "host[:port]" of a SIP peer without a trunk
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingRequest:
+    channels: RecordingChannels = RecordingChannels.MONO
+    file_prefix: str | None = None
+    custom_data: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    configuration_id: str
+    endpoint: Endpoint
+    from_user: str | None = None
+    from_display_name: str | None = None
+    connect_timeout_s: int | None = None
+    max_duration_s: int = DEFAULT_MAX_DURATION_S
+    custom_data: Mapping[str, str] = field(default_factory=dict)
+    external_id: str | None = None
+    parent_call_id: str | None = None
+    recording: RecordingRequest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Speech:
+    text: str
+    language: str = "en"
+    speech_rate: float = 1.0
+    gender: str | None = None  # MALE | FEMALE
+
+
+@dataclass(frozen=True, slots=True)
+class PlayContent:
+    """Exactly one of: an uploaded file id, a recording file id, a URL, speech."""
+
+    file_id: str | None = None
+    recording_file_id: str | None = None
+    url: str | None = None
+    speech: Speech | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlayOptions:
+    loop_count: int = 1
+    offset_ms: int = 0
+    timeout_ms: int | None = None
+    stop_on_dtmf: bool = False
+    stop_terminator: str | None = None
+    custom_data: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRequest:
+    max_length: int
+    timeout_ms: int
+    terminator: str | None = None
+    digit_timeout_ms: int | None = None
+    custom_data: Mapping[str, str] = field(default_factory=dict)
+    play: PlayContent | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallFilter:
+    live: bool
+    endpoint_type: str | None = None
+    configuration_id: str | None = None
+    from_user: str | None = None
+    to_user: str | None = None
+    direction: str | None = None
+    state: str | None = None
+    start_time_after: datetime | None = None
+    dialog_id: str | None = None
+    conference_id: str | None = None
+
+
+# ---- in-memory state of a call this process carries ---------------------------------------------
+
+
+@dataclass
+class _Playback:
+    kind: str  # SAY_FINISHED | PLAY_FINISHED
+    started: float
+    stop_on_dtmf: bool
+    terminator: str | None
+    custom_data: dict[str, str]
+    digits: str = ""
+
+
+@dataclass
+class _Live:
+    call_id: str
+    engine_id: str
+    account_id: str
+    direction: CallDirection
+    max_duration_s: int
+    trunk_id: str | None = None
+    requested: Ending | None = None  # how we asked for it to end (LOCAL hangups)
+    playbacks: dict[str, _Playback] = field(default_factory=dict)
+    capture: asyncio.Task[None] | None = None
+    recording_id: str | None = None
+    record_on_answer: RecordingRequest | None = None
+    max_duration_timer: asyncio.TimerHandle | None = None
+
+
+class VoiceService:
+    def __init__(
+        self,
+        *,
+        engine: CallEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        secret_box: SecretBox,
+        renderer: VoiceEventRenderer,
+        data_dir: Path,
+        node_id: str,
+        fetch_policy: TargetPolicy,
+        trunk_channels: trunks.TrunkChannels | None = None,
+    ) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self.secret_box = secret_box
+        self.renderer = renderer
+        self.data_dir = data_dir
+        self.node_id = node_id
+        self.fetch_policy = fetch_policy
+        self.trunk_channels = trunk_channels or trunks.TrunkChannels()
+        self._live: dict[str, _Live] = {}
+        self._by_engine: dict[str, _Live] = {}
+        self._dialing = 0
+        self._registered = asyncio.Event()
+        self._consumer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Start the engine, end what a previous process left live, consume events. Returns calls recovered."""
+        queue = self.engine.subscribe()
+        await self.engine.start()
+        recovered = await self.recover_orphans()
+        self._consumer = asyncio.create_task(self._consume(queue), name="voice-events")
+        return recovered
+
+    async def stop(self) -> None:
+        """Hang up every live call (their terminal events are written), then stop the engine."""
+        await self.engine.stop()
+        await asyncio.sleep(0)
+        if self._consumer is not None:
+            # let the CallEnded events of the engine's own hangups be recorded before we go
+            for _ in range(100):
+                if not self._live:
+                    break
+                await asyncio.sleep(0.02)
+            self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._consumer
+        for live in list(self._live.values()):
+            await self._finish(
+                live.call_id, Ending(VoiceCallState.FAILED, HangupSource.PLATFORM, ErrorCode.ENGINE_RESTARTED)
+            )
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def recover_orphans(self) -> int:
+        """Calls this node left live when it stopped uncleanly end now: FAILED, PLATFORM, ENGINE_RESTARTED."""
+        async with self.sessions() as session:
+            ids = list(
+                await session.scalars(
+                    select(VoiceCall.id).where(VoiceCall.node_id == self.node_id, VoiceCall.state.in_(LIVE_STATES))
+                )
+            )
+        ending = Ending(VoiceCallState.FAILED, HangupSource.PLATFORM, ErrorCode.ENGINE_RESTARTED)
+        for call_id in ids:
+            await self._finish(call_id, ending)
+        if ids:
+            log.warning("ended calls left live by a previous process", extra={"fields": {"calls": len(ids)}})
+        return len(ids)
+
+    def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ---- lookups (also for other voice routes) --------------------------------------------------
+
+    async def get_call(self, *, account_id: str, call_id: str, session: AsyncSession | None = None) -> VoiceCall:
+        if session is None:
+            async with self.sessions() as own:
+                return await self.get_call(account_id=account_id, call_id=call_id, session=own)
+        call = await session.get(VoiceCall, call_id)
+        if call is None or call.account_id != account_id:
+            raise VoiceCallNotFound()
+        return call
+
+    async def live_engine_call_id(self, *, account_id: str, call_id: str) -> str:
+        """The engine's id of a live call this process carries (for bridging and other engine commands)."""
+        return (await self._live_call(account_id, call_id)).engine_id
+
+    async def _live_call(self, account_id: str, call_id: str) -> _Live:
+        live = self._live.get(call_id)
+        if live is not None and live.account_id == account_id:
+            return live
+        call = await self.get_call(account_id=account_id, call_id=call_id)
+        if call.state in TERMINAL_STATES:
+            raise CallNotLive()
+        raise CallOnAnotherNode(f"call {call_id} is carried by media node {call.node_id}")
+
+    async def list_calls(
+        self, *, account_id: str, filters: CallFilter, offset: int, limit: int
+    ) -> tuple[list[VoiceCall], int]:
+        states = LIVE_STATES if filters.live else TERMINAL_STATES
+        conditions: list[Any] = [VoiceCall.account_id == account_id]
+        if filters.state:
+            if filters.state not in states:
+                return [], 0
+            conditions.append(VoiceCall.state == filters.state)
+        else:
+            conditions.append(VoiceCall.state.in_(states))
+        if filters.conference_id:
+            return [], 0  # conferences are not built: no call is in one
+        for column, value in (
+            (VoiceCall.endpoint_type, filters.endpoint_type),
+            (VoiceCall.configuration_id, filters.configuration_id),
+            (VoiceCall.from_user, filters.from_user),
+            (VoiceCall.to_user, filters.to_user),
+            (VoiceCall.direction, filters.direction),
+            (VoiceCall.dialog_id, filters.dialog_id),
+        ):
+            if value:
+                conditions.append(column == value)
+        if filters.start_time_after is not None:
+            conditions.append(VoiceCall.created_at > filters.start_time_after)
+        async with self.sessions() as session:
+            total = await session.scalar(select(func.count()).select_from(VoiceCall).where(*conditions)) or 0
+            rows = await session.scalars(
+                select(VoiceCall)
+                .where(*conditions)
+                .order_by(VoiceCall.created_at.desc(), VoiceCall.id)
+                .offset(offset)
+                .limit(limit)
+            )
+            return list(rows), total
+
+    # ---- creating calls -------------------------------------------------------------------------
+
+    async def create_call(self, *, account_id: str, request: NewCall) -> VoiceCall:
+        """Commit the call (CALLING), then dial; a dial that fails at once ends the call FAILED with its event."""
+        timeout = request.connect_timeout_s or DEFAULT_CONNECT_TIMEOUT_S
+        if not 1 <= timeout <= MAX_CONNECT_TIMEOUT_S:
+            raise InvalidInput(f"connectTimeout must be between 1 and {MAX_CONNECT_TIMEOUT_S} seconds")
+        if request.max_duration_s < 1:
+            raise InvalidInput("maxDuration must be at least 1 second")
+        async with self.sessions() as session:
+            await get_configuration(session=session, account_id=account_id, configuration_id=request.configuration_id)
+            outbound = await self._outbound(session, account_id, request, timeout)
+            call = self._new_call(
+                account_id=account_id,
+                configuration_id=request.configuration_id,
+                direction=CallDirection.OUTBOUND,
+                endpoint=request.endpoint,
+                from_user=request.from_user or outbound.from_user,
+                to_user=request.endpoint.user,
+                custom_data=dict(request.custom_data),
+                external_id=request.external_id,
+                parent_call_id=request.parent_call_id,
+                max_duration_s=request.max_duration_s,
+                connect_timeout_s=timeout,
+            )
+            session.add_all(self._core_rows(call))
+            await session.commit()
+            call_id = call.id
+        trunk_id = request.endpoint.trunk_id if request.endpoint.type is EndpointType.PHONE else None
+        self._dialing += 1
+        try:
+            engine_id = await self.engine.dial(outbound)
+        except CallplaneError as error:
+            if trunk_id:
+                self.trunk_channels.release(trunk_id)
+            log.info("dial failed", extra={"fields": {"call_id": call_id, "error": type(error).__name__}})
+            await self._finish(
+                call_id, Ending(VoiceCallState.FAILED, HangupSource.PLATFORM, ErrorCode.DESTINATION_UNAVAILABLE)
+            )
+            return await self.get_call(account_id=account_id, call_id=call_id)
+        finally:
+            self._dialing -= 1
+        live = _Live(
+            call_id=call_id,
+            engine_id=engine_id,
+            account_id=account_id,
+            direction=CallDirection.OUTBOUND,
+            max_duration_s=request.max_duration_s,
+            trunk_id=trunk_id,
+            record_on_answer=request.recording,
+        )
+        self._register(live)
+        async with self.sessions() as session, session.begin():
+            await session.execute(update(VoiceCall).where(VoiceCall.id == call_id).values(engine_call_id=engine_id))
+        return await self.get_call(account_id=account_id, call_id=call_id)
+
+    async def _outbound(
+        self, session: AsyncSession, account_id: str, request: NewCall, ring_timeout_s: int
+    ) -> OutboundCall:
+        endpoint = request.endpoint
+        if endpoint.type is EndpointType.PHONE:
+            if endpoint.trunk_id is None:
+                raise UnsupportedEndpoint("a PHONE endpoint needs a SIP trunk: give sipTrunkId")
+            return await trunks.phone_call_through_trunk(
+                session=session,
+                account_id=account_id,
+                trunk_id=endpoint.trunk_id,
+                phone_number=endpoint.user,
+                from_number=request.from_user,
+                secret_box=self.secret_box,
+                channels=self.trunk_channels,
+                from_display_name=request.from_display_name,
+                headers=endpoint.headers,
+                ring_timeout_s=float(ring_timeout_s),
+            )
+        if endpoint.trunk_id is not None:
+            trunk = await trunks.get_trunk(session=session, account_id=account_id, trunk_id=endpoint.trunk_id)
+            peer = trunks.sip_peer(trunk, self.secret_box)
+        elif endpoint.host:
+            peer = _peer(endpoint.host)
+        else:
+            raise InvalidInput("a SIP endpoint needs sipTrunkId or host")
+        return OutboundCall(
+            to_user=endpoint.user,
+            trunk=peer,
+            from_user=request.from_user or "callplane",
+            from_display_name=request.from_display_name,
+            headers=dict(endpoint.headers),
+            ring_timeout_s=float(ring_timeout_s),
+        )
+
+    def _new_call(
+        self,
+        *,
+        account_id: str,
+        configuration_id: str,
+        direction: CallDirection,
+        endpoint: Endpoint,
+        from_user: str | None,
+        to_user: str | None,
+        custom_data: dict[str, str],
+        max_duration_s: int,
+        external_id: str | None = None,
+        parent_call_id: str | None = None,
+        connect_timeout_s: int | None = None,
+        sip_call_id: str | None = None,
+        engine_call_id: str | None = None,
+    ) -> VoiceCall:
+        return VoiceCall(
+            id=new_id(),
+            account_id=account_id,
+            configuration_id=configuration_id,
+            direction=direction.value,
+            state=VoiceCallState.CALLING,
+            endpoint_type=endpoint.type,
+            endpoint_user=endpoint.user,
+            endpoint_host=endpoint.host,
+            trunk_id=endpoint.trunk_id,
+            from_user=from_user,
+            to_user=to_user,
+            external_id=external_id,
+            parent_call_id=parent_call_id,
+            custom_data=custom_data,
+            sip_call_id=sip_call_id,
+            engine_call_id=engine_call_id,
+            node_id=self.node_id,
+            connect_timeout_s=connect_timeout_s,
+            max_duration_s=max_duration_s,
+            created_at=utcnow(),
+        )
+
+    @staticmethod
+    def _core_rows(call: VoiceCall) -> list[Any]:
+        """The core Call (same id) first, so it is inserted before the voice row that references it."""
+        contact = call.endpoint_user
+        core = Call(
+            id=call.id,
+            account_id=call.account_id,
+            origin=CallOrigin.VOICE,
+            external_id=call.external_id,
+            direction=call.direction.lower(),
+            from_e164=_e164(call.from_user),
+            to_e164=_e164(call.to_user),
+            contact_e164=_e164(contact),
+            started_at=call.created_at,
+            status=CallStatus.PROCESSING,
+            extras={"voice_state": call.state, "voice_configuration_id": call.configuration_id},
+        )
+        return [core, call]
+
+    def _register(self, live: _Live) -> None:
+        self._live[live.call_id] = live
+        self._by_engine[live.engine_id] = live
+        self._registered.set()
+
+    # ---- actions --------------------------------------------------------------------------------
+
+    async def send_ringing(self, *, account_id: str, call_id: str) -> None:
+        live = await self._live_call(account_id, call_id)
+        self._require_inbound(live)
+        await self.engine.send_ringing(live.engine_id)
+        await self._move(call_id, VoiceCallState.RINGING, "CALL_RINGING", ringing=True)
+
+    async def pre_answer(self, *, account_id: str, call_id: str, ringing: bool = False) -> None:
+        live = await self._live_call(account_id, call_id)
+        self._require_inbound(live)
+        if ringing:
+            await self.engine.send_ringing(live.engine_id)
+        await self.engine.pre_answer(live.engine_id)
+        await self._move(call_id, VoiceCallState.PRE_ESTABLISHED, "CALL_PRE_ESTABLISHED")
+
+    async def answer(
+        self,
+        *,
+        account_id: str,
+        call_id: str,
+        recording: RecordingRequest | None = None,
+        custom_data: Mapping[str, str] | None = None,
+    ) -> None:
+        live = await self._live_call(account_id, call_id)
+        self._require_inbound(live)
+        live.record_on_answer = recording
+        await self._merge_custom_data(call_id, custom_data)
+        await self.engine.answer(live.engine_id)  # CallAnswered moves it to ESTABLISHED
+
+    async def hangup(self, *, account_id: str, call_id: str, error_code: ErrorCode | None = None) -> VoiceCall:
+        """End the call; answers with the call as it is now (the terminal state follows from the engine)."""
+        live = await self._live_call(account_id, call_id)
+        call = await self.get_call(account_id=account_id, call_id=call_id)
+        code = error_code or ErrorCode.NORMAL_HANGUP
+        if call.state == VoiceCallState.ESTABLISHED:
+            live.requested = Ending(VoiceCallState.FINISHED, HangupSource.API, code)
+            await self.engine.hangup(live.engine_id)
+        elif live.direction is CallDirection.INBOUND:
+            status, cause = REJECT_STATUS.get(code, (480, 16))
+            live.requested = Ending(state_for_error(code), HangupSource.API, code)
+            await self.engine.reject(live.engine_id, status=status, reason=SipReasonHeader("Q.850", cause))
+        else:
+            live.requested = Ending(VoiceCallState.CANCELLED, HangupSource.API, error_code or ErrorCode.CANCELLED)
+            await self.engine.hangup(live.engine_id)
+        return call
+
+    async def say(self, *, account_id: str, call_id: str, speech: Speech, options: PlayOptions) -> None:
+        await self._start_playback(account_id, call_id, PlayContent(speech=speech), options, "SAY_FINISHED")
+
+    async def play(self, *, account_id: str, call_id: str, content: PlayContent, options: PlayOptions) -> None:
+        await self._start_playback(account_id, call_id, content, options, "PLAY_FINISHED")
+
+    async def stop_play(self, *, account_id: str, call_id: str) -> None:
+        live = await self._live_call(account_id, call_id)
+        await self.engine.stop_playback(live.engine_id)
+
+    async def send_dtmf(self, *, account_id: str, call_id: str, digits: str) -> None:
+        if not digits or any(digit not in "0123456789*#ABCDabcd" for digit in digits):
+            raise InvalidInput("dtmf must be digits 0-9, *, # or A-D")
+        live = await self._live_call(account_id, call_id)
+        self._spawn(self._guarded(live, "SEND_DTMF", self.engine.send_dtmf(live.engine_id, digits.upper())), "dtmf")
+
+    async def capture_dtmf(self, *, account_id: str, call_id: str, request: CaptureRequest) -> None:
+        if request.max_length < 1:
+            raise InvalidInput("maxLength must be at least 1")
+        if request.timeout_ms < 1:
+            raise InvalidInput("timeout must be a positive number of milliseconds")
+        live = await self._live_call(account_id, call_id)
+        if live.capture is not None and not live.capture.done():
+            raise InvalidCallState("a DTMF capture is already running on this call")
+        source = await self._source(account_id, request.play) if request.play is not None else None
+        live.capture = self._spawn(self._capture(live, request, source), "capture")
+
+    async def start_recording(self, *, account_id: str, call_id: str, request: RecordingRequest) -> None:
+        live = await self._live_call(account_id, call_id)
+        call = await self.get_call(account_id=account_id, call_id=call_id)
+        if call.state not in (VoiceCallState.ESTABLISHED, VoiceCallState.PRE_ESTABLISHED):
+            raise InvalidCallState("only a connected call can be recorded")
+        await self._begin_recording(live, call, request)
+
+    async def stop_recording(self, *, account_id: str, call_id: str) -> None:
+        live = await self._live_call(account_id, call_id)
+        if live.recording_id is None:
+            raise InvalidCallState("the call is not being recorded")
+        await self.engine.stop_recording(live.engine_id)  # RecordingFinished makes it ready
+
+    # ---- recordings -----------------------------------------------------------------------------
+
+    def recordings_dir(self) -> Path:
+        return self.data_dir / RECORDINGS_DIRECTORY
+
+    async def list_recordings(
+        self,
+        *,
+        account_id: str,
+        call_id: str | None = None,
+        configuration_id: str | None = None,
+        offset: int = 0,
+        limit: int = 20,
+    ) -> tuple[list[tuple[VoiceCall, list[VoiceRecording]]], int]:
+        """Calls that have ready recordings, newest first, each with its files."""
+        conditions: list[Any] = [VoiceRecording.account_id == account_id, VoiceRecording.ready.is_(True)]
+        if call_id:
+            conditions.append(VoiceRecording.call_id == call_id)
+        if configuration_id:
+            conditions.append(VoiceRecording.configuration_id == configuration_id)
+        async with self.sessions() as session:
+            call_ids = select(VoiceRecording.call_id).where(*conditions).distinct().subquery()
+            total = await session.scalar(select(func.count()).select_from(call_ids)) or 0
+            calls = list(
+                await session.scalars(
+                    select(VoiceCall)
+                    .where(VoiceCall.id.in_(select(call_ids.c.call_id)))
+                    .order_by(VoiceCall.created_at.desc(), VoiceCall.id)
+                    .offset(offset)
+                    .limit(limit)
+                )
+            )
+            files = list(
+                await session.scalars(
+                    select(VoiceRecording)
+                    .where(*conditions, VoiceRecording.call_id.in_([call.id for call in calls]))
+                    .order_by(VoiceRecording.started_at)
+                )
+            )
+        return [(call, [f for f in files if f.call_id == call.id]) for call in calls], total
+
+    async def call_recordings(self, *, account_id: str, call_id: str) -> tuple[VoiceCall, list[VoiceRecording]]:
+        found, _ = await self.list_recordings(account_id=account_id, call_id=call_id, limit=1)
+        if not found:
+            raise RecordingNotFound()
+        return found[0]
+
+    async def delete_call_recordings(self, *, account_id: str, call_id: str) -> tuple[VoiceCall, list[VoiceRecording]]:
+        call, recordings = await self.call_recordings(account_id=account_id, call_id=call_id)
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(VoiceRecording)
+                .where(VoiceRecording.call_id == call_id, VoiceRecording.account_id == account_id)
+                .values(ready=False, deleted_at=utcnow())
+            )
+        for recording in recordings:
+            with contextlib.suppress(FileNotFoundError):
+                (self.recordings_dir() / recording.storage_key).unlink()
+        return call, recordings
+
+    async def recording_file(self, *, account_id: str, file_id: str) -> tuple[VoiceRecording, Path]:
+        async with self.sessions() as session:
+            recording = await session.get(VoiceRecording, file_id)
+        if recording is None or recording.account_id != account_id or not recording.ready:
+            raise RecordingNotFound("Recording file not found.")
+        path = self.recordings_dir() / recording.storage_key
+        if not path.is_file():
+            raise RecordingNotFound("Recording file not found.")
+        return recording, path
+
+    async def delete_recording_file(self, *, account_id: str, file_id: str) -> VoiceRecording:
+        recording, path = await self.recording_file(account_id=account_id, file_id=file_id)
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(VoiceRecording).where(VoiceRecording.id == file_id).values(ready=False, deleted_at=utcnow())
+            )
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return recording
+
+    # ---- engine events --------------------------------------------------------------------------
+
+    async def _consume(self, queue: asyncio.Queue[EngineEvent]) -> None:
+        while True:
+            event = await queue.get()
+            try:
+                await self._handle(event)
+            except Exception:  # one bad event must not stop the consumer; logged with its cause
+                log.exception("voice event handling failed", extra={"fields": {"event": type(event).__name__}})
+
+    async def _known(self, engine_id: str) -> _Live | None:
+        """The live call of an engine id; waits while a dial is in flight (its events can beat `dial()`'s return)."""
+        for _ in range(500):
+            live = self._by_engine.get(engine_id)
+            if live is not None or self._dialing == 0:
+                return live
+            self._registered.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._registered.wait(), timeout=0.02)
+        return self._by_engine.get(engine_id)
+
+    async def _handle(self, event: EngineEvent) -> None:
+        if isinstance(event, IncomingCall):
+            await self._on_incoming(event)
+            return
+        engine_id = getattr(event, "call_id", None)
+        if engine_id is None:
+            return  # registration events belong to the trunk registrar
+        live = await self._known(engine_id)
+        if live is None:
+            return
+        if isinstance(event, CallRinging):
+            await self._move(live.call_id, VoiceCallState.RINGING, "CALL_RINGING", ringing=True)
+        elif isinstance(event, CallEarlyMedia):
+            await self._move(live.call_id, VoiceCallState.PRE_ESTABLISHED, "CALL_PRE_ESTABLISHED", ringing=True)
+        elif isinstance(event, CallAnswered):
+            await self._on_answered(live)
+        elif isinstance(event, DtmfReceived):
+            await self._on_digit(live, event.digit)
+        elif isinstance(event, PlaybackFinished):
+            await self._on_playback_finished(live, event)
+        elif isinstance(event, RecordingFinished):
+            await self._on_recording_finished(live, event)
+        elif isinstance(event, CallEnded):
+            await self._on_ended(live, event)
+
+    async def _on_incoming(self, event: IncomingCall) -> None:
+        async with self.sessions() as session:
+            route = await route_for(session=session, called_user=event.to_user)
+            if route is None:
+                await self.engine.reject(event.call_id, status=404, reason=SipReasonHeader("Q.850", 1))
+                log.info("inbound call to an unrouted user", extra={"fields": {"to": event.to_user}})
+                return
+            call = self._new_call(
+                account_id=route.account_id,
+                configuration_id=route.configuration_id,
+                direction=CallDirection.INBOUND,
+                endpoint=Endpoint(EndpointType.SIP, event.from_user),
+                from_user=event.from_user,
+                to_user=event.to_user,
+                custom_data={name: value for name, value in event.headers.items() if name.startswith("x-")},
+                max_duration_s=DEFAULT_MAX_DURATION_S,
+                sip_call_id=event.sip_call_id,
+                engine_call_id=event.call_id,
+            )
+            session.add_all(self._core_rows(call))
+            await session.flush()
+            await publish(session=session, renderer=self.renderer, event=VoiceEvent("CALL_RECEIVED", call))
+            await session.commit()
+            self._register(
+                _Live(
+                    call_id=call.id,
+                    engine_id=event.call_id,
+                    account_id=call.account_id,
+                    direction=CallDirection.INBOUND,
+                    max_duration_s=call.max_duration_s,
+                )
+            )
+
+    async def _on_answered(self, live: _Live) -> None:
+        moved = await self._move(live.call_id, VoiceCallState.ESTABLISHED, "CALL_ESTABLISHED", answered=True)
+        if not moved:
+            return
+        loop = asyncio.get_running_loop()
+        live.max_duration_timer = loop.call_later(
+            live.max_duration_s, lambda: self._spawn(self._max_duration_reached(live), "max-duration")
+        )
+        if live.record_on_answer is not None:
+            call = await self.get_call(account_id=live.account_id, call_id=live.call_id)
+            await self._begin_recording(live, call, live.record_on_answer)
+
+    async def _max_duration_reached(self, live: _Live) -> None:
+        live.requested = Ending(VoiceCallState.FINISHED, HangupSource.PLATFORM, ErrorCode.MAX_DURATION_REACHED)
+        with contextlib.suppress(CallplaneError):
+            await self.engine.hangup(live.engine_id)
+
+    async def _on_digit(self, live: _Live, digit: str) -> None:
+        for playback_id, playback in list(live.playbacks.items()):
+            if not playback.stop_on_dtmf:
+                continue
+            if playback.terminator is None or digit == playback.terminator:
+                if playback.terminator is None:
+                    playback.digits += digit
+                with contextlib.suppress(CallplaneError):
+                    await self.engine.stop_playback(live.engine_id)
+                live.playbacks[playback_id] = playback
+            else:
+                playback.digits += digit
+
+    async def _on_playback_finished(self, live: _Live, event: PlaybackFinished) -> None:
+        playback = live.playbacks.pop(event.playback_id, None)
+        if playback is None:
+            return  # a capture's prompt or an unknown playback: nothing to report
+        duration_ms = round((time.monotonic() - playback.started) * 1000)
+        await self._emit(
+            live.call_id,
+            playback.kind,
+            played_completely=event.completed,
+            duration_ms=duration_ms,
+            digits=playback.digits if playback.stop_on_dtmf else None,
+            custom_data=playback.custom_data,
+        )
+
+    async def _on_recording_finished(self, live: _Live, event: RecordingFinished) -> None:
+        recording_id, live.recording_id = live.recording_id, None
+        if recording_id is None:
+            return
+        size = event.path.stat().st_size if event.path.exists() else None
+        async with self.sessions() as session, session.begin():
+            recording = await session.get(VoiceRecording, recording_id)
+            call = await session.get(VoiceCall, live.call_id)
+            if recording is None or call is None:
+                return
+            recording.ready = True
+            recording.ended_at = utcnow()
+            recording.duration_ms = event.duration_ms
+            recording.size_bytes = size
+            await session.flush()
+            await publish(
+                session=session,
+                renderer=self.renderer,
+                event=VoiceEvent("CALL_RECORDING_READY", call, recording=recording),
+            )
+
+    async def _on_ended(self, live: _Live, event: CallEnded) -> None:
+        ending = ending_for(event, live.direction, requested=live.requested)
+        await self._finish(live.call_id, ending, sip_status=event.sip_status, reason=event.reason)
+
+    # ---- state changes --------------------------------------------------------------------------
+
+    async def _move(
+        self, call_id: str, target: VoiceCallState, event_type: str, *, ringing: bool = False, answered: bool = False
+    ) -> bool:
+        """Move a live call forward (a conditional UPDATE) and publish its event; False when it cannot move."""
+        async with self.sessions() as session, session.begin():
+            call = await session.get(VoiceCall, call_id)
+            if call is None or not can_move(call.state, target):
+                return False
+            sources = [state for state in LIVE_STATES if can_move(state, target)]
+            values: dict[str, Any] = {"state": target}
+            now = utcnow()
+            if ringing and call.ringing_at is None:
+                values["ringing_at"] = now
+            if answered:
+                values["answered_at"] = now
+            result = await session.execute(
+                update(VoiceCall)
+                .where(VoiceCall.id == call_id, VoiceCall.state.in_(sources))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                return False
+            await session.refresh(call)
+            await self._touch_core(session, call)
+            await publish(session=session, renderer=self.renderer, event=VoiceEvent(event_type, call, at=now))
+            return True
+
+    async def _finish(
+        self, call_id: str, ending: Ending, *, sip_status: int | None = None, reason: SipReasonHeader | None = None
+    ) -> bool:
+        """The one way a call ends: terminal state, core Call closed and exactly one terminal event."""
+        live = self._live.pop(call_id, None)
+        if live is not None:
+            self._by_engine.pop(live.engine_id, None)
+            if live.max_duration_timer is not None:
+                live.max_duration_timer.cancel()
+            if live.capture is not None:
+                live.capture.cancel()
+            if live.trunk_id is not None:
+                self.trunk_channels.release(live.trunk_id)
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(
+                update(VoiceCall)
+                .where(VoiceCall.id == call_id, VoiceCall.state.in_(LIVE_STATES))
+                .values(
+                    state=ending.state,
+                    ended_at=now,
+                    hangup_source=ending.hangup_source,
+                    error_code=int(ending.error_code),
+                    sip_status=sip_status,
+                    sip_reason=str(reason) if reason is not None else None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                return False
+            call = await session.get(VoiceCall, call_id)
+            assert call is not None
+            await self._touch_core(session, call, ended=True)
+            event_type = "CALL_FINISHED" if ending.state == VoiceCallState.FINISHED else "CALL_FAILED"
+            await publish(session=session, renderer=self.renderer, event=VoiceEvent(event_type, call, at=now))
+        return True
+
+    @staticmethod
+    async def _touch_core(session: AsyncSession, call: VoiceCall, *, ended: bool = False) -> None:
+        core = await session.get(Call, call.id)
+        if core is None:
+            return
+        core.extras = {**core.extras, "voice_state": call.state}
+        core.updated_at = utcnow()
+        if ended:
+            core.ended_at = call.ended_at
+            core.status = CallStatus.COMPLETED
+            core.status_reason = call.state
+            start = call.answered_at or call.created_at
+            if call.ended_at is not None and call.answered_at is not None:
+                core.duration_ms = max(0, round((call.ended_at - start).total_seconds() * 1000))
+
+    async def _emit(self, call_id: str, event_type: str, **details: Any) -> None:
+        async with self.sessions() as session, session.begin():
+            call = await session.get(VoiceCall, call_id)
+            if call is None:
+                return
+            await publish(session=session, renderer=self.renderer, event=VoiceEvent(event_type, call, **details))
+
+    async def _merge_custom_data(self, call_id: str, custom_data: Mapping[str, str] | None) -> None:
+        if not custom_data:
+            return
+        async with self.sessions() as session, session.begin():
+            call = await session.get(VoiceCall, call_id)
+            if call is not None:
+                call.custom_data = {**call.custom_data, **custom_data}
+
+    # ---- media helpers --------------------------------------------------------------------------
+
+    @staticmethod
+    def _require_inbound(live: _Live) -> None:
+        if live.direction is not CallDirection.INBOUND:
+            raise InvalidCallState("only an inbound call can be answered, pre-answered or rung")
+
+    async def _start_playback(
+        self, account_id: str, call_id: str, content: PlayContent, options: PlayOptions, kind: str
+    ) -> None:
+        if options.loop_count < 1:
+            raise InvalidInput("loopCount must be at least 1")
+        live = await self._live_call(account_id, call_id)
+        source = await self._source(account_id, content)
+
+        async def start() -> None:
+            started = time.monotonic()
+            playback_id = await self.engine.play(
+                live.engine_id,
+                source,
+                loop_count=options.loop_count,
+                offset_ms=options.offset_ms,
+                timeout_ms=options.timeout_ms,
+            )
+            for previous in list(live.playbacks):
+                live.playbacks.pop(previous)  # replaced: the engine reports it stopped, we report only the new one
+            live.playbacks[playback_id] = _Playback(
+                kind=kind,
+                started=started,
+                stop_on_dtmf=options.stop_on_dtmf,
+                terminator=options.stop_terminator,
+                custom_data=dict(options.custom_data),
+            )
+
+        action = "SAY" if kind == "SAY_FINISHED" else "PLAY"
+        self._spawn(self._guarded(live, action, start()), "play")
+
+    async def _guarded(self, live: _Live, action: str, work: Any) -> None:
+        """Run an accepted action; a failure becomes an ERROR event (the API already answered 200)."""
+        try:
+            await work
+        except CallplaneError as error:
+            if live.call_id in self._live:
+                await self._emit(live.call_id, "ERROR", action=action, detail=error.message)
+
+    async def _source(self, account_id: str, content: PlayContent) -> PlaySource:
+        if content.speech is not None:
+            return _speech_source(content.speech)
+        if content.file_id is not None:
+            async with self.sessions() as session:
+                path = await media_files.resolve_file_path(
+                    session=session, account_id=account_id, file_id=content.file_id, data_dir=self.data_dir
+                )
+            return FileSource(path)
+        if content.recording_file_id is not None:
+            _, path = await self.recording_file(account_id=account_id, file_id=content.recording_file_id)
+            return FileSource(path)
+        if content.url is not None:
+            return FileSource(await self._download(content.url))
+        raise InvalidInput("content needs a file, a recording, a URL or text")
+
+    async def _download(self, url: str) -> Path:
+        """A customer URL, fetched once through the SSRF-safe fetcher and cached by URL."""
+        cache = self.data_dir / URL_CACHE_DIRECTORY
+        cache.mkdir(parents=True, exist_ok=True)
+        target = cache / hashlib.sha256(url.encode()).hexdigest()
+        if not target.is_file():
+            await fetch_http(url, dest=target, policy=self.fetch_policy, limits=FetchLimits(max_bytes=64 * 1024 * 1024))
+        return target
+
+    async def _capture(self, live: _Live, request: CaptureRequest, prompt: PlaySource | None) -> None:
+        if prompt is not None:
+            await self.engine.play(live.engine_id, prompt)
+        try:
+            collected: DtmfCollection = await self.engine.collect_dtmf(
+                live.engine_id,
+                max_length=request.max_length,
+                terminator=request.terminator,
+                first_digit_timeout_s=request.timeout_ms / 1000,
+                inter_digit_timeout_s=(request.digit_timeout_ms or request.timeout_ms) / 1000,
+            )
+        except CallplaneError as error:
+            if live.call_id in self._live:
+                await self._emit(live.call_id, "ERROR", action="CAPTURE_DTMF", detail=error.message)
+            return
+        if prompt is not None:
+            with contextlib.suppress(CallplaneError):
+                await self.engine.stop_playback(live.engine_id)
+        if live.call_id not in self._live or collected.ended_by is CollectionEnd.HANGUP:
+            return  # the call ended while collecting: its terminal event says so
+        await self._emit(
+            live.call_id,
+            "DTMF_CAPTURED",
+            digits=collected.digits,
+            timed_out=collected.ended_by is CollectionEnd.TIMEOUT,
+            custom_data=dict(request.custom_data),
+        )
+
+    async def _begin_recording(self, live: _Live, call: VoiceCall, request: RecordingRequest) -> None:
+        if live.recording_id is not None:
+            raise InvalidCallState("the call is already being recorded")
+        file_id = new_id()
+        storage_key = f"{call.account_id}/{file_id}.wav"
+        name = f"{request.file_prefix or ''}{call.id}_{file_id}.wav"
+        async with self.sessions() as session, session.begin():
+            session.add(
+                VoiceRecording(
+                    id=file_id,
+                    account_id=call.account_id,
+                    call_id=call.id,
+                    configuration_id=call.configuration_id,
+                    name=name,
+                    storage_key=storage_key,
+                    channels=request.channels.value,
+                    custom_data=dict(request.custom_data),
+                    started_at=utcnow(),
+                )
+            )
+        live.recording_id = file_id
+        try:
+            await self.engine.start_recording(live.engine_id, self.recordings_dir() / storage_key, request.channels)
+        except CallplaneError:
+            live.recording_id = None
+            raise
+
+
+def _speech_source(speech: Speech) -> SpeechSource:
+    if not speech.text.strip():
+        raise InvalidInput("text must not be empty")
+    if not 0.5 <= speech.speech_rate <= 2.0:
+        raise InvalidInput("speechRate must be between 0.5 and 2.0")
+    voice = speech.language.lower()
+    if speech.gender == "FEMALE":
+        voice += "+f3"
+    elif speech.gender == "MALE":
+        voice += "+m3"
+    return SpeechSource(speech.text, voice=voice, words_per_minute=round(DEFAULT_WORDS_PER_MINUTE * speech.speech_rate))
+
+
+def _peer(host: str) -> SipTrunk:
+    name, colon, port = host.strip().rpartition(":")
+    if colon and port.isdigit():
+        return SipTrunk(host=name, port=int(port))
+    return SipTrunk(host=host.strip())
+
+
+def _e164(value: str | None) -> str | None:
+    """A number that fits the core's E.164 columns, else nothing (a SIP user stays on the voice row)."""
+    if value and value.startswith("+") and value[1:].isdigit() and len(value) <= 20:
+        return value
+    return None
