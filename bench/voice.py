@@ -1,0 +1,344 @@
+"""Programmable-voice load: concurrent calls that each answer, play, record and collect DTMF, and call setup rate.
+
+sipp (pinned to CPU 1) calls the media engine (this process, pinned to CPU 0). Every call is answered, hears a
+looped espeak-ng prompt, is recorded (MONO WAV) and has a DTMF collection running; sipp streams a PCMA tone and
+then sends RFC 4733 digits 1, 2, # from its own pcaps before hanging up. A call counts as good only when sipp
+completed it *and* the engine collected exactly "12" ended by "#".
+
+Two measurements, both bounded in calls and time:
+1. `--levels` (concurrency): sipp holds each target number of calls (`-l`), each lasting `--hold` seconds, for
+   2 x target calls. The engine's CPU (all threads) is sampled once a second while concurrency is >= 90% of the
+   target. The last level with zero failures is the "max concurrent calls".
+2. `--rates` (setup rate): new calls per second for `--rate-seconds`, each call `--rate-hold` seconds long.
+
+Run: .venv/bin/python bench/voice.py [--levels 50,100,200] [--hold 8] [--rates 10,20,30] [--max-seconds 600]
+
+The engine is driven directly (as bench/media.py), not through /calls/1: the control plane's call flows are
+measured separately once they exist. The machine is shared with other work, so figures vary run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+os.sched_setaffinity(0, {0})  # before sippy starts any thread: every engine thread inherits CPU 0
+
+from callplane.media import g711  # noqa: E402 - after pinning, on purpose
+from callplane.media.engine import (  # noqa: E402
+    CallEnded,
+    EngineConfig,
+    IncomingCall,
+    RecordingChannels,
+    SpeechSource,
+)
+from callplane.media.g711 import PayloadType  # noqa: E402
+
+SIPP_PCAPS = Path("/usr/share/sip-tester")
+EXPECTED_DIGITS = "12"
+
+SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="voice bench caller">
+  <send retrans="500"><![CDATA[
+
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: [service] <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[local_ip_type] [local_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+
+    ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send><![CDATA[
+
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]></send>
+  <nop><action><exec play_pcap_audio="TONE_PCAP"/></action></nop>
+  <pause milliseconds="TONE_MS"/>
+  <nop><action><exec play_pcap_audio="PCAPS/dtmf_2833_1.pcap"/></action></nop>
+  <pause milliseconds="400"/>
+  <nop><action><exec play_pcap_audio="PCAPS/dtmf_2833_2.pcap"/></action></nop>
+  <pause milliseconds="400"/>
+  <nop><action><exec play_pcap_audio="PCAPS/dtmf_2833_pound.pcap"/></action></nop>
+  <pause milliseconds="600"/>
+  <send retrans="500"><![CDATA[
+
+      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]></send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"""
+DTMF_TAIL_S = 1.4  # the three digits and the pause before BYE
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _tone_pcap(path: Path, seconds: float) -> None:
+    """PCMA 20 ms packets, one SSRC, continuous seq/ts (sipp replays it byte for byte)."""
+    t = np.arange(int(8000 * seconds)) / 8000.0
+    samples = (6000 * np.sin(2 * np.pi * 700 * t)).astype(np.int16)
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for index in range(len(samples) // 160):
+        payload = g711.encode(samples[index * 160 : (index + 1) * 160], PayloadType.PCMA)
+        rtp = struct.pack("!BBHII", 0x80, 8, index, index * 160, 0x1234) + payload
+        udp = struct.pack("!HHHH", 6000, 6002, 8 + len(rtp), 0) + rtp
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), index, 0, 64, 17, 0, b"\x7f\0\0\1", b"\x7f\0\0\1")
+        frame = b"\0" * 12 + b"\x08\x00" + ip + udp
+        micros = index * 20_000
+        out.append(struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(out))
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _sipp_counter(output: str, name: str) -> int:
+    matches = re.findall(rf"{name}\s*\|\s*\d+\s*\|\s*(\d+)", output)
+    return int(matches[-1]) if matches else -1
+
+
+@dataclass
+class Run:
+    label: str
+    target: int  # concurrent calls (levels) or calls per second (rates)
+    calls: int
+    peak: int = 0
+    answered: int = 0
+    sipp_ok: int = 0
+    sipp_failed: int = 0
+    dtmf_ok: int = 0
+    engine_failures: int = 0
+    cpu_samples: list[float] = field(default_factory=list)
+    concurrency_samples: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    hold_s: float = 0.0
+
+    @property
+    def failures(self) -> int:
+        return max(self.sipp_failed, 0) + (self.calls - self.dtmf_ok) + self.engine_failures
+
+    @property
+    def cpu_percent(self) -> float:
+        return statistics.median(self.cpu_samples) if self.cpu_samples else float("nan")
+
+    @property
+    def cpu_per_call(self) -> float:
+        if not self.cpu_samples:
+            return float("nan")
+        return statistics.median(
+            cpu / max(n, 1) for cpu, n in zip(self.cpu_samples, self.concurrency_samples, strict=True)
+        )
+
+
+async def _run(label: str, *, limit: int, rate: float, total: int, hold_s: float, workdir: Path) -> Run:
+    """One sipp run against a fresh engine; `limit` concurrent at most, `rate` new calls/s, `total` calls."""
+    from callplane.media.sip import SippyCallEngine  # imported after pinning; sippy starts threads
+
+    engine = SippyCallEngine(
+        EngineConfig(sip_port=_free_port(), rtp_port_range=(20000, 28000), cache_dir=workdir / "cache")
+    )
+    await engine.start()
+    events = engine.subscribe()
+    prompt = SpeechSource("Thank you for calling. Please enter your account number, then press the pound key.")
+    await engine.load(prompt)
+    run = Run(label, int(limit if label == "level" else rate), total)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(call_id: str) -> None:
+        try:
+            await engine.answer(call_id)
+            await engine.start_recording(call_id, workdir / f"{call_id}.wav", RecordingChannels.MONO)
+            await engine.play(call_id, prompt, loop_count=1000)
+            collected = await engine.collect_dtmf(
+                call_id, max_length=4, terminator="#", first_digit_timeout_s=hold_s + 30, inter_digit_timeout_s=5
+            )
+            if collected.digits == EXPECTED_DIGITS:
+                run.dtmf_ok += 1
+        except Exception:  # a call ended under us counts as a missing DTMF result
+            pass
+
+    async def dispatcher() -> None:
+        while True:
+            event = await events.get()
+            if isinstance(event, IncomingCall):
+                run.answered += 1
+                task = asyncio.create_task(handle(event.call_id))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            elif isinstance(event, CallEnded):
+                if event.initiator == "ENGINE":
+                    run.engine_failures += 1
+                (workdir / f"{event.call_id}.wav").unlink(missing_ok=True)
+
+    pcap = workdir / "tone.pcap"
+    tone_s = max(0.5, hold_s - DTMF_TAIL_S)
+    _tone_pcap(pcap, tone_s)
+    scenario = workdir / "voice.xml"
+    scenario.write_text(
+        SCENARIO.replace("TONE_PCAP", str(pcap))
+        .replace("TONE_MS", str(int(tone_s * 1000)))
+        .replace("PCAPS", str(SIPP_PCAPS))
+    )
+    sipp = await asyncio.create_subprocess_exec(
+        "taskset", "-c", "1", "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(_free_port()),
+        "-mp", str(_free_port() & ~1), f"127.0.0.1:{engine.config.sip_port}", "-s", "bench",
+        "-l", str(limit), "-r", f"{rate:.2f}", "-m", str(total), "-nostdin",
+        "-timeout", f"{int(total / rate + hold_s * 4 + 60)}s",
+        cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    runner = asyncio.create_task(dispatcher())
+    started = time.monotonic()
+    cpu_before, wall_before = _cpu_seconds(), time.monotonic()
+    steady_from = 0.9 * (limit if label == "level" else rate * hold_s)
+    while sipp.returncode is None:
+        try:
+            await asyncio.wait_for(sipp.wait(), 1.0)
+        except TimeoutError:
+            pass
+        cpu_now, wall_now = _cpu_seconds(), time.monotonic()
+        concurrency = engine.clock.channel_count
+        run.peak = max(run.peak, concurrency)
+        if concurrency >= steady_from:
+            run.cpu_samples.append(100 * (cpu_now - cpu_before) / (wall_now - wall_before))
+            run.concurrency_samples.append(concurrency)
+        cpu_before, wall_before = cpu_now, wall_now
+    run.seconds = time.monotonic() - started
+    run.hold_s = hold_s
+    output = (await sipp.stdout.read()).decode(errors="replace") if sipp.stdout else ""
+    run.sipp_ok = _sipp_counter(output, "Successful call")
+    run.sipp_failed = _sipp_counter(output, "Failed call")
+    await asyncio.sleep(0.5)  # the last collections finish
+    runner.cancel()
+    for task in list(tasks):
+        task.cancel()
+    await engine.stop()
+    return run
+
+
+def _row(run: Run) -> str:
+    return (
+        f" {run.target:6d}  {run.calls:5d}  {run.peak:4d}  {run.answered:8d}  {run.sipp_ok:5d}/{run.sipp_failed:<5d}"
+        f"  {run.dtmf_ok:7d}  {run.failures:8d}  {run.cpu_percent:7.1f}  {run.cpu_per_call:8.3f}%"
+        f"  {run.calls / max(run.seconds - run.hold_s - DTMF_TAIL_S, 1.0):7.1f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", default="50,100,200", help="target concurrent calls")
+    parser.add_argument("--hold", type=float, default=8.0, help="seconds each call lasts in the concurrency runs")
+    parser.add_argument("--rates", default="10,20", help="new calls per second for the setup-rate runs")
+    parser.add_argument("--rate-seconds", type=float, default=10.0, help="how long each rate is offered")
+    parser.add_argument("--rate-hold", type=float, default=3.0, help="seconds each call lasts in the rate runs")
+    parser.add_argument("--max-seconds", type=float, default=600.0, help="no new run starts after this")
+    parser.add_argument("--stop-on-failure", action="store_true", help="skip higher levels after a failing one")
+    args = parser.parse_args()
+    if shutil.which("sipp") is None:
+        sys.exit("sipp (Debian sip-tester) is needed")
+    deadline = time.monotonic() + args.max_seconds
+    print(
+        f"engine pinned to CPU 0, sipp to CPU 1; {os.cpu_count()} CPUs; Python {sys.version.split()[0]};"
+        " per call: answer + looped TTS prompt + MONO recording + DTMF collection of sipp's RFC 4733 '12#'"
+    )
+    header = " target  calls  peak  answered  sipp ok/fail  dtmf ok  failures  CPU%     per call  setup/s"
+    best_level = 0
+    with tempfile.TemporaryDirectory(prefix="voice-bench-") as scratch:
+        workdir = Path(scratch)
+        levels = [int(value) for value in args.levels.split(",") if value]
+        if levels:
+            print(f"\nconcurrency ({args.hold:.0f} s calls, 2 x target calls per level)\n{header}")
+        for level in levels:
+            if time.monotonic() > deadline:
+                print(f" {level:6d}  skipped (time budget)")
+                continue
+            level_dir = workdir / f"level{level}"
+            level_dir.mkdir()
+            run = asyncio.run(
+                _run("level", limit=level, rate=max(1.0, level / args.hold), total=2 * level, hold_s=args.hold,
+                     workdir=level_dir)
+            )  # fmt: skip
+            print(_row(run), flush=True)
+            if run.failures == 0:
+                best_level = max(best_level, level)
+            elif args.stop_on_failure:
+                break
+        rates = [float(value) for value in args.rates.split(",") if value]
+        if rates:
+            print(f"\nsetup rate ({args.rate_seconds:.0f} s at each rate, {args.rate_hold:.0f} s calls)\n{header}")
+        best_rate = 0.0
+        for rate in rates:
+            if time.monotonic() > deadline:
+                print(f" {rate:6.0f}  skipped (time budget)")
+                continue
+            rate_dir = workdir / f"rate{rate:g}"
+            rate_dir.mkdir()
+            total = int(rate * args.rate_seconds)
+            run = asyncio.run(
+                _run("rate", limit=int(rate * args.rate_hold * 3) + 10, rate=rate, total=total,
+                     hold_s=args.rate_hold, workdir=rate_dir)
+            )  # fmt: skip
+            print(_row(run), flush=True)
+            if run.failures == 0:
+                best_rate = max(best_rate, rate)
+        print(
+            f"\nmax concurrent calls with zero failures: {best_level}; setup rate with zero failures: {best_rate:g}/s"
+        )
+
+
+if __name__ == "__main__":
+    main()
