@@ -410,7 +410,9 @@ def test_signal_values(client: httpx.Client, network: Network, value: Any, expec
     stored = client.get(
         f"/v1/calls/{response.json()['cuid']}", headers={"Authorization": f"Bearer {network.token}"}
     ).json()
-    assert stored["signals"] == [{"name": "Sale", "value": expected, "source": "submitted", "evidence": {}}]
+    (row,) = stored["signals"]
+    assert (row["name"], row["value"], row["source"], row["evidence"]) == ("Sale", expected, "submitted", {})
+    assert row["partner_unique_id"] == "" and row["occurred_at"] is None and row["revenue"] is None
 
 
 def test_signals_and_custom_data_example(client: httpx.Client, network: Network) -> None:
