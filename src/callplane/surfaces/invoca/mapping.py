@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from callplane.core.ingestion.phones import PhoneNumberError, normalize_phone
 from callplane.core.ingestion.schemas import CallSubmission, SubmittedCustomData, SubmittedSignal
 from callplane.core.ingestion.timestamps import TimestampError, parse_timestamp
+from callplane.core.signals import InvalidSignalValue, parse_signal_value
 
 REQUIRED_CALL_FIELDS = (
     "external_call_unique_id",
@@ -24,8 +25,6 @@ KNOWN_CALL_FIELDS = {
     "language_code",
     "recording_auth_config_id",
 }
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
 
 
 def _present(value: Any) -> bool:
@@ -40,23 +39,6 @@ def _identifier(value: Any) -> str | None:
         return str(value)
     if isinstance(value, str) and value.strip() and len(value.strip()) <= 255:
         return value.strip()
-    return None
-
-
-def parse_signal_value(value: Any) -> bool | None:
-    """true/false, 1/0, yes/no in any case; missing means true; anything else is None (invalid)."""
-    if value is None:
-        return True
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        folded = value.strip().casefold()
-        if folded in _TRUE:
-            return True
-        if folded in _FALSE:
-            return False
     return None
 
 
@@ -158,8 +140,9 @@ def _parse_signals(signals: Any, problems: list[str]) -> list[SubmittedSignal]:
         if not isinstance(item, dict) or not _present(item.get("name")) or not isinstance(item["name"], str):
             problems.append(f"'signals[{index}].name' is required")
             continue
-        value = parse_signal_value(item.get("value"))
-        if value is None:
+        try:
+            value = parse_signal_value(item.get("value"))
+        except InvalidSignalValue:
             problems.append(f"'signals[{index}].value' must be true, false, 1, 0, yes or no")
             continue
         parsed.append(SubmittedSignal(name=item["name"].strip(), value=value))
