@@ -242,6 +242,9 @@ async def apply_to_call(
 ) -> list[AppliedSignal]:
     """Add, update or confirm each signal and replace each custom data value; all or nothing."""
     now = now or datetime.now(UTC)
+    # Two requests for one call take turns (PostgreSQL row lock; SQLite has one writer anyway), so both
+    # cannot insert the same (name, partner_unique_id) or pass the limit together.
+    await session.execute(select(Call.id).where(Call.id == call.id).with_for_update())
     catalog = await lookups.catalog(session, call.account_id)
     problems = unknown_names(catalog, (s.name for s in signals), (c.name for c in custom_data))
     if problems:

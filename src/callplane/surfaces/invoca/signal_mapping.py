@@ -82,8 +82,10 @@ def _parse_search(raw: Any, time_zone: str, country_codes: list[int], problems: 
     if _present(raw.get("calling_phone_number")):
         try:
             calling = normalize_phone(raw["calling_phone_number"], allowed_country_codes=country_codes)
-        except PhoneNumberError as exc:
-            problems.append(f"'calling_phone_number' {exc}")
+        except PhoneNumberError:
+            # Only a search key (the document's own example, 1234567890, is no valid number): a number that
+            # does not normalise is kept as its digits and simply matches no call.
+            calling = "+" + "".join(ch for ch in str(raw["calling_phone_number"]) if ch.isdigit())
     if _present(raw.get("duration_in_seconds")):
         try:
             duration = float(raw["duration_in_seconds"])
