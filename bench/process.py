@@ -2,7 +2,8 @@
 
 Starts `callplane serve` (SQLite, in-process workers) with 1 and then 2 concurrent jobs, serves a generated
 5-minute stereo WAV from a loopback HTTP server, submits a batch of calls through the Invoca API and waits
-until every one is `completed`. Transcription is not part of the pipeline yet, so it is off by construction.
+until every one is `completed`. Transcription is turned off (CALLPLANE_TRANSCRIPTION_ENABLED=false) so this
+measures fetching and normalization; bench/transcribe.py measures the pipeline with transcription.
 
     .venv/bin/python bench/process.py [--calls 8] [--minutes 5] [--backend sqlite|postgresql]
 """
@@ -74,6 +75,7 @@ def run(concurrency: int, args: argparse.Namespace, recording_url: str) -> dict[
         "CALLPLANE_FETCH_ALLOWED_NETWORKS": '["127.0.0.1/32"]',
         "CALLPLANE_WORKER_CONCURRENCY": str(concurrency),
         "CALLPLANE_WORKER_POLL_SECONDS": "0.05",
+        "CALLPLANE_TRANSCRIPTION_ENABLED": "false",
     }
     database = None
     if args.backend == "postgresql":
@@ -169,7 +171,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{files.server_address[1]}/call.wav"
         print(
             f"machine: {os.cpu_count()} cores; backend {args.backend}; {args.calls} calls of "
-            f"{args.minutes:g}-minute 16 kHz stereo WAV; transcription not in the pipeline"
+            f"{args.minutes:g}-minute 16 kHz stereo WAV; transcription turned off"
         )
         print(f"{'jobs':>4} {'wall s':>8} {'x realtime':>11} {'single call accepted->completed s':>34}")
         for concurrency in (1, 2):

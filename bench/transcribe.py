@@ -1,0 +1,311 @@
+"""Transcription figures on this machine: accuracy, speed and memory of the default model, and a 5-minute call
+from acceptance to `processed` through the real server.
+
+    .venv/bin/python bench/transcribe.py [--minutes 5] [--skip-e2e] [--model PATH] [--device cpu|cuda]
+
+1. Joins the registry model into a fresh directory (timed) and loads it (timed).
+2. The committed test set (tests/transcripts/testset/: espeak-ng, 8 kHz stereo MP3): WER per channel (numbers
+   normalized), speaker order, and x real time per call with 1 and with 2 ASR workers (``num_workers``: the
+   channels one after the other, or in parallel threads).
+3. A ~5-minute stereo call built from espeak turns: the same figures.
+4. Two calls at once on one model (two transcription threads): aggregate x real time.
+5. End to end: `callplane serve` (SQLite, in-process worker) in a subprocess, the 5-minute call served over
+   loopback, POSTed to the Invoca ingestion API, waited for until `completed`; wall time from the POST, with the
+   transcript and detected signals checked. The first call after start includes loading the model.
+
+Peak RSS is this process's (steps 1-4) and the server's (step 5), read from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import os
+import platform
+import resource
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from callplane.core.transcripts import AsrSettings, Transcript, ensure_registry_model, merge_turns
+from callplane.core.transcripts.whisper import FasterWhisperEngine
+from callplane.testing.speech_calls import (
+    CallReference,
+    ScriptedCall,
+    ScriptedTurn,
+    read_references,
+    synthesize,
+)
+from callplane.testing.wer import edit_distance, normalize_words
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTSET = ROOT / "tests" / "transcripts" / "testset"
+CALLPLANE = [sys.executable, "-m", "callplane"]
+
+LONG_CALL = ScriptedCall(
+    name="five_minutes",
+    language="en-US",
+    voices={"caller": "en-us+klatt", "agent": "en-gb-x-rp"},
+    turns=tuple(
+        ScriptedTurn(speaker, text)
+        for speaker, text in [
+            ("agent", "Thank you for calling, this is the billing team. How can I help you today?"),
+            ("caller", "Hi, I am calling about my internet bill, it went up again this month."),
+            ("agent", "I am sorry to hear that. Can I have your account number please?"),
+            ("caller", "Sure, it is four five seven two, eight one nine three."),
+            ("agent", "Thank you. I see a promotional discount ended last week."),
+            ("caller", "Then I want to cancel my subscription, it is too expensive."),
+            ("agent", "Before you go, I can offer you a free upgrade for three months."),
+            ("caller", "What would that cost after the three months are over?"),
+            ("agent", "It would be forty dollars a month, the same as your old price."),
+            ("caller", "Okay, that sounds fair. Please go ahead and apply the offer."),
+            ("agent", "Done. You will receive a confirmation email shortly. Anything else?"),
+            ("caller", "No, that is all. Thank you for your help, goodbye."),
+        ]
+    ),
+)
+
+
+def channel_wer(reference: CallReference, transcript: Transcript) -> dict[str, tuple[int, int]]:
+    """Per speaker: (word errors, reference words), so rates can be pooled over calls."""
+    language = reference.language.split("-")[0]
+    result = {}
+    for channel in transcript.channels:
+        assert channel.speaker is not None
+        ref = normalize_words(reference.text_of(channel.speaker.value), language)
+        hyp = normalize_words(channel.text, language)
+        result[channel.speaker.value] = (edit_distance(ref, hyp), len(ref))
+    return result
+
+
+def order_ok(reference: CallReference, transcript: Transcript) -> bool:
+    return [t.speaker.value for t in merge_turns(transcript) if t.speaker] == reference.speaker_order
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(engine: FasterWhisperEngine, path: Path, language: str) -> tuple[Transcript, float]:
+    started = time.perf_counter()
+    transcript = engine.transcribe_channels(path, language)
+    return transcript, time.perf_counter() - started
+
+
+def bench_calls(title: str, engines: dict[int, FasterWhisperEngine], calls: list[tuple[CallReference, Path]]) -> None:
+    print(f"\n{title}")
+    print(f"{'call':<20} {'lang':<6} {'audio s':>7} {'WER caller':>10} {'WER agent':>9} {'order':>5} "
+          f"{'xRT 1 worker':>12} {'xRT 2 workers':>13}")  # fmt: skip
+    pooled: dict[str, list[int]] = {"caller": [0, 0], "agent": [0, 0]}
+    audio_total = 0.0
+    wall = {workers: 0.0 for workers in engines}
+    for reference, path in calls:
+        speeds = {}
+        for workers, engine in engines.items():
+            transcript, elapsed = timed(engine, path, reference.language)
+            speeds[workers] = transcript.duration_s / elapsed
+            wall[workers] += elapsed
+        errors = channel_wer(reference, transcript)  # from the last (2-worker) run
+        for speaker, (wrong, total) in errors.items():
+            pooled[speaker][0] += wrong
+            pooled[speaker][1] += total
+        audio_total += transcript.duration_s
+        print(
+            f"{reference.name:<20} {reference.language:<6} {transcript.duration_s:>7.1f} "
+            f"{errors['caller'][0] / errors['caller'][1]:>10.1%} {errors['agent'][0] / errors['agent'][1]:>9.1%} "
+            f"{'ok' if order_ok(reference, transcript) else 'WRONG':>5} {speeds[1]:>12.1f} {speeds[2]:>13.1f}",
+            flush=True,
+        )
+    all_wrong = pooled["caller"][0] + pooled["agent"][0]
+    all_words = pooled["caller"][1] + pooled["agent"][1]
+    print(
+        f"{'pooled':<20} {'':<6} {audio_total:>7.1f} {pooled['caller'][0] / pooled['caller'][1]:>10.1%} "
+        f"{pooled['agent'][0] / pooled['agent'][1]:>9.1%} {'':>5} {audio_total / wall[1]:>12.1f} "
+        f"{audio_total / wall[2]:>13.1f}   (all words: WER {all_wrong / all_words:.1%})"
+    )
+
+
+def two_at_once(engine: FasterWhisperEngine, path: Path, language: str) -> None:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        started = time.perf_counter()
+        results = list(pool.map(lambda _: engine.transcribe_channels(path, language), range(2)))
+        elapsed = time.perf_counter() - started
+    audio = sum(result.duration_s for result in results)
+    print(f"two {results[0].duration_s:.0f} s calls at once on one model: {audio / elapsed:.1f}x real time in total")
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _rss_of(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def end_to_end(recording: Path, models_dir: Path, reference: CallReference) -> None:
+    print("\nend to end: 5-minute call, Invoca API POST -> completed, `callplane serve` (SQLite, in-process worker)")
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-transcribe-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPLANE_")} | {
+        "CALLPLANE_DATA_DIR": str(data_dir),
+        "CALLPLANE_LOG_LEVEL": "WARNING",
+        "CALLPLANE_FETCH_ALLOWED_NETWORKS": '["127.0.0.1/32"]',
+        "CALLPLANE_WORKER_POLL_SECONDS": "0.05",
+        "CALLPLANE_ASR_MODELS_DIR": str(models_dir),  # joined once already (step 1)
+    }
+    files = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(recording.parent))
+    )
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{files.server_address[1]}/{recording.name}"
+    port = _free_port()
+    server = subprocess.Popen(
+        [*CALLPLANE, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.1)
+        admin_token = subprocess.run(
+            [*CALLPLANE, "admin-token"], env=env, check=True, capture_output=True, text=True
+        ).stdout.strip()
+        demo = json.loads(subprocess.run([*CALLPLANE, "demo-setup"], env=env, check=True, capture_output=True).stdout)
+        account_id = demo["invoca"]["network_account_id"]
+        token = demo["invoca"]["oauth_token"]
+        campaign = demo["invoca"]["advertiser_campaign_id_from_network"]
+        admin = {"Authorization": f"Bearer {admin_token}"}
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for definition in (
+                {"name": "Cancellation", "phrases": {"caller": ["cancel my subscription"]}},
+                {"name": "Offer Made", "phrases": {"agent": ["free upgrade"]}},
+                {"name": "Price Complaint", "examples": ["My bill is too expensive", "The price went up again"]},
+            ):
+                client.post(
+                    f"/v1/admin/accounts/{account_id}/signal-definitions", headers=admin, json=definition
+                ).raise_for_status()
+            print(f"{'run':<28} {'accepted->completed s':>21} {'x real time':>11} {'signals':>7}  stages (s)")
+            for run in ("first call (model loads)", "second call (warm worker)"):
+                started = time.perf_counter()
+                response = client.post(
+                    "/api/2022-03-01/calls.json",
+                    headers={"Authorization": token},
+                    json={
+                        "call": {
+                            "external_call_unique_id": secrets.token_hex(8),
+                            "start_time": 1460404800,
+                            "destination_phone_number": 9093900003,
+                            "calling_phone_number": 8779257384,
+                            "advertiser_campaign_id_from_network": campaign,
+                            "call_direction": "inbound",
+                            "recording_url": url,
+                        }
+                    },
+                )
+                response.raise_for_status()
+                call_id = response.json()["cuid"]
+                bearer = {"Authorization": f"Bearer {token}"}
+                while True:
+                    call = client.get(f"/v1/calls/{call_id}", headers=bearer).json()
+                    if call["status"] in ("completed", "failed"):
+                        break
+                    time.sleep(0.05)
+                wall = time.perf_counter() - started
+                if call["status"] != "completed":
+                    raise RuntimeError(call["status_reason"])
+                transcript = client.get(f"/v1/calls/{call_id}/transcript", headers=bearer).json()
+                assert transcript["complete"] and transcript["segments"], transcript
+                signals = sorted(s["name"] for s in call["signals"] if s["source"] == "detected")
+                history = call["jobs"][0]["history"]
+                marks = [datetime.fromisoformat(h["at"]) for h in history]
+                accepted = datetime.fromisoformat(call["received_at"].replace("Z", "+00:00"))
+                spans = [
+                    f"{h['stage']} {(mark - previous).total_seconds():.1f}"
+                    for h, mark, previous in zip(history, marks, [accepted, *marks], strict=False)
+                ]
+                print(
+                    f"{run:<28} {wall:>21.1f} {reference.duration_s / wall:>11.1f} {len(signals):>7}  "
+                    f"{', '.join(spans)}  [{', '.join(signals)}]",
+                    flush=True,
+                )
+        print(f"server peak RSS {_rss_of(server.pid):.0f} MB")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        files.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--model", type=Path, default=None, help="a CTranslate2 Whisper directory (default: base)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--skip-e2e", action="store_true")
+    args = parser.parse_args()
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs ({cpu}), device {args.device}")
+    with tempfile.TemporaryDirectory(prefix="bench-transcribe-") as scratch:
+        work = Path(scratch)
+        models = work / "models"
+        if args.model is None:
+            started = time.perf_counter()
+            ensure_registry_model(models)
+            print(f"registry model joined and verified in {time.perf_counter() - started:.2f} s (once per data dir)")
+        engines = {}
+        for workers in (2, 1):
+            settings = AsrSettings(model_path=args.model, data_dir=models, num_workers=workers, device=args.device)
+            engines[workers] = FasterWhisperEngine(settings)
+            print(
+                f"model {engines[workers].model_name} ({settings.resolved_compute_type()}, num_workers={workers}, "
+                f"cpu_threads={settings.cpu_threads}) loaded in {engines[workers].load_s:.2f} s; "
+                f"peak RSS so far {peak_rss_mb():.0f} MB"
+            )
+        engines[2].transcribe_channels(TESTSET / "en_us_cancel.mp3", "en-US")  # first decode allocates
+        engines[1].transcribe_channels(TESTSET / "en_us_cancel.mp3", "en-US")
+        testset = [(reference, TESTSET / reference.audio) for reference in read_references(TESTSET / "references.json")]
+        bench_calls("test set (tests/transcripts/testset)", engines, testset)
+        long_path = work / "five_minutes.mp3"
+        long_reference = synthesize(LONG_CALL, long_path, min_seconds=args.minutes * 60)
+        bench_calls(f"{long_reference.duration_s / 60:.1f}-minute call", engines, [(long_reference, long_path)])
+        two_at_once(engines[2], long_path, long_reference.language)
+        print(f"peak RSS of this process (two models loaded) {peak_rss_mb():.0f} MB")
+        for engine in engines.values():
+            engine.close()
+        if not args.skip_e2e:
+            end_to_end(long_path, models, long_reference)
+
+
+if __name__ == "__main__":
+    main()
