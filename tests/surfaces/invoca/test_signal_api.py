@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -266,3 +267,16 @@ def test_call_in_progress_answers_201_and_keeps_the_submission(client: httpx.Cli
         error(post(client, network, {"signals": [{"name": "Sale"}], "call_in_progress": "true"}), 403)[0]
         == "InvalidInput"
     )
+
+
+def test_concurrent_identical_requests_store_one_signal(client: httpx.Client, network: Network) -> None:
+    call_id = ingest(client, network)
+    body = {"search": {"transaction_id": call_id}, "signals": [{"name": "Sale", "partner_unique_id": "race"}]}
+
+    def send(_: int) -> int:
+        with httpx.Client(base_url=str(client.base_url), timeout=60) as own:
+            return post(own, network, body).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert set(pool.map(send, range(8))) == {200}
+    assert len(stored(client, network, call_id)["signals"]) == 1
