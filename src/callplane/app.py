@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,18 +27,25 @@ from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
 from callplane.core.transcripts.engine import AsrSettings
 from callplane.core.transcripts.runtime import TranscriptionRuntime
+from callplane.core.voice.service import VoiceService
+from callplane.core.voice.trunks import TrunkRegistrar
 from callplane.core.webhooks.delivery import DeliveryConfig, DeliveryWorker
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.logging import configure_logging, redact
+from callplane.media.engine import EngineConfig
+from callplane.media.sip import SippyCallEngine
 from callplane.settings import Settings
 from callplane.surfaces.admin.router import router as admin_router
 from callplane.surfaces.context import AppContext
 from callplane.surfaces.http import json_response
+from callplane.surfaces.infobip.calls_mapping import InfobipEventRenderer
+from callplane.surfaces.infobip.calls_router import router as infobip_calls_router
 from callplane.surfaces.infobip.common import error_body, install_error_handlers
 from callplane.surfaces.infobip.router import router as infobip_router
 from callplane.surfaces.invoca.router import router as invoca_router
 from callplane.surfaces.invoca.transcripts import router as invoca_transcripts_router
 from callplane.surfaces.native.router import router as native_router
+from callplane.surfaces.native.voice import router as native_voice_router
 from callplane.surfaces.native.webhooks import router as webhooks_router
 from callplane.surfaces.zipteams.router import router as zipteams_router
 
@@ -73,8 +81,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             delivery = build_delivery_worker(settings, context.sessions, context.secret_box)
             workers.append(asyncio.create_task(pipeline.run_forever(stop)))
             workers.append(asyncio.create_task(delivery.run_forever(stop)))
+        if settings.voice_enabled:
+            await start_voice(settings, context, stop, workers)
         yield
         stop.set()
+        if context.voice is not None:
+            await context.voice.stop()
+            context.voice = None
         await asyncio.gather(*workers, return_exceptions=True)
         if pipeline is not None:
             pipeline.close()
@@ -117,6 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks_router)
     app.include_router(admin_router)
     app.include_router(infobip_router)
+    app.include_router(infobip_calls_router)
+    app.include_router(native_voice_router)
     install_error_handlers(app)
     return app
 
@@ -249,6 +264,37 @@ def build_delivery_worker(
         ),
         callback_secret=settings.callback_signing_secret,
     )
+
+
+async def start_voice(
+    settings: Settings, context: AppContext, stop: asyncio.Event, workers: list[asyncio.Task[None]]
+) -> None:
+    """The in-process SIP/media engine, its control plane and the trunk registrar (one engine per process)."""
+    data_dir = settings.ensure_data_dir()
+    engine = SippyCallEngine(
+        EngineConfig(
+            sip_host=settings.sip_host,
+            sip_port=settings.sip_port,
+            rtp_host=settings.rtp_host,
+            rtp_port_range=(settings.rtp_port_min, settings.rtp_port_max),
+            cache_dir=data_dir / "media-cache",
+        )
+    )
+    voice = VoiceService(
+        engine=engine,
+        sessions=context.sessions,
+        secret_box=context.secret_box,
+        renderer=InfobipEventRenderer(),
+        data_dir=data_dir,
+        node_id=settings.voice_node_id or socket.gethostname(),
+        fetch_policy=TargetPolicy.from_config(settings.fetch_allowed_networks, settings.fetch_allowed_hosts),
+        trunk_channels=context.trunk_channels,
+    )
+    await voice.start()
+    context.voice = voice
+    context.trunk_registrar = TrunkRegistrar(engine=engine, sessions=context.sessions, secret_box=context.secret_box)
+    workers.append(asyncio.create_task(context.trunk_registrar.run_forever(stop)))
+    log.info("voice engine started", extra={"fields": {"sip": f"{settings.sip_host}:{settings.sip_port}"}})
 
 
 def _internal_error(path: str) -> Response:

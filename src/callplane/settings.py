@@ -62,6 +62,17 @@ class Settings(BaseSettings):
     job_backoff_base_seconds: float = 2.0
     job_backoff_cap_seconds: float = 600.0
 
+    # Programmable voice (docs/voice.md): `serve` runs the SIP/media engine in-process when enabled.
+    voice_enabled: bool = False
+    sip_host: str = "127.0.0.1"  # the address SIP binds to and puts in Via/Contact
+    sip_port: int = 5060
+    sip_public_host: str | None = None  # what we tell peers to send to, when it differs from sip_host
+    rtp_host: str = "127.0.0.1"
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 30000
+    # Live calls are owned by the node whose engine carries them; on start a node ends its leftovers.
+    voice_node_id: str | None = Field(default=None, description="unset: the host name")
+
     # Speech-to-text (docs/transcription.md): mapped onto core.transcripts.AsrSettings by app.asr_settings().
     transcription_enabled: bool = True
     # Calls one worker process transcribes at once (each call decodes its channels in parallel threads).

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from callplane.core.recordings.storage import RecordingStorage
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
+from callplane.core.voice.service import VoiceService
 from callplane.core.voice.trunks import TrunkChannels, TrunkRegistrar
 from callplane.settings import Settings
 from callplane.surfaces.ratelimit import RateLimiter
@@ -31,6 +32,8 @@ class AppContext:
     # engine runs here (None in API-only processes: the media process polls the trunks table instead).
     trunk_channels: TrunkChannels = field(default_factory=TrunkChannels)
     trunk_registrar: TrunkRegistrar | None = None
+    # The live-call control plane, when this process runs the media engine (CALLPLANE_VOICE_ENABLED).
+    voice: VoiceService | None = None
 
 
 def app_context(request: Request) -> AppContext:

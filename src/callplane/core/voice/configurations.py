@@ -241,6 +241,6 @@ async def subscribers(
     )
     return [
         (subscription, endpoint)
-        for subscription, endpoint in rows.tuples()
+        for subscription, endpoint in rows.all()
         if not subscription.event_types or event_type in subscription.event_types
     ]

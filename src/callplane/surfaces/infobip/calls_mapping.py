@@ -1,0 +1,168 @@
+"""Core voice rows -> the official client's JSON (`Call`, `CallLog`, `CallRecording`, events of §1.7).
+
+Pure functions; the event renderer is what `VoiceService` is given to write webhook bodies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from callplane.core.voice.events import VoiceEvent
+from callplane.core.voice.models import CallsConfiguration, EndpointType, VoiceCall, VoiceRecording
+from callplane.core.voice.states import ERROR_DESCRIPTIONS, ErrorCode
+from callplane.surfaces.infobip.common import infobip_time
+
+
+def endpoint_json(call: VoiceCall) -> dict[str, Any]:
+    """The far end. A SIP endpoint without a trunk (an inbound caller, or a `host` we dialed) has sipTrunkId ""."""
+    if call.endpoint_type == EndpointType.PHONE:
+        return {"type": "PHONE", "phoneNumber": call.endpoint_user}
+    endpoint: dict[str, Any] = {"type": "SIP", "username": call.endpoint_user, "sipTrunkId": call.trunk_id or ""}
+    if call.endpoint_host:
+        endpoint["host"] = call.endpoint_host
+    return endpoint
+
+
+def _ring_duration_s(call: VoiceCall) -> int | None:
+    if call.ringing_at is None:
+        return None
+    until = call.answered_at or call.ended_at
+    return None if until is None else max(0, round((until - call.ringing_at).total_seconds()))
+
+
+def configuration_json(configuration: CallsConfiguration) -> dict[str, Any]:
+    return {"id": configuration.id, "name": configuration.name}
+
+
+def call_json(call: VoiceCall) -> dict[str, Any]:
+    """`Call`."""
+    return {
+        "id": call.id,
+        "endpoint": endpoint_json(call),
+        "from": call.from_user,
+        "to": call.to_user,
+        "direction": call.direction,
+        "state": call.state,
+        "media": {
+            "audio": {"muted": False, "userMuted": False, "deaf": False},
+            "video": {"camera": False, "screenShare": False, "blind": False},
+        },
+        "startTime": infobip_time(call.created_at),
+        "answerTime": infobip_time(call.answered_at),
+        "endTime": infobip_time(call.ended_at),
+        "parentCallId": call.parent_call_id,
+        "ringDuration": _ring_duration_s(call),
+        "callsConfigurationId": call.configuration_id,
+        "customData": call.custom_data or {},
+        "dialogId": call.dialog_id,
+        "externalId": call.external_id,
+    }
+
+
+def error_code_json(code: int | None) -> dict[str, Any] | None:
+    if code is None:
+        return None
+    known = ErrorCode(code) if code in ErrorCode._value2member_map_ else None
+    if known is None:
+        return {"id": code, "name": "UNKNOWN", "description": "Unknown error"}
+    return {"id": code, "name": known.name, "description": ERROR_DESCRIPTIONS[known]}
+
+
+def call_log_json(call: VoiceCall) -> dict[str, Any]:
+    """`CallLog` (history and CALL_FINISHED / CALL_FAILED)."""
+    duration = None
+    if call.answered_at is not None and call.ended_at is not None:
+        duration = max(0, round((call.ended_at - call.answered_at).total_seconds()))
+    return {
+        "callId": call.id,
+        "endpoint": endpoint_json(call),
+        "from": call.from_user,
+        "to": call.to_user,
+        "direction": call.direction,
+        "state": call.state,
+        "startTime": infobip_time(call.created_at),
+        "answerTime": infobip_time(call.answered_at),
+        "endTime": infobip_time(call.ended_at),
+        "parentCallId": call.parent_call_id,
+        "ringDuration": _ring_duration_s(call),
+        "callsConfigurationIds": [call.configuration_id],
+        "conferenceIds": [],
+        "duration": duration,
+        "hasCameraVideo": False,
+        "hasScreenshareVideo": False,
+        "errorCode": error_code_json(call.error_code),
+        "customData": call.custom_data or {},
+        "dialogId": call.dialog_id,
+        "hangupSource": call.hangup_source,
+        "externalId": call.external_id,
+    }
+
+
+def recording_file_json(recording: VoiceRecording) -> dict[str, Any]:
+    """`CallsRecordingFile`."""
+    return {
+        "id": recording.id,
+        "name": recording.name,
+        "fileFormat": "WAV",
+        "size": recording.size_bytes,
+        "creationTime": infobip_time(recording.ended_at or recording.started_at),
+        "duration": None if recording.duration_ms is None else round(recording.duration_ms / 1000),
+        "startTime": infobip_time(recording.started_at),
+        "endTime": infobip_time(recording.ended_at),
+        "location": "HOSTED",
+        "customData": recording.custom_data or {},
+    }
+
+
+def call_recording_json(call: VoiceCall, recordings: list[VoiceRecording]) -> dict[str, Any]:
+    """`CallRecording`."""
+    return {
+        "callId": call.id,
+        "endpoint": endpoint_json(call),
+        "direction": call.direction,
+        "files": [recording_file_json(recording) for recording in recordings],
+        "status": "SUCCESSFUL",
+        "callsConfigurationId": call.configuration_id,
+        "startTime": infobip_time(min((r.started_at for r in recordings), default=call.created_at)),
+        "endTime": infobip_time(max((r.ended_at for r in recordings if r.ended_at), default=call.ended_at)),
+    }
+
+
+def _properties(event: VoiceEvent) -> dict[str, Any]:
+    call = event.call
+    kind = event.type
+    if kind in ("CALL_FINISHED", "CALL_FAILED"):
+        return {"callLog": call_log_json(call)}
+    if kind.startswith("CALL_") and kind != "CALL_RECORDING_READY":
+        return {"call": call_json(call)}
+    if kind == "CALL_RECORDING_READY":
+        recordings = [event.recording] if event.recording is not None else []
+        return {"recording": call_recording_json(call, recordings)}
+    played = {"duration": event.duration_ms, "playedCompletely": event.played_completely}
+    if kind == "SAY_FINISHED":
+        return played
+    if kind == "PLAY_FINISHED":
+        return played | {"capturedDtmf": event.digits}
+    if kind == "DTMF_CAPTURED":
+        return {"dtmf": event.digits, "timeout": event.timed_out}
+    if kind == "ERROR":
+        return {"actionType": event.action, "errorCode": "GENERAL_ERROR", "errorDetails": event.detail}
+    return {}
+
+
+class InfobipEventRenderer:
+    """The §1.7 envelope: `{type, callId, callsConfigurationId, timestamp, properties}`."""
+
+    def render(self, event: VoiceEvent) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": event.type,
+            "callId": event.call.id,
+            "callsConfigurationId": event.call.configuration_id,
+            "timestamp": infobip_time(event.at),
+            "properties": _properties(event),
+        }
+        if event.call.dialog_id:
+            body["dialogId"] = event.call.dialog_id
+        if event.custom_data:
+            body["properties"]["customData"] = event.custom_data
+        return body

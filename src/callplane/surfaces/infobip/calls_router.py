@@ -1,0 +1,584 @@
+"""`/calls/1/configurations`, `/calls/1/calls` (create, get, live list, history, actions) and call recordings.
+
+Parse the client's body, call one `VoiceService` method, render the client's model. Actions answer
+`CallsActionResponse {"status": "PENDING"}`; what they lead to arrives as events (docs/voice.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from callplane.core.voice import configurations as configs
+from callplane.core.voice.models import EndpointType
+from callplane.core.voice.service import (
+    CallFilter,
+    CaptureRequest,
+    Endpoint,
+    NewCall,
+    PlayContent,
+    PlayOptions,
+    RecordingRequest,
+    Speech,
+    VoiceService,
+)
+from callplane.core.voice.states import ErrorCode
+from callplane.media.engine import RecordingChannels
+from callplane.surfaces.context import ContextDep
+from callplane.surfaces.http import json_response
+from callplane.surfaces.infobip.calls_mapping import (
+    call_json,
+    call_log_json,
+    call_recording_json,
+    configuration_json,
+    recording_file_json,
+)
+from callplane.surfaces.infobip.common import InfobipError, PageDep, VoicePrincipalDep, bad_request, paged
+
+router = APIRouter(prefix="/calls/1", tags=["Infobip Calls: calls"])
+
+PENDING = {"status": "PENDING"}
+_WIRE = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+def voice_service(context: ContextDep) -> VoiceService:
+    if context.voice is None:
+        raise InfobipError(503, "The voice engine is not running in this process (CALLPLANE_VOICE_ENABLED)")
+    return context.voice
+
+
+VoiceDep = Annotated[VoiceService, Depends(voice_service)]
+
+
+# ---- bodies (the client's request models) -------------------------------------------------------
+
+
+class ConfigurationBody(BaseModel):
+    model_config = _WIRE
+    id: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    name: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+
+
+class EndpointBody(BaseModel):
+    model_config = _WIRE
+    type: str
+    username: str | None = None
+    sipTrunkId: str | None = None
+    host: str | None = None  # callplane: a SIP peer "host[:port]" without a trunk
+    customHeaders: dict[str, str] | None = None
+    phoneNumber: str | None = None
+
+
+class RecordingBody(BaseModel):
+    model_config = _WIRE
+    recordingType: Literal["AUDIO", "AUDIO_AND_VIDEO"] = "AUDIO"
+    customData: dict[str, str] | None = None
+    filePrefix: str | None = None
+    channels: Literal["MONO", "STEREO"] = "MONO"
+
+
+class CallBody(BaseModel):
+    model_config = _WIRE
+    endpoint: EndpointBody
+    from_: str | None = Field(default=None, alias="from")
+    fromDisplayName: str | None = None
+    connectTimeout: Annotated[int | None, Field(ge=1, le=60)] = None
+    recording: RecordingBody | None = None
+    maxDuration: Annotated[int, Field(ge=1, le=28800)] = 28800
+    customData: dict[str, str] | None = None
+    callsConfigurationId: str
+    parentCallId: str | None = None
+    externalId: str | None = None
+
+
+class AnswerBody(BaseModel):
+    model_config = _WIRE
+    customData: dict[str, str] | None = None
+    recording: RecordingBody | None = None
+
+
+class PreAnswerBody(BaseModel):
+    model_config = _WIRE
+    ringing: bool = False
+    customData: dict[str, str] | None = None
+
+
+class HangupBody(BaseModel):
+    model_config = _WIRE
+    errorCode: Literal[tuple(code.name for code in ErrorCode if code < 10100)] | None = None  # type: ignore[valid-type]
+
+
+class TerminationBody(BaseModel):
+    model_config = _WIRE
+    type: Literal["DTMF"] = "DTMF"
+    terminator: str | None = None
+
+
+class PreferencesBody(BaseModel):
+    model_config = _WIRE
+    voiceGender: Literal["FEMALE", "MALE"] | None = None
+    voiceName: str | None = None
+
+
+class SayBody(BaseModel):
+    model_config = _WIRE
+    text: Annotated[str, Field(min_length=1, max_length=1500)]
+    language: str
+    speechRate: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
+    loopCount: Annotated[int, Field(ge=1)] = 1
+    preferences: PreferencesBody | None = None
+    stopOn: TerminationBody | None = None
+    customData: dict[str, str] | None = None
+
+
+class ContentBody(BaseModel):
+    model_config = _WIRE
+    type: Literal["FILE", "URL", "RECORDING", "TEXT"]
+    fileId: str | None = None
+    fileUrl: str | None = None
+    cacheDuration: int | None = None
+    text: str | None = None
+    language: str | None = None
+    speechRate: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
+    preferences: PreferencesBody | None = None
+
+
+class PlayBody(BaseModel):
+    model_config = _WIRE
+    content: ContentBody
+    loopCount: Annotated[int, Field(ge=1)] = 1
+    timeout: Annotated[int | None, Field(ge=1)] = None
+    offset: Annotated[int, Field(ge=0)] = 0
+    stopOn: TerminationBody | None = None
+    customData: dict[str, str] | None = None
+
+
+class CustomDataBody(BaseModel):
+    model_config = _WIRE
+    customData: dict[str, str] | None = None
+
+
+class SendDtmfBody(BaseModel):
+    model_config = _WIRE
+    dtmf: Annotated[str, Field(min_length=1, max_length=64)]
+    customData: dict[str, str] | None = None
+
+
+class CaptureDtmfBody(BaseModel):
+    model_config = _WIRE
+    maxLength: Annotated[int, Field(ge=1, le=255)]
+    timeout: Annotated[int, Field(ge=1, le=600_000)]
+    terminator: Annotated[str | None, Field(max_length=1)] = None
+    digitTimeout: Annotated[int | None, Field(ge=1, le=600_000)] = None
+    playContent: ContentBody | None = None
+    customData: dict[str, str] | None = None
+
+
+class StartRecordingInner(BaseModel):
+    model_config = _WIRE
+    recordingType: Literal["AUDIO", "AUDIO_AND_VIDEO"] = "AUDIO"
+    customData: dict[str, str] | None = None
+    filePrefix: str | None = None
+    channels: Literal["MONO", "STEREO"] = "MONO"  # callplane: the call's recording may be STEREO here too
+
+
+class StartRecordingBody(BaseModel):
+    model_config = _WIRE
+    recording: StartRecordingInner | None = None
+
+
+# ---- mapping bodies to core ---------------------------------------------------------------------
+
+
+def _recording(body: RecordingBody | StartRecordingInner | None) -> RecordingRequest | None:
+    if body is None:
+        return None
+    if body.recordingType != "AUDIO":
+        raise bad_request("only AUDIO recordings are supported (no video)", field="recording.recordingType")
+    return RecordingRequest(
+        channels=RecordingChannels(body.channels), file_prefix=body.filePrefix, custom_data=body.customData or {}
+    )
+
+
+def _endpoint(body: EndpointBody) -> Endpoint:
+    headers = body.customHeaders or {}
+    if body.type == "SIP":
+        if not body.username:
+            raise bad_request("username is required", field="endpoint.username")
+        if not (body.sipTrunkId or body.host):
+            raise bad_request("sipTrunkId (or callplane's host) is required", field="endpoint.sipTrunkId")
+        return Endpoint(EndpointType.SIP, body.username, trunk_id=body.sipTrunkId, host=body.host, headers=headers)
+    if body.type == "PHONE":
+        if not body.phoneNumber:
+            raise bad_request("phoneNumber is required", field="endpoint.phoneNumber")
+        if not body.sipTrunkId:
+            raise bad_request(
+                "PHONE calls go out through a SIP trunk: give the endpoint's sipTrunkId", field="endpoint.sipTrunkId"
+            )
+        return Endpoint(EndpointType.PHONE, body.phoneNumber, trunk_id=body.sipTrunkId, headers=headers)
+    raise bad_request(f"endpoint type {body.type} is not supported; use SIP or PHONE", field="endpoint.type")
+
+
+def _speech(text: str | None, language: str | None, rate: float, preferences: PreferencesBody | None) -> Speech:
+    if not text or not language:
+        raise bad_request("TEXT content needs text and language", field="content.text")
+    return Speech(text, language, rate, preferences.voiceGender if preferences else None)
+
+
+def _content(body: ContentBody) -> PlayContent:
+    if body.type == "FILE":
+        if not body.fileId:
+            raise bad_request("fileId is required", field="content.fileId")
+        return PlayContent(file_id=body.fileId)
+    if body.type == "RECORDING":
+        if not body.fileId:
+            raise bad_request("fileId is required", field="content.fileId")
+        return PlayContent(recording_file_id=body.fileId)
+    if body.type == "URL":
+        if not body.fileUrl:
+            raise bad_request("fileUrl is required", field="content.fileUrl")
+        return PlayContent(url=body.fileUrl)
+    return PlayContent(speech=_speech(body.text, body.language, body.speechRate, body.preferences))
+
+
+def _stop_on(body: TerminationBody | None) -> dict[str, Any]:
+    if body is None:
+        return {}
+    return {"stop_on_dtmf": True, "stop_terminator": body.terminator}
+
+
+# ---- configurations -----------------------------------------------------------------------------
+
+
+@router.post("/configurations", status_code=201)
+async def create_configuration(body: ConfigurationBody, principal: VoicePrincipalDep, context: ContextDep) -> Response:
+    async with context.sessions() as session, session.begin():
+        configuration = await configs.create_configuration(
+            session=session, account_id=principal.account.id, configuration_id=body.id, name=body.name
+        )
+        out = configuration_json(configuration)
+    return json_response(out, 201)
+
+
+@router.get("/configurations")
+async def list_configurations(principal: VoicePrincipalDep, context: ContextDep, page: PageDep) -> Response:
+    async with context.sessions() as session:
+        rows, total = await configs.list_configurations(
+            session=session, account_id=principal.account.id, offset=page.offset, limit=page.size
+        )
+        results = [configuration_json(row) for row in rows]
+    return json_response(paged(results, page=page, total=total))
+
+
+@router.get("/configurations/{configuration_id}")
+async def get_configuration(configuration_id: str, principal: VoicePrincipalDep, context: ContextDep) -> Response:
+    async with context.sessions() as session:
+        configuration = await configs.get_configuration(
+            session=session, account_id=principal.account.id, configuration_id=configuration_id
+        )
+        return json_response(configuration_json(configuration))
+
+
+@router.put("/configurations/{configuration_id}")
+async def update_configuration(
+    configuration_id: str, body: ConfigurationBody, principal: VoicePrincipalDep, context: ContextDep
+) -> Response:
+    async with context.sessions() as session, session.begin():
+        configuration = await configs.update_configuration(
+            session=session, account_id=principal.account.id, configuration_id=configuration_id, name=body.name
+        )
+        out = configuration_json(configuration)
+    return json_response(out)
+
+
+@router.delete("/configurations/{configuration_id}")
+async def delete_configuration(configuration_id: str, principal: VoicePrincipalDep, context: ContextDep) -> Response:
+    async with context.sessions() as session, session.begin():
+        configuration = await configs.delete_configuration(
+            session=session, account_id=principal.account.id, configuration_id=configuration_id
+        )
+        out = configuration_json(configuration)
+    return json_response(out)
+
+
+# ---- calls --------------------------------------------------------------------------------------
+
+
+@router.post("/calls", status_code=201)
+async def create_call(body: CallBody, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    call = await voice.create_call(
+        account_id=principal.account.id,
+        request=NewCall(
+            configuration_id=body.callsConfigurationId,
+            endpoint=_endpoint(body.endpoint),
+            from_user=body.from_,
+            from_display_name=body.fromDisplayName,
+            connect_timeout_s=body.connectTimeout,
+            max_duration_s=body.maxDuration,
+            custom_data=body.customData or {},
+            external_id=body.externalId,
+            parent_call_id=body.parentCallId,
+            recording=_recording(body.recording),
+        ),
+    )
+    return json_response(call_json(call), 201)
+
+
+def _filters(
+    live: bool,
+    type: str | None = None,
+    callsConfigurationId: str | None = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    direction: Literal["INBOUND", "OUTBOUND"] | None = None,
+    status: str | None = None,
+    startTimeAfter: datetime | None = None,
+    conferenceId: str | None = None,
+    dialogId: str | None = None,
+) -> CallFilter:
+    return CallFilter(
+        live=live,
+        endpoint_type=type,
+        configuration_id=callsConfigurationId,
+        from_user=from_,
+        to_user=to,
+        direction=direction,
+        state=status,
+        start_time_after=startTimeAfter,
+        conference_id=conferenceId,
+        dialog_id=dialogId,
+    )
+
+
+def live_filters(
+    type: str | None = None,
+    callsConfigurationId: str | None = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    direction: Literal["INBOUND", "OUTBOUND"] | None = None,
+    status: str | None = None,
+    startTimeAfter: datetime | None = None,
+    conferenceId: str | None = None,
+    dialogId: str | None = None,
+) -> CallFilter:
+    return _filters(
+        True, type, callsConfigurationId, from_, to, direction, status, startTimeAfter, conferenceId, dialogId
+    )
+
+
+def history_filters(
+    type: str | None = None,
+    callsConfigurationId: str | None = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    direction: Literal["INBOUND", "OUTBOUND"] | None = None,
+    status: str | None = None,
+    startTimeAfter: datetime | None = None,
+    conferenceId: str | None = None,
+    dialogId: str | None = None,
+) -> CallFilter:
+    return _filters(
+        False, type, callsConfigurationId, from_, to, direction, status, startTimeAfter, conferenceId, dialogId
+    )
+
+
+@router.get("/calls")
+async def list_calls(
+    principal: VoicePrincipalDep,
+    voice: VoiceDep,
+    page: PageDep,
+    filters: Annotated[CallFilter, Depends(live_filters)],
+) -> Response:
+    rows, total = await voice.list_calls(
+        account_id=principal.account.id, filters=filters, offset=page.offset, limit=page.size
+    )
+    return json_response(paged([call_json(row) for row in rows], page=page, total=total))
+
+
+@router.get("/calls/history")
+async def list_call_history(
+    principal: VoicePrincipalDep,
+    voice: VoiceDep,
+    page: PageDep,
+    filters: Annotated[CallFilter, Depends(history_filters)],
+) -> Response:
+    rows, total = await voice.list_calls(
+        account_id=principal.account.id, filters=filters, offset=page.offset, limit=page.size
+    )
+    return json_response(paged([call_log_json(row) for row in rows], page=page, total=total))
+
+
+@router.get("/calls/{call_id}")
+async def get_call(call_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    return json_response(call_json(await voice.get_call(account_id=principal.account.id, call_id=call_id)))
+
+
+@router.get("/calls/{call_id}/history")
+async def get_call_history(call_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    call = await voice.get_call(account_id=principal.account.id, call_id=call_id)
+    if call.ended_at is None:
+        raise InfobipError(404, "Call history not found (the call is still live).")
+    return json_response(call_log_json(call))
+
+
+@router.post("/calls/{call_id}/answer")
+async def answer(
+    call_id: str, principal: VoicePrincipalDep, voice: VoiceDep, body: AnswerBody | None = None
+) -> Response:
+    body = body or AnswerBody()
+    await voice.answer(
+        account_id=principal.account.id,
+        call_id=call_id,
+        recording=_recording(body.recording),
+        custom_data=body.customData,
+    )
+    return json_response(PENDING)
+
+
+@router.post("/calls/{call_id}/pre-answer")
+async def pre_answer(
+    call_id: str, principal: VoicePrincipalDep, voice: VoiceDep, body: PreAnswerBody | None = None
+) -> Response:
+    await voice.pre_answer(account_id=principal.account.id, call_id=call_id, ringing=(body or PreAnswerBody()).ringing)
+    return json_response(PENDING)
+
+
+@router.post("/calls/{call_id}/send-ringing")
+async def send_ringing(call_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    await voice.send_ringing(account_id=principal.account.id, call_id=call_id)
+    return json_response(PENDING)
+
+
+@router.post("/calls/{call_id}/hangup")
+async def hangup(
+    call_id: str, principal: VoicePrincipalDep, voice: VoiceDep, body: HangupBody | None = None
+) -> Response:
+    code = ErrorCode[body.errorCode] if body is not None and body.errorCode else None
+    call = await voice.hangup(account_id=principal.account.id, call_id=call_id, error_code=code)
+    return json_response(call_json(call))
+
+
+@router.post("/calls/{call_id}/say")
+async def say(call_id: str, body: SayBody, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    await voice.say(
+        account_id=principal.account.id,
+        call_id=call_id,
+        speech=_speech(body.text, body.language, body.speechRate, body.preferences),
+        options=PlayOptions(loop_count=body.loopCount, custom_data=body.customData or {}, **_stop_on(body.stopOn)),
+    )
+    return json_response(PENDING)
+
+
+@router.post("/calls/{call_id}/play")
+async def play(call_id: str, body: PlayBody, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    await voice.play(
+        account_id=principal.account.id,
+        call_id=call_id,
+        content=_content(body.content),
+        options=PlayOptions(
+            loop_count=body.loopCount,
+            offset_ms=body.offset,
+            timeout_ms=body.timeout,
+            custom_data=body.customData or {},
+            **_stop_on(body.stopOn),
+        ),
+    )
+    return json_response(PENDING)
+
+
+@router.post("/calls/{call_id}/stop-play")
+async def stop_play(call_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    await voice.stop_play(account_id=principal.account.id, call_id=call_id)
+    return json_response(PENDING)
+
+
+@router.post("/calls/{call_id}/send-dtmf")
+async def send_dtmf(call_id: str, body: SendDtmfBody, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    await voice.send_dtmf(account_id=principal.account.id, call_id=call_id, digits=body.dtmf)
+    return json_response(PENDING)
+
+
+@router.post("/calls/{call_id}/capture/dtmf")
+async def capture_dtmf(call_id: str, body: CaptureDtmfBody, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    await voice.capture_dtmf(
+        account_id=principal.account.id,
+        call_id=call_id,
+        request=CaptureRequest(
+            max_length=body.maxLength,
+            timeout_ms=body.timeout,
+            terminator=body.terminator,
+            digit_timeout_ms=body.digitTimeout,
+            custom_data=body.customData or {},
+            play=_content(body.playContent) if body.playContent is not None else None,
+        ),
+    )
+    return json_response(PENDING)
+
+
+@router.post("/calls/{call_id}/start-recording")
+async def start_recording(
+    call_id: str, principal: VoicePrincipalDep, voice: VoiceDep, body: StartRecordingBody | None = None
+) -> Response:
+    request = _recording((body or StartRecordingBody()).recording or StartRecordingInner())
+    assert request is not None
+    await voice.start_recording(account_id=principal.account.id, call_id=call_id, request=request)
+    return json_response(PENDING)
+
+
+@router.post("/calls/{call_id}/stop-recording")
+async def stop_recording(call_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    await voice.stop_recording(account_id=principal.account.id, call_id=call_id)
+    return json_response(PENDING)
+
+
+# ---- recordings ---------------------------------------------------------------------------------
+
+
+@router.get("/recordings/calls")
+async def list_call_recordings(
+    principal: VoicePrincipalDep,
+    voice: VoiceDep,
+    page: PageDep,
+    callId: str | None = None,
+    callsConfigurationId: str | None = None,
+) -> Response:
+    found, total = await voice.list_recordings(
+        account_id=principal.account.id,
+        call_id=callId,
+        configuration_id=callsConfigurationId,
+        offset=page.offset,
+        limit=page.size,
+    )
+    results = [call_recording_json(call, files) for call, files in found]
+    return json_response(paged(results, page=page, total=total))
+
+
+@router.get("/recordings/calls/{call_id}")
+async def get_call_recordings(call_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    call, files = await voice.call_recordings(account_id=principal.account.id, call_id=call_id)
+    return json_response(call_recording_json(call, files))
+
+
+@router.delete("/recordings/calls/{call_id}")
+async def delete_call_recordings(call_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    call, files = await voice.delete_call_recordings(account_id=principal.account.id, call_id=call_id)
+    return json_response(call_recording_json(call, files))
+
+
+@router.get("/recordings/files/{file_id}")
+async def download_recording_file(
+    file_id: str, request: Request, principal: VoicePrincipalDep, voice: VoiceDep
+) -> Response:
+    """The WAV bytes; `Range` requests are answered 206 by Starlette's FileResponse."""
+    recording, path = await voice.recording_file(account_id=principal.account.id, file_id=file_id)
+    return FileResponse(path, media_type="audio/wav", filename=recording.name)
+
+
+@router.delete("/recordings/files/{file_id}")
+async def delete_recording_file(file_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    recording = await voice.delete_recording_file(account_id=principal.account.id, file_id=file_id)
+    return json_response(recording_file_json(recording))

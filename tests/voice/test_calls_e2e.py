@@ -1,0 +1,488 @@
+"""The Calls API end to end: a real server with the in-process engine, real sipp peers, events at a loopback
+webhook receiver (signed, through the outbox), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import random
+import secrets
+import subprocess
+import threading
+import time
+import wave
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from callplane.core.webhooks.signing import verify
+from callplane.settings import Settings
+from callplane.testing.factories import Admin
+from callplane.testing.server import (
+    DEFAULT_POSTGRES_ADMIN_URL,
+    RunningServer,
+    running_server,
+    scratch_postgres_database,
+)
+from tests.media.sippkit import (
+    SIPP_PCAPS,
+    best_correlation,
+    free_even_port_pair,
+    free_udp_port,
+    render_scenario,
+    tone,
+    write_rtp_pcap,
+)
+
+ADMIN_TOKEN = "voice-e2e-admin"
+TERMINAL = ("CALL_FINISHED", "CALL_FAILED")
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_sipps() -> Iterator[None]:
+    """A failed test must not leave its sipp running (nor its pipes open)."""
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.returncode is None:
+            process.kill()
+        process.communicate()
+
+
+# ---- a loopback webhook receiver ----------------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    url: str = ""
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def events(self, call_id: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            bodies = [json.loads(body) for _, body in self.received]
+        return [body for body in bodies if call_id is None or body.get("callId") == call_id]
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 40) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for event in self.events():
+                if predicate(event):
+                    return event
+            time.sleep(0.05)
+        raise AssertionError(f"no matching event within {timeout_s}s; got {[e['type'] for e in self.events()]}")
+
+    def wait_type(self, call_id: str, event_type: str, timeout_s: float = 40) -> dict[str, Any]:
+        return self.wait_for(lambda e: e.get("callId") == call_id and e["type"] == event_type, timeout_s)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    sink = Receiver()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            with sink.lock:
+                sink.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    sink.url = f"http://127.0.0.1:{server.server_address[1]}/events"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield sink
+    server.shutdown()
+    server.server_close()
+
+
+# ---- a server with the voice engine -------------------------------------------------------------
+
+
+@dataclass
+class VoiceServer:
+    running: RunningServer
+    sip_port: int
+    admin: Admin
+
+
+def _settings(data_dir: Path, database_url: str | None, sip_port: int) -> Settings:
+    low = random.randrange(20000, 38000, 2)
+    return Settings(
+        environment="test",
+        data_dir=data_dir,
+        database_url=database_url,
+        admin_token=ADMIN_TOKEN,
+        log_level="WARNING",
+        fetch_allowed_networks=["127.0.0.1/32"],
+        workers_enabled=True,
+        transcription_enabled=False,
+        delivery_poll_seconds=0.1,
+        voice_enabled=True,
+        sip_port=sip_port,
+        rtp_port_min=low,
+        rtp_port_max=low + 1000,
+        voice_node_id="test-node",
+    )
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def voice_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoiceServer]:
+    data_dir = tmp_path_factory.mktemp(f"voice-{request.param}")
+    sip_port = free_udp_port()
+    if request.param == "sqlite":
+        with running_server(_settings(data_dir, None, sip_port)) as running:
+            yield from _serving(running, sip_port)
+        return
+    admin_url = os.environ.get("CALLPLANE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
+    with scratch_postgres_database(admin_url) as url, running_server(_settings(data_dir, url, sip_port)) as running:
+        yield from _serving(running, sip_port)
+
+
+def _serving(running: RunningServer, sip_port: int) -> Iterator[VoiceServer]:
+    admin = Admin(running.base_url, ADMIN_TOKEN)
+    try:
+        yield VoiceServer(running, sip_port, admin)
+    finally:
+        admin.client.close()
+
+
+@dataclass
+class App:
+    """One account's application: its API key, a calls configuration subscribed to the receiver."""
+
+    http: httpx.Client
+    native: httpx.Client
+    configuration_id: str
+    secret: str
+
+
+@pytest.fixture
+def app(voice_server: VoiceServer, receiver: Receiver) -> Iterator[App]:
+    account = voice_server.admin.network()
+    base = voice_server.running.base_url
+    with (
+        httpx.Client(base_url=base, headers={"Authorization": f"App {account.token}"}, timeout=30) as api,
+        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {account.token}"}, timeout=30) as native,
+    ):
+        created = api.post("/calls/1/configurations", json={"name": "e2e"})
+        assert created.status_code == 201, created.text
+        configuration_id = created.json()["id"]
+        subscription = native.post(
+            f"/v1/voice/configurations/{configuration_id}/subscriptions", json={"url": receiver.url}
+        )
+        assert subscription.status_code == 201, subscription.text
+        yield App(api, native, configuration_id, subscription.json()["secret"])
+
+
+# ---- sipp ---------------------------------------------------------------------------------------
+
+
+def run_sipp(scenario: Path, *, remote: str | None, extra: list[str]) -> subprocess.Popen[bytes]:
+    args = [
+        "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(free_udp_port()),
+        "-mp", str(free_even_port_pair()), "-nostdin", "-trace_err", "-m", "1", "-timeout", "60s",
+        "-timeout_error", *extra,
+    ]  # fmt: skip
+    if remote:
+        args.append(remote)
+    process = subprocess.Popen(
+        args, cwd=scenario.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "TERM": "dumb"}
+    )
+    _STARTED.append(process)
+    return process
+
+
+def sipp_result(process: subprocess.Popen[bytes], timeout_s: float = 60) -> tuple[int, str]:
+    try:
+        output, _ = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return process.returncode, output.decode(errors="replace")[-3000:]
+
+
+def uas(tmp_path: Path, name: str, **values: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A sipp UAS listening on its own port; returns the process and the port."""
+    port = free_udp_port()
+    scenario = render_scenario(name, tmp_path, **values)
+    args = [
+        "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_even_port_pair()),
+        "-nostdin", "-trace_err", "-m", "1", "-timeout", "60s", "-timeout_error", "-rtp_echo",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "TERM": "dumb"},
+    )
+    _STARTED.append(process)
+    time.sleep(0.3)  # sipp binds its socket
+    return process, port
+
+
+def check_signed(receiver: Receiver, secret: str, call_id: str) -> None:
+    with receiver.lock:
+        received = list(receiver.received)
+    signed = [(h, b) for h, b in received if json.loads(b).get("callId") == call_id]
+    assert signed
+    for headers, body in signed:
+        verify(secret, headers, body)
+
+
+def terminal_events(receiver: Receiver, call_id: str) -> list[dict[str, Any]]:
+    return [event for event in receiver.events(call_id) if event["type"] in TERMINAL]
+
+
+def settle_then_single_terminal(receiver: Receiver, call_id: str) -> dict[str, Any]:
+    """Exactly one terminal event, even after a second to let any duplicate arrive."""
+    receiver.wait_for(lambda e: e.get("callId") == call_id and e["type"] in TERMINAL)
+    time.sleep(1.0)
+    found = terminal_events(receiver, call_id)
+    assert len(found) == 1, [e["type"] for e in receiver.events(call_id)]
+    return found[0]
+
+
+# ---- tests --------------------------------------------------------------------------------------
+
+
+def test_inbound_call_received_answered_says_captures_dtmf_and_hangs_up_once(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    called = f"ivr-{secrets.token_hex(3)}"
+    routed = app.native.post(f"/v1/voice/configurations/{app.configuration_id}/routes", json={"called_user": called})
+    assert routed.status_code == 201, routed.text
+    tone_pcap = tmp_path / "tone.pcap"
+    write_rtp_pcap(tone_pcap, tone(700, 3.0))
+    scenario = render_scenario(
+        "uac_ivr.xml", tmp_path, TONE_PCAP=str(tone_pcap), TONE_MS="5000", PCAPS=str(SIPP_PCAPS), BYE_TIMEOUT_MS="40000"
+    )
+    sipp = run_sipp(scenario, remote=f"127.0.0.1:{voice_server.sip_port}", extra=["-s", called])
+
+    received = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)
+    call_id = received["callId"]
+    call = received["properties"]["call"]
+    assert call["direction"] == "INBOUND" and call["state"] == "CALLING"
+    assert call["from"] == "sipp" and call["callsConfigurationId"] == app.configuration_id
+    assert call["customData"] == {"x-customer-id": "cust-42"}
+
+    assert app.http.post(f"/calls/1/calls/{call_id}/send-ringing").json() == {"status": "PENDING"}
+    assert app.http.post(f"/calls/1/calls/{call_id}/answer", json={}).json() == {"status": "PENDING"}
+    receiver.wait_type(call_id, "CALL_ESTABLISHED")
+    capture = app.http.post(
+        f"/calls/1/calls/{call_id}/capture/dtmf", json={"maxLength": 4, "timeout": 15000, "terminator": "#"}
+    )
+    assert capture.status_code == 200, capture.text
+    said = app.http.post(
+        f"/calls/1/calls/{call_id}/say", json={"text": "Please enter your code.", "language": "en", "speechRate": 1.2}
+    )
+    assert said.status_code == 200, said.text
+
+    captured = receiver.wait_type(call_id, "DTMF_CAPTURED")
+    assert captured["properties"]["dtmf"] == "15" and captured["properties"]["timeout"] is False
+    receiver.wait_type(call_id, "SAY_FINISHED")
+    live = app.http.get("/calls/1/calls", params={"callsConfigurationId": app.configuration_id}).json()
+    assert [c["id"] for c in live["results"]] == [call_id] and live["results"][0]["state"] == "ESTABLISHED"
+
+    hung = app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
+    assert hung.status_code == 200 and hung.json()["id"] == call_id
+    code, output = sipp_result(sipp)
+    assert code == 0, output
+
+    finished = settle_then_single_terminal(receiver, call_id)
+    assert finished["type"] == "CALL_FINISHED"
+    log = finished["properties"]["callLog"]
+    assert log["state"] == "FINISHED" and log["hangupSource"] == "API"
+    assert log["errorCode"] == {
+        "id": 10000,
+        "name": "NORMAL_HANGUP",
+        "description": "The call has ended with hangup initiated by caller, callee or API",
+    }
+    # deliveries run concurrently, so arrival order is not event order: the envelope's timestamp is
+    at = {e["type"]: e["timestamp"] for e in receiver.events(call_id)}
+    assert at["CALL_RECEIVED"] <= at["CALL_RINGING"] <= at["CALL_ESTABLISHED"] <= at["DTMF_CAPTURED"]
+    assert at["CALL_FINISHED"] >= at["DTMF_CAPTURED"]
+    check_signed(receiver, app.secret, call_id)
+
+    history = app.http.get("/calls/1/calls/history", params={"callsConfigurationId": app.configuration_id}).json()
+    assert [c["callId"] for c in history["results"]] == [call_id]
+    assert history["paging"]["totalResults"] == 1
+    core = app.native.get(f"/v1/calls/{call_id}")
+    assert core.status_code == 200, core.text
+
+
+def _pcm(path: Path) -> tuple[np.ndarray[Any, np.dtype[np.int16]], int]:
+    with wave.open(str(path)) as wav:
+        frames = wav.readframes(wav.getnframes())
+        return np.frombuffer(frames, dtype=np.int16), wav.getnchannels()
+
+
+def test_outbound_call_rings_answers_plays_records_and_the_recording_holds_the_echoed_audio(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    sipp, port = uas(tmp_path, "uas_answer.xml", BYE_TIMEOUT_MS="40000")
+    prompt = tone(1200, 2.0)
+    wav = tmp_path / "prompt.wav"
+    with wave.open(str(wav), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(prompt.tobytes())
+    with wav.open("rb") as handle:
+        uploaded = app.http.post("/calls/1/files", files={"file": ("prompt.wav", handle, "audio/wav")})
+    assert uploaded.status_code == 200, uploaded.text
+    file_id = uploaded.json()["id"]
+
+    created = app.http.post(
+        "/calls/1/calls",
+        json={
+            "endpoint": {
+                "type": "SIP",
+                "username": "echo",
+                "host": f"127.0.0.1:{port}",
+                "customHeaders": {"X-Campaign": "campaign-7"},
+            },
+            "from": "alice",
+            "connectTimeout": 30,
+            "callsConfigurationId": app.configuration_id,
+            "customData": {"order": "A1"},
+            "externalId": "ext-1",
+        },
+    )
+    assert created.status_code == 201, created.text
+    call = created.json()
+    call_id = call["id"]
+    assert call["direction"] == "OUTBOUND" and call["externalId"] == "ext-1"
+
+    receiver.wait_type(call_id, "CALL_RINGING")
+    receiver.wait_type(call_id, "CALL_ESTABLISHED")
+    started = app.http.post(
+        f"/calls/1/calls/{call_id}/start-recording",
+        json={"recording": {"recordingType": "AUDIO", "channels": "STEREO"}},
+    )
+    assert started.status_code == 200, started.text
+    played = app.http.post(f"/calls/1/calls/{call_id}/play", json={"content": {"type": "FILE", "fileId": file_id}})
+    assert played.status_code == 200, played.text
+    finished_play = receiver.wait_type(call_id, "PLAY_FINISHED")
+    assert finished_play["properties"]["playedCompletely"] is True
+    time.sleep(0.5)  # the echo of the last frames comes back
+    assert app.http.post(f"/calls/1/calls/{call_id}/stop-recording").status_code == 200
+
+    ready = receiver.wait_type(call_id, "CALL_RECORDING_READY")
+    files = ready["properties"]["recording"]["files"]
+    assert len(files) == 1 and files[0]["fileFormat"] == "WAV"
+    recording_id = files[0]["id"]
+    download = app.http.get(f"/calls/1/recordings/files/{recording_id}")
+    assert download.status_code == 200 and download.headers["content-type"] == "audio/wav"
+    path = tmp_path / "recording.wav"
+    path.write_bytes(download.content)
+    samples, channels = _pcm(path)
+    assert channels == 2
+    heard, sent = samples[0::2], samples[1::2]
+    assert best_correlation(prompt[:8000], sent) > 0.9  # what we played
+    assert best_correlation(prompt[:4000], heard) > 0.9  # sipp echoed it back to us
+    partial = app.http.get(f"/calls/1/recordings/files/{recording_id}", headers={"Range": "bytes=0-43"})
+    assert partial.status_code == 206 and len(partial.content) == 44 and partial.content[:4] == b"RIFF"
+
+    listed = app.http.get(f"/calls/1/recordings/calls/{call_id}").json()
+    assert listed["callId"] == call_id and [f["id"] for f in listed["files"]] == [recording_id]
+
+    assert app.http.post(f"/calls/1/calls/{call_id}/hangup", json={}).status_code == 200
+    code, output = sipp_result(sipp)
+    assert code == 0, output
+    final = settle_then_single_terminal(receiver, call_id)
+    assert final["type"] == "CALL_FINISHED" and final["properties"]["callLog"]["hangupSource"] == "API"
+    assert final["properties"]["callLog"]["customData"] == {"order": "A1"}
+
+
+FAILURES = [
+    pytest.param("486", "Busy Here", "17", "BUSY", "BUSY", id="busy"),
+    pytest.param("603", "Decline", "21", "FAILED", "REJECTED", id="decline"),
+    pytest.param("404", "Not Found", "1", "FAILED", "DESTINATION_NOT_FOUND", id="not-found"),
+]
+
+
+@pytest.mark.parametrize(("status", "phrase", "cause", "state", "error"), FAILURES)
+def test_far_end_failures_end_in_their_state_and_error_code(
+    voice_server: VoiceServer,
+    app: App,
+    receiver: Receiver,
+    tmp_path: Path,
+    status: str,
+    phrase: str,
+    cause: str,
+    state: str,
+    error: str,
+) -> None:
+    sipp, port = uas(tmp_path, "uas_fail.xml", STATUS=status, PHRASE=phrase, CAUSE=cause, REASON_TEXT=phrase)
+    created = app.http.post(
+        "/calls/1/calls",
+        json={
+            "endpoint": {"type": "SIP", "username": "bob", "host": f"127.0.0.1:{port}"},
+            "callsConfigurationId": app.configuration_id,
+        },
+    )
+    assert created.status_code == 201, created.text
+    call_id = created.json()["id"]
+    code, output = sipp_result(sipp)
+    assert code == 0, output
+    final = settle_then_single_terminal(receiver, call_id)
+    assert final["type"] == "CALL_FAILED"
+    log = final["properties"]["callLog"]
+    assert (log["state"], log["errorCode"]["name"], log["hangupSource"]) == (state, error, "ENDPOINT")
+    assert app.http.get(f"/calls/1/calls/{call_id}").json()["state"] == state
+
+
+def test_no_answer_within_connect_timeout_and_an_api_cancel(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    sipp, port = uas(tmp_path, "uas_ring_forever.xml")
+    created = app.http.post(
+        "/calls/1/calls",
+        json={
+            "endpoint": {"type": "SIP", "username": "carol", "host": f"127.0.0.1:{port}"},
+            "connectTimeout": 2,
+            "callsConfigurationId": app.configuration_id,
+        },
+    )
+    call_id = created.json()["id"]
+    receiver.wait_type(call_id, "CALL_RINGING")
+    final = settle_then_single_terminal(receiver, call_id)
+    log = final["properties"]["callLog"]
+    assert (log["state"], log["errorCode"]["name"], log["hangupSource"]) == ("NO_ANSWER", "NO_ANSWER", "PLATFORM")
+    code, output = sipp_result(sipp)
+    assert code == 0, output
+
+    sipp, port = uas(_fresh(tmp_path), "uas_ring_forever.xml")
+    created = app.http.post(
+        "/calls/1/calls",
+        json={
+            "endpoint": {"type": "SIP", "username": "dave", "host": f"127.0.0.1:{port}"},
+            "callsConfigurationId": app.configuration_id,
+        },
+    )
+    call_id = created.json()["id"]
+    receiver.wait_type(call_id, "CALL_RINGING")
+    assert app.http.post(f"/calls/1/calls/{call_id}/hangup", json={}).status_code == 200
+    final = settle_then_single_terminal(receiver, call_id)
+    log = final["properties"]["callLog"]
+    assert (log["state"], log["errorCode"]["name"], log["hangupSource"]) == ("CANCELLED", "CANCELLED", "API")
+    sipp_result(sipp)
+
+
+def _fresh(tmp_path: Path) -> Path:
+    directory = tmp_path / secrets.token_hex(3)
+    directory.mkdir()
+    return directory
