@@ -31,6 +31,7 @@ import struct
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,7 +94,7 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Content-Length: 0
 
     ]]></send>
-  <nop><action><exec play_pcap_audio="TONE_PCAP"/></action></nop>
+  TONE_PLAY
   <pause milliseconds="TONE_MS"/>
   <nop><action><exec play_pcap_audio="PCAPS/dtmf_2833_1.pcap"/></action></nop>
   <pause milliseconds="400"/>
@@ -147,6 +148,21 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class _ReceiveMeter:
+    """RTP packets received by the live channels since the last look (a diagnostic: did sipp's media arrive?)."""
+
+    def __init__(self, engine: object) -> None:
+        self.engine = engine
+        self.seen: dict[int, int] = {}
+
+    def delta(self) -> int:
+        channels = self.engine.clock._channels  # type: ignore[attr-defined]
+        now = {key: channel.stats.packets_received for key, channel in channels.items()}
+        total = sum(count - self.seen.get(key, 0) for key, count in now.items())
+        self.seen = now
+        return total
+
+
 def _sipp_counter(output: str, name: str) -> int:
     matches = re.findall(rf"{name}\s*\|\s*\d+\s*\|\s*(\d+)", output)
     return int(matches[-1]) if matches else -1
@@ -167,6 +183,8 @@ class Run:
     concurrency_samples: list[int] = field(default_factory=list)
     seconds: float = 0.0
     hold_s: float = 0.0
+    misses: Counter[str] = field(default_factory=Counter)
+    rx_samples: list[float] = field(default_factory=list)  # RTP packets/s received per live call (50 = all)
 
     @property
     def failures(self) -> int:
@@ -185,7 +203,9 @@ class Run:
         )
 
 
-async def _run(label: str, *, limit: int, rate: float, total: int, hold_s: float, workdir: Path) -> Run:
+async def _run(
+    label: str, *, limit: int, rate: float, total: int, hold_s: float, workdir: Path, caller_audio: str
+) -> Run:
     """One sipp run against a fresh engine; `limit` concurrent at most, `rate` new calls/s, `total` calls."""
     from callplane.media.sip import SippyCallEngine  # imported after pinning; sippy starts threads
 
@@ -209,8 +229,10 @@ async def _run(label: str, *, limit: int, rate: float, total: int, hold_s: float
             )
             if collected.digits == EXPECTED_DIGITS:
                 run.dtmf_ok += 1
-        except Exception:  # a call ended under us counts as a missing DTMF result
-            pass
+            else:
+                run.misses[f"{collected.digits!r} ended by {collected.ended_by}"] += 1
+        except Exception as error:  # a call ended under us counts as a missing DTMF result
+            run.misses[type(error).__name__] += 1
 
     async def dispatcher() -> None:
         while True:
@@ -229,8 +251,9 @@ async def _run(label: str, *, limit: int, rate: float, total: int, hold_s: float
     tone_s = max(0.5, hold_s - DTMF_TAIL_S)
     _tone_pcap(pcap, tone_s)
     scenario = workdir / "voice.xml"
+    tone_play = f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>' if caller_audio == "pcap" else ""
     scenario.write_text(
-        SCENARIO.replace("TONE_PCAP", str(pcap))
+        SCENARIO.replace("TONE_PLAY", tone_play)
         .replace("TONE_MS", str(int(tone_s * 1000)))
         .replace("PCAPS", str(SIPP_PCAPS))
     )
@@ -238,12 +261,14 @@ async def _run(label: str, *, limit: int, rate: float, total: int, hold_s: float
         "taskset", "-c", "1", "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(_free_port()),
         "-mp", str(_free_port() & ~1), f"127.0.0.1:{engine.config.sip_port}", "-s", "bench",
         "-l", str(limit), "-r", f"{rate:.2f}", "-m", str(total), "-nostdin",
+        *(["-rtp_echo"] if caller_audio == "echo" else []),
         "-timeout", f"{int(total / rate + hold_s * 4 + 60)}s",
         cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     runner = asyncio.create_task(dispatcher())
     started = time.monotonic()
     cpu_before, wall_before = _cpu_seconds(), time.monotonic()
+    meter = _ReceiveMeter(engine)
     steady_from = 0.9 * (limit if label == "level" else rate * hold_s)
     while sipp.returncode is None:
         try:
@@ -251,11 +276,13 @@ async def _run(label: str, *, limit: int, rate: float, total: int, hold_s: float
         except TimeoutError:
             pass
         cpu_now, wall_now = _cpu_seconds(), time.monotonic()
+        received = meter.delta()
         concurrency = engine.clock.channel_count
         run.peak = max(run.peak, concurrency)
         if concurrency >= steady_from:
             run.cpu_samples.append(100 * (cpu_now - cpu_before) / (wall_now - wall_before))
             run.concurrency_samples.append(concurrency)
+            run.rx_samples.append(received / (wall_now - wall_before) / max(concurrency, 1))
         cpu_before, wall_before = cpu_now, wall_now
     run.seconds = time.monotonic() - started
     run.hold_s = hold_s
@@ -275,6 +302,7 @@ def _row(run: Run) -> str:
         f" {run.target:6d}  {run.calls:5d}  {run.peak:4d}  {run.answered:8d}  {run.sipp_ok:5d}/{run.sipp_failed:<5d}"
         f"  {run.dtmf_ok:7d}  {run.failures:8d}  {run.cpu_percent:7.1f}  {run.cpu_per_call:8.3f}%"
         f"  {run.calls / max(run.seconds - run.hold_s - DTMF_TAIL_S, 1.0):7.1f}"
+        f"  {statistics.median(run.rx_samples) if run.rx_samples else float('nan'):9.1f}"
     )
 
 
@@ -286,6 +314,13 @@ def main() -> None:
     parser.add_argument("--rate-seconds", type=float, default=10.0, help="how long each rate is offered")
     parser.add_argument("--rate-hold", type=float, default=3.0, help="seconds each call lasts in the rate runs")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="no new run starts after this")
+    parser.add_argument(
+        "--caller-audio",
+        choices=("echo", "pcap"),
+        default="echo",
+        help="what the caller sends besides its digits: our own audio echoed back by sipp (-rtp_echo, one sipp"
+        " thread) or a tone pcap per call (a sipp thread per call: on a shared 2-core machine sipp falls behind first)",
+    )
     parser.add_argument("--stop-on-failure", action="store_true", help="skip higher levels after a failing one")
     args = parser.parse_args()
     if shutil.which("sipp") is None:
@@ -295,7 +330,7 @@ def main() -> None:
         f"engine pinned to CPU 0, sipp to CPU 1; {os.cpu_count()} CPUs; Python {sys.version.split()[0]};"
         " per call: answer + looped TTS prompt + MONO recording + DTMF collection of sipp's RFC 4733 '12#'"
     )
-    header = " target  calls  peak  answered  sipp ok/fail  dtmf ok  failures  CPU%     per call  setup/s"
+    header = " target  calls  peak  answered  sipp ok/fail  dtmf ok  failures  CPU%     per call  setup/s  rx pkt/s"
     best_level = 0
     with tempfile.TemporaryDirectory(prefix="voice-bench-") as scratch:
         workdir = Path(scratch)
@@ -310,9 +345,11 @@ def main() -> None:
             level_dir.mkdir()
             run = asyncio.run(
                 _run("level", limit=level, rate=max(1.0, level / args.hold), total=2 * level, hold_s=args.hold,
-                     workdir=level_dir)
+                     workdir=level_dir, caller_audio=args.caller_audio)
             )  # fmt: skip
             print(_row(run), flush=True)
+            if run.misses:
+                print(f"         DTMF misses: {dict(run.misses.most_common(4))}")
             if run.failures == 0:
                 best_level = max(best_level, level)
             elif args.stop_on_failure:
@@ -330,7 +367,7 @@ def main() -> None:
             total = int(rate * args.rate_seconds)
             run = asyncio.run(
                 _run("rate", limit=int(rate * args.rate_hold * 3) + 10, rate=rate, total=total,
-                     hold_s=args.rate_hold, workdir=rate_dir)
+                     hold_s=args.rate_hold, workdir=rate_dir, caller_audio=args.caller_audio)
             )  # fmt: skip
             print(_row(run), flush=True)
             if run.failures == 0:
