@@ -486,3 +486,27 @@ def _fresh(tmp_path: Path) -> Path:
     directory = tmp_path / secrets.token_hex(3)
     directory.mkdir()
     return directory
+
+
+def test_a_caller_who_gives_up_while_ringing_ends_cancelled_once(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    called = f"queue-{secrets.token_hex(3)}"
+    routed = app.native.post(f"/v1/voice/configurations/{app.configuration_id}/routes", json={"called_user": called})
+    assert routed.status_code == 201, routed.text
+    sipp = run_sipp(
+        render_scenario("uac_cancel.xml", tmp_path), remote=f"127.0.0.1:{voice_server.sip_port}", extra=["-s", called]
+    )
+    received = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)
+    call_id = received["callId"]
+    assert app.http.post(f"/calls/1/calls/{call_id}/send-ringing").status_code == 200
+    code, output = sipp_result(sipp)
+    assert code == 0, output
+    final = settle_then_single_terminal(receiver, call_id)
+    log = final["properties"]["callLog"]
+    assert (log["state"], log["errorCode"]["name"], log["hangupSource"]) == ("CANCELLED", "CANCELLED", "ENDPOINT")
+    gone = app.http.post(f"/calls/1/calls/{call_id}/answer", json={})
+    assert (
+        gone.status_code == 400
+        and gone.json()["requestError"]["serviceException"]["text"] == "The call has already ended."
+    )

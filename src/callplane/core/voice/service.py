@@ -255,6 +255,9 @@ class VoiceService:
 
     async def stop(self) -> None:
         """Hang up every live call (their terminal events are written), then stop the engine."""
+        shutdown = Ending(VoiceCallState.FAILED, HangupSource.PLATFORM, ErrorCode.ENGINE_RESTARTED)
+        for live in self._live.values():
+            live.requested = shutdown  # the engine's LOCAL hangups below end them as a platform shutdown
         await self.engine.stop()
         await asyncio.sleep(0)
         if self._consumer is not None:
@@ -267,9 +270,7 @@ class VoiceService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._consumer
         for live in list(self._live.values()):
-            await self._finish(
-                live.call_id, Ending(VoiceCallState.FAILED, HangupSource.PLATFORM, ErrorCode.ENGINE_RESTARTED)
-            )
+            await self._finish(live.call_id, shutdown)
         for task in list(self._tasks):
             task.cancel()
 

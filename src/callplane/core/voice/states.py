@@ -89,7 +89,7 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.SERVICE_UNAVAILABLE: "The destination or its carrier is out of service (5xx)",
     ErrorCode.MAX_DURATION_REACHED: "The call reached its maxDuration and was ended by the platform",
     ErrorCode.MEDIA_FAILURE: "The platform ended the call after a media failure (Q.850 cause 41)",
-    ErrorCode.ENGINE_RESTARTED: "The media engine carrying the call stopped; the call was ended when it restarted",
+    ErrorCode.ENGINE_RESTARTED: "The media engine carrying the call stopped (shutdown or crash)",
 }
 
 # The SIP final response and Q.850 cause we send when the application ends an unanswered inbound call.
