@@ -65,13 +65,16 @@ def admin(quiet_server: RunningServer) -> Iterator[Admin]:
     operator.client.close()
 
 
-def _run_worker(server: RunningServer, stages: frozenset[str] | None, *, until_idle: bool = True) -> None:
-    """Run one pipeline worker (optionally limited to some stages) until it finds nothing more to do."""
+def _run_worker(
+    server: RunningServer, stages: frozenset[str] | None, *, until_idle: bool = True, **settings: Any
+) -> None:
+    """Run one pipeline worker (optionally limited to some stages, with some settings changed) until it finds
+    nothing more to do."""
 
     async def run() -> None:
         engine = create_engine(server.settings)
         worker = build_pipeline_worker(
-            server.settings,
+            server.settings.model_copy(update=settings),
             create_session_factory(engine),
             SecretBox(server.settings.effective_secret_key()),
             LocalRecordingStorage(server.settings.data_dir / "recordings"),
@@ -311,3 +314,22 @@ def test_stage_workers_hand_jobs_on_and_a_campaign_without_transcription_is_skip
         assert missing.json()["detail"] == "the call was not transcribed: transcription is turned off for campaign '86'"
         invoca = client.get(f"/call/transcript/{call_id}", params={"oauth_token": network.token})
         assert invoca.status_code == 404 and invoca.json()["errors"]["class"] == "TranscriptNotAvailable"
+
+
+def test_a_channel_over_its_time_budget_is_cut_short_and_the_call_still_completes(
+    quiet_server: RunningServer, files: FileServer, admin: Admin
+) -> None:
+    network = _network_with_signals(admin)
+    bearer = {"Authorization": f"Bearer {network.token}"}
+    with httpx.Client(base_url=quiet_server.base_url, timeout=30) as client:
+        call_id = _submit(client, network, _serve_test_call(files))
+        # A budget far below the audio's length: each channel stops after its first decoded segment.
+        _run_worker(quiet_server, stages=None, asr_budget_ratio=0.001, asr_budget_min_seconds=0.001)
+        call = client.get(f"/v1/calls/{call_id}", headers=bearer).json()
+        assert call["status"] == "completed" and call["transcript"]["complete"] is False
+        document = client.get(f"/v1/calls/{call_id}/transcript", headers=bearer).json()
+        assert document["complete"] is False
+        assert {channel["stopped_reason"] for channel in document["channels"]} == {"time budget exceeded"}
+        kept = [segment["speaker"] for segment in document["segments"]]
+        assert kept == ["agent", "caller"]  # the first segment of each channel, nothing after
+        assert _processed_results(quiet_server, call_id)["transcription_available"] is True
