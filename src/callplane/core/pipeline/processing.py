@@ -6,6 +6,7 @@ lease) resumes where the last one stopped: `recording`, `transcribe` (speech-to-
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from callplane.core.transcripts.runtime import TranscriptionRuntime
 from callplane.db.base import new_id
 from callplane.errors import CallplaneError
 
+log = logging.getLogger("callplane.pipeline")
 CALLS = cast(Table, Call.__table__)
 EVENTS = cast(Table, Event.__table__)
 
@@ -216,6 +218,10 @@ async def stage_transcribe(env: ProcessingEnvironment, call: Call) -> None:
         account = await session.get(Account, call.account_id)
         recording = await session.scalar(select(CallRecording).where(CallRecording.call_id == call.id))
         rules = await transcripts.detection_rules(session, call.account_id)
+    if rules.invalid:
+        log.warning(
+            "signal definitions skipped: their phrases cannot be parsed", extra={"fields": {"names": rules.invalid}}
+        )
     language = transcripts.call_language(call.language_code, account.default_language_code if account else None)
     reason = await _skip_reason(env, campaign)
     if reason is not None or env.transcription is None:
