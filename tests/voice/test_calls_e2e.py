@@ -3,6 +3,7 @@ webhook receiver (signed, through the outbox), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import os
@@ -63,6 +64,7 @@ def _stop_sipps() -> Iterator[None]:
 class Receiver:
     url: str = ""
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    basic: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def events(self, call_id: str | None = None) -> list[dict[str, Any]]:
@@ -91,7 +93,10 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             with sink.lock:
-                sink.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                if self.path == "/basic":  # a second subscription's copies, kept apart
+                    sink.basic.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                else:
+                    sink.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
             self.send_response(200)
             self.end_headers()
 
@@ -448,6 +453,17 @@ def test_far_end_failures_end_in_their_state_and_error_code(
 def test_no_answer_within_connect_timeout_and_an_api_cancel(
     voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
 ) -> None:
+    basic = app.native.post(
+        f"/v1/voice/configurations/{app.configuration_id}/subscriptions",
+        json={
+            "url": receiver.url.replace("/events", "/basic"),
+            "event_types": ["CALL_FAILED"],
+            "auth": "BASIC",
+            "username": "hook",
+            "password": "s3cret",
+        },
+    )
+    assert basic.status_code == 201 and basic.json()["username"] == "hook" and "password" not in basic.json()
     sipp, port = uas(tmp_path, "uas_ring_forever.xml")
     created = app.http.post(
         "/calls/1/calls",
@@ -462,6 +478,13 @@ def test_no_answer_within_connect_timeout_and_an_api_cancel(
     final = settle_then_single_terminal(receiver, call_id)
     log = final["properties"]["callLog"]
     assert (log["state"], log["errorCode"]["name"], log["hangupSource"]) == ("NO_ANSWER", "NO_ANSWER", "PLATFORM")
+    # the BASIC subscription got its own copy: basic auth and its own signature
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _with_basic_auth(receiver, call_id):
+        time.sleep(0.05)
+    [(headers, body)] = _with_basic_auth(receiver, call_id)
+    assert headers["authorization"] == "Basic " + base64.b64encode(b"hook:s3cret").decode()
+    verify(basic.json()["secret"], headers, body)
     code, output = sipp_result(sipp)
     assert code == 0, output
 
@@ -480,6 +503,11 @@ def test_no_answer_within_connect_timeout_and_an_api_cancel(
     log = final["properties"]["callLog"]
     assert (log["state"], log["errorCode"]["name"], log["hangupSource"]) == ("CANCELLED", "CANCELLED", "API")
     sipp_result(sipp)
+
+
+def _with_basic_auth(receiver: Receiver, call_id: str) -> list[tuple[dict[str, str], bytes]]:
+    with receiver.lock:
+        return [(h, b) for h, b in receiver.basic if "authorization" in h and json.loads(b)["callId"] == call_id]
 
 
 def _fresh(tmp_path: Path) -> Path:

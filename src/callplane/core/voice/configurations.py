@@ -198,11 +198,10 @@ async def create_subscription(
         webhook_endpoint_id=endpoint.id,
         event_types=sorted(set(event_types)),
         auth=auth,
-        basic_username=basic_username if auth is SubscriptionAuth.BASIC else None,
-        basic_password_encrypted=(
-            secret_box.encrypt(basic_password) if auth is SubscriptionAuth.BASIC and basic_password else None
-        ),
     )
+    if auth is SubscriptionAuth.BASIC and basic_password:
+        endpoint.basic_auth_username = basic_username
+        endpoint.basic_auth_ciphertext = secret_box.encrypt(basic_password)
     session.add(subscription)
     await session.flush()
     return subscription, endpoint, secret

@@ -76,9 +76,7 @@ class EventSubscription(Base):
     configuration_id: Mapped[str] = mapped_column(ForeignKey("voice_configurations.id", ondelete="CASCADE"), index=True)
     webhook_endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
     event_types: Mapped[list[str]] = mapped_column(default=list)  # empty: every event
-    auth: Mapped[str] = mapped_column(String(8), default=SubscriptionAuth.HMAC)
-    basic_username: Mapped[str | None] = mapped_column(String(255))
-    basic_password_encrypted: Mapped[str | None] = mapped_column(Text)
+    auth: Mapped[str] = mapped_column(String(8), default=SubscriptionAuth.HMAC)  # BASIC credentials: on the endpoint
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

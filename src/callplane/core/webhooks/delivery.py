@@ -13,6 +13,7 @@ leaves a lease that lapses, and the delivery is sent again: delivery is at least
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.utils
 import ipaddress
@@ -82,6 +83,7 @@ class ClaimedDelivery:
     lease_expires_at: datetime
     secret: str | None  # the signing secret, decrypted; never logged
     blocked: str | None  # why it must not be sent at all (endpoint deleted or disabled)
+    basic_auth: tuple[str, str] | None = None  # (username, encrypted password); never logged
 
     def __repr__(self) -> str:
         return f"ClaimedDelivery(id={self.id!r}, kind={self.kind!r}, event_type={self.event_type!r})"
@@ -236,19 +238,30 @@ class DeliveryWorker:
                 )
             ).all()
             endpoint_ids = {row.endpoint_id for row in rows if row.endpoint_id}
-            endpoints: dict[str, tuple[bool, str]] = {}
+            endpoints: dict[str, tuple[bool, str, tuple[str, str] | None]] = {}
             if endpoint_ids:
+                e = ENDPOINTS.c
                 result = await session.execute(
-                    select(ENDPOINTS.c.id, ENDPOINTS.c.enabled, ENDPOINTS.c.secret_ciphertext).where(
-                        ENDPOINTS.c.id.in_(endpoint_ids)
+                    select(e.id, e.enabled, e.secret_ciphertext, e.basic_auth_username, e.basic_auth_ciphertext).where(
+                        e.id.in_(endpoint_ids)
                     )
                 )
-                endpoints = {row.id: (bool(row.enabled), row.secret_ciphertext) for row in result}
+                endpoints = {
+                    row.id: (
+                        bool(row.enabled),
+                        row.secret_ciphertext,
+                        (row.basic_auth_username, row.basic_auth_ciphertext) if row.basic_auth_ciphertext else None,
+                    )
+                    for row in result
+                }
         return [self._claimed(row, lease, endpoints) for row in rows]
 
-    def _claimed(self, row: Any, lease: datetime, endpoints: dict[str, tuple[bool, str]]) -> ClaimedDelivery:
+    def _claimed(
+        self, row: Any, lease: datetime, endpoints: dict[str, tuple[bool, str, tuple[str, str] | None]]
+    ) -> ClaimedDelivery:
         secret: str | None = None
         blocked: str | None = None
+        basic_auth: tuple[str, str] | None = None
         if row.kind == DeliveryKind.WEBHOOK:
             found = endpoints.get(row.endpoint_id or "")
             if found is None:
@@ -257,6 +270,7 @@ class DeliveryWorker:
                 blocked = "the webhook endpoint is disabled"
             else:
                 secret = found[1]  # still encrypted; decrypted in deliver()
+                basic_auth = found[2]
         else:
             secret = self._callback_secret
         return ClaimedDelivery(
@@ -271,6 +285,7 @@ class DeliveryWorker:
             lease_expires_at=lease,
             secret=secret,
             blocked=blocked,
+            basic_auth=basic_auth,
         )
 
     async def record(self, claimed: ClaimedDelivery, outcome: Outcome) -> bool:
@@ -341,6 +356,10 @@ class DeliveryWorker:
             secret = claimed.secret
             if secret is not None and claimed.kind == DeliveryKind.WEBHOOK:
                 secret = self._box.decrypt(secret)
+            if claimed.basic_auth is not None:
+                username, ciphertext = claimed.basic_auth
+                token = base64.b64encode(f"{username}:{self._box.decrypt(ciphertext)}".encode()).decode()
+                headers["authorization"] = f"Basic {token}"
         except SecretUnreadable:
             return Outcome(
                 None, "the endpoint's signing secret cannot be decrypted with the configured key", sent=False

@@ -22,6 +22,9 @@ class WebhookEndpoint(Base):
     event_types: Mapped[list[str]] = mapped_column(default=list)  # empty: every event
     enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Optional HTTP basic auth sent with every delivery (voice subscriptions ask for it); password encrypted.
+    basic_auth_username: Mapped[str | None] = mapped_column(String(255))
+    basic_auth_ciphertext: Mapped[str | None] = mapped_column(Text)
 
 
 class DeliveryKind(StrEnum):

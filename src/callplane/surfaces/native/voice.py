@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from callplane.core.voice import configurations as service
 from callplane.core.voice.models import EventSubscription, InboundRoute, SubscriptionAuth
+from callplane.core.webhooks.models import WebhookEndpoint
 from callplane.errors import CallplaneError, NotFound
 from callplane.surfaces.context import ContextDep, SessionDep
 from callplane.surfaces.native.auth import PrincipalDep
@@ -34,14 +35,14 @@ class RouteIn(BaseModel):
     called_user: str
 
 
-def subscription_out(subscription: EventSubscription, url: str) -> dict[str, Any]:
+def subscription_out(subscription: EventSubscription, endpoint: WebhookEndpoint | None) -> dict[str, Any]:
     return {
         "id": subscription.id,
         "configuration_id": subscription.configuration_id,
-        "url": url,
+        "url": endpoint.url if endpoint else None,
         "event_types": subscription.event_types,
         "auth": subscription.auth,
-        "username": subscription.basic_username,
+        "username": endpoint.basic_auth_username if endpoint else None,
         "created_at": subscription.created_at,
     }
 
@@ -80,20 +81,18 @@ async def create_subscription(
             )
     except CallplaneError as error:
         raise HTTPException(_status(error), error.message) from error
-    return subscription_out(subscription, endpoint.url) | {"secret": secret}
+    return subscription_out(subscription, endpoint) | {"secret": secret}
 
 
 @router.get("/{configuration_id}/subscriptions")
 async def list_subscriptions(configuration_id: str, principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
-    from callplane.core.webhooks.models import WebhookEndpoint
-
     found = await service.list_subscriptions(
         session=session, account_id=principal.account.id, configuration_id=configuration_id
     )
     results = []
     for subscription in found:
         endpoint = await session.get(WebhookEndpoint, subscription.webhook_endpoint_id)
-        results.append(subscription_out(subscription, endpoint.url if endpoint else ""))
+        results.append(subscription_out(subscription, endpoint))
     return {"results": results}
 
 
