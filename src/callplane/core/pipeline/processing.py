@@ -191,7 +191,7 @@ async def stage_recording(env: ProcessingEnvironment, call: Call) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-async def _skip_reason(env: ProcessingEnvironment, campaign: Campaign | None) -> str | None:
+def _skip_reason(env: ProcessingEnvironment, campaign: Campaign | None) -> str | None:
     if campaign is not None and not campaign.transcription_enabled:
         return f"transcription is turned off for campaign {campaign.external_id!r}"
     if env.transcription is None:
@@ -223,7 +223,7 @@ async def stage_transcribe(env: ProcessingEnvironment, call: Call) -> None:
             "signal definitions skipped: their phrases cannot be parsed", extra={"fields": {"names": rules.invalid}}
         )
     language = transcripts.call_language(call.language_code, account.default_language_code if account else None)
-    reason = await _skip_reason(env, campaign)
+    reason = _skip_reason(env, campaign)
     if reason is not None or env.transcription is None:
         async with env.sessions() as session, session.begin():
             await transcripts.save_skipped(session, call=call, reason=reason or "", language_code=language)
