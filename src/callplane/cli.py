@@ -180,10 +180,9 @@ def demo_setup(
 
 
 def _voice_addresses(settings: Settings, base_url: str) -> dict[str, str]:
-    """Where a Calls API client and a SIP phone reach this server (the SIP settings may not exist yet)."""
-    sip_host = getattr(settings, "sip_public_host", None) or getattr(settings, "sip_host", "127.0.0.1")
-    sip_port = getattr(settings, "sip_port", 5060)
-    return {"base_url": base_url.rstrip("/"), "sip_address": f"sip:{sip_host}:{sip_port}"}
+    """Where a Calls API client and a SIP phone reach this server (`serve` with CALLPLANE_VOICE_ENABLED)."""
+    sip_host = settings.sip_public_host or settings.sip_host
+    return {"base_url": base_url.rstrip("/"), "sip_address": f"sip:{sip_host}:{settings.sip_port}"}
 
 
 @app.command()
@@ -191,6 +190,7 @@ def phone(
     listen: Annotated[str | None, typer.Option(help="answer calls on HOST:PORT (SIP over UDP)")] = None,
     dial: Annotated[str | None, typer.Option(help="call sip:user@host:port")] = None,
     digits: Annotated[str, typer.Option(help="DTMF to send once the call is answered")] = "",
+    digits_delay: Annotated[float, typer.Option(help="seconds to wait after answer before the digits")] = 0.0,
     play: Annotated[Path | None, typer.Option(help="WAV/MP3 to play once answered")] = None,
     say: Annotated[str | None, typer.Option(help="text to speak once answered (espeak-ng)")] = None,
     duration: Annotated[float | None, typer.Option(help="hang up this many seconds after answer")] = None,
@@ -216,6 +216,7 @@ def phone(
             listen=parse_host_port(listen) if listen else None,
             dial=SipUri.parse(dial) if dial else None,
             digits=digits,
+            digits_delay_s=digits_delay,
             play=play,
             say=say,
             duration_s=duration,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from callplane.errors import CallplaneError
 from callplane.media.engine import (
     CallAnswered,
     CallEarlyMedia,
@@ -70,6 +71,7 @@ class PhoneOptions:
     listen: tuple[str, int] | None = None  # where our SIP socket binds; None with --dial: 127.0.0.1, any port
     dial: SipUri | None = None
     digits: str = ""
+    digits_delay_s: float = 0.0  # wait after answer before sending the digits (an IVR starts listening first)
     play: Path | None = None
     say: str | None = None
     duration_s: float | None = None  # hang up this long after answer; None: wait for the far end
@@ -142,6 +144,7 @@ class Phone:
             )
         )
         self._hangup_timers: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._recordings = 0
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -154,8 +157,8 @@ class Phone:
                 return await self._dial(events, stop)
             return await self._listen(events, stop)
         finally:
-            for timer in self._hangup_timers.values():
-                timer.cancel()
+            for task in [*self._hangup_timers.values(), *self._tasks]:
+                task.cancel()
             await self.engine.stop()
             self.emit({"event": "stopped"})
 
@@ -185,10 +188,23 @@ class Phone:
         if prompt is not None:
             await self.engine.play(call_id, prompt)
         if self.options.digits:
-            await self.engine.send_dtmf(call_id, self.options.digits)
-            self.emit({"event": "digits_sent", "call_id": call_id, "digits": self.options.digits})
+            self._spawn(self._send_digits(call_id))
         if self.options.duration_s is not None:
             self._hangup_timers[call_id] = asyncio.create_task(self._hang_up_later(call_id, self.options.duration_s))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_digits(self, call_id: str) -> None:
+        await asyncio.sleep(self.options.digits_delay_s)
+        try:
+            await self.engine.send_dtmf(call_id, self.options.digits)
+        except CallplaneError as error:  # the call ended before the digits went out
+            self.emit({"event": "error", "call_id": call_id, "detail": error.message})
+            return
+        self.emit({"event": "digits_sent", "call_id": call_id, "digits": self.options.digits})
 
     async def _hang_up_later(self, call_id: str, delay_s: float) -> None:
         await asyncio.sleep(delay_s)

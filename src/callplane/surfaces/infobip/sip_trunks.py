@@ -108,9 +108,8 @@ def to_spec(body: SipTrunkRequest) -> service.TrunkSpec:
 
 
 def sbc_hosts(settings: Settings) -> list[str]:
-    """Where the peer sends calls to us: our SIP address (the SIP settings may not exist yet)."""
-    host = getattr(settings, "sip_public_host", None) or getattr(settings, "sip_host", "127.0.0.1")
-    return [f"{host}:{getattr(settings, 'sip_port', 5060)}"]
+    """Where the peer sends calls to us: our SIP address."""
+    return [f"{settings.sip_public_host or settings.sip_host}:{settings.sip_port}"]
 
 
 def trunk_out(trunk: SipTrunk, settings: Settings) -> dict[str, Any]:
