@@ -2,7 +2,7 @@
 
 sipp (pinned to CPU 1) calls the media engine (this process, pinned to CPU 0). Every call is answered, hears a
 looped espeak-ng prompt, is recorded (MONO WAV) and has a DTMF collection running; sipp streams a PCMA tone and
-then sends RFC 4733 digits 1, 2, # from its own pcaps before hanging up. A call counts as good only when sipp
+then sends RFC 4733 digits 1, 2, # (one generated pcap) before hanging up. A call counts as good only when sipp
 completed it *and* the engine collected exactly "12" ended by "#".
 
 Two measurements, both bounded in calls and time:
@@ -49,7 +49,6 @@ from callplane.media.engine import (  # noqa: E402
 )
 from callplane.media.g711 import PayloadType  # noqa: E402
 
-SIPP_PCAPS = Path("/usr/share/sip-tester")
 EXPECTED_DIGITS = "12"
 
 SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -96,12 +95,8 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
     ]]></send>
   TONE_PLAY
   <pause milliseconds="TONE_MS"/>
-  <nop><action><exec play_pcap_audio="PCAPS/dtmf_2833_1.pcap"/></action></nop>
-  <pause milliseconds="400"/>
-  <nop><action><exec play_pcap_audio="PCAPS/dtmf_2833_2.pcap"/></action></nop>
-  <pause milliseconds="400"/>
-  <nop><action><exec play_pcap_audio="PCAPS/dtmf_2833_pound.pcap"/></action></nop>
-  <pause milliseconds="600"/>
+  <nop><action><exec play_pcap_audio="DTMF_PCAP"/></action></nop>
+  <pause milliseconds="1400"/>
   <send retrans="500"><![CDATA[
 
       BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
@@ -118,7 +113,7 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   <recv response="200" crlf="true"/>
 </scenario>
 """
-DTMF_TAIL_S = 1.4  # the three digits and the pause before BYE
+DTMF_TAIL_S = 1.4  # the digits' pcap (about 1 s) and the pause before BYE
 
 
 def _free_port() -> int:
@@ -141,6 +136,37 @@ def _tone_pcap(path: Path, seconds: float) -> None:
         micros = index * 20_000
         out.append(struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), len(frame)) + frame)
     path.write_bytes(b"".join(out))
+
+
+def _pcap(path: Path, packets: list[tuple[int, bytes]]) -> None:
+    """A pcap sipp's play_pcap_audio replays: (milliseconds from start, RTP packet) over Ethernet/IPv4/UDP."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for index, (at_ms, rtp) in enumerate(packets):
+        udp = struct.pack("!HHHH", 6000, 6002, 8 + len(rtp), 0) + rtp
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), index, 0, 64, 17, 0, b"\x7f\0\0\1", b"\x7f\0\0\1")
+        frame = b"\0" * 12 + b"\x08\x00" + ip + udp
+        out.append(struct.pack("<IIII", at_ms // 1000, at_ms % 1000 * 1000, len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(out))
+
+
+def _dtmf_pcap(path: Path, digits: str) -> None:
+    """RFC 4733 digits in one pcap (one sipp thread per call instead of one per digit): per digit 100 ms of
+    event packets sharing one timestamp, three end packets, then 200 ms of nothing."""
+    codes = {str(n): n for n in range(10)} | {"*": 10, "#": 11}
+    packets: list[tuple[int, bytes]] = []
+    seq, at_ms, timestamp = 1000, 0, 16000
+    for digit in digits:
+        for step in range(8):
+            end = step >= 5
+            duration = min(step + 1, 5) * 160
+            payload = struct.pack("!BBH", codes[digit], (0x80 if end else 0) | 10, duration)
+            marker = 0x80 if step == 0 else 0
+            packets.append((at_ms, struct.pack("!BBHII", 0x80, marker | 101, seq, timestamp, 0x5EED) + payload))
+            seq += 1
+            at_ms += 20 if step < 5 else 0
+        at_ms += 200
+        timestamp += 8000  # a new event: a new timestamp
+    _pcap(path, packets)
 
 
 def _cpu_seconds() -> float:
@@ -248,6 +274,8 @@ async def _run(
                 (workdir / f"{event.call_id}.wav").unlink(missing_ok=True)
 
     pcap = workdir / "tone.pcap"
+    dtmf_pcap = workdir / "dtmf.pcap"
+    _dtmf_pcap(dtmf_pcap, EXPECTED_DIGITS + "#")
     tone_s = max(0.5, hold_s - DTMF_TAIL_S)
     _tone_pcap(pcap, tone_s)
     scenario = workdir / "voice.xml"
@@ -255,7 +283,7 @@ async def _run(
     scenario.write_text(
         SCENARIO.replace("TONE_PLAY", tone_play)
         .replace("TONE_MS", str(int(tone_s * 1000)))
-        .replace("PCAPS", str(SIPP_PCAPS))
+        .replace("DTMF_PCAP", str(dtmf_pcap))
     )
     sipp = await asyncio.create_subprocess_exec(
         "taskset", "-c", "1", "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(_free_port()),
