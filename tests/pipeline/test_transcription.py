@@ -316,6 +316,7 @@ def test_stage_workers_hand_jobs_on_and_a_campaign_without_transcription_is_skip
         assert invoca.status_code == 404 and invoca.json()["errors"]["class"] == "TranscriptNotAvailable"
 
 
+@pytest.mark.parametrize("quiet_server", ["sqlite"], indirect=True)  # engine behaviour: one database is enough
 def test_a_channel_over_its_time_budget_is_cut_short_and_the_call_still_completes(
     quiet_server: RunningServer, files: FileServer, admin: Admin
 ) -> None:
