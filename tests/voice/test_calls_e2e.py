@@ -21,10 +21,40 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from infobip_api_client.api.calls_api import CallsApi
+from infobip_api_client.exceptions import ApiException
+from infobip_api_client.models.call_direction import CallDirection
+from infobip_api_client.models.call_endpoint_type import CallEndpointType
+from infobip_api_client.models.call_request import CallRequest
+from infobip_api_client.models.call_state import CallState
+from infobip_api_client.models.calls_action_status import CallsActionStatus
+from infobip_api_client.models.calls_answer_request import CallsAnswerRequest
+from infobip_api_client.models.calls_billing_package import CallsBillingPackage
+from infobip_api_client.models.calls_configuration_create_request import CallsConfigurationCreateRequest
+from infobip_api_client.models.calls_configuration_update_request import CallsConfigurationUpdateRequest
+from infobip_api_client.models.calls_dtmf_capture_request import CallsDtmfCaptureRequest
+from infobip_api_client.models.calls_dtmf_send_request import CallsDtmfSendRequest
+from infobip_api_client.models.calls_error_code import CallsErrorCode
+from infobip_api_client.models.calls_hangup_request import CallsHangupRequest
+from infobip_api_client.models.calls_hangup_source import CallsHangupSource
+from infobip_api_client.models.calls_language import CallsLanguage
+from infobip_api_client.models.calls_play_content_type import CallsPlayContentType
+from infobip_api_client.models.calls_play_request import CallsPlayRequest
+from infobip_api_client.models.calls_pre_answer_request import CallsPreAnswerRequest
+from infobip_api_client.models.calls_recording_request import CallsRecordingRequest
+from infobip_api_client.models.calls_recording_start_request import CallsRecordingStartRequest
+from infobip_api_client.models.calls_recording_type import CallsRecordingType
+from infobip_api_client.models.calls_say_request import CallsSayRequest
+from infobip_api_client.models.calls_sip_endpoint import CallsSipEndpoint
+from infobip_api_client.models.calls_sip_trunk_type import CallsSipTrunkType
+from infobip_api_client.models.calls_static_sip_trunk_request import CallsStaticSipTrunkRequest
+from infobip_api_client.models.calls_stop_play_request import CallsStopPlayRequest
+from infobip_api_client.models.calls_text_play_content import CallsTextPlayContent
 
 from callplane.core.webhooks.signing import verify
 from callplane.settings import Settings
 from callplane.testing.factories import Admin
+from callplane.testing.infobip import calls_api
 from callplane.testing.server import (
     DEFAULT_POSTGRES_ADMIN_URL,
     RunningServer,
@@ -538,3 +568,106 @@ def test_a_caller_who_gives_up_while_ringing_ends_cancelled_once(
         gone.status_code == 400
         and gone.json()["requestError"]["serviceException"]["text"] == "The call has already ended."
     )
+
+
+def test_the_official_client_drives_configurations_calls_actions_and_recordings(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Every endpoint of this module through `infobip-api-python-client` 6.x: its requests, its models."""
+    account_key = app.http.headers["authorization"].removeprefix("App ")
+    calls = calls_api(voice_server.running.base_url, account_key)
+    try:
+        _drive_with_the_client(calls, app, receiver, tmp_path)
+    finally:
+        calls.api_client.rest_client.pool_manager.clear()
+
+
+def _drive_with_the_client(calls: CallsApi, app: App, receiver: Receiver, tmp_path: Path) -> None:
+    configuration = calls.create_calls_configuration(CallsConfigurationCreateRequest(name="client"))
+    assert configuration.id and configuration.name == "client"
+    updated = calls.update_calls_configuration(configuration.id, CallsConfigurationUpdateRequest(name="renamed"))
+    assert updated.name == "renamed" and calls.get_calls_configuration(configuration.id).name == "renamed"
+    page = calls.get_calls_configurations(page=0, size=100)
+    assert page.paging is not None and configuration.id in [c.id for c in page.results or []]
+
+    sipp, port = uas(tmp_path, "uas_answer.xml", BYE_TIMEOUT_MS="40000")
+    trunk = calls.create_sip_trunk(
+        CallsStaticSipTrunkRequest(
+            name="sipp",
+            channel_limit=2,
+            billing_package=CallsBillingPackage(package_type="METERED"),
+            destination_hosts=[f"127.0.0.1:{port}"],
+            codecs=["PCMU", "PCMA"],
+            type=CallsSipTrunkType.STATIC,
+        )
+    )
+    endpoint = CallsSipEndpoint(
+        type=CallEndpointType.SIP,
+        username="echo",
+        sip_trunk_id=str(trunk.id),
+        custom_headers={"X-Campaign": "campaign-7"},
+    )
+    call = calls.create_call(
+        CallRequest(endpoint=endpoint, calls_configuration_id=app.configuration_id, connect_timeout=30)
+    )
+    assert call.id and call.direction == CallDirection.OUTBOUND and call.state == CallState.CALLING
+    receiver.wait_type(call.id, "CALL_ESTABLISHED")
+    assert calls.get_call(call.id).state == CallState.ESTABLISHED
+    live = calls.get_calls(calls_configuration_id=app.configuration_id, page=0, size=10)
+    assert [c.id for c in live.results or []] == [call.id]
+
+    with pytest.raises(ApiException) as refused:
+        calls.answer_call(call.id, CallsAnswerRequest())
+    assert refused.value.status == 400 and b"inbound" in (refused.value.body or "").encode()
+    for refused_action in (
+        lambda: calls.pre_answer_call(call.id, CallsPreAnswerRequest()),
+        lambda: calls.send_ringing(call.id),
+    ):
+        with pytest.raises(ApiException):
+            refused_action()
+
+    recording = CallsRecordingRequest(recording_type=CallsRecordingType.AUDIO)
+    assert calls.call_start_recording(call.id, CallsRecordingStartRequest(recording=recording)).status == "PENDING"
+    say = CallsSayRequest(text="Hello from the client.", language=CallsLanguage.EN)
+    assert calls.call_say_text(call.id, say).status == CallsActionStatus.PENDING
+    receiver.wait_type(call.id, "SAY_FINISHED")
+    text = CallsTextPlayContent(type=CallsPlayContentType.TEXT, text="Press one.", language=CallsLanguage.EN)
+    calls.call_play_file(call.id, CallsPlayRequest(content=text, loop_count=3))
+    calls.call_stop_playing_file(call.id, CallsStopPlayRequest())
+    stopped = receiver.wait_type(call.id, "PLAY_FINISHED")
+    assert stopped["properties"]["playedCompletely"] is False
+    calls.call_capture_dtmf(call.id, CallsDtmfCaptureRequest(max_length=2, timeout=10000, terminator="#"))
+    calls.call_send_dtmf(call.id, CallsDtmfSendRequest(dtmf="7#"))  # sipp echoes our RFC 4733 packets back
+    captured = receiver.wait_type(call.id, "DTMF_CAPTURED")
+    assert captured["properties"]["dtmf"] == "7"
+    calls.call_stop_recording(call.id)
+    ready = receiver.wait_type(call.id, "CALL_RECORDING_READY")
+    file_id = ready["properties"]["recording"]["files"][0]["id"]
+
+    recordings = calls.get_call_recordings(call.id)
+    assert recordings.call_id == call.id and [f.id for f in recordings.files or []] == [file_id]
+    listed = calls.get_calls_recordings(call_id=call.id)
+    assert [r.call_id for r in listed.results or []] == [call.id]
+    audio = calls.download_recording_file(file_id)
+    assert bytes(audio[:4]) == b"RIFF"
+
+    hung = calls.hangup_call(call.id, CallsHangupRequest(error_code=CallsErrorCode.NORMAL_HANGUP))
+    assert hung.id == call.id
+    code, output = sipp_result(sipp)
+    assert code == 0, output
+    settle_then_single_terminal(receiver, call.id)
+    log = calls.get_call_history(call.id)
+    assert log.state == CallState.FINISHED and log.error_code is not None and log.error_code.name == "NORMAL_HANGUP"
+    assert log.hangup_source == CallsHangupSource.API
+    history = calls.get_calls_history(calls_configuration_id=app.configuration_id, direction=CallDirection.OUTBOUND)
+    assert call.id in [c.call_id for c in history.results or []]
+
+    calls.delete_recording_file(file_id)
+    with pytest.raises(ApiException) as gone:
+        calls.download_recording_file(file_id)
+    assert gone.value.status == 404
+    with pytest.raises(ApiException) as missing:
+        calls.get_call("no-such-call")
+    assert missing.value.status == 404 and b"requestError" in (missing.value.body or "").encode()
+    deleted = calls.delete_calls_configuration(configuration.id)
+    assert deleted.id == configuration.id

@@ -210,6 +210,7 @@ class _Live:
     requested: Ending | None = None  # how we asked for it to end (LOCAL hangups)
     playbacks: dict[str, _Playback] = field(default_factory=dict)
     capture: asyncio.Task[None] | None = None
+    pending_play: tuple[asyncio.Task[Any], str, dict[str, str]] | None = None  # accepted, audio still loading
     recording_id: str | None = None
     record_on_answer: RecordingRequest | None = None
     max_duration_timer: asyncio.TimerHandle | None = None
@@ -565,6 +566,11 @@ class VoiceService:
 
     async def stop_play(self, *, account_id: str, call_id: str) -> None:
         live = await self._live_call(account_id, call_id)
+        pending, live.pending_play = live.pending_play, None
+        if pending is not None and not pending[0].done():
+            pending[0].cancel()  # stopped before its audio was ready: it never played
+            await self._emit(call_id, pending[1], played_completely=False, duration_ms=0, custom_data=pending[2])
+            return
         await self.engine.stop_playback(live.engine_id)
 
     async def send_dtmf(self, *, account_id: str, call_id: str, digits: str) -> None:
@@ -957,7 +963,10 @@ class VoiceService:
             )
 
         action = "SAY" if kind == "SAY_FINISHED" else "PLAY"
-        self._spawn(self._guarded(live, action, start()), "play")
+        if live.pending_play is not None:
+            live.pending_play[0].cancel()  # replaced before it started
+        task = self._spawn(self._guarded(live, action, start()), "play")
+        live.pending_play = (task, kind, dict(options.custom_data))
 
     async def _guarded(self, live: _Live, action: str, work: Any) -> None:
         """Run an accepted action; a failure becomes an ERROR event (the API already answered 200)."""
