@@ -20,6 +20,7 @@ from callplane.core.voice.models import (
     EventSubscription,
     InboundRoute,
     VoiceCall,
+    VoiceDialog,
     VoiceRecording,
 )
 from callplane.core.voice.trunk_models import MediaFile, SipTrunk
@@ -52,6 +53,7 @@ __all__ = [
     "SignalSubmission",
     "SipTrunk",
     "VoiceCall",
+    "VoiceDialog",
     "VoiceRecording",
     "WebhookEndpoint",
 ]

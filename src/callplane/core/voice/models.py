@@ -140,3 +140,38 @@ class VoiceRecording(Base):
     ended_at: Mapped[datetime | None]
     ready: Mapped[bool] = mapped_column(default=False)
     deleted_at: Mapped[datetime | None]  # the file is gone; the metadata stays (as Infobip documents)
+
+
+class DialogState(StrEnum):
+    CREATED = "CREATED"
+    PRE_ESTABLISHED = "PRE_ESTABLISHED"
+    ESTABLISHED = "ESTABLISHED"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+
+
+class DialogHangupSource(StrEnum):
+    API = "API"
+    PARENT_ENDPOINT = "PARENT_ENDPOINT"
+    CHILD_ENDPOINT = "CHILD_ENDPOINT"
+    PLATFORM = "PLATFORM"
+
+
+class VoiceDialog(Base):
+    """Two calls bridged: the parent (usually inbound) and a child placed for it or joined to it."""
+
+    __tablename__ = "voice_dialogs"
+    __table_args__ = (Index("ix_voice_dialogs_account_state", "account_id", "state"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    configuration_id: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default=DialogState.CREATED)
+    parent_call_id: Mapped[str] = mapped_column(String(36), index=True)
+    child_call_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    child_hangup_ends_parent: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    established_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    hangup_source: Mapped[str | None] = mapped_column(String(16))
+    error_code: Mapped[int | None]
