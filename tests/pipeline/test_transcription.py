@@ -8,6 +8,7 @@ import asyncio
 import os
 import secrets
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -334,3 +335,56 @@ def test_a_channel_over_its_time_budget_is_cut_short_and_the_call_still_complete
         kept = [segment["speaker"] for segment in document["segments"]]
         assert kept == ["agent", "caller"]  # the first segment of each channel, nothing after
         assert _processed_results(quiet_server, call_id)["transcription_available"] is True
+
+
+@pytest.mark.parametrize("quiet_server", ["sqlite"], indirect=True)
+def test_a_mono_batch_call_is_one_unlabelled_track_and_every_phrase_applies_to_it(
+    quiet_server: RunningServer, files: FileServer, admin: Admin
+) -> None:
+    mono = files.root / "mono-speech.mp3"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(TESTSET / CALL.audio), "-ac", "1", str(mono)], check=True
+    )
+    partner = admin.partner()
+    admin.post(
+        f"/accounts/{partner.account_id}/signal-definitions",
+        {"name": "Cancellation", "phrases": {"caller": ["want to cancel"]}},
+    )
+    item = {
+        "call": {
+            "id": secrets.token_hex(5),
+            "recording_url": files.url(mono.name),
+            "start_time": "2023-01-01T10:00:00Z",
+            "end_time": "2023-01-01T10:00:18Z",
+            "contact_number": "+1234567890",
+        },
+        "callback_url": "https://127.0.0.3/callback",
+    }
+    bearer = {"Authorization": f"Bearer {partner.token}"}
+    with httpx.Client(base_url=quiet_server.base_url, timeout=30) as client:
+        assert (
+            client.post("/partner/ingest/batch-call", headers=partner.headers, json={"data": [item]}).status_code == 200
+        )
+        [listed] = client.get("/v1/calls", headers=bearer).json()["calls"]
+        _run_worker(quiet_server, stages=None)
+        call = client.get(f"/v1/calls/{listed['id']}", headers=bearer).json()
+        assert call["status"] == "completed" and call["recording"]["channels"] == 1
+        document = client.get(f"/v1/calls/{listed['id']}/transcript", headers=bearer).json()
+        assert [channel["speaker"] for channel in document["channels"]] == [None]
+        assert {segment["speaker"] for segment in document["segments"]} == {None}
+        formats = {
+            fmt: client.get(
+                f"/v1/calls/{listed['id']}/transcript", params={"transcript_format": fmt}, headers=bearer
+            ).text
+            for fmt in ("caller", "caller_agent_conversation")
+        }
+        assert formats["caller"] == ""  # no speakers on one track
+        assert "want to cancel" in formats["caller_agent_conversation"].casefold()
+        assert not formats["caller_agent_conversation"].startswith(("Caller:", "Agent:"))
+        # A mono recording has no speakers, so a caller phrase applies to its one track.
+        [signal] = [s for s in call["signals"] if s["source"] == "detected"]
+        assert signal["name"] == "Cancellation" and signal["evidence"]["matches"][0]["speaker"] is None
+    assert _processed_results(quiet_server, listed["id"]) == {
+        "transcription_available": True,
+        "analytics_available": True,
+    }
