@@ -152,11 +152,9 @@ async def save_skipped(session: AsyncSession, *, call: Call, reason: str, langua
 
 def results_of(row: CallTranscript | None) -> dict[str, bool]:
     """What a finished call has to offer: the `results` of call.processed webhooks and batch callbacks."""
-    transcribed = row is not None and row.status == TranscriptStatus.COMPLETED
-    return {
-        "transcription_available": transcribed,
-        "analytics_available": transcribed and row is not None and row.signals_evaluated > 0,
-    }
+    if row is None or row.status != TranscriptStatus.COMPLETED:
+        return {"transcription_available": False, "analytics_available": False}
+    return {"transcription_available": True, "analytics_available": row.signals_evaluated > 0}
 
 
 def availability(call: Call, row: CallTranscript | None) -> dict[str, Any]:
@@ -227,10 +225,7 @@ def transcript_document(call: Call, row: CallTranscript) -> dict[str, Any]:
 
 def transcript_text(row: CallTranscript, fmt: str) -> str:
     """``text`` (``[m:ss] Caller: …`` per turn) or one of Invoca's four transcript formats."""
+    if fmt not in TEXT_FORMATS:
+        raise UnknownTranscriptFormat(f"transcript format {fmt!r} must be one of {', '.join(TEXT_FORMATS)}")
     transcript = transcript_from_dict(row.transcript)
-    if fmt == "text":
-        return render_text(transcript)
-    try:
-        return render(transcript, TranscriptFormat(fmt))
-    except ValueError as error:
-        raise UnknownTranscriptFormat(f"transcript format {fmt!r} must be one of {', '.join(TEXT_FORMATS)}") from error
+    return render_text(transcript) if fmt == "text" else render(transcript, TranscriptFormat(fmt))
