@@ -64,6 +64,7 @@ from callplane.testing.server import (
 from tests.media.sippkit import (
     SIPP_PCAPS,
     best_correlation,
+    dominant_frequency,
     free_even_port_pair,
     free_udp_port,
     render_scenario,
@@ -671,3 +672,87 @@ def _drive_with_the_client(calls: CallsApi, app: App, receiver: Receiver, tmp_pa
     assert missing.value.status == 404 and b"requestError" in (missing.value.body or "").encode()
     deleted = calls.delete_calls_configuration(configuration.id)
     assert deleted.id == configuration.id
+
+
+def _loudest_frequency(samples: np.ndarray[Any, np.dtype[np.int16]]) -> float:
+    """The dominant frequency of the loudest half second (where the bridged audio is)."""
+    windows = [samples[i : i + 4000] for i in range(0, len(samples) - 4000, 2000)]
+    loudest = max(windows, key=lambda window: float(np.abs(window.astype(np.int64)).sum()))
+    return dominant_frequency(loudest)
+
+
+def test_a_dialog_bridges_an_inbound_caller_to_a_new_call_and_audio_flows_both_ways(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    """The caller's 700 Hz tone reaches the child (which echoes it) and comes back to the caller: the parent's
+    STEREO recording hears the tone (left) and sends the child's echo of it (right)."""
+    called = f"dialog-{secrets.token_hex(3)}"
+    app.native.post(f"/v1/voice/configurations/{app.configuration_id}/routes", json={"called_user": called})
+    child_sipp, child_port = uas(_fresh(tmp_path), "uas_answer.xml", BYE_TIMEOUT_MS="40000")
+    tone_pcap = tmp_path / "tone.pcap"
+    write_rtp_pcap(tone_pcap, tone(700, 4.0))
+    caller = run_sipp(
+        render_scenario(
+            "uac_ivr.xml", tmp_path, TONE_PCAP=str(tone_pcap), TONE_MS="4500", PCAPS=str(SIPP_PCAPS),
+            BYE_TIMEOUT_MS="40000",
+        ),
+        remote=f"127.0.0.1:{voice_server.sip_port}",
+        extra=["-s", called],
+    )  # fmt: skip
+    parent_id = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)[
+        "callId"
+    ]
+    app.http.post(f"/calls/1/calls/{parent_id}/send-ringing")
+    created = app.http.post(
+        "/calls/1/dialogs",
+        json={
+            "parentCallId": parent_id,
+            "childCallRequest": {
+                "endpoint": {
+                    "type": "SIP",
+                    "username": "agent",
+                    "host": f"127.0.0.1:{child_port}",
+                    "customHeaders": {"X-Campaign": "campaign-7"},
+                }
+            },
+        },
+    )
+    assert created.status_code == 201, created.text
+    dialog = created.json()
+    dialog_id = dialog["id"]
+    assert dialog["parentCall"]["id"] == parent_id and dialog["childCall"]["parentCallId"] == parent_id
+    child_id = dialog["childCall"]["id"]
+
+    established = receiver.wait_for(lambda e: e.get("dialogId") == dialog_id and e["type"] == "DIALOG_ESTABLISHED")
+    assert established["properties"]["dialog"]["state"] == "ESTABLISHED"
+    assert app.http.get(f"/calls/1/calls/{parent_id}").json()["state"] == "ESTABLISHED"  # answered by the child
+    capture = {"maxLength": 4, "timeout": 20000, "terminator": "#"}
+    assert app.http.post(f"/calls/1/calls/{parent_id}/capture/dtmf", json=capture).status_code == 200
+    recording = {"recording": {"recordingType": "AUDIO", "channels": "STEREO"}}
+    assert app.http.post(f"/calls/1/calls/{parent_id}/start-recording", json=recording).status_code == 200
+    time.sleep(2.5)  # the caller's tone is crossing the bridge and coming back
+    assert app.http.post(f"/calls/1/calls/{parent_id}/stop-recording").status_code == 200
+    ready = receiver.wait_type(parent_id, "CALL_RECORDING_READY")
+    file_id = ready["properties"]["recording"]["files"][0]["id"]
+    path = tmp_path / "dialog.wav"
+    path.write_bytes(app.http.get(f"/calls/1/recordings/files/{file_id}").content)
+    samples, channels = _pcm(path)
+    assert channels == 2
+    assert abs(_loudest_frequency(samples[0::2]) - 700) < 15  # the caller, heard
+    assert abs(_loudest_frequency(samples[1::2]) - 700) < 15  # the child's echo of it, sent to the caller
+
+    # the caller's digits still reach the parent leg; after '#' its scenario waits for our BYE
+    assert receiver.wait_type(parent_id, "DTMF_CAPTURED")["properties"]["dtmf"] == "15"
+    listed = app.http.get("/calls/1/dialogs", params={"callsConfigurationId": app.configuration_id}).json()
+    assert [d["id"] for d in listed["results"]] == [dialog_id]
+    hung = app.http.post(f"/calls/1/dialogs/{dialog_id}/hangup")
+    assert hung.status_code == 200, hung.text
+    for process in (caller, child_sipp):
+        code, output = sipp_result(process)
+        assert code == 0, output
+    finished = receiver.wait_for(lambda e: e.get("dialogId") == dialog_id and e["type"] == "DIALOG_FINISHED")
+    assert finished["properties"]["hangupSource"] == "API"
+    for call_id in (parent_id, child_id):
+        assert settle_then_single_terminal(receiver, call_id)["type"] == "CALL_FINISHED"
+    history = app.http.get(f"/calls/1/dialogs/{dialog_id}/history").json()
+    assert (history["state"], history["parentCallId"], history["childCallId"]) == ("FINISHED", parent_id, child_id)

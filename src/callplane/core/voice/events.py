@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.voice.configurations import subscribers
-from callplane.core.voice.models import VoiceCall, VoiceRecording
+from callplane.core.voice.models import VoiceCall, VoiceDialog, VoiceRecording
 from callplane.core.webhooks.models import Delivery, DeliveryKind, DeliveryStatus
 from callplane.core.webhooks.service import WEBHOOK_MAX_ATTEMPTS
 from callplane.db.base import utcnow
@@ -36,6 +36,8 @@ class VoiceEvent:
     action: str | None = None  # ERROR: the action that failed
     detail: str | None = None  # ERROR: why
     custom_data: dict[str, str] = field(default_factory=dict)
+    dialog: VoiceDialog | None = None  # DIALOG_* (then `call` is the parent)
+    child: VoiceCall | None = None  # DIALOG_*: the child call, when there is one
 
 
 class VoiceEventRenderer(Protocol):

@@ -33,7 +33,16 @@ from callplane.core.voice import files as media_files
 from callplane.core.voice import trunks
 from callplane.core.voice.configurations import get_configuration, route_for
 from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer, publish
-from callplane.core.voice.models import EndpointType, HangupSource, VoiceCall, VoiceCallState, VoiceRecording
+from callplane.core.voice.models import (
+    DialogHangupSource,
+    DialogState,
+    EndpointType,
+    HangupSource,
+    VoiceCall,
+    VoiceCallState,
+    VoiceDialog,
+    VoiceRecording,
+)
 from callplane.core.voice.states import (
     LIVE_STATES,
     REJECT_STATUS,
@@ -93,6 +102,14 @@ class RecordingNotFound(NotFound):
     """Recording not found."""
 
 
+class DialogNotFound(NotFound):
+    """Dialog not found."""
+
+
+DIALOG_LIVE = (DialogState.CREATED, DialogState.PRE_ESTABLISHED, DialogState.ESTABLISHED)
+DIALOG_TERMINAL = (DialogState.FINISHED, DialogState.FAILED)
+
+
 class CallOnAnotherNode(CallplaneError):
     """The call is carried by another media node; send the command to that node's API."""
 
@@ -132,6 +149,7 @@ class NewCall:
     external_id: str | None = None
     parent_call_id: str | None = None
     recording: RecordingRequest | None = None
+    dialog_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +398,7 @@ class VoiceService:
                 parent_call_id=request.parent_call_id,
                 max_duration_s=request.max_duration_s,
                 connect_timeout_s=timeout,
+                dialog_id=request.dialog_id,
             )
             session.add_all(self._core_rows(call))
             await session.commit()
@@ -463,6 +482,7 @@ class VoiceService:
         connect_timeout_s: int | None = None,
         sip_call_id: str | None = None,
         engine_call_id: str | None = None,
+        dialog_id: str | None = None,
     ) -> VoiceCall:
         return VoiceCall(
             id=new_id(),
@@ -478,6 +498,7 @@ class VoiceService:
             to_user=to_user,
             external_id=external_id,
             parent_call_id=parent_call_id,
+            dialog_id=dialog_id,
             custom_data=custom_data,
             sip_call_id=sip_call_id,
             engine_call_id=engine_call_id,
@@ -770,9 +791,11 @@ class VoiceService:
         live.max_duration_timer = loop.call_later(
             live.max_duration_s, lambda: self._spawn(self._max_duration_reached(live), "max-duration")
         )
+        call = await self.get_call(account_id=live.account_id, call_id=live.call_id)
         if live.record_on_answer is not None:
-            call = await self.get_call(account_id=live.account_id, call_id=live.call_id)
             await self._begin_recording(live, call, live.record_on_answer)
+        if call.dialog_id is not None:
+            await self._dialog_leg_answered(call)
 
     async def _max_duration_reached(self, live: _Live) -> None:
         live.requested = Ending(VoiceCallState.FINISHED, HangupSource.PLATFORM, ErrorCode.MAX_DURATION_REACHED)
@@ -896,6 +919,9 @@ class VoiceService:
             await self._touch_core(session, call, ended=True)
             event_type = "CALL_FINISHED" if ending.state == VoiceCallState.FINISHED else "CALL_FAILED"
             await publish(session=session, renderer=self.renderer, event=VoiceEvent(event_type, call, at=now))
+            dialog_id = call.dialog_id
+        if dialog_id is not None:
+            await self._dialog_leg_ended(dialog_id, call_id)
         return True
 
     @staticmethod
@@ -1055,6 +1081,231 @@ class VoiceService:
         except CallplaneError:
             live.recording_id = None
             raise
+
+    # ---- dialogs: two calls bridged ----------------------------------------------------------
+
+    async def create_dialog(
+        self, *, account_id: str, parent_call_id: str, child: NewCall | None, child_hangup_ends_parent: bool = True
+    ) -> VoiceDialog:
+        """A dialog for a live parent call, placing `child` (its configuration is the parent's); the child's answer
+        answers an unanswered inbound parent and bridges the two."""
+        await self._live_call(account_id, parent_call_id)
+        parent = await self.get_call(account_id=account_id, call_id=parent_call_id)
+        if parent.dialog_id is not None:
+            raise InvalidCallState("the call is already in a dialog")
+        if child is None:
+            raise InvalidInput("childCallRequest is required")
+        dialog = await self._new_dialog(parent, child_hangup_ends_parent)
+        placed = await self.create_call(
+            account_id=account_id,
+            request=NewCall(
+                configuration_id=parent.configuration_id,
+                endpoint=child.endpoint,
+                from_user=child.from_user,
+                from_display_name=child.from_display_name,
+                connect_timeout_s=child.connect_timeout_s,
+                custom_data=child.custom_data,
+                parent_call_id=parent.id,
+                dialog_id=dialog.id,
+            ),
+        )
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(VoiceDialog)
+                .where(VoiceDialog.id == dialog.id, VoiceDialog.child_call_id.is_(None))
+                .values(child_call_id=placed.id)
+            )
+        return await self.get_dialog(account_id=account_id, dialog_id=dialog.id)
+
+    async def dialog_from_calls(
+        self, *, account_id: str, parent_call_id: str, child_call_id: str, child_hangup_ends_parent: bool = True
+    ) -> VoiceDialog:
+        """Bridge two live, answered calls of the account into a dialog at once."""
+        if parent_call_id == child_call_id:
+            raise InvalidInput("a dialog needs two different calls")
+        legs = [await self._live_call(account_id, parent_call_id), await self._live_call(account_id, child_call_id)]
+        calls = [await self.get_call(account_id=account_id, call_id=leg.call_id) for leg in legs]
+        if any(call.dialog_id is not None for call in calls):
+            raise InvalidCallState("the call is already in a dialog")
+        if any(call.state != VoiceCallState.ESTABLISHED for call in calls):
+            raise InvalidCallState("both calls must be answered (ESTABLISHED) to be joined in a dialog")
+        dialog = await self._new_dialog(calls[0], child_hangup_ends_parent, child_call_id=child_call_id)
+        await self._bridge_dialog(dialog.id)
+        return await self.get_dialog(account_id=account_id, dialog_id=dialog.id)
+
+    async def _new_dialog(
+        self, parent: VoiceCall, child_hangup_ends_parent: bool, *, child_call_id: str | None = None
+    ) -> VoiceDialog:
+        async with self.sessions() as session, session.begin():
+            dialog = VoiceDialog(
+                id=new_id(),
+                account_id=parent.account_id,
+                configuration_id=parent.configuration_id,
+                state=DialogState.CREATED,
+                parent_call_id=parent.id,
+                child_call_id=child_call_id,
+                child_hangup_ends_parent=child_hangup_ends_parent,
+                created_at=utcnow(),
+            )
+            session.add(dialog)
+            ids = [parent.id] + ([child_call_id] if child_call_id else [])
+            await session.execute(update(VoiceCall).where(VoiceCall.id.in_(ids)).values(dialog_id=dialog.id))
+            await session.flush()
+            await self._publish_dialog(session, dialog, "DIALOG_CREATED")
+        return dialog
+
+    async def get_dialog(self, *, account_id: str, dialog_id: str) -> VoiceDialog:
+        async with self.sessions() as session:
+            dialog = await session.get(VoiceDialog, dialog_id)
+        if dialog is None or dialog.account_id != account_id:
+            raise DialogNotFound()
+        return dialog
+
+    async def dialog_calls(self, dialog: VoiceDialog) -> tuple[VoiceCall | None, VoiceCall | None]:
+        async with self.sessions() as session:
+            parent = await session.get(VoiceCall, dialog.parent_call_id)
+            child = await session.get(VoiceCall, dialog.child_call_id) if dialog.child_call_id else None
+        return parent, child
+
+    async def list_dialogs(
+        self,
+        *,
+        account_id: str,
+        live: bool,
+        configuration_id: str | None = None,
+        state: str | None = None,
+        offset: int = 0,
+        limit: int = 20,
+    ) -> tuple[list[VoiceDialog], int]:
+        states = DIALOG_LIVE if live else DIALOG_TERMINAL
+        conditions: list[Any] = [VoiceDialog.account_id == account_id, VoiceDialog.state.in_(states)]
+        if state:
+            conditions.append(VoiceDialog.state == state)
+        if configuration_id:
+            conditions.append(VoiceDialog.configuration_id == configuration_id)
+        async with self.sessions() as session:
+            total = await session.scalar(select(func.count()).select_from(VoiceDialog).where(*conditions)) or 0
+            rows = await session.scalars(
+                select(VoiceDialog)
+                .where(*conditions)
+                .order_by(VoiceDialog.created_at.desc(), VoiceDialog.id)
+                .offset(offset)
+                .limit(limit)
+            )
+            return list(rows), total
+
+    async def hangup_dialog(self, *, account_id: str, dialog_id: str) -> VoiceDialog:
+        """Hang up both calls; the dialog ends FINISHED (or FAILED if it never connected) with source API."""
+        dialog = await self.get_dialog(account_id=account_id, dialog_id=dialog_id)
+        if dialog.state in DIALOG_TERMINAL:
+            raise CallNotLive("The dialog has already ended.")
+        await self._end_dialog(dialog.id, DialogHangupSource.API, ErrorCode.NORMAL_HANGUP)
+        for call_id in (dialog.parent_call_id, dialog.child_call_id):
+            live = self._live.get(call_id or "")
+            if live is not None:
+                await self._end_leg(live, HangupSource.API)
+        return await self.get_dialog(account_id=account_id, dialog_id=dialog_id)
+
+    async def _dialog_leg_answered(self, call: VoiceCall) -> None:
+        """The child answered: answer an unanswered inbound parent, then bridge."""
+        async with self.sessions() as session:
+            dialog = await session.get(VoiceDialog, call.dialog_id)
+        if dialog is None or dialog.state != DialogState.CREATED or dialog.parent_call_id == call.id:
+            return
+        parent = self._live.get(dialog.parent_call_id)
+        if parent is None:
+            return
+        async with self.sessions() as session:
+            parent_call = await session.get(VoiceCall, dialog.parent_call_id)
+        if parent_call is not None and parent_call.state != VoiceCallState.ESTABLISHED:
+            if parent.direction is not CallDirection.INBOUND:
+                return  # an outbound parent that has not answered cannot be answered by us
+            await self.engine.answer(parent.engine_id)
+        await self._bridge_dialog(dialog.id)
+
+    async def _bridge_dialog(self, dialog_id: str) -> None:
+        async with self.sessions() as session:
+            dialog = await session.get(VoiceDialog, dialog_id)
+        if dialog is None or dialog.child_call_id is None:
+            return
+        parent, child = self._live.get(dialog.parent_call_id), self._live.get(dialog.child_call_id)
+        if parent is None or child is None:
+            return
+        await self.engine.bridge(parent.engine_id, child.engine_id)
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(
+                update(VoiceDialog)
+                .where(
+                    VoiceDialog.id == dialog_id,
+                    VoiceDialog.state.in_([DialogState.CREATED, DialogState.PRE_ESTABLISHED]),
+                )
+                .values(state=DialogState.ESTABLISHED, established_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) == 1:
+                refreshed = await session.get(VoiceDialog, dialog_id)
+                assert refreshed is not None
+                await session.refresh(refreshed)
+                await self._publish_dialog(session, refreshed, "DIALOG_ESTABLISHED")
+
+    async def _dialog_leg_ended(self, dialog_id: str, call_id: str) -> None:
+        """One leg ended: end the dialog once, and the other leg (the parent only if propagation asks)."""
+        async with self.sessions() as session:
+            dialog = await session.get(VoiceDialog, dialog_id)
+            call = await session.get(VoiceCall, call_id)
+        if dialog is None or call is None or dialog.state in DIALOG_TERMINAL:
+            return
+        is_parent = dialog.parent_call_id == call_id
+        if call.hangup_source == HangupSource.ENDPOINT:
+            source = DialogHangupSource.PARENT_ENDPOINT if is_parent else DialogHangupSource.CHILD_ENDPOINT
+        else:
+            source = DialogHangupSource(call.hangup_source or DialogHangupSource.PLATFORM)
+        await self._end_dialog(dialog_id, source, ErrorCode(call.error_code or ErrorCode.NORMAL_HANGUP))
+        other_id = dialog.child_call_id if is_parent else dialog.parent_call_id
+        other = self._live.get(other_id or "")
+        if other is not None and (is_parent or dialog.child_hangup_ends_parent):
+            await self._end_leg(other, HangupSource.PLATFORM)
+
+    async def _end_leg(self, live: _Live, source: HangupSource) -> None:
+        call = await self.get_call(account_id=live.account_id, call_id=live.call_id)
+        with contextlib.suppress(CallplaneError):
+            if call.state == VoiceCallState.ESTABLISHED:
+                live.requested = Ending(VoiceCallState.FINISHED, source, ErrorCode.NORMAL_HANGUP)
+                await self.engine.hangup(live.engine_id)
+            elif live.direction is CallDirection.INBOUND:
+                live.requested = Ending(VoiceCallState.FINISHED, source, ErrorCode.NORMAL_HANGUP)
+                await self.engine.reject(live.engine_id, status=480, reason=SipReasonHeader("Q.850", 16))
+            else:
+                live.requested = Ending(VoiceCallState.CANCELLED, source, ErrorCode.CANCELLED)
+                await self.engine.hangup(live.engine_id)
+
+    async def _end_dialog(self, dialog_id: str, source: DialogHangupSource, code: ErrorCode) -> None:
+        async with self.sessions() as session, session.begin():
+            dialog = await session.get(VoiceDialog, dialog_id)
+            if dialog is None:
+                return
+            state = DialogState.FINISHED if dialog.state == DialogState.ESTABLISHED else DialogState.FAILED
+            result = await session.execute(
+                update(VoiceDialog)
+                .where(VoiceDialog.id == dialog_id, VoiceDialog.state.in_(DIALOG_LIVE))
+                .values(state=state, ended_at=utcnow(), hangup_source=source, error_code=int(code))
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                return
+            await session.refresh(dialog)
+            await self._publish_dialog(session, dialog, f"DIALOG_{state}")
+
+    async def _publish_dialog(self, session: AsyncSession, dialog: VoiceDialog, event_type: str) -> None:
+        parent = await session.get(VoiceCall, dialog.parent_call_id)
+        child = await session.get(VoiceCall, dialog.child_call_id) if dialog.child_call_id else None
+        if parent is None:
+            return
+        await publish(
+            session=session,
+            renderer=self.renderer,
+            event=VoiceEvent(event_type, parent, dialog=dialog, child=child),
+        )
 
 
 def _speech_source(speech: Speech) -> SpeechSource:

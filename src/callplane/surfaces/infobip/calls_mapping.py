@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from callplane.core.voice.events import VoiceEvent
-from callplane.core.voice.models import CallsConfiguration, EndpointType, VoiceCall, VoiceRecording
+from callplane.core.voice.models import CallsConfiguration, EndpointType, VoiceCall, VoiceDialog, VoiceRecording
 from callplane.core.voice.states import ERROR_DESCRIPTIONS, ErrorCode
 from callplane.surfaces.infobip.common import infobip_time
 
@@ -128,9 +128,49 @@ def call_recording_json(call: VoiceCall, recordings: list[VoiceRecording]) -> di
     }
 
 
+def dialog_json(dialog: VoiceDialog, parent: VoiceCall | None, child: VoiceCall | None) -> dict[str, Any]:
+    """`CallsDialogResponse`."""
+    return {
+        "id": dialog.id,
+        "callsConfigurationId": dialog.configuration_id,
+        "state": dialog.state,
+        "startTime": infobip_time(dialog.created_at),
+        "establishTime": infobip_time(dialog.established_at),
+        "endTime": infobip_time(dialog.ended_at),
+        "parentCall": call_json(parent) if parent is not None else None,
+        "childCall": call_json(child) if child is not None else None,
+    }
+
+
+def dialog_log_json(dialog: VoiceDialog) -> dict[str, Any]:
+    """`CallsDialogLogResponse`."""
+    duration = None
+    if dialog.established_at is not None and dialog.ended_at is not None:
+        duration = max(0, round((dialog.ended_at - dialog.established_at).total_seconds()))
+    return {
+        "dialogId": dialog.id,
+        "callsConfigurationId": dialog.configuration_id,
+        "state": dialog.state,
+        "startTime": infobip_time(dialog.created_at),
+        "establishTime": infobip_time(dialog.established_at),
+        "endTime": infobip_time(dialog.ended_at),
+        "parentCallId": dialog.parent_call_id,
+        "childCallId": dialog.child_call_id,
+        "duration": duration,
+        "errorCode": error_code_json(dialog.error_code),
+        "hangupSource": dialog.hangup_source,
+    }
+
+
 def _properties(event: VoiceEvent) -> dict[str, Any]:
     call = event.call
     kind = event.type
+    if event.dialog is not None:
+        properties: dict[str, Any] = {"dialog": dialog_json(event.dialog, call, event.child)}
+        if kind in ("DIALOG_FINISHED", "DIALOG_FAILED"):
+            properties["errorCode"] = error_code_json(event.dialog.error_code)
+            properties["hangupSource"] = event.dialog.hangup_source
+        return properties
     if kind in ("CALL_FINISHED", "CALL_FAILED"):
         return {"callLog": call_log_json(call)}
     if kind.startswith("CALL_") and kind != "CALL_RECORDING_READY":
@@ -156,12 +196,15 @@ class InfobipEventRenderer:
     def render(self, event: VoiceEvent) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": event.type,
-            "callId": event.call.id,
+            "callId": None if event.dialog is not None else event.call.id,
             "callsConfigurationId": event.call.configuration_id,
             "timestamp": infobip_time(event.at),
             "properties": _properties(event),
         }
-        if event.call.dialog_id:
+        if event.dialog is not None:
+            del body["callId"]  # a dialog event names the dialog (its calls are in properties)
+            body["dialogId"] = event.dialog.id
+        elif event.call.dialog_id:
             body["dialogId"] = event.call.dialog_id
         if event.custom_data:
             body["properties"]["customData"] = event.custom_data

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from callplane.core.voice import configurations as configs
-from callplane.core.voice.models import EndpointType
+from callplane.core.voice.models import EndpointType, VoiceDialog
 from callplane.core.voice.service import (
     CallFilter,
     CaptureRequest,
@@ -35,6 +35,8 @@ from callplane.surfaces.infobip.calls_mapping import (
     call_log_json,
     call_recording_json,
     configuration_json,
+    dialog_json,
+    dialog_log_json,
     recording_file_json,
 )
 from callplane.surfaces.infobip.common import InfobipError, PageDep, VoicePrincipalDep, bad_request, paged
@@ -582,3 +584,138 @@ async def download_recording_file(
 async def delete_recording_file(file_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
     recording = await voice.delete_recording_file(account_id=principal.account.id, file_id=file_id)
     return json_response(recording_file_json(recording))
+
+
+# ---- dialogs ------------------------------------------------------------------------------------
+
+
+class PropagationBody(BaseModel):
+    model_config = _WIRE
+    childCallHangup: bool = True
+    childCallRinging: bool = True
+
+
+class DialogCallBody(BaseModel):
+    model_config = _WIRE
+    endpoint: EndpointBody
+    from_: str | None = Field(default=None, alias="from")
+    fromDisplayName: str | None = None
+    connectTimeout: Annotated[int | None, Field(ge=1, le=60)] = None
+    customData: dict[str, str] | None = None
+
+
+class DialogBody(BaseModel):
+    model_config = _WIRE
+    parentCallId: Annotated[str, Field(max_length=128)]
+    childCallRequest: DialogCallBody | None = None
+    maxDuration: Annotated[int, Field(ge=1, le=28800)] = 28800
+    propagationOptions: PropagationBody | None = None
+
+
+class ExistingDialogBody(BaseModel):
+    model_config = _WIRE
+    maxDuration: Annotated[int, Field(ge=1, le=28800)] = 28800
+    propagationOptions: PropagationBody | None = None
+
+
+async def _dialog_out(voice: VoiceService, dialog: VoiceDialog) -> dict[str, Any]:
+    parent, child = await voice.dialog_calls(dialog)
+    return dialog_json(dialog, parent, child)
+
+
+@router.post("/dialogs", status_code=201)
+async def create_dialog(body: DialogBody, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    child = body.childCallRequest
+    if child is None:
+        raise bad_request("childCallRequest is required", field="childCallRequest")
+    propagation = body.propagationOptions or PropagationBody()
+    dialog = await voice.create_dialog(
+        account_id=principal.account.id,
+        parent_call_id=body.parentCallId,
+        child=NewCall(
+            configuration_id="",  # the parent's
+            endpoint=_endpoint(child.endpoint),
+            from_user=child.from_,
+            from_display_name=child.fromDisplayName,
+            connect_timeout_s=child.connectTimeout,
+            custom_data=child.customData or {},
+        ),
+        child_hangup_ends_parent=propagation.childCallHangup,
+    )
+    return json_response(await _dialog_out(voice, dialog), 201)
+
+
+@router.post("/dialogs/parent-call/{parent_call_id}/child-call/{child_call_id}", status_code=201)
+async def create_dialog_from_calls(
+    parent_call_id: str,
+    child_call_id: str,
+    principal: VoicePrincipalDep,
+    voice: VoiceDep,
+    body: ExistingDialogBody | None = None,
+) -> Response:
+    propagation = (body.propagationOptions if body else None) or PropagationBody()
+    dialog = await voice.dialog_from_calls(
+        account_id=principal.account.id,
+        parent_call_id=parent_call_id,
+        child_call_id=child_call_id,
+        child_hangup_ends_parent=propagation.childCallHangup,
+    )
+    return json_response(await _dialog_out(voice, dialog), 201)
+
+
+@router.get("/dialogs")
+async def list_dialogs(
+    principal: VoicePrincipalDep,
+    voice: VoiceDep,
+    page: PageDep,
+    callsConfigurationId: str | None = None,
+    state: str | None = None,
+) -> Response:
+    rows, total = await voice.list_dialogs(
+        account_id=principal.account.id,
+        live=True,
+        configuration_id=callsConfigurationId,
+        state=state,
+        offset=page.offset,
+        limit=page.size,
+    )
+    return json_response(paged([await _dialog_out(voice, row) for row in rows], page=page, total=total))
+
+
+@router.get("/dialogs/history")
+async def list_dialog_history(
+    principal: VoicePrincipalDep,
+    voice: VoiceDep,
+    page: PageDep,
+    callsConfigurationId: str | None = None,
+    state: str | None = None,
+) -> Response:
+    rows, total = await voice.list_dialogs(
+        account_id=principal.account.id,
+        live=False,
+        configuration_id=callsConfigurationId,
+        state=state,
+        offset=page.offset,
+        limit=page.size,
+    )
+    return json_response(paged([dialog_log_json(row) for row in rows], page=page, total=total))
+
+
+@router.get("/dialogs/{dialog_id}")
+async def get_dialog(dialog_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    dialog = await voice.get_dialog(account_id=principal.account.id, dialog_id=dialog_id)
+    return json_response(await _dialog_out(voice, dialog))
+
+
+@router.get("/dialogs/{dialog_id}/history")
+async def get_dialog_history(dialog_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    dialog = await voice.get_dialog(account_id=principal.account.id, dialog_id=dialog_id)
+    if dialog.ended_at is None:
+        raise InfobipError(404, "Dialog history not found (the dialog is still live).")
+    return json_response(dialog_log_json(dialog))
+
+
+@router.post("/dialogs/{dialog_id}/hangup")
+async def hangup_dialog(dialog_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    dialog = await voice.hangup_dialog(account_id=principal.account.id, dialog_id=dialog_id)
+    return json_response(await _dialog_out(voice, dialog))
