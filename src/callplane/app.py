@@ -221,8 +221,11 @@ def build_pipeline_worker(
 ) -> PipelineWorker:
     """The post-call worker, from settings; used in-process by `serve` and standalone by `callplane worker`.
 
-    ``stages`` limits it to those stages (None: all); jobs at other stages are left to other workers.
+    ``stages`` (else ``CALLPLANE_WORKER_STAGES``) limits it to those stages (None: all); jobs at other stages are
+    left to other workers.
     """
+    if stages is None and settings.worker_stages:
+        stages = frozenset(settings.worker_stages)
     env = ProcessingEnvironment(
         sessions=sessions,
         storage=storage,

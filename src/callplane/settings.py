@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     # Post-call processing: `callplane serve` runs these workers in-process unless disabled.
     workers_enabled: bool = True
     worker_concurrency: int = 2
+    # The pipeline stages this process's worker runs (serve and `callplane worker`); unset = all of them.
+    worker_stages: list[Literal["recording", "transcribe", "finalize"]] | None = None
     worker_poll_seconds: float = 0.5
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 5

@@ -70,3 +70,22 @@ def test_worker_refuses_an_unknown_stage() -> None:
     result = CliRunner().invoke(app, ["worker", "--stage", "transcribe", "--stage", "translate"])
     assert result.exit_code == 2
     assert "unknown stage translate" in result.output
+
+
+def test_worker_stages_come_from_the_environment_unless_given(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from callplane.app import build_pipeline_worker
+    from callplane.core.recordings.storage import LocalRecordingStorage
+    from callplane.core.tenancy.secrets_box import SecretBox
+
+    monkeypatch.setenv("CALLPLANE_WORKER_STAGES", '["recording", "finalize"]')
+    settings = Settings(data_dir=tmp_path)
+    box = SecretBox(settings.effective_secret_key())
+    storage = LocalRecordingStorage(tmp_path / "recordings")
+    plain = build_pipeline_worker(settings, None, box, storage)  # type: ignore[arg-type]  # no database used here
+    assert plain.stages == {"recording", "finalize"} and plain.env.transcription is None  # never loads the model
+    given = build_pipeline_worker(settings, None, box, storage, stages=frozenset({"transcribe"}))  # type: ignore[arg-type]
+    assert given.stages == {"transcribe"} and given.env.transcription is not None
+    given.close()
+    monkeypatch.setenv("CALLPLANE_WORKER_STAGES", '["translate"]')
+    with pytest.raises(ValueError, match="worker_stages"):
+        Settings(data_dir=tmp_path)
