@@ -77,6 +77,10 @@ def test_static_trunk_lifecycle_with_the_official_client(calls: CallsApi) -> Non
     assert disabled.admin_status == "DISABLED"
     assert calls.get_sip_trunk_status(trunk.id).admin_status == "DISABLED"
 
+    with pytest.raises(ApiException) as reset:
+        calls.reset_sip_trunk_password(trunk.id)
+    assert reset.value.status == 400 and "REGISTERED" in str(_service_exception(reset.value)["text"])
+
     deleted = calls.delete_sip_trunk_with_http_info(trunk.id)
     assert deleted.status_code == 202 and deleted.data.id == trunk.id
     with pytest.raises(ApiException) as missing:
