@@ -109,6 +109,7 @@ def test_registered_trunk_registers_and_its_status_follows_the_registrar(
                 registrar.poke()
                 result = await registrar_peer.finished()
                 assert result.returncode == 0, result.output
+                assert await _wait_for_status(sessions, trunk_id, "UNREGISTERED") == "unregistered"
                 stop.set()
                 await asyncio.wait_for(running, 30)
             finally:

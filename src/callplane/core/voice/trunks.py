@@ -336,10 +336,13 @@ class TrunkRegistrar:
 
     async def reconcile(self) -> None:
         wanted = await self._wanted()
+        dropped = []
         for trunk_id, (registration_id, fingerprint) in list(self._current.items()):
             if trunk_id not in wanted or wanted[trunk_id].fingerprint != fingerprint:
                 del self._current[trunk_id]
                 await self.engine.unregister(registration_id)
+                dropped.append(trunk_id)
+        await self._mark_unregistered(dropped, "unregistered")
         for trunk_id, want in wanted.items():
             if trunk_id not in self._current:
                 registration_id = await self.engine.register(want.registration)
@@ -383,7 +386,19 @@ class TrunkRegistrar:
             for registration_id, _ in list(self._current.values()):
                 with contextlib.suppress(EngineNotRunning):
                     await self.engine.unregister(registration_id)
+            stopped = list(self._current)
             self._current.clear()
+            await self._mark_unregistered(stopped, "engine stopped")
+
+    async def _mark_unregistered(self, trunk_ids: list[str], detail: str) -> None:
+        """Registrations we dropped ourselves: their own events are ignored (the trunk may be registering anew)."""
+        if not trunk_ids:
+            return
+        async with self.sessions() as session, session.begin():
+            for trunk in await session.scalars(select(SipTrunk).where(SipTrunk.id.in_(trunk_ids))):
+                if trunk.kind == TrunkKind.REGISTERED:
+                    trunk.registration_status = TrunkRegistrationStatus.UNREGISTERED
+                    trunk.registration_detail = detail
 
     async def _record_events(self, events: asyncio.Queue[Any]) -> None:
         while True:
