@@ -34,20 +34,19 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-os.sched_setaffinity(0, {0})  # before sippy starts any thread: every engine thread inherits CPU 0
-
-from callplane.media import g711  # noqa: E402 - after pinning, on purpose
-from callplane.media.engine import (  # noqa: E402
+from callplane.media import g711
+from callplane.media.engine import (
     CallEnded,
     EngineConfig,
     IncomingCall,
     RecordingChannels,
     SpeechSource,
 )
-from callplane.media.g711 import PayloadType  # noqa: E402
+from callplane.media.g711 import PayloadType
 
 EXPECTED_DIGITS = "12"
 
@@ -234,7 +233,7 @@ async def _run(
     label: str, *, limit: int, rate: float, total: int, hold_s: float, workdir: Path, caller_audio: str
 ) -> Run:
     """One sipp run against a fresh engine; `limit` concurrent at most, `rate` new calls/s, `total` calls."""
-    from callplane.media.sip import SippyCallEngine  # imported after pinning; sippy starts threads
+    from callplane.media.sip import SippyCallEngine  # imported after main() pinned us; sippy starts threads
 
     engine = SippyCallEngine(
         EngineConfig(sip_port=_free_port(), rtp_port_range=(20000, 28000), cache_dir=workdir / "cache")
@@ -329,6 +328,203 @@ async def _run(
     return run
 
 
+# ---- through the Calls API ----------------------------------------------------------------------
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """utime + stime of another process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Application:
+    """The customer's application: a webhook receiver that drives each call through /calls/1."""
+
+    def __init__(self, api: Any, run: Run, hold_s: float) -> None:
+        self.api = api
+        self.run = run
+        self.hold_s = hold_s
+        self.finished: set[str] = set()
+        self.failed_requests: Counter[str] = Counter()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def _post(self, path: str, body: dict[str, Any]) -> None:
+        try:
+            response = await self.api.post(path, json=body)
+        except Exception as error:  # a request the server could not answer in time is a failure we count
+            self.failed_requests[type(error).__name__] += 1
+            return
+        if response.status_code >= 300:
+            self.failed_requests[f"{path.rsplit('/', 1)[-1]} {response.status_code}"] += 1
+
+    async def _established(self, call_id: str) -> None:
+        timeout_ms = int((self.hold_s + 30) * 1000)
+        await self._post(
+            f"/calls/1/calls/{call_id}/capture/dtmf", {"maxLength": 4, "timeout": timeout_ms, "terminator": "#"}
+        )
+        await self._post(
+            f"/calls/1/calls/{call_id}/say",
+            {"text": "Thank you for calling. Please enter your account number.", "language": "en", "loopCount": 50},
+        )
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        call_id, kind = event.get("callId", ""), event.get("type")
+        work = None
+        if kind == "CALL_RECEIVED":
+            self.run.answered += 1
+            work = self._post(f"/calls/1/calls/{call_id}/answer", {"recording": {"recordingType": "AUDIO"}})
+        elif kind == "CALL_ESTABLISHED":
+            work = self._established(call_id)
+        elif kind == "DTMF_CAPTURED":
+            digits = event.get("properties", {}).get("dtmf")
+            if digits == EXPECTED_DIGITS:
+                self.run.dtmf_ok += 1
+            else:
+                self.run.misses[repr(digits)] += 1
+        elif kind in ("CALL_FINISHED", "CALL_FAILED"):
+            self.finished.add(call_id)
+            if kind == "CALL_FAILED":
+                self.run.engine_failures += 1
+        if work is not None:
+            task = asyncio.create_task(work)
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+
+async def _serve_webhooks(application: _Application, port: int) -> tuple[Any, asyncio.Task[None]]:
+    import json
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def receive(request: Request) -> Response:
+        application.on_event(json.loads(await request.body()))
+        return Response(status_code=200)
+
+    app = Starlette(routes=[Route("/events", receive, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    serving = asyncio.create_task(server.serve())
+    for _ in range(200):  # uvicorn has no started event to await
+        if server.started or serving.done():
+            break
+        await asyncio.sleep(0.05)
+    return server, serving
+
+
+async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdir: Path, database_url: str) -> Run:
+    """`callplane serve` (voice on, pinned to CPU 0) answers sipp's calls as the application commands."""
+    import httpx
+
+    http_port, sip_port, hook_port = _free_port_tcp(), _free_port(), _free_port_tcp()
+    env = {
+        **os.environ,
+        "CALLPLANE_ENVIRONMENT": "development",
+        "CALLPLANE_DATA_DIR": str(workdir / "data"),
+        "CALLPLANE_ADMIN_TOKEN": "voice-bench-admin",
+        "CALLPLANE_VOICE_ENABLED": "true",
+        "CALLPLANE_SIP_PORT": str(sip_port),
+        "CALLPLANE_RTP_PORT_MIN": "20000",
+        "CALLPLANE_RTP_PORT_MAX": "28000",
+        "CALLPLANE_FETCH_ALLOWED_NETWORKS": '["127.0.0.1/32"]',
+        "CALLPLANE_DELIVERY_POLL_SECONDS": "0.05",
+        "CALLPLANE_TRANSCRIPTION_ENABLED": "false",
+        "CALLPLANE_LOG_LEVEL": "WARNING",
+    }
+    if database_url:
+        env["CALLPLANE_DATABASE_URL"] = database_url
+    server = await asyncio.create_subprocess_exec(
+        "taskset", "-c", "0", sys.executable, "-m", "callplane", "serve", "--port", str(http_port),
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=(workdir / "server.log").open("wb"),
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{http_port}"
+    run = Run("api", limit, total)
+    admin = httpx.AsyncClient(base_url=base, headers={"Authorization": "Bearer voice-bench-admin"}, timeout=30)
+    try:
+        for _ in range(300):
+            try:
+                if (await admin.get("/readyz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+        account = (await admin.post("/v1/admin/accounts", json={"kind": "network", "name": "bench"})).json()
+        token = (await admin.post(f"/v1/admin/accounts/{account['id']}/tokens", json={"name": "bench"})).json()["token"]
+        limits = httpx.Limits(max_connections=200)
+        api = httpx.AsyncClient(base_url=base, headers={"Authorization": f"App {token}"}, timeout=60, limits=limits)
+        native = httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        configuration = (await api.post("/calls/1/configurations", json={"name": "bench"})).json()["id"]
+        await native.post(
+            f"/v1/voice/configurations/{configuration}/subscriptions",
+            json={"url": f"http://127.0.0.1:{hook_port}/events"},
+        )
+        await native.post(f"/v1/voice/configurations/{configuration}/routes", json={"called_user": "bench"})
+        application = _Application(api, run, hold_s)
+        hooks, serving = await _serve_webhooks(application, hook_port)
+
+        dtmf_pcap, scenario = workdir / "dtmf.pcap", workdir / "voice.xml"
+        _dtmf_pcap(dtmf_pcap, EXPECTED_DIGITS + "#")
+        tone_s = max(0.5, hold_s - DTMF_TAIL_S)
+        scenario.write_text(
+            SCENARIO.replace("TONE_PLAY", "")
+            .replace("TONE_MS", str(int(tone_s * 1000)))
+            .replace("DTMF_PCAP", str(dtmf_pcap))
+        )
+        sipp = await asyncio.create_subprocess_exec(
+            "taskset", "-c", "1", "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(_free_port()),
+            "-mp", str(_free_port() & ~1), f"127.0.0.1:{sip_port}", "-s", "bench", "-rtp_echo",
+            "-l", str(limit), "-r", f"{rate:.2f}", "-m", str(total), "-nostdin",
+            "-timeout", f"{int(total / rate + hold_s * 4 + 90)}s",
+            cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        started = time.monotonic()
+        cpu_before, wall_before = _process_cpu_seconds(server.pid), time.monotonic()
+        live_before = 0
+        while sipp.returncode is None:
+            try:
+                await asyncio.wait_for(sipp.wait(), 1.0)
+            except TimeoutError:
+                pass
+            cpu_now, wall_now = _process_cpu_seconds(server.pid), time.monotonic()
+            live = run.answered - len(application.finished)
+            run.peak = max(run.peak, live)
+            if live >= 0.9 * limit and live_before >= 0.9 * limit:
+                run.cpu_samples.append(100 * (cpu_now - cpu_before) / (wall_now - wall_before))
+                run.concurrency_samples.append(live)
+            cpu_before, wall_before, live_before = cpu_now, wall_now, live
+        run.seconds = time.monotonic() - started
+        run.hold_s = hold_s
+        output = (await sipp.stdout.read()).decode(errors="replace") if sipp.stdout else ""
+        run.sipp_ok = _sipp_counter(output, "Successful call")
+        run.sipp_failed = _sipp_counter(output, "Failed call")
+        for _ in range(600):  # the last events drain through the outbox
+            if len(application.finished) >= total:
+                break
+            await asyncio.sleep(0.1)
+        missing_terminal = total - len(application.finished)
+        run.engine_failures += max(missing_terminal, 0)
+        if missing_terminal:
+            run.misses["no terminal event"] += missing_terminal
+        run.misses.update(application.failed_requests)
+        hooks.should_exit = True
+        await serving
+        await api.aclose()
+        await native.aclose()
+    finally:
+        await admin.aclose()
+        server.terminate()
+        await server.wait()
+    return run
+
+
+def _free_port_tcp() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def _row(run: Run) -> str:
     return (
         f" {run.target:6d}  {run.calls:5d}  {run.peak:4d}  {run.answered:8d}  {run.sipp_ok:5d}/{run.sipp_failed:<5d}"
@@ -354,8 +550,19 @@ def main() -> None:
         help="what the caller sends besides its digits: our own audio echoed back by sipp (-rtp_echo, one sipp"
         " thread) or a tone pcap per call (a sipp thread per call: on a shared 2-core machine sipp falls behind first)",
     )
+    parser.add_argument(
+        "--api",
+        action="store_true",
+        help="through /calls/1: callplane serve (voice on) on CPU 0; this process (the application: webhook"
+        " receiver + API client) and sipp on CPU 1; --levels only",
+    )
+    parser.add_argument("--database-url", default="", help="with --api: CALLPLANE_DATABASE_URL (default SQLite)")
     parser.add_argument("--stop-on-failure", action="store_true", help="skip higher levels after a failing one")
     args = parser.parse_args()
+    if args.api:
+        _api_main(args)
+        return
+    os.sched_setaffinity(0, {0})  # before sippy starts any thread: every engine thread inherits CPU 0
     if shutil.which("sipp") is None:
         sys.exit("sipp (Debian sip-tester) is needed")
     deadline = time.monotonic() + args.max_seconds
@@ -411,6 +618,42 @@ def main() -> None:
         print(
             f"\nmax concurrent calls with zero failures: {best_level}; setup rate with zero failures: {best_rate:g}/s"
         )
+
+
+def _api_main(args: argparse.Namespace) -> None:
+    os.sched_setaffinity(0, {1})
+    deadline = time.monotonic() + args.max_seconds
+    database = args.database_url.split("@")[-1] if args.database_url else "SQLite"
+    print(
+        f"callplane serve pinned to CPU 0 ({database}); application + sipp on CPU 1; per call through /calls/1:"
+        " CALL_RECEIVED -> answer with recording -> CALL_ESTABLISHED -> capture/dtmf + say (looped)"
+        " -> DTMF_CAPTURED '12' -> caller's BYE -> CALL_FINISHED"
+    )
+    print(f"\nconcurrency ({args.hold:.0f} s calls, 2 x target calls per level); CPU = the serve process")
+    print(
+        " target  calls  peak  answered  sipp ok/fail  dtmf ok  failures  CPU%     per call  setup/s"
+        "  (rx, lateness: engine mode only)"
+    )
+    best = 0
+    with tempfile.TemporaryDirectory(prefix="voice-api-bench-") as scratch:
+        for level in (int(value) for value in args.levels.split(",") if value):
+            if time.monotonic() > deadline:
+                print(f" {level:6d}  skipped (time budget)")
+                continue
+            level_dir = Path(scratch) / f"level{level}"
+            level_dir.mkdir()
+            run = asyncio.run(
+                _api_run(limit=level, rate=max(1.0, level / args.hold), total=2 * level, hold_s=args.hold,
+                         workdir=level_dir, database_url=args.database_url)
+            )  # fmt: skip
+            print(_row(run), flush=True)
+            if run.misses:
+                print(f"         misses: {dict(run.misses.most_common(5))}")
+            if run.failures == 0:
+                best = max(best, level)
+            elif args.stop_on_failure:
+                break
+    print(f"\nmax concurrent calls through the API with zero failures: {best}")
 
 
 if __name__ == "__main__":
