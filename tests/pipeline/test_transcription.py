@@ -128,7 +128,7 @@ def _network_with_signals(admin: Admin) -> Network:
     return network
 
 
-def _submit(client: httpx.Client, network: Network, recording_url: str) -> str:
+def _submit(client: httpx.Client, network: Network, recording_url: str, **fields: Any) -> str:
     response = client.post(
         "/api/2022-03-01/calls.json",
         headers={"Authorization": network.token},
@@ -142,6 +142,7 @@ def _submit(client: httpx.Client, network: Network, recording_url: str) -> str:
                 "call_direction": "inbound",
                 "recording_url": recording_url,
             }
+            | fields
         },
     )
     assert response.status_code == 201, response.text
@@ -388,3 +389,31 @@ def test_a_mono_batch_call_is_one_unlabelled_track_and_every_phrase_applies_to_i
         "transcription_available": True,
         "analytics_available": True,
     }
+
+
+KEYWORDS = {"en-GB": "parcel", "es-ES": "cancelar", "fr-FR": "merci"}  # caller words Whisper hears in each call
+
+
+@pytest.mark.parametrize("quiet_server", ["sqlite"], indirect=True)
+def test_en_gb_es_es_and_fr_fr_calls_are_transcribed_in_their_language(
+    quiet_server: RunningServer, files: FileServer, admin: Admin
+) -> None:
+    network = admin.network(language_codes=["en-US", "en-GB", "es-ES", "fr-FR"])
+    bearer = {"Authorization": f"Bearer {network.token}"}
+    others = [r for r in read_references(TESTSET / "references.json") if r.language in ("en-GB", "es-ES", "fr-FR")]
+    with httpx.Client(base_url=quiet_server.base_url, timeout=30) as client:
+        submitted = {}
+        for reference in others:
+            shutil.copy(TESTSET / reference.audio, files.root / reference.audio)
+            call_id = _submit(client, network, files.url(reference.audio), language_code=reference.language)
+            submitted[call_id] = reference
+        _run_worker(quiet_server, stages=None)
+        for call_id, reference in submitted.items():
+            document = client.get(f"/v1/calls/{call_id}/transcript", headers=bearer).json()
+            assert document["language_code"] == reference.language
+            assert [turn["speaker"] for turn in document["turns"]] == reference.speaker_order
+            caller = client.get(
+                f"/v1/calls/{call_id}/transcript", params={"transcript_format": "caller"}, headers=bearer
+            ).text
+            # Said in the call's language, not translated (accuracy is test_testset's; the pipeline re-encodes).
+            assert KEYWORDS[reference.language] in caller.casefold(), (reference.name, caller)
