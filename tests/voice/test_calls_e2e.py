@@ -756,3 +756,52 @@ def test_a_dialog_bridges_an_inbound_caller_to_a_new_call_and_audio_flows_both_w
         assert settle_then_single_terminal(receiver, call_id)["type"] == "CALL_FINISHED"
     history = app.http.get(f"/calls/1/dialogs/{dialog_id}/history").json()
     assert (history["state"], history["parentCallId"], history["childCallId"]) == ("FINISHED", parent_id, child_id)
+
+
+def test_pre_answer_then_answer_and_the_callers_hangup(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    called = f"early-{secrets.token_hex(3)}"
+    app.native.post(f"/v1/voice/configurations/{app.configuration_id}/routes", json={"called_user": called})
+    tone_pcap = tmp_path / "tone.pcap"
+    write_rtp_pcap(tone_pcap, tone(700, 1.0))
+    caller = run_sipp(
+        render_scenario("uac_early.xml", tmp_path, TONE_PCAP=str(tone_pcap), HOLD_MS="1500"),
+        remote=f"127.0.0.1:{voice_server.sip_port}",
+        extra=["-s", called],
+    )
+    call_id = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)[
+        "callId"
+    ]
+    assert app.http.post(f"/calls/1/calls/{call_id}/pre-answer", json={}).status_code == 200
+    assert receiver.wait_type(call_id, "CALL_PRE_ESTABLISHED")["properties"]["call"]["state"] == "PRE_ESTABLISHED"
+    assert app.http.post(f"/calls/1/calls/{call_id}/answer", json={}).status_code == 200
+    code, output = sipp_result(caller)
+    assert code == 0, output
+    log = settle_then_single_terminal(receiver, call_id)["properties"]["callLog"]
+    assert (log["state"], log["hangupSource"], log["errorCode"]["name"]) == ("FINISHED", "ENDPOINT", "NORMAL_HANGUP")
+    assert log["answerTime"] is not None and log["duration"] is not None
+
+
+def test_max_duration_ends_an_answered_call(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    sipp, port = uas(tmp_path, "uas_answer.xml", BYE_TIMEOUT_MS="40000")
+    created = app.http.post(
+        "/calls/1/calls",
+        json={
+            "endpoint": {
+                "type": "SIP",
+                "username": "short",
+                "host": f"127.0.0.1:{port}",
+                "customHeaders": {"X-Campaign": "campaign-7"},
+            },
+            "maxDuration": 1,
+            "callsConfigurationId": app.configuration_id,
+        },
+    )
+    call_id = created.json()["id"]
+    code, output = sipp_result(sipp)
+    assert code == 0, output  # sipp got our BYE (cause 16)
+    log = settle_then_single_terminal(receiver, call_id)["properties"]["callLog"]
+    assert (log["state"], log["hangupSource"], log["errorCode"]["id"]) == ("FINISHED", "PLATFORM", 10100)

@@ -258,6 +258,7 @@ class VoiceService:
         self._live: dict[str, _Live] = {}
         self._by_engine: dict[str, _Live] = {}
         self._dialing = 0
+        self._refused: set[str] = set()  # engine ids of inbound calls we refused (unrouted): their events are noise
         self._registered = asyncio.Event()
         self._consumer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -732,6 +733,10 @@ class VoiceService:
         engine_id = getattr(event, "call_id", None)
         if engine_id is None:
             return  # registration events belong to the trunk registrar
+        if engine_id in self._refused:
+            if isinstance(event, CallEnded):
+                self._refused.discard(engine_id)
+            return
         live = await self._known(engine_id)
         if live is None:
             return
@@ -754,6 +759,7 @@ class VoiceService:
         async with self.sessions() as session:
             route = await route_for(session=session, called_user=event.to_user)
             if route is None:
+                self._refused.add(event.call_id)
                 await self.engine.reject(event.call_id, status=404, reason=SipReasonHeader("Q.850", 1))
                 log.info("inbound call to an unrouted user", extra={"fields": {"to": event.to_user}})
                 return
