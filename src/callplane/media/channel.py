@@ -116,6 +116,7 @@ class MediaChannel(asyncio.DatagramProtocol):
         self._dtmf_done: list[asyncio.Future[None]] = []
         self._last_event_key: tuple[int, int, int] | None = None
         self._last_event_seen = 0.0
+        self._last_event_ended = False
         self._event_timestamp = 0
         self._ticks = 0
         self.closed = False
@@ -275,11 +276,18 @@ class MediaChannel(asyncio.DatagramProtocol):
             return
         key = (packet.ssrc, packet.timestamp, event.event)
         now = time.monotonic()
-        repeated = key == self._last_event_key and now - self._last_event_seen < _DTMF_REPEAT_AFTER_S
+        # RFC 4733: every packet of one key press carries that press's timestamp. The same key counts again
+        # only after its end packets and a pause (a sender replaying one recorded digit, as sipp's pcaps do);
+        # a sender that stalls in the middle of a press must not turn it into two.
+        repeated = key == self._last_event_key and (
+            not self._last_event_ended or now - self._last_event_seen < _DTMF_REPEAT_AFTER_S
+        )
         self._last_event_seen = now
         if repeated:
+            self._last_event_ended = self._last_event_ended or event.end
             return  # continuation or one of the three end packets of a digit already reported
         self._last_event_key = key
+        self._last_event_ended = event.end
         self.stats.digits_received += 1
         self._on_digit(digit)
 
