@@ -66,6 +66,9 @@ def serve(
     if data_dir is not None:
         os.environ["CALLPLANE_DATA_DIR"] = str(data_dir)  # worker processes read the same environment
     settings = _settings()
+    if settings.voice_enabled and workers > 1:
+        # each worker would start its own SIP engine on the same port; live calls belong to one process
+        raise typer.BadParameter("the voice engine runs in one process: use --workers 1 with CALLPLANE_VOICE_ENABLED")
     configure_logging(settings.log_level, settings.log_format)
     settings.ensure_data_dir()
     settings.effective_admin_token()  # create it once here, not racing in each worker
