@@ -27,17 +27,21 @@ from infobip_api_client.models.call_direction import CallDirection
 from infobip_api_client.models.call_endpoint_type import CallEndpointType
 from infobip_api_client.models.call_request import CallRequest
 from infobip_api_client.models.call_state import CallState
+from infobip_api_client.models.calls_action_call_request import CallsActionCallRequest
 from infobip_api_client.models.calls_action_status import CallsActionStatus
 from infobip_api_client.models.calls_answer_request import CallsAnswerRequest
 from infobip_api_client.models.calls_billing_package import CallsBillingPackage
 from infobip_api_client.models.calls_configuration_create_request import CallsConfigurationCreateRequest
 from infobip_api_client.models.calls_configuration_update_request import CallsConfigurationUpdateRequest
+from infobip_api_client.models.calls_connect_request import CallsConnectRequest
+from infobip_api_client.models.calls_connect_with_new_call_request import CallsConnectWithNewCallRequest
 from infobip_api_client.models.calls_dtmf_capture_request import CallsDtmfCaptureRequest
 from infobip_api_client.models.calls_dtmf_send_request import CallsDtmfSendRequest
 from infobip_api_client.models.calls_error_code import CallsErrorCode
 from infobip_api_client.models.calls_hangup_request import CallsHangupRequest
 from infobip_api_client.models.calls_hangup_source import CallsHangupSource
 from infobip_api_client.models.calls_language import CallsLanguage
+from infobip_api_client.models.calls_participant_state import CallsParticipantState
 from infobip_api_client.models.calls_play_content_type import CallsPlayContentType
 from infobip_api_client.models.calls_play_request import CallsPlayRequest
 from infobip_api_client.models.calls_pre_answer_request import CallsPreAnswerRequest
@@ -805,3 +809,65 @@ def test_max_duration_ends_an_answered_call(
     assert code == 0, output  # sipp got our BYE (cause 16)
     log = settle_then_single_terminal(receiver, call_id)["properties"]["callLog"]
     assert (log["state"], log["hangupSource"], log["errorCode"]["id"]) == ("FINISHED", "PLATFORM", 10100)
+
+
+def test_the_official_client_connects_two_calls_and_a_call_with_a_new_one(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    account_key = app.http.headers["authorization"].removeprefix("App ")
+    calls = calls_api(voice_server.running.base_url, account_key)
+    sipps = [uas(_fresh(tmp_path), "uas_answer.xml", BYE_TIMEOUT_MS="40000") for _ in range(4)]
+    try:
+        a, b, c = (_answered_call(calls, app, receiver, port) for _, port in sipps[:3])
+        conference = calls.connect_calls(CallsConnectRequest(call_ids=[a, b]))
+        assert [p.call_id for p in conference.participants or []] == [a, b]
+        assert {p.state for p in conference.participants or []} == {CallsParticipantState.JOINED}
+        calls.hangup_call(a, CallsHangupRequest())
+        assert settle_then_single_terminal(receiver, b)["properties"]["callLog"]["hangupSource"] == "PLATFORM"
+
+        endpoint = CallsSipEndpoint(
+            type=CallEndpointType.SIP,
+            username="agent",
+            sip_trunk_id=_trunk(calls, sipps[3][1]),
+            custom_headers={"X-Campaign": "campaign-7"},
+        )
+        joined = calls.connect_with_new_call(
+            c, CallsConnectWithNewCallRequest(call_request=CallsActionCallRequest(endpoint=endpoint))
+        )
+        assert joined.call is not None and joined.call.parent_call_id == c and joined.conference is not None
+        dialog_id = joined.conference.id
+        receiver.wait_for(lambda e: e.get("dialogId") == dialog_id and e["type"] == "DIALOG_ESTABLISHED")
+        calls.hangup_call(joined.call.id, CallsHangupRequest())  # the child: propagation ends the parent too
+        assert settle_then_single_terminal(receiver, c)["type"] == "CALL_FINISHED"
+        for process, _ in sipps:
+            code, output = sipp_result(process)
+            assert code == 0, output
+    finally:
+        calls.api_client.rest_client.pool_manager.clear()
+
+
+def _trunk(calls: CallsApi, port: int) -> str:
+    trunk = calls.create_sip_trunk(
+        CallsStaticSipTrunkRequest(
+            name=f"sipp-{port}",
+            channel_limit=2,
+            billing_package=CallsBillingPackage(package_type="METERED"),
+            destination_hosts=[f"127.0.0.1:{port}"],
+            codecs=["PCMU", "PCMA"],
+            type=CallsSipTrunkType.STATIC,
+        )
+    )
+    return str(trunk.id)
+
+
+def _answered_call(calls: CallsApi, app: App, receiver: Receiver, port: int) -> str:
+    endpoint = CallsSipEndpoint(
+        type=CallEndpointType.SIP,
+        username="party",
+        sip_trunk_id=_trunk(calls, port),
+        custom_headers={"X-Campaign": "campaign-7"},
+    )
+    call = calls.create_call(CallRequest(endpoint=endpoint, calls_configuration_id=app.configuration_id))
+    assert call.id is not None
+    receiver.wait_type(call.id, "CALL_ESTABLISHED")
+    return call.id

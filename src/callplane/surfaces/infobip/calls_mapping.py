@@ -142,6 +142,32 @@ def dialog_json(dialog: VoiceDialog, parent: VoiceCall | None, child: VoiceCall 
     }
 
 
+def _participant(call: VoiceCall, dialog: VoiceDialog) -> dict[str, Any]:
+    joined = dialog.established_at is not None
+    left = call.ended_at is not None
+    return {
+        "callId": call.id,
+        "endpoint": endpoint_json(call),
+        "state": "LEFT" if left else ("JOINED" if joined else "JOINING"),
+        "joinTime": infobip_time(dialog.established_at),
+        "leaveTime": infobip_time(call.ended_at),
+        "media": {"audio": {"muted": False, "userMuted": False, "deaf": False}},
+        "role": {"type": "DEFAULT"},
+    }
+
+
+def conference_json(
+    dialog: VoiceDialog, parent: VoiceCall | None, child: VoiceCall | None, name: str | None = None
+) -> dict[str, Any]:
+    """`CallsConference` for a two-party connect, which callplane carries as a dialog (same id)."""
+    return {
+        "id": dialog.id,
+        "name": name or dialog.id,
+        "participants": [_participant(call, dialog) for call in (parent, child) if call is not None],
+        "callsConfigurationId": dialog.configuration_id,
+    }
+
+
 def dialog_log_json(dialog: VoiceDialog) -> dict[str, Any]:
     """`CallsDialogLogResponse`."""
     duration = None

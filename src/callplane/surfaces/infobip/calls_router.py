@@ -34,6 +34,7 @@ from callplane.surfaces.infobip.calls_mapping import (
     call_json,
     call_log_json,
     call_recording_json,
+    conference_json,
     configuration_json,
     dialog_json,
     dialog_log_json,
@@ -719,3 +720,62 @@ async def get_dialog_history(dialog_id: str, principal: VoicePrincipalDep, voice
 async def hangup_dialog(dialog_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
     dialog = await voice.hangup_dialog(account_id=principal.account.id, dialog_id=dialog_id)
     return json_response(await _dialog_out(voice, dialog))
+
+
+# ---- connect: two parties, carried as a dialog --------------------------------------------------
+
+
+class ConferenceRequestBody(BaseModel):
+    model_config = _WIRE
+    name: str | None = None
+
+
+class ConnectBody(BaseModel):
+    model_config = _WIRE
+    callIds: list[str]
+    conferenceRequest: ConferenceRequestBody | None = None
+
+
+class ConnectWithNewCallBody(BaseModel):
+    model_config = _WIRE
+    callRequest: DialogCallBody
+    connectOnEarlyMedia: bool = False
+    conferenceRequest: ConferenceRequestBody | None = None
+
+
+@router.post("/connect")
+async def connect_calls(body: ConnectBody, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    """Two existing answered calls, bridged (a conference of more than two is not built)."""
+    if len(body.callIds) != 2:
+        raise bad_request("callplane connects exactly two calls (conferences are not built)", field="callIds")
+    dialog = await voice.dialog_from_calls(
+        account_id=principal.account.id, parent_call_id=body.callIds[0], child_call_id=body.callIds[1]
+    )
+    parent, child = await voice.dialog_calls(dialog)
+    name = body.conferenceRequest.name if body.conferenceRequest else None
+    return json_response(conference_json(dialog, parent, child, name))
+
+
+@router.post("/calls/{call_id}/connect")
+async def connect_with_new_call(
+    call_id: str, body: ConnectWithNewCallBody, principal: VoicePrincipalDep, voice: VoiceDep
+) -> Response:
+    """Place a new call and bridge it to this one when it answers; answers `{conference, call}`."""
+    request = body.callRequest
+    dialog = await voice.create_dialog(
+        account_id=principal.account.id,
+        parent_call_id=call_id,
+        child=NewCall(
+            configuration_id="",  # the parent's
+            endpoint=_endpoint(request.endpoint),
+            from_user=request.from_,
+            from_display_name=request.fromDisplayName,
+            connect_timeout_s=request.connectTimeout,
+            custom_data=request.customData or {},
+        ),
+    )
+    parent, child = await voice.dialog_calls(dialog)
+    name = body.conferenceRequest.name if body.conferenceRequest else None
+    return json_response(
+        {"conference": conference_json(dialog, parent, child, name), "call": call_json(child) if child else None}
+    )
