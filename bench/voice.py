@@ -432,6 +432,8 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
         "CALLPLANE_DELIVERY_POLL_SECONDS": "0.05",
         "CALLPLANE_TRANSCRIPTION_ENABLED": "false",
         "CALLPLANE_LOG_LEVEL": "WARNING",
+        # one key for every level: with --database-url the levels share a database (and its secrets)
+        "CALLPLANE_SECRET_KEY": "dm9pY2UtYmVuY2gtZml4ZWQta2V5LTMyLWJ5dGVzISE=",
     }
     if database_url:
         env["CALLPLANE_DATABASE_URL"] = database_url
@@ -460,7 +462,8 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
             f"/v1/voice/configurations/{configuration}/subscriptions",
             json={"url": f"http://127.0.0.1:{hook_port}/events"},
         )
-        await native.post(f"/v1/voice/configurations/{configuration}/routes", json={"called_user": "bench"})
+        called = f"bench-{limit}-{os.getpid()}"  # routes are per called user: each level has its own
+        await native.post(f"/v1/voice/configurations/{configuration}/routes", json={"called_user": called})
         application = _Application(api, run, hold_s)
         hooks, serving = await _serve_webhooks(application, hook_port)
 
@@ -474,7 +477,7 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
         )
         sipp = await asyncio.create_subprocess_exec(
             "taskset", "-c", "1", "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(_free_port()),
-            "-mp", str(_free_port() & ~1), f"127.0.0.1:{sip_port}", "-s", "bench", "-rtp_echo",
+            "-mp", str(_free_port() & ~1), f"127.0.0.1:{sip_port}", "-s", called, "-rtp_echo",
             "-l", str(limit), "-r", f"{rate:.2f}", "-m", str(total), "-nostdin",
             "-timeout", f"{int(total / rate + hold_s * 4 + 90)}s",
             cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
