@@ -27,7 +27,7 @@ from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
 from callplane.core.transcripts.engine import AsrSettings
 from callplane.core.transcripts.runtime import TranscriptionRuntime
-from callplane.core.voice.service import VoiceService
+from callplane.core.voice.service import RECORDINGS_DIRECTORY, VoiceService
 from callplane.core.voice.trunks import TrunkRegistrar
 from callplane.core.webhooks.delivery import DeliveryConfig, DeliveryWorker
 from callplane.db.engine import create_engine, create_session_factory
@@ -236,6 +236,7 @@ def build_pipeline_worker(
             max_bytes=settings.recording_max_bytes, total_timeout_s=settings.recording_fetch_timeout_seconds
         ),
         drop_folder=DropFolder(settings.recording_drop_dir) if settings.recording_drop_dir else None,
+        voice_recordings=DropFolder(settings.ensure_data_dir() / RECORDINGS_DIRECTORY),
         on_outcome=notify_outcome,
         transcription=build_transcription(settings) if stages is None or "transcribe" in stages else None,
     )

@@ -871,3 +871,42 @@ def _answered_call(calls: CallsApi, app: App, receiver: Receiver, port: int) -> 
     assert call.id is not None
     receiver.wait_type(call.id, "CALL_ESTABLISHED")
     return call.id
+
+
+def test_a_configuration_can_send_finished_calls_through_the_post_call_pipeline(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    configured = app.http.post("/calls/1/configurations", json={"name": "pipeline", "postCallProcessing": True})
+    assert configured.status_code == 201 and configured.json()["postCallProcessing"] is True
+    configuration_id = configured.json()["id"]
+    app.native.post(f"/v1/voice/configurations/{configuration_id}/subscriptions", json={"url": receiver.url})
+    sipp, port = uas(tmp_path, "uas_answer.xml", BYE_TIMEOUT_MS="40000")
+    endpoint = {
+        "type": "SIP",
+        "username": "echo",
+        "host": f"127.0.0.1:{port}",
+        "customHeaders": {"X-Campaign": "campaign-7"},
+    }
+    created = app.http.post(
+        "/calls/1/calls",
+        json={"endpoint": endpoint, "callsConfigurationId": configuration_id, "recording": {"recordingType": "AUDIO"}},
+    )
+    call_id = created.json()["id"]
+    receiver.wait_type(call_id, "CALL_ESTABLISHED")  # recording starts on answer (the create's `recording`)
+    app.http.post(f"/calls/1/calls/{call_id}/say", json={"text": "This call is recorded.", "language": "en"})
+    receiver.wait_type(call_id, "SAY_FINISHED")
+    app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
+    code, output = sipp_result(sipp)
+    assert code == 0, output
+    receiver.wait_type(call_id, "CALL_RECORDING_READY")
+    settle_then_single_terminal(receiver, call_id)
+
+    deadline = time.monotonic() + 60
+    call = app.native.get(f"/v1/calls/{call_id}").json()
+    while call["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        call = app.native.get(f"/v1/calls/{call_id}").json()
+    assert call["status"] == "completed", call
+    assert call["origin"] == "voice" and call["recording_filename"].endswith(".wav")
+    normalized = app.native.get(f"/v1/calls/{call_id}/recording")
+    assert normalized.status_code == 200 and normalized.headers["content-type"] == "audio/mpeg"

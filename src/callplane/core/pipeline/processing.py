@@ -74,6 +74,8 @@ class ProcessingEnvironment:
     work_dir: Path
     limits: FetchLimits
     drop_folder: DropFolder | None = None
+    # Where live (voice) calls' recordings are written; their `recording_filename` is relative to it.
+    voice_recordings: DropFolder | None = None
     # Called inside the transaction that records a call's outcome (webhooks, callbacks).
     on_outcome: Callable[[AsyncSession, Call, str, dict[str, Any]], Awaitable[None]] | None = None
     # Speech-to-text and signal detection; None means transcription is off on this server.
@@ -135,6 +137,8 @@ async def stage_recording(env: ProcessingEnvironment, call: Call) -> None:
             await fetch_http(
                 call.recording_url, dest=source, policy=env.policy, limits=env.limits, auth=await _http_auth(env, call)
             )
+        elif call.origin == CallOrigin.VOICE and call.recording_filename and env.voice_recordings is not None:
+            await fetch_drop_folder(env.voice_recordings, call.recording_filename, dest=source, limits=env.limits)
         elif call.recording_filename:
             sftp = await _sftp_access(env, call)
             if sftp is not None:

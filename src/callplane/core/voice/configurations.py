@@ -57,14 +57,21 @@ class SubscriptionNotFound(NotFound):
 
 
 async def create_configuration(
-    *, session: AsyncSession, account_id: str, configuration_id: str | None, name: str | None
+    *,
+    session: AsyncSession,
+    account_id: str,
+    configuration_id: str | None,
+    name: str | None,
+    post_call_processing: bool = False,
 ) -> CallsConfiguration:
     if configuration_id is not None:
         if not _CONFIGURATION_ID.match(configuration_id):
             raise InvalidInput("id must be 1 to 128 letters, digits, '_', '-' or '.'")
         if await session.get(CallsConfiguration, configuration_id) is not None:
             raise ConfigurationExists()
-    configuration = CallsConfiguration(id=configuration_id or new_id(), account_id=account_id, name=name)
+    configuration = CallsConfiguration(
+        id=configuration_id or new_id(), account_id=account_id, name=name, post_call_processing=post_call_processing
+    )
     session.add(configuration)
     await session.flush()
     return configuration
@@ -93,10 +100,17 @@ async def list_configurations(
 
 
 async def update_configuration(
-    *, session: AsyncSession, account_id: str, configuration_id: str, name: str | None
+    *,
+    session: AsyncSession,
+    account_id: str,
+    configuration_id: str,
+    name: str | None,
+    post_call_processing: bool = False,
 ) -> CallsConfiguration:
+    """A full replacement, as Infobip's PUT: omitted fields go back to their defaults."""
     configuration = await get_configuration(session=session, account_id=account_id, configuration_id=configuration_id)
     configuration.name = name
+    configuration.post_call_processing = post_call_processing
     configuration.updated_at = utcnow()
     await session.flush()
     return configuration

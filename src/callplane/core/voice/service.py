@@ -26,6 +26,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.calls.models import Call, CallOrigin, CallStatus
+from callplane.core.jobs.models import Job, JobKind, JobStatus
 from callplane.core.recordings.fetch import FetchLimits, fetch_http
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
@@ -34,6 +35,7 @@ from callplane.core.voice import trunks
 from callplane.core.voice.configurations import get_configuration, route_for
 from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer, publish
 from callplane.core.voice.models import (
+    CallsConfiguration,
     DialogHangupSource,
     DialogState,
     EndpointType,
@@ -923,6 +925,7 @@ class VoiceService:
             call = await session.get(VoiceCall, call_id)
             assert call is not None
             await self._touch_core(session, call, ended=True)
+            await self._queue_post_call(session, call)
             event_type = "CALL_FINISHED" if ending.state == VoiceCallState.FINISHED else "CALL_FAILED"
             await publish(session=session, renderer=self.renderer, event=VoiceEvent(event_type, call, at=now))
             dialog_id = call.dialog_id
@@ -944,6 +947,28 @@ class VoiceService:
             start = call.answered_at or call.created_at
             if call.ended_at is not None and call.answered_at is not None:
                 core.duration_ms = max(0, round((call.ended_at - start).total_seconds() * 1000))
+
+    @staticmethod
+    async def _queue_post_call(session: AsyncSession, call: VoiceCall) -> None:
+        """When the configuration asks, the call's last recording goes through the post-call pipeline."""
+        configuration = await session.get(CallsConfiguration, call.configuration_id)
+        if configuration is None or not configuration.post_call_processing:
+            return
+        recording = await session.scalar(
+            select(VoiceRecording)
+            .where(VoiceRecording.call_id == call.id, VoiceRecording.ready.is_(True))
+            .order_by(VoiceRecording.started_at.desc())
+            .limit(1)
+        )
+        core = await session.get(Call, call.id)
+        if recording is None or core is None:
+            return
+        core.recording_filename = recording.storage_key
+        core.status = CallStatus.QUEUED
+        core.status_reason = None
+        session.add(
+            Job(account_id=call.account_id, call_id=call.id, kind=JobKind.PROCESS_CALL, status=JobStatus.QUEUED)
+        )
 
     async def _emit(self, call_id: str, event_type: str, **details: Any) -> None:
         async with self.sessions() as session, session.begin():

@@ -31,7 +31,11 @@ def _ring_duration_s(call: VoiceCall) -> int | None:
 
 
 def configuration_json(configuration: CallsConfiguration) -> dict[str, Any]:
-    return {"id": configuration.id, "name": configuration.name}
+    return {
+        "id": configuration.id,
+        "name": configuration.name,
+        "postCallProcessing": configuration.post_call_processing,
+    }
 
 
 def call_json(call: VoiceCall) -> dict[str, Any]:

@@ -64,6 +64,7 @@ class ConfigurationBody(BaseModel):
     model_config = _WIRE
     id: Annotated[str | None, Field(min_length=1, max_length=128)] = None
     name: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    postCallProcessing: bool = False  # callplane: finished calls' recordings go through the post-call pipeline
 
 
 class EndpointBody(BaseModel):
@@ -261,7 +262,11 @@ def _stop_on(body: TerminationBody | None) -> dict[str, Any]:
 async def create_configuration(body: ConfigurationBody, principal: VoicePrincipalDep, context: ContextDep) -> Response:
     async with context.sessions() as session, session.begin():
         configuration = await configs.create_configuration(
-            session=session, account_id=principal.account.id, configuration_id=body.id, name=body.name
+            session=session,
+            account_id=principal.account.id,
+            configuration_id=body.id,
+            name=body.name,
+            post_call_processing=body.postCallProcessing,
         )
         out = configuration_json(configuration)
     return json_response(out, 201)
@@ -292,7 +297,11 @@ async def update_configuration(
 ) -> Response:
     async with context.sessions() as session, session.begin():
         configuration = await configs.update_configuration(
-            session=session, account_id=principal.account.id, configuration_id=configuration_id, name=body.name
+            session=session,
+            account_id=principal.account.id,
+            configuration_id=configuration_id,
+            name=body.name,
+            post_call_processing=body.postCallProcessing,
         )
         out = configuration_json(configuration)
     return json_response(out)
