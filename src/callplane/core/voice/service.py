@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -90,6 +91,7 @@ DEFAULT_MAX_DURATION_S = 28800
 RECORDINGS_DIRECTORY = "voice-recordings"
 URL_CACHE_DIRECTORY = "voice-url-cache"
 DEFAULT_WORDS_PER_MINUTE = 160
+ENDED_REMEMBERED = 10_000
 
 
 class VoiceCallNotFound(NotFound):
@@ -261,6 +263,9 @@ class VoiceService:
         self._by_engine: dict[str, _Live] = {}
         self._dialing = 0
         self._refused: set[str] = set()  # engine ids of inbound calls we refused (unrouted): their events are noise
+        # Engine ids of calls that ended here: late events (a playback cancelled by the hangup) are dropped at once
+        # instead of waiting for an in-flight dial to register them.
+        self._ended: OrderedDict[str, None] = OrderedDict()
         self._registered = asyncio.Event()
         self._consumer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -739,6 +744,8 @@ class VoiceService:
             if isinstance(event, CallEnded):
                 self._refused.discard(engine_id)
             return
+        if engine_id in self._ended:
+            return
         live = await self._known(engine_id)
         if live is None:
             return
@@ -899,6 +906,9 @@ class VoiceService:
         live = self._live.pop(call_id, None)
         if live is not None:
             self._by_engine.pop(live.engine_id, None)
+            self._ended[live.engine_id] = None
+            while len(self._ended) > ENDED_REMEMBERED:
+                self._ended.popitem(last=False)
             if live.max_duration_timer is not None:
                 live.max_duration_timer.cancel()
             if live.capture is not None:
