@@ -910,3 +910,41 @@ def test_a_configuration_can_send_finished_calls_through_the_post_call_pipeline(
     assert call["origin"] == "voice" and call["recording_filename"].endswith(".wav")
     normalized = app.native.get(f"/v1/calls/{call_id}/recording")
     assert normalized.status_code == 200 and normalized.headers["content-type"] == "audio/mpeg"
+
+
+def test_a_prompt_with_stop_on_dtmf_stops_at_the_terminator_and_reports_the_digits(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    called = f"menu-{secrets.token_hex(3)}"
+    app.native.post(f"/v1/voice/configurations/{app.configuration_id}/routes", json={"called_user": called})
+    tone_pcap = tmp_path / "tone.pcap"
+    write_rtp_pcap(tone_pcap, tone(700, 1.0))
+    caller = run_sipp(
+        render_scenario(
+            "uac_ivr.xml", tmp_path, TONE_PCAP=str(tone_pcap), TONE_MS="4000", PCAPS=str(SIPP_PCAPS),
+            BYE_TIMEOUT_MS="40000",
+        ),
+        remote=f"127.0.0.1:{voice_server.sip_port}",
+        extra=["-s", called],
+    )  # fmt: skip
+    call_id = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)[
+        "callId"
+    ]
+    app.http.post(f"/calls/1/calls/{call_id}/send-ringing")
+    app.http.post(f"/calls/1/calls/{call_id}/answer", json={})
+    receiver.wait_type(call_id, "CALL_ESTABLISHED")
+    menu = {
+        "content": {"type": "TEXT", "text": "For sales press one. For support press two.", "language": "en"},
+        "loopCount": 20,
+        "stopOn": {"type": "DTMF", "terminator": "#"},
+        "customData": {"menu": "main"},
+    }
+    assert app.http.post(f"/calls/1/calls/{call_id}/play", json=menu).status_code == 200
+    finished = receiver.wait_type(call_id, "PLAY_FINISHED")
+    properties = finished["properties"]
+    assert properties["playedCompletely"] is False and properties["capturedDtmf"] == "15"
+    assert properties["customData"] == {"menu": "main"}
+    app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
+    code, output = sipp_result(caller)
+    assert code == 0, output
+    assert settle_then_single_terminal(receiver, call_id)["type"] == "CALL_FINISHED"
