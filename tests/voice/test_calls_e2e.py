@@ -100,6 +100,7 @@ class Receiver:
     url: str = ""
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     basic: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def events(self, call_id: str | None = None) -> list[dict[str, Any]]:
@@ -134,6 +135,14 @@ def receiver() -> Iterator[Receiver]:
                     sink.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
             self.send_response(200)
             self.end_headers()
+
+        def do_GET(self) -> None:  # audio for play-by-URL
+            body = sink.files.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("content-type", "audio/wav")
+            self.send_header("content-length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -948,3 +957,41 @@ def test_a_prompt_with_stop_on_dtmf_stops_at_the_terminator_and_reports_the_digi
     code, output = sipp_result(caller)
     assert code == 0, output
     assert settle_then_single_terminal(receiver, call_id)["type"] == "CALL_FINISHED"
+
+
+def test_play_from_a_url_and_a_url_that_fails_becomes_an_error_event(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    wav = tmp_path / "hold.wav"
+    with wave.open(str(wav), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(tone(440, 0.5).tobytes())
+    name = f"/hold-{secrets.token_hex(3)}.wav"
+    receiver.files[name] = wav.read_bytes()
+    base = receiver.url.removesuffix("/events")
+    sipp, port = uas(tmp_path, "uas_answer.xml", BYE_TIMEOUT_MS="40000")
+    endpoint = {
+        "type": "SIP",
+        "username": "echo",
+        "host": f"127.0.0.1:{port}",
+        "customHeaders": {"X-Campaign": "campaign-7"},
+    }
+    call_id = app.http.post(
+        "/calls/1/calls", json={"endpoint": endpoint, "callsConfigurationId": app.configuration_id}
+    ).json()["id"]
+    receiver.wait_type(call_id, "CALL_ESTABLISHED")
+
+    missing = {"content": {"type": "URL", "fileUrl": f"{base}/missing.wav"}}
+    assert app.http.post(f"/calls/1/calls/{call_id}/play", json=missing).json() == {"status": "PENDING"}
+    error = receiver.wait_type(call_id, "ERROR")
+    assert error["properties"]["actionType"] == "PLAY" and error["properties"]["errorDetails"]
+    good = {"content": {"type": "URL", "fileUrl": f"{base}{name}"}}
+    assert app.http.post(f"/calls/1/calls/{call_id}/play", json=good).status_code == 200
+    assert receiver.wait_type(call_id, "PLAY_FINISHED")["properties"]["playedCompletely"] is True
+
+    app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
+    code, output = sipp_result(sipp)
+    assert code == 0, output
+    settle_then_single_terminal(receiver, call_id)

@@ -1008,13 +1008,14 @@ class VoiceService:
         if options.loop_count < 1:
             raise InvalidInput("loopCount must be at least 1")
         live = await self._live_call(account_id, call_id)
-        source = await self._source(account_id, content)
+        # a URL is fetched in the background (it may be slow or fail: an ERROR event); the rest is checked now
+        source = None if content.url is not None else await self._source(account_id, content)
 
         async def start() -> None:
             started = time.monotonic()
             playback_id = await self.engine.play(
                 live.engine_id,
-                source,
+                source if source is not None else FileSource(await self._download(content.url or "")),
                 loop_count=options.loop_count,
                 offset_ms=options.offset_ms,
                 timeout_ms=options.timeout_ms,
