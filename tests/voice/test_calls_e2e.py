@@ -995,3 +995,38 @@ def test_play_from_a_url_and_a_url_that_fails_becomes_an_error_event(
     code, output = sipp_result(sipp)
     assert code == 0, output
     settle_then_single_terminal(receiver, call_id)
+
+
+def test_a_dialog_whose_child_is_busy_fails_once_and_ends_the_parent(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    called = f"transfer-{secrets.token_hex(3)}"
+    app.native.post(f"/v1/voice/configurations/{app.configuration_id}/routes", json={"called_user": called})
+    busy, busy_port = uas(
+        _fresh(tmp_path), "uas_fail.xml", STATUS="486", PHRASE="Busy Here", CAUSE="17", REASON_TEXT="busy"
+    )
+    caller = run_sipp(
+        render_scenario("uac_wait_bye.xml", tmp_path, CAUSE="16"),
+        remote=f"127.0.0.1:{voice_server.sip_port}",
+        extra=["-s", called],
+    )
+    parent_id = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)[
+        "callId"
+    ]
+    app.http.post(f"/calls/1/calls/{parent_id}/answer", json={})
+    receiver.wait_type(parent_id, "CALL_ESTABLISHED")
+    child = {"endpoint": {"type": "SIP", "username": "agent", "host": f"127.0.0.1:{busy_port}"}}
+    created = app.http.post("/calls/1/dialogs", json={"parentCallId": parent_id, "childCallRequest": child})
+    assert created.status_code == 201, created.text
+    dialog_id = created.json()["id"]
+    failed = receiver.wait_for(lambda e: e.get("dialogId") == dialog_id and e["type"] == "DIALOG_FAILED")
+    assert failed["properties"]["errorCode"]["name"] == "BUSY"
+    assert failed["properties"]["hangupSource"] == "CHILD_ENDPOINT"
+    for process in (busy, caller):
+        code, output = sipp_result(process)
+        assert code == 0, output
+    parent_log = settle_then_single_terminal(receiver, parent_id)["properties"]["callLog"]
+    assert (parent_log["state"], parent_log["hangupSource"]) == ("FINISHED", "PLATFORM")
+    time.sleep(0.5)
+    dialog_events = [e["type"] for e in receiver.events() if e.get("dialogId") == dialog_id and "callId" not in e]
+    assert sorted(dialog_events) == ["DIALOG_CREATED", "DIALOG_FAILED"]
