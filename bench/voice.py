@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import resource
@@ -33,6 +34,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +212,7 @@ class Run:
     hold_s: float = 0.0
     misses: Counter[str] = field(default_factory=Counter)
     lateness_p99_ms: float = float("nan")  # clock tick lateness at steady state (20 ms = one frame)
+    event_lag_ms: list[float] = field(default_factory=list)  # API mode: event time -> webhook received
     rx_samples: list[float] = field(default_factory=list)  # RTP packets/s received per live call (50 = all)
 
     @property
@@ -369,6 +372,9 @@ class _Application:
 
     def on_event(self, event: dict[str, Any]) -> None:
         call_id, kind = event.get("callId", ""), event.get("type")
+        with contextlib.suppress(KeyError, ValueError):  # how late the outbox delivered it
+            happened = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+            self.run.event_lag_ms.append((datetime.now(UTC) - happened).total_seconds() * 1000)
         work = None
         if kind == "CALL_RECEIVED":
             self.run.answered += 1
@@ -650,6 +656,9 @@ def _api_main(args: argparse.Namespace) -> None:
                          workdir=level_dir, database_url=args.database_url)
             )  # fmt: skip
             print(_row(run), flush=True)
+            if run.event_lag_ms:
+                lag = np.percentile(run.event_lag_ms, [50, 99])
+                print(f"         webhook delivery lag p50 {lag[0]:.0f} ms, p99 {lag[1]:.0f} ms")
             if run.misses:
                 print(f"         misses: {dict(run.misses.most_common(5))}")
             if run.failures == 0:
