@@ -7,15 +7,12 @@ and the phone's hangup ends the call with one CALL_FINISHED.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import random
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,49 +26,10 @@ from callplane.testing.factories import Admin
 from callplane.testing.infobip import calls_api
 from callplane.testing.server import running_server
 from tests.media.sippkit import dominant_frequency, free_udp_port, tone
+from tests.voice.support import Webhooks
 
 ADMIN_TOKEN = "phone-e2e-admin"
 PROMPT_HZ = 1200.0
-
-
-class Webhooks:
-    """A loopback receiver for the application's events."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        sink = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                with sink.lock:
-                    sink.bodies.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 40) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self.lock:
-                found = [body for body in self.bodies if predicate(body)]
-            if found:
-                return found[0]
-            time.sleep(0.05)
-        with self.lock:
-            seen = [body.get("type") for body in self.bodies]
-        raise AssertionError(f"no matching event within {timeout_s}s; got {seen}")
-
-    def of_call(self, call_id: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [body for body in self.bodies if body.get("callId") == call_id]
 
 
 @pytest.fixture
