@@ -175,3 +175,16 @@ def test_auth_tenancy_and_other_surfaces_keep_their_errors(
 def calls_key(calls: CallsApi) -> str:
     key: str = calls.api_client.configuration.api_key["APIKeyHeader"]
     return key
+
+
+def test_service_addresses_are_a_clear_400(calls: CallsApi) -> None:
+    for operation in (
+        calls.get_sip_trunk_service_addresses,
+        calls.get_countries,
+        lambda: calls.get_regions(country_code="USA"),
+        lambda: calls.delete_sip_trunk_service_address("addr-1"),
+    ):
+        with pytest.raises(ApiException) as refused:
+            operation()
+        assert refused.value.status == 400
+        assert "service addresses" in str(_service_exception(refused.value)["text"])

@@ -178,6 +178,21 @@ async def list_sip_trunks(
     return json_response(paged_body(results, page=page, total=total))
 
 
+SERVICE_ADDRESSES_UNSUPPORTED = (
+    "SIP trunk service addresses (Infobip's billing and emergency addresses for hosted numbers) are not used "
+    "by callplane: a trunk here is a peer you already have an account with."
+)
+
+
+@router.api_route("/service-addresses", methods=["GET", "POST"], include_in_schema=False)
+@router.api_route("/service-addresses/countries", methods=["GET"], include_in_schema=False)
+@router.api_route("/service-addresses/countries/regions", methods=["GET"], include_in_schema=False)
+@router.api_route("/service-addresses/{address_id}", methods=["GET", "PUT", "DELETE"], include_in_schema=False)
+async def sip_trunk_service_addresses(principal: VoicePrincipalDep) -> Response:
+    """A clear 400 for the six service-address operations (declared before `/{sip_trunk_id}` on purpose)."""
+    raise bad_request(SERVICE_ADDRESSES_UNSUPPORTED)
+
+
 @router.get("/{sip_trunk_id}")
 async def get_sip_trunk(sip_trunk_id: str, principal: VoicePrincipalDep, context: ContextDep) -> Response:
     async with context.sessions() as session:
