@@ -43,14 +43,35 @@ async def _start_phone(tmp_path: Path, *args: str) -> asyncio.subprocess.Process
     )  # fmt: skip
 
 
-async def _events(process: asyncio.subprocess.Process, timeout_s: float = 60) -> list[dict[str, Any]]:
+async def _wait_started(process: asyncio.subprocess.Process, timeout_s: float = 60) -> list[str]:
+    """Read the phone's lines until it reports its SIP port bound (a cold start on a busy machine takes seconds)."""
+    stdout = process.stdout
+    assert stdout is not None
+    lines: list[str] = []
+
+    async def read() -> None:
+        while True:
+            line = (await stdout.readline()).decode()
+            assert line, "the phone exited before it started"
+            lines.append(line)
+            if line.startswith("{") and json.loads(line)["event"] == "started":
+                return
+
+    await asyncio.wait_for(read(), timeout_s)
+    return lines
+
+
+async def _events(
+    process: asyncio.subprocess.Process, timeout_s: float = 60, already_read: list[str] | None = None
+) -> list[dict[str, Any]]:
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout_s)
     except TimeoutError:
         process.kill()
         out, err = await process.communicate()
     assert process.returncode == 0, err.decode()[-3000:]
-    return [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    lines = [*(already_read or []), *out.decode().splitlines()]
+    return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 def _kinds(events: list[dict[str, Any]]) -> list[str]:
@@ -76,10 +97,10 @@ def test_phone_answers_sipp_speaks_and_reports_its_digits(tmp_path: Path) -> Non
             extra=[f"127.0.0.1:{sip_port}", "-s", "ivr", "-m", "1", "-timeout", "40s"],
         )  # fmt: skip
         try:
-            await asyncio.sleep(2.0)  # the phone binds its SIP port (a cold interpreter start on a busy machine)
+            started = await _wait_started(phone)
             await caller.start()
             result = await caller.finished(timeout_s=60)
-            events = await _events(phone)
+            events = await _events(phone, already_read=started)
         finally:
             caller.kill()
             if phone.returncode is None:
@@ -134,7 +155,7 @@ def test_two_phones_call_each_other(tmp_path: Path) -> None:
         dialer_dir.mkdir()
         listener = await _start_phone(listener_dir, "--listen", f"127.0.0.1:{sip_port}", "--calls", "1")
         try:
-            await asyncio.sleep(2.0)
+            listener_started = await _wait_started(listener)
             dialer = await _start_phone(
                 dialer_dir,
                 "--dial",
@@ -147,7 +168,7 @@ def test_two_phones_call_each_other(tmp_path: Path) -> None:
                 "3",
             )
             dialed = await _events(dialer)
-            answered = await _events(listener)
+            answered = await _events(listener, already_read=listener_started)
         finally:
             if listener.returncode is None:
                 listener.kill()
