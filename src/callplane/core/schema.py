@@ -1,5 +1,6 @@
 """Every model in one place, so the metadata (and Alembic) sees the whole schema."""
 
+from callplane.core.call_tracking.models import CustomDataValue, PromoNumber, TrackedCall
 from callplane.core.calls.models import Call, CallCustomData, CallRecording, CallSignal, IdempotencyKey
 from callplane.core.events.models import Event
 from callplane.core.jobs.models import Job
@@ -39,6 +40,7 @@ __all__ = [
     "CallsConfiguration",
     "Campaign",
     "CustomDataField",
+    "CustomDataValue",
     "Delivery",
     "Event",
     "EventSubscription",
@@ -47,11 +49,13 @@ __all__ = [
     "Job",
     "MediaFile",
     "Organization",
+    "PromoNumber",
     "RecordingAuthConfig",
     "SftpAccessConfig",
     "SignalDefinition",
     "SignalSubmission",
     "SipTrunk",
+    "TrackedCall",
     "VoiceCall",
     "VoiceDialog",
     "VoiceRecording",
