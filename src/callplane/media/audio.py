@@ -234,10 +234,12 @@ class PcmPlayer:
 class RecordingChannels(StrEnum):
     MONO = "MONO"
     STEREO = "STEREO"
+    HEARD = "HEARD"  # mono, only what the far end sent: one party's own track (a dialog's per-leg file)
 
 
 class WavRecorder:
-    """Both directions of a call into a WAV: mixed (MONO) or heard on the left, sent on the right (STEREO).
+    """Both directions of a call into a WAV: mixed (MONO) or heard on the left, sent on the right (STEREO);
+    HEARD keeps only what the far end sent.
 
     Frames are buffered and written about once a second: a few kB per write keeps the event loop free.
     """
@@ -265,6 +267,8 @@ class WavRecorder:
                 block[0::2] = inbound
             if outbound is not None:
                 block[1::2] = outbound
+        elif self.channels is RecordingChannels.HEARD:
+            block = _SILENCE if inbound is None else inbound
         elif inbound is None:
             block = _SILENCE if outbound is None else outbound
         elif outbound is None:

@@ -64,6 +64,47 @@ class ChannelStats:
     digits_received: int = 0
 
 
+class SharedPrompt:
+    """One prompt heard by both parties of a bridge, mixed over what each hears, on the shared clock.
+
+    It takes part in the clock like a channel: phase 1 (`pull_inbound`) reads its next frame once per tick,
+    phase 2 lets every channel it is attached to mix that same frame into what it sends, so both legs hear
+    the same 20 ms of the prompt in the same tick. `done` says True when it ran to its end, False if stopped.
+    """
+
+    def __init__(self, source: AudioSource, done: asyncio.Future[bool]) -> None:
+        self.source = source
+        self.done = done
+        self.frame: Pcm | None = None
+        self.finished = False
+
+    def pull_inbound(self) -> None:
+        if self.finished:
+            self.frame = None
+            return
+        self.frame = self.source.read_frame()
+        if self.frame is None:
+            self.finish(completed=True)
+
+    def push_outbound(self) -> None:
+        """Nothing to send of its own: the channels mix `frame` into theirs."""
+
+    def fail(self, error: BaseException) -> None:
+        self.finish(completed=False)
+
+    def finish(self, *, completed: bool) -> None:
+        self.finished = True
+        self.frame = None
+        if not self.done.done():
+            self.done.set_result(completed)
+
+
+def mix(first: Pcm, second: Pcm) -> Pcm:
+    """Two frames summed with saturation (int16)."""
+    mixed = np.add(first, second, dtype=np.int32)
+    return np.minimum(np.maximum(mixed, -32768), 32767).astype(np.int16)
+
+
 class _Playback:
     """A source currently playing, with the future its starter awaits."""
 
@@ -109,6 +150,7 @@ class MediaChannel(asyncio.DatagramProtocol):
         self._marker_next = True
         self._playback: _Playback | None = None
         self._sinks: list[FrameSink] = []
+        self._shared: list[SharedPrompt] = []  # prompts mixed into what we send (a dialog's say/play)
         self.bridge_peer: MediaChannel | None = None
         self.inbound_frame: Pcm | None = None
         self._dtmf_queue: deque[str] = deque()
@@ -213,6 +255,10 @@ class MediaChannel(asyncio.DatagramProtocol):
     def is_playing(self) -> bool:
         return self._playback is not None
 
+    def add_shared(self, prompt: SharedPrompt) -> None:
+        """Mix a shared prompt into every frame we send until it finishes (it must be on the clock too)."""
+        self._shared.append(prompt)
+
     def add_sink(self, sink: FrameSink) -> None:
         self._sinks.append(sink)
 
@@ -309,6 +355,16 @@ class MediaChannel(asyncio.DatagramProtocol):
             self._send_rtcp()
 
     def _next_frame(self) -> Pcm | None:
+        frame = self._own_frame()
+        if self._shared:
+            for prompt in list(self._shared):
+                if prompt.finished:
+                    self._shared.remove(prompt)
+                elif prompt.frame is not None:
+                    frame = prompt.frame if frame is None else mix(frame, prompt.frame)
+        return frame
+
+    def _own_frame(self) -> Pcm | None:
         playback = self._playback
         if playback is not None:
             frame = playback.source.read_frame()

@@ -57,7 +57,7 @@ from callplane.media.audio import (
     WavRecorder,
     collect_digits,
 )
-from callplane.media.channel import MediaChannel
+from callplane.media.channel import MediaChannel, SharedPrompt
 from callplane.media.clock import MediaClock
 from callplane.media.engine import (
     NO_ANSWER,
@@ -390,6 +390,7 @@ class SippyCallEngine:
         self._calls: dict[str, _Call] = {}
         self._subscribers: list[asyncio.Queue[EngineEvent]] = []
         self._registrations: dict[str, Any] = {}
+        self._shared: dict[str, tuple[str, SharedPrompt]] = {}  # each bridged call id -> its bridge's prompt
         self._loop: asyncio.AbstractEventLoop | None = None
         self._global_config: dict[str, Any] = {}
         self.rejected_offers = 0
@@ -659,6 +660,7 @@ class SippyCallEngine:
             return
         call.state = CallState.ENDED
         self._cancel_ring_timer(call)
+        self._stop_shared(call.call_id)
         if call.playback_task is not None:
             call.playback_task.cancel()
         if call.digit_queue is not None:
@@ -983,8 +985,54 @@ class SippyCallEngine:
         first.bridge_peer = second
         second.bridge_peer = first
 
+    async def play_to_bridge(self, call_id: str, source: PlaySource, *, loop_count: int = 1) -> str:
+        """Play to both parties of the bridge `call_id` is in, mixed over what each hears from the other.
+
+        The prompt is one clock participant read once per tick and mixed by both channels in the same tick.
+        A new prompt replaces the bridge's current one; PlaybackFinished names `call_id`.
+        """
+        _, channel = self._media_channel(call_id)
+        if channel.bridge_peer is None:
+            raise CallStateConflict("the call is not bridged")
+        samples = await self.load(source)
+        _, channel = self._media_channel(call_id)  # the call may have ended while we decoded
+        peer = channel.bridge_peer
+        if peer is None:
+            raise CallStateConflict("the call is not bridged")
+        self._stop_shared(call_id)
+        playback_id = uuid.uuid4().hex
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        prompt = SharedPrompt(PcmPlayer(samples, loop_count=loop_count), done)
+        peer_id = next((other for other, call in self._calls.items() if call.channel is peer), None)
+        legs = [call_id] + ([peer_id] if peer_id is not None else [])
+        for leg in legs:
+            self._shared[leg] = (playback_id, prompt)
+        self.clock.add(prompt)
+        channel.add_shared(prompt)
+        peer.add_shared(prompt)
+
+        def finished(future: asyncio.Future[bool]) -> None:
+            self.clock.remove(prompt)
+            for leg in legs:
+                if self._shared.get(leg, (None, None))[1] is prompt:
+                    del self._shared[leg]
+            self._emit(PlaybackFinished(call_id, playback_id, future.result()))
+
+        done.add_done_callback(finished)
+        return playback_id
+
+    async def stop_bridge_playback(self, call_id: str) -> None:
+        self._call(call_id)
+        self._stop_shared(call_id)
+
+    def _stop_shared(self, call_id: str) -> None:
+        found = self._shared.get(call_id)
+        if found is not None:
+            found[1].finish(completed=False)  # its done callback takes it off the clock and reports it
+
     async def unbridge(self, call_id: str) -> None:
         _, channel = self._media_channel(call_id)
+        self._stop_shared(call_id)
         peer = channel.bridge_peer
         channel.bridge_peer = None
         if peer is not None:
