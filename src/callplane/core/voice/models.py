@@ -90,6 +90,7 @@ class VoiceCall(Base):
         Index("ix_voice_calls_account_state", "account_id", "state"),
         Index("ix_voice_calls_account_created", "account_id", "created_at", "id"),
         Index("ix_voice_calls_node_state", "node_id", "state"),
+        Index("ix_voice_calls_ended_at", "ended_at"),  # the history retention sweep
     )
 
     id: Mapped[str] = mapped_column(String(36), ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
@@ -123,7 +124,10 @@ class VoiceCall(Base):
 
 
 class VoiceRecording(Base):
-    """One recorded file of a call (a call may have several: each start/stop makes one)."""
+    """One recorded file of a call (a call may have several: each start/stop makes one).
+
+    A dialog's recording is files of its calls with `dialog_id` set: one composed file (both parties mixed, on
+    the parent call) or one file per call (that party alone)."""
 
     __tablename__ = "voice_recordings"
     __table_args__ = (Index("ix_voice_recordings_account_call", "account_id", "call_id"),)
@@ -142,6 +146,8 @@ class VoiceRecording(Base):
     ended_at: Mapped[datetime | None]
     ready: Mapped[bool] = mapped_column(default=False)
     deleted_at: Mapped[datetime | None]  # the file is gone; the metadata stays (as Infobip documents)
+    dialog_id: Mapped[str | None] = mapped_column(String(36), index=True)  # a dialog recording's file
+    composed: Mapped[bool] = mapped_column(default=False, server_default=false())  # both dialog parties mixed
 
 
 class DialogState(StrEnum):
@@ -163,7 +169,10 @@ class VoiceDialog(Base):
     """Two calls bridged: the parent (usually inbound) and a child placed for it or joined to it."""
 
     __tablename__ = "voice_dialogs"
-    __table_args__ = (Index("ix_voice_dialogs_account_state", "account_id", "state"),)
+    __table_args__ = (
+        Index("ix_voice_dialogs_account_state", "account_id", "state"),
+        Index("ix_voice_dialogs_ended_at", "ended_at"),  # the history retention sweep
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
