@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callplane import __version__
+from callplane.core.contact_center.runtime import ContactCenterRuntime
 from callplane.core.pipeline.outcomes import notify_outcome
 from callplane.core.pipeline.processing import ProcessingEnvironment
 from callplane.core.pipeline.worker import PipelineWorker
@@ -35,7 +36,10 @@ from callplane.logging import configure_logging, redact
 from callplane.media.engine import EngineConfig
 from callplane.media.sip import SippyCallEngine
 from callplane.settings import Settings
+from callplane.surfaces.admin.contact_center import router as admin_contact_center_router
 from callplane.surfaces.admin.router import router as admin_router
+from callplane.surfaces.ccai.router import install_error_handler as install_ccai_error_handler
+from callplane.surfaces.ccai.router import router as ccai_router
 from callplane.surfaces.context import AppContext
 from callplane.surfaces.http import json_response
 from callplane.surfaces.infobip.calls_mapping import InfobipEventRenderer
@@ -87,6 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stop.set()
         if context.voice is not None:
             await context.voice.stop()
+            if context.contact_center is not None:
+                await context.contact_center.stop()  # after the legs' terminal events, so their calls end too
+                context.contact_center = None
             context.voice = None
         await asyncio.gather(*workers, return_exceptions=True)
         if pipeline is not None:
@@ -129,10 +136,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(native_router)
     app.include_router(webhooks_router)
     app.include_router(admin_router)
+    app.include_router(admin_contact_center_router)
+    app.include_router(ccai_router)
     app.include_router(infobip_router)
     app.include_router(infobip_calls_router)
     app.include_router(native_voice_router)
     install_error_handlers(app)
+    install_ccai_error_handler(app)
     return app
 
 
@@ -296,6 +306,13 @@ async def start_voice(
     )
     await voice.start()
     context.voice = voice
+    context.contact_center = ContactCenterRuntime(
+        sessions=context.sessions,
+        voice=voice,
+        ring_timeout_s=settings.contact_center_ring_timeout_seconds,
+        poll_s=settings.contact_center_poll_seconds,
+    )
+    await context.contact_center.start()
     context.trunk_registrar = TrunkRegistrar(engine=engine, sessions=context.sessions, secret_box=context.secret_box)
     workers.append(asyncio.create_task(context.trunk_registrar.run_forever(stop)))
     log.info("voice engine started", extra={"fields": {"sip": f"{settings.sip_host}:{settings.sip_port}"}})

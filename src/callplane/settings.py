@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     rtp_port_max: int = 30000
     # Live calls are owned by the node whose engine carries them; on start a node ends its leftovers.
     voice_node_id: str | None = Field(default=None, description="unset: the host name")
+    # Contact center (docs/contact-center.md): how long an agent's and an end user's phone rings, and how often
+    # the queues and scheduled calls are looked at when nothing pokes them.
+    contact_center_ring_timeout_seconds: int = Field(default=30, ge=1, le=60)
+    contact_center_poll_seconds: float = Field(default=1.0, gt=0)
 
     # Speech-to-text (docs/transcription.md): mapped onto core.transcripts.AsrSettings by app.asr_settings().
     transcription_enabled: bool = True

@@ -2,6 +2,16 @@
 
 from callplane.core.call_tracking.models import CustomDataValue, PromoNumber, TrackedCall
 from callplane.core.calls.models import Call, CallCustomData, CallRecording, CallSignal, IdempotencyKey
+from callplane.core.contact_center.models import (
+    Agent,
+    CcCall,
+    CcParticipant,
+    CrmTicket,
+    EndUser,
+    Menu,
+    MenuAgent,
+    OutboundNumber,
+)
 from callplane.core.events.models import Event
 from callplane.core.jobs.models import Job
 from callplane.core.signals.models import SignalSubmission
@@ -30,6 +40,7 @@ from callplane.db.base import Base
 
 __all__ = [
     "Account",
+    "Agent",
     "ApiToken",
     "Base",
     "Call",
@@ -39,16 +50,23 @@ __all__ = [
     "CallTranscript",
     "CallsConfiguration",
     "Campaign",
+    "CcCall",
+    "CcParticipant",
+    "CrmTicket",
     "CustomDataField",
     "CustomDataValue",
     "Delivery",
+    "EndUser",
     "Event",
     "EventSubscription",
     "IdempotencyKey",
     "InboundRoute",
     "Job",
     "MediaFile",
+    "Menu",
+    "MenuAgent",
     "Organization",
+    "OutboundNumber",
     "PromoNumber",
     "RecordingAuthConfig",
     "SftpAccessConfig",

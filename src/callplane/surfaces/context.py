@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from callplane.core.contact_center.runtime import ContactCenterRuntime
 from callplane.core.recordings.storage import RecordingStorage
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
@@ -34,6 +35,8 @@ class AppContext:
     trunk_registrar: TrunkRegistrar | None = None
     # The live-call control plane, when this process runs the media engine (CALLPLANE_VOICE_ENABLED).
     voice: VoiceService | None = None
+    # The contact center's queues and call legs, next to the engine (None in processes without it).
+    contact_center: ContactCenterRuntime | None = None
 
 
 def app_context(request: Request) -> AppContext:

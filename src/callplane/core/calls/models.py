@@ -16,6 +16,7 @@ class CallOrigin(StrEnum):
     SINGLE_INGEST = "single_ingest"
     BATCH_INGEST = "batch_ingest"
     VOICE = "voice"  # a live call placed or answered through the media engine
+    CONTACT_CENTER = "contact_center"  # a contact-center conversation (agent and end user legs are voice calls)
 
 
 class CallDirection(StrEnum):

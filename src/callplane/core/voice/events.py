@@ -38,6 +38,7 @@ class VoiceEvent:
     custom_data: dict[str, str] = field(default_factory=dict)
     dialog: VoiceDialog | None = None  # DIALOG_* (then `call` is the parent)
     child: VoiceCall | None = None  # DIALOG_*: the child call, when there is one
+    recordings: list[VoiceRecording] = field(default_factory=list)  # DIALOG_RECORDING_READY: the files
 
 
 class VoiceEventRenderer(Protocol):

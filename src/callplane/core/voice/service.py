@@ -219,6 +219,16 @@ class _Playback:
     terminator: str | None
     custom_data: dict[str, str]
     digits: str = ""
+    dialog_id: str | None = None  # a dialog's prompt (played to both parties): reported for the dialog
+
+
+@dataclass
+class _DialogRecording:
+    """A dialog recording in progress: its files (one composed, or one per call) until all are ready."""
+
+    files: list[str]
+    pending: set[str]
+    stopping: bool = False
 
 
 @dataclass
@@ -269,6 +279,7 @@ class VoiceService:
         self._registered = asyncio.Event()
         self._consumer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._dialogs = _DialogMedia()
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -630,6 +641,8 @@ class VoiceService:
         live = await self._live_call(account_id, call_id)
         if live.recording_id is None:
             raise InvalidCallState("the call is not being recorded")
+        if self._dialogs.recording_of(live.recording_id) is not None:
+            raise InvalidCallState("the call is recorded as part of its dialog: stop the dialog's recording")
         await self.engine.stop_recording(live.engine_id)  # RecordingFinished makes it ready
 
     # ---- recordings -----------------------------------------------------------------------------
@@ -647,7 +660,11 @@ class VoiceService:
         limit: int = 20,
     ) -> tuple[list[tuple[VoiceCall, list[VoiceRecording]]], int]:
         """Calls that have ready recordings, newest first, each with its files."""
-        conditions: list[Any] = [VoiceRecording.account_id == account_id, VoiceRecording.ready.is_(True)]
+        conditions: list[Any] = [
+            VoiceRecording.account_id == account_id,
+            VoiceRecording.ready.is_(True),
+            VoiceRecording.dialog_id.is_(None),  # a dialog's files are listed under /recordings/dialogs
+        ]
         if call_id:
             conditions.append(VoiceRecording.call_id == call_id)
         if configuration_id:
@@ -835,6 +852,11 @@ class VoiceService:
         if playback is None:
             return  # a capture's prompt or an unknown playback: nothing to report
         duration_ms = round((time.monotonic() - playback.started) * 1000)
+        if playback.dialog_id is not None:
+            await self._emit_dialog(
+                playback.dialog_id, playback.kind, played_completely=event.completed, duration_ms=duration_ms
+            )
+            return
         await self._emit(
             live.call_id,
             playback.kind,
@@ -859,11 +881,15 @@ class VoiceService:
             recording.duration_ms = event.duration_ms
             recording.size_bytes = size
             await session.flush()
-            await publish(
-                session=session,
-                renderer=self.renderer,
-                event=VoiceEvent("CALL_RECORDING_READY", call, recording=recording),
-            )
+            dialog_id = recording.dialog_id
+            if dialog_id is None:
+                await publish(
+                    session=session,
+                    renderer=self.renderer,
+                    event=VoiceEvent("CALL_RECORDING_READY", call, recording=recording),
+                )
+        if dialog_id is not None:
+            await self._dialog_file_ready(dialog_id, recording_id)
 
     async def _on_ended(self, live: _Live, event: CallEnded) -> None:
         ending = ending_for(event, live.direction, requested=live.requested)
@@ -1020,8 +1046,9 @@ class VoiceService:
                 offset_ms=options.offset_ms,
                 timeout_ms=options.timeout_ms,
             )
-            for previous in list(live.playbacks):
-                live.playbacks.pop(previous)  # replaced: the engine reports it stopped, we report only the new one
+            for previous, playing in list(live.playbacks.items()):
+                if playing.dialog_id is None:  # replaced: the engine reports it stopped, we report only the new one
+                    live.playbacks.pop(previous)
             live.playbacks[playback_id] = _Playback(
                 kind=kind,
                 started=started,
@@ -1289,6 +1316,7 @@ class VoiceService:
                 assert refreshed is not None
                 await session.refresh(refreshed)
                 await self._publish_dialog(session, refreshed, "DIALOG_ESTABLISHED")
+        await self._dialog_established(dialog_id)
 
     async def _dialog_leg_ended(self, dialog_id: str, call_id: str) -> None:
         """One leg ended: end the dialog once, and the other leg (the parent only if propagation asks)."""
@@ -1303,6 +1331,7 @@ class VoiceService:
         else:
             source = DialogHangupSource(call.hangup_source or DialogHangupSource.PLATFORM)
         await self._end_dialog(dialog_id, source, ErrorCode(call.error_code or ErrorCode.NORMAL_HANGUP))
+        await self._dialog_ended_media(dialog)
         other_id = dialog.child_call_id if is_parent else dialog.parent_call_id
         other = self._live.get(other_id or "")
         if other is not None and (is_parent or dialog.child_hangup_ends_parent):
@@ -1348,6 +1377,317 @@ class VoiceService:
             renderer=self.renderer,
             event=VoiceEvent(event_type, parent, dialog=dialog, child=child),
         )
+
+    # ---- dialogs: prompts both parties hear, recordings ------------------------------------------
+
+    async def _established_dialog(self, account_id: str, dialog_id: str) -> tuple[VoiceDialog, _Live, _Live]:
+        dialog = await self.get_dialog(account_id=account_id, dialog_id=dialog_id)
+        if dialog.state in DIALOG_TERMINAL:
+            raise CallNotLive("The dialog has already ended.")
+        if dialog.state != DialogState.ESTABLISHED or dialog.child_call_id is None:
+            raise InvalidCallState("the dialog is not established yet")
+        parent, child = self._live.get(dialog.parent_call_id), self._live.get(dialog.child_call_id)
+        if parent is None or child is None:
+            raise CallOnAnotherNode(f"dialog {dialog_id} is carried by another media node")
+        return dialog, parent, child
+
+    async def dialog_say(self, *, account_id: str, dialog_id: str, speech: Speech, loop_count: int = 1) -> None:
+        """Say text to both parties (mixed over what they hear of each other) -> SAY_FINISHED for the dialog."""
+        await self._start_dialog_playback(account_id, dialog_id, PlayContent(speech=speech), loop_count, "SAY_FINISHED")
+
+    async def dialog_play(self, *, account_id: str, dialog_id: str, content: PlayContent, loop_count: int = 1) -> None:
+        """Play audio to both parties -> PLAY_FINISHED for the dialog."""
+        await self._start_dialog_playback(account_id, dialog_id, content, loop_count, "PLAY_FINISHED")
+
+    async def dialog_stop_play(self, *, account_id: str, dialog_id: str) -> None:
+        dialog, parent, _ = await self._established_dialog(account_id, dialog_id)
+        pending = self._dialogs.pending_play.pop(dialog.id, None)
+        if pending is not None and not pending[0].done():
+            pending[0].cancel()  # stopped before its audio was ready: it never played
+            await self._emit_dialog(dialog.id, pending[1], played_completely=False, duration_ms=0)
+            return
+        await self.engine.stop_bridge_playback(parent.engine_id)
+
+    async def _start_dialog_playback(
+        self, account_id: str, dialog_id: str, content: PlayContent, loop_count: int, kind: str
+    ) -> None:
+        if loop_count < 1:
+            raise InvalidInput("loopCount must be at least 1")
+        dialog, parent, _ = await self._established_dialog(account_id, dialog_id)
+        source = None if content.url is not None else await self._source(account_id, content)
+
+        async def start() -> None:
+            started = time.monotonic()
+            playback_id = await self.engine.play_to_bridge(
+                parent.engine_id,
+                source if source is not None else FileSource(await self._download(content.url or "")),
+                loop_count=loop_count,
+            )
+            for previous, playing in list(parent.playbacks.items()):
+                if playing.dialog_id == dialog.id:
+                    parent.playbacks.pop(previous)  # replaced: only the new prompt is reported
+            parent.playbacks[playback_id] = _Playback(
+                kind=kind, started=started, stop_on_dtmf=False, terminator=None, custom_data={}, dialog_id=dialog.id
+            )
+
+        previous = self._dialogs.pending_play.get(dialog.id)
+        if previous is not None:
+            previous[0].cancel()  # replaced before it started
+        action = "SAY" if kind == "SAY_FINISHED" else "PLAY"
+        task = self._spawn(self._guarded_dialog(dialog.id, action, start()), "dialog-play")
+        self._dialogs.pending_play[dialog.id] = (task, kind)
+
+    async def _guarded_dialog(self, dialog_id: str, action: str, work: Any) -> None:
+        """An accepted dialog action; a failure becomes the dialog's ERROR event (the API already answered)."""
+        try:
+            await work
+        except CallplaneError as error:
+            await self._emit_dialog(dialog_id, "ERROR", action=action, detail=error.message)
+
+    async def _emit_dialog(self, dialog_id: str, event_type: str, **details: Any) -> None:
+        async with self.sessions() as session, session.begin():
+            dialog = await session.get(VoiceDialog, dialog_id)
+            if dialog is None:
+                return
+            parent = await session.get(VoiceCall, dialog.parent_call_id)
+            child = await session.get(VoiceCall, dialog.child_call_id) if dialog.child_call_id else None
+            if parent is None:
+                return
+            event = VoiceEvent(event_type, parent, dialog=dialog, child=child, **details)
+            await publish(session=session, renderer=self.renderer, event=event)
+
+    async def start_dialog_recording(self, *, account_id: str, dialog_id: str, request: DialogRecordingRequest) -> None:
+        """Composed: one file of both parties mixed (the parent leg's mix of what it hears and sends). Not composed:
+        one file per call with that party alone. DIALOG_RECORDING_READY when all files of this recording are ready."""
+        dialog, parent, child = await self._established_dialog(account_id, dialog_id)
+        await self._record_dialog(dialog, parent, child, request)
+
+    async def record_dialog_when_established(self, *, dialog_id: str, request: DialogRecordingRequest) -> None:
+        """The dialog request's `recording`: started when the dialog is established (this process's dialogs)."""
+        self._dialogs.record_on_establish[dialog_id] = request
+        async with self.sessions() as session:
+            dialog = await session.get(VoiceDialog, dialog_id)
+        if dialog is not None and dialog.state == DialogState.ESTABLISHED:
+            await self._dialog_established(dialog_id)  # it connected before we got here
+
+    async def stop_dialog_recording(self, *, account_id: str, dialog_id: str) -> None:
+        dialog = await self.get_dialog(account_id=account_id, dialog_id=dialog_id)
+        if dialog.state in DIALOG_TERMINAL:
+            raise CallNotLive("The dialog has already ended.")
+        recording = self._dialogs.recordings.get(dialog.id)
+        if recording is None or recording.stopping:
+            raise InvalidCallState("the dialog is not being recorded")
+        await self._stop_dialog_files(dialog)
+
+    async def _record_dialog(
+        self, dialog: VoiceDialog, parent: _Live, child: _Live, request: DialogRecordingRequest
+    ) -> None:
+        if dialog.id in self._dialogs.recordings:
+            raise InvalidCallState("the dialog is already being recorded")
+        if parent.recording_id is not None or child.recording_id is not None:
+            raise InvalidCallState("a call of the dialog is being recorded (call and dialog recordings are exclusive)")
+        legs = (
+            [(parent, RecordingChannels.MONO)]
+            if request.composed
+            else [(parent, RecordingChannels.HEARD), (child, RecordingChannels.HEARD)]
+        )
+        now = utcnow()
+        planned: list[tuple[_Live, RecordingChannels, str, str]] = []
+        async with self.sessions() as session, session.begin():
+            for live, channels in legs:
+                file_id = new_id()
+                storage_key = f"{live.account_id}/{file_id}.wav"
+                session.add(
+                    VoiceRecording(
+                        id=file_id,
+                        account_id=live.account_id,
+                        call_id=live.call_id,
+                        configuration_id=dialog.configuration_id,
+                        name=f"{request.file_prefix or ''}{file_id}.wav",
+                        storage_key=storage_key,
+                        channels="MONO",
+                        custom_data=dict(request.custom_data),
+                        started_at=now,
+                        dialog_id=dialog.id,
+                        composed=request.composed,
+                    )
+                )
+                planned.append((live, channels, file_id, storage_key))
+        ids = [file_id for _, _, file_id, _ in planned]
+        self._dialogs.recordings[dialog.id] = _DialogRecording(files=ids, pending=set(ids))
+        for live, channels, file_id, storage_key in planned:
+            live.recording_id = file_id
+            try:
+                await self.engine.start_recording(live.engine_id, self.recordings_dir() / storage_key, channels)
+            except CallplaneError:
+                live.recording_id = None
+                await self._stop_dialog_files(dialog)  # the legs already started finish (and are reported)
+                self._dialogs.recordings[dialog.id].pending.discard(file_id)
+                raise
+
+    async def _stop_dialog_files(self, dialog: VoiceDialog) -> None:
+        recording = self._dialogs.recordings.get(dialog.id)
+        if recording is None:
+            return
+        recording.stopping = True
+        for live in (self._live.get(dialog.parent_call_id), self._live.get(dialog.child_call_id or "")):
+            if live is not None and live.recording_id in recording.pending:
+                with contextlib.suppress(CallplaneError):
+                    await self.engine.stop_recording(live.engine_id)  # RecordingFinished makes the file ready
+
+    async def _dialog_established(self, dialog_id: str) -> None:
+        request = self._dialogs.record_on_establish.pop(dialog_id, None)
+        if request is None:
+            return
+        async with self.sessions() as session:
+            dialog = await session.get(VoiceDialog, dialog_id)
+        parent = self._live.get(dialog.parent_call_id) if dialog else None
+        child = self._live.get(dialog.child_call_id or "") if dialog else None
+        if dialog is None or parent is None or child is None:
+            return
+        try:
+            await self._record_dialog(dialog, parent, child, request)
+        except CallplaneError as error:
+            await self._emit_dialog(dialog_id, "DIALOG_RECORDING_FAILED", detail=error.message)
+
+    async def _dialog_ended_media(self, dialog: VoiceDialog) -> None:
+        """The dialog ended: a leg that stays up (no propagation) stops recording for it; nothing is pending."""
+        self._dialogs.record_on_establish.pop(dialog.id, None)
+        pending = self._dialogs.pending_play.pop(dialog.id, None)
+        if pending is not None:
+            pending[0].cancel()
+        await self._stop_dialog_files(dialog)
+
+    async def _dialog_file_ready(self, dialog_id: str, file_id: str) -> None:
+        recording = self._dialogs.recordings.get(dialog_id)
+        if recording is None:
+            return
+        recording.pending.discard(file_id)
+        if recording.pending:
+            return
+        del self._dialogs.recordings[dialog_id]
+        async with self.sessions() as session, session.begin():
+            dialog = await session.get(VoiceDialog, dialog_id)
+            files = list(
+                await session.scalars(
+                    select(VoiceRecording)
+                    .where(VoiceRecording.id.in_(recording.files), VoiceRecording.ready.is_(True))
+                    .order_by(VoiceRecording.composed.desc(), VoiceRecording.started_at, VoiceRecording.id)
+                )
+            )
+            if dialog is None or not files:
+                return
+            parent = await session.get(VoiceCall, dialog.parent_call_id)
+            child = await session.get(VoiceCall, dialog.child_call_id) if dialog.child_call_id else None
+            if parent is None:
+                return
+            event = VoiceEvent("DIALOG_RECORDING_READY", parent, dialog=dialog, child=child, recordings=files)
+            await publish(session=session, renderer=self.renderer, event=event)
+
+    # ---- dialog recordings ----------------------------------------------------------------------
+
+    async def list_dialog_recordings(
+        self,
+        *,
+        account_id: str,
+        dialog_id: str | None = None,
+        configuration_id: str | None = None,
+        call_id: str | None = None,
+        offset: int = 0,
+        limit: int = 20,
+    ) -> tuple[list[DialogRecordings], int]:
+        """Dialogs that have ready recording files, newest first, each with its files and calls."""
+        conditions: list[Any] = [
+            VoiceRecording.account_id == account_id,
+            VoiceRecording.ready.is_(True),
+            VoiceRecording.dialog_id.is_not(None),
+        ]
+        if dialog_id:
+            conditions.append(VoiceRecording.dialog_id == dialog_id)
+        if configuration_id:
+            conditions.append(VoiceRecording.configuration_id == configuration_id)
+        async with self.sessions() as session:
+            dialog_ids = select(VoiceRecording.dialog_id).where(*conditions).distinct().subquery()
+            dialog_conditions: list[Any] = [VoiceDialog.id.in_(select(dialog_ids.c.dialog_id))]
+            if call_id:
+                dialog_conditions.append(
+                    (VoiceDialog.parent_call_id == call_id) | (VoiceDialog.child_call_id == call_id)
+                )
+            total = await session.scalar(select(func.count()).select_from(VoiceDialog).where(*dialog_conditions)) or 0
+            dialogs = list(
+                await session.scalars(
+                    select(VoiceDialog)
+                    .where(*dialog_conditions)
+                    .order_by(VoiceDialog.created_at.desc(), VoiceDialog.id)
+                    .offset(offset)
+                    .limit(limit)
+                )
+            )
+            ids = [dialog.id for dialog in dialogs]
+            files = list(
+                await session.scalars(
+                    select(VoiceRecording)
+                    .where(*conditions, VoiceRecording.dialog_id.in_(ids))
+                    .order_by(VoiceRecording.started_at, VoiceRecording.id)
+                )
+            )
+            call_ids = {f.call_id for f in files}
+            rows = await session.scalars(select(VoiceCall).where(VoiceCall.id.in_(call_ids)))
+            calls = {call.id: call for call in rows}
+        found = [DialogRecordings(dialog, [f for f in files if f.dialog_id == dialog.id], calls) for dialog in dialogs]
+        return found, total
+
+    async def dialog_recordings(self, *, account_id: str, dialog_id: str) -> DialogRecordings:
+        found, _ = await self.list_dialog_recordings(account_id=account_id, dialog_id=dialog_id, limit=1)
+        if not found:
+            raise RecordingNotFound()
+        return found[0]
+
+    async def delete_dialog_recordings(self, *, account_id: str, dialog_id: str) -> DialogRecordings:
+        """Remove the files; the metadata stays (as for calls). Answers what was deleted."""
+        found = await self.dialog_recordings(account_id=account_id, dialog_id=dialog_id)
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(VoiceRecording)
+                .where(VoiceRecording.dialog_id == dialog_id, VoiceRecording.account_id == account_id)
+                .values(ready=False, deleted_at=utcnow())
+            )
+        for recording in found.files:
+            with contextlib.suppress(FileNotFoundError):
+                (self.recordings_dir() / recording.storage_key).unlink()
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class DialogRecordingRequest:
+    composed: bool = False  # dialogComposition.enabled: one file of both parties mixed
+    file_prefix: str | None = None
+    custom_data: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DialogRecordings:
+    """A dialog's ready recording files (composed ones have `composed` set) and the calls they belong to."""
+
+    dialog: VoiceDialog
+    files: list[VoiceRecording]
+    calls: dict[str, VoiceCall]
+
+
+@dataclass
+class _DialogMedia:
+    """What this process keeps of its dialogs' media (all of it ends with the calls, like the calls' own)."""
+
+    pending_play: dict[str, tuple[asyncio.Task[Any], str]] = field(default_factory=dict)  # accepted, still loading
+    recordings: dict[str, _DialogRecording] = field(default_factory=dict)  # in progress
+    record_on_establish: dict[str, DialogRecordingRequest] = field(default_factory=dict)
+
+    def recording_of(self, file_id: str) -> str | None:
+        """The dialog whose recording this file is (while it records)."""
+        for dialog_id, recording in self.recordings.items():
+            if file_id in recording.pending:
+                return dialog_id
+        return None
 
 
 def _speech_source(speech: Speech) -> SpeechSource:

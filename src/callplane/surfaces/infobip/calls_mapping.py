@@ -146,6 +146,26 @@ def dialog_json(dialog: VoiceDialog, parent: VoiceCall | None, child: VoiceCall 
     }
 
 
+def dialog_recording_json(
+    dialog: VoiceDialog, recordings: list[VoiceRecording], calls: dict[str, VoiceCall]
+) -> dict[str, Any]:
+    """`CallsDialogRecordingResponse`: composed files (both parties mixed) and per-call files (`CallRecording`)."""
+    per_call: dict[str, list[VoiceRecording]] = {}
+    for recording in recordings:
+        if not recording.composed:
+            per_call.setdefault(recording.call_id, []).append(recording)
+    return {
+        "dialogId": dialog.id,
+        "callsConfigurationId": dialog.configuration_id,
+        "composedFiles": [recording_file_json(r) for r in recordings if r.composed],
+        "callRecordings": [
+            call_recording_json(calls[call_id], files) for call_id, files in per_call.items() if call_id in calls
+        ],
+        "startTime": infobip_time(min((r.started_at for r in recordings), default=dialog.created_at)),
+        "endTime": infobip_time(max((r.ended_at for r in recordings if r.ended_at), default=dialog.ended_at)),
+    }
+
+
 def _participant(call: VoiceCall, dialog: VoiceDialog) -> dict[str, Any]:
     joined = dialog.established_at is not None
     left = call.ended_at is not None
@@ -195,11 +215,16 @@ def dialog_log_json(dialog: VoiceDialog) -> dict[str, Any]:
 def _properties(event: VoiceEvent) -> dict[str, Any]:
     call = event.call
     kind = event.type
-    if event.dialog is not None:
+    if event.dialog is not None and kind == "DIALOG_RECORDING_READY":
+        calls = {c.id: c for c in (call, event.child) if c is not None}
+        return {"recording": dialog_recording_json(event.dialog, event.recordings, calls)}
+    if event.dialog is not None and kind.startswith("DIALOG_"):
         properties: dict[str, Any] = {"dialog": dialog_json(event.dialog, call, event.child)}
         if kind in ("DIALOG_FINISHED", "DIALOG_FAILED"):
             properties["errorCode"] = error_code_json(event.dialog.error_code)
             properties["hangupSource"] = event.dialog.hangup_source
+        if kind == "DIALOG_RECORDING_FAILED":
+            properties = {"reason": event.detail}
         return properties
     if kind in ("CALL_FINISHED", "CALL_FAILED"):
         return {"callLog": call_log_json(call)}

@@ -18,6 +18,7 @@ from callplane.core.voice.models import EndpointType, VoiceDialog
 from callplane.core.voice.service import (
     CallFilter,
     CaptureRequest,
+    DialogRecordingRequest,
     Endpoint,
     NewCall,
     PlayContent,
@@ -38,6 +39,7 @@ from callplane.surfaces.infobip.calls_mapping import (
     configuration_json,
     dialog_json,
     dialog_log_json,
+    dialog_recording_json,
     recording_file_json,
 )
 from callplane.surfaces.infobip.common import InfobipError, PageDep, VoicePrincipalDep, bad_request, paged
@@ -614,10 +616,26 @@ class DialogCallBody(BaseModel):
     customData: dict[str, str] | None = None
 
 
+class DialogCompositionBody(BaseModel):
+    model_config = _WIRE
+    enabled: bool = False
+
+
+class DialogRecordingBody(BaseModel):
+    """`CallsDialogRecordingRequest`."""
+
+    model_config = _WIRE
+    recordingType: Literal["AUDIO", "AUDIO_AND_VIDEO"]
+    dialogComposition: DialogCompositionBody | None = None
+    customData: dict[str, str] | None = None
+    filePrefix: str | None = None
+
+
 class DialogBody(BaseModel):
     model_config = _WIRE
     parentCallId: Annotated[str, Field(max_length=128)]
     childCallRequest: DialogCallBody | None = None
+    recording: DialogRecordingBody | None = None
     maxDuration: Annotated[int, Field(ge=1, le=28800)] = 28800
     propagationOptions: PropagationBody | None = None
 
@@ -652,6 +670,8 @@ async def create_dialog(body: DialogBody, principal: VoicePrincipalDep, voice: V
         ),
         child_hangup_ends_parent=propagation.childCallHangup,
     )
+    if body.recording is not None:
+        await voice.record_dialog_when_established(dialog_id=dialog.id, request=_dialog_recording(body.recording))
     return json_response(await _dialog_out(voice, dialog), 201)
 
 
@@ -729,6 +749,110 @@ async def get_dialog_history(dialog_id: str, principal: VoicePrincipalDep, voice
 async def hangup_dialog(dialog_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
     dialog = await voice.hangup_dialog(account_id=principal.account.id, dialog_id=dialog_id)
     return json_response(await _dialog_out(voice, dialog))
+
+
+class DialogSayBody(BaseModel):
+    """`CallsDialogSayRequest` (no stopOn or customData on a dialog)."""
+
+    model_config = _WIRE
+    text: Annotated[str, Field(min_length=1, max_length=1500)]
+    language: str
+    speechRate: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
+    loopCount: Annotated[int, Field(ge=1)] = 1
+    preferences: PreferencesBody | None = None
+
+
+class DialogPlayBody(BaseModel):
+    """`CallsDialogPlayRequest`."""
+
+    model_config = _WIRE
+    loopCount: Annotated[int, Field(ge=1)] = 1
+    content: ContentBody
+
+
+def _dialog_recording(body: DialogRecordingBody) -> DialogRecordingRequest:
+    if body.recordingType != "AUDIO":
+        raise bad_request("only AUDIO recordings are supported (no video)", field="recordingType")
+    return DialogRecordingRequest(
+        composed=bool(body.dialogComposition and body.dialogComposition.enabled),
+        file_prefix=body.filePrefix,
+        custom_data=body.customData or {},
+    )
+
+
+@router.post("/dialogs/{dialog_id}/say")
+async def dialog_say(dialog_id: str, body: DialogSayBody, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    """Both parties hear it, mixed over each other (docs/voice.md); SAY_FINISHED names the dialog."""
+    await voice.dialog_say(
+        account_id=principal.account.id,
+        dialog_id=dialog_id,
+        speech=_speech(body.text, body.language, body.speechRate, body.preferences),
+        loop_count=body.loopCount,
+    )
+    return json_response(PENDING)
+
+
+@router.post("/dialogs/{dialog_id}/play")
+async def dialog_play(dialog_id: str, body: DialogPlayBody, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    await voice.dialog_play(
+        account_id=principal.account.id, dialog_id=dialog_id, content=_content(body.content), loop_count=body.loopCount
+    )
+    return json_response(PENDING)
+
+
+@router.post("/dialogs/{dialog_id}/stop-play")
+async def dialog_stop_play(dialog_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    await voice.dialog_stop_play(account_id=principal.account.id, dialog_id=dialog_id)
+    return json_response(PENDING)
+
+
+@router.post("/dialogs/{dialog_id}/start-recording")
+async def dialog_start_recording(
+    dialog_id: str, body: DialogRecordingBody, principal: VoicePrincipalDep, voice: VoiceDep
+) -> Response:
+    await voice.start_dialog_recording(
+        account_id=principal.account.id, dialog_id=dialog_id, request=_dialog_recording(body)
+    )
+    return json_response(PENDING)
+
+
+@router.post("/dialogs/{dialog_id}/stop-recording")
+async def dialog_stop_recording(dialog_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    await voice.stop_dialog_recording(account_id=principal.account.id, dialog_id=dialog_id)
+    return json_response(PENDING)
+
+
+@router.get("/recordings/dialogs")
+async def list_dialog_recordings(
+    principal: VoicePrincipalDep,
+    voice: VoiceDep,
+    page: PageDep,
+    dialogId: str | None = None,
+    callsConfigurationId: str | None = None,
+    callId: str | None = None,
+) -> Response:
+    found, total = await voice.list_dialog_recordings(
+        account_id=principal.account.id,
+        dialog_id=dialogId,
+        configuration_id=callsConfigurationId,
+        call_id=callId,
+        offset=page.offset,
+        limit=page.size,
+    )
+    results = [dialog_recording_json(item.dialog, item.files, item.calls) for item in found]
+    return json_response(paged(results, page=page, total=total))
+
+
+@router.get("/recordings/dialogs/{dialog_id}")
+async def get_dialog_recordings(dialog_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    item = await voice.dialog_recordings(account_id=principal.account.id, dialog_id=dialog_id)
+    return json_response(dialog_recording_json(item.dialog, item.files, item.calls))
+
+
+@router.delete("/recordings/dialogs/{dialog_id}")
+async def delete_dialog_recordings(dialog_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
+    item = await voice.delete_dialog_recordings(account_id=principal.account.id, dialog_id=dialog_id)
+    return json_response(dialog_recording_json(item.dialog, item.files, item.calls))
 
 
 # ---- connect: two parties, carried as a dialog --------------------------------------------------

@@ -1,0 +1,1 @@
+"""The contact center: agents, menus (queues), outbound numbers, CRM contacts, end users and its calls."""

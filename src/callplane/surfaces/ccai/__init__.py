@@ -1,0 +1,1 @@
+"""The CCAI Platform (ex-UJET) call API surface."""

@@ -1,0 +1,261 @@
+"""A dialog's own media end to end, through the official client: say/play heard by both parties (mixed over
+what they hear of each other), dialog recordings composed and per call, the dialog-recording routes. Real
+server and engine, two sipp parties that each send their own tone, events at the loopback receiver, both
+databases."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from infobip_api_client.api.calls_api import CallsApi
+from infobip_api_client.exceptions import ApiException
+from infobip_api_client.models.calls_dialog_play_request import CallsDialogPlayRequest
+from infobip_api_client.models.calls_dialog_recording_composition import CallsDialogRecordingComposition
+from infobip_api_client.models.calls_dialog_recording_request import CallsDialogRecordingRequest
+from infobip_api_client.models.calls_dialog_say_request import CallsDialogSayRequest
+from infobip_api_client.models.calls_file_play_content import CallsFilePlayContent
+from infobip_api_client.models.calls_language import CallsLanguage
+from infobip_api_client.models.calls_play_content_type import CallsPlayContentType
+from infobip_api_client.models.calls_recording_type import CallsRecordingType
+
+from callplane.testing.infobip import calls_api
+from tests.media.sippkit import free_even_port_pair, free_udp_port, tone, write_rtp_pcap
+from tests.voice import test_calls_e2e as calls_e2e
+from tests.voice.test_calls_e2e import (
+    _STARTED,
+    App,
+    Receiver,
+    VoiceServer,
+    run_sipp,
+    settle_then_single_terminal,
+    sipp_result,
+)
+
+# The calls tests' fixtures (a server with the engine per database, the receiver, an application) serve here too.
+voice_server = calls_e2e.voice_server
+receiver = calls_e2e.receiver
+app = calls_e2e.app
+_stop_sipps = calls_e2e._stop_sipps
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+CALLER_HZ, CALLEE_HZ, PROMPT_HZ = 700.0, 1300.0, 2000.0
+
+
+def _render(name: str, directory: Path, **values: str) -> Path:
+    text = (SCENARIOS / name).read_text()
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", value)
+    assert "{{" not in text, name
+    target = directory / name
+    target.write_text(text)
+    return target
+
+
+def _talking_callee(directory: Path, frequency_hz: float) -> tuple[Any, int]:
+    """A sipp callee on its own port that streams its own tone once answered."""
+    pcap = directory / "callee-tone.pcap"
+    write_rtp_pcap(pcap, tone(frequency_hz, 40.0))
+    scenario = _render("uas_tone.xml", directory, TONE_PCAP=str(pcap), BYE_TIMEOUT_MS="90000")
+    port = free_udp_port()
+    args = [
+        "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_even_port_pair()),
+        "-nostdin", "-trace_err", "-m", "1", "-timeout", "120s", "-timeout_error",
+    ]  # fmt: skip
+    process = subprocess.Popen(args, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _STARTED.append(process)
+    time.sleep(0.3)  # sipp binds its socket
+    return process, port
+
+
+def _band(samples: np.ndarray[Any, np.dtype[np.int16]], frequency_hz: float) -> float:
+    """The share of the signal's spectral energy within 25 Hz of a frequency."""
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(len(samples)))) ** 2
+    freqs = np.fft.rfftfreq(len(samples), 1 / 8000)
+    total = float(spectrum.sum()) or 1.0
+    return float(spectrum[np.abs(freqs - frequency_hz) < 25].sum()) / total
+
+
+def _wav(content: bytes, path: Path) -> tuple[np.ndarray[Any, np.dtype[np.int16]], int]:
+    path.write_bytes(content)
+    with wave.open(str(path)) as wav:
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16), wav.getnchannels()
+
+
+def _upload_prompt(http: httpx.Client, directory: Path) -> str:
+    path = directory / "prompt.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(tone(PROMPT_HZ, 1.5).tobytes())
+    with path.open("rb") as handle:
+        uploaded = http.post("/calls/1/files", files={"file": ("prompt.wav", handle, "audio/wav")})
+    assert uploaded.status_code == 200, uploaded.text
+    return str(uploaded.json()["id"])
+
+
+def _dialog_event(receiver: Receiver, dialog_id: str, event_type: str, after: int = 0) -> dict[str, Any]:
+    def matches(event: dict[str, Any]) -> bool:
+        return event.get("dialogId") == dialog_id and "callId" not in event and event["type"] == event_type
+
+    receiver.wait_for(lambda e: matches(e) and len([x for x in receiver.events() if matches(x)]) > after, 60)
+    return [event for event in receiver.events() if matches(event)][after]
+
+
+def _status(call: Any) -> int:
+    with pytest.raises(ApiException) as error:
+        call()
+    body = json.loads(error.value.body or "{}")
+    assert "requestError" in body
+    return int(error.value.status)
+
+
+def test_dialog_prompts_reach_both_parties_and_dialog_recordings_hold_each_party(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    account_key = app.http.headers["authorization"].removeprefix("App ")
+    calls: CallsApi = calls_api(voice_server.running.base_url, account_key)
+    try:
+        _run(calls, voice_server, app, receiver, tmp_path)
+    finally:
+        calls.api_client.rest_client.pool_manager.clear()
+
+
+def _run(calls: CallsApi, voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path) -> None:
+    prompt_id = _upload_prompt(app.http, tmp_path)
+    called = f"dialog-media-{secrets.token_hex(3)}"
+    app.native.post(f"/v1/voice/configurations/{app.configuration_id}/routes", json={"called_user": called})
+    callee_dir = tmp_path / "callee"
+    callee_dir.mkdir()
+    callee, callee_port = _talking_callee(callee_dir, CALLEE_HZ)
+    caller_pcap = tmp_path / "caller-tone.pcap"
+    write_rtp_pcap(caller_pcap, tone(CALLER_HZ, 40.0))
+    caller = run_sipp(
+        _render("uac_tone.xml", tmp_path, TONE_PCAP=str(caller_pcap), BYE_TIMEOUT_MS="90000"),
+        remote=f"127.0.0.1:{voice_server.sip_port}",
+        extra=["-s", called],
+    )
+    parent_id = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)[
+        "callId"
+    ]
+    created = app.http.post(
+        "/calls/1/dialogs",
+        json={
+            "parentCallId": parent_id,
+            "childCallRequest": {"endpoint": {"type": "SIP", "username": "agent", "host": f"127.0.0.1:{callee_port}"}},
+        },
+    )
+    assert created.status_code == 201, created.text
+    dialog_id = created.json()["id"]
+    child_id = created.json()["childCall"]["id"]
+    _dialog_event(receiver, dialog_id, "DIALOG_ESTABLISHED")
+
+    # 1. a prompt both parties hear: each leg's own STEREO call recording shows what it sent
+    for call_id in (parent_id, child_id):
+        started = app.http.post(
+            f"/calls/1/calls/{call_id}/start-recording",
+            json={"recording": {"recordingType": "AUDIO", "channels": "STEREO"}},
+        )
+        assert started.status_code == 200, started.text
+    composed = CallsDialogRecordingRequest(
+        recording_type=CallsRecordingType.AUDIO, dialog_composition=CallsDialogRecordingComposition(enabled=True)
+    )
+    assert _status(lambda: calls.dialog_start_recording(dialog_id, composed)) == 400  # exclusive with the calls'
+    content = CallsFilePlayContent(type=CallsPlayContentType.FILE, file_id=prompt_id)
+    assert calls.dialog_play_file(dialog_id, CallsDialogPlayRequest(content=content)).status == "PENDING"
+    played = _dialog_event(receiver, dialog_id, "PLAY_FINISHED")
+    assert played["properties"]["playedCompletely"] is True and played["callsConfigurationId"] == app.configuration_id
+    for call_id in (parent_id, child_id):
+        assert app.http.post(f"/calls/1/calls/{call_id}/stop-recording").status_code == 200
+    heard_by: dict[str, float] = {}
+    for call_id, other_hz in ((parent_id, CALLEE_HZ), (child_id, CALLER_HZ)):
+        ready = receiver.wait_type(call_id, "CALL_RECORDING_READY", 60)
+        file_id = ready["properties"]["recording"]["files"][0]["id"]
+        samples, channels = _wav(app.http.get(f"/calls/1/recordings/files/{file_id}").content, tmp_path / "leg.wav")
+        assert channels == 2
+        sent = samples[1::2]
+        # what each leg sent to its party: the other party's tone and the prompt, mixed
+        assert _band(sent, other_hz) > 0.1, call_id
+        heard_by[call_id] = _band(sent, PROMPT_HZ)
+    assert min(heard_by.values()) > 0.05, heard_by
+
+    # say (espeak-ng) and stop-play, reported for the dialog
+    say = CallsDialogSayRequest(text="Both of you hear this.", language=CallsLanguage.EN)
+    assert calls.dialog_say_text(dialog_id, say).status == "PENDING"
+    said = _dialog_event(receiver, dialog_id, "SAY_FINISHED")
+    assert said["properties"]["playedCompletely"] is True and said["properties"]["duration"] > 0
+    looped = CallsDialogPlayRequest(content=content, loop_count=20)
+    calls.dialog_play_file(dialog_id, looped)
+    time.sleep(0.5)
+    calls.dialog_stop_playing_file(dialog_id)
+    stopped = _dialog_event(receiver, dialog_id, "PLAY_FINISHED", after=1)
+    assert stopped["properties"]["playedCompletely"] is False
+
+    # 2. a composed dialog recording: one file, both parties mixed
+    assert calls.dialog_start_recording(dialog_id, composed).status == "PENDING"
+    assert _status(lambda: calls.dialog_start_recording(dialog_id, composed)) == 400  # already recording
+    time.sleep(2.0)
+    calls.dialog_stop_recording(dialog_id)
+    ready = _dialog_event(receiver, dialog_id, "DIALOG_RECORDING_READY")
+    recording = ready["properties"]["recording"]
+    assert recording["dialogId"] == dialog_id and recording["callRecordings"] == []
+    [composed_file] = recording["composedFiles"]
+    samples, channels = _wav(
+        app.http.get(f"/calls/1/recordings/files/{composed_file['id']}").content, tmp_path / "composed.wav"
+    )
+    assert channels == 1
+    assert _band(samples, CALLER_HZ) > 0.1 and _band(samples, CALLEE_HZ) > 0.1
+
+    # 3. not composed: one file per call, each holding its own party
+    separate = CallsDialogRecordingRequest(
+        recording_type=CallsRecordingType.AUDIO, custom_data={"case": "per-leg"}, file_prefix="legs-"
+    )
+    calls.dialog_start_recording(dialog_id, separate)
+    assert _status(lambda: calls.call_stop_recording(parent_id)) == 400  # the dialog's, not the call's
+    time.sleep(2.0)
+    calls.dialog_stop_recording(dialog_id)
+    assert _status(lambda: calls.dialog_stop_recording(dialog_id)) == 400  # nothing is recording now
+    ready = _dialog_event(receiver, dialog_id, "DIALOG_RECORDING_READY", after=1)
+    per_call = {entry["callId"]: entry["files"] for entry in ready["properties"]["recording"]["callRecordings"]}
+    assert set(per_call) == {parent_id, child_id} and ready["properties"]["recording"]["composedFiles"] == []
+    for call_id, own_hz, other_hz in ((parent_id, CALLER_HZ, CALLEE_HZ), (child_id, CALLEE_HZ, CALLER_HZ)):
+        [file] = per_call[call_id]
+        assert file["customData"] == {"case": "per-leg"} and file["name"].startswith("legs-")
+        samples, _ = _wav(app.http.get(f"/calls/1/recordings/files/{file['id']}").content, tmp_path / "one.wav")
+        assert _band(samples, own_hz) > 0.5 and _band(samples, other_hz) < 0.05, call_id
+
+    # the dialog-recording routes, through the official client
+    listed = calls.get_dialogs_recordings(dialog_id=dialog_id)
+    assert [r.dialog_id for r in listed.results or []] == [dialog_id]
+    one = calls.get_dialog_recordings(dialog_id)
+    assert [f.id for f in one.composed_files or []] == [composed_file["id"]]
+    assert sorted(r.call_id or "" for r in one.call_recordings or []) == sorted([parent_id, child_id])
+    by_call = calls.get_dialogs_recordings(call_id=child_id, calls_configuration_id=app.configuration_id)
+    assert [r.dialog_id for r in by_call.results or []] == [dialog_id]
+    call_level = calls.get_call_recordings(parent_id)  # the calls' own recordings stay apart
+    assert len(call_level.files or []) == 1
+    partial = app.http.get(f"/calls/1/recordings/files/{composed_file['id']}", headers={"Range": "bytes=0-43"})
+    assert partial.status_code == 206 and partial.content[:4] == b"RIFF"
+    deleted = calls.delete_dialog_recordings(dialog_id)
+    assert deleted.dialog_id == dialog_id
+    assert _status(lambda: calls.get_dialog_recordings(dialog_id)) == 404
+    assert _status(lambda: calls.download_recording_file(composed_file["id"])) == 404
+    assert _status(lambda: calls.dialog_say_text("no-such-dialog", say)) == 404
+
+    assert app.http.post(f"/calls/1/dialogs/{dialog_id}/hangup").status_code == 200
+    for process in (caller, callee):
+        code, output = sipp_result(process)
+        assert code == 0, output
+    _dialog_event(receiver, dialog_id, "DIALOG_FINISHED")
+    for call_id in (parent_id, child_id):
+        assert settle_then_single_terminal(receiver, call_id)["type"] == "CALL_FINISHED"
+    assert _status(lambda: calls.dialog_stop_playing_file(dialog_id)) == 400  # the dialog has ended
