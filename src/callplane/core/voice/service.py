@@ -17,7 +17,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -280,6 +280,9 @@ class VoiceService:
         self._consumer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dialogs = _DialogMedia()
+        # In-process observers of state changes (call id, event type), called after each change is committed;
+        # e.g. the contact center drives its calls from its legs' events. They must return quickly.
+        self.listeners: list[Callable[[str, str], Awaitable[None]]] = []
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -923,7 +926,15 @@ class VoiceService:
             await session.refresh(call)
             await self._touch_core(session, call)
             await publish(session=session, renderer=self.renderer, event=VoiceEvent(event_type, call, at=now))
-            return True
+        await self._notify(call_id, event_type)
+        return True
+
+    async def _notify(self, call_id: str, event_type: str) -> None:
+        for listener in self.listeners:
+            try:
+                await listener(call_id, event_type)
+            except Exception:  # an observer's failure must not stop the call's own handling; logged with its cause
+                log.exception("voice listener failed", extra={"fields": {"call_id": call_id, "event": event_type}})
 
     async def _finish(
         self, call_id: str, ending: Ending, *, sip_status: int | None = None, reason: SipReasonHeader | None = None
@@ -965,6 +976,7 @@ class VoiceService:
             event_type = "CALL_FINISHED" if ending.state == VoiceCallState.FINISHED else "CALL_FAILED"
             await publish(session=session, renderer=self.renderer, event=VoiceEvent(event_type, call, at=now))
             dialog_id = call.dialog_id
+        await self._notify(call_id, event_type)
         if dialog_id is not None:
             await self._dialog_leg_ended(dialog_id, call_id)
         return True
