@@ -44,30 +44,66 @@ class PipelineWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def run_once(self) -> int:
-        """Claim what is due (up to the concurrency) and process it; returns how many jobs ran."""
-        async with self.env.sessions() as session, session.begin():
-            jobs = await queue.claim(
-                session,
-                worker_id=self.worker_id,
-                kinds=[JobKind.PROCESS_CALL],
-                limit=self.concurrency,
-                lease_seconds=self.lease_seconds,
-                stages=sorted(self.stages) if self.stages is not None else None,
-                first_stage=STAGES[0][0],
-            )
+        """Claim what is due (up to the concurrency), run it to the end; returns how many jobs ran.
+
+        One batch at a time, for tests and one-shot runs; ``run_forever`` claims as slots free instead.
+        """
+        jobs = await self._claim(self.concurrency)
         await asyncio.gather(*(self._run_job(job) for job in jobs))
         return len(jobs)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                ran = await self.run_once()
-            except Exception:
-                log.exception("worker loop failed; backing off")
-                ran = 0
-            if ran == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)
+        """Keep up to ``concurrency`` jobs running: a slot that frees is refilled at once, so a short call never
+        waits behind a long transcription claimed with it. On stop, no more claims; jobs in flight finish."""
+        running: set[asyncio.Task[None]] = set()
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                free = self.concurrency - len(running)
+                if free > 0:
+                    try:
+                        jobs = await self._claim(free)
+                    except Exception:
+                        log.exception("worker loop failed; backing off")
+                        jobs = []
+                    for job in jobs:
+                        task = asyncio.create_task(self._run_job(job))
+                        running.add(task)
+                        task.add_done_callback(self._job_done)
+                        task.add_done_callback(running.discard)
+                    free -= len(jobs)
+                # Full: wait for a slot. Otherwise nothing more was due: poll again later (or when a slot frees).
+                await asyncio.wait(
+                    {stopped, *running},
+                    timeout=self.poll_seconds if free > 0 else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+        except asyncio.CancelledError:
+            for task in running:
+                task.cancel()
+            raise
+        finally:
+            stopped.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
+    async def _claim(self, limit: int) -> list[queue.ClaimedJob]:
+        async with self.env.sessions() as session, session.begin():
+            return await queue.claim(
+                session,
+                worker_id=self.worker_id,
+                kinds=[JobKind.PROCESS_CALL],
+                limit=limit,
+                lease_seconds=self.lease_seconds,
+                stages=sorted(self.stages) if self.stages is not None else None,
+                first_stage=STAGES[0][0],
+            )
+
+    @staticmethod
+    def _job_done(task: asyncio.Task[None]) -> None:
+        # _run_job records its own failures; this only sees errors while recording them (e.g. the database down).
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("job runner failed", exc_info=error)
 
     def close(self) -> None:
         """Stop the transcription threads (a decode in progress finishes first)."""
