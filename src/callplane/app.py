@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callplane import __version__
+from callplane.core.call_tracking.service import CallTrackingPlanner
 from callplane.core.contact_center.runtime import ContactCenterRuntime
 from callplane.core.pipeline.outcomes import notify_outcome
 from callplane.core.pipeline.processing import ProcessingEnvironment
@@ -36,6 +37,7 @@ from callplane.logging import configure_logging, redact
 from callplane.media.engine import EngineConfig
 from callplane.media.sip import SippyCallEngine
 from callplane.settings import Settings
+from callplane.surfaces.admin.call_tracking import router as admin_call_tracking_router
 from callplane.surfaces.admin.contact_center import router as admin_contact_center_router
 from callplane.surfaces.admin.router import router as admin_router
 from callplane.surfaces.ccai.router import install_error_handler as install_ccai_error_handler
@@ -136,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(native_router)
     app.include_router(webhooks_router)
     app.include_router(admin_router)
+    app.include_router(admin_call_tracking_router)
     app.include_router(admin_contact_center_router)
     app.include_router(ccai_router)
     app.include_router(infobip_router)
@@ -304,6 +307,7 @@ async def start_voice(
         fetch_policy=TargetPolicy.from_config(settings.fetch_allowed_networks, settings.fetch_allowed_hosts),
         trunk_channels=context.trunk_channels,
     )
+    voice.inbound_planner = CallTrackingPlanner()  # calls to campaign promo numbers
     await voice.start()
     context.voice = voice
     context.contact_center = ContactCenterRuntime(

@@ -451,5 +451,95 @@ def list_accounts() -> None:
     _print(_in_transaction(work))
 
 
+@admin.command("create-promo-number")
+def create_promo_number(
+    account_id: Annotated[str, typer.Option()],
+    campaign_id: Annotated[str, typer.Option(help="the campaign whose calls these are")],
+    number: Annotated[str, typer.Option(help="the called number (any format) or SIP user")],
+    destination: Annotated[str, typer.Option(help="sip:user@host[:port] or a phone number (with --trunk-id)")],
+    trunk_id: Annotated[str | None, typer.Option(help="the SIP trunk that dials a phone destination")] = None,
+    configuration_id: Annotated[str | None, typer.Option(help="voice configuration (default: a new one)")] = None,
+    description: str = "",
+    external_id: Annotated[str | None, typer.Option(help="the network's promo number id")] = None,
+    media_type: str | None = None,
+    record: Annotated[bool, typer.Option(help="record calls and send them through the post-call pipeline")] = True,
+) -> None:
+    """A campaign promo number: calls to it are bridged to the destination and tracked (calls in progress)."""
+    from callplane.core.call_tracking import service
+    from callplane.surfaces.admin.call_tracking import promo_out
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return promo_out(
+            await service.create_promo_number(
+                session=session,
+                account_id=account_id,
+                campaign_id=campaign_id,
+                number=number,
+                destination=destination,
+                trunk_id=trunk_id,
+                configuration_id=configuration_id,
+                description=description,
+                external_id=external_id,
+                media_type=media_type,
+                record=record,
+            )
+        )
+
+    _print(_in_transaction(work))
+
+
+@admin.command("list-promo-numbers")
+def list_promo_numbers(account_id: Annotated[str, typer.Option()]) -> None:
+    from callplane.core.call_tracking import service
+    from callplane.surfaces.admin.call_tracking import promo_out
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        return [promo_out(p) for p in await service.list_promo_numbers(session=session, account_id=account_id)]
+
+    _print(_in_transaction(work))
+
+
+@admin.command("delete-promo-number")
+def delete_promo_number(
+    account_id: Annotated[str, typer.Option()], promo_number_id: Annotated[str, typer.Option()]
+) -> None:
+    from callplane.core.call_tracking import service
+    from callplane.surfaces.admin.call_tracking import promo_out
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return promo_out(
+            await service.delete_promo_number(session=session, account_id=account_id, promo_number_id=promo_number_id)
+        )
+
+    _print(_in_transaction(work))
+
+
+@admin.command("set-custom-data")
+def set_custom_data(
+    account_id: Annotated[str, typer.Option()],
+    owner_type: Annotated[str, typer.Option(help="network, advertiser, campaign or promo_number")],
+    value: Annotated[list[str], typer.Option(help="NAME=VALUE (NAME= clears it); repeat for several")],
+    owner_id: Annotated[str | None, typer.Option(help="the owner's id (not for network)")] = None,
+) -> None:
+    """Marketing data values that calls to promo numbers carry (the most specific owner wins)."""
+    from callplane.core.call_tracking import service
+    from callplane.core.call_tracking.models import OwnerType
+
+    kind = OwnerType(owner_type)
+    values: dict[str, str | None] = {}
+    for item in value:
+        name, _, text = item.partition("=")
+        values[name] = text or None
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        owner = account_id if kind is OwnerType.NETWORK else (owner_id or "")
+        result = await service.set_custom_data_values(
+            session=session, account_id=account_id, owner_type=kind, owner_id=owner, values=values
+        )
+        return {"owner_type": kind, "owner_id": owner, "values": dict(result)}
+
+    _print(_in_transaction(work))
+
+
 def main() -> None:
     app()

@@ -35,6 +35,7 @@ from callplane.core.voice import files as media_files
 from callplane.core.voice import trunks
 from callplane.core.voice.configurations import get_configuration, route_for
 from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer, publish
+from callplane.core.voice.inbound import InboundPlan, InboundPlanner
 from callplane.core.voice.models import (
     CallsConfiguration,
     DialogHangupSource,
@@ -279,6 +280,8 @@ class VoiceService:
         self._registered = asyncio.Event()
         self._consumer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Takes inbound calls that no route owns (call tracking's promo numbers), when set.
+        self.inbound_planner: InboundPlanner | None = None
         self._dialogs = _DialogMedia()
         # In-process observers of state changes (call id, event type), called after each change is committed;
         # e.g. the contact center drives its calls from its legs' events. They must return quickly.
@@ -787,14 +790,19 @@ class VoiceService:
     async def _on_incoming(self, event: IncomingCall) -> None:
         async with self.sessions() as session:
             route = await route_for(session=session, called_user=event.to_user)
-            if route is None:
+            plan: InboundPlan | None = None
+            if route is None and self.inbound_planner is not None:
+                plan = await self.inbound_planner.plan(session=session, event=event)
+            if route is None and plan is None:
                 self._refused.add(event.call_id)
                 await self.engine.reject(event.call_id, status=404, reason=SipReasonHeader("Q.850", 1))
                 log.info("inbound call to an unrouted user", extra={"fields": {"to": event.to_user}})
                 return
+            owner = route or plan
+            assert owner is not None
             call = self._new_call(
-                account_id=route.account_id,
-                configuration_id=route.configuration_id,
+                account_id=owner.account_id,
+                configuration_id=owner.configuration_id,
                 direction=CallDirection.INBOUND,
                 endpoint=Endpoint(EndpointType.SIP, event.from_user),
                 from_user=event.from_user,
@@ -806,6 +814,8 @@ class VoiceService:
             )
             session.add_all(self._core_rows(call))
             await session.flush()
+            if plan is not None and self.inbound_planner is not None:
+                await self.inbound_planner.accepted(session=session, call=call, plan=plan)
             await publish(session=session, renderer=self.renderer, event=VoiceEvent("CALL_RECEIVED", call))
             await session.commit()
             self._register(
@@ -815,8 +825,11 @@ class VoiceService:
                     account_id=call.account_id,
                     direction=CallDirection.INBOUND,
                     max_duration_s=call.max_duration_s,
+                    record_on_answer=RecordingRequest(channels=plan.record) if plan and plan.record else None,
                 )
             )
+        if plan is not None and self.inbound_planner is not None:
+            self._spawn(self.inbound_planner.connect(voice=self, call=call, plan=plan), "inbound-connect")
 
     async def _on_answered(self, live: _Live) -> None:
         moved = await self._move(live.call_id, VoiceCallState.ESTABLISHED, "CALL_ESTABLISHED", answered=True)

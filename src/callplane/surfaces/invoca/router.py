@@ -1,4 +1,5 @@
-"""Invoca Call Ingestion API: POST/PUT /api/{version}/calls(.json); the Signal API router is included here."""
+"""Invoca Call Ingestion API: POST/PUT /api/{version}/calls(.json); the Signal and Calls In Progress API routers
+are included here."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from callplane.surfaces.context import app_context
 from callplane.surfaces.http import JsonBodyError, json_response, read_json
 from callplane.surfaces.invoca import errors
 from callplane.surfaces.invoca.auth import oauth_token
+from callplane.surfaces.invoca.calls_in_progress import router as calls_in_progress_router
 from callplane.surfaces.invoca.mapping import parse_call_request
 from callplane.surfaces.invoca.signal_api import router as signal_api_router
 
 router = APIRouter(tags=["Invoca Call Ingestion"])
 router.include_router(signal_api_router)
+router.include_router(calls_in_progress_router)
 
 
 @router.api_route("/api/{version}/calls.json", methods=["POST", "PUT"], status_code=201)

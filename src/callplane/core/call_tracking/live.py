@@ -1,0 +1,374 @@
+"""Calls in progress: the live voice calls of a tenant (promo-number calls, API calls, contact-center calls),
+found by transaction id, external unique id or caller/destination pair, and annotated while they are up.
+
+A call is live while its voice leg is in a live state: the terminal UPDATE that ends it (voice service `_finish`)
+is the moment it leaves every result here. Lookups first find candidate call ids through an index (tracked
+calls' transaction id, external unique id or phone pair; the core calls' contact number), then load only those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from callplane.core.call_tracking.errors import CallInProgressNotFound, InvalidSearch, OrganizationNotVisible
+from callplane.core.call_tracking.models import PromoNumber, TrackedCall
+from callplane.core.call_tracking.service import phone_e164
+from callplane.core.calls.models import Call, CallCustomData, CallStatus
+from callplane.core.tenancy.models import Account, Campaign, CustomDataField, Organization, OrganizationKind
+from callplane.core.tenancy.schemas import Principal
+from callplane.core.voice.models import DialogState, VoiceCall, VoiceCallState, VoiceDialog
+from callplane.core.voice.states import LIVE_STATES
+from callplane.db.base import utcnow
+
+API_SOURCE = "calls_in_progress"  # custom data set through the calls-in-progress update
+
+
+class CallStatusView:
+    RINGING = "ringing"  # not answered yet (an API or contact-center call)
+    TRANSFERRING = "transferring"  # a promo-number call whose destination is ringing
+    BRIDGED = "bridged"  # answered: the caller is connected
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Whose calls: the token's account, narrowed to one advertiser (and the token's own organization scope)."""
+
+    account_id: str
+    advertiser_id: str | None = None
+    organization_scope: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    transaction_id: str | None = None
+    external_unique_id: str | None = None
+    calling_e164: str | None = None
+    destination_e164: str | None = None
+
+
+@dataclass(slots=True)
+class LiveCall:
+    call_id: str
+    transaction_id: str
+    call_record_id: str
+    external_unique_id: str | None
+    status: str
+    calling: str | None  # E.164, else the caller's SIP user
+    called: str | None
+    destination: str | None
+    started_at: datetime
+    transfer_started_at: datetime | None
+    bridged_at: datetime | None
+    direction: str
+    promo_number: PromoNumber | None = None
+    campaign: Campaign | None = None
+    advertiser: Organization | None = None
+    custom_data: list[tuple[str, str, str]] = field(default_factory=list)  # (name, value, source)
+
+
+# ---- who may see what ------------------------------------------------------------------------------
+
+
+async def resolve_scope(
+    *, session: AsyncSession, principal: Principal, organization_type: str | None, organization_id: str | None
+) -> Scope:
+    """`organization_type` Network (the token's account: its external id or our id) or Advertiser (one of its
+    advertisers: our id or the network's advertiser id), case-insensitive."""
+    kind = (organization_type or "").strip().casefold()
+    if kind not in ("network", "advertiser"):
+        raise InvalidSearch("organization_type must be Network or Advertiser")
+    wanted = (organization_id or "").strip()
+    if not wanted:
+        raise InvalidSearch("id (the organization's id) is required")
+    account = principal.account
+    if kind == "network":
+        if principal.organization_id is not None or wanted not in (account.id, account.external_id):
+            raise OrganizationNotVisible()
+        return Scope(account_id=account.id)
+    advertiser = await session.scalar(
+        select(Organization).where(
+            Organization.account_id == account.id,
+            Organization.kind == OrganizationKind.ADVERTISER,
+            (Organization.id == wanted) | (Organization.external_id == wanted),
+        )
+    )
+    if advertiser is None or not principal.may_see_organization(advertiser.id):
+        raise OrganizationNotVisible()
+    return Scope(account_id=account.id, advertiser_id=advertiser.id, organization_scope=principal.organization_scope)
+
+
+def parse_search(
+    *,
+    transaction_id: str | None,
+    external_unique_id: str | None,
+    calling_phone_number: str | None,
+    destination_phone_number: str | None,
+) -> Search:
+    """The documented pairing: calling and destination numbers come together, in any common format."""
+    calling, destination = (calling_phone_number or "").strip(), (destination_phone_number or "").strip()
+    if bool(calling) != bool(destination):
+        raise InvalidSearch("calling_phone_number and destination_phone_number must be given together")
+    calling_e164 = destination_e164 = None
+    if calling:
+        calling_e164, destination_e164 = phone_e164(calling), phone_e164(destination)
+        problems = [
+            f"{name} is not a valid phone number"
+            for name, value in (("calling_phone_number", calling_e164), ("destination_phone_number", destination_e164))
+            if value is None
+        ]
+        if problems:
+            raise InvalidSearch(problems=problems)
+    return Search(
+        transaction_id=(transaction_id or "").strip() or None,
+        external_unique_id=(external_unique_id or "").strip() or None,
+        calling_e164=calling_e164,
+        destination_e164=destination_e164,
+    )
+
+
+# ---- finding live calls ----------------------------------------------------------------------------
+
+
+async def _candidate_ids(session: AsyncSession, scope: Scope, search: Search) -> list[str] | None:
+    """Call ids that can match the search (None: no id filter, every live call of the scope)."""
+    ids: list[str] | None = None
+
+    def narrow(found: list[str]) -> list[str]:
+        return found if ids is None else [call_id for call_id in ids if call_id in found]
+
+    if search.transaction_id is not None:
+        tracked = list(
+            await session.scalars(
+                select(TrackedCall.call_id).where(TrackedCall.transaction_id == search.transaction_id)
+            )
+        )
+        # A call without a tracking row answers to its own id (its transaction id is the call id).
+        ids = narrow(tracked or [search.transaction_id])
+    if search.external_unique_id is not None:
+        ids = narrow(
+            list(
+                await session.scalars(
+                    select(TrackedCall.call_id).where(
+                        TrackedCall.account_id == scope.account_id,
+                        TrackedCall.external_unique_id == search.external_unique_id,
+                    )
+                )
+            )
+        )
+    if search.calling_e164 is not None:
+        tracked = list(
+            await session.scalars(
+                select(TrackedCall.call_id).where(
+                    TrackedCall.account_id == scope.account_id,
+                    TrackedCall.calling_e164 == search.calling_e164,
+                    TrackedCall.destination_e164 == search.destination_e164,
+                )
+            )
+        )
+        untracked = list(
+            await session.scalars(
+                select(Call.id).where(
+                    Call.account_id == scope.account_id,
+                    Call.contact_e164.in_([search.calling_e164, search.destination_e164]),
+                    Call.from_e164 == search.calling_e164,
+                    Call.to_e164 == search.destination_e164,
+                    Call.status == CallStatus.PROCESSING,
+                    ~exists().where(TrackedCall.call_id == Call.id),
+                )
+            )
+        )
+        ids = narrow(tracked + untracked)
+    return ids
+
+
+def _live_statement(scope: Scope, ids: list[str] | None) -> Select[VoiceCall, Call, TrackedCall, VoiceDialog]:
+    parent_tracked = aliased(TrackedCall)
+    statement = (
+        select(VoiceCall, Call, TrackedCall, VoiceDialog)
+        .join(Call, Call.id == VoiceCall.id)
+        .outerjoin(TrackedCall, TrackedCall.call_id == VoiceCall.id)
+        .outerjoin(VoiceDialog, VoiceDialog.id == VoiceCall.dialog_id)
+        .where(
+            VoiceCall.account_id == scope.account_id,
+            VoiceCall.state.in_(LIVE_STATES),
+            # the destination leg of a promo-number call is part of that call, not a call of its own
+            ~exists().where(
+                parent_tracked.call_id == VoiceCall.parent_call_id, parent_tracked.promo_number_id.isnot(None)
+            ),
+            # a promo-number call appears once it is transferred to the destination
+            (TrackedCall.promo_number_id.is_(None)) | (VoiceCall.dialog_id.isnot(None)),
+        )
+    )
+    if ids is not None:
+        statement = statement.where(VoiceCall.id.in_(ids))
+    if scope.advertiser_id is not None:
+        statement = statement.where(Call.organization_id == scope.advertiser_id)
+    elif scope.organization_scope is not None:
+        statement = statement.where(Call.organization_id.in_(scope.organization_scope))
+    return statement
+
+
+async def find_live_calls(*, session: AsyncSession, scope: Scope, search: Search) -> list[LiveCall]:
+    """The scope's calls in progress that match, the most recently bridged first."""
+    ids = await _candidate_ids(session, scope, search)
+    if ids is not None and not ids:
+        return []
+    rows = (await session.execute(_live_statement(scope, ids))).all()
+    calls: list[LiveCall] = []
+    for voice, core, tracked, dialog in rows:
+        if (
+            search.transaction_id is not None
+            and (tracked.transaction_id if tracked else voice.id) != search.transaction_id
+        ):
+            continue
+        calls.append(_view(voice, core, tracked, dialog))
+    if not calls:
+        return []
+    await _decorate(session, calls)
+    calls.sort(key=lambda c: (c.bridged_at or c.transfer_started_at or c.started_at, c.call_id), reverse=True)
+    return calls
+
+
+def _view(voice: VoiceCall, core: Call, tracked: TrackedCall | None, dialog: VoiceDialog | None) -> LiveCall:
+    answered = voice.state == VoiceCallState.ESTABLISHED
+    if tracked is not None and tracked.promo_number_id is not None:
+        bridged = dialog is not None and dialog.state == DialogState.ESTABLISHED
+        status = CallStatusView.BRIDGED if bridged else CallStatusView.TRANSFERRING
+        bridged_at = dialog.established_at if dialog is not None else None
+        transfer_at = dialog.created_at if dialog is not None else None
+    else:
+        status = CallStatusView.BRIDGED if answered else CallStatusView.RINGING
+        bridged_at = (dialog.established_at if dialog is not None else None) or voice.answered_at
+        transfer_at = voice.created_at
+    calling = core.from_e164 or voice.from_user
+    destination = core.to_e164 or voice.to_user
+    return LiveCall(
+        call_id=voice.id,
+        transaction_id=tracked.transaction_id if tracked else voice.id,
+        call_record_id=tracked.call_record_id if tracked else voice.id,
+        external_unique_id=tracked.external_unique_id if tracked else None,
+        status=status,
+        calling=(tracked.calling_e164 if tracked and tracked.calling_e164 else calling),
+        called=(tracked.called if tracked and tracked.called else voice.to_user),
+        destination=(tracked.destination_e164 or tracked.destination)
+        if tracked and tracked.destination
+        else destination,
+        started_at=voice.created_at,
+        transfer_started_at=transfer_at,
+        bridged_at=bridged_at,
+        direction=voice.direction,
+    )
+
+
+async def _decorate(session: AsyncSession, calls: list[LiveCall]) -> None:
+    """Promo number, campaign, advertiser and custom data of the found calls (a few queries for all of them)."""
+    ids = [call.call_id for call in calls]
+    links = (
+        await session.execute(
+            select(Call.id, Call.campaign_id, Call.organization_id, TrackedCall.promo_number_id)
+            .outerjoin(TrackedCall, TrackedCall.call_id == Call.id)
+            .where(Call.id.in_(ids))
+        )
+    ).all()
+    by_call = {
+        call_id: (campaign_id, organization_id, promo_id) for call_id, campaign_id, organization_id, promo_id in links
+    }
+    campaigns = await _by_id(session, Campaign, {v[0] for v in by_call.values()})
+    advertisers = await _by_id(session, Organization, {v[1] for v in by_call.values()})
+    promos = await _by_id(session, PromoNumber, {v[2] for v in by_call.values()})
+    data: dict[str, list[tuple[str, str, str]]] = {}
+    for row in await session.scalars(
+        select(CallCustomData).where(CallCustomData.call_id.in_(ids)).order_by(CallCustomData.created_at)
+    ):
+        data.setdefault(row.call_id, []).append((row.name, row.value, row.source))
+    for call in calls:
+        campaign_id, organization_id, promo_id = by_call.get(call.call_id, (None, None, None))
+        call.campaign = campaigns.get(campaign_id or "")
+        call.advertiser = advertisers.get(organization_id or "")
+        call.promo_number = promos.get(promo_id or "")
+        call.custom_data = data.get(call.call_id, [])
+
+
+async def _by_id(session: AsyncSession, model: Any, ids: set[str | None]) -> dict[str, Any]:
+    wanted = [value for value in ids if value]
+    if not wanted:
+        return {}
+    return {row.id: row for row in await session.scalars(select(model).where(model.id.in_(wanted)))}
+
+
+# ---- the update ------------------------------------------------------------------------------------
+
+
+async def update_call_in_progress(
+    *,
+    session: AsyncSession,
+    scope: Scope,
+    search: Search,
+    external_unique_id: str | None,
+    custom_data: list[tuple[str, str]],
+) -> LiveCall:
+    """Set the external unique id and custom data of the one live call the search names. A call without a
+    tracking row gets one (its transaction and call record ids are its call id)."""
+    if search.transaction_id is None and search.external_unique_id is None:
+        raise InvalidSearch("transaction_id or external_unique_id is required")
+    fields = {
+        row.api_name_key: row
+        for row in await session.scalars(select(CustomDataField).where(CustomDataField.account_id == scope.account_id))
+    }
+    unknown = [name for name, _ in custom_data if name.strip().casefold() not in fields]
+    if unknown:
+        raise InvalidSearch(problems=[f"custom data field {name!r} does not exist" for name in unknown])
+    found = await find_live_calls(session=session, scope=scope, search=search)
+    if not found:
+        raise CallInProgressNotFound()
+    target = found[0]
+    tracked = await session.get(TrackedCall, target.call_id)
+    if tracked is None:
+        core = await session.get(Call, target.call_id)
+        tracked = TrackedCall(
+            call_id=target.call_id,
+            account_id=scope.account_id,
+            transaction_id=target.call_id,
+            call_record_id=target.call_id,
+            calling_e164=core.from_e164 if core else None,
+            called=target.called,
+            destination=target.destination,
+            destination_e164=core.to_e164 if core else None,
+            created_at=utcnow(),
+        )
+        session.add(tracked)
+    if external_unique_id is not None:
+        tracked.external_unique_id = external_unique_id
+        target.external_unique_id = external_unique_id
+    now = utcnow()
+    for name, value in custom_data:
+        definition = fields[name.strip().casefold()]
+        await session.execute(
+            delete(CallCustomData).where(
+                CallCustomData.call_id == target.call_id, CallCustomData.field_id == definition.id
+            )
+        )
+        session.add(
+            CallCustomData(
+                call_id=target.call_id,
+                account_id=scope.account_id,
+                field_id=definition.id,
+                name=definition.api_name,
+                value=value,
+                source=API_SOURCE,
+                created_at=now,
+            )
+        )
+    await session.flush()
+    await _decorate(session, [target])
+    return target
+
+
+async def network_time_zone(session: AsyncSession, account_id: str) -> str:
+    return await session.scalar(select(Account.time_zone).where(Account.id == account_id)) or "UTC"

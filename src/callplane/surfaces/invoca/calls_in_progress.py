@@ -1,0 +1,145 @@
+"""Invoca Calls In Progress API: find live calls (`GET …/calls_in_progress/current_calls`), the attribution form
+(`GET …/calls_in_progress`) and the update (`PUT|POST …/calls_in_progress`), each with or without `.json`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callplane.core.call_tracking import live
+from callplane.core.call_tracking.errors import CallInProgressNotFound, OrganizationNotVisible
+from callplane.core.tenancy.schemas import Principal
+from callplane.errors import CallplaneError, InvalidInput
+from callplane.surfaces.context import app_context
+from callplane.surfaces.http import BodyTooLarge, JsonBodyError, json_response, read_json
+from callplane.surfaces.invoca.auth import oauth_token
+from callplane.surfaces.invoca.calls_in_progress_mapping import (
+    attribution_call,
+    current_call,
+    parse_update,
+    updated_call,
+)
+
+CALLS_IN_PROGRESS_API_VERSIONS = ["2022-08-01"]
+MAX_UPDATE_BYTES = 64 * 1024
+
+router = APIRouter(tags=["Invoca Calls In Progress"])
+
+
+def _error(status_code: int, error: str, message: str | None = None) -> Response:
+    """The documented bodies are `{"error": "NotAuthorized"}` and `{"error": "RecordNotFound"}`; callplane adds
+    a `message` where the document is silent (bad parameters)."""
+    body: dict[str, Any] = {"error": error}
+    if message:
+        body["message"] = message
+    return json_response(body, status_code)
+
+
+def _render(error: CallplaneError) -> Response:
+    if isinstance(error, OrganizationNotVisible):
+        return _error(401, "NotAuthorized")
+    if isinstance(error, CallInProgressNotFound):
+        return _error(404, "RecordNotFound")
+    if isinstance(error, InvalidInput):
+        return _error(400, "InvalidParameters", "; ".join(error.problems))
+    raise error
+
+
+Work = Callable[[AsyncSession, Principal, live.Scope, str], Awaitable[Response]]
+
+
+async def _serve(request: Request, version: str, body: object, work: Work) -> Response:
+    """Version, token, organization scope, then the work in one transaction."""
+    context = app_context(request)
+    if version not in CALLS_IN_PROGRESS_API_VERSIONS:
+        supported = ", ".join(CALLS_IN_PROGRESS_API_VERSIONS)
+        return _error(400, "InvalidApiVersion", f"API version '{version}' is not valid; supported: {supported}")
+    token = oauth_token(request, body)
+    params = request.query_params
+    try:
+        async with context.sessions() as session, session.begin():
+            principal = await context.lookups.principal_for_token(session, token) if token else None
+            if principal is None:
+                return _error(401, "NotAuthorized")
+            scope = await live.resolve_scope(
+                session=session,
+                principal=principal,
+                organization_type=params.get("organization_type"),
+                organization_id=params.get("id"),
+            )
+            time_zone = await live.network_time_zone(session, scope.account_id)
+            return await work(session, principal, scope, time_zone)
+    except CallplaneError as error:
+        return _render(error)
+
+
+def _search(request: Request) -> live.Search:
+    params = request.query_params
+    return live.parse_search(
+        transaction_id=params.get("transaction_id"),
+        external_unique_id=params.get("external_unique_id"),
+        calling_phone_number=params.get("calling_phone_number"),
+        destination_phone_number=params.get("destination_phone_number"),
+    )
+
+
+@router.get("/api/{version}/calls_in_progress/current_calls.json")
+@router.get("/api/{version}/calls_in_progress/current_calls", include_in_schema=False)
+async def current_calls(version: str, request: Request) -> Response:
+    """Calls in progress of the organization, by transaction id, external unique id or phone pair (or all)."""
+
+    async def work(session: AsyncSession, _: Principal, scope: live.Scope, time_zone: str) -> Response:
+        found = await live.find_live_calls(session=session, scope=scope, search=_search(request))
+        return json_response({"current_calls": [current_call(call, time_zone) for call in found]})
+
+    return await _serve(request, version, None, work)
+
+
+@router.get("/api/{version}/calls_in_progress.json")
+@router.get("/api/{version}/calls_in_progress", include_in_schema=False)
+async def attribution(version: str, request: Request) -> Response:
+    """The attribution form: one call by transaction id, identifiers and phones only."""
+
+    async def work(session: AsyncSession, _: Principal, scope: live.Scope, time_zone: str) -> Response:
+        search = _search(request)
+        if search.transaction_id is None:
+            return _error(400, "InvalidParameters", "transaction_id is required")
+        found = await live.find_live_calls(session=session, scope=scope, search=search)
+        return json_response({"current_calls": [attribution_call(call, time_zone) for call in found]})
+
+    return await _serve(request, version, None, work)
+
+
+@router.api_route("/api/{version}/calls_in_progress.json", methods=["PUT", "POST"], status_code=202)
+@router.api_route("/api/{version}/calls_in_progress", methods=["PUT", "POST"], include_in_schema=False)
+async def update(version: str, request: Request) -> Response:
+    """Set a live call's external unique id and custom data (202), 404 when no live call matches."""
+    try:
+        body = await read_json(request, max_bytes=MAX_UPDATE_BYTES)
+    except (JsonBodyError, BodyTooLarge):
+        body = None
+
+    async def work(session: AsyncSession, _: Principal, scope: live.Scope, time_zone: str) -> Response:
+        external_unique_id, custom_data, problems = parse_update(body)
+        if problems:
+            return _error(400, "InvalidParameters", "; ".join(problems))
+        params = request.query_params
+        changed = await live.update_call_in_progress(
+            session=session,
+            scope=scope,
+            search=live.parse_search(
+                transaction_id=params.get("transaction_id"),
+                external_unique_id=params.get("external_unique_id"),
+                calling_phone_number=None,
+                destination_phone_number=None,
+            ),
+            external_unique_id=external_unique_id,
+            custom_data=custom_data,
+        )
+        return json_response({"current_call": updated_call(changed)}, 202)
+
+    return await _serve(request, version, body, work)
