@@ -29,6 +29,7 @@ from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
 from callplane.core.transcripts.engine import AsrSettings
 from callplane.core.transcripts.runtime import TranscriptionRuntime
+from callplane.core.voice.retention import RetentionSweeper
 from callplane.core.voice.service import RECORDINGS_DIRECTORY, VoiceService
 from callplane.core.voice.trunks import TrunkRegistrar
 from callplane.core.webhooks.delivery import DeliveryConfig, DeliveryWorker
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             delivery = build_delivery_worker(settings, context.sessions, context.secret_box)
             workers.append(asyncio.create_task(pipeline.run_forever(stop)))
             workers.append(asyncio.create_task(delivery.run_forever(stop)))
+            workers.append(asyncio.create_task(build_retention_sweeper(settings, context).run_forever(stop)))
         if settings.voice_enabled:
             await start_voice(settings, context, stop, workers)
         yield
@@ -280,6 +282,17 @@ def build_delivery_worker(
             poll_interval_s=settings.delivery_poll_seconds,
         ),
         callback_secret=settings.callback_signing_secret,
+    )
+
+
+def build_retention_sweeper(settings: Settings, context: AppContext) -> RetentionSweeper:
+    """Voice history, recordings and unused uploads past their retention (docs/voice.md "Retention")."""
+    return RetentionSweeper(
+        sessions=context.sessions,
+        data_dir=settings.ensure_data_dir(),
+        history_days=settings.voice_history_retention_days,
+        recording_days=settings.voice_recording_retention_days,
+        interval_s=settings.voice_retention_sweep_seconds,
     )
 
 

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     rtp_host: str = "127.0.0.1"
     rtp_port_min: int = 20000
     rtp_port_max: int = 30000
+    # Retention (docs/voice.md "Retention"): finished calls and dialogs are deleted this many days after they
+    # ended (Infobip keeps 5), recording files this many days after they ended; 0 keeps them. Swept every
+    # `voice_retention_sweep_seconds` by the workers of `serve`.
+    voice_history_retention_days: int = Field(default=5, ge=0)
+    voice_recording_retention_days: int = Field(default=90, ge=0)
+    voice_retention_sweep_seconds: float = Field(default=3600.0, gt=0)
     # Live calls are owned by the node whose engine carries them; on start a node ends its leftovers.
     voice_node_id: str | None = Field(default=None, description="unset: the host name")
     # Contact center (docs/contact-center.md): how long an agent's and an end user's phone rings, and how often

@@ -163,9 +163,12 @@ def discard_stored_file(media_file: MediaFile, data_dir: Path) -> None:
 
 
 async def resolve_file_path(*, session: AsyncSession, account_id: str, file_id: str, data_dir: Path) -> Path:
-    """The stored audio of an account's file, for a play action (MediaFileNotFound otherwise)."""
+    """The stored audio of an account's file, for a play action (MediaFileNotFound otherwise).
+
+    A play is a use: the file's 90-day unused expiry starts again (the caller commits)."""
     media_file = await get_media_file(session=session, account_id=account_id, file_id=file_id)
     path = files_dir(data_dir) / media_file.storage_key
     if not path.is_file():
         raise MediaFileNotFound("the file's audio is missing from storage")
+    media_file.expires_at = utcnow() + RETENTION_UNUSED
     return path

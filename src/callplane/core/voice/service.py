@@ -1100,7 +1100,7 @@ class VoiceService:
         if content.speech is not None:
             return _speech_source(content.speech)
         if content.file_id is not None:
-            async with self.sessions() as session:
+            async with self.sessions() as session, session.begin():  # a play moves the file's unused expiry
                 path = await media_files.resolve_file_path(
                     session=session, account_id=account_id, file_id=content.file_id, data_dir=self.data_dir
                 )
