@@ -1,0 +1,89 @@
+"""sipp peers for contact-center tests: the agent's phone and the end user behind a SIP trunk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.contact_center.support import END_USER_E164, OUTBOUND, OUTBOUND_E164, Center
+from tests.media.sippkit import free_even_port_pair, free_udp_port
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+@dataclass
+class Peer:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    def result(self, timeout_s: float = 90) -> tuple[int, str]:
+        try:
+            output, _ = self.process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        return self.process.returncode, output.decode(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+        self.process.communicate()
+
+
+def uas(directory: Path, name: str, **values: str) -> Peer:
+    """A sipp UAS for one call on its own port, its scenario's {{PLACEHOLDERS}} filled."""
+    text = (SCENARIOS / name).read_text()
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", value)
+    assert "{{" not in text, f"unfilled placeholder in {name}"
+    directory.mkdir(parents=True, exist_ok=True)
+    scenario = directory / name
+    scenario.write_text(text)
+    port = free_udp_port()
+    args = [
+        "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_even_port_pair()),
+        "-nostdin", "-trace_err", "-m", "1", "-timeout", "90s", "-timeout_error", "-rtp_echo",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        args, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "TERM": "dumb"}
+    )
+    time.sleep(0.3)  # sipp binds its socket
+    return Peer(process, port)
+
+
+def agent_phone(directory: Path, answer_ms: int = 500) -> Peer:
+    return uas(directory / "agent", "uas_agent.xml", ANSWER_MS=str(answer_ms))
+
+
+def end_user_phone(directory: Path, talk_ms: int = 2500) -> Peer:
+    return uas(
+        directory / "end-user",
+        "uas_customer.xml",
+        TO_DIGITS=END_USER_E164.lstrip("+"),
+        FROM_DIGITS=OUTBOUND_E164.lstrip("+"),
+        TALK_MS=str(talk_ms),
+    )
+
+
+def wire_carrier(center: Center, base_url: str, carrier_port: int) -> str:
+    """A SIP trunk to the end user's carrier (sipp) and the default outbound number that uses it."""
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"App {center.token}"}, timeout=30) as http:
+        created = http.post(
+            "/calls/1/sip-trunks",
+            json={
+                "type": "STATIC",
+                "name": "carrier",
+                "channelLimit": 10,
+                "numberFormat": "E164",
+                "destinationHosts": [f"127.0.0.1:{carrier_port}"],
+            },
+        )
+        assert created.status_code in (200, 201, 202), created.text
+        trunk_id = str(created.json()["id"])
+    center.admin.post(center.path("/outbound-numbers"), {"number": OUTBOUND, "trunk_id": trunk_id, "is_default": True})
+    return trunk_id
