@@ -56,6 +56,10 @@ def serve(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
     workers: Annotated[int, typer.Option(help="API worker processes")] = 1,
     data_dir: Annotated[Path | None, typer.Option(envvar="CALLPLANE_DATA_DIR")] = None,
+    role: Annotated[
+        str,
+        typer.Option(help="all: the embedded default; api: no SIP/media engine here (calls live on `callplane media`)"),
+    ] = "all",
 ) -> None:
     """Apply migrations, then serve every API on HOST:PORT."""
     import uvicorn
@@ -63,8 +67,12 @@ def serve(
     from callplane.db.migrate import upgrade
     from callplane.logging import configure_logging
 
+    if role not in ("all", "api"):
+        raise typer.BadParameter("--role is all or api")
     if data_dir is not None:
         os.environ["CALLPLANE_DATA_DIR"] = str(data_dir)  # worker processes read the same environment
+    if role == "api":
+        os.environ["CALLPLANE_VOICE_ENABLED"] = "false"  # commands reach media nodes through the relay
     settings = _settings()
     if settings.voice_enabled and workers > 1:
         # each worker would start its own SIP engine on the same port; live calls belong to one process
@@ -84,6 +92,29 @@ def serve(
         log_config=None,
         server_header=False,
     )
+
+
+@app.command()
+def media(
+    health_port: Annotated[int | None, typer.Option(help="answer GET /healthz on this port (JSON)")] = None,
+    health_host: Annotated[str, typer.Option(help="address for --health-port")] = "127.0.0.1",
+) -> None:
+    """Run a media node: the SIP/media engine and the live calls it carries, no public API.
+
+    Inbound calls, events, recordings and the trunk registrar run here; `callplane serve --role api` processes
+    relay commands to the node that carries each call (PostgreSQL LISTEN/NOTIFY, with a poll). Give each node its
+    own stable CALLPLANE_VOICE_NODE_ID: on start a node ends the calls it left live when it last stopped.
+    """
+    from callplane.app import run_media_node
+    from callplane.db.migrate import upgrade
+    from callplane.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    settings.ensure_data_dir()
+    settings.effective_secret_key()
+    upgrade(settings)
+    asyncio.run(run_media_node(settings, health=(health_host, health_port) if health_port is not None else None))
 
 
 @app.command()
@@ -537,6 +568,191 @@ def set_custom_data(
             session=session, account_id=account_id, owner_type=kind, owner_id=owner, values=values
         )
         return {"owner_type": kind, "owner_id": owner, "values": dict(result)}
+
+    _print(_in_transaction(work))
+
+
+# ---- contact center (docs/contact-center.md) ------------------------------------------------------
+
+
+@admin.command("cc-create-agent")
+def cc_create_agent(
+    account_id: Annotated[str, typer.Option()],
+    email: Annotated[str, typer.Option()],
+    endpoint_user: Annotated[str, typer.Option(help="SIP username, or a phone number with --endpoint-type PHONE")],
+    endpoint_host: Annotated[str | None, typer.Option(help="host[:port] of the agent's SIP phone")] = None,
+    endpoint_type: Annotated[str, typer.Option(help="SIP or PHONE")] = "SIP",
+    trunk_id: Annotated[str | None, typer.Option(help="a SIP trunk (required for PHONE)")] = None,
+    first_name: str = "",
+    last_name: str = "",
+    agent_number: str | None = None,
+    avatar_url: str | None = None,
+    can_place_calls: bool = True,
+    status: Annotated[str, typer.Option(help="available or unavailable")] = "unavailable",
+) -> None:
+    """An agent: who they are and the phone that rings when they get a call."""
+    from callplane.core.contact_center import service
+    from callplane.surfaces.admin.contact_center import agent_out
+
+    spec = service.AgentSpec(
+        email=email,
+        endpoint_user=endpoint_user,
+        endpoint_type=endpoint_type,
+        endpoint_host=endpoint_host,
+        trunk_id=trunk_id,
+        first_name=first_name,
+        last_name=last_name,
+        agent_number=agent_number,
+        avatar_url=avatar_url,
+        can_place_calls=can_place_calls,
+        status=status,
+    )
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return agent_out(await service.create_agent(session=session, account_id=account_id, spec=spec))
+
+    _print(_in_transaction(work))
+
+
+@admin.command("cc-set-agent-status")
+def cc_set_agent_status(
+    account_id: Annotated[str, typer.Option()],
+    agent_id: Annotated[int, typer.Option()],
+    status: Annotated[str, typer.Option(help="available or unavailable")],
+) -> None:
+    """Make an agent available (queued calls may go to them within a second) or unavailable."""
+    from callplane.core.contact_center import service
+    from callplane.surfaces.admin.contact_center import agent_out
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return agent_out(
+            await service.update_agent(
+                session=session, account_id=account_id, agent_id=agent_id, changes={"status": status}
+            )
+        )
+
+    _print(_in_transaction(work))
+
+
+@admin.command("cc-create-menu")
+def cc_create_menu(
+    account_id: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option()],
+    menu_type: Annotated[str, typer.Option(help="ivr_menu, mobile_menu or web_menu")] = "ivr_menu",
+    parent_id: int | None = None,
+    position: int = 0,
+    state: Annotated[str, typer.Option(help="open, after_hours or manual_redirection")] = "open",
+    language: Annotated[list[str] | None, typer.Option(help="ISO 639-1; repeat for several")] = None,
+    output_msg: str | None = None,
+    outbound_number_id: int | None = None,
+    agent_id: Annotated[list[int] | None, typer.Option(help="an agent of the queue; repeat for several")] = None,
+) -> None:
+    """A menu (a node of the tree; with agents, a queue)."""
+    from callplane.core.contact_center import service
+    from callplane.surfaces.admin.contact_center import menu_out
+
+    spec = service.MenuSpec(
+        name=name,
+        menu_type=menu_type,
+        parent_id=parent_id,
+        position=position,
+        state=state,
+        languages=tuple(language or ["en"]),
+        output_msg=output_msg,
+        outbound_number_id=outbound_number_id,
+        agent_ids=tuple(agent_id or []),
+    )
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        menu = await service.create_menu(session=session, account_id=account_id, spec=spec)
+        return menu_out(menu, await service.menu_agent_ids(session=session, menu_id=menu.id))
+
+    _print(_in_transaction(work))
+
+
+@admin.command("cc-set-menu-state")
+def cc_set_menu_state(
+    account_id: Annotated[str, typer.Option()],
+    menu_id: Annotated[int, typer.Option()],
+    state: Annotated[str, typer.Option(help="open, after_hours or manual_redirection")],
+) -> None:
+    from callplane.core.contact_center import service
+    from callplane.surfaces.admin.contact_center import menu_out
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        menu = await service.update_menu(
+            session=session, account_id=account_id, menu_id=menu_id, changes={"state": state}
+        )
+        return menu_out(menu, await service.menu_agent_ids(session=session, menu_id=menu.id))
+
+    _print(_in_transaction(work))
+
+
+@admin.command("cc-create-outbound-number")
+def cc_create_outbound_number(
+    account_id: Annotated[str, typer.Option()],
+    number: Annotated[str, typer.Option(help="international form, e.g. +1 339-219-5276")],
+    trunk_id: Annotated[str | None, typer.Option(help="the SIP trunk that carries calls from this number")] = None,
+    default: bool = False,
+) -> None:
+    from callplane.core.contact_center import service
+    from callplane.surfaces.admin.contact_center import number_out
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return number_out(
+            await service.create_outbound_number(
+                session=session, account_id=account_id, number=number, trunk_id=trunk_id, is_default=default
+            )
+        )
+
+    _print(_in_transaction(work))
+
+
+@admin.command("cc-create-crm-ticket")
+def cc_create_crm_ticket(
+    account_id: Annotated[str, typer.Option()],
+    ticket_id: Annotated[str, typer.Option()],
+    out_contact_id: Annotated[str, typer.Option(help="the CRM's contact id")],
+    number: Annotated[str, typer.Option(help="the contact's phone number")],
+    url: str | None = None,
+) -> None:
+    """A CRM ticket: what a call's `ticket_id` resolves to."""
+    from callplane.core.contact_center import service
+    from callplane.surfaces.admin.contact_center import ticket_out
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return ticket_out(
+            await service.create_crm_ticket(
+                session=session,
+                account_id=account_id,
+                ticket_id=ticket_id,
+                out_contact_id=out_contact_id,
+                number=number,
+                url=url,
+            )
+        )
+
+    _print(_in_transaction(work))
+
+
+@admin.command("cc-list")
+def cc_list(account_id: Annotated[str, typer.Option()]) -> None:
+    """An account's agents, menus and outbound numbers."""
+    from callplane.core.contact_center import service
+    from callplane.surfaces.admin.contact_center import agent_out, menu_out, number_out
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        menus = [
+            menu_out(menu, await service.menu_agent_ids(session=session, menu_id=menu.id))
+            for menu in await service.list_menus(session=session, account_id=account_id)
+        ]
+        return {
+            "agents": [agent_out(a) for a in await service.list_agents(session=session, account_id=account_id)],
+            "menus": menus,
+            "outbound_numbers": [
+                number_out(n) for n in await service.list_outbound_numbers(session=session, account_id=account_id)
+            ],
+        }
 
     _print(_in_transaction(work))
 
