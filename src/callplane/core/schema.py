@@ -34,6 +34,7 @@ from callplane.core.voice.models import (
     VoiceDialog,
     VoiceRecording,
 )
+from callplane.core.voice.node_models import MediaNode, NodeCommand
 from callplane.core.voice.trunk_models import MediaFile, SipTrunk
 from callplane.core.webhooks.models import Delivery, WebhookEndpoint
 from callplane.db.base import Base
@@ -63,8 +64,10 @@ __all__ = [
     "InboundRoute",
     "Job",
     "MediaFile",
+    "MediaNode",
     "Menu",
     "MenuAgent",
+    "NodeCommand",
     "Organization",
     "OutboundNumber",
     "PromoNumber",

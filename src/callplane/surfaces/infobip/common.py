@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callplane.core.tenancy.schemas import Principal
+from callplane.core.voice.nodes import NodeUnavailable
 from callplane.errors import CallplaneError, Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from callplane.surfaces.context import ContextDep
 from callplane.surfaces.http import json_response
@@ -98,6 +99,8 @@ def from_core_error(error: CallplaneError) -> InfobipError:
         return InfobipError(400, error.message)
     if isinstance(error, Conflict):
         return InfobipError(400, error.message, message_id="CONFLICT")
+    if isinstance(error, NodeUnavailable):  # no media node can take it now: a 503, as for a process without one
+        return InfobipError(503, error.message)
     return InfobipError(500, error.message)
 
 
