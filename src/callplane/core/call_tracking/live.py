@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -20,7 +20,7 @@ from callplane.core.call_tracking.errors import CallInProgressNotFound, InvalidS
 from callplane.core.call_tracking.models import PromoNumber, TrackedCall
 from callplane.core.call_tracking.service import phone_e164
 from callplane.core.calls.models import Call, CallCustomData, CallStatus
-from callplane.core.tenancy.models import Account, Campaign, CustomDataField, Organization, OrganizationKind
+from callplane.core.tenancy.models import Campaign, CustomDataField, Organization, OrganizationKind
 from callplane.core.tenancy.schemas import Principal
 from callplane.core.voice.models import DialogState, VoiceCall, VoiceCallState, VoiceDialog
 from callplane.core.voice.states import LIVE_STATES
@@ -135,67 +135,60 @@ def parse_search(
 # ---- finding live calls ----------------------------------------------------------------------------
 
 
-async def _candidate_ids(session: AsyncSession, scope: Scope, search: Search) -> list[str] | None:
-    """Call ids that can match the search (None: no id filter, every live call of the scope)."""
-    ids: list[str] | None = None
-
-    def narrow(found: list[str]) -> list[str]:
-        return found if ids is None else [call_id for call_id in ids if call_id in found]
-
-    if search.transaction_id is not None:
-        tracked = list(
-            await session.scalars(
-                select(TrackedCall.call_id).where(TrackedCall.transaction_id == search.transaction_id)
-            )
-        )
-        # A call without a tracking row answers to its own id (its transaction id is the call id).
-        ids = narrow(tracked or [search.transaction_id])
-    if search.external_unique_id is not None:
-        ids = narrow(
-            list(
-                await session.scalars(
-                    select(TrackedCall.call_id).where(
-                        TrackedCall.account_id == scope.account_id,
-                        TrackedCall.external_unique_id == search.external_unique_id,
-                    )
-                )
-            )
-        )
-    if search.calling_e164 is not None:
-        tracked = list(
-            await session.scalars(
-                select(TrackedCall.call_id).where(
-                    TrackedCall.account_id == scope.account_id,
-                    TrackedCall.calling_e164 == search.calling_e164,
-                    TrackedCall.destination_e164 == search.destination_e164,
-                )
-            )
-        )
-        untracked = list(
-            await session.scalars(
-                select(Call.id).where(
-                    Call.account_id == scope.account_id,
-                    Call.contact_e164.in_([search.calling_e164, search.destination_e164]),
-                    Call.from_e164 == search.calling_e164,
-                    Call.to_e164 == search.destination_e164,
-                    Call.status == CallStatus.PROCESSING,
-                    ~exists().where(TrackedCall.call_id == Call.id),
-                )
-            )
-        )
-        ids = narrow(tracked + untracked)
-    return ids
+# Statements are built once with bind parameters: building a statement of this size costs more than running it
+# (a lookup by transaction id is two indexed queries and one for the custom data).
+_STATEMENTS: dict[str, Any] = {}
 
 
-def _live_statement(scope: Scope, ids: list[str] | None) -> Select[VoiceCall, Call, TrackedCall, VoiceDialog]:
+def _statement(name: str) -> Any:
+    statement = _STATEMENTS.get(name)
+    if statement is None:
+        statement = _STATEMENTS[name] = _build(name)
+    return statement
+
+
+def _build(name: str) -> Any:
+    account: Any = bindparam("account_id")
+    if name == "by_transaction":
+        return select(TrackedCall.call_id).where(TrackedCall.transaction_id == bindparam("transaction_id"))
+    if name == "by_external":
+        return select(TrackedCall.call_id).where(
+            TrackedCall.account_id == account, TrackedCall.external_unique_id == bindparam("external_unique_id")
+        )
+    if name == "by_pair_tracked":
+        return select(TrackedCall.call_id).where(
+            TrackedCall.account_id == account,
+            TrackedCall.calling_e164 == bindparam("calling"),
+            TrackedCall.destination_e164 == bindparam("destination"),
+        )
+    if name == "by_pair_untracked":
+        return select(Call.id).where(
+            Call.account_id == account,
+            Call.contact_e164.in_(bindparam("contacts", expanding=True)),
+            Call.from_e164 == bindparam("calling"),
+            Call.to_e164 == bindparam("destination"),
+            Call.status == CallStatus.PROCESSING,
+            ~exists().where(TrackedCall.call_id == Call.id),
+        )
+    if name == "custom_data":
+        return (
+            select(CallCustomData.call_id, CallCustomData.name, CallCustomData.value, CallCustomData.source)
+            .where(CallCustomData.call_id.in_(bindparam("ids", expanding=True)))
+            .order_by(CallCustomData.created_at)
+        )
+    # live:<ids|all>:<none|advertiser|scope>
+    _, id_filter, organization_filter = name.split(":")
     parent_tracked = aliased(TrackedCall)
     statement = (
-        select(VoiceCall, Call, TrackedCall, VoiceDialog)
+        select(VoiceCall, Call, TrackedCall, VoiceDialog, Campaign, Organization, PromoNumber)
         .join(Call, Call.id == VoiceCall.id)
         .outerjoin(TrackedCall, TrackedCall.call_id == VoiceCall.id)
         .outerjoin(VoiceDialog, VoiceDialog.id == VoiceCall.dialog_id)
+        .outerjoin(Campaign, Campaign.id == Call.campaign_id)
+        .outerjoin(Organization, Organization.id == Call.organization_id)
+        .outerjoin(PromoNumber, PromoNumber.id == TrackedCall.promo_number_id)
         .where(
-            VoiceCall.account_id == scope.account_id,
+            VoiceCall.account_id == account,
             VoiceCall.state.in_(LIVE_STATES),
             # the destination leg of a promo-number call is part of that call, not a call of its own
             ~exists().where(
@@ -205,13 +198,43 @@ def _live_statement(scope: Scope, ids: list[str] | None) -> Select[VoiceCall, Ca
             (TrackedCall.promo_number_id.is_(None)) | (VoiceCall.dialog_id.isnot(None)),
         )
     )
-    if ids is not None:
-        statement = statement.where(VoiceCall.id.in_(ids))
-    if scope.advertiser_id is not None:
-        statement = statement.where(Call.organization_id == scope.advertiser_id)
-    elif scope.organization_scope is not None:
-        statement = statement.where(Call.organization_id.in_(scope.organization_scope))
+    if id_filter == "ids":
+        statement = statement.where(VoiceCall.id.in_(bindparam("ids", expanding=True)))
+    if organization_filter == "advertiser":
+        statement = statement.where(Call.organization_id == bindparam("advertiser_id"))
+    elif organization_filter == "scope":
+        statement = statement.where(Call.organization_id.in_(bindparam("organization_scope", expanding=True)))
     return statement
+
+
+async def _ids(session: AsyncSession, name: str, **params: Any) -> list[str]:
+    return list(await session.scalars(_statement(name), params))
+
+
+async def _candidate_ids(session: AsyncSession, scope: Scope, search: Search) -> list[str] | None:
+    """Call ids that can match the search, found through an index (None: no id filter, every live call)."""
+    ids: list[str] | None = None
+
+    def narrow(found: list[str]) -> list[str]:
+        return found if ids is None else [call_id for call_id in ids if call_id in found]
+
+    if search.transaction_id is not None:
+        tracked = await _ids(session, "by_transaction", transaction_id=search.transaction_id)
+        # A call without a tracking row answers to its own id (its transaction id is the call id).
+        ids = narrow(tracked or [search.transaction_id])
+    if search.external_unique_id is not None:
+        found = await _ids(
+            session, "by_external", account_id=scope.account_id, external_unique_id=search.external_unique_id
+        )
+        ids = narrow(found)
+    if search.calling_e164 is not None:
+        pair = {"account_id": scope.account_id, "calling": search.calling_e164, "destination": search.destination_e164}
+        tracked = await _ids(session, "by_pair_tracked", **pair)
+        untracked = await _ids(
+            session, "by_pair_untracked", contacts=[search.calling_e164, search.destination_e164], **pair
+        )
+        ids = narrow(tracked + untracked)
+    return ids
 
 
 async def find_live_calls(*, session: AsyncSession, scope: Scope, search: Search) -> list[LiveCall]:
@@ -219,18 +242,29 @@ async def find_live_calls(*, session: AsyncSession, scope: Scope, search: Search
     ids = await _candidate_ids(session, scope, search)
     if ids is not None and not ids:
         return []
-    rows = (await session.execute(_live_statement(scope, ids))).all()
+    params: dict[str, Any] = {"account_id": scope.account_id}
+    if ids is not None:
+        params["ids"] = ids
+    organization_filter = "none"
+    if scope.advertiser_id is not None:
+        organization_filter, params["advertiser_id"] = "advertiser", scope.advertiser_id
+    elif scope.organization_scope is not None:
+        organization_filter, params["organization_scope"] = "scope", sorted(scope.organization_scope)
+    name = f"live:{'all' if ids is None else 'ids'}:{organization_filter}"
+    rows = (await session.execute(_statement(name), params)).all()
     calls: list[LiveCall] = []
-    for voice, core, tracked, dialog in rows:
+    for voice, core, tracked, dialog, campaign, advertiser, promo in rows:
         if (
             search.transaction_id is not None
             and (tracked.transaction_id if tracked else voice.id) != search.transaction_id
         ):
             continue
-        calls.append(_view(voice, core, tracked, dialog))
+        call = _view(voice, core, tracked, dialog)
+        call.campaign, call.advertiser, call.promo_number = campaign, advertiser, promo
+        calls.append(call)
     if not calls:
         return []
-    await _decorate(session, calls)
+    await _custom_data(session, calls)
     calls.sort(key=lambda c: (c.bridged_at or c.transfer_started_at or c.started_at, c.call_id), reverse=True)
     return calls
 
@@ -266,40 +300,13 @@ def _view(voice: VoiceCall, core: Call, tracked: TrackedCall | None, dialog: Voi
     )
 
 
-async def _decorate(session: AsyncSession, calls: list[LiveCall]) -> None:
-    """Promo number, campaign, advertiser and custom data of the found calls (a few queries for all of them)."""
-    ids = [call.call_id for call in calls]
-    links = (
-        await session.execute(
-            select(Call.id, Call.campaign_id, Call.organization_id, TrackedCall.promo_number_id)
-            .outerjoin(TrackedCall, TrackedCall.call_id == Call.id)
-            .where(Call.id.in_(ids))
-        )
-    ).all()
-    by_call = {
-        call_id: (campaign_id, organization_id, promo_id) for call_id, campaign_id, organization_id, promo_id in links
-    }
-    campaigns = await _by_id(session, Campaign, {v[0] for v in by_call.values()})
-    advertisers = await _by_id(session, Organization, {v[1] for v in by_call.values()})
-    promos = await _by_id(session, PromoNumber, {v[2] for v in by_call.values()})
+async def _custom_data(session: AsyncSession, calls: list[LiveCall]) -> None:
     data: dict[str, list[tuple[str, str, str]]] = {}
-    for row in await session.scalars(
-        select(CallCustomData).where(CallCustomData.call_id.in_(ids)).order_by(CallCustomData.created_at)
-    ):
-        data.setdefault(row.call_id, []).append((row.name, row.value, row.source))
+    rows = await session.execute(_statement("custom_data"), {"ids": [call.call_id for call in calls]})
+    for call_id, name, value, source in rows.all():
+        data.setdefault(call_id, []).append((name, value, source))
     for call in calls:
-        campaign_id, organization_id, promo_id = by_call.get(call.call_id, (None, None, None))
-        call.campaign = campaigns.get(campaign_id or "")
-        call.advertiser = advertisers.get(organization_id or "")
-        call.promo_number = promos.get(promo_id or "")
         call.custom_data = data.get(call.call_id, [])
-
-
-async def _by_id(session: AsyncSession, model: Any, ids: set[str | None]) -> dict[str, Any]:
-    wanted = [value for value in ids if value]
-    if not wanted:
-        return {}
-    return {row.id: row for row in await session.scalars(select(model).where(model.id.in_(wanted)))}
 
 
 # ---- the update ------------------------------------------------------------------------------------
@@ -366,9 +373,5 @@ async def update_call_in_progress(
             )
         )
     await session.flush()
-    await _decorate(session, [target])
+    await _custom_data(session, [target])
     return target
-
-
-async def network_time_zone(session: AsyncSession, account_id: str) -> str:
-    return await session.scalar(select(Account.time_zone).where(Account.id == account_id)) or "UTC"

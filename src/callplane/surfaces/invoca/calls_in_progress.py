@@ -71,8 +71,7 @@ async def _serve(request: Request, version: str, body: object, work: Work) -> Re
                 organization_type=params.get("organization_type"),
                 organization_id=params.get("id"),
             )
-            time_zone = await live.network_time_zone(session, scope.account_id)
-            return await work(session, principal, scope, time_zone)
+            return await work(session, principal, scope, principal.account.time_zone)
     except CallplaneError as error:
         return _render(error)
 
