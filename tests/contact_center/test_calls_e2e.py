@@ -38,8 +38,9 @@ def voice_settings(data_dir: Path, database_url: str | None, sip_port: int) -> S
         database_url=database_url,
         admin_token=ADMIN_TOKEN,
         log_level="WARNING",
-        workers_enabled=False,
+        workers_enabled=True,  # the post-call pipeline takes granted recordings
         transcription_enabled=False,
+        delivery_poll_seconds=0.2,
         voice_enabled=True,
         sip_port=sip_port,
         rtp_port_min=low,
@@ -110,7 +111,9 @@ def check_finished(call: dict[str, Any], center: Center) -> None:
         params={"origin": "contact_center"},
     ).json()["calls"]
     core = [c for c in native if c["extras"].get("contact_center_call_id") == call["id"]]
-    assert len(core) == 1 and core[0]["status"] == "completed" and core[0]["status_reason"] == "finished"
+    assert len(core) == 1 and core[0]["extras"]["contact_center_status"] == "finished"
+    # completed, or back in the post-call pipeline with its recording when the end user allowed recording
+    assert core[0]["status"] == "completed" or core[0]["recording_filename"]
     assert core[0]["contact_number"] == END_USER_E164 and core[0]["duration_ms"] >= 1000
 
 
@@ -176,7 +179,7 @@ def test_an_inbound_call_waits_in_its_queue_until_an_agent_is_available(served: 
                 "lang": "en",
                 "menu_id": menu,
                 "end_user_number": END_USER,
-                "recording_permission": "recording_permission_denied",
+                "recording_permission": "recording_permission_granted",
             }
         )
         assert created.status_code == 201, created.text
@@ -207,6 +210,25 @@ def test_an_inbound_call_waits_in_its_queue_until_an_agent_is_available(served: 
         assert code == 0, output
         code, output = agent.result()
         assert code == 0, output
+
+        # The end user allowed recording: the agent's leg was recorded (both parties) and the recording went
+        # through the post-call pipeline as the contact-center call's own.
+        assert finished["recording_permission"] == "granted"
+        native = httpx.Client(
+            base_url=served.running.base_url, headers={"Authorization": f"Bearer {center.token}"}, timeout=30
+        )
+        with native:
+            recorded = center.wait_call(call_id, lambda c: c["recording_url"] is not None, 30)
+            core_id = recorded["recording_url"].rsplit("/", 2)[-2]
+            deadline = time.monotonic() + 90
+            core = native.get(f"/v1/calls/{core_id}").json()
+            while core["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+                time.sleep(0.2)
+                core = native.get(f"/v1/calls/{core_id}").json()
+            assert core["status"] == "completed", core
+            assert core["origin"] == "contact_center" and core["recording_filename"].endswith(".wav")
+            normalized = native.get(recorded["recording_url"].removeprefix(served.running.base_url))
+            assert normalized.status_code == 200 and normalized.headers["content-type"] == "audio/mpeg"
     finally:
         agent.stop()
         end_user.stop()

@@ -32,8 +32,16 @@ from callplane.core.contact_center.models import (
     ParticipantStatus,
 )
 from callplane.core.contact_center.service import LIVE_STATUSES
+from callplane.core.jobs.models import Job, JobKind, JobStatus
 from callplane.core.voice.configurations import create_configuration
-from callplane.core.voice.models import CallsConfiguration, EndpointType, HangupSource, VoiceCall, VoiceCallState
+from callplane.core.voice.models import (
+    CallsConfiguration,
+    EndpointType,
+    HangupSource,
+    VoiceCall,
+    VoiceCallState,
+    VoiceRecording,
+)
 from callplane.core.voice.service import Endpoint, NewCall, RecordingRequest, VoiceService
 from callplane.core.voice.states import TERMINAL_STATES, ErrorCode
 from callplane.db.base import utcnow
@@ -377,6 +385,32 @@ class ContactCenterRuntime:
             disconnected_by=disconnected_by,
             ended_at=leg.ended_at,
         )
+        if role is AGENT:
+            await self._queue_recording(call_id, leg)
+
+    async def _queue_recording(self, call_id: int, leg: VoiceCall) -> None:
+        """A call the end user allowed to record: the agent leg's recording (both parties: stereo) goes through the
+        post-call pipeline as the contact-center call's recording."""
+        async with self.sessions() as session, session.begin():
+            call = await session.get(CcCall, call_id)
+            if call is None or call.recording_permission != "recording_permission_granted":
+                return
+            recording = await session.scalar(
+                select(VoiceRecording)
+                .where(VoiceRecording.call_id == leg.id, VoiceRecording.ready.is_(True))
+                .order_by(VoiceRecording.started_at.desc())
+                .limit(1)
+            )
+            core = await session.get(Call, call.core_call_id)
+            if recording is None or core is None or core.recording_filename:
+                return
+            core.recording_filename = recording.storage_key
+            core.status = CallStatus.QUEUED
+            core.updated_at = utcnow()
+            call.extras = {**call.extras, "recording_file_id": recording.id}
+            session.add(
+                Job(account_id=call.account_id, call_id=core.id, kind=JobKind.PROCESS_CALL, status=JobStatus.QUEUED)
+            )
 
     async def _end(
         self,

@@ -137,7 +137,11 @@ async def stage_recording(env: ProcessingEnvironment, call: Call) -> None:
             await fetch_http(
                 call.recording_url, dest=source, policy=env.policy, limits=env.limits, auth=await _http_auth(env, call)
             )
-        elif call.origin == CallOrigin.VOICE and call.recording_filename and env.voice_recordings is not None:
+        elif (
+            call.origin in (CallOrigin.VOICE, CallOrigin.CONTACT_CENTER)  # both record through the voice engine
+            and call.recording_filename
+            and env.voice_recordings is not None
+        ):
             await fetch_drop_folder(env.voice_recordings, call.recording_filename, dest=source, limits=env.limits)
         elif call.recording_filename:
             sftp = await _sftp_access(env, call)

@@ -89,12 +89,16 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _render(context: AppContext, call: CcCall, status: int = 200) -> Response:
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+async def _render(context: AppContext, request: Request, call: CcCall, status: int = 200) -> Response:
     async with context.sessions() as session:
         fresh = await session.get(CcCall, call.id)
         assert fresh is not None
         view = await cc.call_view(session=session, call=fresh)
-    return json_response(wire.call_object(view), status)
+    return json_response(wire.call_object(view, _base(request)), status)
 
 
 router = APIRouter(prefix=PREFIX, tags=["CCAI Platform: calls"])
@@ -132,7 +136,7 @@ async def create_call(request: Request, context: ContextDep, principal: Principa
             return json_response(echoed, 202)
         if context.contact_center is not None:
             context.contact_center.poke()
-        return await _render(context, result, 201)
+        return await _render(context, request, result, 201)
 
     return await _guard(work)
 
@@ -165,18 +169,18 @@ async def list_calls(request: Request, context: ContextDep, principal: Principal
                 offset=(max(page, 1) - 1) * per,
                 limit=per,
             )
-            body = [wire.call_object(await cc.call_view(session=session, call=call)) for call in calls]
+            body = [wire.call_object(await cc.call_view(session=session, call=c), _base(request)) for c in calls]
         return json_response(body, 200, {"Total": str(total), "Per-Page": str(per)})
 
     return await _guard(work)
 
 
 @router.get("/calls/{call_id}")
-async def get_call(call_id: str, context: ContextDep, principal: PrincipalDep) -> Response:
+async def get_call(call_id: str, request: Request, context: ContextDep, principal: PrincipalDep) -> Response:
     async def work() -> Response:
         async with context.sessions() as session:
             call = await cc.get_call(session=session, account_id=principal.account.id, call_id=_id(call_id))
-        return await _render(context, call)
+        return await _render(context, request, call)
 
     return await _guard(work)
 
@@ -251,11 +255,13 @@ async def cancel_scheduled_calls(request: Request, context: ContextDep, principa
 
 
 @router.patch("/calls/scheduled/{call_id}/cancel")
-async def cancel_scheduled_call(call_id: str, context: ContextDep, principal: PrincipalDep) -> Response:
+async def cancel_scheduled_call(
+    call_id: str, request: Request, context: ContextDep, principal: PrincipalDep
+) -> Response:
     async def work() -> Response:
         async with context.sessions() as session, session.begin():
             call = await cc.cancel_scheduled(session=session, account_id=principal.account.id, call_id=_id(call_id))
-        return await _render(context, call)
+        return await _render(context, request, call)
 
     return await _guard(work)
 

@@ -147,7 +147,8 @@ def status_of(view: CallView) -> tuple[str, str, str | None]:
     return call.status, call.fail_reason, call.fail_details
 
 
-def call_object(view: CallView) -> dict[str, Any]:
+def call_object(view: CallView, base_url: str = "") -> dict[str, Any]:
+    """The call object; `recording_url` is the native API's normalized recording (Bearer with the same token)."""
     call = view.call
     status, fail_reason, fail_details = status_of(view)
     waited_until = call.assigned_at or (call.ends_at if call.queued_at else None)
@@ -173,7 +174,9 @@ def call_object(view: CallView) -> dict[str, Any]:
         "out_ticket_id": call.out_ticket_id,
         "out_ticket_url": call.out_ticket_url,
         "verified": call.verified_customer,
-        "recording_url": None,
+        "recording_url": (
+            f"{base_url}/v1/calls/{call.core_call_id}/recording" if "recording_file_id" in call.extras else None
+        ),
         "recording_permission": call.recording_permission.removeprefix("recording_permission_"),
         "voicemail_reason": "not_voicemail",
         "deflection": "no_deflection",
