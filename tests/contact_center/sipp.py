@@ -35,8 +35,8 @@ class Peer:
         self.process.communicate()
 
 
-def uas(directory: Path, name: str, **values: str) -> Peer:
-    """A sipp UAS for one call on its own port, its scenario's {{PLACEHOLDERS}} filled."""
+def uas(directory: Path, name: str, calls: int = 1, **values: str) -> Peer:
+    """A sipp UAS for `calls` calls on its own port, its scenario's {{PLACEHOLDERS}} filled."""
     text = (SCENARIOS / name).read_text()
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)
@@ -47,7 +47,7 @@ def uas(directory: Path, name: str, **values: str) -> Peer:
     port = free_udp_port()
     args = [
         "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_even_port_pair()),
-        "-nostdin", "-trace_err", "-m", "1", "-timeout", "90s", "-timeout_error", "-rtp_echo",
+        "-nostdin", "-trace_err", "-m", str(calls), "-timeout", "90s", "-timeout_error", "-rtp_echo",
     ]  # fmt: skip
     process = subprocess.Popen(
         args, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "TERM": "dumb"}
@@ -60,10 +60,11 @@ def agent_phone(directory: Path, answer_ms: int = 500) -> Peer:
     return uas(directory / "agent", "uas_agent.xml", ANSWER_MS=str(answer_ms))
 
 
-def end_user_phone(directory: Path, talk_ms: int = 2500) -> Peer:
+def end_user_phone(directory: Path, talk_ms: int = 2500, calls: int = 1) -> Peer:
     return uas(
         directory / "end-user",
         "uas_customer.xml",
+        calls,
         TO_DIGITS=END_USER_E164.lstrip("+"),
         FROM_DIGITS=OUTBOUND_E164.lstrip("+"),
         TALK_MS=str(talk_ms),

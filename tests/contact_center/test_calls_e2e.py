@@ -255,3 +255,37 @@ def test_an_agent_who_does_not_answer_fails_the_call_and_is_idle_again(served: S
     finally:
         end_user.stop()
         center.api.close()
+
+
+def test_queued_calls_go_to_the_longest_idle_available_agent_first(served: Served, tmp_path: Path) -> None:
+    center = new_center(served.admin, served.running.base_url)
+    first_phone = agent_phone(tmp_path / "first")
+    second_phone = agent_phone(tmp_path / "second")
+    end_user = end_user_phone(tmp_path, talk_ms=1500, calls=2)  # both end users behind one carrier
+    try:
+        wire_carrier(center, served.running.base_url, end_user.port)
+        rested = center.add_agent("rested@somedomain.com", endpoint_host=f"127.0.0.1:{first_phone.port}")
+        fresh = center.add_agent("fresh@somedomain.com", endpoint_host=f"127.0.0.1:{second_phone.port}")
+        menu = center.add_menu("Sales", menu_type="mobile_menu", agent_ids=[fresh, rested])
+        # "rested" has been idle longer: available before "fresh" (both available when the calls come in).
+        rested_at = center.set_agent("rested@somedomain.com", status="available")["last_idle_at"]
+        while center.set_agent("fresh@somedomain.com", status="available")["last_idle_at"] == rested_at:
+            center.set_agent("fresh@somedomain.com", status="unavailable")
+        body = {"call_type": "Voice Inbound (API)", "menu_id": menu, "end_user_number": END_USER}
+        first = center.create(body)
+        assert first.status_code == 201, first.text
+        taken = center.wait_call(first.json()["id"], lambda c: c["agent_info"] is not None)
+        assert taken["agent_info"]["id"] == rested
+        second = center.create(body)
+        assert second.status_code == 201, second.text
+        taken_second = center.wait_call(second.json()["id"], lambda c: c["agent_info"] is not None)
+        assert taken_second["agent_info"]["id"] == fresh  # the only available one left
+        for call_id in (first.json()["id"], second.json()["id"]):
+            check_finished(center.wait_call(call_id, ended), center)
+        code, output = end_user.result()
+        assert code == 0, output
+    finally:
+        first_phone.stop()
+        second_phone.stop()
+        end_user.stop()
+        center.api.close()

@@ -55,6 +55,10 @@ END_USER = ParticipantKind.END_USER
 DISPATCH_BATCH = 100
 
 
+class _Lost(Exception):
+    """A conditional UPDATE matched nothing: another pass or process got there first."""
+
+
 def configuration_id_for(account_id: str) -> str:
     """The calls configuration the contact center's legs belong to (made on first use, one per account)."""
     return f"contact-center-{account_id}"
@@ -189,6 +193,12 @@ class ContactCenterRuntime:
             task.add_done_callback(self._ringing.discard)
 
     async def _assign(self, call_id: int, menu_id: int) -> bool:
+        try:
+            return await self._assign_once(call_id, menu_id)
+        except _Lost:
+            return False
+
+    async def _assign_once(self, call_id: int, menu_id: int) -> bool:
         now = utcnow()
         async with self.sessions() as session, session.begin():
             agent = await session.scalar(
@@ -215,8 +225,7 @@ class ContactCenterRuntime:
                 .execution_options(synchronize_session=False)
             )
             if getattr(assigned, "rowcount", 0) != 1:
-                await session.rollback()
-                return False
+                raise _Lost()  # someone else took the call: the agent's UPDATE is rolled back with the transaction
             session.add(CcParticipant(call_id=call_id, kind=AGENT, agent_id=agent.id))
             core_id = await session.scalar(select(CcCall.core_call_id).where(CcCall.id == call_id))
             core = await session.get(Call, core_id)
