@@ -26,6 +26,8 @@ from callplane.testing.server import (
     running_server,
     scratch_postgres_database,
 )
+from tests.contact_center.sipp import agent_phone, end_user_phone, wire_carrier
+from tests.contact_center.support import END_USER, END_USER_E164, OUTBOUND, OUTBOUND_E164, new_center
 from tests.media.sippkit import free_even_port_pair, free_udp_port, tone, write_rtp_pcap
 
 ADMIN_TOKEN = "call-tracking-admin"
@@ -71,6 +73,7 @@ def _settings(data_dir: Path, database_url: str | None, sip_port: int) -> Settin
         rtp_port_min=low,
         rtp_port_max=low + 1000,
         voice_node_id="tracking-node",
+        contact_center_poll_seconds=0.5,
     )
 
 
@@ -425,6 +428,60 @@ def test_a_live_calls_api_call_is_in_progress_for_its_tenant_and_can_be_annotate
         code, output = sipp_result(dest_sipp)
         assert code == 0, output
         wait_until(lambda: calls_of(current(tenant, transaction_id=call_id)) == [], "the call leaves the list")
+
+
+def test_a_contact_center_call_is_one_call_in_progress_of_its_tenant(voice_server: VoiceServer, tmp_path: Path) -> None:
+    """An outbound contact-center call (agent rung, then the end user through a trunk, bridged) is listed once,
+    by its core call id and its phone pair, while connected; not in another tenant's list; gone when it ends."""
+    center = new_center(voice_server.admin, voice_server.running.base_url)
+    agent = agent_phone(tmp_path)
+    end_user = end_user_phone(tmp_path, talk_ms=12000)
+    stranger = voice_server.admin.network()
+    try:
+        wire_carrier(center, voice_server.running.base_url, end_user.port)
+        center.add_agent("agent@somedomain.com", endpoint_host=f"127.0.0.1:{agent.port}", status="available")
+        created = center.create(
+            {
+                "call_type": "Voice Outbound (API)",
+                "agent_email": "agent@somedomain.com",
+                "end_user_number": END_USER,
+                "outbound_number": OUTBOUND,
+                "lang": "en",
+            }
+        )
+        assert created.status_code == 201, created.text
+        cc_id = created.json()["id"]
+        center.wait_call(cc_id, lambda c: c["status"] in ("connected", "finished", "failed"))
+        with voice_server.http(params={"oauth_token": center.token}) as api:
+            native = api.get(
+                "/v1/calls", params={"origin": "contact_center"}, headers={"Authorization": f"Bearer {center.token}"}
+            )
+            core_id = next(
+                c["id"] for c in native.json()["calls"] if c["extras"].get("contact_center_call_id") == cc_id
+            )
+            path = f"/api/{VERSION}/calls_in_progress/current_calls.json"
+            network = {"organization_type": "Network", "id": center.account_id}
+            listed = calls_of(api.get(path, params=network))
+            assert [(c["transaction_id"], c["call_status"]) for c in listed] == [(core_id, "bridged")]
+            assert (listed[0]["calling_phone_number"], listed[0]["destination_phone_number"]) == (
+                OUTBOUND_E164,
+                END_USER_E164,
+            )
+            pair = {"calling_phone_number": OUTBOUND, "destination_phone_number": END_USER}
+            assert [c["transaction_id"] for c in calls_of(api.get(path, params=network | pair))] == [core_id]
+            by_id = calls_of(api.get(path, params=network | {"transaction_id": core_id}))
+            assert [c["transaction_id"] for c in by_id] == [core_id]
+            foreign = {"organization_type": "Network", "id": stranger.account_id, "oauth_token": stranger.token}
+            assert calls_of(api.get(path, params=foreign | {"transaction_id": core_id})) == []
+            center.wait_call(cc_id, lambda c: c["status"] in ("finished", "failed"))
+            wait_until(lambda: calls_of(api.get(path, params=network)) == [], "the call leaves the list")
+        for peer in (end_user, agent):
+            code, output = peer.result()
+            assert code == 0, output
+    finally:
+        agent.stop()
+        end_user.stop()
+        center.api.close()
 
 
 def test_every_documented_and_parameter_error(voice_server: VoiceServer, tenant: Tenant) -> None:

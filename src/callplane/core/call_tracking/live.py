@@ -19,7 +19,8 @@ from sqlalchemy.orm import aliased
 from callplane.core.call_tracking.errors import CallInProgressNotFound, InvalidSearch, OrganizationNotVisible
 from callplane.core.call_tracking.models import PromoNumber, TrackedCall
 from callplane.core.call_tracking.service import phone_e164
-from callplane.core.calls.models import Call, CallCustomData, CallStatus
+from callplane.core.calls.models import Call, CallCustomData
+from callplane.core.contact_center.models import CcCall, CcCallStatus
 from callplane.core.tenancy.models import Campaign, CustomDataField, Organization, OrganizationKind
 from callplane.core.tenancy.schemas import Principal
 from callplane.core.voice.models import DialogState, VoiceCall, VoiceCallState, VoiceDialog
@@ -27,6 +28,8 @@ from callplane.core.voice.states import LIVE_STATES
 from callplane.db.base import utcnow
 
 API_SOURCE = "calls_in_progress"  # custom data set through the calls-in-progress update
+# A contact-center call is in progress from its agent being rung until it ends (and while a leg is live).
+CC_LIVE = (CcCallStatus.ASSIGNED, CcCallStatus.CONNECTING, CcCallStatus.CONNECTED)
 
 
 class CallStatusView:
@@ -167,7 +170,8 @@ def _build(name: str) -> Any:
             Call.contact_e164.in_(bindparam("contacts", expanding=True)),
             Call.from_e164 == bindparam("calling"),
             Call.to_e164 == bindparam("destination"),
-            Call.status == CallStatus.PROCESSING,
+            # no status condition: liveness is the voice leg's (checked next), and it would tempt SQLite's planner
+            # into the (account, status) index, every live call
             ~exists().where(TrackedCall.call_id == Call.id),
         )
     if name == "custom_data":
@@ -176,8 +180,9 @@ def _build(name: str) -> Any:
             .where(CallCustomData.call_id.in_(bindparam("ids", expanding=True)))
             .order_by(CallCustomData.created_at)
         )
-    # live:<ids|all>:<none|advertiser|scope>
-    _, id_filter, organization_filter = name.split(":")
+    kind, id_filter, organization_filter = name.split(":")  # live|cc : ids|all : none|advertiser|scope
+    if kind == "cc":
+        return _contact_center_statement(account, id_filter, organization_filter)
     parent_tracked = aliased(TrackedCall)
     statement = (
         select(VoiceCall, Call, TrackedCall, VoiceDialog, Campaign, Organization, PromoNumber)
@@ -196,10 +201,38 @@ def _build(name: str) -> Any:
             ),
             # a promo-number call appears once it is transferred to the destination
             (TrackedCall.promo_number_id.is_(None)) | (VoiceCall.dialog_id.isnot(None)),
+            # a contact-center leg is part of its contact-center call (listed by the "cc" statement)
+            ~exists().where(CcCall.agent_leg_id == VoiceCall.id),
+            ~exists().where(CcCall.end_user_leg_id == VoiceCall.id),
         )
     )
     if id_filter == "ids":
         statement = statement.where(VoiceCall.id.in_(bindparam("ids", expanding=True)))
+    if organization_filter == "advertiser":
+        statement = statement.where(Call.organization_id == bindparam("advertiser_id"))
+    elif organization_filter == "scope":
+        statement = statement.where(Call.organization_id.in_(bindparam("organization_scope", expanding=True)))
+    return statement
+
+
+def _contact_center_statement(account: Any, id_filter: str, organization_filter: str) -> Any:
+    """Contact-center calls (their core Call) while one of their legs is live."""
+    agent_leg, end_user_leg = aliased(VoiceCall), aliased(VoiceCall)
+    statement = (
+        select(CcCall, Call, TrackedCall, Campaign, Organization)
+        .join(Call, Call.id == CcCall.core_call_id)
+        .outerjoin(TrackedCall, TrackedCall.call_id == Call.id)
+        .outerjoin(Campaign, Campaign.id == Call.campaign_id)
+        .outerjoin(Organization, Organization.id == Call.organization_id)
+        .where(
+            CcCall.account_id == account,
+            CcCall.status.in_(CC_LIVE),
+            exists().where(agent_leg.id == CcCall.agent_leg_id, agent_leg.state.in_(LIVE_STATES))
+            | exists().where(end_user_leg.id == CcCall.end_user_leg_id, end_user_leg.state.in_(LIVE_STATES)),
+        )
+    )
+    if id_filter == "ids":
+        statement = statement.where(Call.id.in_(bindparam("ids", expanding=True)))
     if organization_filter == "advertiser":
         statement = statement.where(Call.organization_id == bindparam("advertiser_id"))
     elif organization_filter == "scope":
@@ -250,18 +283,24 @@ async def find_live_calls(*, session: AsyncSession, scope: Scope, search: Search
         organization_filter, params["advertiser_id"] = "advertiser", scope.advertiser_id
     elif scope.organization_scope is not None:
         organization_filter, params["organization_scope"] = "scope", sorted(scope.organization_scope)
-    name = f"live:{'all' if ids is None else 'ids'}:{organization_filter}"
-    rows = (await session.execute(_statement(name), params)).all()
+    suffix = f"{'all' if ids is None else 'ids'}:{organization_filter}"
     calls: list[LiveCall] = []
-    for voice, core, tracked, dialog, campaign, advertiser, promo in rows:
-        if (
-            search.transaction_id is not None
-            and (tracked.transaction_id if tracked else voice.id) != search.transaction_id
-        ):
-            continue
+    for voice, core, tracked, dialog, campaign, advertiser, promo in (
+        await session.execute(_statement(f"live:{suffix}"), params)
+    ).all():
         call = _view(voice, core, tracked, dialog)
         call.campaign, call.advertiser, call.promo_number = campaign, advertiser, promo
         calls.append(call)
+    # Contact-center calls, unless the candidates are all found already (the usual lookup by a promo call's id).
+    if ids is None or set(ids) - {call.call_id for call in calls}:
+        for cc, core, tracked, campaign, advertiser in (
+            await session.execute(_statement(f"cc:{suffix}"), params)
+        ).all():
+            call = _contact_center_view(cc, core, tracked)
+            call.campaign, call.advertiser = campaign, advertiser
+            calls.append(call)
+    if search.transaction_id is not None:  # a tracked call answers to its transaction id only, not its call id
+        calls = [call for call in calls if call.transaction_id == search.transaction_id]
     if not calls:
         return []
     await _custom_data(session, calls)
@@ -297,6 +336,24 @@ def _view(voice: VoiceCall, core: Call, tracked: TrackedCall | None, dialog: Voi
         transfer_started_at=transfer_at,
         bridged_at=bridged_at,
         direction=voice.direction,
+    )
+
+
+def _contact_center_view(cc: CcCall, core: Call, tracked: TrackedCall | None) -> LiveCall:
+    connected = cc.status == CcCallStatus.CONNECTED
+    return LiveCall(
+        call_id=core.id,
+        transaction_id=tracked.transaction_id if tracked else core.id,
+        call_record_id=tracked.call_record_id if tracked else core.id,
+        external_unique_id=tracked.external_unique_id if tracked else None,
+        status=CallStatusView.BRIDGED if connected else CallStatusView.RINGING,
+        calling=core.from_e164,
+        called=core.to_e164,
+        destination=core.to_e164,
+        started_at=cc.created_at,
+        transfer_started_at=cc.assigned_at,
+        bridged_at=cc.connected_at,
+        direction=(core.direction or "").upper(),
     )
 
 

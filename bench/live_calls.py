@@ -1,0 +1,278 @@
+"""Calls In Progress lookup latency with many live calls in the store, over real HTTP.
+
+    .venv/bin/python bench/live_calls.py [--calls 100000] [--requests 2000] [--backends sqlite postgresql]
+
+For each backend: migrates a fresh database, seeds ``--calls`` live promo-number calls (core Call, voice call
+ESTABLISHED in an ESTABLISHED dialog, tracking row, one custom data value each), starts ``callplane serve`` as
+its own process (no engine, no workers), then asks
+``GET /api/2022-08-01/calls_in_progress/current_calls.json`` ``--requests`` times by transaction id and
+``--requests`` times by calling/destination phone pair (random live calls, one keep-alive connection, one
+request at a time) and prints p50 / p90 / p99 / max in milliseconds and requests per second. Every answer is
+checked to hold exactly the call asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import insert
+
+from callplane.core.call_tracking.models import PromoNumber, TrackedCall
+from callplane.core.calls.models import Call, CallCustomData
+from callplane.core.tenancy import service as tenancy
+from callplane.core.tenancy.models import AccountKind, OrganizationKind
+from callplane.core.voice.models import CallsConfiguration, VoiceCall, VoiceDialog
+from callplane.db.base import utcnow
+from callplane.db.engine import create_engine, create_session_factory
+from callplane.db.migrate import upgrade
+from callplane.settings import Settings
+
+CALLPLANE = [sys.executable, "-m", "callplane"]
+DESTINATION = "+18005550100"
+CHUNK = 5000
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def calling_number(index: int) -> str:
+    return f"+1415{2000000 + index:07d}"  # 415-200-0000 onwards: valid NANP numbers
+
+
+async def seed(settings: Settings, calls: int) -> tuple[str, str, list[tuple[str, str]]]:
+    """The tenant, its token and (transaction id, calling number) of every live call."""
+    engine = create_engine(settings)
+    sessions = create_session_factory(engine)
+    try:
+        async with sessions() as session, session.begin():
+            account = await tenancy.create_account(
+                session=session, kind=AccountKind.NETWORK, name="bench", external_id="bench-net"
+            )
+            advertiser = await tenancy.create_organization(
+                session=session, account_id=account.id, kind=OrganizationKind.ADVERTISER, external_id="adv-1"
+            )
+            campaign = await tenancy.create_campaign(
+                session=session, account_id=account.id, organization_id=advertiser.id, external_id="86"
+            )
+            field = await tenancy.create_custom_data_field(session=session, account_id=account.id, api_name="channel")
+            _, token = await tenancy.issue_token(session=session, account_id=account.id)
+            configuration = CallsConfiguration(id=str(uuid.uuid4()), account_id=account.id, name="bench")
+            session.add(configuration)
+            promo = PromoNumber(
+                account_id=account.id,
+                campaign_id=campaign.id,
+                number="+18885550111",
+                description="bench",
+                destination_type="SIP",
+                destination=f"sip:{DESTINATION}@127.0.0.1:5999",
+                configuration_id=configuration.id,
+            )
+            session.add(promo)
+            await session.flush()
+            ids = (account.id, advertiser.id, campaign.id, promo.id, configuration.id, field.id)
+        account_id, advertiser_id, campaign_id, promo_id, configuration_id, field_id = ids
+        found: list[tuple[str, str]] = []
+        now = utcnow()
+        for start in range(0, calls, CHUNK):
+            core_rows: list[dict[str, Any]] = []
+            voice_rows: list[dict[str, Any]] = []
+            dialog_rows: list[dict[str, Any]] = []
+            tracked_rows: list[dict[str, Any]] = []
+            data_rows: list[dict[str, Any]] = []
+            for index in range(start, min(calls, start + CHUNK)):
+                call_id, dialog_id = str(uuid.uuid4()), str(uuid.uuid4())
+                began = now - timedelta(seconds=index % 3600)
+                calling = calling_number(index)
+                transaction = secrets.token_hex(8).upper()
+                transaction_id = f"{transaction[:8]}-{transaction[8:]}"
+                found.append((transaction_id, calling))
+                core_rows.append(
+                    {
+                        "id": call_id, "account_id": account_id, "organization_id": advertiser_id,
+                        "campaign_id": campaign_id, "origin": "voice", "direction": "inbound", "from_e164": calling,
+                        "to_e164": "+18885550111", "contact_e164": calling, "started_at": began, "status": "processing",
+                        "agent": {}, "customer": {}, "call_metadata": {}, "extras": {}, "received_at": began,
+                        "updated_at": began,
+                    }
+                )  # fmt: skip
+                voice_rows.append(
+                    {
+                        "id": call_id, "account_id": account_id, "configuration_id": configuration_id,
+                        "direction": "INBOUND", "state": "ESTABLISHED", "endpoint_type": "SIP",
+                        "endpoint_user": calling, "from_user": calling, "to_user": "+18885550111",
+                        "dialog_id": dialog_id, "custom_data": {}, "node_id": "bench", "max_duration_s": 28800,
+                        "created_at": began, "answered_at": began + timedelta(seconds=2),
+                    }
+                )  # fmt: skip
+                dialog_rows.append(
+                    {
+                        "id": dialog_id, "account_id": account_id, "configuration_id": configuration_id,
+                        "state": "ESTABLISHED", "parent_call_id": call_id, "child_hangup_ends_parent": True,
+                        "created_at": began + timedelta(seconds=1), "established_at": began + timedelta(seconds=2),
+                    }
+                )  # fmt: skip
+                tracked_rows.append(
+                    {
+                        "call_id": call_id, "account_id": account_id, "transaction_id": transaction_id,
+                        "call_record_id": f"{transaction[:4]}-{transaction[4:]}", "promo_number_id": promo_id,
+                        "calling_e164": calling, "called": "+18885550111",
+                        "destination": f"sip:{DESTINATION}@127.0.0.1:5999", "destination_e164": DESTINATION,
+                        "created_at": began,
+                    }
+                )  # fmt: skip
+                data_rows.append(
+                    {
+                        "id": str(uuid.uuid4()), "call_id": call_id, "account_id": account_id, "field_id": field_id,
+                        "name": "channel", "value": "radio", "source": "promo_number", "created_at": began,
+                    }
+                )  # fmt: skip
+            async with sessions() as session, session.begin():
+                for model, rows in (
+                    (Call, core_rows),
+                    (VoiceCall, voice_rows),
+                    (VoiceDialog, dialog_rows),
+                    (TrackedCall, tracked_rows),
+                    (CallCustomData, data_rows),
+                ):
+                    await session.execute(insert(model), rows)
+        return "bench-net", token, found
+    finally:
+        await engine.dispose()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def measure(client: httpx.Client, params: list[dict[str, str]], expected: list[str]) -> dict[str, float]:
+    latencies: list[float] = []
+    started = time.perf_counter()
+    for query, transaction_id in zip(params, expected, strict=True):
+        before = time.perf_counter()
+        response = client.get("/api/2022-08-01/calls_in_progress/current_calls.json", params=query)
+        latencies.append((time.perf_counter() - before) * 1000)
+        calls = response.json()["current_calls"]
+        if response.status_code != 200 or [c["transaction_id"] for c in calls] != [transaction_id]:
+            raise AssertionError(f"wrong answer for {query}: {response.status_code} {response.text[:300]}")
+    elapsed = time.perf_counter() - started
+    return {
+        "p50_ms": statistics.median(latencies),
+        "p90_ms": percentile(latencies, 90),
+        "p99_ms": percentile(latencies, 99),
+        "max_ms": max(latencies),
+        "per_second": len(latencies) / elapsed,
+    }
+
+
+def bench_backend(backend: str, args: argparse.Namespace) -> list[dict[str, object]]:
+    data_dir = Path(tempfile.mkdtemp(prefix="callplane-live-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPLANE_")}
+    env |= {"CALLPLANE_DATA_DIR": str(data_dir), "CALLPLANE_LOG_LEVEL": "WARNING", "CALLPLANE_WORKERS_ENABLED": "false"}
+    database = None
+    if backend == "postgresql":
+        database = f"callplane_bench_{secrets.token_hex(4)}"
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f'CREATE DATABASE "{database}"'], check=True
+        )
+        env["CALLPLANE_DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:5432/{database}"
+    settings = Settings(
+        environment="development",
+        data_dir=data_dir,
+        database_url=env.get("CALLPLANE_DATABASE_URL"),
+    )
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        upgrade(settings)
+        began = time.perf_counter()
+        network_id, token, live = asyncio.run(seed(settings, args.calls))
+        seeded_s = time.perf_counter() - began
+        if backend == "postgresql":
+            subprocess.run(
+                ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database or "", "-qc", "ANALYZE"], check=True
+            )
+        port = free_port()
+        server = subprocess.Popen(
+            [*CALLPLANE, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.2)
+        base = {"organization_type": "Network", "id": network_id}
+        rows: list[dict[str, object]] = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": token}, timeout=30) as client:
+            picks = random.sample(live, min(len(live), 200))
+            measure(client, [base | {"transaction_id": t} for t, _ in picks], [t for t, _ in picks])  # warm up
+            picks = [random.choice(live) for _ in range(args.requests)]
+            by_id = measure(client, [base | {"transaction_id": t} for t, _ in picks], [t for t, _ in picks])
+            pairs = [
+                base | {"calling_phone_number": calling[2:], "destination_phone_number": "800-555-0100"}
+                for _, calling in picks
+            ]
+            by_pair = measure(client, pairs, [t for t, _ in picks])
+        for test, result in (("transaction id", by_id), ("phone pair", by_pair)):
+            rows.append(
+                {"backend": backend, "live calls": args.calls, "seed s": round(seeded_s, 1), "lookup": test} | result
+            )
+        return rows
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        if database:
+            subprocess.run(
+                ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f'DROP DATABASE "{database}" WITH (FORCE)'],
+                check=False,
+            )
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
+    args = parser.parse_args()
+    print(
+        f"{'backend':<11} {'live calls':>10} {'lookup':<15} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} "
+        f"{'max ms':>7} {'req/s':>7}"
+    )
+    for backend in args.backends:
+        for row in bench_backend(backend, args):
+            print(
+                f"{row['backend']:<11} {row['live calls']:>10} {row['lookup']:<15} {row['p50_ms']:>7.2f} "
+                f"{row['p90_ms']:>7.2f} {row['p99_ms']:>7.2f} {row['max_ms']:>7.2f} {row['per_second']:>7.0f}"
+                f"   (seeded in {row['seed s']} s)"
+            )
+
+
+if __name__ == "__main__":
+    main()
