@@ -148,6 +148,9 @@ def test_authentication_and_not_found(server: RunningServer, centers: tuple[Cent
         assert wrong.status_code == 401
         token_as_user = anonymous.get("/apps/api/v1/calls", headers={"Authorization": basic(full.token, "")})
         assert token_as_user.status_code == 200
+    unknown = full.api.get("/apps/api/v1/nothing/here")
+    assert unknown.status_code == 404
+    assert unknown.json() == {"message": "Resource not found - Please check your subdomain"}
     missing = full.api.get("/apps/api/v1/calls/999999")
     assert missing.status_code == 404 and missing.json() == {"message": "Resource not found"}
     assert full.api.get("/apps/api/v1/calls/abc").status_code == 404
@@ -332,4 +335,14 @@ def test_admin_api_manages_agents_menus_numbers_and_tickets(server: RunningServe
     assert http.get("/v1/admin/accounts/nope/contact-center/agents").status_code == 404
     assert http.delete(f"{base}/agents/{agent_id}").status_code == 200
     assert http.get(f"{base}/agents/{agent_id}").status_code == 404
+    center.api.close()
+
+
+def test_an_accounts_rate_limit_applies(server: RunningServer, admin: Admin) -> None:
+    center = new_center(admin, server.base_url)
+    admin.patch(f"/accounts/{center.account_id}", {"rate_limit_per_minute": 2})
+    statuses = [center.api.get("/apps/api/v1/calls").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    limited = center.api.get("/apps/api/v1/wait_times")
+    assert limited.json() == {"message": "Too many requests"} and int(limited.headers["retry-after"]) >= 1
     center.api.close()

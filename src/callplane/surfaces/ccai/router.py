@@ -50,12 +50,21 @@ def _credentials(request: Request) -> list[str]:
 
 
 async def require_principal(request: Request, context: ContextDep) -> Principal:
+    """The account of the API token in the Basic credentials, with its per-minute limit applied (429)."""
+    found = None
     async with context.sessions() as session:
         for token in _credentials(request):
-            principal = await context.lookups.principal_for_token(session, token)
-            if principal is not None:
-                return principal
-    raise CcaiError(401, "Unauthorized", headers={"WWW-Authenticate": 'Basic realm="callplane"'})
+            found = await context.lookups.principal_for_token(session, token)
+            if found is not None:
+                break
+    if found is None:
+        raise CcaiError(401, "Unauthorized", headers={"WWW-Authenticate": 'Basic realm="callplane"'})
+    limit = found.account.rate_limit_per_minute
+    if limit is not None:
+        retry_after = context.rate_limiter.hit(f"ccai:{found.account.id}", limit)
+        if retry_after is not None:
+            raise CcaiError(429, "Too many requests", headers={"Retry-After": str(int(retry_after))})
+    return found
 
 
 PrincipalDep = Annotated[Principal, Depends(require_principal)]
@@ -296,6 +305,12 @@ async def wait_times(request: Request, context: ContextDep, principal: Principal
         return json_response(body)
 
     return await _guard(work)
+
+
+@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def not_found(path: str) -> Response:
+    """Anything else under the API's base: the seed's 404."""
+    return json_response({"message": "Resource not found - Please check your subdomain"}, 404)
 
 
 def _id(value: str) -> int:
