@@ -21,20 +21,21 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.voice import service as voice_service
 from callplane.core.voice.dispatch import RELAYED, running_relayed
 from callplane.core.voice.models import VoiceCall, VoiceDialog
-from callplane.core.voice.node_models import CommandStatus, NodeCommand
-from callplane.core.voice.nodes import MediaNodeUnavailable, is_alive, pick_node
+from callplane.core.voice.node_models import CommandStatus, MediaNode, NodeCommand
+from callplane.core.voice.nodes import MediaNodeUnavailable, alive, pick_node
 from callplane.core.voice.states import LIVE_STATES
 from callplane.db.base import new_id, utcnow
 from callplane.errors import CallplaneError, InvalidInput
@@ -45,6 +46,7 @@ COMMANDS_CHANNEL = "callplane_voice_commands"  # payload: the node id
 OUTCOMES_CHANNEL = "callplane_voice_outcomes"  # payload: the command id
 EVERYONE = "*"  # handlers get this after a (re)connect: look at the table, notifications may have been missed
 FINISHED = (CommandStatus.DONE, CommandStatus.FAILED, CommandStatus.EXPIRED)
+MAX_PAYLOAD = 7000  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 
 
 # ---- arguments and outcomes as JSON -------------------------------------------------------------
@@ -137,11 +139,29 @@ def encode_result(value: Any) -> dict[str, Any] | None:
 # ---- notifications ------------------------------------------------------------------------------
 
 
-async def notify(session: AsyncSession, channel: str, payload: str) -> None:
-    """NOTIFY at commit, on PostgreSQL (elsewhere the other side's poll finds the row)."""
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
+async def before_commit(session: AsyncSession, channel: str | None = None, payload: str = "") -> None:
+    """On PostgreSQL, in one round trip: NOTIFY `channel` at commit (elsewhere the other side's poll finds the
+    row), and let the commit skip the WAL flush wait.
+
+    Command rows are coordination, not records, so the relaxed commit is safe under the durability rule: nothing is
+    acknowledged on the strength of a command row alone (a command's effects are committed by VoiceService's own,
+    synchronous, transactions), and a PostgreSQL crash that loses the last rows only loses commands whose callers
+    are then told the node did not answer.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    relaxed = "set_config('synchronous_commit', 'off', true)"
+    if channel is None:
+        await session.execute(text(f"SELECT {relaxed}"))
+    else:
+        statement = text(f"SELECT {relaxed}, pg_notify(:channel, :payload)")
+        await session.execute(statement, {"channel": channel, "payload": payload})
+
+
+def outcome_payload(command_id: str, status: str, result: Any, error: Any) -> str:
+    """The outcome rides on the NOTIFY itself (one read less for the waiter); too big for a payload: the id only."""
+    payload = json.dumps({"id": command_id, "status": status, "result": result, "error": error})
+    return payload if len(payload) < MAX_PAYLOAD else command_id
 
 
 class Notifications:
@@ -234,16 +254,23 @@ class CommandRelay:
         self.dead_after_s = dead_after_s
         self.poll_s = poll_s
         self._waiting: dict[str, asyncio.Event] = {}
+        self._arrived: dict[str, dict[str, Any]] = {}  # outcomes that came in a NOTIFY payload
         notifications.on(OUTCOMES_CHANNEL, self._on_outcome)
 
-    def _on_outcome(self, command_id: str) -> None:
-        if command_id == EVERYONE:
+    def _on_outcome(self, payload: str) -> None:
+        if payload == EVERYONE:
             for waiting in self._waiting.values():
                 waiting.set()
-        else:
-            found = self._waiting.get(command_id)
-            if found is not None:
-                found.set()
+            return
+        command_id, outcome = payload, None
+        if payload.startswith("{"):
+            outcome = json.loads(payload)
+            command_id = str(outcome["id"])
+        found = self._waiting.get(command_id)
+        if found is not None:
+            if outcome is not None:
+                self._arrived[command_id] = outcome
+            found.set()
 
     async def forward(
         self, voice: Any, command: str, arguments: dict[str, Any], local: Callable[[], Awaitable[Any]]
@@ -280,14 +307,24 @@ class CommandRelay:
                 else:
                     return await pick_node(session, dead_after_s=self.dead_after_s)
             for call_id in call_ids:
-                call = await session.get(VoiceCall, call_id)
-                if call is None or call.account_id != account_id or call.state not in LIVE_STATES:
+                # the call and whether its node is alive, in one round trip
+                found = (
+                    await session.execute(
+                        select(VoiceCall.account_id, VoiceCall.state, VoiceCall.node_id, MediaNode.id)
+                        .outerjoin(MediaNode, (MediaNode.id == VoiceCall.node_id) & alive(utcnow(), self.dead_after_s))
+                        .where(VoiceCall.id == call_id)
+                    )
+                ).first()
+                if found is None:
                     continue
-                if call.node_id == self.local_node:
+                owner, state, node_id, alive_node = found
+                if owner != account_id or state not in LIVE_STATES:
+                    continue
+                if node_id == self.local_node:
                     return None
-                if not await is_alive(session, node_id=call.node_id, dead_after_s=self.dead_after_s):
-                    raise MediaNodeUnavailable(f"media node {call.node_id} (carrying call {call.id}) is not running")
-                return call.node_id
+                if alive_node is None:
+                    raise MediaNodeUnavailable(f"media node {node_id} (carrying call {call_id}) is not running")
+                return str(node_id)
         return None
 
     async def send(
@@ -311,7 +348,7 @@ class CommandRelay:
                         expires_at=utcnow() + timedelta(seconds=self.timeout_s),
                     )
                 )
-                await notify(session, COMMANDS_CHANNEL, node_id)
+                await before_commit(session, COMMANDS_CHANNEL, node_id)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.timeout_s
             delay = self.poll_s if listening else 0.005  # without notifications: poll, quickly at first
@@ -319,15 +356,19 @@ class CommandRelay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(arrived.wait(), max(0.0, min(delay, deadline - loop.time())))
                 arrived.clear()
+                outcome = self._arrived.pop(command_id, None)
+                if outcome is not None:
+                    return self._answer(outcome["status"], outcome["result"], outcome["error"], node_id)
                 row = await self._outcome(command_id)
                 if row is not None:
-                    return self._answer(row)
+                    return self._answer(row.status, row.result, row.error, node_id)
                 if loop.time() >= deadline:
                     return await self._give_up(command_id, node_id)
                 if not self.notifications.listening:
                     delay = min(max(delay, 0.005) * 2, 0.1)
         finally:
             self._waiting.pop(command_id, None)
+            self._arrived.pop(command_id, None)
 
     async def _outcome(self, command_id: str) -> NodeCommand | None:
         async with self.sessions() as session:
@@ -335,15 +376,16 @@ class CommandRelay:
         return row if row is not None and row.status in FINISHED else None
 
     @staticmethod
-    def _answer(row: NodeCommand) -> dict[str, Any] | None:
-        if row.status == CommandStatus.DONE:
-            return row.result
-        if row.status == CommandStatus.EXPIRED:
-            raise MediaNodeUnavailable(f"media node {row.node_id} did not take the command in time")
-        raise decode_error(row.error or {})
+    def _answer(status: str, result: Any, error: Any, node_id: str) -> dict[str, Any] | None:
+        if status == CommandStatus.DONE:
+            return dict(result) if result is not None else None
+        if status == CommandStatus.EXPIRED:
+            raise MediaNodeUnavailable(f"media node {node_id} did not take the command in time")
+        raise decode_error(error or {})
 
     async def _give_up(self, command_id: str, node_id: str) -> dict[str, Any] | None:
         async with self.sessions() as session, session.begin():
+            await before_commit(session)
             result = await session.execute(
                 update(NodeCommand)
                 .where(NodeCommand.id == command_id, NodeCommand.status == CommandStatus.PENDING)
@@ -354,7 +396,7 @@ class CommandRelay:
             raise MediaNodeUnavailable(f"media node {node_id} did not take the command in time (it was not run)")
         row = await self._outcome(command_id)
         if row is not None:
-            return self._answer(row)
+            return self._answer(row.status, row.result, row.error, node_id)
         raise MediaNodeUnavailable(f"media node {node_id} took the command but has not finished it in time")
 
 
@@ -410,6 +452,7 @@ class CommandExecutor:
         """Claim this node's pending, unexpired commands and start each; returns how many."""
         now = utcnow()
         async with self.sessions() as session, session.begin():
+            await before_commit(session)
             claimed = list(
                 await session.execute(
                     update(NodeCommand)
@@ -450,4 +493,4 @@ class CommandExecutor:
                 .values(status=status, result=result, error=error, finished_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
-            await notify(session, OUTCOMES_CHANNEL, command_id)
+            await before_commit(session, OUTCOMES_CHANNEL, outcome_payload(command_id, status, result, error))
