@@ -2,23 +2,27 @@
 from acceptance to `processed` through the real server.
 
     .venv/bin/python bench/transcribe.py [--minutes 5] [--skip-e2e] [--model PATH] [--device cpu|cuda]
+                                         [--espeak-long-call]
 
 1. Joins the registry model into a fresh directory (timed) and loads it (timed).
-2. The committed test set (tests/transcripts/testset/: espeak-ng, 8 kHz stereo MP3): WER per channel (numbers
-   normalized), speaker order, and x real time per call with 1 and with 2 ASR workers (``num_workers``: the
-   channels one after the other, or in parallel threads).
-3. A ~5-minute stereo call built from espeak turns: the same figures.
+2. The committed test set (tests/transcripts/testset/: Flite and espeak-ng voices through a telephone channel,
+   8 kHz stereo MP3): WER per channel (numbers normalized) and per language, speaker order, and x real time per
+   call with 1 and with 2 ASR workers (``num_workers``: the channels one after the other, or in parallel threads).
+3. A ~5-minute stereo call built from Flite turns (``--espeak-long-call``: the espeak-ng voices without the
+   telephone channel, as before 2026-11-23): the same figures.
 4. Two calls at once on one model (two transcription threads): aggregate x real time.
 5. End to end: `callplane serve` (SQLite, in-process worker) in a subprocess, the 5-minute call served over
    loopback, POSTed to the Invoca ingestion API, waited for until `completed`; wall time from the POST, with the
    transcript and detected signals checked. The first call after start includes loading the model.
 
-Peak RSS is this process's (steps 1-4) and the server's (step 5), read from /proc.
+Peak RSS is this process's (steps 1-4) and the server's (step 5), read from /proc. The load average is printed
+with each step: the machine is shared, and other jobs on the second core halve the parallel figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import http.server
 import json
@@ -57,7 +61,7 @@ CALLPLANE = [sys.executable, "-m", "callplane"]
 LONG_CALL = ScriptedCall(
     name="five_minutes",
     language="en-US",
-    voices={"caller": "en-us+klatt", "agent": "en-gb-x-rp"},
+    voices={"caller": "flite:rms", "agent": "flite:slt"},
     turns=tuple(
         ScriptedTurn(speaker, text)
         for speaker, text in [
@@ -76,6 +80,10 @@ LONG_CALL = ScriptedCall(
         ]
     ),
 )
+
+
+def load_average() -> str:
+    return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def channel_wer(reference: CallReference, transcript: Transcript) -> dict[str, tuple[int, int]]:
@@ -109,6 +117,7 @@ def bench_calls(title: str, engines: dict[int, FasterWhisperEngine], calls: list
     print(f"{'call':<20} {'lang':<6} {'audio s':>7} {'WER caller':>10} {'WER agent':>9} {'order':>5} "
           f"{'xRT 1 worker':>12} {'xRT 2 workers':>13}")  # fmt: skip
     pooled: dict[str, list[int]] = {"caller": [0, 0], "agent": [0, 0]}
+    by_language: dict[str, dict[str, list[int]]] = {}
     audio_total = 0.0
     wall = {workers: 0.0 for workers in engines}
     for reference, path in calls:
@@ -118,9 +127,11 @@ def bench_calls(title: str, engines: dict[int, FasterWhisperEngine], calls: list
             speeds[workers] = transcript.duration_s / elapsed
             wall[workers] += elapsed
         errors = channel_wer(reference, transcript)  # from the last (2-worker) run
+        language = reference.language.split("-")[0]
         for speaker, (wrong, total) in errors.items():
-            pooled[speaker][0] += wrong
-            pooled[speaker][1] += total
+            for tally in (pooled[speaker], by_language.setdefault(language, {}).setdefault(speaker, [0, 0])):
+                tally[0] += wrong
+                tally[1] += total
         audio_total += transcript.duration_s
         print(
             f"{reference.name:<20} {reference.language:<6} {transcript.duration_s:>7.1f} "
@@ -135,6 +146,16 @@ def bench_calls(title: str, engines: dict[int, FasterWhisperEngine], calls: list
         f"{pooled['agent'][0] / pooled['agent'][1]:>9.1%} {'':>5} {audio_total / wall[1]:>12.1f} "
         f"{audio_total / wall[2]:>13.1f}   (all words: WER {all_wrong / all_words:.1%})"
     )
+    if len(by_language) > 1:
+        print(
+            "by language: "
+            + "; ".join(
+                f"{language} caller {t['caller'][0] / t['caller'][1]:.1%} agent {t['agent'][0] / t['agent'][1]:.1%}"
+                f" all {(t['caller'][0] + t['agent'][0]) / (t['caller'][1] + t['agent'][1]):.1%}"
+                for language, t in by_language.items()
+            )
+        )
+    print(load_average())
 
 
 def two_at_once(engine: FasterWhisperEngine, path: Path, language: str) -> None:
@@ -256,7 +277,7 @@ def end_to_end(recording: Path, models_dir: Path, reference: CallReference) -> N
                     f"{', '.join(spans)}  [{', '.join(signals)}]",
                     flush=True,
                 )
-        print(f"server peak RSS {_rss_of(server.pid):.0f} MB")
+        print(f"server peak RSS {_rss_of(server.pid):.0f} MB; {load_average()}")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
@@ -269,13 +290,16 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="a CTranslate2 Whisper directory (default: base)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--espeak-long-call", action="store_true", help="the long call in the old espeak voices")
     args = parser.parse_args()
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
          if line.startswith("model name")),
         platform.processor(),
     )  # fmt: skip
-    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs ({cpu}), device {args.device}")
+    print(
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs ({cpu}), device {args.device}, {load_average()}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-transcribe-") as scratch:
         work = Path(scratch)
         models = work / "models"
@@ -297,10 +321,15 @@ def main() -> None:
         testset = [(reference, TESTSET / reference.audio) for reference in read_references(TESTSET / "references.json")]
         bench_calls("test set (tests/transcripts/testset)", engines, testset)
         long_path = work / "five_minutes.mp3"
-        long_reference = synthesize(LONG_CALL, long_path, min_seconds=args.minutes * 60)
+        long_call = LONG_CALL
+        if args.espeak_long_call:
+            long_call = dataclasses.replace(
+                LONG_CALL, voices={"caller": "en-us+klatt", "agent": "en-gb-x-rp"}, phone_channel=False
+            )
+        long_reference = synthesize(long_call, long_path, min_seconds=args.minutes * 60)
         bench_calls(f"{long_reference.duration_s / 60:.1f}-minute call", engines, [(long_reference, long_path)])
         two_at_once(engines[2], long_path, long_reference.language)
-        print(f"peak RSS of this process (two models loaded) {peak_rss_mb():.0f} MB")
+        print(f"peak RSS of this process (two models loaded) {peak_rss_mb():.0f} MB; {load_average()}")
         for engine in engines.values():
             engine.close()
         if not args.skip_e2e:

@@ -1,9 +1,13 @@
 """The committed test set through the real default model: word error rate per channel and speaker order.
 
-The calls (tests/transcripts/testset/, espeak-ng, 8 kHz stereo MP3, caller left, agent right) are robotic
-speech: whisper-base scores 9-38 % WER per channel on them (docs/benchmarks.md), against about 2 % on a
-natural voice (shared/spec/asr-evaluation.md). The threshold is set above what was measured so that it
-catches a broken pipeline (wrong language, swapped or lost channel, a guard eating speech), not drift.
+The calls (tests/transcripts/testset/: 8 kHz stereo MP3 through a telephone channel, caller left, agent right;
+English spoken by CMU Flite voices, Spanish and French by espeak-ng) are synthetic speech: whisper-base scores
+13.8 % (agent) and 17.6 % (caller) WER over the set, 0-46 % per call and channel (docs/transcription.md),
+against about 2 % on a natural voice (shared/spec/asr-evaluation.md). Two gates:
+
+* over the whole set, per channel, at most 25 % (the issue's goal is 15 %): catches drift of a few words;
+* per call and channel at most 65 %: a swapped, lost or wrongly-languaged channel scores about 100 %. The
+  calls are 8-24 words a channel, so one word moves a call's figure by 4-12 points.
 """
 
 from __future__ import annotations
@@ -12,16 +16,22 @@ from pathlib import Path
 
 import pytest
 
-from callplane.core.transcripts import Speaker, merge_turns
+from callplane.core.transcripts import Speaker, Transcript, merge_turns
 from callplane.core.transcripts.whisper import FasterWhisperEngine
 from callplane.testing.speech_calls import CallReference, read_references
-from callplane.testing.wer import normalize_words, word_error_rate
+from callplane.testing.wer import edit_distance, normalize_words, word_error_rate
 
 pytestmark = pytest.mark.xdist_group("asr")  # one worker loads the model once
 
 TESTSET = Path(__file__).parent / "testset"
 REFERENCES = read_references(TESTSET / "references.json")
-MAX_CHANNEL_WER = 0.45
+MAX_CHANNEL_WER = 0.65  # one call, one channel
+MAX_POOLED_WER = 0.25  # all calls' words of one channel
+
+
+@pytest.fixture(scope="module")
+def transcripts(asr: FasterWhisperEngine) -> dict[str, Transcript]:
+    return {ref.name: asr.transcribe_channels(TESTSET / ref.audio, ref.language) for ref in REFERENCES}
 
 
 def test_the_test_set_is_small_stereo_and_covers_the_languages() -> None:
@@ -40,9 +50,9 @@ def test_numbers_are_compared_as_digits() -> None:
 
 @pytest.mark.parametrize("reference", REFERENCES, ids=[reference.name for reference in REFERENCES])
 def test_each_channel_is_transcribed_in_the_call_language_in_speaker_order(
-    asr: FasterWhisperEngine, reference: CallReference
+    transcripts: dict[str, Transcript], reference: CallReference
 ) -> None:
-    transcript = asr.transcribe_channels(TESTSET / reference.audio, reference.language)
+    transcript = transcripts[reference.name]
     assert transcript.language == reference.language and transcript.complete
     assert [channel.speaker for channel in transcript.channels] == [Speaker.CALLER, Speaker.AGENT]
     language = reference.language.split("-")[0]
@@ -53,3 +63,17 @@ def test_each_channel_is_transcribed_in_the_call_language_in_speaker_order(
         assert error_rate <= MAX_CHANNEL_WER, (channel.speaker, error_rate, channel.text)
     # Each turn lands on its own speaker, in the order spoken.
     assert [turn.speaker.value for turn in merge_turns(transcript) if turn.speaker] == reference.speaker_order
+
+
+def test_word_error_rate_over_the_set_per_channel(transcripts: dict[str, Transcript]) -> None:
+    errors = {"caller": 0, "agent": 0}
+    words = {"caller": 0, "agent": 0}
+    for reference in REFERENCES:
+        language = reference.language.split("-")[0]
+        for channel in transcripts[reference.name].channels:
+            assert channel.speaker is not None
+            said = normalize_words(reference.text_of(channel.speaker.value), language)
+            errors[channel.speaker.value] += edit_distance(said, normalize_words(channel.text, language))
+            words[channel.speaker.value] += len(said)
+    rates = {speaker: errors[speaker] / words[speaker] for speaker in errors}
+    assert all(rate <= MAX_POOLED_WER for rate in rates.values()), rates
