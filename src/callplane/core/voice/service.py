@@ -1441,14 +1441,17 @@ class VoiceService:
             raise CallOnAnotherNode(f"dialog {dialog_id} is carried by another media node")
         return dialog, parent, child
 
+    @relayed
     async def dialog_say(self, *, account_id: str, dialog_id: str, speech: Speech, loop_count: int = 1) -> None:
         """Say text to both parties (mixed over what they hear of each other) -> SAY_FINISHED for the dialog."""
         await self._start_dialog_playback(account_id, dialog_id, PlayContent(speech=speech), loop_count, "SAY_FINISHED")
 
+    @relayed
     async def dialog_play(self, *, account_id: str, dialog_id: str, content: PlayContent, loop_count: int = 1) -> None:
         """Play audio to both parties -> PLAY_FINISHED for the dialog."""
         await self._start_dialog_playback(account_id, dialog_id, content, loop_count, "PLAY_FINISHED")
 
+    @relayed
     async def dialog_stop_play(self, *, account_id: str, dialog_id: str) -> None:
         dialog, parent, _ = await self._established_dialog(account_id, dialog_id)
         pending = self._dialogs.pending_play.pop(dialog.id, None)
@@ -1506,6 +1509,7 @@ class VoiceService:
             event = VoiceEvent(event_type, parent, dialog=dialog, child=child, **details)
             await publish(session=session, renderer=self.renderer, event=event)
 
+    @relayed
     async def start_dialog_recording(self, *, account_id: str, dialog_id: str, request: DialogRecordingRequest) -> None:
         """Composed: one file of both parties mixed (the parent leg's mix of what it hears and sends). Not composed:
         one file per call with that party alone. DIALOG_RECORDING_READY when all files of this recording are ready."""
@@ -1520,6 +1524,7 @@ class VoiceService:
         if dialog is not None and dialog.state == DialogState.ESTABLISHED:
             await self._dialog_established(dialog_id)  # it connected before we got here
 
+    @relayed
     async def stop_dialog_recording(self, *, account_id: str, dialog_id: str) -> None:
         dialog = await self.get_dialog(account_id=account_id, dialog_id=dialog_id)
         if dialog.state in DIALOG_TERMINAL:
