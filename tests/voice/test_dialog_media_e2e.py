@@ -50,7 +50,7 @@ SCENARIOS = Path(__file__).parent / "scenarios"
 CALLER_HZ, CALLEE_HZ, PROMPT_HZ = 700.0, 1300.0, 2000.0
 
 
-def _render(name: str, directory: Path, **values: str) -> Path:
+def render(name: str, directory: Path, **values: str) -> Path:
     text = (SCENARIOS / name).read_text()
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)
@@ -60,11 +60,11 @@ def _render(name: str, directory: Path, **values: str) -> Path:
     return target
 
 
-def _talking_callee(directory: Path, frequency_hz: float) -> tuple[Any, int]:
-    """A sipp callee on its own port that streams its own tone once answered."""
+def _talking_callee(directory: Path, frequency_hz: float, ring_ms: int = 200) -> tuple[Any, int]:
+    """A sipp callee on its own port that rings for `ring_ms`, then streams its own tone once answered."""
     pcap = directory / "callee-tone.pcap"
     write_rtp_pcap(pcap, tone(frequency_hz, 40.0))
-    scenario = _render("uas_tone.xml", directory, TONE_PCAP=str(pcap), BYE_TIMEOUT_MS="90000")
+    scenario = render("uas_tone.xml", directory, TONE_PCAP=str(pcap), BYE_TIMEOUT_MS="90000", RING_MS=str(ring_ms))
     port = free_udp_port()
     args = [
         "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_even_port_pair()),
@@ -140,7 +140,7 @@ def _run(calls: CallsApi, voice_server: VoiceServer, app: App, receiver: Receive
     caller_pcap = tmp_path / "caller-tone.pcap"
     write_rtp_pcap(caller_pcap, tone(CALLER_HZ, 40.0))
     caller = run_sipp(
-        _render("uac_tone.xml", tmp_path, TONE_PCAP=str(caller_pcap), BYE_TIMEOUT_MS="90000"),
+        render("uac_tone.xml", tmp_path, TONE_PCAP=str(caller_pcap), BYE_TIMEOUT_MS="90000"),
         remote=f"127.0.0.1:{voice_server.sip_port}",
         extra=["-s", called],
     )
@@ -152,11 +152,13 @@ def _run(calls: CallsApi, voice_server: VoiceServer, app: App, receiver: Receive
         json={
             "parentCallId": parent_id,
             "childCallRequest": {"endpoint": {"type": "SIP", "username": "agent", "host": f"127.0.0.1:{callee_port}"}},
+            "propagationOptions": {"childCallRinging": True},
         },
     )
     assert created.status_code == 201, created.text
     dialog_id = created.json()["id"]
     child_id = created.json()["childCall"]["id"]
+    receiver.wait_type(parent_id, "CALL_RINGING")  # the child's 180, propagated to the caller
     _dialog_event(receiver, dialog_id, "DIALOG_ESTABLISHED")
 
     # 1. a prompt both parties hear: each leg's own STEREO call recording shows what it sent
@@ -185,8 +187,9 @@ def _run(calls: CallsApi, voice_server: VoiceServer, app: App, receiver: Receive
         sent = samples[1::2]
         # what each leg sent to its party: the other party's tone and the prompt, mixed
         assert _band(sent, other_hz) > 0.1, call_id
-        heard_by[call_id] = _band(sent, PROMPT_HZ)
-    assert min(heard_by.values()) > 0.05, heard_by
+        halves = [sent[i : i + 4000] for i in range(0, len(sent) - 4000 + 1, 4000)]  # half seconds
+        heard_by[call_id] = max(_band(half, PROMPT_HZ) for half in halves)  # where the prompt played
+    assert min(heard_by.values()) > 0.25, heard_by  # the prompt and the other party, about even
 
     # say (espeak-ng) and stop-play, reported for the dialog
     say = CallsDialogSayRequest(text="Both of you hear this.", language=CallsLanguage.EN)
@@ -259,3 +262,70 @@ def _run(calls: CallsApi, voice_server: VoiceServer, app: App, receiver: Receive
     for call_id in (parent_id, child_id):
         assert settle_then_single_terminal(receiver, call_id)["type"] == "CALL_FINISHED"
     assert _status(lambda: calls.dialog_stop_playing_file(dialog_id)) == 400  # the dialog has ended
+
+
+def _inbound_caller(tmp_path: Path, voice_server: VoiceServer, app: App, receiver: Receiver) -> tuple[Any, str]:
+    """A sipp caller that sends its own tone once answered, routed to the application: (sipp, parent call id)."""
+    called = f"dialog-ring-{secrets.token_hex(3)}"
+    app.native.post(f"/v1/voice/configurations/{app.configuration_id}/routes", json={"called_user": called})
+    caller_pcap = tmp_path / "caller-tone.pcap"
+    write_rtp_pcap(caller_pcap, tone(CALLER_HZ, 40.0))
+    caller = run_sipp(
+        render("uac_tone.xml", tmp_path, TONE_PCAP=str(caller_pcap), BYE_TIMEOUT_MS="90000"),
+        remote=f"127.0.0.1:{voice_server.sip_port}",
+        extra=["-s", called],
+    )
+    event = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)
+    return caller, str(event["callId"])
+
+
+def test_ringback_generation_lets_the_caller_hear_ringing_until_the_child_answers(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    """An unanswered inbound parent is pre-answered (183) and hears a 425 Hz ringback while the child rings; then
+    the bridge carries the child's own tone. Both options at once are refused."""
+    callee_dir = tmp_path / "callee"
+    callee_dir.mkdir()
+    # rings 7 s: the ringback's second cadence (5-6 s after the 183) is recorded however late the recording starts
+    callee, callee_port = _talking_callee(callee_dir, CALLEE_HZ, ring_ms=7000)
+    caller, parent_id = _inbound_caller(tmp_path, voice_server, app, receiver)
+    child = {"endpoint": {"type": "SIP", "username": "agent", "host": f"127.0.0.1:{callee_port}"}}
+    both = {"childCallRinging": True, "ringbackGeneration": {"enabled": True}}
+    refused = app.http.post(
+        "/calls/1/dialogs", json={"parentCallId": parent_id, "childCallRequest": child, "propagationOptions": both}
+    )
+    assert refused.status_code == 400 and "ringbackGeneration" in refused.text
+    created = app.http.post(
+        "/calls/1/dialogs",
+        json={
+            "parentCallId": parent_id,
+            "childCallRequest": child,
+            "propagationOptions": {"ringbackGeneration": {"enabled": True}},
+        },
+    )
+    assert created.status_code == 201, created.text
+    dialog_id = created.json()["id"]
+    receiver.wait_type(parent_id, "CALL_PRE_ESTABLISHED")
+    started = app.http.post(
+        f"/calls/1/calls/{parent_id}/start-recording",
+        json={"recording": {"recordingType": "AUDIO", "channels": "STEREO"}},
+    )
+    assert started.status_code == 200, started.text
+    _dialog_event(receiver, dialog_id, "DIALOG_ESTABLISHED")
+    time.sleep(1.5)  # the child's tone crosses the bridge
+    assert app.http.post(f"/calls/1/calls/{parent_id}/stop-recording").status_code == 200
+    ready = receiver.wait_type(parent_id, "CALL_RECORDING_READY", 60)
+    file_id = ready["properties"]["recording"]["files"][0]["id"]
+    samples, _ = _wav(app.http.get(f"/calls/1/recordings/files/{file_id}").content, tmp_path / "ringback.wav")
+    sent = samples[1::2]
+    halves = [sent[i : i + 4000] for i in range(0, len(sent) - 4000 + 1, 4000)]  # half seconds
+    ringback = [k for k, half in enumerate(halves) if _band(half, 425) > 0.5]
+    bridged = [k for k, half in enumerate(halves) if _band(half, CALLEE_HZ) > 0.5]
+    assert ringback and bridged and max(ringback) < min(bridged)  # ringback first, then only the child
+    assert app.http.get(f"/calls/1/calls/{parent_id}").json()["state"] == "ESTABLISHED"
+
+    assert app.http.post(f"/calls/1/dialogs/{dialog_id}/hangup").status_code == 200
+    for process in (caller, callee):
+        code, output = sipp_result(process)
+        assert code == 0, output
+    assert settle_then_single_terminal(receiver, parent_id)["type"] == "CALL_FINISHED"

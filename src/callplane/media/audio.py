@@ -201,6 +201,15 @@ class SpeechSynthesizer:
         self.renders += 1
 
 
+def cadence_tone(frequencies_hz: tuple[float, ...], on_ms: int, off_ms: int, *, amplitude: int = 6000) -> Pcm:
+    """One cadence of a call-progress tone: the frequencies summed for `on_ms`, then `off_ms` of silence."""
+    on = np.arange(on_ms * SAMPLE_RATE // 1000) / SAMPLE_RATE
+    wave_sum = sum((np.sin(2 * np.pi * frequency * on) for frequency in frequencies_hz), np.zeros_like(on))
+    level = amplitude / max(1, len(frequencies_hz))
+    tone = (level * wave_sum).astype(np.int16)
+    return np.concatenate([tone, np.zeros(off_ms * SAMPLE_RATE // 1000, dtype=np.int16)])
+
+
 class PcmPlayer:
     """Plays samples `loop_count` times; offset and timeout apply to the first loop (Infobip's rule)."""
 

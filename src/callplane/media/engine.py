@@ -45,6 +45,7 @@ __all__ = [
     "SipReasonHeader",
     "SipTrunk",
     "SpeechSource",
+    "ToneSource",
     "TrunkRegistration",
     "UrlSource",
 ]
@@ -147,7 +148,20 @@ class SpeechSource:
     words_per_minute: int = 160
 
 
-PlaySource = FileSource | UrlSource | SpeechSource
+@dataclass(frozen=True, slots=True)
+class ToneSource:
+    """A generated cadenced tone, e.g. ringback: `frequencies_hz` summed, `on_ms` of tone then `off_ms` of silence
+    (one cadence; loop it with `loop_count`)."""
+
+    frequencies_hz: tuple[float, ...] = (425.0,)
+    on_ms: int = 1000
+    off_ms: int = 4000
+
+
+RINGBACK = ToneSource((425.0,), 1000, 4000)  # ITU-T E.180's common ringing tone: 425 Hz, 1 s on, 4 s off
+
+
+PlaySource = FileSource | UrlSource | SpeechSource | ToneSource
 
 
 @dataclass(frozen=True, slots=True)

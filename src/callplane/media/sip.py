@@ -55,6 +55,7 @@ from callplane.media.audio import (
     RecordingChannels,
     SpeechSynthesizer,
     WavRecorder,
+    cadence_tone,
     collect_digits,
 )
 from callplane.media.channel import MediaChannel, SharedPrompt
@@ -83,6 +84,7 @@ from callplane.media.engine import (
     RegistrationChanged,
     SipReasonHeader,
     SpeechSource,
+    ToneSource,
     TrunkRegistration,
     UrlSource,
 )
@@ -885,6 +887,8 @@ class SippyCallEngine:
                 )
             if isinstance(source, UrlSource):
                 return await self.library.url(source.url)
+            if isinstance(source, ToneSource):
+                return cadence_tone(source.frequencies_hz, source.on_ms, source.off_ms)
             return await self.library.file(source.path)
         except AudioUnavailable as error:
             raise MediaUnavailable(str(error)) from error

@@ -34,7 +34,6 @@ from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.voice import files as media_files
 from callplane.core.voice import trunks
 from callplane.core.voice.configurations import get_configuration, route_for
-from callplane.core.voice.dispatch import Forwarder, relayed
 from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer, publish
 from callplane.core.voice.inbound import InboundPlan, InboundPlanner
 from callplane.core.voice.models import (
@@ -63,6 +62,7 @@ from callplane.core.voice.states import (
 from callplane.db.base import new_id, utcnow
 from callplane.errors import CallplaneError, InvalidInput, NotFound
 from callplane.media.engine import (
+    RINGBACK,
     CallAnswered,
     CallDirection,
     CallEarlyMedia,
@@ -94,6 +94,8 @@ RECORDINGS_DIRECTORY = "voice-recordings"
 URL_CACHE_DIRECTORY = "voice-url-cache"
 DEFAULT_WORDS_PER_MINUTE = 160
 ENDED_REMEMBERED = 10_000
+DEFAULT_INBOUND_ANSWER_TIMEOUT_S = 120.0
+RINGBACK_LOOPS = 1000  # cadences of ringback: far longer than any connectTimeout
 
 
 class VoiceCallNotFound(NotFound):
@@ -251,6 +253,10 @@ class _Live:
 
 
 class VoiceService:
+    # An inbound call the application has not answered after this long ends NO_ANSWER (480, Q.850 cause 19, source
+    # PLATFORM); set from CALLPLANE_VOICE_INBOUND_ANSWER_TIMEOUT_SECONDS.
+    inbound_answer_timeout_s: float = DEFAULT_INBOUND_ANSWER_TIMEOUT_S
+
     def __init__(
         self,
         *,
@@ -287,8 +293,6 @@ class VoiceService:
         # In-process observers of state changes (call id, event type), called after each change is committed;
         # e.g. the contact center drives its calls from its legs' events. They must return quickly.
         self.listeners: list[Callable[[str, str], Awaitable[None]]] = []
-        # Commands for calls carried by another media node go through this (core/voice/relay.py); None: embedded.
-        self.relay: Forwarder | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -343,13 +347,6 @@ class VoiceService:
         return task
 
     # ---- lookups (also for other voice routes) --------------------------------------------------
-
-    def carries(self, arguments: Mapping[str, Any]) -> bool:
-        """Whether this process carries the call a command names (the in-process path of `@relayed`)."""
-        return any(arguments.get(name) in self._live for name in ("call_id", "parent_call_id"))
-
-    def live_count(self) -> int:
-        return len(self._live)
 
     async def get_call(self, *, account_id: str, call_id: str, session: AsyncSession | None = None) -> VoiceCall:
         if session is None:
@@ -411,7 +408,6 @@ class VoiceService:
 
     # ---- creating calls -------------------------------------------------------------------------
 
-    @relayed
     async def create_call(self, *, account_id: str, request: NewCall) -> VoiceCall:
         """Commit the call (CALLING), then dial; a dial that fails at once ends the call FAILED with its event."""
         timeout = request.connect_timeout_s or DEFAULT_CONNECT_TIMEOUT_S
@@ -567,17 +563,30 @@ class VoiceService:
         self._live[live.call_id] = live
         self._by_engine[live.engine_id] = live
         self._registered.set()
+        if live.direction is CallDirection.INBOUND:
+            asyncio.get_running_loop().call_later(
+                self.inbound_answer_timeout_s, lambda: self._spawn(self._answer_timeout(live), "answer-timeout")
+            )
+
+    async def _answer_timeout(self, live: _Live) -> None:
+        """Nobody answered the inbound call in time: 480 to the caller, the call ends NO_ANSWER (PLATFORM)."""
+        if self._live.get(live.call_id) is not live:
+            return
+        call = await self.get_call(account_id=live.account_id, call_id=live.call_id)
+        if call.state not in (VoiceCallState.CALLING, VoiceCallState.RINGING, VoiceCallState.PRE_ESTABLISHED):
+            return
+        live.requested = Ending(VoiceCallState.NO_ANSWER, HangupSource.PLATFORM, ErrorCode.NO_ANSWER)
+        with contextlib.suppress(CallplaneError):
+            await self.engine.reject(live.engine_id, status=480, reason=SipReasonHeader("Q.850", 19))
 
     # ---- actions --------------------------------------------------------------------------------
 
-    @relayed
     async def send_ringing(self, *, account_id: str, call_id: str) -> None:
         live = await self._live_call(account_id, call_id)
         self._require_inbound(live)
         await self.engine.send_ringing(live.engine_id)
         await self._move(call_id, VoiceCallState.RINGING, "CALL_RINGING", ringing=True)
 
-    @relayed
     async def pre_answer(self, *, account_id: str, call_id: str, ringing: bool = False) -> None:
         live = await self._live_call(account_id, call_id)
         self._require_inbound(live)
@@ -586,7 +595,6 @@ class VoiceService:
         await self.engine.pre_answer(live.engine_id)
         await self._move(call_id, VoiceCallState.PRE_ESTABLISHED, "CALL_PRE_ESTABLISHED")
 
-    @relayed
     async def answer(
         self,
         *,
@@ -601,7 +609,6 @@ class VoiceService:
         await self._merge_custom_data(call_id, custom_data)
         await self.engine.answer(live.engine_id)  # CallAnswered moves it to ESTABLISHED
 
-    @relayed
     async def hangup(self, *, account_id: str, call_id: str, error_code: ErrorCode | None = None) -> VoiceCall:
         """End the call; answers with the call as it is now (the terminal state follows from the engine)."""
         live = await self._live_call(account_id, call_id)
@@ -619,15 +626,12 @@ class VoiceService:
             await self.engine.hangup(live.engine_id)
         return call
 
-    @relayed
     async def say(self, *, account_id: str, call_id: str, speech: Speech, options: PlayOptions) -> None:
         await self._start_playback(account_id, call_id, PlayContent(speech=speech), options, "SAY_FINISHED")
 
-    @relayed
     async def play(self, *, account_id: str, call_id: str, content: PlayContent, options: PlayOptions) -> None:
         await self._start_playback(account_id, call_id, content, options, "PLAY_FINISHED")
 
-    @relayed
     async def stop_play(self, *, account_id: str, call_id: str) -> None:
         live = await self._live_call(account_id, call_id)
         pending, live.pending_play = live.pending_play, None
@@ -637,14 +641,12 @@ class VoiceService:
             return
         await self.engine.stop_playback(live.engine_id)
 
-    @relayed
     async def send_dtmf(self, *, account_id: str, call_id: str, digits: str) -> None:
         if not digits or any(digit not in "0123456789*#ABCDabcd" for digit in digits):
             raise InvalidInput("dtmf must be digits 0-9, *, # or A-D")
         live = await self._live_call(account_id, call_id)
         self._spawn(self._guarded(live, "SEND_DTMF", self.engine.send_dtmf(live.engine_id, digits.upper())), "dtmf")
 
-    @relayed
     async def capture_dtmf(self, *, account_id: str, call_id: str, request: CaptureRequest) -> None:
         if request.max_length < 1:
             raise InvalidInput("maxLength must be at least 1")
@@ -656,7 +658,6 @@ class VoiceService:
         source = await self._source(account_id, request.play) if request.play is not None else None
         live.capture = self._spawn(self._capture(live, request, source), "capture")
 
-    @relayed
     async def start_recording(self, *, account_id: str, call_id: str, request: RecordingRequest) -> None:
         live = await self._live_call(account_id, call_id)
         call = await self.get_call(account_id=account_id, call_id=call_id)
@@ -664,7 +665,6 @@ class VoiceService:
             raise InvalidCallState("only a connected call can be recorded")
         await self._begin_recording(live, call, request)
 
-    @relayed
     async def stop_recording(self, *, account_id: str, call_id: str) -> None:
         live = await self._live_call(account_id, call_id)
         if live.recording_id is None:
@@ -796,8 +796,10 @@ class VoiceService:
             return
         if isinstance(event, CallRinging):
             await self._move(live.call_id, VoiceCallState.RINGING, "CALL_RINGING", ringing=True)
+            await self._dialog_child_progress(live.call_id)
         elif isinstance(event, CallEarlyMedia):
             await self._move(live.call_id, VoiceCallState.PRE_ESTABLISHED, "CALL_PRE_ESTABLISHED", ringing=True)
+            await self._dialog_child_progress(live.call_id)
         elif isinstance(event, CallAnswered):
             await self._on_answered(live)
         elif isinstance(event, DtmfReceived):
@@ -1200,7 +1202,6 @@ class VoiceService:
 
     # ---- dialogs: two calls bridged ----------------------------------------------------------
 
-    @relayed
     async def create_dialog(
         self, *, account_id: str, parent_call_id: str, child: NewCall | None, child_hangup_ends_parent: bool = True
     ) -> VoiceDialog:
@@ -1234,7 +1235,6 @@ class VoiceService:
             )
         return await self.get_dialog(account_id=account_id, dialog_id=dialog.id)
 
-    @relayed
     async def dialog_from_calls(
         self, *, account_id: str, parent_call_id: str, child_call_id: str, child_hangup_ends_parent: bool = True
     ) -> VoiceDialog:
@@ -1312,7 +1312,6 @@ class VoiceService:
             )
             return list(rows), total
 
-    @relayed
     async def hangup_dialog(self, *, account_id: str, dialog_id: str) -> VoiceDialog:
         """Hang up both calls; the dialog ends FINISHED (or FAILED if it never connected) with source API."""
         dialog = await self.get_dialog(account_id=account_id, dialog_id=dialog_id)
@@ -1350,6 +1349,7 @@ class VoiceService:
         parent, child = self._live.get(dialog.parent_call_id), self._live.get(dialog.child_call_id)
         if parent is None or child is None:
             return
+        await self._stop_ringback(dialog.child_call_id)
         await self.engine.bridge(parent.engine_id, child.engine_id)
         async with self.sessions() as session, session.begin():
             result = await session.execute(
@@ -1441,17 +1441,14 @@ class VoiceService:
             raise CallOnAnotherNode(f"dialog {dialog_id} is carried by another media node")
         return dialog, parent, child
 
-    @relayed
     async def dialog_say(self, *, account_id: str, dialog_id: str, speech: Speech, loop_count: int = 1) -> None:
         """Say text to both parties (mixed over what they hear of each other) -> SAY_FINISHED for the dialog."""
         await self._start_dialog_playback(account_id, dialog_id, PlayContent(speech=speech), loop_count, "SAY_FINISHED")
 
-    @relayed
     async def dialog_play(self, *, account_id: str, dialog_id: str, content: PlayContent, loop_count: int = 1) -> None:
         """Play audio to both parties -> PLAY_FINISHED for the dialog."""
         await self._start_dialog_playback(account_id, dialog_id, content, loop_count, "PLAY_FINISHED")
 
-    @relayed
     async def dialog_stop_play(self, *, account_id: str, dialog_id: str) -> None:
         dialog, parent, _ = await self._established_dialog(account_id, dialog_id)
         pending = self._dialogs.pending_play.pop(dialog.id, None)
@@ -1509,7 +1506,6 @@ class VoiceService:
             event = VoiceEvent(event_type, parent, dialog=dialog, child=child, **details)
             await publish(session=session, renderer=self.renderer, event=event)
 
-    @relayed
     async def start_dialog_recording(self, *, account_id: str, dialog_id: str, request: DialogRecordingRequest) -> None:
         """Composed: one file of both parties mixed (the parent leg's mix of what it hears and sends). Not composed:
         one file per call with that party alone. DIALOG_RECORDING_READY when all files of this recording are ready."""
@@ -1524,7 +1520,6 @@ class VoiceService:
         if dialog is not None and dialog.state == DialogState.ESTABLISHED:
             await self._dialog_established(dialog_id)  # it connected before we got here
 
-    @relayed
     async def stop_dialog_recording(self, *, account_id: str, dialog_id: str) -> None:
         dialog = await self.get_dialog(account_id=account_id, dialog_id=dialog_id)
         if dialog.state in DIALOG_TERMINAL:
@@ -1608,6 +1603,9 @@ class VoiceService:
     async def _dialog_ended_media(self, dialog: VoiceDialog) -> None:
         """The dialog ended: a leg that stays up (no propagation) stops recording for it; nothing is pending."""
         self._dialogs.record_on_establish.pop(dialog.id, None)
+        if dialog.child_call_id is not None:
+            await self._stop_ringback(dialog.child_call_id)
+            self._dialogs.progress.pop(dialog.child_call_id, None)
         pending = self._dialogs.pending_play.pop(dialog.id, None)
         if pending is not None:
             pending[0].cancel()
@@ -1638,6 +1636,59 @@ class VoiceService:
                 return
             event = VoiceEvent("DIALOG_RECORDING_READY", parent, dialog=dialog, child=child, recordings=files)
             await publish(session=session, renderer=self.renderer, event=event)
+
+    # ---- dialogs: what the parent hears while the child rings -----------------------------------
+
+    async def propagate_child_progress(self, *, dialog_id: str, ringing: bool, ringback: bool) -> None:
+        """The dialog request's propagationOptions: the child's ringing reaches an unanswered inbound parent as a
+        180 (`childCallRinging`), or the parent hears a generated ringback until the bridge (`ringbackGeneration`:
+        an unanswered inbound parent is pre-answered, 183, for it)."""
+        if not (ringing or ringback):
+            return
+        async with self.sessions() as session:
+            dialog = await session.get(VoiceDialog, dialog_id)
+            child = await session.get(VoiceCall, dialog.child_call_id) if dialog and dialog.child_call_id else None
+        if dialog is None or child is None:
+            return
+        self._dialogs.progress[child.id] = _Progress(dialog.id, ringing=ringing, ringback=ringback)
+        if child.state in (VoiceCallState.RINGING, VoiceCallState.PRE_ESTABLISHED):
+            await self._dialog_child_progress(child.id)  # it rang before we got here
+
+    async def _dialog_child_progress(self, call_id: str) -> None:
+        progress = self._dialogs.progress.get(call_id)
+        if progress is None or progress.applied:
+            return
+        progress.applied = True
+        async with self.sessions() as session:
+            dialog = await session.get(VoiceDialog, progress.dialog_id)
+            parent = await session.get(VoiceCall, dialog.parent_call_id) if dialog else None
+        live = self._live.get(parent.id) if parent else None
+        if dialog is None or parent is None or live is None or dialog.state != DialogState.CREATED:
+            return
+        inbound = live.direction is CallDirection.INBOUND
+        unanswered = parent.state in (VoiceCallState.CALLING, VoiceCallState.RINGING)
+        with contextlib.suppress(CallplaneError):
+            if progress.ringing and inbound and parent.state == VoiceCallState.CALLING:
+                await self.engine.send_ringing(live.engine_id)
+                await self._move(parent.id, VoiceCallState.RINGING, "CALL_RINGING", ringing=True)
+            if progress.ringback and (inbound or not unanswered):
+                if unanswered:
+                    await self.engine.pre_answer(live.engine_id)
+                    await self._move(parent.id, VoiceCallState.PRE_ESTABLISHED, "CALL_PRE_ESTABLISHED")
+                await self.engine.play(live.engine_id, RINGBACK, loop_count=RINGBACK_LOOPS)
+                progress.ringback_playing = True
+
+    async def _stop_ringback(self, child_call_id: str) -> None:
+        progress = self._dialogs.progress.get(child_call_id)
+        if progress is None or not progress.ringback_playing:
+            return
+        progress.ringback_playing = False
+        async with self.sessions() as session:
+            dialog = await session.get(VoiceDialog, progress.dialog_id)
+        live = self._live.get(dialog.parent_call_id) if dialog else None
+        if live is not None:
+            with contextlib.suppress(CallplaneError):
+                await self.engine.stop_playback(live.engine_id)
 
     # ---- dialog recordings ----------------------------------------------------------------------
 
@@ -1730,12 +1781,24 @@ class DialogRecordings:
 
 
 @dataclass
+class _Progress:
+    """A dialog's propagation options for its child's ringing (applied once, on the first 180/183)."""
+
+    dialog_id: str
+    ringing: bool = False
+    ringback: bool = False
+    applied: bool = False
+    ringback_playing: bool = False
+
+
+@dataclass
 class _DialogMedia:
     """What this process keeps of its dialogs' media (all of it ends with the calls, like the calls' own)."""
 
     pending_play: dict[str, tuple[asyncio.Task[Any], str]] = field(default_factory=dict)  # accepted, still loading
     recordings: dict[str, _DialogRecording] = field(default_factory=dict)  # in progress
     record_on_establish: dict[str, DialogRecordingRequest] = field(default_factory=dict)
+    progress: dict[str, _Progress] = field(default_factory=dict)  # by child call id: what its ringing does
 
     def recording_of(self, file_id: str) -> str | None:
         """The dialog whose recording this file is (while it records)."""

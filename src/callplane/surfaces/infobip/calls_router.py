@@ -601,10 +601,21 @@ async def delete_recording_file(file_id: str, principal: VoicePrincipalDep, voic
 # ---- dialogs ------------------------------------------------------------------------------------
 
 
+class RingbackBody(BaseModel):
+    model_config = _WIRE
+    enabled: bool = False
+
+
 class PropagationBody(BaseModel):
+    """`CallsDialogPropagationOptions` (the client's defaults)."""
+
     model_config = _WIRE
     childCallHangup: bool = True
-    childCallRinging: bool = True
+    childCallRinging: bool = False
+    ringbackGeneration: RingbackBody | None = None
+
+    def ringback(self) -> bool:
+        return bool(self.ringbackGeneration and self.ringbackGeneration.enabled)
 
 
 class DialogCallBody(BaseModel):
@@ -657,6 +668,10 @@ async def create_dialog(body: DialogBody, principal: VoicePrincipalDep, voice: V
     if child is None:
         raise bad_request("childCallRequest is required", field="childCallRequest")
     propagation = body.propagationOptions or PropagationBody()
+    if propagation.childCallRinging and propagation.ringback():
+        raise bad_request(
+            "childCallRinging cannot be true when ringbackGeneration is enabled", field="propagationOptions"
+        )
     dialog = await voice.create_dialog(
         account_id=principal.account.id,
         parent_call_id=body.parentCallId,
@@ -669,6 +684,9 @@ async def create_dialog(body: DialogBody, principal: VoicePrincipalDep, voice: V
             custom_data=child.customData or {},
         ),
         child_hangup_ends_parent=propagation.childCallHangup,
+    )
+    await voice.propagate_child_progress(
+        dialog_id=dialog.id, ringing=propagation.childCallRinging, ringback=propagation.ringback()
     )
     if body.recording is not None:
         await voice.record_dialog_when_established(dialog_id=dialog.id, request=_dialog_recording(body.recording))
