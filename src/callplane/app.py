@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +31,8 @@ from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
 from callplane.core.transcripts.engine import AsrSettings
 from callplane.core.transcripts.runtime import TranscriptionRuntime
+from callplane.core.voice.nodes import NodeHeartbeat, detached_engine
+from callplane.core.voice.relay import CommandExecutor, CommandRelay, Notifications
 from callplane.core.voice.retention import RetentionSweeper
 from callplane.core.voice.service import RECORDINGS_DIRECTORY, VoiceService
 from callplane.core.voice.trunks import TrunkRegistrar
@@ -90,15 +94,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             workers.append(asyncio.create_task(delivery.run_forever(stop)))
             workers.append(asyncio.create_task(build_retention_sweeper(settings, context).run_forever(stop)))
         if settings.voice_enabled:
-            await start_voice(settings, context, stop, workers)
+            stop_voice = await start_voice(settings, context, stop, workers)
+        else:
+            stop_voice = start_detached_voice(settings, context)  # reads calls, relays commands to media nodes
         yield
         stop.set()
-        if context.voice is not None:
-            await context.voice.stop()
-            if context.contact_center is not None:
-                await context.contact_center.stop()  # after the legs' terminal events, so their calls end too
-                context.contact_center = None
-            context.voice = None
+        await stop_voice()
         await asyncio.gather(*workers, return_exceptions=True)
         if pipeline is not None:
             pipeline.close()
@@ -298,8 +299,9 @@ def build_retention_sweeper(settings: Settings, context: AppContext) -> Retentio
 
 async def start_voice(
     settings: Settings, context: AppContext, stop: asyncio.Event, workers: list[asyncio.Task[None]]
-) -> None:
-    """The in-process SIP/media engine, its control plane and the trunk registrar (one engine per process)."""
+) -> Callable[[], Awaitable[None]]:
+    """The in-process SIP/media engine, its control plane and the trunk registrar (one engine per process), as a
+    media node: heartbeat, and the commands other processes relay for its calls. Returns what stops it."""
     data_dir = settings.ensure_data_dir()
     engine = SippyCallEngine(
         EngineConfig(
@@ -333,7 +335,139 @@ async def start_voice(
     await context.contact_center.start()
     context.trunk_registrar = TrunkRegistrar(engine=engine, sessions=context.sessions, secret_box=context.secret_box)
     workers.append(asyncio.create_task(context.trunk_registrar.run_forever(stop)))
-    log.info("voice engine started", extra={"fields": {"sip": f"{settings.sip_host}:{settings.sip_port}"}})
+    notifications = Notifications(listen_dsn(settings))
+    voice.relay = command_relay(settings, context, notifications, local_node=voice.node_id)
+    heartbeat = NodeHeartbeat(
+        sessions=context.sessions,
+        node_id=voice.node_id,
+        sip_address=f"{settings.sip_public_host or settings.sip_host}:{settings.sip_port}",
+        live_calls=voice.live_count,
+        every_s=settings.voice_node_heartbeat_seconds,
+    )
+    await heartbeat.start()
+    executor = CommandExecutor(
+        voice=voice,
+        sessions=context.sessions,
+        notifications=notifications,
+        node_id=voice.node_id,
+        poll_s=settings.voice_relay_poll_seconds,
+    )
+    workers.append(asyncio.create_task(heartbeat.run_forever(stop)))
+    workers.append(asyncio.create_task(executor.run_forever(stop)))
+    log.info(
+        "voice engine started",
+        extra={"fields": {"sip": f"{settings.sip_host}:{settings.sip_port}", "node": voice.node_id}},
+    )
+
+    async def stop_voice() -> None:
+        stop.set()
+        await voice.stop()  # ends the calls it carries (BYE, one terminal event each)
+        if context.contact_center is not None:
+            await context.contact_center.stop()  # after the legs' terminal events, so their calls end too
+            context.contact_center = None
+        await heartbeat.stopped()
+        await notifications.stop()
+        context.voice = None
+
+    return stop_voice
+
+
+def start_detached_voice(settings: Settings, context: AppContext) -> Callable[[], Awaitable[None]]:
+    """The Calls API without an engine (`serve --role api`): reads go to the database, commands for live calls
+    to the media node carrying them, new calls to the least loaded live node. Returns what stops it."""
+    notifications = Notifications(listen_dsn(settings))
+    voice = VoiceService(
+        engine=detached_engine(),
+        sessions=context.sessions,
+        secret_box=context.secret_box,
+        renderer=InfobipEventRenderer(),
+        data_dir=settings.ensure_data_dir(),
+        node_id=settings.voice_node_id or socket.gethostname(),
+        fetch_policy=TargetPolicy.from_config(settings.fetch_allowed_networks, settings.fetch_allowed_hosts),
+        trunk_channels=context.trunk_channels,
+    )
+    voice.relay = command_relay(settings, context, notifications, local_node=None)
+    context.voice = voice
+
+    async def stop_voice() -> None:
+        await notifications.stop()
+        context.voice = None
+
+    return stop_voice
+
+
+def command_relay(
+    settings: Settings, context: AppContext, notifications: Notifications, *, local_node: str | None
+) -> CommandRelay:
+    return CommandRelay(
+        sessions=context.sessions,
+        notifications=notifications,
+        local_node=local_node,
+        timeout_s=settings.voice_relay_timeout_seconds,
+        dead_after_s=settings.voice_node_dead_after_seconds,
+        poll_s=settings.voice_relay_poll_seconds,
+    )
+
+
+def listen_dsn(settings: Settings) -> str | None:
+    """The database for LISTEN (asyncpg's own URL form) on PostgreSQL; None elsewhere (nodes poll)."""
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() != "postgresql":
+        return None
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def run_media_node(settings: Settings, *, health: tuple[str, int] | None = None) -> None:
+    """`callplane media`: the engine as a media node until SIGINT/SIGTERM (its calls are ended cleanly then)."""
+    import signal
+
+    data_dir = settings.ensure_data_dir()
+    engine = create_engine(settings)
+    context = AppContext(
+        settings=settings,
+        engine=engine,
+        sessions=create_session_factory(engine),
+        lookups=TenancyLookups(settings.tenancy_cache_seconds),
+        secret_box=SecretBox(settings.effective_secret_key()),
+        admin_token="",  # no API here
+        storage=LocalRecordingStorage(data_dir / "recordings"),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    workers: list[asyncio.Task[None]] = []
+    stop_voice = await start_voice(settings, context, stop, workers)
+    voice = context.voice
+    server = None
+    if health is not None:
+
+        async def healthz(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                await reader.readuntil(b"\r\n\r\n")
+                body = json.dumps(
+                    {
+                        "status": "ok",
+                        "version": __version__,
+                        "node": settings.voice_node_id or socket.gethostname(),
+                        "live_calls": voice.live_count() if voice is not None else 0,
+                    }
+                ).encode()
+                head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+                writer.write(head.encode() + b"connection: close\r\n\r\n" + body)
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(healthz, health[0], health[1])
+    log.info("media node running", extra={"fields": {"node": voice.node_id if voice else None}})
+    try:
+        await stop.wait()
+    finally:
+        if server is not None:
+            server.close()
+        await stop_voice()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await engine.dispose()
 
 
 def _internal_error(path: str) -> Response:

@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     voice_inbound_answer_timeout_seconds: float = Field(default=120.0, gt=0)
     # Live calls are owned by the node whose engine carries them; on start a node ends its leftovers.
     voice_node_id: str | None = Field(default=None, description="unset: the host name")
+    # Scale-out (`serve --role api` + `callplane media`): media nodes beat every few seconds; a node whose last
+    # beat is older than `voice_node_dead_after_seconds` gets no new calls and no commands. An API process waits
+    # `voice_relay_timeout_seconds` for a node to run a command; nodes poll for commands every
+    # `voice_relay_poll_seconds` when a NOTIFY was missed (or on SQLite, which has none).
+    voice_node_heartbeat_seconds: float = Field(default=2.0, gt=0)
+    voice_node_dead_after_seconds: float = Field(default=10.0, gt=0)
+    voice_relay_timeout_seconds: float = Field(default=10.0, gt=0)
+    voice_relay_poll_seconds: float = Field(default=0.5, gt=0)
     # Contact center (docs/contact-center.md): how long an agent's and an end user's phone rings, and how often
     # the queues and scheduled calls are looked at when nothing pokes them.
     contact_center_ring_timeout_seconds: int = Field(default=30, ge=1, le=60)

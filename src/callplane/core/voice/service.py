@@ -34,6 +34,7 @@ from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.voice import files as media_files
 from callplane.core.voice import trunks
 from callplane.core.voice.configurations import get_configuration, route_for
+from callplane.core.voice.dispatch import Forwarder, relayed
 from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer, publish
 from callplane.core.voice.inbound import InboundPlan, InboundPlanner
 from callplane.core.voice.models import (
@@ -293,6 +294,8 @@ class VoiceService:
         # In-process observers of state changes (call id, event type), called after each change is committed;
         # e.g. the contact center drives its calls from its legs' events. They must return quickly.
         self.listeners: list[Callable[[str, str], Awaitable[None]]] = []
+        # Commands for calls carried by another media node go through this (core/voice/relay.py); None: embedded.
+        self.relay: Forwarder | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -347,6 +350,13 @@ class VoiceService:
         return task
 
     # ---- lookups (also for other voice routes) --------------------------------------------------
+
+    def carries(self, arguments: Mapping[str, Any]) -> bool:
+        """Whether this process carries the call a command names (the in-process path of `@relayed`)."""
+        return any(arguments.get(name) in self._live for name in ("call_id", "parent_call_id"))
+
+    def live_count(self) -> int:
+        return len(self._live)
 
     async def get_call(self, *, account_id: str, call_id: str, session: AsyncSession | None = None) -> VoiceCall:
         if session is None:
@@ -408,6 +418,7 @@ class VoiceService:
 
     # ---- creating calls -------------------------------------------------------------------------
 
+    @relayed
     async def create_call(self, *, account_id: str, request: NewCall) -> VoiceCall:
         """Commit the call (CALLING), then dial; a dial that fails at once ends the call FAILED with its event."""
         timeout = request.connect_timeout_s or DEFAULT_CONNECT_TIMEOUT_S
@@ -581,12 +592,14 @@ class VoiceService:
 
     # ---- actions --------------------------------------------------------------------------------
 
+    @relayed
     async def send_ringing(self, *, account_id: str, call_id: str) -> None:
         live = await self._live_call(account_id, call_id)
         self._require_inbound(live)
         await self.engine.send_ringing(live.engine_id)
         await self._move(call_id, VoiceCallState.RINGING, "CALL_RINGING", ringing=True)
 
+    @relayed
     async def pre_answer(self, *, account_id: str, call_id: str, ringing: bool = False) -> None:
         live = await self._live_call(account_id, call_id)
         self._require_inbound(live)
@@ -595,6 +608,7 @@ class VoiceService:
         await self.engine.pre_answer(live.engine_id)
         await self._move(call_id, VoiceCallState.PRE_ESTABLISHED, "CALL_PRE_ESTABLISHED")
 
+    @relayed
     async def answer(
         self,
         *,
@@ -609,6 +623,7 @@ class VoiceService:
         await self._merge_custom_data(call_id, custom_data)
         await self.engine.answer(live.engine_id)  # CallAnswered moves it to ESTABLISHED
 
+    @relayed
     async def hangup(self, *, account_id: str, call_id: str, error_code: ErrorCode | None = None) -> VoiceCall:
         """End the call; answers with the call as it is now (the terminal state follows from the engine)."""
         live = await self._live_call(account_id, call_id)
@@ -626,12 +641,15 @@ class VoiceService:
             await self.engine.hangup(live.engine_id)
         return call
 
+    @relayed
     async def say(self, *, account_id: str, call_id: str, speech: Speech, options: PlayOptions) -> None:
         await self._start_playback(account_id, call_id, PlayContent(speech=speech), options, "SAY_FINISHED")
 
+    @relayed
     async def play(self, *, account_id: str, call_id: str, content: PlayContent, options: PlayOptions) -> None:
         await self._start_playback(account_id, call_id, content, options, "PLAY_FINISHED")
 
+    @relayed
     async def stop_play(self, *, account_id: str, call_id: str) -> None:
         live = await self._live_call(account_id, call_id)
         pending, live.pending_play = live.pending_play, None
@@ -641,12 +659,14 @@ class VoiceService:
             return
         await self.engine.stop_playback(live.engine_id)
 
+    @relayed
     async def send_dtmf(self, *, account_id: str, call_id: str, digits: str) -> None:
         if not digits or any(digit not in "0123456789*#ABCDabcd" for digit in digits):
             raise InvalidInput("dtmf must be digits 0-9, *, # or A-D")
         live = await self._live_call(account_id, call_id)
         self._spawn(self._guarded(live, "SEND_DTMF", self.engine.send_dtmf(live.engine_id, digits.upper())), "dtmf")
 
+    @relayed
     async def capture_dtmf(self, *, account_id: str, call_id: str, request: CaptureRequest) -> None:
         if request.max_length < 1:
             raise InvalidInput("maxLength must be at least 1")
@@ -658,6 +678,7 @@ class VoiceService:
         source = await self._source(account_id, request.play) if request.play is not None else None
         live.capture = self._spawn(self._capture(live, request, source), "capture")
 
+    @relayed
     async def start_recording(self, *, account_id: str, call_id: str, request: RecordingRequest) -> None:
         live = await self._live_call(account_id, call_id)
         call = await self.get_call(account_id=account_id, call_id=call_id)
@@ -665,6 +686,7 @@ class VoiceService:
             raise InvalidCallState("only a connected call can be recorded")
         await self._begin_recording(live, call, request)
 
+    @relayed
     async def stop_recording(self, *, account_id: str, call_id: str) -> None:
         live = await self._live_call(account_id, call_id)
         if live.recording_id is None:
@@ -1202,6 +1224,7 @@ class VoiceService:
 
     # ---- dialogs: two calls bridged ----------------------------------------------------------
 
+    @relayed
     async def create_dialog(
         self, *, account_id: str, parent_call_id: str, child: NewCall | None, child_hangup_ends_parent: bool = True
     ) -> VoiceDialog:
@@ -1235,6 +1258,7 @@ class VoiceService:
             )
         return await self.get_dialog(account_id=account_id, dialog_id=dialog.id)
 
+    @relayed
     async def dialog_from_calls(
         self, *, account_id: str, parent_call_id: str, child_call_id: str, child_hangup_ends_parent: bool = True
     ) -> VoiceDialog:
@@ -1312,6 +1336,7 @@ class VoiceService:
             )
             return list(rows), total
 
+    @relayed
     async def hangup_dialog(self, *, account_id: str, dialog_id: str) -> VoiceDialog:
         """Hang up both calls; the dialog ends FINISHED (or FAILED if it never connected) with source API."""
         dialog = await self.get_dialog(account_id=account_id, dialog_id=dialog_id)
@@ -1441,14 +1466,17 @@ class VoiceService:
             raise CallOnAnotherNode(f"dialog {dialog_id} is carried by another media node")
         return dialog, parent, child
 
+    @relayed
     async def dialog_say(self, *, account_id: str, dialog_id: str, speech: Speech, loop_count: int = 1) -> None:
         """Say text to both parties (mixed over what they hear of each other) -> SAY_FINISHED for the dialog."""
         await self._start_dialog_playback(account_id, dialog_id, PlayContent(speech=speech), loop_count, "SAY_FINISHED")
 
+    @relayed
     async def dialog_play(self, *, account_id: str, dialog_id: str, content: PlayContent, loop_count: int = 1) -> None:
         """Play audio to both parties -> PLAY_FINISHED for the dialog."""
         await self._start_dialog_playback(account_id, dialog_id, content, loop_count, "PLAY_FINISHED")
 
+    @relayed
     async def dialog_stop_play(self, *, account_id: str, dialog_id: str) -> None:
         dialog, parent, _ = await self._established_dialog(account_id, dialog_id)
         pending = self._dialogs.pending_play.pop(dialog.id, None)
@@ -1506,6 +1534,7 @@ class VoiceService:
             event = VoiceEvent(event_type, parent, dialog=dialog, child=child, **details)
             await publish(session=session, renderer=self.renderer, event=event)
 
+    @relayed
     async def start_dialog_recording(self, *, account_id: str, dialog_id: str, request: DialogRecordingRequest) -> None:
         """Composed: one file of both parties mixed (the parent leg's mix of what it hears and sends). Not composed:
         one file per call with that party alone. DIALOG_RECORDING_READY when all files of this recording are ready."""
@@ -1520,6 +1549,7 @@ class VoiceService:
         if dialog is not None and dialog.state == DialogState.ESTABLISHED:
             await self._dialog_established(dialog_id)  # it connected before we got here
 
+    @relayed
     async def stop_dialog_recording(self, *, account_id: str, dialog_id: str) -> None:
         dialog = await self.get_dialog(account_id=account_id, dialog_id=dialog_id)
         if dialog.state in DIALOG_TERMINAL:
