@@ -46,6 +46,7 @@ COMMANDS_CHANNEL = "callplane_voice_commands"  # payload: the node id
 OUTCOMES_CHANNEL = "callplane_voice_outcomes"  # payload: the command id
 EVERYONE = "*"  # handlers get this after a (re)connect: look at the table, notifications may have been missed
 FINISHED = (CommandStatus.DONE, CommandStatus.FAILED, CommandStatus.EXPIRED)
+FAST_POLL_S = 0.01  # a node without notifications, just after running a command
 MAX_PAYLOAD = 7000  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 
 
@@ -433,11 +434,15 @@ class CommandExecutor:
         await self.notifications.start()
         waker = asyncio.create_task(self._wake_on(stop))
         try:
+            delay = self.poll_s
             while not stop.is_set():
                 self._wake.clear()
-                await self.run_pending()
+                claimed = await self.run_pending()
+                # without notifications, a command is often followed by the application's next one: look again
+                # soon, then back off to the poll interval
+                delay = FAST_POLL_S if claimed and not self.notifications.listening else min(delay * 2, self.poll_s)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                    await asyncio.wait_for(self._wake.wait(), delay)
         finally:
             waker.cancel()
             for task in list(self._tasks):
