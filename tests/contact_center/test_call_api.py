@@ -237,6 +237,11 @@ def test_inbound_and_scheduled_calls_queue_on_their_menu_and_a_scheduled_call_ca
         "materialized_path": f"{lock_star}/{locks}",
     }
     assert [p["type"] for p in call["participants"]] == ["end_user"]
+    # The list renders the same object (its views are loaded in batches).
+    listed = full.api.get("/apps/api/v1/calls", params={"menu_id": locks}).json()
+    one = full.call(call["id"])
+    assert [item["id"] for item in listed] == [call["id"]]
+    assert {**listed[0], "wait_duration": 0} == {**one, "wait_duration": 0}
 
     scheduled = full.create(
         _fill(full, {**SCHED, "menu_id": "{App}", "end_user_number": END_USER, "ticket_id": "71450"})

@@ -166,11 +166,17 @@ class ContactCenterRuntime:
 
     async def dispatch(self) -> None:
         """Queued calls get the longest-idle available agent of their menu; assigned calls get rung."""
+        # Only calls whose menu has an available agent: a pass over long queues nobody can take costs one query.
+        ready_menus = (
+            select(MenuAgent.menu_id)
+            .join(Agent, Agent.id == MenuAgent.agent_id)
+            .where(Agent.status == AgentStatus.AVAILABLE)
+        )
         async with self.sessions() as session:
             queued = list(
                 await session.execute(
                     select(CcCall.id, CcCall.menu_id)
-                    .where(CcCall.status == CcCallStatus.QUEUED)
+                    .where(CcCall.status == CcCallStatus.QUEUED, CcCall.menu_id.in_(ready_menus))
                     .order_by(CcCall.queued_at, CcCall.id)
                     .limit(DISPATCH_BATCH)
                 )

@@ -178,7 +178,8 @@ async def list_calls(request: Request, context: ContextDep, principal: Principal
                 offset=(max(page, 1) - 1) * per,
                 limit=per,
             )
-            body = [wire.call_object(await cc.call_view(session=session, call=c), _base(request)) for c in calls]
+            views = await cc.call_views(session=session, calls=calls)
+            body = [wire.call_object(view, _base(request)) for view in views]
         return json_response(body, 200, {"Total": str(total), "Per-Page": str(per)})
 
     return await _guard(work)
