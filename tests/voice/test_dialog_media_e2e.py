@@ -18,14 +18,20 @@ import numpy as np
 import pytest
 from infobip_api_client.api.calls_api import CallsApi
 from infobip_api_client.exceptions import ApiException
+from infobip_api_client.models.call_endpoint_type import CallEndpointType
+from infobip_api_client.models.calls_dialog_call_request import CallsDialogCallRequest
 from infobip_api_client.models.calls_dialog_play_request import CallsDialogPlayRequest
+from infobip_api_client.models.calls_dialog_propagation_options import CallsDialogPropagationOptions
 from infobip_api_client.models.calls_dialog_recording_composition import CallsDialogRecordingComposition
 from infobip_api_client.models.calls_dialog_recording_request import CallsDialogRecordingRequest
+from infobip_api_client.models.calls_dialog_request import CallsDialogRequest
 from infobip_api_client.models.calls_dialog_say_request import CallsDialogSayRequest
+from infobip_api_client.models.calls_dialog_state import CallsDialogState
 from infobip_api_client.models.calls_file_play_content import CallsFilePlayContent
 from infobip_api_client.models.calls_language import CallsLanguage
 from infobip_api_client.models.calls_play_content_type import CallsPlayContentType
 from infobip_api_client.models.calls_recording_type import CallsRecordingType
+from infobip_api_client.models.calls_sip_endpoint import CallsSipEndpoint
 
 from callplane.testing.infobip import calls_api
 from tests.media.sippkit import free_even_port_pair, free_udp_port, tone, write_rtp_pcap
@@ -329,3 +335,51 @@ def test_ringback_generation_lets_the_caller_hear_ringing_until_the_child_answer
         code, output = sipp_result(process)
         assert code == 0, output
     assert settle_then_single_terminal(receiver, parent_id)["type"] == "CALL_FINISHED"
+
+
+def test_the_official_client_creates_a_dialog_with_ringing_propagated_and_a_recording_from_the_start(
+    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
+) -> None:
+    """`CallsDialogRequest` with `propagationOptions.childCallRinging` and a composed `recording`: the caller gets
+    the child's ringing, the recording starts when the dialog is established and is ready when it ends."""
+    account_key = app.http.headers["authorization"].removeprefix("App ")
+    calls = calls_api(voice_server.running.base_url, account_key)
+    try:
+        callee_dir = tmp_path / "callee"
+        callee_dir.mkdir()
+        callee, callee_port = _talking_callee(callee_dir, CALLEE_HZ, ring_ms=500)
+        caller, parent_id = _inbound_caller(tmp_path, voice_server, app, receiver)
+        endpoint = CallsSipEndpoint(
+            type=CallEndpointType.SIP, username="agent", sip_trunk_id=calls_e2e._trunk(calls, callee_port)
+        )
+        dialog = calls.create_dialog(
+            CallsDialogRequest(
+                parent_call_id=parent_id,
+                child_call_request=CallsDialogCallRequest(endpoint=endpoint, connect_timeout=30),
+                recording=CallsDialogRecordingRequest(
+                    recording_type=CallsRecordingType.AUDIO,
+                    dialog_composition=CallsDialogRecordingComposition(enabled=True),
+                ),
+                propagation_options=CallsDialogPropagationOptions(child_call_ringing=True),
+            )
+        )
+        assert dialog.id is not None and dialog.parent_call is not None and dialog.parent_call.id == parent_id
+        receiver.wait_type(parent_id, "CALL_RINGING")
+        _dialog_event(receiver, dialog.id, "DIALOG_ESTABLISHED")
+        time.sleep(2.0)  # both parties talk into the recording
+        hung = calls.hangup_dialog(dialog.id)
+        assert hung.id == dialog.id
+        ready = _dialog_event(receiver, dialog.id, "DIALOG_RECORDING_READY")
+        [composed_file] = ready["properties"]["recording"]["composedFiles"]
+        samples, _ = _wav(
+            app.http.get(f"/calls/1/recordings/files/{composed_file['id']}").content, tmp_path / "from-start.wav"
+        )
+        assert _band(samples, CALLER_HZ) > 0.1 and _band(samples, CALLEE_HZ) > 0.1
+        for process in (caller, callee):
+            code, output = sipp_result(process)
+            assert code == 0, output
+        finished = _dialog_event(receiver, dialog.id, "DIALOG_FINISHED")
+        assert finished["properties"]["hangupSource"] == "API"
+        assert calls.get_dialog_history(dialog.id).state == CallsDialogState.FINISHED
+    finally:
+        calls.api_client.rest_client.pool_manager.clear()
