@@ -2,7 +2,7 @@
 from acceptance to `processed` through the real server.
 
     .venv/bin/python bench/transcribe.py [--minutes 5] [--skip-e2e] [--model PATH] [--device cpu|cuda]
-                                         [--espeak-long-call]
+                                         [--espeak-long-call] [--show]
 
 1. Joins the registry model into a fresh directory (timed) and loads it (timed).
 2. The committed test set (tests/transcripts/testset/: Flite and espeak-ng voices through a telephone channel,
@@ -112,7 +112,13 @@ def timed(engine: FasterWhisperEngine, path: Path, language: str) -> tuple[Trans
     return transcript, time.perf_counter() - started
 
 
-def bench_calls(title: str, engines: dict[int, FasterWhisperEngine], calls: list[tuple[CallReference, Path]]) -> None:
+def bench_calls(
+    title: str,
+    engines: dict[int, FasterWhisperEngine],
+    calls: list[tuple[CallReference, Path]],
+    *,
+    show: bool = False,
+) -> None:
     print(f"\n{title}")
     print(f"{'call':<20} {'lang':<6} {'audio s':>7} {'WER caller':>10} {'WER agent':>9} {'order':>5} "
           f"{'xRT 1 worker':>12} {'xRT 2 workers':>13}")  # fmt: skip
@@ -127,6 +133,11 @@ def bench_calls(title: str, engines: dict[int, FasterWhisperEngine], calls: list
             speeds[workers] = transcript.duration_s / elapsed
             wall[workers] += elapsed
         errors = channel_wer(reference, transcript)  # from the last (2-worker) run
+        if show:  # where the errors come from
+            for channel in transcript.channels:
+                assert channel.speaker is not None
+                print(f"  {channel.speaker.value:<6} said: {reference.text_of(channel.speaker.value)}")
+                print(f"  {'':<6}heard: {channel.text}")
         language = reference.language.split("-")[0]
         for speaker, (wrong, total) in errors.items():
             for tally in (pooled[speaker], by_language.setdefault(language, {}).setdefault(speaker, [0, 0])):
@@ -291,6 +302,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--espeak-long-call", action="store_true", help="the long call in the old espeak voices")
+    parser.add_argument("--show", action="store_true", help="print what each test-set channel said and was heard")
     args = parser.parse_args()
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -319,7 +331,7 @@ def main() -> None:
         engines[2].transcribe_channels(TESTSET / "en_us_cancel.mp3", "en-US")  # first decode allocates
         engines[1].transcribe_channels(TESTSET / "en_us_cancel.mp3", "en-US")
         testset = [(reference, TESTSET / reference.audio) for reference in read_references(TESTSET / "references.json")]
-        bench_calls("test set (tests/transcripts/testset)", engines, testset)
+        bench_calls("test set (tests/transcripts/testset)", engines, testset, show=args.show)
         long_path = work / "five_minutes.mp3"
         long_call = LONG_CALL
         if args.espeak_long_call:
