@@ -7,8 +7,9 @@ ESTABLISHED in an ESTABLISHED dialog, tracking row, one custom data value each),
 its own process (no engine, no workers), then asks
 ``GET /api/2022-08-01/calls_in_progress/current_calls.json`` ``--requests`` times by transaction id and
 ``--requests`` times by calling/destination phone pair (random live calls, one keep-alive connection, one
-request at a time) and prints p50 / p90 / p99 / max in milliseconds and requests per second. Every answer is
-checked to hold exactly the call asked for.
+request at a time) and prints p50 / p90 / p99 / max in milliseconds, requests per second and the server
+process's CPU time per request (user + system, from /proc: what a lookup costs whatever else loads the machine).
+Every answer is checked to hold exactly the call asked for.
 """
 
 from __future__ import annotations
@@ -166,8 +167,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def measure(client: httpx.Client, params: list[dict[str, str]], expected: list[str]) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to tell the server's own cost from the machine's load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    client: httpx.Client, params: list[dict[str, str]], expected: list[str], server_pid: int
+) -> dict[str, float]:
     latencies: list[float] = []
+    cpu_before = cpu_seconds(server_pid)
     started = time.perf_counter()
     for query, transaction_id in zip(params, expected, strict=True):
         before = time.perf_counter()
@@ -178,6 +188,7 @@ def measure(client: httpx.Client, params: list[dict[str, str]], expected: list[s
             raise AssertionError(f"wrong answer for {query}: {response.status_code} {response.text[:300]}")
     elapsed = time.perf_counter() - started
     return {
+        "server_cpu_ms": (cpu_seconds(server_pid) - cpu_before) * 1000 / len(latencies),
         "p50_ms": statistics.median(latencies),
         "p90_ms": percentile(latencies, 90),
         "p99_ms": percentile(latencies, 99),
@@ -230,14 +241,15 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[dict[str, obje
         rows: list[dict[str, object]] = []
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": token}, timeout=30) as client:
             picks = random.sample(live, min(len(live), 200))
-            measure(client, [base | {"transaction_id": t} for t, _ in picks], [t for t, _ in picks])  # warm up
+            warm = [base | {"transaction_id": t} for t, _ in picks]
+            measure(client, warm, [t for t, _ in picks], server.pid)  # warm up
             picks = [random.choice(live) for _ in range(args.requests)]
-            by_id = measure(client, [base | {"transaction_id": t} for t, _ in picks], [t for t, _ in picks])
+            by_id = measure(client, [base | {"transaction_id": t} for t, _ in picks], [t for t, _ in picks], server.pid)
             pairs = [
                 base | {"calling_phone_number": calling[2:], "destination_phone_number": "800-555-0100"}
                 for _, calling in picks
             ]
-            by_pair = measure(client, pairs, [t for t, _ in picks])
+            by_pair = measure(client, pairs, [t for t, _ in picks], server.pid)
         for test, result in (("transaction id", by_id), ("phone pair", by_pair)):
             rows.append(
                 {"backend": backend, "live calls": args.calls, "seed s": round(seeded_s, 1), "lookup": test} | result
@@ -263,13 +275,14 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"{'backend':<11} {'live calls':>10} {'lookup':<15} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} "
-        f"{'max ms':>7} {'req/s':>7}"
+        f"{'max ms':>7} {'req/s':>7} {'srv CPU ms/req':>14}"
     )
     for backend in args.backends:
         for row in bench_backend(backend, args):
             print(
                 f"{row['backend']:<11} {row['live calls']:>10} {row['lookup']:<15} {row['p50_ms']:>7.2f} "
-                f"{row['p90_ms']:>7.2f} {row['p99_ms']:>7.2f} {row['max_ms']:>7.2f} {row['per_second']:>7.0f}"
+                f"{row['p90_ms']:>7.2f} {row['p99_ms']:>7.2f} {row['max_ms']:>7.2f} {row['per_second']:>7.0f} "
+                f"{row['server_cpu_ms']:>14.2f}"
                 f"   (seeded in {row['seed s']} s)"
             )
 

@@ -138,6 +138,8 @@ def parse_search(
 # ---- finding live calls ----------------------------------------------------------------------------
 
 
+_CUSTOM_DATA = (CallCustomData.name, CallCustomData.value, CallCustomData.source)
+
 # Statements are built once with bind parameters: building a statement of this size costs more than running it
 # (a lookup by transaction id is two indexed queries and one for the custom data).
 _STATEMENTS: dict[str, Any] = {}
@@ -185,8 +187,9 @@ def _build(name: str) -> Any:
         return _contact_center_statement(account, id_filter, organization_filter)
     parent_tracked = aliased(TrackedCall)
     statement = (
-        select(VoiceCall, Call, TrackedCall, VoiceDialog, Campaign, Organization, PromoNumber)
+        select(VoiceCall, Call, TrackedCall, VoiceDialog, Campaign, Organization, PromoNumber, *_CUSTOM_DATA)
         .join(Call, Call.id == VoiceCall.id)
+        .outerjoin(CallCustomData, CallCustomData.call_id == VoiceCall.id)
         .outerjoin(TrackedCall, TrackedCall.call_id == VoiceCall.id)
         .outerjoin(VoiceDialog, VoiceDialog.id == VoiceCall.dialog_id)
         .outerjoin(Campaign, Campaign.id == Call.campaign_id)
@@ -219,8 +222,9 @@ def _contact_center_statement(account: Any, id_filter: str, organization_filter:
     """Contact-center calls (their core Call) while one of their legs is live."""
     agent_leg, end_user_leg = aliased(VoiceCall), aliased(VoiceCall)
     statement = (
-        select(CcCall, Call, TrackedCall, Campaign, Organization)
+        select(CcCall, Call, TrackedCall, Campaign, Organization, *_CUSTOM_DATA)
         .join(Call, Call.id == CcCall.core_call_id)
+        .outerjoin(CallCustomData, CallCustomData.call_id == Call.id)
         .outerjoin(TrackedCall, TrackedCall.call_id == Call.id)
         .outerjoin(Campaign, Campaign.id == Call.campaign_id)
         .outerjoin(Organization, Organization.id == Call.organization_id)
@@ -284,26 +288,29 @@ async def find_live_calls(*, session: AsyncSession, scope: Scope, search: Search
     elif scope.organization_scope is not None:
         organization_filter, params["organization_scope"] = "scope", sorted(scope.organization_scope)
     suffix = f"{'all' if ids is None else 'ids'}:{organization_filter}"
-    calls: list[LiveCall] = []
-    for voice, core, tracked, dialog, campaign, advertiser, promo in (
+    # One row per call and custom data value (the custom data is joined: one round trip fewer).
+    found: dict[str, LiveCall] = {}
+    for voice, core, tracked, dialog, campaign, advertiser, promo, *data in (
         await session.execute(_statement(f"live:{suffix}"), params)
     ).all():
-        call = _view(voice, core, tracked, dialog)
-        call.campaign, call.advertiser, call.promo_number = campaign, advertiser, promo
-        calls.append(call)
+        call = found.get(voice.id)
+        if call is None:
+            call = found[voice.id] = _view(voice, core, tracked, dialog)
+            call.campaign, call.advertiser, call.promo_number = campaign, advertiser, promo
+        _add_custom_data(call, data)
     # Contact-center calls, unless the candidates are all found already (the usual lookup by a promo call's id).
-    if ids is None or set(ids) - {call.call_id for call in calls}:
-        for cc, core, tracked, campaign, advertiser in (
+    if ids is None or set(ids) - set(found):
+        for cc, core, tracked, campaign, advertiser, *data in (
             await session.execute(_statement(f"cc:{suffix}"), params)
         ).all():
-            call = _contact_center_view(cc, core, tracked)
-            call.campaign, call.advertiser = campaign, advertiser
-            calls.append(call)
+            call = found.get(core.id)
+            if call is None:
+                call = found[core.id] = _contact_center_view(cc, core, tracked)
+                call.campaign, call.advertiser = campaign, advertiser
+            _add_custom_data(call, data)
+    calls = list(found.values())
     if search.transaction_id is not None:  # a tracked call answers to its transaction id only, not its call id
         calls = [call for call in calls if call.transaction_id == search.transaction_id]
-    if not calls:
-        return []
-    await _custom_data(session, calls)
     calls.sort(key=lambda c: (c.bridged_at or c.transfer_started_at or c.started_at, c.call_id), reverse=True)
     return calls
 
@@ -355,6 +362,12 @@ def _contact_center_view(cc: CcCall, core: Call, tracked: TrackedCall | None) ->
         bridged_at=cc.connected_at,
         direction=(core.direction or "").upper(),
     )
+
+
+def _add_custom_data(call: LiveCall, data: list[Any]) -> None:
+    name, value, source = data
+    if name is not None:
+        call.custom_data.append((name, value, source))
 
 
 async def _custom_data(session: AsyncSession, calls: list[LiveCall]) -> None:

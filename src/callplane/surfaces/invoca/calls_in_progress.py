@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from callplane.core.call_tracking import live
 from callplane.core.call_tracking.errors import CallInProgressNotFound, OrganizationNotVisible
@@ -52,8 +53,20 @@ def _render(error: CallplaneError) -> Response:
 Work = Callable[[AsyncSession, Principal, live.Scope, str], Awaitable[Response]]
 
 
-async def _serve(request: Request, version: str, body: object, work: Work) -> Response:
-    """Version, token, organization scope, then the work in one transaction."""
+_READ_ENGINES: dict[int, AsyncEngine] = {}
+
+
+def _read_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The engine in autocommit mode: a lookup is a few reads, and BEGIN/COMMIT would be two more round trips
+    (on PostgreSQL, most of a lookup's cost)."""
+    found = _READ_ENGINES.get(id(engine))
+    if found is None or found.sync_engine.pool is not engine.sync_engine.pool:
+        found = _READ_ENGINES[id(engine)] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return found
+
+
+async def _serve(request: Request, version: str, body: object, work: Work, *, write: bool = False) -> Response:
+    """Version, token, organization scope, then the work: one transaction for an update, autocommit reads else."""
     context = app_context(request)
     if version not in CALLS_IN_PROGRESS_API_VERSIONS:
         supported = ", ".join(CALLS_IN_PROGRESS_API_VERSIONS)
@@ -61,7 +74,12 @@ async def _serve(request: Request, version: str, body: object, work: Work) -> Re
     token = oauth_token(request, body)
     params = request.query_params
     try:
-        async with context.sessions() as session, session.begin():
+        async with contextlib.AsyncExitStack() as stack:
+            if write:
+                session = await stack.enter_async_context(context.sessions())
+                await stack.enter_async_context(session.begin())
+            else:
+                session = await stack.enter_async_context(context.sessions(bind=_read_engine(context.engine)))
             principal = await context.lookups.principal_for_token(session, token) if token else None
             if principal is None:
                 return _error(401, "NotAuthorized")
@@ -141,4 +159,4 @@ async def update(version: str, request: Request) -> Response:
         )
         return json_response({"current_call": updated_call(changed)}, 202)
 
-    return await _serve(request, version, body, work)
+    return await _serve(request, version, body, work, write=True)
