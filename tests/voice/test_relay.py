@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.app import listen_dsn
@@ -205,14 +205,10 @@ async def _runs_on_the_node(settings: Settings, tmp_path: Path) -> None:
         api = _voice(sessions, tmp_path, "api")
         api.relay = relay = _relay(sessions, settings, timeout_s=10)
         node = _voice(sessions, tmp_path, "node-b")
-        heartbeat = NodeHeartbeat(
-            sessions=sessions, node_id="node-b", sip_address=None, live_calls=lambda: 0, every_s=1
-        )
+        heartbeat = _heartbeat(sessions, "node-b")
         await heartbeat.start()
         notifications = Notifications(listen_dsn(settings))
-        executor = CommandExecutor(
-            voice=node, sessions=sessions, notifications=notifications, node_id="node-b", poll_s=0.1
-        )
+        executor = _executor(node, sessions, notifications, "node-b")
         stop = asyncio.Event()
         running = asyncio.create_task(executor.run_forever(stop))
         try:
@@ -232,6 +228,12 @@ async def _runs_on_the_node(settings: Settings, tmp_path: Path) -> None:
                 ("send_dtmf", CommandStatus.FAILED, "node-b"),
             ]
             # a new call goes to the least loaded alive node
+            async with sessions() as session:
+                assert await pick_node(session, dead_after_s=5) == "node-b"
+            # a node whose row disappeared announces itself again on its next beat
+            async with sessions() as session, session.begin():
+                await session.execute(delete(MediaNode))
+            await heartbeat.beat()
             async with sessions() as session:
                 assert await pick_node(session, dead_after_s=5) == "node-b"
         finally:
@@ -268,9 +270,7 @@ async def _expires(settings: Settings, tmp_path: Path) -> None:
             # the node comes to life: it does not run the expired command
             node = _voice(sessions, tmp_path, "node-c")
             notifications = Notifications(listen_dsn(settings))
-            executor = CommandExecutor(
-                voice=node, sessions=sessions, notifications=notifications, node_id="node-c", poll_s=0.1
-            )
+            executor = _executor(node, sessions, notifications, "node-c")
             assert await executor.run_pending() == 0
             await notifications.stop()
             # a node whose heartbeat went stale gets no command at all

@@ -116,11 +116,14 @@ class NodeHeartbeat:
     async def beat(self) -> None:
         now = utcnow()
         async with self.sessions() as session, session.begin():
-            await session.execute(
+            beat = await session.execute(
                 update(MediaNode)
                 .where(MediaNode.id == self.node_id)
-                .values(heartbeat_at=now, live_calls=self.live_calls(), stopped_at=None)
+                .values(heartbeat_at=now, live_calls=self.live_calls())
+                .execution_options(synchronize_session=False)
             )
+            if getattr(beat, "rowcount", 0) == 0:  # the row was removed (by an operator): announce the node again
+                session.add(MediaNode(id=self.node_id, sip_address=self.sip_address, live_calls=self.live_calls()))
             # pending commands nobody waits for any more are never run
             await session.execute(
                 update(NodeCommand)
