@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from callplane.media.audio import PcmPlayer, RecordingChannels, WavRecorder, read_wav
+from callplane.media.audio import PcmPlayer, RecordingChannels, WavRecorder, compose_tracks, read_wav, write_wav
 from callplane.media.channel import MediaChannel, SharedPrompt, mix
 from callplane.media.clock import MediaClock
 from callplane.media.g711 import Pcm
@@ -104,3 +104,18 @@ def test_heard_recording_keeps_only_the_far_ends_audio(tmp_path: Path) -> None:
     assert channels == 1 and len(samples) == 51 * FRAME_SAMPLES
     assert abs(dominant_frequency(samples[: 50 * FRAME_SAMPLES]) - 700) < 10
     assert not samples[50 * FRAME_SAMPLES :].any()
+
+
+def test_compose_tracks_mixes_or_keeps_one_channel_per_party(tmp_path: Path) -> None:
+    parent, child = tmp_path / "parent.wav", tmp_path / "child.wav"
+    write_wav(parent, tone(700, 1.0))
+    write_wav(child, tone(1300, 0.5))  # shorter: padded with silence
+    assert compose_tracks([parent, child], tmp_path / "mixed.wav") == 1000
+    mixed, channels = read_wav(tmp_path / "mixed.wav")
+    assert channels == 1 and len(mixed) == 8000
+    assert np.array_equal(mixed[:4000], mix(tone(700, 1.0)[:4000], tone(1300, 0.5)))
+    assert np.array_equal(mixed[4000:], tone(700, 1.0)[4000:])
+    compose_tracks([parent, child], tmp_path / "stereo.wav", multi_channel=True)
+    stereo, channels = read_wav(tmp_path / "stereo.wav")
+    assert channels == 2
+    assert np.array_equal(stereo[0::2], tone(700, 1.0)) and not stereo[1::2][4000:].any()

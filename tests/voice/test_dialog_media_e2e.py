@@ -29,6 +29,8 @@ from infobip_api_client.models.calls_dialog_say_request import CallsDialogSayReq
 from infobip_api_client.models.calls_dialog_state import CallsDialogState
 from infobip_api_client.models.calls_file_play_content import CallsFilePlayContent
 from infobip_api_client.models.calls_language import CallsLanguage
+from infobip_api_client.models.calls_multi_channel import CallsMultiChannel
+from infobip_api_client.models.calls_on_demand_composition import CallsOnDemandComposition
 from infobip_api_client.models.calls_play_content_type import CallsPlayContentType
 from infobip_api_client.models.calls_recording_type import CallsRecordingType
 from infobip_api_client.models.calls_sip_endpoint import CallsSipEndpoint
@@ -242,11 +244,20 @@ def _run(calls: CallsApi, voice_server: VoiceServer, app: App, receiver: Receive
         samples, _ = _wav(app.http.get(f"/calls/1/recordings/files/{file['id']}").content, tmp_path / "one.wav")
         assert _band(samples, own_hz) > 0.5 and _band(samples, other_hz) < 0.05, call_id
 
+    # composed afterwards, one channel per party (the parent's on the left), keeping the per-call files
+    composition = CallsOnDemandComposition(delete_call_recordings=False, multi_channel=CallsMultiChannel(enabled=True))
+    assert calls.compose_dialog_recording(dialog_id, composition).status == "PENDING"
+    composed_later = _dialog_event(receiver, dialog_id, "DIALOG_COMPOSITION_FINISHED")
+    [stereo_file] = composed_later["properties"]["recording"]["composedFiles"]
+    samples, channels = _wav(app.http.get(f"/calls/1/recordings/files/{stereo_file['id']}").content, tmp_path / "c.wav")
+    assert channels == 2
+    assert _band(samples[0::2], CALLER_HZ) > 0.5 and _band(samples[1::2], CALLEE_HZ) > 0.5
+
     # the dialog-recording routes, through the official client
     listed = calls.get_dialogs_recordings(dialog_id=dialog_id)
     assert [r.dialog_id for r in listed.results or []] == [dialog_id]
     one = calls.get_dialog_recordings(dialog_id)
-    assert [f.id for f in one.composed_files or []] == [composed_file["id"]]
+    assert {f.id for f in one.composed_files or []} == {composed_file["id"], stereo_file["id"]}
     assert sorted(r.call_id or "" for r in one.call_recordings or []) == sorted([parent_id, child_id])
     by_call = calls.get_dialogs_recordings(call_id=child_id, calls_configuration_id=app.configuration_id)
     assert [r.dialog_id for r in by_call.results or []] == [dialog_id]

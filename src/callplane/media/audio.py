@@ -210,6 +210,26 @@ def cadence_tone(frequencies_hz: tuple[float, ...], on_ms: int, off_ms: int, *, 
     return np.concatenate([tone, np.zeros(off_ms * SAMPLE_RATE // 1000, dtype=np.int16)])
 
 
+def compose_tracks(paths: list[Path], target: Path, *, multi_channel: bool = False) -> int:
+    """Recordings that started on the same tick (ours, 8 kHz mono) into one WAV: summed with saturation, or one
+    channel per input with `multi_channel`. Shorter tracks are padded with silence. Returns the duration in ms."""
+    tracks = []
+    for path in paths:
+        samples, channels = read_wav(path)
+        if channels != 1:
+            raise ValueError(f"{path.name} is not a mono recording")
+        tracks.append(samples)
+    length = max((len(track) for track in tracks), default=0)
+    padded = [np.concatenate([track, np.zeros(length - len(track), dtype=np.int16)]) for track in tracks]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if multi_channel and len(padded) > 1:
+        write_wav(target, np.stack(padded, axis=1).reshape(-1), channels=len(padded))
+    else:
+        mixed = np.sum(np.stack(padded).astype(np.int32), axis=0) if padded else np.zeros(0, dtype=np.int32)
+        write_wav(target, np.clip(mixed, -32768, 32767).astype(np.int16))
+    return length * 1000 // SAMPLE_RATE
+
+
 class PcmPlayer:
     """Plays samples `loop_count` times; offset and timeout apply to the first loop (Infobip's rule)."""
 

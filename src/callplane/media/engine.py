@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from callplane.errors import CallplaneError, Conflict, InvalidInput, NotFound
-from callplane.media.audio import CollectionEnd, DtmfCollection, RecordingChannels
+from callplane.media.audio import CollectionEnd, DtmfCollection, RecordingChannels, compose_tracks
 from callplane.media.g711 import PayloadType
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "ToneSource",
     "TrunkRegistration",
     "UrlSource",
+    "compose_tracks",
 ]
 
 

@@ -84,6 +84,7 @@ from callplane.media.engine import (
     SipReasonHeader,
     SipTrunk,
     SpeechSource,
+    compose_tracks,
 )
 
 log = logging.getLogger("callplane.voice")
@@ -1792,6 +1793,72 @@ class VoiceService:
             with contextlib.suppress(FileNotFoundError):
                 (self.recordings_dir() / recording.storage_key).unlink()
         return found
+
+    async def compose_dialog_recording(
+        self, *, account_id: str, dialog_id: str, delete_call_recordings: bool = True, multi_channel: bool = False
+    ) -> None:
+        """Compose the dialog's per-call files into one file per recording (each start/stop), in the background:
+        mono mixed, or one channel per call (parent first) with `multi_channel` -> DIALOG_COMPOSITION_FINISHED."""
+        found = await self.dialog_recordings(account_id=account_id, dialog_id=dialog_id)
+        if not any(not f.composed for f in found.files):
+            raise InvalidInput("the dialog has no per-call recording files to compose")
+        self._spawn(self._compose(found, delete_call_recordings, multi_channel), "dialog-compose")
+
+    async def _compose(self, found: DialogRecordings, delete_call_recordings: bool, multi_channel: bool) -> None:
+        dialog = found.dialog
+        sessions: dict[Any, list[VoiceRecording]] = {}
+        for recording in found.files:
+            if not recording.composed:
+                sessions.setdefault(recording.started_at, []).append(recording)  # one start: same started_at
+        composed: list[VoiceRecording] = []
+        try:
+            for started_at, files in sorted(sessions.items(), key=lambda item: item[0]):
+                files.sort(key=lambda f: (f.call_id != dialog.parent_call_id, f.id))  # the parent first
+                file_id = new_id()
+                storage_key = f"{dialog.account_id}/{file_id}.wav"
+                target = self.recordings_dir() / storage_key
+                duration_ms = await asyncio.to_thread(
+                    compose_tracks,
+                    [self.recordings_dir() / f.storage_key for f in files],
+                    target,
+                    multi_channel=multi_channel,
+                )
+                composed.append(
+                    VoiceRecording(
+                        id=file_id,
+                        account_id=dialog.account_id,
+                        call_id=dialog.parent_call_id,
+                        configuration_id=dialog.configuration_id,
+                        name=f"{file_id}.wav",
+                        storage_key=storage_key,
+                        channels="STEREO" if multi_channel and len(files) == 2 else "MONO",
+                        size_bytes=target.stat().st_size,
+                        duration_ms=duration_ms,
+                        custom_data=dict(files[0].custom_data),
+                        started_at=started_at,
+                        ended_at=max((f.ended_at for f in files if f.ended_at), default=utcnow()),
+                        ready=True,
+                        dialog_id=dialog.id,
+                        composed=True,
+                    )
+                )
+        except (OSError, ValueError) as error:
+            await self._emit_dialog(dialog.id, "DIALOG_COMPOSITION_FAILED", detail=f"composition failed: {error}")
+            return
+        sources = [f for files in sessions.values() for f in files]
+        async with self.sessions() as session, session.begin():
+            session.add_all(composed)
+            if delete_call_recordings:
+                await session.execute(
+                    update(VoiceRecording)
+                    .where(VoiceRecording.id.in_([f.id for f in sources]))
+                    .values(ready=False, deleted_at=utcnow())
+                )
+        if delete_call_recordings:
+            for recording in sources:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.recordings_dir() / recording.storage_key).unlink()
+        await self._emit_dialog(dialog.id, "DIALOG_COMPOSITION_FINISHED", recordings=composed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,7 +215,7 @@ def dialog_log_json(dialog: VoiceDialog) -> dict[str, Any]:
 def _properties(event: VoiceEvent) -> dict[str, Any]:
     call = event.call
     kind = event.type
-    if event.dialog is not None and kind == "DIALOG_RECORDING_READY":
+    if event.dialog is not None and kind in ("DIALOG_RECORDING_READY", "DIALOG_COMPOSITION_FINISHED"):
         calls = {c.id: c for c in (call, event.child) if c is not None}
         return {"recording": dialog_recording_json(event.dialog, event.recordings, calls)}
     if event.dialog is not None and kind.startswith("DIALOG_"):
@@ -223,7 +223,7 @@ def _properties(event: VoiceEvent) -> dict[str, Any]:
         if kind in ("DIALOG_FINISHED", "DIALOG_FAILED"):
             properties["errorCode"] = error_code_json(event.dialog.error_code)
             properties["hangupSource"] = event.dialog.hangup_source
-        if kind == "DIALOG_RECORDING_FAILED":
+        if kind in ("DIALOG_RECORDING_FAILED", "DIALOG_COMPOSITION_FAILED"):
             properties = {"reason": event.detail}
         return properties
     if kind in ("CALL_FINISHED", "CALL_FAILED"):

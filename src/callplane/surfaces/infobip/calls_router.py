@@ -867,6 +867,34 @@ async def get_dialog_recordings(dialog_id: str, principal: VoicePrincipalDep, vo
     return json_response(dialog_recording_json(item.dialog, item.files, item.calls))
 
 
+class MultiChannelBody(BaseModel):
+    model_config = _WIRE
+    enabled: bool
+
+
+class CompositionBody(BaseModel):
+    """`CallsOnDemandComposition`."""
+
+    model_config = _WIRE
+    deleteCallRecordings: bool = True
+    multiChannel: MultiChannelBody | None = None
+
+
+@router.post("/recordings/dialogs/{dialog_id}/compose")
+async def compose_dialog_recording(
+    dialog_id: str, principal: VoicePrincipalDep, voice: VoiceDep, body: CompositionBody | None = None
+) -> Response:
+    """Per-call files into composed ones (in the background) -> DIALOG_COMPOSITION_FINISHED."""
+    body = body or CompositionBody()
+    await voice.compose_dialog_recording(
+        account_id=principal.account.id,
+        dialog_id=dialog_id,
+        delete_call_recordings=body.deleteCallRecordings,
+        multi_channel=bool(body.multiChannel and body.multiChannel.enabled),
+    )
+    return json_response(PENDING)
+
+
 @router.delete("/recordings/dialogs/{dialog_id}")
 async def delete_dialog_recordings(dialog_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
     item = await voice.delete_dialog_recordings(account_id=principal.account.id, dialog_id=dialog_id)
