@@ -71,20 +71,29 @@ def end_user_phone(directory: Path, talk_ms: int = 2500, calls: int = 1) -> Peer
     )
 
 
-def wire_carrier(center: Center, base_url: str, carrier_port: int) -> str:
-    """A SIP trunk to the end user's carrier (sipp) and the default outbound number that uses it."""
+def busy_end_user(directory: Path) -> Peer:
+    return uas(directory / "busy", "uas_busy.xml")
+
+
+def trunk_to(center: Center, base_url: str, port: int, name: str = "carrier") -> str:
+    """A static SIP trunk (E.164 numbers) to a sipp peer."""
     with httpx.Client(base_url=base_url, headers={"Authorization": f"App {center.token}"}, timeout=30) as http:
         created = http.post(
             "/calls/1/sip-trunks",
             json={
                 "type": "STATIC",
-                "name": "carrier",
+                "name": name,
                 "channelLimit": 10,
                 "numberFormat": "E164",
-                "destinationHosts": [f"127.0.0.1:{carrier_port}"],
+                "destinationHosts": [f"127.0.0.1:{port}"],
             },
         )
         assert created.status_code in (200, 201, 202), created.text
-        trunk_id = str(created.json()["id"])
+        return str(created.json()["id"])
+
+
+def wire_carrier(center: Center, base_url: str, carrier_port: int) -> str:
+    """A SIP trunk to the end user's carrier (sipp) and the default outbound number that uses it."""
+    trunk_id = trunk_to(center, base_url, carrier_port)
     center.admin.post(center.path("/outbound-numbers"), {"number": OUTBOUND, "trunk_id": trunk_id, "is_default": True})
     return trunk_id

@@ -23,7 +23,7 @@ from callplane.testing.server import (
     running_server,
     scratch_postgres_database,
 )
-from tests.contact_center.sipp import agent_phone, end_user_phone, wire_carrier
+from tests.contact_center.sipp import agent_phone, busy_end_user, end_user_phone, trunk_to, wire_carrier
 from tests.contact_center.support import END_USER, END_USER_E164, OUTBOUND, Center, new_center
 from tests.media.sippkit import free_udp_port
 
@@ -117,21 +117,24 @@ def check_finished(call: dict[str, Any], center: Center) -> None:
     assert core[0]["contact_number"] == END_USER_E164 and core[0]["duration_ms"] >= 1000
 
 
+@pytest.mark.parametrize("endpoint", ["sip", "phone"])
 def test_an_outbound_call_rings_the_agent_then_the_end_user_connects_and_finishes(
-    served: Served, tmp_path: Path
+    served: Served, tmp_path: Path, endpoint: str
 ) -> None:
     center = new_center(served.admin, served.running.base_url)
     agent = agent_phone(tmp_path)
     end_user = end_user_phone(tmp_path)
     try:
         wire_carrier(center, served.running.base_url, end_user.port)
-        center.add_agent(
-            "agent@somedomain.com",
-            first_name="Ada",
-            last_name="Agent",
-            endpoint_host=f"127.0.0.1:{agent.port}",
-            status="available",
-        )
+        if endpoint == "sip":  # a SIP phone, given as a SIP URI
+            where: dict[str, Any] = {"sip_uri": f"sip:ada@127.0.0.1:{agent.port}"}
+        else:  # a phone number reached through the agents' own SIP trunk
+            where = {
+                "endpoint_type": "PHONE",
+                "endpoint_user": "+1 415-555-0100",
+                "trunk_id": trunk_to(center, served.running.base_url, agent.port),
+            }
+        center.add_agent("agent@somedomain.com", first_name="Ada", last_name="Agent", status="available", **where)
         created = center.create(
             {
                 "call_type": "Voice Outbound (API)",
@@ -287,5 +290,33 @@ def test_queued_calls_go_to_the_longest_idle_available_agent_first(served: Serve
     finally:
         first_phone.stop()
         second_phone.stop()
+        end_user.stop()
+        center.api.close()
+
+
+def test_a_busy_end_user_fails_the_call_and_the_agent_is_hung_up(served: Served, tmp_path: Path) -> None:
+    center = new_center(served.admin, served.running.base_url)
+    agent = agent_phone(tmp_path)
+    end_user = busy_end_user(tmp_path)
+    try:
+        wire_carrier(center, served.running.base_url, end_user.port)
+        center.add_agent("agent@somedomain.com", endpoint_host=f"127.0.0.1:{agent.port}", status="available")
+        created = center.create(
+            {"call_type": "Voice Outbound (API)", "agent_email": "agent@somedomain.com", "end_user_number": END_USER}
+        )
+        assert created.status_code == 201, created.text
+        failed = center.wait_call(created.json()["id"], ended)
+        assert failed["status"] == "failed" and failed["fail_reason"] == "end_user_busy", failed
+        assert failed["connected_at"] is None and "BUSY" in failed["fail_details"]
+        by_type = {p["type"]: p for p in failed["participants"]}
+        assert by_type["agent"]["status"] == "finished" and by_type["agent"]["connected_at"] is not None
+        assert by_type["end_user"]["status"] == "failed" and by_type["end_user"]["fail_reason"] == "end_user_busy"
+        code, output = agent.result()
+        assert code == 0, output  # the agent's phone was answered, then hung up by us
+        code, output = end_user.result()
+        assert code == 0, output
+        assert center.agent("agent@somedomain.com")["status"] == "available"
+    finally:
+        agent.stop()
         end_user.stop()
         center.api.close()

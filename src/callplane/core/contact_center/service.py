@@ -119,19 +119,23 @@ class AgentSpec:
     status: str = AgentStatus.UNAVAILABLE
 
 
-def _check_endpoint(endpoint_type: str, user: str, host: str | None, trunk_id: str | None) -> None:
+def _check_endpoint(endpoint_type: str, user: str, host: str | None, trunk_id: str | None) -> str:
+    """Checks an agent's endpoint; returns the user to store (a PHONE number in E.164)."""
     if endpoint_type not in (EndpointType.SIP, EndpointType.PHONE):
         raise InvalidInput("endpoint_type must be SIP or PHONE")
     if not user:
         raise InvalidInput("endpoint_user is required")
     if endpoint_type == EndpointType.PHONE and (trunk_id is None or e164(user) is None):
         raise InvalidInput("a PHONE endpoint needs an international number and a trunk_id")
+    if endpoint_type == EndpointType.PHONE:
+        return e164(user) or user
     if endpoint_type == EndpointType.SIP and not (host or trunk_id):
         raise InvalidInput("a SIP endpoint needs endpoint_host or trunk_id")
+    return user
 
 
 async def create_agent(*, session: AsyncSession, account_id: str, spec: AgentSpec) -> Agent:
-    _check_endpoint(spec.endpoint_type, spec.endpoint_user, spec.endpoint_host, spec.trunk_id)
+    endpoint_user = _check_endpoint(spec.endpoint_type, spec.endpoint_user, spec.endpoint_host, spec.trunk_id)
     if spec.status not in (AgentStatus.AVAILABLE, AgentStatus.UNAVAILABLE):
         raise InvalidInput("status must be available or unavailable")
     agent = Agent(
@@ -142,7 +146,7 @@ async def create_agent(*, session: AsyncSession, account_id: str, spec: AgentSpe
         agent_number=spec.agent_number,
         avatar_url=spec.avatar_url,
         endpoint_type=spec.endpoint_type,
-        endpoint_user=spec.endpoint_user,
+        endpoint_user=endpoint_user,
         endpoint_host=spec.endpoint_host,
         trunk_id=spec.trunk_id,
         can_place_calls=spec.can_place_calls,
@@ -184,7 +188,7 @@ async def update_agent(*, session: AsyncSession, account_id: str, agent_id: int,
     for name in AGENT_FIELDS:
         if name in changes:
             setattr(agent, name, changes[name])
-    _check_endpoint(agent.endpoint_type, agent.endpoint_user, agent.endpoint_host, agent.trunk_id)
+    agent.endpoint_user = _check_endpoint(agent.endpoint_type, agent.endpoint_user, agent.endpoint_host, agent.trunk_id)
     status = changes.get("status")
     if status is not None:
         if status not in (AgentStatus.AVAILABLE, AgentStatus.UNAVAILABLE):

@@ -30,7 +30,8 @@ router = APIRouter(
 
 class AgentIn(BaseModel):
     email: str = Field(min_length=3, max_length=255)
-    endpoint_user: str = Field(min_length=1, max_length=255, description="SIP username, or a phone number (PHONE)")
+    sip_uri: str | None = Field(default=None, description='the agent\'s SIP phone, "sip:user@host[:port]"')
+    endpoint_user: str = Field(default="", max_length=255, description="SIP username, or a phone number (PHONE)")
     endpoint_type: str = Field(default="SIP", description="SIP or PHONE")
     endpoint_host: str | None = Field(default=None, description='"host[:port]" of the agent\'s SIP phone')
     trunk_id: str | None = Field(default=None, description="a SIP trunk (required for PHONE)")
@@ -43,6 +44,7 @@ class AgentIn(BaseModel):
 
 
 class AgentPatch(BaseModel):
+    sip_uri: str | None = None
     endpoint_user: str | None = None
     endpoint_type: str | None = None
     endpoint_host: str | None = None
@@ -97,6 +99,17 @@ class CrmTicketIn(BaseModel):
     out_contact_id: str = Field(min_length=1, max_length=255)
     number: str = Field(min_length=3, max_length=32)
     url: str | None = None
+
+
+def _split_sip_uri(values: dict[str, Any]) -> dict[str, Any]:
+    """`sip:user@host[:port]` -> a SIP endpoint (user, host); parameters after `;` are dropped."""
+    uri = values.pop("sip_uri", None)
+    if uri is None:
+        return values
+    user, at, host = uri.strip().removeprefix("sip:").split(";", 1)[0].partition("@")
+    if not (user and at and host):
+        raise HTTPException(422, 'sip_uri must look like "sip:user@host[:port]"')
+    return {**values, "endpoint_type": "SIP", "endpoint_user": user, "endpoint_host": host, "trunk_id": None}
 
 
 def agent_out(agent: Agent) -> dict[str, Any]:
@@ -201,11 +214,8 @@ def _poke(context: Any) -> None:
 
 @router.post("/agents", status_code=201)
 async def create_agent(account_id: str, body: AgentIn, context: ContextDep, session: SessionDep) -> dict[str, Any]:
-    agent = await _run(
-        session,
-        account_id,
-        lambda: cc.create_agent(session=session, account_id=account_id, spec=cc.AgentSpec(**body.model_dump())),
-    )
+    spec = cc.AgentSpec(**_split_sip_uri(body.model_dump()))
+    agent = await _run(session, account_id, lambda: cc.create_agent(session=session, account_id=account_id, spec=spec))
     _poke(context)
     return agent_out(agent)
 
@@ -231,7 +241,7 @@ async def get_agent(account_id: str, agent_id: int, session: SessionDep) -> dict
 async def update_agent(
     account_id: str, agent_id: int, body: AgentPatch, context: ContextDep, session: SessionDep
 ) -> dict[str, Any]:
-    changes = body.model_dump(exclude_unset=True)
+    changes = _split_sip_uri(body.model_dump(exclude_unset=True))
     agent = await _run(
         session,
         account_id,
