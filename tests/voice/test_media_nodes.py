@@ -102,7 +102,7 @@ class Cluster:
                 process.wait()
 
     def commands(self, call_id: str) -> list[NodeCommand]:
-        """The relayed commands that named `call_id` (read from the shared database)."""
+        """The relayed commands that named `call_id` or created it (read from the shared database)."""
 
         async def read() -> list[NodeCommand]:
             engine = create_engine(self.settings)
@@ -111,7 +111,7 @@ class Cluster:
                     rows = list(await session.scalars(select(NodeCommand).order_by(NodeCommand.created_at)))
                     nodes = list(await session.scalars(select(MediaNode)))
                 assert [node.id for node in nodes] == [NODE_ID]
-                return [row for row in rows if call_id in str(row.arguments)]
+                return [row for row in rows if call_id in str(row.arguments) or call_id in str(row.result)]
             finally:
                 await engine.dispose()
 
@@ -366,7 +366,11 @@ def test_an_outbound_call_created_on_the_api_process_is_placed_by_the_media_node
     assert code == 0, output
     finished = _single_terminal(webhooks, call_id)
     assert finished["type"] == "CALL_FINISHED" and finished["properties"]["callLog"]["hangupSource"] == "API"
-    assert [c.command for c in cluster.commands(call_id)] == ["answer", "hangup"]
+    assert [(c.command, c.status) for c in cluster.commands(call_id)] == [
+        ("create_call", "DONE"),  # placed by the media node: the API process has no engine
+        ("answer", "FAILED"),
+        ("hangup", "DONE"),
+    ]
 
 
 def test_a_media_node_killed_mid_call_ends_the_call_once_when_it_restarts(
