@@ -58,7 +58,10 @@ _READ_ENGINES: dict[int, AsyncEngine] = {}
 
 def _read_engine(engine: AsyncEngine) -> AsyncEngine:
     """The engine in autocommit mode: a lookup is a few reads, and BEGIN/COMMIT would be two more round trips
-    (on PostgreSQL, most of a lookup's cost)."""
+    (on PostgreSQL, most of a lookup's cost). SQLite keeps its own engine: its `begin` hook issues BEGIN
+    IMMEDIATE (db/engine.py), which autocommit mode would never commit."""
+    if engine.dialect.name == "sqlite":
+        return engine
     found = _READ_ENGINES.get(id(engine))
     if found is None or found.sync_engine.pool is not engine.sync_engine.pool:
         found = _READ_ENGINES[id(engine)] = engine.execution_options(isolation_level="AUTOCOMMIT")
