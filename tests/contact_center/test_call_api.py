@@ -270,6 +270,8 @@ def test_inbound_and_scheduled_calls_queue_on_their_menu_and_a_scheduled_call_ca
     assert bulk.status_code == 200, bulk.text
     assert bulk.json()["cancelled_call_ids"] == [linked.json()["id"]]
     assert [item["id"] for item in bulk.json()["failed"]] == [first["id"], 999999]
+    failed = {c["id"] for c in full.api.get("/apps/api/v1/calls", params={"status": "failed"}).json()}
+    assert {first["id"], linked.json()["id"]} <= failed  # cancelled calls read (and are found) as failed
 
 
 def test_customer_flags_list_filters_and_wait_times(centers: tuple[Center, Center]) -> None:
