@@ -44,6 +44,7 @@ from callplane.media.sip import SippyCallEngine
 from callplane.settings import Settings
 from callplane.surfaces.admin.call_tracking import router as admin_call_tracking_router
 from callplane.surfaces.admin.contact_center import router as admin_contact_center_router
+from callplane.surfaces.admin.media_nodes import router as admin_media_nodes_router
 from callplane.surfaces.admin.router import router as admin_router
 from callplane.surfaces.ccai.router import install_error_handler as install_ccai_error_handler
 from callplane.surfaces.ccai.router import router as ccai_router
@@ -141,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(native_router)
     app.include_router(webhooks_router)
     app.include_router(admin_router)
+    app.include_router(admin_media_nodes_router)
     app.include_router(admin_call_tracking_router)
     app.include_router(admin_contact_center_router)
     app.include_router(ccai_router)

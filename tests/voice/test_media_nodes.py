@@ -273,12 +273,29 @@ def _single_terminal(webhooks: Webhooks, call_id: str) -> dict[str, Any]:
     return found[0]
 
 
+def _wait_node(cluster: Cluster, *, alive: bool, timeout_s: float = 60) -> dict[str, Any]:
+    """The media node as `GET /v1/admin/voice/nodes` shows it, once its `alive` is as asked."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = httpx.get(
+            f"{cluster.api_url}/v1/admin/voice/nodes", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        [node] = answer.json()["nodes"]
+        if node["alive"] is alive or time.monotonic() > deadline:
+            assert node["alive"] is alive, node
+            return dict(node)
+        time.sleep(0.2)
+
+
 # ---- tests --------------------------------------------------------------------------------------
 
 
 def test_an_inbound_call_on_the_media_node_is_driven_through_the_api_process(
     cluster: Cluster, app: App, webhooks: Webhooks, tmp_path: Path
 ) -> None:
+    node = _wait_node(cluster, alive=True)
+    assert node["id"] == NODE_ID and node["sip_address"] == f"127.0.0.1:{cluster.sip_port}"
     sipp = _caller(cluster, app, tmp_path, bye_timeout_ms=60000)
     received = webhooks.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == app.called)
     call_id = received["callId"]
@@ -389,7 +406,11 @@ def test_a_media_node_killed_mid_call_ends_the_call_once_when_it_restarts(
     assert refused.status_code == 503, refused.text
     assert app.api.get(f"/calls/1/calls/{call_id}").json()["state"] == "ESTABLISHED"
 
+    # operators see the node go dead once its heartbeat is stale
+    assert _wait_node(cluster, alive=False)["id"] == NODE_ID
+
     cluster.start_media()
+    assert _wait_node(cluster, alive=True)["stopped_at"] is None
     failed = _single_terminal(webhooks, call_id)
     log = failed["properties"]["callLog"]
     assert failed["type"] == "CALL_FAILED" and log["errorCode"]["name"] == "ENGINE_RESTARTED"

@@ -72,6 +72,13 @@ async def pick_node(session: AsyncSession, *, dead_after_s: float) -> str:
     return min((node for node, _ in nodes), key=lambda node: counts.get(node, 0))
 
 
+async def list_nodes(session: AsyncSession, *, dead_after_s: float) -> list[tuple[MediaNode, bool]]:
+    """Every node that ever ran, with whether it is alive now (for operators)."""
+    nodes = list(await session.scalars(select(MediaNode).order_by(MediaNode.id)))
+    living = set(await session.scalars(select(MediaNode.id).where(alive(utcnow(), dead_after_s))))
+    return [(node, node.id in living) for node in nodes]
+
+
 class NodeHeartbeat:
     """Keeps this node's row fresh (and its old command rows pruned) while the node runs."""
 
