@@ -286,3 +286,64 @@ async def _expires(settings: Settings, tmp_path: Path) -> None:
                     await pick_node(session, dead_after_s=3600)
         finally:
             await relay.notifications.stop()
+
+
+@pytest.fixture(params=["postgresql"])  # LISTEN/NOTIFY exists on PostgreSQL only
+def postgres_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    admin_url = os.environ.get("CALLPLANE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
+    with scratch_postgres_database(admin_url) as url:
+        yield Settings(environment="test", data_dir=tmp_path / "data", database_url=url)  # type: ignore[call-arg]
+
+
+def test_commands_keep_flowing_when_the_listen_connections_drop_and_they_come_back(
+    postgres_settings: Settings, tmp_path: Path
+) -> None:
+    asyncio.run(_listen_drops(postgres_settings, tmp_path))
+
+
+async def _listen_drops(settings: Settings, tmp_path: Path) -> None:
+    import asyncpg
+
+    async with _database(settings) as (sessions, account_id):
+        call_id = await _live_call(sessions, account_id, "node-d")
+        api = _voice(sessions, tmp_path, "api")
+        api.relay = relay = _relay(sessions, settings, timeout_s=10)
+        await _heartbeat(sessions, "node-d").start()
+        notifications = Notifications(listen_dsn(settings))
+        executor = _executor(_voice(sessions, tmp_path, "node-d"), sessions, notifications, "node-d")
+        stop = asyncio.Event()
+        running = asyncio.create_task(executor.run_forever(stop))
+        try:
+            with pytest.raises(voice_service.CallOnAnotherNode):
+                await api.stop_play(account_id=account_id, call_id=call_id)
+            assert notifications.listening and relay.notifications.listening
+            dsn = listen_dsn(settings)
+            assert dsn is not None
+            admin = await asyncpg.connect(dsn)
+            try:
+                dropped = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'"
+                )
+            finally:
+                await admin.close()
+            assert dropped == 2  # the node's and the API process's
+            # the next command still runs (the node's poll, the waiter's poll) ...
+            with pytest.raises(voice_service.CallOnAnotherNode):
+                await api.stop_play(account_id=account_id, call_id=call_id)
+            # ... and both LISTEN connections are back within a few seconds
+            for _ in range(600):
+                if notifications.listening and relay.notifications.listening:
+                    break
+                await asyncio.sleep(0.05)
+            assert notifications.listening and relay.notifications.listening
+            with pytest.raises(voice_service.CallOnAnotherNode):
+                await api.stop_play(account_id=account_id, call_id=call_id)
+            async with sessions() as session:
+                statuses = list(await session.scalars(select(NodeCommand.status)))
+            assert statuses == [CommandStatus.FAILED] * 3
+        finally:
+            stop.set()
+            await running
+            await notifications.stop()
+            await relay.notifications.stop()

@@ -29,6 +29,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.voice import service as voice_service
@@ -195,8 +196,9 @@ class Notifications:
     async def stop(self) -> None:
         self._stop.set()
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # a connect that hangs (the database is away) is cancelled rather than waited for
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, 5.0)
             self._task = None
 
     def _dispatch(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
@@ -216,12 +218,14 @@ class Notifications:
                 self._connected.set()
                 for channel in (COMMANDS_CHANNEL, OUTCOMES_CHANNEL):
                     self._dispatch(connection, 0, channel, EVERYONE)
-                while not self._stop.is_set() and not connection.is_closed():
+                checked = asyncio.get_running_loop().time()
+                while not self._stop.is_set() and not connection.is_closed():  # a closed socket shows at once
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), 5.0)
-                    if not self._stop.is_set():
-                        await connection.fetchval("SELECT 1")  # a dead connection shows here, not in is_closed()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                        await asyncio.wait_for(self._stop.wait(), 0.5)
+                    if not self._stop.is_set() and asyncio.get_running_loop().time() - checked > 5:
+                        await connection.fetchval("SELECT 1")  # a silently dead peer shows here only
+                        checked = asyncio.get_running_loop().time()
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("LISTEN connection lost; polling meanwhile", extra={"fields": {"error": repr(error)}})
             finally:
                 self._connected.clear()
@@ -437,7 +441,11 @@ class CommandExecutor:
             delay = self.poll_s
             while not stop.is_set():
                 self._wake.clear()
-                claimed = await self.run_pending()
+                try:
+                    claimed = await self.run_pending()
+                except (OSError, DBAPIError) as error:  # the database is away for a moment: poll again
+                    log.warning("claiming relayed commands failed", extra={"fields": {"error": repr(error)}})
+                    claimed = 0
                 # without notifications, a command is often followed by the application's next one: look again
                 # soon, then back off to the poll interval
                 delay = FAST_POLL_S if claimed and not self.notifications.listening else min(delay * 2, self.poll_s)
@@ -491,11 +499,14 @@ class CommandExecutor:
         except Exception:  # the API process waits for an answer; the cause is logged here
             log.exception("relayed command failed", extra={"fields": {"command": command, "id": command_id}})
             status, error = CommandStatus.FAILED, {"type": "internal", "message": "Internal server error"}
-        async with self.sessions() as session, session.begin():
-            await session.execute(
-                update(NodeCommand)
-                .where(NodeCommand.id == command_id)
-                .values(status=status, result=result, error=error, finished_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
-            await before_commit(session, OUTCOMES_CHANNEL, outcome_payload(command_id, status, result, error))
+        try:
+            async with self.sessions() as session, session.begin():
+                await session.execute(
+                    update(NodeCommand)
+                    .where(NodeCommand.id == command_id)
+                    .values(status=status, result=result, error=error, finished_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
+                await before_commit(session, OUTCOMES_CHANNEL, outcome_payload(command_id, status, result, error))
+        except (OSError, DBAPIError) as failure:  # the caller times out and answers 503 (the command did run)
+            log.warning("storing an outcome failed", extra={"fields": {"id": command_id, "error": repr(failure)}})
