@@ -193,8 +193,8 @@ async def update_agent(*, session: AsyncSession, account_id: str, agent_id: int,
     if status is not None:
         if status not in (AgentStatus.AVAILABLE, AgentStatus.UNAVAILABLE):
             raise InvalidInput("status must be available or unavailable")
-        if status == AgentStatus.AVAILABLE and agent.status != AgentStatus.AVAILABLE:
-            agent.last_idle_at = utcnow()
+        if status == AgentStatus.AVAILABLE and agent.status == AgentStatus.UNAVAILABLE:
+            agent.last_idle_at = utcnow()  # idle from now (a busy agent's idle time starts when their call ends)
         if agent.status != AgentStatus.BUSY or status == AgentStatus.UNAVAILABLE:
             agent.status = status
     await session.flush()
