@@ -251,7 +251,7 @@ async def list_custom_data_values(
 
 
 async def resolved_custom_data(
-    session: AsyncSession, owners: dict[OwnerType, str]
+    session: AsyncSession, account_id: str, owners: dict[OwnerType, str]
 ) -> dict[str, tuple[str, str, OwnerType]]:
     """field id -> (name, value, owner type) with the most specific owner's value winning."""
     if not owners:
@@ -259,7 +259,7 @@ async def resolved_custom_data(
     rows = await session.execute(
         select(
             CustomDataValue.owner_type, CustomDataValue.owner_id, CustomDataValue.field_id, CustomDataValue.value
-        ).where(CustomDataValue.owner_id.in_(list(owners.values())))
+        ).where(CustomDataValue.account_id == account_id, CustomDataValue.owner_id.in_(list(owners.values())))
     )
     names = {}
     merged: dict[str, tuple[str, str, OwnerType]] = {}
@@ -368,7 +368,9 @@ class CallTrackingPlanner:
             OwnerType.CAMPAIGN: payload.campaign_id,
             OwnerType.PROMO_NUMBER: payload.promo_number_id,
         }
-        for field_id, (name, value, owner_type) in (await resolved_custom_data(session, owners)).items():
+        for field_id, (name, value, owner_type) in (
+            await resolved_custom_data(session, call.account_id, owners)
+        ).items():
             session.add(
                 CallCustomData(
                     call_id=call.id,
