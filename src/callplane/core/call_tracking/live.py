@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -160,21 +160,23 @@ def _build(name: str) -> Any:
         return select(TrackedCall.call_id).where(
             TrackedCall.account_id == account, TrackedCall.external_unique_id == bindparam("external_unique_id")
         )
-    if name == "by_pair_tracked":
-        return select(TrackedCall.call_id).where(
-            TrackedCall.account_id == account,
-            TrackedCall.calling_e164 == bindparam("calling"),
-            TrackedCall.destination_e164 == bindparam("destination"),
-        )
-    if name == "by_pair_untracked":
-        return select(Call.id).where(
-            Call.account_id == account,
-            Call.contact_e164.in_(bindparam("contacts", expanding=True)),
-            Call.from_e164 == bindparam("calling"),
-            Call.to_e164 == bindparam("destination"),
-            # no status condition: liveness is the voice leg's (checked next), and it would tempt SQLite's planner
-            # into the (account, status) index, every live call
-            ~exists().where(TrackedCall.call_id == Call.id),
+    if name == "by_pair":
+        # tracked calls by their own pair, other calls by the core Call's numbers (one round trip for both)
+        return union_all(
+            select(TrackedCall.call_id).where(
+                TrackedCall.account_id == account,
+                TrackedCall.calling_e164 == bindparam("calling"),
+                TrackedCall.destination_e164 == bindparam("destination"),
+            ),
+            select(Call.id).where(
+                Call.account_id == account,
+                Call.contact_e164.in_(bindparam("contacts", expanding=True)),
+                Call.from_e164 == bindparam("calling"),
+                Call.to_e164 == bindparam("destination"),
+                # no status condition: liveness is the voice leg's (checked next), and it would tempt SQLite's planner
+                # into the (account, status) index, every live call
+                ~exists().where(TrackedCall.call_id == Call.id),
+            ),
         )
     if name == "custom_data":
         return (
@@ -266,11 +268,8 @@ async def _candidate_ids(session: AsyncSession, scope: Scope, search: Search) ->
         ids = narrow(found)
     if search.calling_e164 is not None:
         pair = {"account_id": scope.account_id, "calling": search.calling_e164, "destination": search.destination_e164}
-        tracked = await _ids(session, "by_pair_tracked", **pair)
-        untracked = await _ids(
-            session, "by_pair_untracked", contacts=[search.calling_e164, search.destination_e164], **pair
-        )
-        ids = narrow(tracked + untracked)
+        found = await _ids(session, "by_pair", contacts=[search.calling_e164, search.destination_e164], **pair)
+        ids = narrow(found)
     return ids
 
 
