@@ -389,6 +389,55 @@ def test_a_promo_number_call_is_in_progress_by_every_filter_while_up_and_gone_af
         assert normalized.status_code == 200 and normalized.headers["content-type"] == "audio/mpeg"
 
 
+def test_a_promo_number_whose_destination_is_a_phone_number_is_dialled_through_a_sip_trunk(
+    voice_server: VoiceServer, tenant: Tenant, tmp_path: Path
+) -> None:
+    """The destination is a phone number: the call goes out through the account's SIP trunk (the sipp carrier
+    sees the caller's number as From) and is in progress by its phone pair until the caller hangs up."""
+    network = tenant.network
+    carrier, carrier_port = destination(tmp_path, CALLER)
+    with voice_server.http(headers={"Authorization": f"App {network.token}"}) as calls:
+        trunk = calls.post(
+            "/calls/1/sip-trunks",
+            json={
+                "type": "STATIC",
+                "name": "carrier",
+                "channelLimit": 2,
+                "numberFormat": "E164",
+                "destinationHosts": [f"127.0.0.1:{carrier_port}"],
+            },
+        )
+        assert trunk.status_code in (200, 201, 202), trunk.text
+    dialled, _ = _promo_number()
+    promo = voice_server.admin.post(
+        f"/accounts/{network.account_id}/promo-numbers",
+        {
+            "campaign_id": network.campaign_id,
+            "number": dialled,
+            "destination": "800-555-0100",
+            "trunk_id": trunk.json()["id"],
+        },
+    )
+    assert (promo["destination_type"], promo["destination"]) == ("PHONE", DESTINATION)
+    tone_pcap = tmp_path / "tone.pcap"
+    write_rtp_pcap(tone_pcap, tone(600, 6.0))
+    caller = _sipp(
+        _render("uac_promo.xml", tmp_path, CALLER=CALLER, TONE_PCAP=str(tone_pcap), HOLD_MS="6000"),
+        port=free_udp_port(),
+        extra=["-s", dialled],
+        remote=f"127.0.0.1:{voice_server.sip_port}",
+    )
+    pair = {"calling_phone_number": "(530) 555-0123", "destination_phone_number": "1-800-555-0100"}
+    found = wait_until(
+        lambda: [c for c in calls_of(current(tenant, **pair)) if c["call_status"] == "bridged"], "bridged via the trunk"
+    )
+    assert [(c["calling_phone_number"], c["destination_phone_number"]) for c in found] == [(CALLER, DESTINATION)]
+    for process in (caller, carrier):
+        code, output = sipp_result(process)
+        assert code == 0, output
+    wait_until(lambda: calls_of(current(tenant, **pair)) == [], "the call leaves the list")
+
+
 def test_a_live_calls_api_call_is_in_progress_for_its_tenant_and_can_be_annotated(
     voice_server: VoiceServer, tenant: Tenant, tmp_path: Path
 ) -> None:
