@@ -1616,7 +1616,40 @@ class VoiceService:
                 with contextlib.suppress(CallplaneError):
                     await self.engine.stop_recording(live.engine_id)  # RecordingFinished makes the file ready
 
+    async def limit_dialog_duration(self, *, dialog_id: str, max_duration_s: int) -> None:
+        """The dialog request's `maxDuration`, counted from the bridge: then both calls are hung up and the dialog
+        ends FINISHED, source PLATFORM, MAX_DURATION_REACHED (each call's own maxDuration still applies)."""
+        if max_duration_s < 1:
+            raise InvalidInput("maxDuration must be at least 1 second")
+        self._dialogs.max_duration[dialog_id] = max_duration_s
+        async with self.sessions() as session:
+            dialog = await session.get(VoiceDialog, dialog_id)
+        if dialog is not None and dialog.state == DialogState.ESTABLISHED:
+            self._arm_dialog_max_duration(dialog_id)  # it connected before we got here
+
+    def _arm_dialog_max_duration(self, dialog_id: str) -> None:
+        seconds = self._dialogs.max_duration.pop(dialog_id, None)
+        if seconds is not None:
+            asyncio.get_running_loop().call_later(
+                seconds, lambda: self._spawn(self._dialog_max_duration_reached(dialog_id), "dialog-max-duration")
+            )
+
+    async def _dialog_max_duration_reached(self, dialog_id: str) -> None:
+        async with self.sessions() as session:
+            dialog = await session.get(VoiceDialog, dialog_id)
+        if dialog is None or dialog.state in DIALOG_TERMINAL:
+            return
+        await self._end_dialog(dialog_id, DialogHangupSource.PLATFORM, ErrorCode.MAX_DURATION_REACHED)
+        await self._dialog_ended_media(dialog)
+        for call_id in (dialog.parent_call_id, dialog.child_call_id):
+            live = self._live.get(call_id or "")
+            if live is not None:
+                live.requested = Ending(VoiceCallState.FINISHED, HangupSource.PLATFORM, ErrorCode.MAX_DURATION_REACHED)
+                with contextlib.suppress(CallplaneError):
+                    await self.engine.hangup(live.engine_id)
+
     async def _dialog_established(self, dialog_id: str) -> None:
+        self._arm_dialog_max_duration(dialog_id)
         request = self._dialogs.record_on_establish.pop(dialog_id, None)
         if request is None:
             return
@@ -1634,6 +1667,7 @@ class VoiceService:
     async def _dialog_ended_media(self, dialog: VoiceDialog) -> None:
         """The dialog ended: a leg that stays up (no propagation) stops recording for it; nothing is pending."""
         self._dialogs.record_on_establish.pop(dialog.id, None)
+        self._dialogs.max_duration.pop(dialog.id, None)
         if dialog.child_call_id is not None:
             await self._stop_ringback(dialog.child_call_id)
             self._dialogs.progress.pop(dialog.child_call_id, None)
@@ -1896,6 +1930,7 @@ class _DialogMedia:
     recordings: dict[str, _DialogRecording] = field(default_factory=dict)  # in progress
     record_on_establish: dict[str, DialogRecordingRequest] = field(default_factory=dict)
     progress: dict[str, _Progress] = field(default_factory=dict)  # by child call id: what its ringing does
+    max_duration: dict[str, int] = field(default_factory=dict)  # seconds, armed when the dialog is established
 
     def recording_of(self, file_id: str) -> str | None:
         """The dialog whose recording this file is (while it records)."""

@@ -688,6 +688,7 @@ async def create_dialog(body: DialogBody, principal: VoicePrincipalDep, voice: V
     await voice.propagate_child_progress(
         dialog_id=dialog.id, ringing=propagation.childCallRinging, ringback=propagation.ringback()
     )
+    await voice.limit_dialog_duration(dialog_id=dialog.id, max_duration_s=body.maxDuration)
     if body.recording is not None:
         await voice.record_dialog_when_established(dialog_id=dialog.id, request=_dialog_recording(body.recording))
     return json_response(await _dialog_out(voice, dialog), 201)
@@ -708,6 +709,7 @@ async def create_dialog_from_calls(
         child_call_id=child_call_id,
         child_hangup_ends_parent=propagation.childCallHangup,
     )
+    await voice.limit_dialog_duration(dialog_id=dialog.id, max_duration_s=body.maxDuration if body else 28800)
     return json_response(await _dialog_out(voice, dialog), 201)
 
 
