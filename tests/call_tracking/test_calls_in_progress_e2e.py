@@ -28,7 +28,7 @@ from callplane.testing.server import (
 )
 from tests.contact_center.sipp import agent_phone, end_user_phone, wire_carrier
 from tests.contact_center.support import END_USER, END_USER_E164, OUTBOUND, OUTBOUND_E164, new_center
-from tests.media.sippkit import free_even_port_pair, free_udp_port, tone, write_rtp_pcap
+from tests.media.sippkit import free_even_port_pair, free_udp_port, render_scenario, tone, write_rtp_pcap
 
 ADMIN_TOKEN = "call-tracking-admin"
 VERSION = "2022-08-01"
@@ -436,6 +436,42 @@ def test_a_promo_number_whose_destination_is_a_phone_number_is_dialled_through_a
         code, output = sipp_result(process)
         assert code == 0, output
     wait_until(lambda: calls_of(current(tenant, **pair)) == [], "the call leaves the list")
+
+
+def test_a_busy_destination_refuses_the_caller_and_the_call_is_not_left_in_progress(
+    voice_server: VoiceServer, tenant: Tenant, tmp_path: Path
+) -> None:
+    network = tenant.network
+    port = free_udp_port()
+    busy_scenario = render_scenario(
+        "uas_fail.xml", tmp_path, STATUS="486", PHRASE="Busy Here", CAUSE="17", REASON_TEXT="User busy"
+    )
+    busy = _sipp(busy_scenario, port=port, extra=[])
+    time.sleep(0.3)  # sipp binds its socket
+    dialled, _ = _promo_number()
+    voice_server.admin.post(
+        f"/accounts/{network.account_id}/promo-numbers",
+        {"campaign_id": network.campaign_id, "number": dialled, "destination": f"sip:sales@127.0.0.1:{port}"},
+    )
+    caller = _sipp(
+        _render("uac_promo_refused.xml", tmp_path, CALLER=CALLER),
+        port=free_udp_port(),
+        extra=["-s", dialled],
+        remote=f"127.0.0.1:{voice_server.sip_port}",
+    )
+    for process in (caller, busy):
+        code, output = sipp_result(process)
+        assert code == 0, output  # the destination was tried; the caller got 480 (cause 16)
+    with voice_server.http(headers={"Authorization": f"Bearer {network.token}"}) as native:
+
+        def ended() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = native.get("/v1/calls", params={"campaign": network.campaign_id}).json()[
+                "calls"
+            ]
+            return [c for c in found if c["status"] == "completed"]
+
+        assert len(wait_until(ended, "the promo-number call ends")) == 1
+    assert calls_of(current(tenant)) == []
 
 
 def test_a_live_calls_api_call_is_in_progress_for_its_tenant_and_can_be_annotated(
