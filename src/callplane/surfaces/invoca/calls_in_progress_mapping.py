@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -44,7 +45,9 @@ def local_time(value: datetime | None, time_zone: str) -> str | None:
     return value.astimezone(ZoneInfo(time_zone)).replace(microsecond=0).isoformat()
 
 
+@functools.lru_cache(maxsize=4096)
 def phone_type(number: str | None) -> str | None:
+    """libphonenumber's type of the number (parsing costs more than the rest of rendering a call: cached)."""
     if not number or not number.startswith("+"):
         return None
     try:
