@@ -102,7 +102,7 @@ class Cluster:
                 process.wait()
 
     def commands(self, call_id: str) -> list[NodeCommand]:
-        """The relayed commands that named `call_id` or created it (read from the shared database)."""
+        """The relayed commands that named `call_id` (or a dialog id) or created it (from the shared database)."""
 
         async def read() -> list[NodeCommand]:
             engine = create_engine(self.settings)
@@ -388,6 +388,67 @@ def test_an_outbound_call_created_on_the_api_process_is_placed_by_the_media_node
         ("answer", "FAILED"),
         ("hangup", "DONE"),
     ]
+
+
+def test_a_dialog_created_through_the_api_process_is_placed_and_bridged_by_the_media_node(
+    cluster: Cluster, app: App, webhooks: Webhooks, tmp_path: Path
+) -> None:
+    """The dialog, its child call, its propagation (the child's 180 reaches the caller, whose scenario requires
+    one), its recording and its hangup all run on the node that carries the parent."""
+    child_port = free_udp_port()
+    child_dir = tmp_path / "child"
+    child_dir.mkdir()
+    child = _sipp(
+        render_scenario("uas_answer.xml", child_dir, BYE_TIMEOUT_MS="60000"), extra=["-rtp_echo"], port=child_port
+    )
+    caller = _caller(cluster, app, tmp_path, bye_timeout_ms=60000)
+    received = webhooks.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == app.called)
+    parent_id = received["callId"]
+    created = app.api.post(
+        "/calls/1/dialogs",
+        json={
+            "parentCallId": parent_id,
+            "childCallRequest": {
+                "endpoint": {
+                    "type": "SIP",
+                    "username": "agent",
+                    "host": f"127.0.0.1:{child_port}",
+                    "customHeaders": {"X-Campaign": "campaign-7"},
+                }
+            },
+            "recording": {"recordingType": "AUDIO", "dialogComposition": {"enabled": True}},
+            "maxDuration": 120,
+            "propagationOptions": {"childCallRinging": True},
+        },
+    )
+    assert created.status_code == 201, created.text
+    dialog_id = created.json()["id"]
+    child_id = created.json()["childCall"]["id"]
+    webhooks.wait_for(lambda e: e.get("dialogId") == dialog_id and e["type"] == "DIALOG_ESTABLISHED", 60)
+    capture = {"maxLength": 4, "timeout": 20000, "terminator": "#"}
+    assert app.api.post(f"/calls/1/calls/{parent_id}/capture/dtmf", json=capture).status_code == 200
+    assert _wait_type(webhooks, parent_id, "DTMF_CAPTURED")["properties"]["dtmf"] == "15"
+    hung = app.api.post(f"/calls/1/dialogs/{dialog_id}/hangup")
+    assert hung.status_code == 200, hung.text
+    for process in (caller, child):
+        code, output = _result(process)
+        assert code == 0, output
+    finished = webhooks.wait_for(lambda e: e.get("dialogId") == dialog_id and e["type"] == "DIALOG_FINISHED", 60)
+    assert finished["properties"]["hangupSource"] == "API"
+    webhooks.wait_for(lambda e: e.get("dialogId") == dialog_id and e["type"] == "DIALOG_RECORDING_READY", 60)
+    for call_id in (parent_id, child_id):
+        assert _single_terminal(webhooks, call_id)["type"] == "CALL_FINISHED"
+    ran = {(c.command, c.status) for c in cluster.commands(dialog_id)} | {
+        (c.command, c.status) for c in cluster.commands(parent_id)
+    }
+    assert {
+        ("create_dialog", "DONE"),
+        ("propagate_child_progress", "DONE"),
+        ("limit_dialog_duration", "DONE"),
+        ("record_dialog_when_established", "DONE"),
+        ("capture_dtmf", "DONE"),
+        ("hangup_dialog", "DONE"),
+    } <= ran, ran
 
 
 def test_a_media_node_killed_mid_call_ends_the_call_once_when_it_restarts(

@@ -280,10 +280,12 @@ class CommandRelay:
     async def forward(
         self, voice: Any, command: str, arguments: dict[str, Any], local: Callable[[], Awaitable[Any]]
     ) -> Any:
-        account_id = str(arguments["account_id"])
-        node_id = await self._owner(account_id, arguments)
-        if node_id is None:
+        # the dialog hooks the router calls after creating a dialog name no account (the dialog's is used)
+        asked = str(arguments["account_id"]) if arguments.get("account_id") else None
+        owner = await self._owner(asked, arguments)
+        if owner is None:
             return await local()  # here, or nowhere: the in-process code gives the same answer as always
+        node_id, account_id = owner
         result = await self.send(node_id=node_id, account_id=account_id, command=command, arguments=arguments)
         if result is None:
             return None
@@ -293,8 +295,9 @@ class CommandRelay:
             return await voice.get_dialog(account_id=account_id, dialog_id=result["dialog_id"])
         return decode(result.get("value"))
 
-    async def _owner(self, account_id: str, arguments: Mapping[str, Any]) -> str | None:
-        """The node to run the command on; None to run it here (our call, or no live call of the account)."""
+    async def _owner(self, account_id: str | None, arguments: Mapping[str, Any]) -> tuple[str, str] | None:
+        """The node to run the command on (and the account); None to run it here (our call, or no live call of
+        the account)."""
         async with self.sessions() as session:
             call_ids: list[str] = []
             for name in ("call_id", "parent_call_id"):
@@ -304,13 +307,13 @@ class CommandRelay:
             else:
                 if arguments.get("dialog_id"):
                     dialog = await session.get(VoiceDialog, str(arguments["dialog_id"]))
-                    if dialog is None or dialog.account_id != account_id:
+                    if dialog is None or account_id not in (None, dialog.account_id):
                         return None
                     call_ids = [dialog.parent_call_id] + ([dialog.child_call_id] if dialog.child_call_id else [])
                 elif self.local_node is not None:
                     return None  # a new call: this process has an engine, so it places it
-                else:
-                    return await pick_node(session, dead_after_s=self.dead_after_s)
+                elif account_id is not None:
+                    return await pick_node(session, dead_after_s=self.dead_after_s), account_id
             for call_id in call_ids:
                 # the call and whether its node is alive, in one round trip
                 found = (
@@ -323,13 +326,13 @@ class CommandRelay:
                 if found is None:
                     continue
                 owner, state, node_id, alive_node = found
-                if owner != account_id or state not in LIVE_STATES:
+                if account_id not in (None, owner) or state not in LIVE_STATES:
                     continue
                 if node_id == self.local_node:
                     return None
                 if alive_node is None:
                     raise MediaNodeUnavailable(f"media node {node_id} (carrying call {call_id}) is not running")
-                return str(node_id)
+                return str(node_id), str(owner)
         return None
 
     async def send(

@@ -1542,6 +1542,7 @@ class VoiceService:
         dialog, parent, child = await self._established_dialog(account_id, dialog_id)
         await self._record_dialog(dialog, parent, child, request)
 
+    @relayed
     async def record_dialog_when_established(self, *, dialog_id: str, request: DialogRecordingRequest) -> None:
         """The dialog request's `recording`: started when the dialog is established (this process's dialogs)."""
         self._dialogs.record_on_establish[dialog_id] = request
@@ -1616,6 +1617,7 @@ class VoiceService:
                 with contextlib.suppress(CallplaneError):
                     await self.engine.stop_recording(live.engine_id)  # RecordingFinished makes the file ready
 
+    @relayed
     async def limit_dialog_duration(self, *, dialog_id: str, max_duration_s: int) -> None:
         """The dialog request's `maxDuration`, counted from the bridge: then both calls are hung up and the dialog
         ends FINISHED, source PLATFORM, MAX_DURATION_REACHED (each call's own maxDuration still applies)."""
@@ -1704,6 +1706,7 @@ class VoiceService:
 
     # ---- dialogs: what the parent hears while the child rings -----------------------------------
 
+    @relayed
     async def propagate_child_progress(self, *, dialog_id: str, ringing: bool, ringback: bool) -> None:
         """The dialog request's propagationOptions: the child's ringing reaches an unanswered inbound parent as a
         180 (`childCallRinging`), or the parent hears a generated ringback until the bridge (`ringbackGeneration`:
