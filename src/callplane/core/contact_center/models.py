@@ -222,3 +222,6 @@ class CcParticipant(Base):
     connected_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     fail_reason: Mapped[str] = mapped_column(String(48), default="nothing")
+
+    # Open participants (waiting, connecting, connected) are few: the restart reconciliation finds them by status.
+    __table_args__ = (Index("ix_cc_participants_status", "status"),)

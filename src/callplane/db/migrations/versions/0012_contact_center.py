@@ -227,6 +227,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_cc_participants")),
     )
     op.create_index(op.f("ix_cc_participants_call_id"), "cc_participants", ["call_id"], unique=False)
+    op.create_index("ix_cc_participants_status", "cc_participants", ["status"], unique=False)
 
 
 def downgrade() -> None:
