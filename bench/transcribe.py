@@ -126,10 +126,13 @@ def bench_calls(
     by_language: dict[str, dict[str, list[int]]] = {}
     audio_total = 0.0
     wall = {workers: 0.0 for workers in engines}
+    cpu = {workers: 0.0 for workers in engines}  # CPU seconds of this process: what the decode costs, load or not
     for reference, path in calls:
         speeds = {}
         for workers, engine in engines.items():
+            cpu_started = time.process_time()
             transcript, elapsed = timed(engine, path, reference.language)
+            cpu[workers] += time.process_time() - cpu_started
             speeds[workers] = transcript.duration_s / elapsed
             wall[workers] += elapsed
         errors = channel_wer(reference, transcript)  # from the last (2-worker) run
@@ -156,6 +159,10 @@ def bench_calls(
         f"{'pooled':<20} {'':<6} {audio_total:>7.1f} {pooled['caller'][0] / pooled['caller'][1]:>10.1%} "
         f"{pooled['agent'][0] / pooled['agent'][1]:>9.1%} {'':>5} {audio_total / wall[1]:>12.1f} "
         f"{audio_total / wall[2]:>13.1f}   (all words: WER {all_wrong / all_words:.1%})"
+    )
+    print(
+        "audio s per CPU s (x real time per core the decode had to itself): "
+        + ", ".join(f"{n} worker{'s' * (n > 1)} {audio_total / cpu[n]:.1f}" for n in sorted(cpu))
     )
     if len(by_language) > 1:
         print(

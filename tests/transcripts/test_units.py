@@ -76,7 +76,7 @@ def test_bad_language_tags(tag: str) -> None:
 
 def test_settings_defaults_follow_the_measurements() -> None:
     settings = AsrSettings()
-    assert (settings.resolved_compute_type(), settings.cpu_threads, settings.vad_threshold) == ("int8", 1, 0.3)
+    assert (settings.resolved_compute_type(), settings.cpu_threads, settings.vad_threshold) == ("int8", 1, 0.2)
     assert AsrSettings(device="cuda").resolved_compute_type() == "float16"
     assert settings.budget_s(5.0) == 30.0 and settings.budget_s(600.0) == 600.0
 

@@ -49,7 +49,7 @@ class AsrSettings:
     cpu_threads: int = 1  # 1 thread per channel beats 2 threads on small CPUs (measured)
     num_workers: int = 2  # concurrent decodes the model allows: one per channel
     beam_size: int = 5
-    vad_threshold: float = 0.3  # Silero's default 0.5 drops whole turns of 8 kHz audio
+    vad_threshold: float = 0.2  # Silero's 0.5 drops whole 8 kHz turns; 0.3 starts turns late in long calls
     vad_min_silence_ms: int = 500
     compression_ratio_threshold: float = 2.4  # above this a segment is repetitive text: retried, then dropped
     log_prob_threshold: float = -1.0  # below this a segment is retried at a higher temperature
