@@ -26,6 +26,7 @@ from callplane.core.contact_center.models import (
     AgentStatus,
     CcCall,
     CcCallStatus,
+    CcCallType,
     CcParticipant,
     MenuAgent,
     ParticipantKind,
@@ -53,6 +54,7 @@ log = logging.getLogger("callplane.contact_center")
 AGENT = ParticipantKind.AGENT
 END_USER = ParticipantKind.END_USER
 DISPATCH_BATCH = 100
+MAX_OFFERS = 3  # agents a queued call is offered to before it fails (ours; the seed is silent)
 STOP = ("", "")  # tells the consumer to return once what was queued before it is handled
 LEG_EVENTS = frozenset({"CALL_ESTABLISHED", "CALL_FINISHED", "CALL_FAILED"})
 
@@ -403,6 +405,8 @@ class ContactCenterRuntime:
                 ended_at=leg.ended_at or utcnow(),
                 fail_reason="nothing" if answered else _fail_reason(role, leg),
             )
+        if role is AGENT and not answered and await self._offer_again(call_id, leg):
+            return
         if leg.hangup_source == HangupSource.ENDPOINT:
             disconnected_by = f"disconnected_by_{role}"
         elif leg.hangup_source == HangupSource.API:
@@ -419,6 +423,51 @@ class ContactCenterRuntime:
         )
         if role is AGENT:
             await self._queue_recording(call_id, leg)
+
+    async def _offer_again(self, call_id: int, leg: VoiceCall) -> bool:
+        """A queued call whose agent did not answer goes back to its queue (keeping its place: `queued_at`) for
+        the next agent, up to MAX_OFFERS agents; the agent who missed it is available again, now the least idle.
+        Outbound calls have their one agent, so they fail instead."""
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            call = await session.get(CcCall, call_id)
+            if call is None or call.call_type == CcCallType.OUTBOUND or call.status != CcCallStatus.ASSIGNED:
+                return False
+            offers = int(call.extras.get("offers", 0)) + 1
+            if offers >= MAX_OFFERS:
+                return False
+            result = await session.execute(
+                update(CcCall)
+                .where(CcCall.id == call_id, CcCall.status == CcCallStatus.ASSIGNED)
+                .values(
+                    status=CcCallStatus.QUEUED,
+                    agent_id=None,
+                    assigned_at=None,
+                    legs_started=False,
+                    agent_leg_id=None,
+                    updated_at=now,
+                    extras={**call.extras, "offers": offers},
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                return False
+            if call.agent_id is not None:
+                await session.execute(
+                    update(Agent)
+                    .where(Agent.id == call.agent_id, Agent.status == AgentStatus.BUSY)
+                    .values(status=AgentStatus.AVAILABLE, last_idle_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            core = await session.get(Call, call.core_call_id)
+            if core is not None:
+                core.status = CallStatus.QUEUED
+                core.agent = {}
+                core.extras = {**core.extras, "contact_center_status": CcCallStatus.QUEUED}
+                core.updated_at = now
+        log.info("call offered again", extra={"fields": {"call_id": call_id, "offers": offers}})
+        self.poke()
+        return True
 
     async def _queue_recording(self, call_id: int, leg: VoiceCall) -> None:
         """A call the end user allowed to record: the agent leg's recording (both parties: stereo) goes through the
