@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from callplane.core.transcripts import Speaker, Transcript, merge_turns
-from callplane.core.transcripts.whisper import FasterWhisperEngine
+from callplane.core.transcripts import AsrSettings, Speaker, Transcript, merge_turns
+from callplane.core.transcripts.whisper import FasterWhisperEngine, shared_engine
 from callplane.testing.speech_calls import CallReference, read_references
 from callplane.testing.wer import edit_distance, normalize_words, word_error_rate
 
@@ -77,3 +77,33 @@ def test_word_error_rate_over_the_set_per_channel(transcripts: dict[str, Transcr
             words[channel.speaker.value] += len(said)
     rates = {speaker: errors[speaker] / words[speaker] for speaker in errors}
     assert all(rate <= MAX_POOLED_WER for rate in rates.values()), rates
+
+
+def test_every_word_is_timed_inside_a_turn_of_its_speaker(transcripts: dict[str, Transcript]) -> None:
+    # The VAD's speech is decoded back to back; the times must come back in recording time, word by word.
+    _assert_words_inside_turns(transcripts, REFERENCES)
+
+
+def test_an_onset_lead_keeps_times_order_and_words(models_dir: Path) -> None:
+    # Each VAD span started 1 s early (docs/transcription.md): Whisper puts a turn's first word at the start of
+    # that lead unless it is moved to where its sound starts (es_es_cancel's "Hola" came 1.4 s early).
+    engine = shared_engine(AsrSettings(data_dir=models_dir, vad_onset_pad_s=1.0))
+    chosen = [reference for reference in REFERENCES if reference.name in ("en_us_cancel", "es_es_cancel")]
+    transcripts = {ref.name: engine.transcribe_channels(TESTSET / ref.audio, ref.language) for ref in chosen}
+    _assert_words_inside_turns(transcripts, chosen)
+    for reference in chosen:
+        transcript = transcripts[reference.name]
+        assert [turn.speaker.value for turn in merge_turns(transcript) if turn.speaker] == reference.speaker_order
+    assert "cancelar" in transcripts["es_es_cancel"].channels[0].text
+
+
+def _assert_words_inside_turns(transcripts: dict[str, Transcript], references: list[CallReference]) -> None:
+    for reference in references:
+        for channel in transcripts[reference.name].channels:
+            assert channel.speaker is not None
+            turns = [turn for turn in reference.turns if turn.speaker == channel.speaker.value]
+            for segment in channel.segments:
+                for word in segment.words:
+                    assert any(
+                        turn.start_s - 0.5 <= word.start_s <= word.end_s <= turn.end_s + 0.5 for turn in turns
+                    ), (reference.name, channel.speaker, word)

@@ -51,6 +51,7 @@ class AsrSettings:
     beam_size: int = 5
     vad_threshold: float = 0.2  # Silero's 0.5 drops whole 8 kHz turns; 0.3 starts turns late in long calls
     vad_min_silence_ms: int = 500
+    vad_onset_pad_s: float = 0.0  # more kept before each VAD start than its 0.4 s pad (1.0: see docs)
     compression_ratio_threshold: float = 2.4  # above this a segment is repetitive text: retried, then dropped
     log_prob_threshold: float = -1.0  # below this a segment is retried at a higher temperature
     no_speech_threshold: float = 0.6  # with a low log-prob, the window is treated as silence

@@ -8,6 +8,8 @@ child); use threads, or the ``spawn`` start method with one model per process.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import logging
 import math
 import threading
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from faster_whisper import WhisperModel
+from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from callplane.core.transcripts.audio import WHISPER_RATE, as_channels, decode_file
 from callplane.core.transcripts.engine import AsrSettings, AudioInput, whisper_language
@@ -39,6 +42,75 @@ log = logging.getLogger(__name__)
 
 def _probability(logprob: float) -> float:
     return max(0.0, min(1.0, math.exp(logprob)))
+
+
+class _SpeechSpans:
+    """The speech kept by the VAD, each span started ``onset_pad_s`` early, and the way back to recording time.
+
+    Silero marks a turn's start late on telephone audio (up to 2 s in a 5-minute call, docs/transcription.md),
+    but its ends on time, so only the starts get the extra padding. The spans are decoded back to back, as
+    faster-whisper's own VAD does; times in the decoded audio map back word by word. Whisper puts a turn's first
+    word at the start of the audio it is given, so a word that starts inside the added lead is moved to where
+    its sound starts (the first 10 ms within 25 dB of the word's loudest).
+    """
+
+    FRAME = WHISPER_RATE // 100
+
+    def __init__(self, samples: npt.NDArray[np.float32], options: VadOptions, onset_pad_s: float) -> None:
+        lead = int(onset_pad_s * WHISPER_RATE)
+        self._samples = samples
+        spans: list[list[int]] = []
+        self._leads: list[tuple[float, float]] = []  # (from, to) seconds of recording time added before a chunk
+        for chunk in get_speech_timestamps(samples, options):
+            start = max(0, int(chunk["start"]) - lead)
+            if start < int(chunk["start"]):
+                self._leads.append((start / WHISPER_RATE, int(chunk["start"]) / WHISPER_RATE))
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], int(chunk["end"]))
+            else:
+                spans.append([start, int(chunk["end"])])
+        self.spans = [(start, end) for start, end in spans]
+        self._decoded_starts: list[float] = []  # seconds, in the decoded audio
+        position = 0
+        for start, end in self.spans:
+            self._decoded_starts.append(position / WHISPER_RATE)
+            position += end - start
+
+    def audio(self, samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return np.concatenate([samples[start:end] for start, end in self.spans])
+
+    def _span(self, seconds: float) -> int:
+        return max(0, bisect.bisect_right(self._decoded_starts, seconds) - 1)
+
+    def _original(self, seconds: float, span: int) -> float:
+        return self.spans[span][0] / WHISPER_RATE + seconds - self._decoded_starts[span]
+
+    def _sound_starts(self, start: float, end: float) -> float:
+        """Where a word placed at ``start`` really starts, if ``start`` is inside an added lead."""
+        index = bisect.bisect_right(self._leads, (start, math.inf)) - 1
+        if index < 0 or not self._leads[index][0] <= start < self._leads[index][1] or end <= start:
+            return start
+        first, last = int(start * WHISPER_RATE), int(end * WHISPER_RATE)
+        frames = self._samples[first : first + (last - first) // self.FRAME * self.FRAME].reshape(-1, self.FRAME)
+        if not len(frames):
+            return start
+        level = 10 * np.log10(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-12)
+        onset = int(np.argmax(level >= level.max() - 25.0))
+        return round(start + onset * self.FRAME / WHISPER_RATE, 3)
+
+    def restore(self, raw: Any) -> Any:
+        """``raw`` (a faster-whisper segment) in recording time. A word is mapped whole through the span of its
+        middle (as faster-whisper does), so no word stretches across the silence cut out at a join."""
+        words = []
+        for word in raw.words or ():
+            span = self._span((word.start + word.end) / 2)
+            start, end = self._original(word.start, span), self._original(word.end, span)
+            words.append(dataclasses.replace(word, start=self._sound_starts(start, end), end=end))
+        if words:
+            return dataclasses.replace(raw, start=words[0].start, end=words[-1].end, words=words)
+        start = self._original(raw.start, self._span(raw.start))
+        end = self._original(raw.end, self._span(max(raw.start, raw.end - 1e-3)))
+        return dataclasses.replace(raw, start=start, end=end)
 
 
 class FasterWhisperEngine:
@@ -108,8 +180,12 @@ class FasterWhisperEngine:
 
     def _decode(self, samples: npt.NDArray[np.float32], code: str) -> Iterable[Any]:
         s = self.settings
+        vad = VadOptions(threshold=s.vad_threshold, min_silence_duration_ms=s.vad_min_silence_ms)
+        speech = _SpeechSpans(samples, vad, s.vad_onset_pad_s)
+        if not speech.spans:
+            return ()
         segments, _info = self._model.transcribe(
-            samples,
+            speech.audio(samples),
             language=code,
             task="transcribe",
             beam_size=s.beam_size,
@@ -121,11 +197,10 @@ class FasterWhisperEngine:
             condition_on_previous_text=False,
             word_timestamps=True,
             hallucination_silence_threshold=s.hallucination_silence_s,
-            vad_filter=True,
-            vad_parameters={"threshold": s.vad_threshold, "min_silence_duration_ms": s.vad_min_silence_ms},
+            vad_filter=False,  # done above
         )
-        result: Iterable[Any] = segments  # a lazy generator: decoding happens while it is iterated
-        return result
+        # A lazy generator: decoding happens while it is iterated.
+        return (speech.restore(raw) for raw in segments)
 
     def _transcribe_channel(
         self,
