@@ -624,7 +624,9 @@ def _drive_with_the_client(calls: CallsApi, app: App, receiver: Receiver, tmp_pa
     call = calls.create_call(
         CallRequest(endpoint=endpoint, calls_configuration_id=app.configuration_id, connect_timeout=30)
     )
-    assert call.id and call.direction == CallDirection.OUTBOUND and call.state == CallState.CALLING
+    # The answer shows the call's state when it is read back: sipp's 180 may already be in under load.
+    assert call.id and call.direction == CallDirection.OUTBOUND
+    assert call.state in (CallState.CALLING, CallState.RINGING, CallState.ESTABLISHED)
     receiver.wait_type(call.id, "CALL_ESTABLISHED")
     assert calls.get_call(call.id).state == CallState.ESTABLISHED
     live = calls.get_calls(calls_configuration_id=app.configuration_id, page=0, size=10)
