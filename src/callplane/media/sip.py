@@ -447,6 +447,9 @@ class SippyCallEngine:
                     await self.hangup(call.call_id)
                 except CallplaneError:
                     log.info("call %s could not be hung up during stop", call.call_id)
+            if call.channel is not None:
+                call.channel.close()  # whatever could not be hung up above: no RTP socket outlives the engine
+        self._calls.clear()
         for registration_id in list(self._registrations):
             await self.unregister(registration_id)
         await self.clock.stop()
@@ -661,14 +664,16 @@ class SippyCallEngine:
         if call.state is CallState.ENDED:
             return
         call.state = CallState.ENDED
-        self._cancel_ring_timer(call)
-        self._stop_shared(call.call_id)
-        if call.playback_task is not None:
-            call.playback_task.cancel()
-        if call.digit_queue is not None:
-            call.digit_queue.put_nowait(HANGUP_MARK)
-        if call.channel is not None:
-            call.channel.close()
+        try:
+            self._cancel_ring_timer(call)
+            self._stop_shared(call.call_id)
+            if call.playback_task is not None:
+                call.playback_task.cancel()
+            if call.digit_queue is not None:
+                call.digit_queue.put_nowait(HANGUP_MARK)
+        finally:
+            if call.channel is not None:
+                call.channel.close()  # the sockets go whatever failed above
         self._finish_recording(call)
         self._calls.pop(call.call_id, None)
         self._emit(event)
