@@ -47,6 +47,10 @@ class TenancyLookups:
         self.campaigns.clear()
         self.catalogs.clear()
 
+    def cached_principal(self, token: str) -> Principal | None:
+        """The token's principal when it is cached: a read-only request then needs no ORM session for it."""
+        return self.principals.get(hash_token(token))
+
     async def principal_for_token(self, session: AsyncSession, token: str) -> Principal | None:
         token_hash = hash_token(token)
         cached = self.principals.get(token_hash)

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from callplane.core.call_tracking import live
 from callplane.core.call_tracking.errors import CallInProgressNotFound, OrganizationNotVisible
@@ -50,7 +49,10 @@ def _render(error: CallplaneError) -> Response:
     raise error
 
 
-Work = Callable[[AsyncSession, Principal, live.Scope, str], Awaitable[Response]]
+# A read gets a plain connection (no ORM session: setting one up and closing it cost about as much as the
+# lookup's queries); the update a session, in one transaction.
+ReadWork = Callable[[AsyncConnection, live.Scope, str], Awaitable[Response]]
+UpdateWork = Callable[[AsyncSession, live.Scope], Awaitable[Response]]
 
 
 _READ_ENGINES: dict[int, AsyncEngine] = {}
@@ -68,31 +70,58 @@ def _read_engine(engine: AsyncEngine) -> AsyncEngine:
     return found
 
 
-async def _serve(request: Request, version: str, body: object, work: Work, *, write: bool = False) -> Response:
-    """Version, token, organization scope, then the work: one transaction for an update, autocommit reads else."""
-    context = app_context(request)
-    if version not in CALLS_IN_PROGRESS_API_VERSIONS:
-        supported = ", ".join(CALLS_IN_PROGRESS_API_VERSIONS)
-        return _error(400, "InvalidApiVersion", f"API version '{version}' is not valid; supported: {supported}")
-    token = oauth_token(request, body)
+def _unsupported(version: str) -> Response | None:
+    if version in CALLS_IN_PROGRESS_API_VERSIONS:
+        return None
+    supported = ", ".join(CALLS_IN_PROGRESS_API_VERSIONS)
+    return _error(400, "InvalidApiVersion", f"API version '{version}' is not valid; supported: {supported}")
+
+
+async def _scope(request: Request, connection: AsyncConnection, principal: Principal) -> live.Scope:
     params = request.query_params
+    return await live.resolve_scope(
+        connection=connection,
+        principal=principal,
+        organization_type=params.get("organization_type"),
+        organization_id=params.get("id"),
+    )
+
+
+async def _serve_read(request: Request, version: str, work: ReadWork) -> Response:
+    """Version, token, organization scope, then the work, on one autocommit connection."""
+    context = app_context(request)
+    if (refused := _unsupported(version)) is not None:
+        return refused
+    token = oauth_token(request, None)
+    if not token:
+        return _error(401, "NotAuthorized")
     try:
-        async with contextlib.AsyncExitStack() as stack:
-            if write:
-                session = await stack.enter_async_context(context.sessions())
-                await stack.enter_async_context(session.begin())
-            else:
-                session = await stack.enter_async_context(context.sessions(bind=_read_engine(context.engine)))
+        async with _read_engine(context.engine).connect() as connection:
+            principal = context.lookups.cached_principal(token)
+            if principal is None:  # not cached: an ORM session for this once
+                async with context.sessions(bind=connection) as session:
+                    principal = await context.lookups.principal_for_token(session, token)
+            if principal is None:
+                return _error(401, "NotAuthorized")
+            scope = await _scope(request, connection, principal)
+            return await work(connection, scope, principal.account.time_zone)
+    except CallplaneError as error:
+        return _render(error)
+
+
+async def _serve_update(request: Request, version: str, body: object, work: UpdateWork) -> Response:
+    """Version, token, organization scope, then the work, in one transaction."""
+    context = app_context(request)
+    if (refused := _unsupported(version)) is not None:
+        return refused
+    token = oauth_token(request, body)
+    try:
+        async with context.sessions() as session, session.begin():
             principal = await context.lookups.principal_for_token(session, token) if token else None
             if principal is None:
                 return _error(401, "NotAuthorized")
-            scope = await live.resolve_scope(
-                session=session,
-                principal=principal,
-                organization_type=params.get("organization_type"),
-                organization_id=params.get("id"),
-            )
-            return await work(session, principal, scope, principal.account.time_zone)
+            scope = await _scope(request, await session.connection(), principal)
+            return await work(session, scope)
     except CallplaneError as error:
         return _render(error)
 
@@ -112,11 +141,11 @@ def _search(request: Request) -> live.Search:
 async def current_calls(version: str, request: Request) -> Response:
     """Calls in progress of the organization, by transaction id, external unique id or phone pair (or all)."""
 
-    async def work(session: AsyncSession, _: Principal, scope: live.Scope, time_zone: str) -> Response:
-        found = await live.find_live_calls(session=session, scope=scope, search=_search(request))
+    async def work(connection: AsyncConnection, scope: live.Scope, time_zone: str) -> Response:
+        found = await live.find_live_calls(connection=connection, scope=scope, search=_search(request))
         return json_response({"current_calls": [current_call(call, time_zone) for call in found]})
 
-    return await _serve(request, version, None, work)
+    return await _serve_read(request, version, work)
 
 
 @router.get("/api/{version}/calls_in_progress.json")
@@ -124,14 +153,14 @@ async def current_calls(version: str, request: Request) -> Response:
 async def attribution(version: str, request: Request) -> Response:
     """The attribution form: one call by transaction id, identifiers and phones only."""
 
-    async def work(session: AsyncSession, _: Principal, scope: live.Scope, time_zone: str) -> Response:
+    async def work(connection: AsyncConnection, scope: live.Scope, time_zone: str) -> Response:
         search = _search(request)
         if search.transaction_id is None:
             return _error(400, "InvalidParameters", "transaction_id is required")
-        found = await live.find_live_calls(session=session, scope=scope, search=search)
+        found = await live.find_live_calls(connection=connection, scope=scope, search=search)
         return json_response({"current_calls": [attribution_call(call, time_zone) for call in found]})
 
-    return await _serve(request, version, None, work)
+    return await _serve_read(request, version, work)
 
 
 @router.api_route("/api/{version}/calls_in_progress.json", methods=["PUT", "POST"], status_code=202)
@@ -143,7 +172,7 @@ async def update(version: str, request: Request) -> Response:
     except (JsonBodyError, BodyTooLarge):
         body = None
 
-    async def work(session: AsyncSession, _: Principal, scope: live.Scope, time_zone: str) -> Response:
+    async def work(session: AsyncSession, scope: live.Scope) -> Response:
         external_unique_id, custom_data, problems = parse_update(body)
         if problems:
             return _error(400, "InvalidParameters", "; ".join(problems))
@@ -162,4 +191,4 @@ async def update(version: str, request: Request) -> Response:
         )
         return json_response({"current_call": updated_call(changed)}, 202)
 
-    return await _serve(request, version, body, work, write=True)
+    return await _serve_update(request, version, body, work)
