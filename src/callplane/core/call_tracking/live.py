@@ -8,6 +8,7 @@ calls' transaction id, external unique id or phone pair; the core calls' contact
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -130,6 +131,11 @@ async def resolve_scope(
     return Scope(account_id=account.id, advertiser_id=advertiser_id, organization_scope=principal.organization_scope)
 
 
+# Parsing a number is most of parsing a search, and the same numbers come back (a network's destinations, a
+# caller looked up again while the call is up).
+_search_e164 = functools.lru_cache(maxsize=4096)(phone_e164)
+
+
 def parse_search(
     *,
     transaction_id: str | None,
@@ -143,7 +149,7 @@ def parse_search(
         raise InvalidSearch("calling_phone_number and destination_phone_number must be given together")
     calling_e164 = destination_e164 = None
     if calling:
-        calling_e164, destination_e164 = phone_e164(calling), phone_e164(destination)
+        calling_e164, destination_e164 = _search_e164(calling), _search_e164(destination)
         problems = [
             f"{name} is not a valid phone number"
             for name, value in (("calling_phone_number", calling_e164), ("destination_phone_number", destination_e164))
@@ -213,7 +219,8 @@ def _build(name: str) -> Any:
             ),
             select(Call.id).where(
                 Call.account_id == account,
-                Call.contact_e164.in_(bindparam("contacts", expanding=True)),
+                # two plain parameters: an expanding list is rendered into the SQL again on every execution
+                Call.contact_e164.in_([bindparam("calling"), bindparam("destination")]),
                 Call.from_e164 == bindparam("calling"),
                 Call.to_e164 == bindparam("destination"),
                 # no status condition: liveness is the voice leg's (checked next), and it would tempt SQLite's planner
@@ -227,7 +234,7 @@ def _build(name: str) -> Any:
             .where(CallCustomData.call_id.in_(bindparam("ids", expanding=True)))
             .order_by(CallCustomData.created_at)
         )
-    kind, id_filter, organization_filter = name.split(":")  # live|cc : ids|all : none|advertiser|scope
+    kind, id_filter, organization_filter = name.split(":")  # live|cc : id|ids|all : none|advertiser|scope
     if kind == "cc":
         return _contact_center_statement(account, id_filter, organization_filter)
     parent_tracked = aliased(TrackedCall)
@@ -280,7 +287,9 @@ def _build(name: str) -> Any:
             ~exists().where(CcCall.end_user_leg_id == VoiceCall.id),
         )
     )
-    if id_filter == "ids":
+    if id_filter == "id":  # the usual lookup: one candidate, without an expanding list to render each time
+        statement = statement.where(VoiceCall.id == bindparam("id"))
+    elif id_filter == "ids":
         statement = statement.where(VoiceCall.id.in_(bindparam("ids", expanding=True)))
     if organization_filter == "advertiser":
         statement = statement.where(Call.organization_id == bindparam("advertiser_id"))
@@ -319,7 +328,9 @@ def _contact_center_statement(account: Any, id_filter: str, organization_filter:
             | exists().where(end_user_leg.id == CcCall.end_user_leg_id, end_user_leg.state.in_(LIVE_STATES)),
         )
     )
-    if id_filter == "ids":
+    if id_filter == "id":
+        statement = statement.where(Call.id == bindparam("id"))
+    elif id_filter == "ids":
         statement = statement.where(Call.id.in_(bindparam("ids", expanding=True)))
     if organization_filter == "advertiser":
         statement = statement.where(Call.organization_id == bindparam("advertiser_id"))
@@ -350,7 +361,7 @@ async def _candidate_ids(connection: AsyncConnection, scope: Scope, search: Sear
         ids = narrow(found)
     if search.calling_e164 is not None:
         pair = {"account_id": scope.account_id, "calling": search.calling_e164, "destination": search.destination_e164}
-        found = await _ids(connection, "by_pair", contacts=[search.calling_e164, search.destination_e164], **pair)
+        found = await _ids(connection, "by_pair", **pair)
         ids = narrow(found)
     return ids
 
@@ -362,14 +373,18 @@ async def find_live_calls(*, connection: AsyncConnection, scope: Scope, search: 
     if ids is not None and not ids:
         return []
     params: dict[str, Any] = {"account_id": scope.account_id}
-    if ids is not None:
-        params["ids"] = ids
+    if ids is None:
+        id_filter = "all"
+    elif len(ids) == 1:
+        id_filter, params["id"] = "id", ids[0]
+    else:
+        id_filter, params["ids"] = "ids", ids
     organization_filter = "none"
     if scope.advertiser_id is not None:
         organization_filter, params["advertiser_id"] = "advertiser", scope.advertiser_id
     elif scope.organization_scope is not None:
         organization_filter, params["organization_scope"] = "scope", sorted(scope.organization_scope)
-    suffix = f"{'all' if ids is None else 'ids'}:{organization_filter}"
+    suffix = f"{id_filter}:{organization_filter}"
     # One row per call and custom data value (the custom data is joined: one round trip fewer).
     found: dict[str, LiveCall] = {}
     for row in await connection.execute(_statement(f"live:{suffix}"), params):

@@ -34,15 +34,19 @@ def utc_time(value: datetime | None) -> str | None:
     """`2022-12-10T13:45:00.000Z` (the examples' `*_utc` fields)."""
     if value is None:
         return None
-    utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def local_time(value: datetime | None, time_zone: str) -> str | None:
     """`2023-04-03T16:02:36-07:00`: the API user's (network's) time zone with its offset."""
     if value is None:
         return None
-    return value.astimezone(ZoneInfo(time_zone)).replace(microsecond=0).isoformat()
+    return value.astimezone(_zone(time_zone)).isoformat(timespec="seconds")
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 @functools.lru_cache(maxsize=4096)
