@@ -213,6 +213,7 @@ def asr_settings(settings: Settings) -> AsrSettings:
         num_workers=settings.asr_num_workers,
         beam_size=settings.asr_beam_size,
         vad_threshold=settings.asr_vad_threshold,
+        pack_window_s=settings.asr_pack_window_seconds,
         budget_ratio=settings.asr_budget_ratio,
         budget_min_s=settings.asr_budget_min_seconds,
     )

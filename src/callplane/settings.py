@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     asr_num_workers: int = Field(default=2, ge=1)  # parallel decodes (channel threads) per process
     asr_beam_size: int = Field(default=5, ge=1)
     asr_vad_threshold: float = Field(default=0.2, gt=0, lt=1)  # 0.5 drops 8 kHz turns; 0.3 clips turn starts
+    # Both channels' speech packed into Whisper windows this long (one encode for a short call); 0 = per channel.
+    asr_pack_window_seconds: float = Field(default=30.0, ge=0, le=30)
     asr_budget_ratio: float = Field(default=1.0, gt=0)  # decode seconds allowed per second of channel audio
     asr_budget_min_seconds: float = Field(default=30.0, gt=0)
     # Example sentences of signal definitions: "minilm" (all-MiniLM-L6-v2), "hashed" (lexical) or "off".

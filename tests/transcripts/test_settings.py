@@ -22,6 +22,7 @@ def test_environment_maps_onto_asr_settings(monkeypatch: pytest.MonkeyPatch, tmp
         "CALLPLANE_ASR_NUM_WORKERS": "3",
         "CALLPLANE_ASR_BEAM_SIZE": "1",
         "CALLPLANE_ASR_VAD_THRESHOLD": "0.4",
+        "CALLPLANE_ASR_PACK_WINDOW_SECONDS": "0",
         "CALLPLANE_ASR_BUDGET_RATIO": "0.5",
         "CALLPLANE_ASR_BUDGET_MIN_SECONDS": "10",
         "CALLPLANE_TRANSCRIPTION_CONCURRENCY": "4",
@@ -39,6 +40,7 @@ def test_environment_maps_onto_asr_settings(monkeypatch: pytest.MonkeyPatch, tmp
         num_workers=3,
         beam_size=1,
         vad_threshold=0.4,
+        pack_window_s=0.0,
         budget_ratio=0.5,
         budget_min_s=10.0,
     )

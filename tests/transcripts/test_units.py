@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -26,6 +28,7 @@ from callplane.core.transcripts.guards import (
     drop_repeated_segments,
     loudest_window_dbfs,
 )
+from callplane.core.transcripts.whisper import _ChannelSpeech, _Packing, _Span, _windows
 
 LIMITS = GuardLimits(
     compression_ratio_threshold=2.4,
@@ -187,3 +190,69 @@ def test_mono_is_one_unlabelled_track_split_at_pauses() -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="transcript"):
         render(stereo([], []), "transcript")
+
+
+def _speech(channel: int, *spans_s: tuple[float, float]) -> _ChannelSpeech:
+    samples = np.zeros(16_000 * 400, dtype=np.float32)
+    spans = tuple((int(start * 16_000), int(end * 16_000)) for start, end in spans_s)
+    return _ChannelSpeech(channel=channel, samples=samples, spans=spans, leads=())
+
+
+def test_a_short_calls_channels_are_packed_into_one_window_in_time_order() -> None:
+    caller, agent = _speech(0, (4.0, 8.0), (12.0, 15.0)), _speech(1, (0.0, 3.5), (8.5, 11.5))
+    (window,) = _windows([caller, agent], window_s=30.0, gap_s=0.5)
+    assert [(span.channel, span.start / 16_000) for span in window] == [(1, 0.0), (0, 4.0), (1, 8.5), (0, 12.0)]
+    # Off: one decode per channel, as before packing.
+    assert [[span.channel for span in w] for w in _windows([caller, agent], 0.0, 0.5)] == [[0, 0], [1, 1]]
+
+
+def test_a_long_call_keeps_a_decode_per_channel_when_packing_would_add_windows() -> None:
+    # 20 alternating 7.5 s turns: 75 s a channel, 3 windows each alone; packed, the gaps leave room for 3 turns a
+    # window, so 7 windows.
+    caller = _speech(0, *((15.0 * i, 15.0 * i + 7.5) for i in range(10)))
+    agent = _speech(1, *((15.0 * i + 7.5, 15.0 * i + 15.0) for i in range(10)))
+    assert [len(window) for window in _windows([caller, agent], 30.0, 0.5)] == [10, 10]
+    # 7 s turns: 4 fit a window with their gaps, so 5 windows packed against 6 alone.
+    caller = _speech(0, *((14.0 * i, 14.0 * i + 7.0) for i in range(10)))
+    agent = _speech(1, *((14.0 * i + 7.0, 14.0 * i + 14.0) for i in range(10)))
+    assert [len(window) for window in _windows([caller, agent], 30.0, 0.5)] == [4] * 5
+
+
+@dataclasses.dataclass
+class _RawWord:
+    start: float
+    end: float
+    word: str
+    probability: float = 0.9
+
+
+@dataclasses.dataclass
+class _RawSegment:
+    start: float
+    end: float
+    text: str
+    words: list[_RawWord]
+
+
+def test_packed_words_go_back_to_their_channel_and_recording_time() -> None:
+    speech = {0: _speech(0, (4.0, 8.0)), 1: _speech(1, (0.0, 3.5), (8.5, 11.5))}
+    packing = _Packing([_Span(1, 0, 56_000), _Span(0, 64_000, 128_000), _Span(1, 136_000, 184_000)], speech, gap_s=0.5)
+    assert packing.audio().shape == (int((3.5 + 0.5 + 4.0 + 0.5 + 3.0) * 16_000),)
+    # Decoded time: agent 0-3.5, gap, caller 4.0-8.0, gap, agent 8.5-11.5.
+    raw = _RawSegment(
+        0.2,
+        9.5,
+        " Hi there. Hello. Yes.",
+        [
+            _RawWord(0.2, 1.0, " Hi"),
+            _RawWord(1.0, 3.4, " there."),
+            _RawWord(3.6, 4.6, " Hello."),  # starts in the gap: kept inside the caller's span
+            _RawWord(8.6, 9.5, " Yes."),
+        ],
+    )
+    pieces = packing.restore(raw)
+    assert [(channel, piece.text, piece.start, piece.end) for channel, piece in pieces] == [
+        (1, " Hi there.", 0.2, 3.4),
+        (0, " Hello.", 4.0, 4.6),
+        (1, " Yes.", 8.6, 9.5),
+    ]

@@ -51,6 +51,8 @@ class AsrSettings:
     beam_size: int = 5
     vad_threshold: float = 0.2  # Silero's 0.5 drops whole 8 kHz turns; 0.3 starts turns late in long calls
     vad_min_silence_ms: int = 500
+    pack_window_s: float = 30.0  # speech of both channels packed into decodes this long; 0 = one per channel
+    pack_gap_s: float = 0.5  # silence between packed spans of different channels, so speakers do not run together
     vad_onset_pad_s: float = 0.0  # more kept before each VAD start than its 0.4 s pad (1.0: see docs)
     compression_ratio_threshold: float = 2.4  # above this a segment is repetitive text: retried, then dropped
     log_prob_threshold: float = -1.0  # below this a segment is retried at a higher temperature

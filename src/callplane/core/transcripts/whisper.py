@@ -1,9 +1,10 @@
 """The faster-whisper (CTranslate2) implementation of ``AsrEngine``.
 
 One model per process, loaded once, shared by threads: CTranslate2 releases the GIL and ``num_workers``
-lets that many decodes run at once, so the two channels of a call are decoded in parallel, each with
-``cpu_threads`` threads. Never fork a process after the model is loaded (CTranslate2 deadlocks in the
-child); use threads, or the ``spawn`` start method with one model per process.
+lets that many decodes run at once, each with ``cpu_threads`` threads. A call's channels are decoded in
+parallel, or packed together into one decode when their speech fits one Whisper window. Never fork a
+process after the model is loaded (CTranslate2 deadlocks in the child); use threads, or the ``spawn`` start
+method with one model per process.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -44,77 +45,190 @@ def _probability(logprob: float) -> float:
     return max(0.0, min(1.0, math.exp(logprob)))
 
 
-class _SpeechSpans:
-    """The speech kept by the VAD, each span started ``onset_pad_s`` early, and the way back to recording time.
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ChannelSpeech:
+    """One channel's speech as the VAD keeps it: spans in samples, and the leads added before their starts.
 
     Silero marks a turn's start late on telephone audio (up to 2 s in a 5-minute call, docs/transcription.md),
-    but its ends on time, so only the starts get the extra padding. The spans are decoded back to back, as
-    faster-whisper's own VAD does; times in the decoded audio map back word by word. Whisper puts a turn's first
-    word at the start of the audio it is given, so a word that starts inside the added lead is moved to where
-    its sound starts (the first 10 ms within 25 dB of the word's loudest).
+    but its ends on time, so only the starts get the extra ``onset_pad_s``.
+    """
+
+    channel: int
+    samples: npt.NDArray[np.float32]
+    spans: tuple[tuple[int, int], ...]
+    leads: tuple[tuple[float, float], ...]  # (from, to) seconds of recording time added before a chunk
+
+
+def _channel_speech(
+    channel: int, samples: npt.NDArray[np.float32], options: VadOptions, onset_pad_s: float
+) -> _ChannelSpeech:
+    lead = int(onset_pad_s * WHISPER_RATE)
+    spans: list[list[int]] = []
+    leads: list[tuple[float, float]] = []
+    for chunk in get_speech_timestamps(samples, options):
+        start = max(0, int(chunk["start"]) - lead)
+        if start < int(chunk["start"]):
+            leads.append((start / WHISPER_RATE, int(chunk["start"]) / WHISPER_RATE))
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], int(chunk["end"]))
+        else:
+            spans.append([start, int(chunk["end"])])
+    return _ChannelSpeech(channel, samples, tuple((start, end) for start, end in spans), tuple(leads))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Span:
+    channel: int
+    start: int  # samples of the recording
+    end: int
+
+
+def _windows(speech: Sequence[_ChannelSpeech], window_s: float, gap_s: float) -> list[list[_Span]]:
+    """The decodes to run: every channel's spans on their own, or all channels' spans packed together.
+
+    Whisper encodes a whole 30 s window however little speech it holds, so a short call's two channels decoded
+    apart cost two encodes for one window's worth of speech. Packed, the spans of all channels go in time order
+    into decodes of at most ``window_s`` seconds (a span longer than that gets one of its own, which Whisper
+    windows as usual). Packing is used when it needs no more windows than the channels alone: in a long call
+    each channel already fills its windows, and the gaps between speakers would only add some.
+    """
+    alone = [[_Span(part.channel, start, end) for start, end in part.spans] for part in speech]
+    if window_s <= 0 or len(speech) < 2:
+        return alone
+    gap, limit = int(gap_s * WHISPER_RATE), int(window_s * WHISPER_RATE)
+    packed: list[list[_Span]] = []
+    length = 0
+    for span in sorted((span for spans in alone for span in spans), key=lambda span: (span.start, span.channel)):
+        added = span.end - span.start + (gap if packed and packed[-1][-1].channel != span.channel else 0)
+        if packed and length + added <= limit:
+            packed[-1].append(span)
+            length += added
+        else:
+            packed.append([span])
+            length = span.end - span.start
+
+    def count(windows: list[list[_Span]]) -> int:  # Whisper windows, ignoring the gaps (at most one window)
+        return sum(math.ceil(sum(span.end - span.start for span in window) / limit) for window in windows)
+
+    return packed if count(packed) <= count(alone) else alone
+
+
+class _Packing:
+    """Speech spans laid back to back for one decode, and the way back to each word's channel and time.
+
+    Spans of one channel follow each other directly, as faster-whisper's own VAD path does; between spans of
+    different channels goes ``gap_s`` of silence so that the two speakers' words do not run together. Times in
+    the decoded audio map back word by word through the span the word's middle falls in (the nearest one for a
+    word inside a gap), so no word stretches across a cut and each word goes to the channel it was heard on.
+    Whisper puts a turn's first word at the start of the audio it is given, so a word that starts inside an
+    added onset lead is moved to where its sound starts (the first 10 ms within 25 dB of the word's loudest).
     """
 
     FRAME = WHISPER_RATE // 100
 
-    def __init__(self, samples: npt.NDArray[np.float32], options: VadOptions, onset_pad_s: float) -> None:
-        lead = int(onset_pad_s * WHISPER_RATE)
-        self._samples = samples
-        spans: list[list[int]] = []
-        self._leads: list[tuple[float, float]] = []  # (from, to) seconds of recording time added before a chunk
-        for chunk in get_speech_timestamps(samples, options):
-            start = max(0, int(chunk["start"]) - lead)
-            if start < int(chunk["start"]):
-                self._leads.append((start / WHISPER_RATE, int(chunk["start"]) / WHISPER_RATE))
-            if spans and start <= spans[-1][1]:
-                spans[-1][1] = max(spans[-1][1], int(chunk["end"]))
-            else:
-                spans.append([start, int(chunk["end"])])
-        self.spans = [(start, end) for start, end in spans]
-        self._decoded_starts: list[float] = []  # seconds, in the decoded audio
+    def __init__(self, spans: Sequence[_Span], speech: dict[int, _ChannelSpeech], gap_s: float) -> None:
+        self.spans = list(spans)
+        self._speech = speech
+        self._gap = int(gap_s * WHISPER_RATE)
+        self._starts: list[float] = []  # seconds, in the decoded audio
+        self._ends: list[float] = []
         position = 0
-        for start, end in self.spans:
-            self._decoded_starts.append(position / WHISPER_RATE)
-            position += end - start
+        for index, span in enumerate(self.spans):
+            if index and span.channel != self.spans[index - 1].channel:
+                position += self._gap
+            self._starts.append(position / WHISPER_RATE)
+            position += span.end - span.start
+            self._ends.append(position / WHISPER_RATE)
 
-    def audio(self, samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        return np.concatenate([samples[start:end] for start, end in self.spans])
+    @property
+    def channels(self) -> list[int]:
+        return sorted({span.channel for span in self.spans})
+
+    def only(self, channel: int) -> _Packing:
+        """The same spans of one channel alone."""
+        return _Packing([span for span in self.spans if span.channel == channel], self._speech, 0.0)
+
+    def samples(self, channel: int) -> npt.NDArray[np.float32]:
+        return self._speech[channel].samples
+
+    def audio(self) -> npt.NDArray[np.float32]:
+        parts: list[npt.NDArray[np.float32]] = []
+        for index, span in enumerate(self.spans):
+            if index and span.channel != self.spans[index - 1].channel:
+                parts.append(np.zeros(self._gap, dtype=np.float32))
+            parts.append(self._speech[span.channel].samples[span.start : span.end])
+        return np.concatenate(parts)
 
     def _span(self, seconds: float) -> int:
-        return max(0, bisect.bisect_right(self._decoded_starts, seconds) - 1)
+        index = max(0, bisect.bisect_right(self._starts, seconds) - 1)
+        after = index + 1
+        if after < len(self._starts) and seconds - self._ends[index] > self._starts[after] - seconds:
+            return after
+        return index
 
-    def _original(self, seconds: float, span: int) -> float:
-        return self.spans[span][0] / WHISPER_RATE + seconds - self._decoded_starts[span]
+    def _original(self, seconds: float, index: int) -> float:
+        """Recording time of decoded ``seconds``, kept inside span ``index``: Whisper stretches a word after a
+        join back into the gap or the span before, which is not where (or on whose channel) it was said."""
+        span = self.spans[index]
+        offset = min(max(0.0, seconds - self._starts[index]), (span.end - span.start) / WHISPER_RATE)
+        return span.start / WHISPER_RATE + offset
 
-    def _sound_starts(self, start: float, end: float) -> float:
+    def _sound_starts(self, speech: _ChannelSpeech, start: float, end: float) -> float:
         """Where a word placed at ``start`` really starts, if ``start`` is inside an added lead."""
-        index = bisect.bisect_right(self._leads, (start, math.inf)) - 1
-        if index < 0 or not self._leads[index][0] <= start < self._leads[index][1] or end <= start:
+        index = bisect.bisect_right(speech.leads, (start, math.inf)) - 1
+        if index < 0 or not speech.leads[index][0] <= start < speech.leads[index][1] or end <= start:
             return start
         first, last = int(start * WHISPER_RATE), int(end * WHISPER_RATE)
-        frames = self._samples[first : first + (last - first) // self.FRAME * self.FRAME].reshape(-1, self.FRAME)
+        frames = speech.samples[first : first + (last - first) // self.FRAME * self.FRAME].reshape(-1, self.FRAME)
         if not len(frames):
             return start
         level = 10 * np.log10(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-12)
         onset = int(np.argmax(level >= level.max() - 25.0))
         return round(start + onset * self.FRAME / WHISPER_RATE, 3)
 
-    def restore(self, raw: Any) -> Any:
-        """``raw`` (a faster-whisper segment) in recording time. A word is mapped whole through the span of its
-        middle (as faster-whisper does), so no word stretches across the silence cut out at a join."""
-        words = []
+    def restore(self, raw: Any) -> list[tuple[int, Any]]:
+        """``raw`` (a faster-whisper segment) as (channel, segment in recording time) pieces: one per run of
+        consecutive words heard on the same channel."""
+        pieces: list[tuple[int, list[Any]]] = []
         for word in raw.words or ():
-            span = self._span((word.start + word.end) / 2)
-            start, end = self._original(word.start, span), self._original(word.end, span)
-            words.append(dataclasses.replace(word, start=self._sound_starts(start, end), end=end))
-        if words:
-            return dataclasses.replace(raw, start=words[0].start, end=words[-1].end, words=words)
-        start = self._original(raw.start, self._span(raw.start))
-        end = self._original(raw.end, self._span(max(raw.start, raw.end - 1e-3)))
-        return dataclasses.replace(raw, start=start, end=end)
+            index = self._span((word.start + word.end) / 2)
+            channel = self.spans[index].channel
+            start, end = self._original(word.start, index), self._original(word.end, index)
+            restored = dataclasses.replace(word, start=self._sound_starts(self._speech[channel], start, end), end=end)
+            if pieces and pieces[-1][0] == channel:
+                pieces[-1][1].append(restored)
+            else:
+                pieces.append((channel, [restored]))
+        if not pieces:
+            first, last = self._span(raw.start), self._span(max(raw.start, raw.end - 1e-3))
+            start, end = self._original(raw.start, first), self._original(raw.end, last)
+            return [(self.spans[first].channel, dataclasses.replace(raw, start=start, end=end))]
+        if len(pieces) == 1:
+            words = pieces[0][1]
+            return [(pieces[0][0], dataclasses.replace(raw, start=words[0].start, end=words[-1].end, words=words))]
+        return [
+            (
+                channel,
+                dataclasses.replace(
+                    raw, text="".join(w.word for w in words), start=words[0].start, end=words[-1].end, words=words
+                ),
+            )
+            for channel, words in pieces
+        ]
+
+
+@dataclasses.dataclass(slots=True)
+class _Decoded:
+    """What one channel's decodes kept, and whether they all finished in time."""
+
+    segments: list[Segment] = dataclasses.field(default_factory=list)
+    dropped: int = 0
+    complete: bool = True
+    stopped_reason: str | None = None
 
 
 class FasterWhisperEngine:
-    """Whisper through faster-whisper: guarded, time-budgeted, one decode per channel."""
+    """Whisper through faster-whisper: guarded, time-budgeted, channels decoded apart or packed together."""
 
     def __init__(self, settings: AsrSettings) -> None:
         self.settings = settings
@@ -159,95 +273,133 @@ class FasterWhisperEngine:
         sample_rate: int = WHISPER_RATE,
         budget_s: float | None = None,
     ) -> Transcript:
-        """Transcribe each channel on its own thread; see ``AsrEngine.transcribe_channels``."""
+        """Transcribe a call's channels; see ``AsrEngine.transcribe_channels``.
+
+        The VAD runs per channel; the speech of all channels is then packed into windows
+        (``AsrSettings.pack_window_s``) and the windows are decoded on the worker threads.
+        """
         code = whisper_language(language, known=self._languages)
         started = time.perf_counter()
         channels = decode_file(audio) if isinstance(audio, str | Path) else as_channels(audio, sample_rate)
         duration_s = channels.shape[1] / WHISPER_RATE
         speakers = STEREO_SPEAKERS if channels.shape[0] == 2 else (None,)
-        futures = [
-            self._pool.submit(self._transcribe_channel, index, speaker, channels[index], code, budget_s)
-            for index, speaker in enumerate(speakers)
+        s = self.settings
+        vad = VadOptions(threshold=s.vad_threshold, min_silence_duration_ms=s.vad_min_silence_ms)
+        voiced = [
+            index
+            for index in range(len(speakers))
+            if loudest_window_dbfs(channels[index], WHISPER_RATE) >= self._limits.silence_dbfs
         ]
-        results = tuple(future.result() for future in futures)
+        speech = {
+            part.channel: part
+            for part in self._pool.map(
+                lambda index: _channel_speech(index, channels[index], vad, s.vad_onset_pad_s), voiced
+            )
+            if part.spans
+        }
+        windows = _windows(list(speech.values()), s.pack_window_s, s.pack_gap_s)
+        deadline = time.monotonic() + (budget_s if budget_s is not None else s.budget_s(duration_s))
+        futures = [
+            self._pool.submit(self._decode_window, _Packing(window, speech, s.pack_gap_s), code, deadline)
+            for window in windows
+        ]
+        decoded = {index: _Decoded() for index in range(len(speakers))}
+        for window, future in zip(windows, futures, strict=True):
+            pieces, stopped = future.result()
+            for channel, segment in pieces:
+                if segment is None:
+                    decoded[channel].dropped += 1
+                else:
+                    decoded[channel].segments.append(segment)
+            if stopped:
+                for channel in {span.channel for span in window}:
+                    decoded[channel].complete, decoded[channel].stopped_reason = False, "time budget exceeded"
         return Transcript(
             language=language,
-            channels=results,
+            channels=tuple(
+                self._channel(index, speaker, decoded[index], duration_s) for index, speaker in enumerate(speakers)
+            ),
             duration_s=duration_s,
             model=self.model_name,
             elapsed_s=time.perf_counter() - started,
         )
 
-    def _decode(self, samples: npt.NDArray[np.float32], code: str) -> Iterable[Any]:
-        s = self.settings
-        vad = VadOptions(threshold=s.vad_threshold, min_silence_duration_ms=s.vad_min_silence_ms)
-        speech = _SpeechSpans(samples, vad, s.vad_onset_pad_s)
-        if not speech.spans:
-            return ()
-        segments, _info = self._model.transcribe(
-            speech.audio(samples),
-            language=code,
-            task="transcribe",
-            beam_size=s.beam_size,
-            temperature=list(s.temperatures),
-            compression_ratio_threshold=s.compression_ratio_threshold,
-            log_prob_threshold=s.log_prob_threshold,
-            no_speech_threshold=s.no_speech_threshold,
-            # Each window decoded on its own: conditioning on earlier text is what lets one loop run on.
-            condition_on_previous_text=False,
-            word_timestamps=True,
-            hallucination_silence_threshold=s.hallucination_silence_s,
-            vad_filter=False,  # done above
-        )
-        # A lazy generator: decoding happens while it is iterated.
-        return (speech.restore(raw) for raw in segments)
+    def _decode_window(
+        self, packing: _Packing, code: str, deadline: float
+    ) -> tuple[list[tuple[int, Segment | None]], bool]:
+        """Decode one window: each piece guarded (None when dropped), and whether the budget ran out.
 
-    def _transcribe_channel(
-        self,
-        index: int,
-        speaker: Any,
-        samples: npt.NDArray[np.float32],
-        code: str,
-        budget_s: float | None,
-    ) -> ChannelTranscript:
-        duration_s = samples.shape[0] / WHISPER_RATE
-        if loudest_window_dbfs(samples, WHISPER_RATE) < self._limits.silence_dbfs:
-            return ChannelTranscript(channel=index, speaker=speaker, segments=(), duration_s=duration_s)
-        deadline = time.monotonic() + (budget_s if budget_s is not None else self.settings.budget_s(duration_s))
-        kept: list[Segment] = []
-        dropped = 0
-        complete, reason = True, None
+        A packed window that lost a whole channel is decoded again channel by channel: a decoding loop that
+        the guards drop takes every word of its window, and one speaker's hard audio must not cost the
+        other's words (seen with French espeak voices and a 1 s onset lead).
+        """
+        pieces, stopped = self._decode(packing, code, deadline)
+        heard = {channel for channel, segment in pieces if segment is not None}
+        if stopped or len(packing.channels) < 2 or heard >= set(packing.channels):
+            return pieces, stopped
+        log.info("asr packed window lost channel(s) %s; decoding its channels apart", set(packing.channels) - heard)
+        pieces = []
+        for channel in packing.channels:
+            more, stopped = self._decode(packing.only(channel), code, deadline)
+            pieces += more
+            if stopped:
+                break
+        return pieces, stopped
+
+    def _decode(self, packing: _Packing, code: str, deadline: float) -> tuple[list[tuple[int, Segment | None]], bool]:
+        pieces: list[tuple[int, Segment | None]] = []
+        if time.monotonic() > deadline:
+            return pieces, True
+        s = self.settings
         try:
-            for raw in self._decode(samples, code):
-                segment, why = self._guarded(raw, samples)
-                if segment is None:
-                    dropped += 1
-                    log.debug("asr channel %d dropped segment at %.1fs (%s)", index, raw.start, why)
-                else:
-                    kept.append(segment)
+            segments, _info = self._model.transcribe(
+                packing.audio(),
+                language=code,
+                task="transcribe",
+                beam_size=s.beam_size,
+                temperature=list(s.temperatures),
+                compression_ratio_threshold=s.compression_ratio_threshold,
+                log_prob_threshold=s.log_prob_threshold,
+                no_speech_threshold=s.no_speech_threshold,
+                # Each window decoded on its own: conditioning on earlier text is what lets one loop run on.
+                condition_on_previous_text=False,
+                word_timestamps=True,
+                hallucination_silence_threshold=s.hallucination_silence_s,
+                vad_filter=False,  # done per channel before packing
+            )
+            # A lazy generator: decoding happens while it is iterated.
+            for raw in segments:
+                for channel, piece in packing.restore(raw):
+                    segment, why = self._guarded(piece, packing.samples(channel))
+                    if segment is None:
+                        log.debug("asr channel %d dropped segment at %.1fs (%s)", channel, piece.start, why)
+                    pieces.append((channel, segment))
                 # Checked between segments: one window's decode is bounded (max 448 tokens), a call is not.
                 if time.monotonic() > deadline:
-                    complete, reason = False, "time budget exceeded"
-                    break
+                    return pieces, True
         except RuntimeError as error:  # CTranslate2 reports its failures as RuntimeError
-            raise TranscriptionFailed(f"channel {index}: {error}") from error
-        kept, repeated = drop_repeated_segments(kept, self.settings.max_repeats)
-        if not complete:
+            channels = sorted({span.channel for span in packing.spans})
+            raise TranscriptionFailed(f"channel {', '.join(map(str, channels))}: {error}") from error
+        return pieces, False
+
+    def _channel(self, index: int, speaker: Any, decoded: _Decoded, duration_s: float) -> ChannelTranscript:
+        kept, repeated = drop_repeated_segments(decoded.segments, self.settings.max_repeats)
+        if not decoded.complete:
             log.warning(
                 "asr channel %d stopped at %.1fs of %.1fs: %s",
                 index,
                 kept[-1].end_s if kept else 0.0,
                 duration_s,
-                reason,
+                decoded.stopped_reason,
             )
         return ChannelTranscript(
             channel=index,
             speaker=speaker,
             segments=tuple(kept),
             duration_s=duration_s,
-            complete=complete,
-            stopped_reason=reason,
-            dropped_segments=dropped + repeated,
+            complete=decoded.complete,
+            stopped_reason=decoded.stopped_reason,
+            dropped_segments=decoded.dropped + repeated,
         )
 
     def _guarded(self, raw: Any, samples: npt.NDArray[np.float32]) -> tuple[Segment | None, str | None]:
