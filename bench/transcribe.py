@@ -2,7 +2,7 @@
 from acceptance to `processed` through the real server.
 
     .venv/bin/python bench/transcribe.py [--minutes 5] [--skip-e2e] [--model PATH] [--device cpu|cuda]
-                                         [--espeak-long-call] [--show]
+                                         [--espeak-long-call] [--show] [--testset-only] [--pack-window S]
 
 1. Joins the registry model into a fresh directory (timed) and loads it (timed).
 2. The committed test set (tests/transcripts/testset/: Flite and espeak-ng voices through a telephone channel,
@@ -10,7 +10,8 @@ from acceptance to `processed` through the real server.
    call with 1 and with 2 ASR workers (``num_workers``: the channels one after the other, or in parallel threads).
 3. A ~5-minute stereo call built from Flite turns (``--espeak-long-call``: the espeak-ng voices without the
    telephone channel, as before 2026-11-23): the same figures.
-4. Two calls at once on one model (two transcription threads): aggregate x real time.
+4. Two calls at once on one model (two transcription threads): aggregate x real time, for the test set
+   and the long call.
 5. End to end: `callplane serve` (SQLite, in-process worker) in a subprocess, the 5-minute call served over
    loopback, POSTed to the Invoca ingestion API, waited for until `completed`; wall time from the POST, with the
    transcript and detected signals checked. The first call after start includes loading the model.
@@ -176,6 +177,17 @@ def bench_calls(
     print(load_average())
 
 
+def calls_two_at_once(engine: FasterWhisperEngine, calls: list[tuple[CallReference, Path]]) -> None:
+    """The calls through two transcription threads (CALLPLANE_TRANSCRIPTION_CONCURRENCY=2): what the machine
+    gets through, where a short call packed into one window leaves the second core to the next call."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        started = time.perf_counter()
+        results = list(pool.map(lambda call: engine.transcribe_channels(call[1], call[0].language), calls))
+        elapsed = time.perf_counter() - started
+    audio = sum(result.duration_s for result in results)
+    print(f"the {len(calls)} calls two at a time on one model: {audio / elapsed:.1f}x real time in total")
+
+
 def two_at_once(engine: FasterWhisperEngine, path: Path, language: str) -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
         started = time.perf_counter()
@@ -310,6 +322,8 @@ def main() -> None:
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--espeak-long-call", action="store_true", help="the long call in the old espeak voices")
     parser.add_argument("--show", action="store_true", help="print what each test-set channel said and was heard")
+    parser.add_argument("--testset-only", action="store_true", help="stop after the test set")
+    parser.add_argument("--pack-window", type=float, default=None, help="AsrSettings.pack_window_s (0: off)")
     args = parser.parse_args()
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -329,6 +343,8 @@ def main() -> None:
         engines = {}
         for workers in (2, 1):
             settings = AsrSettings(model_path=args.model, data_dir=models, num_workers=workers, device=args.device)
+            if args.pack_window is not None:
+                settings = dataclasses.replace(settings, pack_window_s=args.pack_window)
             engines[workers] = FasterWhisperEngine(settings)
             print(
                 f"model {engines[workers].model_name} ({settings.resolved_compute_type()}, num_workers={workers}, "
@@ -339,6 +355,11 @@ def main() -> None:
         engines[1].transcribe_channels(TESTSET / "en_us_cancel.mp3", "en-US")
         testset = [(reference, TESTSET / reference.audio) for reference in read_references(TESTSET / "references.json")]
         bench_calls("test set (tests/transcripts/testset)", engines, testset, show=args.show)
+        calls_two_at_once(engines[2], testset)
+        if args.testset_only:
+            for engine in engines.values():
+                engine.close()
+            return
         long_path = work / "five_minutes.mp3"
         long_call = LONG_CALL
         if args.espeak_long_call:
