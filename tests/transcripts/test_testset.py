@@ -6,7 +6,8 @@ English spoken by CMU Flite voices, Spanish and French by espeak-ng) are synthet
 17.6 % decoded apart), 0-46 % per call and channel (docs/transcription.md), against about 2 % on a natural
 voice (shared/spec/asr-evaluation.md). Two gates:
 
-* over the whole set, per channel, at most 25 % (the issue's goal is 15 %): catches drift of a few words;
+* over the whole set, per channel, at most 20 % (the issue's goal is 15 %, met; the margin is for other CPUs'
+  int8 kernels, which can change a few words): catches drift of a few words;
 * per call and channel at most 65 %: a swapped, lost or wrongly-languaged channel scores about 100 %. The
   calls are 8-24 words a channel, so one word moves a call's figure by 4-12 points.
 """
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.xdist_group("asr")  # one worker loads the model once
 TESTSET = Path(__file__).parent / "testset"
 REFERENCES = read_references(TESTSET / "references.json")
 MAX_CHANNEL_WER = 0.65  # one call, one channel
-MAX_POOLED_WER = 0.25  # all calls' words of one channel
+MAX_POOLED_WER = 0.20  # all calls' words of one channel
 
 
 @pytest.fixture(scope="module")
