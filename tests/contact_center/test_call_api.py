@@ -276,7 +276,15 @@ def test_inbound_and_scheduled_calls_queue_on_their_menu_and_a_scheduled_call_ca
 
 def test_customer_flags_list_filters_and_wait_times(centers: tuple[Center, Center]) -> None:
     full, _ = centers
+    # Its own calls (under xdist this worker may not have run the tests that made the module's others), and its
+    # own agent for the outbound one, so the other tests' agent stays as they expect it.
+    full.add_agent("flags@somedomain.com", status="available")
+    outbound = {**OUT, "agent_email": "flags@somedomain.com", "end_user_number": END_USER}
+    assert full.create({**outbound, "outbound_number": OUTBOUND}).status_code == 201
+    earlier = full.create(_fill(full, {**IN, "menu_id": "{Lock Star}", "end_user_number": END_USER}))
+    assert earlier.status_code == 201, earlier.text
     created = full.create(_fill(full, {**IN, "menu_id": "{Lock Star}", "end_user_number": END_USER}))
+    assert created.status_code == 201, created.text
     call_id = created.json()["id"]
     flags = full.api.get(f"/apps/api/v1/calls/{call_id}/customer_flag")
     assert flags.json() == {"verified_customer": False, "bad_actor": False, "repeat_customer": False}
