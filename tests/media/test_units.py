@@ -28,7 +28,7 @@ from callplane.media.audio import (
     read_wav,
     write_wav,
 )
-from callplane.media.channel import in_band_dtmf
+from callplane.media.channel import MediaChannel, in_band_dtmf
 from callplane.media.clock import MediaClock
 from callplane.media.g711 import PayloadType
 from callplane.media.jitter import FRAME_SAMPLES, JitterBuffer
@@ -323,6 +323,22 @@ def test_a_call_that_raises_is_dropped_and_the_others_keep_ticking(caplog: pytes
     assert healthy.ticks == 10 and broken.ticks == 3
     assert isinstance(broken.failed, RuntimeError) and clock.channel_count == 1
     assert clock.stats.failed_channels == 1
+
+
+def test_a_channel_closed_while_binding_leaves_no_socket_open() -> None:
+    """A call can end while its ports are being bound (the caller's CANCEL): the sockets bound afterwards are
+    closed at once, not left to the collector."""
+
+    async def scenario() -> MediaChannel:
+        channel = MediaChannel(clock=MediaClock(), on_digit=lambda digit: None)
+        channel.close()  # the call ended first
+        with pytest.raises(OSError, match="closed while its ports were bound"):
+            await channel.open("127.0.0.1", (40000, 40998))
+        return channel
+
+    channel = asyncio.run(scenario())
+    transports = [channel._transport, channel._rtcp_transport]
+    assert all(transport is not None and transport.is_closing() for transport in transports)
 
 
 # ---- decoding, URLs and TTS caching -------------------------------------------------------------------

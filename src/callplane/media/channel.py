@@ -182,9 +182,15 @@ class MediaChannel(asyncio.DatagramProtocol):
             except OSError:
                 transport.close()
                 continue
+            except BaseException:  # cancelled while binding: the RTP socket must not be left to the collector
+                transport.close()
+                raise
             self._transport = transport
             self._rtcp_transport = rtcp_transport
             self.local_port = port
+            if self.closed:  # closed while we were binding (the call ended): nothing may keep these sockets
+                self._close_transports()
+                raise OSError("the media channel was closed while its ports were bound")
             return port
         raise OSError(f"no free RTP port pair in {low}-{high}")
 
@@ -217,17 +223,22 @@ class MediaChannel(asyncio.DatagramProtocol):
         if self.closed:
             return
         self.closed = True
-        self._clock.remove(self)
-        if self.bridge_peer is not None:
-            self.bridge_peer.bridge_peer = None
-            self.bridge_peer = None
-        self.stop_playback()
-        for future in self._dtmf_done:
-            if not future.done():
-                future.set_result(None)
-        self._dtmf_done.clear()
-        if self._rtcp_transport is not None and self._remote is not None:
-            self._rtcp_transport.sendto(rtp.rtcp_bye(self._ssrc), (self._remote[0], self._remote[1] + 1))
+        try:
+            self._clock.remove(self)
+            if self.bridge_peer is not None:
+                self.bridge_peer.bridge_peer = None
+                self.bridge_peer = None
+            self.stop_playback()
+            for future in self._dtmf_done:
+                if not future.done():
+                    future.set_result(None)
+            self._dtmf_done.clear()
+            if self._rtcp_transport is not None and self._remote is not None:
+                self._rtcp_transport.sendto(rtp.rtcp_bye(self._ssrc), (self._remote[0], self._remote[1] + 1))
+        finally:
+            self._close_transports()  # whatever failed above, the sockets go
+
+    def _close_transports(self) -> None:
         for transport in (self._transport, self._rtcp_transport):
             if transport is not None:
                 transport.close()

@@ -138,6 +138,8 @@ class _Call:
     playback_id: str | None = None
     playback_task: asyncio.Task[None] | None = None
     ring_timer: asyncio.TimerHandle | None = None
+    # One media preparation per inbound call: a pre-answer and an answer racing must not bind two channels.
+    media_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class _NullSipLogger:
@@ -701,12 +703,21 @@ class SippyCallEngine:
         _call_in_reactor(call.ua.recvEvent, CCEventRing((180, "Ringing", None)))
 
     async def _prepare_inbound_media(self, call: _Call) -> str:
+        async with call.media_lock:
+            return await self._prepare_inbound_media_once(call)
+
+    async def _prepare_inbound_media_once(self, call: _Call) -> str:
         if call.local_sdp is not None:
             return call.local_sdp
         assert call.offer is not None  # inbound calls always keep their offer
         negotiated = sdp.negotiate_answer(call.offer, preferred=self.config.codecs)
         channel = self._new_channel(call)
-        port = await channel.open(self.config.rtp_host, self.config.rtp_port_range)
+        try:
+            port = await channel.open(self.config.rtp_host, self.config.rtp_port_range)
+        except OSError:
+            if call.state is CallState.ENDED:  # closed by the caller's CANCEL while we bound the ports
+                raise CallNotFound(f"call {call.call_id} ended") from None
+            raise
         if call.state is CallState.ENDED:  # the caller cancelled while we bound the port
             channel.close()
             raise CallNotFound(f"call {call.call_id} ended")
