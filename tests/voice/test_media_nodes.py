@@ -246,15 +246,18 @@ def _result(process: subprocess.Popen[bytes], timeout_s: float = 90) -> tuple[in
     return process.returncode, output.decode(errors="replace")[-3000:]
 
 
-def _caller(cluster: Cluster, app: App, tmp_path: Path, *, bye_timeout_ms: int) -> subprocess.Popen[bytes]:
-    """sipp calls the media node: a 700 Hz tone, then RFC 4733 digits 1, 5, #, then waits for our BYE."""
+def _caller(
+    cluster: Cluster, app: App, tmp_path: Path, *, bye_timeout_ms: int, tone_ms: int = 5000
+) -> subprocess.Popen[bytes]:
+    """sipp calls the media node: a 700 Hz tone, then (`tone_ms` after the answer) RFC 4733 digits 1, 5, #,
+    then waits for our BYE."""
     tone_pcap = tmp_path / "tone.pcap"
     write_rtp_pcap(tone_pcap, tone(700, 3.0))
     scenario = render_scenario(
         "uac_ivr.xml",
         tmp_path,
         TONE_PCAP=str(tone_pcap),
-        TONE_MS="5000",
+        TONE_MS=str(tone_ms),
         PCAPS=str(SIPP_PCAPS),
         BYE_TIMEOUT_MS=str(bye_timeout_ms),
     )
@@ -401,7 +404,9 @@ def test_a_dialog_created_through_the_api_process_is_placed_and_bridged_by_the_m
     child = _sipp(
         render_scenario("uas_answer.xml", child_dir, BYE_TIMEOUT_MS="60000"), extra=["-rtp_echo"], port=child_port
     )
-    caller = _caller(cluster, app, tmp_path, bye_timeout_ms=60000)
+    # The digits wait 15 s after the answer: the capture below goes out only after DIALOG_ESTABLISHED reached the
+    # webhook and the command was relayed, which took over 5 s on a loaded CI machine.
+    caller = _caller(cluster, app, tmp_path, bye_timeout_ms=60000, tone_ms=15000)
     received = webhooks.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == app.called)
     parent_id = received["callId"]
     created = app.api.post(
