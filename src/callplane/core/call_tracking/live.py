@@ -8,7 +8,6 @@ calls' transaction id, external unique id or phone pair; the core calls' contact
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -131,11 +130,6 @@ async def resolve_scope(
     return Scope(account_id=account.id, advertiser_id=advertiser_id, organization_scope=principal.organization_scope)
 
 
-# Parsing a number is most of parsing a search, and the same numbers come back (a network's destinations, a
-# caller looked up again while the call is up).
-_search_e164 = functools.lru_cache(maxsize=4096)(phone_e164)
-
-
 def parse_search(
     *,
     transaction_id: str | None,
@@ -149,7 +143,7 @@ def parse_search(
         raise InvalidSearch("calling_phone_number and destination_phone_number must be given together")
     calling_e164 = destination_e164 = None
     if calling:
-        calling_e164, destination_e164 = _search_e164(calling), _search_e164(destination)
+        calling_e164, destination_e164 = phone_e164(calling), phone_e164(destination)
         problems = [
             f"{name} is not a valid phone number"
             for name, value in (("calling_phone_number", calling_e164), ("destination_phone_number", destination_e164))
