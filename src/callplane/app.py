@@ -38,7 +38,7 @@ from callplane.core.voice.service import RECORDINGS_DIRECTORY, VoiceService
 from callplane.core.voice.trunks import TrunkRegistrar
 from callplane.core.webhooks.delivery import DeliveryConfig, DeliveryWorker
 from callplane.db.engine import create_engine, create_session_factory
-from callplane.logging import configure_logging, redact
+from callplane.logging import configure_logging
 from callplane.media.engine import EngineConfig
 from callplane.media.sip import SippyCallEngine
 from callplane.settings import Settings
@@ -155,7 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 class RequestLogMiddleware:
-    """One structured line per request (credentials redacted) and each surface's own 500 body.
+    """One structured line per request and each surface's own 500 body.
 
     Plain ASGI rather than BaseHTTPMiddleware, which costs a task group and a stream per request.
     """
@@ -193,8 +193,9 @@ class RequestLogMiddleware:
                 extra={
                     "fields": {
                         "method": scope["method"],
-                        "path": redact(path),
-                        "query": redact(scope.get("query_string", b"").decode("latin-1")),
+                        # Secrets in the path or query (``?key=``) are hidden by the log handler's redaction.
+                        "path": path,
+                        "query": scope.get("query_string", b"").decode("latin-1"),
                         "status": status,
                         "ms": round((time.perf_counter() - started) * 1000, 2),
                     }
@@ -280,7 +281,7 @@ def build_delivery_worker(
         policy=TargetPolicy.from_config(settings.fetch_allowed_networks, settings.fetch_allowed_hosts),
         config=DeliveryConfig(
             timeout_s=settings.delivery_timeout_seconds,
-            lease_s=max(60.0, settings.delivery_timeout_seconds * 3),
+            lease_s=settings.delivery_lease_seconds or max(60.0, settings.delivery_timeout_seconds * 3),
             backoff_base_s=settings.delivery_backoff_base_seconds,
             backoff_cap_s=settings.delivery_backoff_cap_seconds,
             poll_interval_s=settings.delivery_poll_seconds,

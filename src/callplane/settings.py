@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     delivery_backoff_base_seconds: float = 30.0
     delivery_backoff_cap_seconds: float = 6 * 3600.0
     delivery_poll_seconds: float = 1.0
+    # How long a claimed delivery stays locked (a crashed worker's claims are re-sent after it); unset: the larger
+    # of 60 s and 3 x delivery_timeout_seconds. Must exceed delivery_timeout_seconds.
+    delivery_lease_seconds: float | None = Field(default=None, gt=0)
     callback_signing_secret: str | None = Field(default=None, repr=False)
 
     @field_validator("fetch_allowed_networks")
