@@ -113,6 +113,9 @@ class SipTrunk:
     port: int = 5060
     username: str | None = None
     password: str | None = None
+    # The IP address the outbound target policy checked `host` to (core/voice/outbound.py): requests are sent
+    # there, with no second lookup, while the Request-URI keeps `host`. None: the engine resolves `host`.
+    address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +178,11 @@ class EngineConfig:
     user_agent: str = "callplane"
     codecs: tuple[PayloadType, ...] = (PayloadType.PCMU, PayloadType.PCMA)
     log_sip_messages: bool = False
+    # SO_RCVBUF of the SIP socket: the 208 KB default overflowed under a burst of CANCELs. Linux caps it at
+    # net.core.rmem_max unless the process may use SO_RCVBUFFORCE (root); 0 keeps the system default.
+    sip_receive_buffer_bytes: int = 4 * 1024 * 1024
+    # Malformed SIP is logged once per source address per this many seconds, with counters (sip_guard).
+    sip_malformed_log_interval_s: float = 60.0
 
 
 # ---- events -------------------------------------------------------------------------------------

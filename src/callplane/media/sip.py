@@ -162,9 +162,17 @@ def _custom_headers(headers: Mapping[str, str] | None) -> tuple[Any, ...] | None
     if not headers:
         return None
     for name, value in headers.items():
-        if not name or any(ch in name for ch in ": \r\n") or any(ch in value for ch in "\r\n"):
+        if not name or any(ch in name for ch in ": \r\n") or any(ch in value for ch in "\r\n\0"):
             raise CallStateConflict(f"invalid SIP header {name!r}")
     return tuple(SipHeader(name=name, body=_VerbatimHeaderBody(value, name)) for name, value in headers.items())
+
+
+def _quoted_name(name: str | None, *uri_parts: str) -> str | None:
+    """The From display name as RFC 3261 quoted-string content (sippy quotes it but escapes nothing), after
+    refusing control characters there and in the URI parts: a CR LF would start a new header line."""
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for text in (name or "", *uri_parts) for ch in text):
+        raise CallStateConflict("control characters in a SIP display name or URI")
+    return name.replace("\\", "\\\\").replace('"', '\\"') if name else None
 
 
 class _VerbatimHeaderBody(SipGenericHF):  # type: ignore[misc]
@@ -820,6 +828,7 @@ class SippyCallEngine:
         if self._loop is None:
             raise EngineNotRunning
         extra = _custom_headers(request.headers)
+        display_name = _quoted_name(request.from_display_name, request.from_user, request.to_user, request.trunk.host)
         call_id = uuid.uuid4().hex
         call = _Call(call_id, CallDirection.OUTBOUND, None, CallState.DIALING)
         channel = self._new_channel(call)
@@ -841,9 +850,11 @@ class SippyCallEngine:
                     password=trunk.password,
                     nh_address=(trunk.host, trunk.port),
                 )
+                if trunk.address:  # the address the target policy checked: no second lookup (the R-URI keeps host)
+                    ua.rAddr = ((trunk.address, trunk.port), ua.rAddr[1])
                 call.ua = ua
                 event = CCEventTry(
-                    (SipCallId(), request.from_user, request.to_user, MsgBody(offer), None, request.from_display_name)
+                    (SipCallId(), request.from_user, request.to_user, MsgBody(offer), None, display_name)
                 )
                 if extra is not None:
                     event.extra_headers = extra
