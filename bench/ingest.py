@@ -1,12 +1,19 @@
-"""Ingestion throughput and latency over loopback, on SQLite and PostgreSQL.
+"""Ingestion throughput and latency over loopback, on SQLite and PostgreSQL, beside its floor.
 
 Starts `callplane serve` as a real process, creates a demo tenant, then drives it with wrk (a C load
 generator, on the same 2-core machine): single calls at several connection counts, and 50-call batches.
-Every request carries a fresh external id, so each one is a real insert (call + key + job + event).
+Every request carries a fresh external id, so each one is a real insert (key + call + job + event + signal +
+custom data, one transaction, committed before the 201).
 
-    .venv/bin/python bench/ingest.py [--duration 15] [--workers 2] [--backends sqlite,postgresql]
+On PostgreSQL the same wrk script, connections, duration and number of server processes also drive the floor,
+`bench/floor_ingest_app.py` (Starlette + asyncpg writing the same rows in one transaction, no auth or
+validation), in the same run, alternating with callplane; the ratio of the two is the figure that counts on a
+shared machine.
 
-Needs `wrk` (apt-get install wrk).
+    .venv/bin/python bench/ingest.py [--duration 10] [--workers 2] [--connections 8] [--rounds 2]
+        [--backends sqlite,postgresql] [--no-batch]
+
+Needs `wrk` (Debian package `wrk`: apt-get install -y wrk).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -129,6 +137,28 @@ def run_wrk(lua: str, port: int, connections: int, duration: int, threads: int =
     return result
 
 
+def wait_ready(port: int, path: str, method: str = "GET") -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.request(method, f"http://127.0.0.1:{port}{path}", timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server on port {port} did not start")
+        time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def bench_backend(backend: str, args: argparse.Namespace) -> list[dict[str, object]]:
     data_dir = Path(tempfile.mkdtemp(prefix="callplane-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPLANE_")}
@@ -140,7 +170,7 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[dict[str, obje
         # The API alone is measured; processing would also try to fetch the example recordings.
         "CALLPLANE_WORKERS_ENABLED": "false",
     }
-    database = None
+    database = url = None
     if backend == "postgresql":
         database, url = create_postgres_database()
         env["CALLPLANE_DATABASE_URL"] = url
@@ -151,69 +181,125 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[dict[str, obje
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    floor: subprocess.Popen[bytes] | None = None
     rows: list[dict[str, object]] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.2)
+        wait_ready(port, "/readyz")
         demo = json.loads(subprocess.run([*CALLPLANE, "demo-setup"], env=env, check=True, capture_output=True).stdout)
         values = {
             "token": demo["invoca"]["oauth_token"],
             "campaign": demo["invoca"]["advertiser_campaign_id_from_network"],
         }
-        run_wrk(SINGLE_LUA % (values | {"prefix": "warm"}), port, 8, 3)  # warm caches and pools
-        for connections in args.connections:
-            result = run_wrk(SINGLE_LUA % (values | {"prefix": secrets.token_hex(4)}), port, connections, args.duration)
-            rows.append({"backend": backend, "test": "single call", "connections": connections} | result)
-        batch_values = {"token": demo["batch"]["token"]}
-        for connections in (1, 4):
-            result = run_wrk(
-                BATCH_LUA % (batch_values | {"prefix": secrets.token_hex(4)}), port, connections, args.duration
-            )
-            rows.append({"backend": backend, "test": "50-call batch", "connections": connections} | result)
+        targets = [("callplane", port)]
+        if url is not None and args.floor:
+            # Same database, same tenant, same number of processes; uvicorn picks uvloop and httptools for
+            # both, as it does for `callplane serve`.
+            floor_port = free_port()
+            floor = subprocess.Popen(
+                [
+                    sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "floor_ingest_app:app",
+                    "--port", str(floor_port), "--workers", str(args.workers), "--no-access-log",
+                    "--log-level", "warning",
+                ],
+                env=env | {"FLOOR_DATABASE_URL": url, "FLOOR_CAMPAIGN": str(values["campaign"])},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            wait_ready(floor_port, "/api/2022-03-01/calls.json", "GET")
+            targets.append(("floor", floor_port))
+        for _, target_port in targets:
+            run_wrk(SINGLE_LUA % (values | {"prefix": "warm"}), target_port, 8, 3)  # warm caches and pools
+        for round_number in range(1, args.rounds + 1):
+            for connections in args.connections:
+                # callplane, then the floor right after it: the same load from other work, as near as can be.
+                for app, target_port in targets:
+                    lua = SINGLE_LUA % (values | {"prefix": secrets.token_hex(4)})
+                    result = run_wrk(lua, target_port, connections, args.duration)
+                    rows.append(
+                        {"app": app, "backend": backend, "test": "single call", "connections": connections}
+                        | {"round": round_number, "load": os.getloadavg()[0]}
+                        | result
+                    )
+        if args.batch:
+            batch_values = {"token": demo["batch"]["token"]}
+            for connections in (1, 4):
+                lua = BATCH_LUA % (batch_values | {"prefix": secrets.token_hex(4)})
+                result = run_wrk(lua, port, connections, args.duration)
+                rows.append(
+                    {"app": "callplane", "backend": backend, "test": "50-call batch", "connections": connections}
+                    | {"round": 1, "load": os.getloadavg()[0]}
+                    | result
+                )
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(server)
+        if floor is not None:
+            stop(floor)
         if database:
             drop_postgres_database(database)
         shutil.rmtree(data_dir, ignore_errors=True)
     return rows
 
 
+def print_row(row: dict[str, Any]) -> None:
+    calls = row["per_second"] * (50 if row["test"] == "50-call batch" else 1)
+    print(
+        f"{row['app']:<9} {row['backend']:<11} {row['test']:<14} {row['connections']:>5} {row['round']:>5} "
+        f"{row['per_second']:>8.0f} {calls:>8.0f} {row['p50_us'] / 1000:>7.1f} {row['p90_us'] / 1000:>7.1f} "
+        f"{row['p99_us'] / 1000:>7.1f} {row['bad_status'] + row['socket_errors']:>7} {row['load']:>5.1f}",
+        flush=True,
+    )
+
+
+def print_ratios(rows: list[dict[str, Any]]) -> None:
+    """callplane / floor for each pair of runs taken one right after the other."""
+    floors = {(r["backend"], r["connections"], r["round"]): r for r in rows if r["app"] == "floor"}
+    pairs = [
+        (r, floors[key])
+        for r in rows
+        if r["app"] == "callplane" and (key := (r["backend"], r["connections"], r["round"])) in floors
+    ]
+    if not pairs:
+        return
+    print()
+    print("single calls, callplane beside its floor (same wrk script, connections, duration and process count)")
+    print(f"{'conns':>5} {'round':>5}  {'callplane calls/s  p50/p99 ms':<30} {'floor calls/s  p50/p99 ms':<27} ratio")
+    for mine, floor in pairs:
+        print(
+            f"{mine['connections']:>5} {mine['round']:>5}  "
+            f"{mine['per_second']:>8.0f}  {mine['p50_us'] / 1000:>6.1f} / {mine['p99_us'] / 1000:<6.1f}      "
+            f"{floor['per_second']:>8.0f}  {floor['p50_us'] / 1000:>6.1f} / {floor['p99_us'] / 1000:<6.1f}   "
+            f"{mine['per_second'] / floor['per_second']:>5.2f}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=15)
-    parser.add_argument("--workers", type=int, default=2, help="API worker processes")
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2, help="server processes (callplane's and the floor's)")
     parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--connections", default="8,32", help="comma-separated wrk connection counts")
+    parser.add_argument("--connections", default="8", help="comma-separated wrk connection counts")
+    parser.add_argument("--rounds", type=int, default=2, help="callplane/floor pairs per connection count")
+    parser.add_argument("--no-floor", dest="floor", action="store_false", help="skip the floor app")
+    parser.add_argument("--no-batch", dest="batch", action="store_false", help="skip the 50-call batch runs")
     args = parser.parse_args()
     args.connections = [int(c) for c in args.connections.split(",")]
     if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
+        sys.exit("wrk is not installed: apt-get install -y wrk (Debian package `wrk`)")
     print(
-        f"machine: {os.cpu_count()} cores; API workers: {args.workers}; wrk on the same machine; "
-        f"{args.duration}s per run"
+        f"machine: {os.cpu_count()} cores; server processes: {args.workers}; wrk (1 thread) on the same machine; "
+        f"{args.duration}s per run; load average at start {os.getloadavg()[0]:.2f}"
     )
     print(
-        f"{'backend':<11} {'test':<14} {'conns':>5} {'req/s':>8} {'calls/s':>8} {'p50 ms':>7} {'p90 ms':>7} "
-        f"{'p99 ms':>7} {'non-2xx':>7}"
+        f"{'app':<9} {'backend':<11} {'test':<14} {'conns':>5} {'round':>5} {'req/s':>8} {'calls/s':>8} "
+        f"{'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'errors':>7} {'load':>5}"
     )
+    rows: list[dict[str, Any]] = []
     for backend in args.backends.split(","):
         for row in bench_backend(backend, args):
-            calls = row["per_second"] * (50 if row["test"] == "50-call batch" else 1)  # type: ignore[operator]
-            print(
-                f"{row['backend']:<11} {row['test']:<14} {row['connections']:>5} {row['per_second']:>8.0f} "
-                f"{calls:>8.0f} {row['p50_us'] / 1000:>7.1f} {row['p90_us'] / 1000:>7.1f} "  # type: ignore[operator]
-                f"{row['p99_us'] / 1000:>7.1f} {row['bad_status']:>7}",
-                flush=True,
-            )  # type: ignore[operator]
+            print_row(row)
+            rows.append(row)
+    print_ratios(rows)
 
 
 if __name__ == "__main__":
