@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,6 +23,7 @@ from callplane.core.voice.nodes import NodeUnavailable
 from callplane.errors import CallplaneError, Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from callplane.surfaces.context import ContextDep
 from callplane.surfaces.http import json_response
+from callplane.surfaces.validation import validation_error_response
 
 PATH_PREFIX = "/calls/1"
 AUTH_SCHEMES = ("app", "bearer")
@@ -202,7 +203,7 @@ async def _on_infobip_error(request: Request, error: Exception) -> Response:
 async def _on_validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
     if not is_infobip_path(request):
-        return await request_validation_exception_handler(request, error)
+        return validation_error_response(error)
     problems: dict[str, list[str]] = {}
     for item in error.errors():
         problems.setdefault(_field_name(item.get("loc", ())), []).append(str(item.get("msg", "invalid value")))
