@@ -42,7 +42,12 @@ class Settings(BaseSettings):
 
     ingestion_api_versions: list[str] = ["2022-03-01"]
     ingestion_country_codes: list[int] = [1, 44, 34]
-    batch_max_body_bytes: int = 5 * 1024 * 1024
+    batch_max_body_bytes: int = 5 * 1024 * 1024  # the Zipteams document's maximum payload
+    # Request bodies (docs/decisions.md "Request bodies"): the limit for every JSON API whose vendor documents none,
+    # applied while the body streams in and before it is parsed or authenticated; and how long a body may stall
+    # between two reads before the request is answered 408 and the connection closed.
+    request_body_max_bytes: int = Field(default=1024 * 1024, ge=1)
+    request_body_read_timeout_seconds: float = Field(default=30.0, gt=0)
     batch_rate_limit_per_minute: int = 120
 
     # Outgoing fetches (recordings, callbacks, webhooks) refuse private targets unless listed here.

@@ -1,0 +1,209 @@
+"""Request bodies bounded per surface before anything parses or authenticates them, and cut off when they stall.
+
+One table (`surface_body_rules`) says which surface a path belongs to, how large its request bodies may be and how
+that surface writes an error; `BodyLimitMiddleware` applies it to every request as plain ASGI (no
+BaseHTTPMiddleware: a task group per request costs ingestion throughput). A declared Content-Length over the limit
+is refused without reading a byte; a chunked body is counted as it streams and cut off at the limit; a body that
+stops arriving for `read_timeout_s` is answered with the surface's 408. See docs/decisions.md "Request bodies".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from callplane.core.voice.files import DEFAULT_MAX_BYTES as VOICE_FILE_MAX_BYTES
+from callplane.settings import Settings
+from callplane.surfaces.http import json_response
+from callplane.surfaces.infobip.common import PATH_PREFIX as INFOBIP_PREFIX
+from callplane.surfaces.infobip.common import error_body as infobip_error_body
+from callplane.surfaces.infobip.files import MULTIPART_OVERHEAD_BYTES
+from callplane.surfaces.invoca.errors import invoca_error
+
+ErrorRenderer = Callable[[int, str], Response]
+"""(status, text) -> the surface's own error body."""
+
+_CLOSE = {"Connection": "close"}  # the rest of a refused or stalled body is not worth reading
+
+
+@dataclass(frozen=True, slots=True)
+class BodyRule:
+    """A surface's request-body limit and how it writes an error."""
+
+    surface: str
+    max_bytes: int
+    render: ErrorRenderer
+    too_large_text: str
+    timed_out_text: str
+
+    def too_large(self) -> Response:
+        response = self.render(413, self.too_large_text)
+        response.headers.update(_CLOSE)
+        return response
+
+    def timed_out(self) -> Response:
+        response = self.render(408, self.timed_out_text)
+        response.headers.update(_CLOSE)
+        return response
+
+
+class BodyLimits:
+    """The surfaces' rules by path prefix: the longest registered prefix of a path wins, else the default.
+
+    Prefixes are grouped by their first path segment, so a lookup is one dict access and a startswith or two.
+    """
+
+    def __init__(self, default: BodyRule) -> None:
+        self.default = default
+        self._by_segment: dict[str, list[tuple[str, BodyRule]]] = {}
+
+    def register(self, prefix: str, rule: BodyRule) -> None:
+        entries = self._by_segment.setdefault(_first_segment(prefix), [])
+        entries.append((prefix, rule))
+        entries.sort(key=lambda entry: len(entry[0]), reverse=True)
+
+    def rule_for(self, path: str) -> BodyRule:
+        for prefix, rule in self._by_segment.get(_first_segment(path), ()):
+            if path.startswith(prefix):
+                return rule
+        return self.default
+
+
+def _first_segment(path: str) -> str:
+    return path[1:].partition("/")[0]
+
+
+def _size(limit: int) -> str:
+    mebibytes, rest = divmod(limit, 1024 * 1024)
+    return f"{mebibytes}MB" if mebibytes and not rest else f"{limit} bytes"
+
+
+def surface_body_rules(settings: Settings) -> BodyLimits:
+    """Every surface's request-body rule: documented sizes where the vendor gives one, settings otherwise."""
+    json_max = settings.request_body_max_bytes
+    seconds = f"{settings.request_body_read_timeout_seconds:g}"
+    stalled = f"The request body was not received within {seconds} seconds."
+
+    def native(status: int, text: str) -> Response:
+        return json_response({"detail": text}, status)
+
+    def invoca(status: int, text: str) -> Response:
+        return invoca_error(status, {413: "PayloadTooLarge", 408: "RequestTimeout"}.get(status, "InternalError"), text)
+
+    def zipteams(status: int, text: str) -> Response:
+        return json_response({"success": False, "message": text}, status)  # as the batch route writes its errors
+
+    def ccai(status: int, text: str) -> Response:
+        return json_response({"message": text}, status)  # as CcaiError is written
+
+    def infobip(status: int, text: str) -> Response:
+        message_id = {413: "PAYLOAD_TOO_LARGE", 408: "REQUEST_TIMEOUT"}.get(status, "GENERAL_ERROR")
+        return json_response(infobip_error_body(message_id, text), status)
+
+    def rule(surface: str, max_bytes: int, render: ErrorRenderer, too_large: str | None = None) -> BodyRule:
+        text = too_large or f"The request body is larger than {max_bytes} bytes."
+        return BodyRule(surface, max_bytes, render, text, stalled)
+
+    batch_max = settings.batch_max_body_bytes
+    zipteams_rule = rule(
+        "zipteams", batch_max, zipteams, f"Payload too large. The maximum request payload size is {_size(batch_max)}."
+    )
+    # An upload is a multipart form around one audio file of up to the files service's limit.
+    upload_max = VOICE_FILE_MAX_BYTES + MULTIPART_OVERHEAD_BYTES
+    limits = BodyLimits(default=rule("native", json_max, native))
+    limits.register("/v1/", rule("native", json_max, native))  # native and admin share FastAPI's {"detail"} body
+    limits.register("/api/", rule("invoca", json_max, invoca))
+    limits.register("/call/transcript/", rule("invoca", json_max, invoca))
+    limits.register("/partner/ingest/", zipteams_rule)
+    limits.register("/api/v1/partner/ingest/", zipteams_rule)
+    limits.register("/apps/api/v1/", rule("ccai", json_max, ccai))
+    limits.register(INFOBIP_PREFIX + "/", rule("infobip", json_max, infobip))
+    limits.register(INFOBIP_PREFIX + "/files", rule("infobip", upload_max, infobip))
+    return limits
+
+
+class BodyLimitMiddleware:
+    """Applies the surfaces' body rules to every HTTP request (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, limits: BodyLimits, read_timeout_s: float) -> None:
+        self.app = app
+        self.limits = limits
+        self.read_timeout_s = read_timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rule = self.limits.rule_for(scope["path"])
+        declared: int | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = int(value) if value.isdigit() else None  # the server refuses a malformed one
+            elif name == b"transfer-encoding":
+                chunked = True
+        if declared is not None and declared > rule.max_bytes:
+            await rule.too_large()(scope, receive, send)
+            return
+        if not chunked and not declared:
+            await self.app(scope, receive, send)  # no body to bound or wait for
+            return
+        body = _GuardedBody(rule, scope, receive, send, self.read_timeout_s)
+        try:
+            await self.app(scope, body.receive, body.send)
+        except Exception:
+            if body.refusal is None:
+                raise
+            # The app failed on the body we cut off (a disconnect while reading it): our answer is already out.
+
+
+class _GuardedBody:
+    """One request's body: counted against the rule, each wait for more bounded by the read timeout."""
+
+    __slots__ = ("complete", "read_timeout_s", "received", "refusal", "response_started", "rule", "scope", "upstream")
+
+    def __init__(self, rule: BodyRule, scope: Scope, receive: Receive, send: Send, read_timeout_s: float) -> None:
+        self.rule = rule
+        self.scope = scope
+        self.upstream = (receive, send)
+        self.read_timeout_s = read_timeout_s
+        self.received = 0
+        self.complete = False
+        self.refusal: int | None = None
+        self.response_started = False
+
+    async def receive(self) -> Message:
+        upstream_receive = self.upstream[0]
+        if self.complete:
+            return await upstream_receive()  # after the body only a disconnect is awaited: no timeout
+        if self.refusal is not None:
+            return {"type": "http.disconnect"}
+        try:
+            async with asyncio.timeout(self.read_timeout_s):
+                message = await upstream_receive()
+        except TimeoutError:
+            await self._refuse(self.rule.timed_out())
+            return {"type": "http.disconnect"}
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.rule.max_bytes:
+                await self._refuse(self.rule.too_large())
+                return {"type": "http.disconnect"}
+            self.complete = not message.get("more_body", False)
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.refusal is not None:
+            return  # the app's answer to a body we cut off: ours went out instead
+        if message["type"] == "http.response.start":
+            self.response_started = True
+        await self.upstream[1](message)
+
+    async def _refuse(self, response: Response) -> None:
+        self.refusal = response.status_code
+        if not self.response_started:
+            await response(self.scope, self.upstream[0], self.upstream[1])
