@@ -56,6 +56,7 @@ from callplane.surfaces.infobip.common import error_body, install_error_handlers
 from callplane.surfaces.infobip.router import router as infobip_router
 from callplane.surfaces.invoca.router import router as invoca_router
 from callplane.surfaces.invoca.transcripts import router as invoca_transcripts_router
+from callplane.surfaces.limits import BodyLimitMiddleware, surface_body_rules
 from callplane.surfaces.native.router import router as native_router
 from callplane.surfaces.native.voice import router as native_voice_router
 from callplane.surfaces.native.webhooks import router as webhooks_router
@@ -135,6 +136,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return json_response({"status": "unavailable", "reason": "migrations pending"}, 503)
         return json_response({"status": "ready", "database": context.engine.dialect.name})
 
+    # Inside the request log, so refused bodies (413/408) are logged like any answer.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limits=surface_body_rules(settings),
+        read_timeout_s=settings.request_body_read_timeout_seconds,
+    )
     app.add_middleware(RequestLogMiddleware)
     app.include_router(invoca_router)
     app.include_router(invoca_transcripts_router)
