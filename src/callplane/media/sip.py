@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from hashlib import md5
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from sippy.CCEvents import (
     CCEventUpdate,
 )
 from sippy.Core.EventDispatcher import ED2
+from sippy.Exceptions.SdpParseError import SdpParseError
+from sippy.Exceptions.SipParseError import SipParseError
 from sippy.MsgBody import MsgBody
 from sippy.SipCallId import SipCallId
 from sippy.SipConf import SipConf
@@ -39,8 +42,11 @@ from sippy.SipGenericHF import SipGenericHF
 from sippy.SipHeader import SipHeader
 from sippy.SipReason import SipReason
 from sippy.SipRegistrationAgent import SipRegistrationAgent
-from sippy.SipTransactionManager import SipTransactionManager
+from sippy.SipRequest import SipRequest
+from sippy.SipResponse import SipResponse
+from sippy.SipTransactionManager import SipTMRetransmitO, SipTransactionManager
 from sippy.SipURL import SipURL
+from sippy.Time.Timeout import Timeout
 from sippy.UA import UA
 from sippy.Udp_server import Udp_server, Udp_server_opts
 
@@ -89,6 +95,16 @@ from callplane.media.engine import (
     UrlSource,
 )
 from callplane.media.g711 import Pcm
+from callplane.media.sip_guard import (
+    MalformedSipLog,
+    Refusal,
+    party_problem,
+    raise_receive_buffer,
+    raw_response,
+    reply_address,
+    screen_request,
+    version_refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -301,13 +317,157 @@ class _OrderedUdpServerOptions(Udp_server_opts):  # type: ignore[misc]
     nworkers = 1
 
 
-class _OrderedTransactionManager(SipTransactionManager):  # type: ignore[misc]
-    """Adds a clean shutdown: sippy's own leaves retransmit timers and dialog timers running against a
-    manager whose state it has set to None (a TypeError trace per timer)."""
+_RECEIVE_BUFFER_KEY = "_callplane_sip_receive_buffer_bytes"  # in sippy's global_config, read by _SipUdpServer
 
-    model_udp_server = (Udp_server, _OrderedUdpServerOptions)
+
+class _SipUdpServer(Udp_server):  # type: ignore[misc]
+    """sippy's UDP server with a larger receive buffer: at the default 208 KB a burst of CANCELs overflowed
+    it while the reactor was busy, and the kernel dropped requests."""
+
+    def __init__(self, global_config: dict[str, Any], uopts: Any) -> None:
+        super().__init__(global_config, uopts)
+        self.receive_buffer_bytes = raise_receive_buffer(self.skt, int(global_config.get(_RECEIVE_BUFFER_KEY, 0)))
+
+
+class _Dropped(SipTMRetransmitO):  # type: ignore[misc]
+    """sippy's retransmission-cache entry for a datagram it dropped, keeping why: a repeat is counted again."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+class _OrderedTransactionManager(SipTransactionManager):  # type: ignore[misc]
+    """sippy's transaction manager with: a clean shutdown (sippy's own leaves retransmit timers and dialog
+    timers running against a manager whose state it has set to None: a TypeError trace per timer), and
+    incoming data handled for hostile input (`handleIncoming`)."""
+
+    model_udp_server = (_SipUdpServer, _OrderedUdpServerOptions)
+
+    def __init__(self, global_config: dict[str, Any], req_cb: Any, *, malformed: MalformedSipLog) -> None:
+        self.malformed = malformed
+        super().__init__(global_config, req_cb)
+        self.malformed_flush = Timeout(self.malformed.flush, malformed.interval_s, -1)
+
+    # ---- incoming data ---------------------------------------------------------------------------
+
+    def handleIncoming(self, data_in: bytes | str, ra: Any, server: Any, rtime: Any) -> None:
+        """sippy's `handleIncoming` (sippy 2.5.0), rewritten for what anyone can send to the port.
+
+        sippy printed a ten-line traceback to stdout for every datagram it could not parse, and one more from
+        `Network_server.handle_read` for anything that raised later; here each becomes a count in
+        `MalformedSipLog` (one JSON line per source per interval). Requests in another SIP version get 505,
+        requests sippy cannot parse get 400 when they carry enough to match an answer to, and
+        `screen_request` refusals get their status. Otherwise the flow is sippy's: retransmission cache,
+        responses to their client transaction, requests to `incomingRequest`. Left out: sippy's NAT-traversal
+        and WebSocket branches (this engine enables neither)."""
+        if self.global_config is None:  # shut down while the datagram was queued
+            return
+        try:
+            self._handle_incoming(data_in, ra, server, rtime)
+        except Exception as error:  # noqa: BLE001 - logged (with its trace) by the per-source limiter
+            self.malformed.record(ra.address[0], f"{type(error).__name__} while handling it", exc_info=error)
+
+    def _handle_incoming(self, data_in: bytes | str, ra: Any, server: Any, rtime: Any) -> None:
+        raw = data_in if isinstance(data_in, bytes) else data_in.encode()
+        if len(raw) < 32:  # sippy's floor; RFC 5626 keep-alives (CRLF) are shorter and are not errors
+            return
+        sip_logger = self.global_config["_sip_logger"]
+        if not isinstance(sip_logger, _NullSipLogger):
+            sip_logger.write(f"RECEIVED message from {ra}:\n", raw.decode(errors="backslashreplace"), ltime=rtime.realt)
+        checksum = md5(raw, usedforsecurity=False).digest()  # sippy's retransmission-cache key
+        cached = self.l1rcache.get(checksum) or self.l2rcache.get(checksum)
+        if cached is not None:
+            if isinstance(cached, _Dropped):
+                self.malformed.record(ra.address[0], cached.reason)
+            elif cached.data is not None:
+                self.transmitData(cached.userv, cached.data, cached.address, lossemul=cached.lossemul)
+            return
+        try:
+            data = raw.decode()
+        except UnicodeDecodeError:
+            self._drop(ra, checksum, "not UTF-8")
+            return
+        if data.startswith("SIP/2.0 "):
+            self._incoming_response(data, ra, rtime, checksum)
+        else:
+            self._incoming_request(data, ra, server, rtime, checksum)
+
+    def _incoming_response(self, data: str, ra: Any, rtime: Any, checksum: bytes) -> None:
+        try:
+            resp = SipResponse(data)
+            tid = resp.getTId(True, True)
+            code = int(resp.getSCode()[0])
+        except Exception as error:  # noqa: BLE001 - sippy's parser raises anything; counted per source
+            self._drop(ra, checksum, f"unparsable response ({type(error).__name__})")
+            return
+        if not 100 <= code <= 699:
+            self._drop(ra, checksum, "invalid status code")
+            return
+        resp.rtime = rtime
+        transaction = self.tclient.get(tid)
+        if transaction is None:  # a late or stray response: sippy ignores it silently too
+            self.l1rcache[checksum] = SipTMRetransmitO()
+            return
+        resp.setSource(ra)
+        self.incomingResponse(resp, transaction, checksum)
+
+    def _incoming_request(self, data: str, ra: Any, server: Any, rtime: Any, checksum: bytes) -> None:
+        refusal = version_refusal(data.split("\n", 1)[0])
+        if refusal is not None:
+            self._refuse_raw(data, ra, server, checksum, refusal)
+            return
+        try:
+            req = SipRequest(data)
+            tids = req.getTIds()
+            via = req.getHFBody("via")
+            via_host, _via_port = via.getAddr()
+        except Exception as error:  # noqa: BLE001 - sippy's parser raises anything; answered 400, counted
+            self._refuse_raw(
+                data, ra, server, checksum, Refusal(400, "Bad Request", f"unparsable request ({type(error).__name__})")
+            )
+            return
+        req.rtime = rtime
+        if via_host != ra.address[0]:
+            via.params["received"] = ra.received
+        if "rport" in via.params:
+            via.params["rport"] = str(ra.address[1])
+        req.setSource(ra)
+        refusal = screen_request(req)
+        if refusal is not None:
+            if req.getMethod() == "ACK":
+                self._drop(ra, checksum, refusal.reason)
+                return
+            self.malformed.record(ra.address[0], f"{refusal.status}: {refusal.reason}")
+            response = req.genResponse(refusal.status, refusal.phrase)
+            self.transmitMsg(server, response, response.getHFBody("via").getTAddr(), checksum)
+            return
+        try:
+            self.incomingRequest(req, checksum, tids, server)
+        except SdpParseError as error:
+            self.sendResponse(error.getResponse(req))
+        except SipParseError as error:
+            response = error.getResponse(req)
+            if response is None:
+                raise
+            self.transmitMsg(server, response, response.getHFBody("via").getTAddr(), checksum)
+
+    def _drop(self, ra: Any, checksum: bytes, reason: str) -> None:
+        self.malformed.record(ra.address[0], reason)
+        self.l1rcache[checksum] = _Dropped(reason)
+
+    def _refuse_raw(self, data: str, ra: Any, server: Any, checksum: bytes, refusal: Refusal) -> None:
+        """Answer a request sippy cannot parse (or would mis-answer) from its raw lines, to where it came from."""
+        response = raw_response(data, refusal, SipConf.my_uaname)
+        if response is None:
+            self._drop(ra, checksum, refusal.reason)
+            return
+        self.malformed.record(ra.address[0], f"{refusal.status}: {refusal.reason}")
+        self.transmitData(server, response, reply_address(data, ra.address), checksum)
 
     def shutdown(self) -> None:
+        self.malformed_flush.cancel()
+        self.malformed.flush(everything=True)
         for transaction in [*self.tclient.values(), *self.tserver.values()]:
             for timer_name in ("teA", "teB", "teC", "teD", "teE", "teF", "teG"):
                 timer = getattr(transaction, timer_name, None)
@@ -406,6 +566,9 @@ class SippyCallEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._global_config: dict[str, Any] = {}
         self.rejected_offers = 0
+        # Malformed SIP from the network: counted, logged once per source per interval (sip_guard).
+        self.malformed = MalformedSipLog(config.sip_malformed_log_interval_s)
+        self.sip_receive_buffer_bytes: int | None = None  # what the kernel granted the SIP socket
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -423,6 +586,7 @@ class SippyCallEngine:
             "_sip_address": self.config.sip_host,
             "_sip_port": self.config.sip_port,
             "_sip_logger": _DebugSipLogger() if self.config.log_sip_messages else _NullSipLogger(),
+            _RECEIVE_BUFFER_KEY: self.config.sip_receive_buffer_bytes,
         }
         _Reactor.ensure_running()
 
@@ -433,11 +597,15 @@ class SippyCallEngine:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ResourceWarning)
                 try:
-                    manager = _OrderedTransactionManager(self._global_config, self._on_request)
+                    manager = _OrderedTransactionManager(
+                        self._global_config, self._on_request, malformed=self.malformed
+                    )
                 except OSError as error:
                     failure = OSError(error.errno, f"cannot bind SIP to {self.config.sip_host}:{self.config.sip_port}")
                 else:
                     self._global_config["_sip_tm"] = manager
+                    granted = [server.receive_buffer_bytes for server in manager.l4r.cache_l2s.values()]
+                    self.sip_receive_buffer_bytes = min(granted) if granted else None
                 gc.collect()
             if failure is not None:
                 raise failure
@@ -448,6 +616,13 @@ class SippyCallEngine:
             SippyCallEngine._running = None
             self._loop = None
             raise
+        requested = self.config.sip_receive_buffer_bytes
+        log.info(
+            "SIP socket receive buffer: %s bytes granted for %s asked",
+            self.sip_receive_buffer_bytes,
+            requested,
+            extra={"fields": {"requested": requested, "granted": self.sip_receive_buffer_bytes}},
+        )
         self.clock.start()
 
     async def stop(self) -> None:
@@ -512,17 +687,27 @@ class SippyCallEngine:
             return (req.genResponse(481, "Call Leg/Transaction Does Not Exist"), None, None)
         return (req.genResponse(405, "Method Not Allowed"), None, None)
 
+    def _refuse(self, req: Any, status: int, phrase: str, reason: str) -> Any:
+        """A final answer to an out-of-dialog request we will not take, counted and logged per source."""
+        self.malformed.record(str(req.getSource()[0]), f"{status}: {reason}")
+        return (req.genResponse(status, phrase), None, None)
+
     def _on_invite(self, req: Any, sip_t: Any) -> Any:
         body = req.getBody()
         try:
             if body is None:
                 raise sdp.SdpError("INVITE without an offer (late offer is not supported)")
             offer = sdp.parse(str(body))
+            if offer.port == 0:  # RFC 3264 5.1/6: port 0 rejects the stream, and audio is the only one we take
+                raise sdp.SdpError("the offer rejects its audio stream (m=audio 0)")
             sdp.negotiate_answer(offer, preferred=self.config.codecs)
         except sdp.SdpError as error:
-            log.info("rejecting INVITE with 488: %s", error)
             self.rejected_offers += 1
-            return (req.genResponse(488, "Not Acceptable Here"), None, None)
+            return self._refuse(req, 488, "Not Acceptable Here", str(error)[:200])
+        for name in ("from", "to"):
+            problem = party_problem(req.getHFBody(name))
+            if problem is not None:
+                return self._refuse(req, 400, "Bad Request", f"{name.capitalize()}: {problem}")
         call_id = uuid.uuid4().hex
         try:
             from_header, to_header = req.getHFBody("from"), req.getHFBody("to")
@@ -534,9 +719,8 @@ class SippyCallEngine:
                 headers={header.name: str(header.getBody()) for header in req.headers if header.name.startswith("x-")},
                 sip_call_id=str(req.getHFBody("call-id")),
             )
-        except Exception:
-            log.info("rejecting INVITE with 400: unparsable From/To", exc_info=True)
-            return (req.genResponse(400, "Bad Request"), None, None)
+        except Exception as error:  # noqa: BLE001 - sippy's parser raises anything; answered 400, counted
+            return self._refuse(req, 400, "Bad Request", f"unparsable From/To ({type(error).__name__})")
         ua = UA(self._global_config, event_cb=self._sippy_event_handler(call_id))
         ua.local_ua = None
         self._post(self._register_inbound, call_id, ua, offer, incoming)
