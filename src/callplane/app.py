@@ -344,7 +344,9 @@ async def start_voice(
         poll_s=settings.contact_center_poll_seconds,
     )
     await context.contact_center.start()
-    context.trunk_registrar = TrunkRegistrar(engine=engine, sessions=context.sessions, secret_box=context.secret_box)
+    context.trunk_registrar = TrunkRegistrar(
+        engine=engine, sessions=context.sessions, secret_box=context.secret_box, policy=voice.fetch_policy
+    )
     workers.append(asyncio.create_task(context.trunk_registrar.run_forever(stop)))
     notifications = Notifications(listen_dsn(settings))
     voice.relay = command_relay(settings, context, notifications, local_node=voice.node_id)

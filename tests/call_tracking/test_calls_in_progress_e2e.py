@@ -69,6 +69,7 @@ def _settings(data_dir: Path, database_url: str | None, sip_port: int) -> Settin
         workers_enabled=True,
         transcription_enabled=False,
         voice_enabled=True,
+        fetch_allowed_networks=["127.0.0.1/32"],  # agents/destinations are sipp on loopback (SSRF policy)
         sip_port=sip_port,
         rtp_port_min=low,
         rtp_port_max=low + 1000,

@@ -323,9 +323,16 @@ def test_admin_api_manages_agents_menus_numbers_and_tickets(server: RunningServe
     assert http.post(f"{base}/agents", json={"email": "a@x.io", "endpoint_user": "a"}).status_code == 422  # no host
     agent_id = center.add_agent("a@x.io", agent_number="1001", avatar_url="https://x.io/a.png")
     by_uri = center.admin.post(
-        center.path("/agents"), {"email": "u@x.io", "sip_uri": "sip:ua@10.0.0.7:5062;transport=udp"}
+        center.path("/agents"), {"email": "u@x.io", "sip_uri": "sip:ua@pbx.example.com:5062;transport=udp"}
     )
-    assert (by_uri["endpoint_type"], by_uri["endpoint_user"], by_uri["endpoint_host"]) == ("SIP", "ua", "10.0.0.7:5062")
+    assert (by_uri["endpoint_type"], by_uri["endpoint_user"], by_uri["endpoint_host"]) == (
+        "SIP",
+        "ua",
+        "pbx.example.com:5062",
+    )
+    # an agent's phone is a customer-named SIP target: a private address is refused (the SSRF policy)
+    private = http.post(f"{base}/agents", json={"email": "w@x.io", "sip_uri": "sip:ua@10.0.0.7:5062"})
+    assert private.status_code == 422 and "10.0.0.7 is a private address" in private.json()["detail"]
     assert http.post(f"{base}/agents", json={"email": "v@x.io", "sip_uri": "sip:nohost"}).status_code == 422
     phone = {"email": "p@x.io", "endpoint_type": "PHONE", "endpoint_user": "+1 415-555-0100"}
     assert http.post(f"{base}/agents", json=phone).status_code == 422  # a phone needs a trunk

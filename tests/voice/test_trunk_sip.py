@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.voice import trunks
 from callplane.core.voice.trunk_models import NumberFormat, SipTrunk, TrunkAdminStatus, TrunkKind
@@ -21,6 +22,7 @@ from tests.voice.support import database
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 BOX = SecretBox("0" * 43 + "=")
+LOOPBACK = TargetPolicy.from_config(["127.0.0.1/32"])  # sipp plays the registrar on loopback
 
 CHALLENGES = [
     pytest.param("401", "Unauthorized", "WWW-Authenticate", "Authorization", id="401"),
@@ -94,7 +96,7 @@ def test_registered_trunk_registers_and_its_status_follows_the_registrar(
                 trunk_id = trunk.id
             assert (await _status_of(sessions, trunk_id))[0] == "UNREGISTERED"
             await engine.start()
-            registrar = trunks.TrunkRegistrar(engine=engine, sessions=sessions, secret_box=BOX)
+            registrar = trunks.TrunkRegistrar(engine=engine, sessions=sessions, secret_box=BOX, policy=LOOPBACK)
             stop = asyncio.Event()
             try:
                 await registrar_peer.start()

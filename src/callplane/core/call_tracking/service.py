@@ -18,12 +18,14 @@ from callplane.core.call_tracking.errors import PromoNumberNotFound
 from callplane.core.call_tracking.models import CustomDataValue, DestinationType, OwnerType, PromoNumber, TrackedCall
 from callplane.core.calls.models import Call, CallCustomData
 from callplane.core.ingestion.phones import PhoneNumberError, normalize_phone
+from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.errors import AlreadyExists
 from callplane.core.tenancy.models import Account, Campaign, CustomDataField, Organization, OrganizationKind
 from callplane.core.voice import trunks
 from callplane.core.voice.configurations import get_configuration, route_for
 from callplane.core.voice.inbound import InboundPlan
 from callplane.core.voice.models import CallsConfiguration, EndpointType, VoiceCall
+from callplane.core.voice.outbound import check_host_port, sip_user_problem
 from callplane.core.voice.service import Endpoint, NewCall, VoiceService
 from callplane.db.base import new_id, utcnow
 from callplane.errors import CallplaneError, InvalidInput, NotFound
@@ -117,14 +119,22 @@ async def create_promo_number(
     external_id: str | None = None,
     media_type: str | None = None,
     record: bool = True,
+    policy: TargetPolicy | None = None,
 ) -> PromoNumber:
     """A promo number of a campaign. Without a configuration, one is made for it whose postCallProcessing is
-    `record` (the recording of each call goes through the post-call pipeline)."""
+    `record` (the recording of each call goes through the post-call pipeline). A SIP destination is checked
+    against the outbound target `policy` when one is given (the API; every INVITE is checked again)."""
     campaign = await session.get(Campaign, campaign_id)
     if campaign is None or campaign.account_id != account_id:
         raise NotFound("campaign does not exist in this account")
     key = _number_key(number.strip())
     target = parse_destination(destination)
+    if target.type is DestinationType.SIP:
+        problem = sip_user_problem(target.user)
+        if problem is not None:
+            raise InvalidInput(f"destination: {problem}")
+        if policy is not None and target.host is not None:
+            await check_host_port(policy, target.host, what=f"destination {target.value}")
     if target.type is DestinationType.PHONE:
         if trunk_id is None:
             raise InvalidInput("a phone-number destination needs trunk_id (the SIP trunk that dials it)")

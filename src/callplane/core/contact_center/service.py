@@ -35,7 +35,9 @@ from callplane.core.contact_center.models import (
     OutboundNumber,
     ParticipantKind,
 )
+from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.voice.models import EndpointType
+from callplane.core.voice.outbound import check_host_port, sip_user_problem
 from callplane.db.base import new_id, utcnow
 from callplane.errors import Conflict, InvalidInput
 
@@ -134,8 +136,23 @@ def _check_endpoint(endpoint_type: str, user: str, host: str | None, trunk_id: s
     return user
 
 
-async def create_agent(*, session: AsyncSession, account_id: str, spec: AgentSpec) -> Agent:
+async def _check_target(policy: TargetPolicy | None, endpoint_type: str, user: str, host: str | None) -> None:
+    """An agent's SIP phone is a customer-named target: the outbound target policy applies at request time too
+    (every INVITE is checked again when it is placed). Without a policy (the operator's CLI) only then."""
+    if endpoint_type != EndpointType.SIP:
+        return
+    problem = sip_user_problem(user)
+    if problem is not None:
+        raise InvalidInput(f"endpoint_user: {problem}")
+    if host and policy is not None:
+        await check_host_port(policy, host, what=f"the agent's SIP phone {host}")
+
+
+async def create_agent(
+    *, session: AsyncSession, account_id: str, spec: AgentSpec, policy: TargetPolicy | None = None
+) -> Agent:
     endpoint_user = _check_endpoint(spec.endpoint_type, spec.endpoint_user, spec.endpoint_host, spec.trunk_id)
+    await _check_target(policy, spec.endpoint_type, endpoint_user, spec.endpoint_host)
     if spec.status not in (AgentStatus.AVAILABLE, AgentStatus.UNAVAILABLE):
         raise InvalidInput("status must be available or unavailable")
     agent = Agent(
@@ -182,13 +199,22 @@ AGENT_FIELDS = (
 )
 
 
-async def update_agent(*, session: AsyncSession, account_id: str, agent_id: int, changes: Mapping[str, Any]) -> Agent:
+async def update_agent(
+    *,
+    session: AsyncSession,
+    account_id: str,
+    agent_id: int,
+    changes: Mapping[str, Any],
+    policy: TargetPolicy | None = None,
+) -> Agent:
     """Edit an agent; `status` available/unavailable is the agent's availability (busy is ours to set)."""
     agent = await get_agent(session=session, account_id=account_id, agent_id=agent_id)
     for name in AGENT_FIELDS:
         if name in changes:
             setattr(agent, name, changes[name])
     agent.endpoint_user = _check_endpoint(agent.endpoint_type, agent.endpoint_user, agent.endpoint_host, agent.trunk_id)
+    if {"endpoint_type", "endpoint_user", "endpoint_host"} & set(changes):
+        await _check_target(policy, agent.endpoint_type, agent.endpoint_user, agent.endpoint_host)
     status = changes.get("status")
     if status is not None:
         if status not in (AgentStatus.AVAILABLE, AgentStatus.UNAVAILABLE):

@@ -20,6 +20,10 @@ class InvalidRecordingLocation(FetchError):
     """The recording URL or file name is not valid."""
 
 
+class InvalidTargetUrl(FetchError):
+    """The URL is not one we connect to (unknown scheme, no host)."""
+
+
 class TargetRefused(FetchError):
     """The recording location points at an address we may not fetch from."""
 

@@ -1,4 +1,4 @@
-"""Which network addresses a recording fetch may connect to (SSRF defence).
+"""Which network addresses a recording fetch, a webhook or a SIP call may connect to (SSRF defence).
 
 Customers hand us URLs and SFTP hosts; without this a URL such as ``http://169.254.169.254/`` or a name that
 resolves to ``10.0.0.5`` would let them read our internal network. Following the OWASP SSRF cheat sheet and
@@ -13,11 +13,15 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-from callplane.core.recordings.errors import HostNotFound, TargetRefused
+from callplane.core.recordings.errors import HostNotFound, InvalidTargetUrl, TargetRefused
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# The schemes `TargetPolicy.check_url` knows, with the port each implies.
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "sip": 5060, "sips": 5061}
 
 # IPv6 prefixes that embed an IPv4 address; the embedded address decides.
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -108,18 +112,24 @@ class TargetPolicy:
         """Raise ``TargetRefused`` naming the reason, so an operator knows what to allow-list if intended."""
         reason = self.refusal(ip, host)
         if reason is not None:
-            via = f"{host} resolves to {ip}, " if host and _as_address(_normalize_host(host)) is None else f"{ip} is "
             raise TargetRefused(
-                f"refusing to fetch from {via}a {reason} address; recordings are fetched only from public "
+                f"refusing to fetch from {describe(ip, host, reason)}; recordings are fetched only from public "
                 "addresses unless an operator allow-lists the network or host"
             )
 
     async def resolve(self, host: str, port: int) -> list[IPAddress]:
         """Resolve ``host`` and check every address; all must be allowed (a mixed answer is an attack smell)."""
+        addresses = await self.addresses(host, port)
+        for address in addresses:
+            self.check(address, host)
+        return addresses
+
+    async def addresses(self, host: str, port: int) -> list[IPAddress]:
+        """Every address ``host`` resolves to, not yet checked (an IP literal is itself; other numeric forms
+        such as ``2130706433`` or ``0x7f.1`` resolve as the C library reads them). Raises ``HostNotFound``."""
         name = _normalize_host(host)
         literal = _as_address(name)
         if literal is not None:
-            self.check(literal, host)
             return [literal]
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
@@ -139,9 +149,32 @@ class TargetPolicy:
                 addresses.append(address)
         if not addresses:
             raise HostNotFound(f"the host name {name!r} has no addresses")
-        for address in addresses:
-            self.check(address, host)
         return addresses
+
+    async def check_url(self, url: str, *, schemes: Iterable[str] = DEFAULT_PORTS) -> list[IPAddress]:
+        """Resolve and check the host of ``url`` (e.g. a media-stream ``wss://`` URL) before connecting to it.
+
+        Returns the checked addresses: connect to one of them, not to the name again. Raises
+        ``InvalidTargetUrl``, ``HostNotFound`` or ``TargetRefused``.
+        """
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise InvalidTargetUrl(f"{url!r} is not a valid URL ({exc})") from exc
+        scheme = parts.scheme.lower()
+        if scheme not in set(schemes) or scheme not in DEFAULT_PORTS:
+            raise InvalidTargetUrl(f"the URL scheme {scheme or '(none)'!r} is not allowed here")
+        if not parts.hostname:
+            raise InvalidTargetUrl(f"{url!r} names no host")
+        return await self.resolve(parts.hostname, port or DEFAULT_PORTS[scheme])
+
+
+def describe(ip: IPAddress, host: str | None, reason: str) -> str:
+    """`localhost resolves to 127.0.0.1, a loopback address` or `10.0.0.5 is a private address`."""
+    if host and _as_address(_normalize_host(host)) is None:
+        return f"{host} resolves to {ip}, a {reason} address"
+    return f"{ip} is a {reason} address"
 
 
 def _normalize_host(host: str) -> str:

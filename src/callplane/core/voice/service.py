@@ -18,7 +18,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from callplane.core.voice.models import (
     VoiceDialog,
     VoiceRecording,
 )
+from callplane.core.voice.outbound import check_sip_values, pinned_peer, split_host_port
 from callplane.core.voice.states import (
     LIVE_STATES,
     REJECT_STATUS,
@@ -479,10 +480,9 @@ class VoiceService:
         self, session: AsyncSession, account_id: str, request: NewCall, ring_timeout_s: int
     ) -> OutboundCall:
         endpoint = request.endpoint
-        if endpoint.type is EndpointType.PHONE:
-            if endpoint.trunk_id is None:
-                raise UnsupportedEndpoint("a PHONE endpoint needs a SIP trunk: give sipTrunkId")
-            return await trunks.phone_call_through_trunk(
+        peer = await self._target(session, account_id, request)
+        if endpoint.type is EndpointType.PHONE and endpoint.trunk_id is not None:  # _target refused one without
+            call = await trunks.phone_call_through_trunk(
                 session=session,
                 account_id=account_id,
                 trunk_id=endpoint.trunk_id,
@@ -494,13 +494,7 @@ class VoiceService:
                 headers=endpoint.headers,
                 ring_timeout_s=float(ring_timeout_s),
             )
-        if endpoint.trunk_id is not None:
-            trunk = await trunks.get_trunk(session=session, account_id=account_id, trunk_id=endpoint.trunk_id)
-            peer = trunks.sip_peer(trunk, self.secret_box)
-        elif endpoint.host:
-            peer = _peer(endpoint.host)
-        else:
-            raise InvalidInput("a SIP endpoint needs sipTrunkId or host")
+            return replace(call, trunk=peer)
         return OutboundCall(
             to_user=endpoint.user,
             trunk=peer,
@@ -509,6 +503,25 @@ class VoiceService:
             headers=dict(endpoint.headers),
             ring_timeout_s=float(ring_timeout_s),
         )
+
+    async def _target(self, session: AsyncSession, account_id: str, request: NewCall) -> SipTrunk:
+        """Where the INVITE goes, checked: what goes into its headers and URIs (no CR LF, no header the stack
+        owns), and the peer's address under the outbound target policy, pinned so the INVITE goes to exactly
+        the address checked (core/voice/outbound.py). Raises before anything is stored or sent."""
+        endpoint = request.endpoint
+        sip_users = (endpoint.user, request.from_user) if endpoint.type is EndpointType.SIP else ()
+        check_sip_values(headers=endpoint.headers, display_name=request.from_display_name, users=sip_users)
+        if endpoint.type is EndpointType.PHONE and endpoint.trunk_id is None:
+            raise UnsupportedEndpoint("a PHONE endpoint needs a SIP trunk: give sipTrunkId")
+        if endpoint.trunk_id is not None:
+            trunk = await trunks.get_trunk(session=session, account_id=account_id, trunk_id=endpoint.trunk_id)
+            peer, what = trunks.sip_peer(trunk, self.secret_box), f"SIP trunk {trunk.id} ({trunk.host})"
+        elif endpoint.host:
+            host, port = split_host_port(endpoint.host)
+            peer, what = SipTrunk(host=host, port=port), f"SIP host {endpoint.host}"
+        else:
+            raise InvalidInput("a SIP endpoint needs sipTrunkId or host")
+        return await pinned_peer(self.fetch_policy, peer, what=what)
 
     def _new_call(
         self,
@@ -1237,6 +1250,8 @@ class VoiceService:
             raise InvalidCallState("the call is already in a dialog")
         if child is None:
             raise InvalidInput("childCallRequest is required")
+        async with self.sessions() as session:
+            await self._target(session, account_id, child)  # refused before a dialog exists (create_call checks again)
         dialog = await self._new_dialog(parent, child_hangup_ends_parent)
         placed = await self.create_call(
             account_id=account_id,
@@ -1954,13 +1969,6 @@ def _speech_source(speech: Speech) -> SpeechSource:
     elif speech.gender == "MALE":
         voice += "+m3"
     return SpeechSource(speech.text, voice=voice, words_per_minute=round(DEFAULT_WORDS_PER_MINUTE * speech.speech_rate))
-
-
-def _peer(host: str) -> SipTrunk:
-    name, colon, port = host.strip().rpartition(":")
-    if colon and port.isdigit():
-        return SipTrunk(host=name, port=int(port))
-    return SipTrunk(host=host.strip())
 
 
 def _e164(value: str | None) -> str | None:

@@ -19,7 +19,9 @@ import phonenumbers
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
+from callplane.core.voice.outbound import check_target
 from callplane.core.voice.trunk_models import (
     NumberFormat,
     SipTrunk,
@@ -28,7 +30,7 @@ from callplane.core.voice.trunk_models import (
     TrunkRegistrationStatus,
 )
 from callplane.db.base import utcnow
-from callplane.errors import Conflict, InvalidInput, NotFound
+from callplane.errors import CallplaneError, Conflict, InvalidInput, NotFound
 from callplane.media.engine import (
     CallEngine,
     EngineNotRunning,
@@ -303,11 +305,13 @@ class TrunkRegistrar:
         engine: CallEngine,
         sessions: async_sessionmaker[AsyncSession],
         secret_box: SecretBox,
+        policy: TargetPolicy,
         expires_s: int = 3600,
     ) -> None:
         self.engine = engine
         self.sessions = sessions
         self.secret_box = secret_box
+        self.policy = policy  # the outbound target policy: no REGISTER to a refused address
         self.expires_s = expires_s
         self._current: dict[str, tuple[str, str]] = {}  # trunk id -> (registration id, fingerprint)
         self._trunk_of: dict[str, str] = {}  # registration id -> trunk id
@@ -325,14 +329,34 @@ class TrunkRegistrar:
                 )
             )
             wanted = {}
+            refused: dict[str, str] = {}
             for trunk in trunks:
                 peer = sip_peer(trunk, self.secret_box)
+                try:
+                    await check_target(self.policy, peer.host, peer.port, what=f"SIP trunk {trunk.id} ({peer.host})")
+                except CallplaneError as error:
+                    refused[trunk.id] = error.message
+                    continue
                 fingerprint = hashlib.sha256(
                     f"{peer.host}|{peer.port}|{peer.username}|{peer.password}|{self.expires_s}".encode()
                 ).hexdigest()
                 registration = TrunkRegistration(trunk=peer, user=trunk.username or "", expires_s=self.expires_s)
                 wanted[trunk.id] = _Wanted(registration, fingerprint)
-            return wanted
+        await self._mark_refused(refused)
+        return wanted
+
+    async def _mark_refused(self, refused: Mapping[str, str]) -> None:
+        """Trunks whose peer the target policy refuses are not registered: the reason is their status detail."""
+        if not refused:
+            return
+        async with self.sessions() as session, session.begin():
+            for trunk in await session.scalars(select(SipTrunk).where(SipTrunk.id.in_(list(refused)))):
+                if trunk.registration_detail != refused[trunk.id]:
+                    log.warning(
+                        "trunk not registered", extra={"fields": {"trunk_id": trunk.id, "detail": refused[trunk.id]}}
+                    )
+                    trunk.registration_status = TrunkRegistrationStatus.UNREGISTERED
+                    trunk.registration_detail = refused[trunk.id]
 
     async def reconcile(self) -> None:
         wanted = await self._wanted()

@@ -18,6 +18,7 @@ from callplane.core.tenancy import service as tenancy
 from callplane.errors import CallplaneError, Conflict, InvalidInput, NotFound
 from callplane.surfaces.admin.router import require_admin
 from callplane.surfaces.context import ContextDep, SessionDep
+from callplane.surfaces.targets import outbound_policy
 
 T = TypeVar("T")
 
@@ -215,7 +216,10 @@ def _poke(context: Any) -> None:
 @router.post("/agents", status_code=201)
 async def create_agent(account_id: str, body: AgentIn, context: ContextDep, session: SessionDep) -> dict[str, Any]:
     spec = cc.AgentSpec(**_split_sip_uri(body.model_dump()))
-    agent = await _run(session, account_id, lambda: cc.create_agent(session=session, account_id=account_id, spec=spec))
+    policy = outbound_policy(context)
+    agent = await _run(
+        session, account_id, lambda: cc.create_agent(session=session, account_id=account_id, spec=spec, policy=policy)
+    )
     _poke(context)
     return agent_out(agent)
 
@@ -245,7 +249,9 @@ async def update_agent(
     agent = await _run(
         session,
         account_id,
-        lambda: cc.update_agent(session=session, account_id=account_id, agent_id=agent_id, changes=changes),
+        lambda: cc.update_agent(
+            session=session, account_id=account_id, agent_id=agent_id, changes=changes, policy=outbound_policy(context)
+        ),
     )
     _poke(context)
     return agent_out(agent)
