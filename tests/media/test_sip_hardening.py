@@ -168,19 +168,32 @@ def test_a_burst_of_cancels_and_invites_is_answered_in_full(media_cache: Path) -
 
 
 def _junk(rng: random.Random, sip_port: int) -> list[bytes]:
-    """1 000 datagrams that are not SIP: random bytes, truncated requests, binary after a request line,
-    huge header lines (some larger than sippy's 8 KB read). All at least 32 bytes (shorter ones are
-    keep-alives to sippy) and all different (identical ones would hit the retransmission cache)."""
+    """1 000 datagrams that are not SIP: random bytes, truncated requests, binary after a request line, huge
+    header lines (some larger than sippy's 8 KB read), and requests that make sippy print a repair notice (a
+    Content-Length two bytes long, an empty port in From, a missing body with an empty From), each refused
+    for its CSeq. All at least 32 bytes (shorter ones are keep-alives to sippy); the few that repeat hit
+    sippy's retransmission cache and are counted all the same."""
     template = _request(sip_port, 9, "junk")
     header_end = template.index(b"\r\n\r\n")
+    offer_length = len(OFFER.format(port=40000))
+    repaired = [
+        _request(sip_port, 9, "r{n}", cseq="1 BYE").replace(
+            f"Content-Length: {offer_length}".encode(), f"Content-Length: {offer_length + 2}".encode()
+        ),
+        _request(sip_port, 9, "r{n}", cseq="1 BYE", from_header="<sip:a@127.0.0.1:>;tag=r{n}"),
+        _request(sip_port, 9, "r{n}", method="BYE", from_header="").replace(
+            b"Content-Length: 0", b"Content-Length: 40"
+        ),
+    ]
     datagrams: list[bytes] = []
-    for index in range(250):
+    for index in range(200):
         datagrams.append(rng.randbytes(rng.randrange(32, 1400)))
         cut = rng.randrange(32, header_end)
         datagrams.append(template[:cut].replace(b"junk", f"j{index:04d}".encode()))
         datagrams.append(b"INVITE sip:svc@127.0.0.1 SIP/2.0\r\n" + rng.randbytes(rng.randrange(32, 600)))
         huge = b"Via: " + bytes(rng.choice(b"abcdefgh;=:") for _ in range(rng.randrange(5000, 20000)))
         datagrams.append(template.replace(b"Via: ", huge + b"\r\nVia: ", 1).replace(b"junk", f"h{index:04d}".encode()))
+        datagrams.append(repaired[index % 3].replace(b"r{n}", f"r{index:04d}".encode()))
     return datagrams
 
 

@@ -102,6 +102,7 @@ from callplane.media.sip_guard import (
     raise_receive_buffer,
     raw_response,
     reply_address,
+    route_sippy_prints,
     screen_request,
     version_refusal,
 )
@@ -579,6 +580,7 @@ class SippyCallEngine:
             raise CallStateConflict("another SippyCallEngine is running in this process (sippy is process-wide)")
         SippyCallEngine._running = self
         self._loop = asyncio.get_running_loop()
+        route_sippy_prints()  # sippy's per-datagram prints to stdout go to the `sippy` logger (sip_guard)
         SipConf.my_address = self.config.sip_host
         SipConf.my_port = self.config.sip_port
         SipConf.my_uaname = self.config.user_agent

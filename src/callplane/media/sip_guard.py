@@ -8,6 +8,7 @@ limiter, and the socket receive buffer. Everything here runs in the sippy reacto
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import socket
@@ -241,3 +242,36 @@ def raise_receive_buffer(sock: socket.socket, requested: int) -> int:
             pass
         granted = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
     return granted
+
+
+# sippy modules that report what they repaired or refused in a message from the network with a bare print():
+# SipMsg "Truncated SIP body ... fixing", SipURL "non-compliant URI detected", SipRequest "BUG: Double exception",
+# SipTransactionManager "INVITE transaction stuck", the UAC/UA states' "tag-less 200 OK" and keep-alive lines.
+_PRINTING_SIPPY_MODULES = (
+    "sippy.SipMsg",
+    "sippy.SipURL",
+    "sippy.SipRequest",
+    "sippy.SipTransactionManager",
+    "sippy.UacStateTrying",
+    "sippy.UacStateRinging",
+    "sippy.UaStateConnected",
+)
+_sippy_log = logging.getLogger("sippy")
+
+
+def _sippy_print(*args: object, **_kwargs: object) -> None:
+    _sippy_log.debug("%s", " ".join(str(arg) for arg in args))
+
+
+def route_sippy_prints() -> None:
+    """The one monkeypatch of the SIP stack, isolated here: each module above gets a module-level `print` that
+    shadows the builtin for that module's code only, and sends the text to the `sippy` logger at DEBUG.
+
+    Why not a subclass: anyone can trigger those prints once per datagram (a Content-Length two bytes too
+    long, `sip:a@host:` with an empty port), and no override reaches them: SipRequest calls
+    `SipMsg.init_body(self)` by class, and URLs are parsed lazily deep inside sippy's header classes. Not
+    `contextlib.redirect_stdout` either: that swaps `sys.stdout` for every thread (`callplane phone` writes its
+    events there). Idempotent; our own code and every other module keep the real print."""
+    for name in _PRINTING_SIPPY_MODULES:
+        module = importlib.import_module(name)
+        module.print = _sippy_print  # type: ignore[attr-defined]
