@@ -49,6 +49,7 @@ from callplane.surfaces.admin.router import router as admin_router
 from callplane.surfaces.ccai.router import install_error_handler as install_ccai_error_handler
 from callplane.surfaces.ccai.router import router as ccai_router
 from callplane.surfaces.context import AppContext
+from callplane.surfaces.guard import NulGuardMiddleware
 from callplane.surfaces.http import json_response
 from callplane.surfaces.infobip.calls_mapping import InfobipEventRenderer
 from callplane.surfaces.infobip.calls_router import router as infobip_calls_router
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limits=surface_body_rules(settings),
         read_timeout_s=settings.request_body_read_timeout_seconds,
     )
+    app.add_middleware(NulGuardMiddleware)  # NUL in a path or query: the surface's 4xx, before routing
     app.add_middleware(RequestLogMiddleware)
     app.include_router(invoca_router)
     app.include_router(invoca_transcripts_router)
@@ -344,9 +346,7 @@ async def start_voice(
         poll_s=settings.contact_center_poll_seconds,
     )
     await context.contact_center.start()
-    context.trunk_registrar = TrunkRegistrar(
-        engine=engine, sessions=context.sessions, secret_box=context.secret_box, policy=voice.fetch_policy
-    )
+    context.trunk_registrar = TrunkRegistrar(engine=engine, sessions=context.sessions, secret_box=context.secret_box)
     workers.append(asyncio.create_task(context.trunk_registrar.run_forever(stop)))
     notifications = Notifications(listen_dsn(settings))
     voice.relay = command_relay(settings, context, notifications, local_node=voice.node_id)

@@ -18,11 +18,12 @@ from callplane.core.tenancy import service as tenancy
 from callplane.errors import CallplaneError, Conflict, InvalidInput, NotFound
 from callplane.surfaces.admin.router import require_admin
 from callplane.surfaces.context import ContextDep, SessionDep
-from callplane.surfaces.targets import outbound_policy
+from callplane.surfaces.http import JsonRoute
 
 T = TypeVar("T")
 
 router = APIRouter(
+    route_class=JsonRoute,
     prefix="/v1/admin/accounts/{account_id}/contact-center",
     tags=["Admin: contact center"],
     dependencies=[Depends(require_admin)],
@@ -216,10 +217,7 @@ def _poke(context: Any) -> None:
 @router.post("/agents", status_code=201)
 async def create_agent(account_id: str, body: AgentIn, context: ContextDep, session: SessionDep) -> dict[str, Any]:
     spec = cc.AgentSpec(**_split_sip_uri(body.model_dump()))
-    policy = outbound_policy(context)
-    agent = await _run(
-        session, account_id, lambda: cc.create_agent(session=session, account_id=account_id, spec=spec, policy=policy)
-    )
+    agent = await _run(session, account_id, lambda: cc.create_agent(session=session, account_id=account_id, spec=spec))
     _poke(context)
     return agent_out(agent)
 
@@ -249,9 +247,7 @@ async def update_agent(
     agent = await _run(
         session,
         account_id,
-        lambda: cc.update_agent(
-            session=session, account_id=account_id, agent_id=agent_id, changes=changes, policy=outbound_policy(context)
-        ),
+        lambda: cc.update_agent(session=session, account_id=account_id, agent_id=agent_id, changes=changes),
     )
     _poke(context)
     return agent_out(agent)

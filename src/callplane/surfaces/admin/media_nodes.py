@@ -9,8 +9,11 @@ from fastapi import APIRouter, Depends
 from callplane.core.voice.nodes import list_nodes
 from callplane.surfaces.admin.router import require_admin
 from callplane.surfaces.context import ContextDep, SessionDep
+from callplane.surfaces.http import JsonRoute
 
-router = APIRouter(prefix="/v1/admin", tags=["Admin: media nodes"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    route_class=JsonRoute, prefix="/v1/admin", tags=["Admin: media nodes"], dependencies=[Depends(require_admin)]
+)
 
 
 @router.get("/voice/nodes")

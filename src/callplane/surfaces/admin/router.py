@@ -28,7 +28,7 @@ from callplane.core.tenancy.models import (
 from callplane.core.tenancy.service import TenancyLookups
 from callplane.errors import CallplaneError, Conflict, InvalidInput, NotFound
 from callplane.surfaces.context import ContextDep, SessionDep
-from callplane.surfaces.http import bearer_token
+from callplane.surfaces.http import JsonRoute, bearer_token
 
 
 async def require_admin(request: Request, context: ContextDep) -> None:
@@ -39,7 +39,7 @@ async def require_admin(request: Request, context: ContextDep) -> None:
 
 T = TypeVar("T")
 
-router = APIRouter(prefix="/v1/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(route_class=JsonRoute, prefix="/v1/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
 
 
 class AccountIn(BaseModel):

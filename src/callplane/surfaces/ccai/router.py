@@ -20,7 +20,7 @@ from callplane.core.tenancy.schemas import Principal
 from callplane.errors import CallplaneError, NotFound
 from callplane.surfaces.ccai import wire
 from callplane.surfaces.context import AppContext, ContextDep
-from callplane.surfaces.http import json_response
+from callplane.surfaces.http import JsonBodyError, JsonRoute, json_response, read_json
 
 T = TypeVar("T")
 PREFIX = "/apps/api/v1"
@@ -88,8 +88,8 @@ async def _guard(work: Callable[[], Awaitable[Response]]) -> Response:
 
 async def _body(request: Request) -> dict[str, Any]:
     try:
-        body = await request.json()
-    except ValueError as error:
+        body = await read_json(request)
+    except JsonBodyError as error:
         raise CcaiError(
             400, "Missing parameter - check to ensure that the required parameters have been added"
         ) from error
@@ -110,7 +110,7 @@ async def _render(context: AppContext, request: Request, call: CcCall, status: i
     return json_response(wire.call_object(view, _base(request)), status)
 
 
-router = APIRouter(prefix=PREFIX, tags=["CCAI Platform: calls"])
+router = APIRouter(route_class=JsonRoute, prefix=PREFIX, tags=["CCAI Platform: calls"])
 
 
 @router.post("/calls")
@@ -175,7 +175,7 @@ async def list_calls(request: Request, context: ContextDep, principal: Principal
                 session=session,
                 account_id=principal.account.id,
                 filters=filters,
-                offset=(max(page, 1) - 1) * per,
+                offset=min((max(page, 1) - 1) * per, wire.MAX_INTEGER),  # past the last row: an empty page
                 limit=per,
             )
             views = await cc.call_views(session=session, calls=calls)
@@ -315,9 +315,10 @@ async def not_found(path: str) -> Response:
 
 
 def _id(value: str) -> int:
-    if not value.isdigit():
+    found = wire.parse_id(value)
+    if found is None:
         raise cc.CallNotFound()
-    return int(value)
+    return found
 
 
 async def _on_ccai_error(request: Request, error: Exception) -> Response:

@@ -41,17 +41,34 @@ def parse_call_type(body: dict[str, Any]) -> CcCallType:
     return CALL_TYPES[value]
 
 
+MAX_INTEGER = 2**63 - 1
+"""Ids and numbers are stored as 64-bit integers: anything larger cannot name a row."""
+
+
 def parse_int(value: Any, name: str) -> int | None:
-    """An integer id: a JSON number or a string of digits; anything else is not well formed."""
+    """An integer id: a JSON number or a string of ASCII digits, within 64 bits; anything else is not well formed.
+
+    `str.isdigit` alone would accept Unicode digits that `int` refuses ("²") or reads ("٣").
+    """
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise MenuIdMalformed() if name == "menu_id" else ContactCenterInvalid(f"{name} is not well formed")
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_INTEGER:
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    if isinstance(value, str):
+        digits = value.strip()
+        if _is_id_text(digits):
+            return int(digits)
     raise MenuIdMalformed() if name == "menu_id" else ContactCenterInvalid(f"{name} is not well formed")
+
+
+def parse_id(value: str) -> int | None:
+    """A path id: ASCII digits within 64 bits, else None (no such resource)."""
+    return int(value) if _is_id_text(value) else None
+
+
+def _is_id_text(value: str) -> bool:
+    # The length first: int() of thousands of digits is slow, and refused past 4,300.
+    return 0 < len(value) <= 19 and value.isascii() and value.isdigit() and int(value) <= MAX_INTEGER
 
 
 def parse_text(value: Any) -> str | None:

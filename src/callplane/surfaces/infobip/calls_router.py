@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from callplane.core.voice import configurations as configs
 from callplane.core.voice.models import EndpointType, VoiceDialog
-from callplane.core.voice.outbound import custom_header_problems
 from callplane.core.voice.service import (
     CallFilter,
     CaptureRequest,
@@ -31,7 +30,7 @@ from callplane.core.voice.service import (
 from callplane.core.voice.states import ErrorCode
 from callplane.media.engine import RecordingChannels
 from callplane.surfaces.context import ContextDep
-from callplane.surfaces.http import json_response
+from callplane.surfaces.http import JsonRoute, json_response
 from callplane.surfaces.infobip.calls_mapping import (
     call_json,
     call_log_json,
@@ -45,7 +44,7 @@ from callplane.surfaces.infobip.calls_mapping import (
 )
 from callplane.surfaces.infobip.common import InfobipError, PageDep, VoicePrincipalDep, bad_request, paged
 
-router = APIRouter(prefix="/calls/1", tags=["Infobip Calls: calls"])
+router = APIRouter(route_class=JsonRoute, prefix="/calls/1", tags=["Infobip Calls: calls"])
 
 PENDING = {"status": "PENDING"}
 _WIRE = ConfigDict(extra="ignore", populate_by_name=True)
@@ -213,9 +212,6 @@ def _recording(body: RecordingBody | StartRecordingInner | None) -> RecordingReq
 
 def _endpoint(body: EndpointBody) -> Endpoint:
     headers = body.customHeaders or {}
-    problems = custom_header_problems(headers)  # the service checks again; here the field is named
-    if problems:
-        raise InfobipError(400, "; ".join(problems), validation_errors={"endpoint.customHeaders": problems})
     if body.type == "SIP":
         if not body.username:
             raise bad_request("username is required", field="endpoint.username")

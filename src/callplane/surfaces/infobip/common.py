@@ -29,6 +29,7 @@ PATH_PREFIX = "/calls/1"
 AUTH_SCHEMES = ("app", "bearer")
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+MAX_PAGE = 2**31 - 1  # page * size stays a valid SQL offset on every database
 
 MESSAGE_IDS = {
     400: "BAD_REQUEST",
@@ -159,7 +160,7 @@ class PageRequest:
 
 
 def page_request(
-    page: Annotated[int, Query(ge=0, description="zero-based page number")] = 0,
+    page: Annotated[int, Query(ge=0, le=MAX_PAGE, description="zero-based page number")] = 0,
     size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="results per page")] = DEFAULT_PAGE_SIZE,
 ) -> PageRequest:
     return PageRequest(page=page, size=size)

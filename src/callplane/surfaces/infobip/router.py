@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from callplane.surfaces.http import JsonRoute
 from callplane.surfaces.infobip.files import router as files_router
 from callplane.surfaces.infobip.sip_trunks import router as sip_trunks_router
 
-router = APIRouter(tags=["Infobip Calls"])
+router = APIRouter(route_class=JsonRoute, tags=["Infobip Calls"])
 router.include_router(sip_trunks_router)
 router.include_router(files_router)

@@ -15,7 +15,7 @@ from callplane.core.call_tracking.errors import CallInProgressNotFound, Organiza
 from callplane.core.tenancy.schemas import Principal
 from callplane.errors import CallplaneError, InvalidInput
 from callplane.surfaces.context import app_context
-from callplane.surfaces.http import BodyTooLarge, JsonBodyError, json_response, read_json
+from callplane.surfaces.http import BodyTooLarge, JsonBodyError, JsonRoute, json_response, read_json
 from callplane.surfaces.invoca.auth import oauth_token
 from callplane.surfaces.invoca.calls_in_progress_mapping import (
     attribution_call,
@@ -27,7 +27,7 @@ from callplane.surfaces.invoca.calls_in_progress_mapping import (
 CALLS_IN_PROGRESS_API_VERSIONS = ["2022-08-01"]
 MAX_UPDATE_BYTES = 64 * 1024
 
-router = APIRouter(tags=["Invoca Calls In Progress"])
+router = APIRouter(route_class=JsonRoute, tags=["Invoca Calls In Progress"])
 
 
 def _error(status_code: int, error: str, message: str | None = None) -> Response:
@@ -163,7 +163,8 @@ async def attribution(version: str, request: Request) -> Response:
     return await _serve_read(request, version, work)
 
 
-@router.api_route("/api/{version}/calls_in_progress.json", methods=["PUT", "POST"], status_code=202)
+@router.put("/api/{version}/calls_in_progress.json", status_code=202)
+@router.post("/api/{version}/calls_in_progress.json", status_code=202)  # one route per method: unique operationIds
 @router.api_route("/api/{version}/calls_in_progress", methods=["PUT", "POST"], include_in_schema=False)
 async def update(version: str, request: Request) -> Response:
     """Set a live call's external unique id and custom data (202), 404 when no live call matches."""

@@ -12,19 +12,20 @@ from callplane.core.tenancy.models import AccountKind
 from callplane.core.tenancy.schemas import Principal
 from callplane.errors import CallplaneError
 from callplane.surfaces.context import app_context
-from callplane.surfaces.http import JsonBodyError, json_response, read_json
+from callplane.surfaces.http import NUL_MESSAGE, JsonBodyError, JsonRoute, json_response, read_json
 from callplane.surfaces.invoca import errors
 from callplane.surfaces.invoca.auth import oauth_token
 from callplane.surfaces.invoca.calls_in_progress import router as calls_in_progress_router
 from callplane.surfaces.invoca.mapping import parse_call_request
 from callplane.surfaces.invoca.signal_api import router as signal_api_router
 
-router = APIRouter(tags=["Invoca Call Ingestion"])
+router = APIRouter(route_class=JsonRoute, tags=["Invoca Call Ingestion"])
 router.include_router(signal_api_router)
 router.include_router(calls_in_progress_router)
 
 
-@router.api_route("/api/{version}/calls.json", methods=["POST", "PUT"], status_code=201)
+@router.post("/api/{version}/calls.json", status_code=201)
+@router.put("/api/{version}/calls.json", status_code=201)  # one route per method: unique operationIds
 @router.api_route("/api/{version}/calls", methods=["POST", "PUT"], status_code=201, include_in_schema=False)
 async def create_call(version: str, request: Request) -> Response:
     """Submit a finished call with its recording (201 new, 202 already received, 409 id reused)."""
@@ -33,10 +34,13 @@ async def create_call(version: str, request: Request) -> Response:
     context = app_context(request)
     if version not in context.settings.ingestion_api_versions:
         return errors.invalid_version(version, context.settings.ingestion_api_versions)
+    unreadable = "request body must be JSON"
     try:
         body = await read_json(request)
-    except JsonBodyError:
+    except JsonBodyError as error:
         body = None
+        if error.reason == NUL_MESSAGE:
+            unreadable = f"request body {NUL_MESSAGE}"
     token = oauth_token(request, body)
     try:
         async with context.sessions() as session, session.begin():
@@ -45,7 +49,7 @@ async def create_call(version: str, request: Request) -> Response:
                 return errors.unauthorized()
             _check_may_ingest(principal)
             if body is None:
-                return errors.record_invalid(["request body must be JSON"])
+                return errors.record_invalid([unreadable])
             submission, problems = parse_call_request(
                 body,
                 time_zone=principal.account.time_zone,

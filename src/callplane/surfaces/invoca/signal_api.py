@@ -10,27 +10,31 @@ from callplane.core.tenancy.errors import WrongAccountKind
 from callplane.core.tenancy.models import AccountKind
 from callplane.errors import CallplaneError
 from callplane.surfaces.context import app_context
-from callplane.surfaces.http import JsonBodyError, json_response, read_json
+from callplane.surfaces.http import NUL_MESSAGE, JsonBodyError, JsonRoute, json_response, read_json
 from callplane.surfaces.invoca import errors
 from callplane.surfaces.invoca.auth import oauth_token
 from callplane.surfaces.invoca.signal_mapping import parse_signal_request, render_applied
 
 SIGNAL_API_VERSIONS = ["2018-02-01"]  # the only version with "signals" as a list and "custom_data"
 
-router = APIRouter(tags=["Invoca Signal API"])
+router = APIRouter(route_class=JsonRoute, tags=["Invoca Signal API"])
 
 
-@router.api_route("/api/{version}/transactions.json", methods=["POST", "PUT"])
+@router.post("/api/{version}/transactions.json")
+@router.put("/api/{version}/transactions.json")  # one route per method: unique operationIds
 @router.api_route("/api/{version}/transactions", methods=["POST", "PUT"], include_in_schema=False)
 async def apply_signals(version: str, request: Request) -> Response:
     """Apply signals and custom data to a call found by id or start time (200), or later (201, call_in_progress)."""
     context = app_context(request)
     if version not in SIGNAL_API_VERSIONS:
         return errors.invalid_version(version, SIGNAL_API_VERSIONS)
+    unreadable = "request body must be JSON"
     try:
         body = await read_json(request)
-    except JsonBodyError:
+    except JsonBodyError as error:
         body = None
+        if error.reason == NUL_MESSAGE:
+            unreadable = f"request body {NUL_MESSAGE}"
     token = oauth_token(request, body)
     try:
         async with context.sessions() as session, session.begin():
@@ -40,7 +44,7 @@ async def apply_signals(version: str, request: Request) -> Response:
             if principal.account.kind != AccountKind.NETWORK:
                 raise WrongAccountKind()
             if body is None:
-                return errors.invalid_input(["request body must be JSON"])
+                return errors.invalid_input([unreadable])
             parsed, problems = parse_signal_request(
                 body,
                 time_zone=principal.account.time_zone,

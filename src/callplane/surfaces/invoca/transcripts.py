@@ -13,10 +13,10 @@ from callplane.core.calls import service as calls
 from callplane.core.calls.errors import CallNotFound
 from callplane.core.transcripts import service as transcripts
 from callplane.surfaces.context import app_context
-from callplane.surfaces.http import bearer_token
+from callplane.surfaces.http import JsonRoute, bearer_token
 from callplane.surfaces.invoca import errors
 
-router = APIRouter(tags=["Invoca Transcripts"])
+router = APIRouter(route_class=JsonRoute, tags=["Invoca Transcripts"])
 
 DEFAULT_FORMAT = "caller_agent_conversation"
 

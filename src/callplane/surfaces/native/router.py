@@ -16,9 +16,10 @@ from callplane.core.ingestion.phones import PhoneNumberError, normalize_phone
 from callplane.core.transcripts import service as transcripts
 from callplane.errors import InvalidInput
 from callplane.surfaces.context import ContextDep, SessionDep
+from callplane.surfaces.http import JsonRoute
 from callplane.surfaces.native.auth import PrincipalDep
 
-router = APIRouter(prefix="/v1", tags=["Calls"])
+router = APIRouter(route_class=JsonRoute, prefix="/v1", tags=["Calls"])
 
 
 def call_summary(call: Call) -> dict[str, Any]:

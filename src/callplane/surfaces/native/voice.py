@@ -17,10 +17,11 @@ from callplane.core.voice.models import EventSubscription, InboundRoute, Subscri
 from callplane.core.webhooks.models import WebhookEndpoint
 from callplane.errors import CallplaneError, NotFound
 from callplane.surfaces.context import ContextDep, SessionDep
+from callplane.surfaces.http import JsonRoute
 from callplane.surfaces.native.auth import PrincipalDep
 from callplane.surfaces.native.webhooks import _allow_listed
 
-router = APIRouter(prefix="/v1/voice/configurations", tags=["Voice"])
+router = APIRouter(route_class=JsonRoute, prefix="/v1/voice/configurations", tags=["Voice"])
 
 
 class SubscriptionIn(BaseModel):

@@ -13,9 +13,10 @@ from callplane.core.webhooks import service as webhooks
 from callplane.core.webhooks.models import Delivery, WebhookEndpoint
 from callplane.errors import CallplaneError, NotFound
 from callplane.surfaces.context import ContextDep, SessionDep
+from callplane.surfaces.http import JsonRoute
 from callplane.surfaces.native.auth import PrincipalDep
 
-router = APIRouter(prefix="/v1", tags=["Webhooks"])
+router = APIRouter(route_class=JsonRoute, prefix="/v1", tags=["Webhooks"])
 
 
 class WebhookEndpointIn(BaseModel):

@@ -9,10 +9,10 @@ from callplane.core.ingestion import service as ingestion
 from callplane.core.tenancy.models import AccountKind, OrganizationKind
 from callplane.core.tenancy.service import find_organization
 from callplane.surfaces.context import app_context
-from callplane.surfaces.http import BodyTooLarge, JsonBodyError, bearer_token, json_response, read_json
+from callplane.surfaces.http import BodyTooLarge, JsonBodyError, JsonRoute, bearer_token, json_response, read_json
 from callplane.surfaces.zipteams.mapping import parse_batch
 
-router = APIRouter(tags=["Zipteams Batch Call Ingestion"])
+router = APIRouter(route_class=JsonRoute, tags=["Zipteams Batch Call Ingestion"])
 
 
 def _failure(status_code: int, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -1,0 +1,98 @@
+"""A NUL character in the path or query string is refused before routing, in the surface's own error body.
+
+PostgreSQL text cannot hold NUL: any statement carrying one fails in the driver (a 500), and no identifier, filter,
+token or version of any surface contains one. One check here covers every path and query parameter of every
+route; JSON bodies are checked where they are decoded (surfaces/http.py `loads_json`). Each surface answers with
+the status and body it uses for a malformed parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qsl
+
+from fastapi.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from callplane.surfaces.http import json_response
+from callplane.surfaces.infobip.common import PATH_PREFIX as INFOBIP_PREFIX
+from callplane.surfaces.infobip.common import error_body as infobip_error_body
+from callplane.surfaces.invoca import errors as invoca
+
+NUL_TEXT = "must not contain a NUL character"
+
+Refusal = Callable[[str, str], Response]
+"""(location, parameter name) -> the surface's answer."""
+
+
+def _native(location: str, name: str) -> Response:
+    """FastAPI's validation body (native and admin), as surfaces/validation.py writes it."""
+    return json_response({"detail": [{"type": "value_error", "loc": [location, name], "msg": NUL_TEXT}]}, 422)
+
+
+def _infobip(location: str, name: str) -> Response:
+    return json_response(infobip_error_body("BAD_REQUEST", "Bad request", {name: [NUL_TEXT]}), 400)
+
+
+def _ccai(location: str, name: str) -> Response:
+    return json_response({"message": f"{name} {NUL_TEXT}"}, 400)
+
+
+def _zipteams(location: str, name: str) -> Response:
+    body = {"success": False, "message": "Validation failed", "errors": [{"field": name, "message": NUL_TEXT}]}
+    return json_response(body, 422)
+
+
+def _invoca(path: str) -> Refusal:
+    def refuse(location: str, name: str) -> Response:
+        problem = f"{name} {NUL_TEXT}"
+        if "/calls_in_progress" in path:
+            return json_response({"error": "InvalidParameters", "message": problem}, 400)
+        if "/transactions" in path:
+            return invoca.invalid_input([problem])
+        if path.startswith("/call/transcript/"):
+            return invoca.invoca_error(400, "InvalidParameters", problem)
+        return invoca.record_invalid([problem])
+
+    return refuse
+
+
+def refusal_for(path: str) -> Refusal:
+    """The surface of a path (the prefixes app.py mounts) and how it refuses a malformed parameter."""
+    if path == INFOBIP_PREFIX or path.startswith(INFOBIP_PREFIX + "/"):
+        return _infobip
+    if path.startswith("/apps/api/v1/"):
+        return _ccai
+    if path.startswith(("/partner/ingest/", "/api/v1/partner/ingest/")):
+        return _zipteams
+    if path.startswith(("/api/", "/call/transcript/")):
+        return _invoca(path)
+    return _native
+
+
+def nul_parameter(scope: Scope) -> tuple[str, str] | None:
+    """(location, name) of the first parameter holding NUL, or None. The query is only parsed when it has one."""
+    if "\x00" in scope["path"]:
+        return "path", "path"
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" not in query and b"\x00" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return "query", name.replace("\x00", "") or "query"
+    return "query", "query"
+
+
+class NulGuardMiddleware:
+    """Answers a request whose path or query holds NUL with its surface's error, before any handler runs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            found = nul_parameter(scope)
+            if found is not None:
+                await refusal_for(scope["path"])(*found)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
