@@ -22,6 +22,7 @@ from callplane.surfaces.http import json_response
 from callplane.surfaces.infobip.common import PATH_PREFIX as INFOBIP_PREFIX
 from callplane.surfaces.infobip.common import error_body as infobip_error_body
 from callplane.surfaces.infobip.files import MULTIPART_OVERHEAD_BYTES
+from callplane.surfaces.invoca.calls_in_progress import CALLS_IN_PROGRESS_API_VERSIONS, MAX_UPDATE_BYTES
 from callplane.surfaces.invoca.errors import invoca_error
 
 ErrorRenderer = Callable[[int, str], Response]
@@ -118,6 +119,8 @@ def surface_body_rules(settings: Settings) -> BodyLimits:
     limits.register("/v1/", rule("native", json_max, native))  # native and admin share FastAPI's {"detail"} body
     limits.register("/api/", rule("invoca", json_max, invoca))
     limits.register("/call/transcript/", rule("invoca", json_max, invoca))
+    for version in CALLS_IN_PROGRESS_API_VERSIONS:  # an update is a few fields (its route's own limit)
+        limits.register(f"/api/{version}/calls_in_progress", rule("invoca", MAX_UPDATE_BYTES, invoca))
     limits.register("/partner/ingest/", zipteams_rule)
     limits.register("/api/v1/partner/ingest/", zipteams_rule)
     limits.register("/apps/api/v1/", rule("ccai", json_max, ccai))

@@ -6,6 +6,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
+# A call keeps the fields its surface does not know in `extras`, up to this much compact JSON per call; a call with
+# more is refused (docs/decisions.md "Request bodies").
+MAX_EXTRAS_BYTES = 64 * 1024
+
+
+def extras_problem(extras: dict[str, Any]) -> str | None:
+    """Why these unknown fields cannot be stored with the call, or None when they can."""
+    if extras and len(orjson.dumps(extras)) > MAX_EXTRAS_BYTES:
+        return f"unknown fields may hold at most {MAX_EXTRAS_BYTES} bytes of JSON"
+    return None
+
 
 @dataclass
 class SubmittedSignal:

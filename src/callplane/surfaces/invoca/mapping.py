@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from callplane.core.ingestion.phones import PhoneNumberError, normalize_phone
-from callplane.core.ingestion.schemas import CallSubmission, SubmittedCustomData, SubmittedSignal
+from callplane.core.ingestion.schemas import CallSubmission, SubmittedCustomData, SubmittedSignal, extras_problem
 from callplane.core.ingestion.timestamps import TimestampError, parse_timestamp
 from callplane.core.signals import InvalidSignalValue, parse_signal_value
 
@@ -102,6 +102,8 @@ def parse_call_request(
     submission.extras = {
         key: value for key, value in call.items() if key not in KNOWN_CALL_FIELDS | {"signals", "custom_data"}
     }
+    if problem := extras_problem(submission.extras):
+        problems.append(f"'call' {problem}")
     return submission, problems
 
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from email_validator import EmailNotValidError, validate_email
 
 from callplane.core.ingestion.phones import is_e164
-from callplane.core.ingestion.schemas import CallSubmission, SubmittedCustomData
+from callplane.core.ingestion.schemas import CallSubmission, SubmittedCustomData, extras_problem
 from callplane.core.ingestion.timestamps import TimestampError, parse_iso8601_utc
 
 MAX_CALLS = 50
@@ -118,6 +118,8 @@ def _parse_item(errors: _Collector, item: Any, path: str) -> CallSubmission | No
     submission.metadata = _parse_metadata(errors, item.get("metadata"), f"{path}.metadata")
     submission.custom_data = _parse_custom_fields(errors, item.get("custom_fields"), f"{path}.custom_fields")
     submission.extras = {key: value for key, value in item.items() if key not in KNOWN_ITEM_FIELDS}
+    if problem := extras_problem(submission.extras):
+        errors.add(path, problem)
     return submission if len(errors.errors) == before else None
 
 
