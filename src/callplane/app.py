@@ -322,6 +322,7 @@ async def start_voice(
             sip_port=settings.sip_port,
             rtp_host=settings.rtp_host,
             rtp_port_range=(settings.rtp_port_min, settings.rtp_port_max),
+            sip_receive_buffer_bytes=settings.sip_receive_buffer_bytes,
             cache_dir=data_dir / "media-cache",
         )
     )

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     rtp_host: str = "127.0.0.1"
     rtp_port_min: int = 20000
     rtp_port_max: int = 30000
+    # SO_RCVBUF of the SIP socket (docs/media-engine.md): a burst of CANCELs overflowed the 208 KB default. Linux
+    # caps it at net.core.rmem_max unless the process runs as root; 0 keeps the system default.
+    sip_receive_buffer_bytes: int = Field(default=4 * 1024 * 1024, ge=0)
     # Retention (docs/voice.md "Retention"): finished calls and dialogs are deleted this many days after they
     # ended (Infobip keeps 5), recording files this many days after they ended; 0 keeps them. Swept every
     # `voice_retention_sweep_seconds` by the workers of `serve`.
