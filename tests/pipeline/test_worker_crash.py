@@ -3,6 +3,7 @@ completes exactly once."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import os
 import secrets
@@ -17,7 +18,16 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from callplane.app import build_pipeline_worker
+from callplane.core.jobs import queue
+from callplane.core.jobs.models import JobKind
+from callplane.core.pipeline import processing
+from callplane.core.recordings.storage import LocalRecordingStorage
+from callplane.core.tenancy.secrets_box import SecretBox
+from callplane.core.webhooks.models import Delivery
+from callplane.db.engine import create_engine, create_session_factory
 from callplane.testing.factories import Admin
 from callplane.testing.server import (
     DEFAULT_POSTGRES_ADMIN_URL,
@@ -26,7 +36,7 @@ from callplane.testing.server import (
     scratch_postgres_database,
 )
 from tests.conftest import ADMIN_TOKEN, _settings
-from tests.pipeline.conftest import make_tone, wait_for_outcome
+from tests.pipeline.conftest import FileServer, make_tone, wait_for_outcome
 
 
 class SlowOrigin:
@@ -137,3 +147,67 @@ def test_killed_worker_is_replaced_and_the_call_completes_once(quiet_server: Run
         origin.server.shutdown()
         origin.server.server_close()
         admin.client.close()
+
+
+@pytest.mark.parametrize("died", ["after claiming the job", "after announcing the call"])
+def test_a_run_that_died_early_announces_the_call_exactly_once(
+    quiet_server: RunningServer, files: FileServer, died: str
+) -> None:
+    """`call.received` is queued by the run that moves the job to its first stage, in the same transaction: a run
+    killed between its claim and that commit left the announcement to the next run (the fault soak found calls
+    without one: the next run was attempt 2, and only attempt 1 announced), and one killed after it must not
+    announce twice."""
+    admin = Admin(quiet_server.base_url, ADMIN_TOKEN)
+    network = admin.network()
+    admin.client.close()
+    with httpx.Client(base_url=quiet_server.base_url, timeout=30) as client:
+        created = client.post(
+            "/v1/webhook-endpoints",
+            headers={"Authorization": f"Bearer {network.token}"},
+            json={"url": "https://127.0.0.3/hook"},  # only queued here: no delivery worker runs
+        )
+        assert created.status_code == 201, created.text
+        response = client.post(
+            "/api/2022-03-01/calls.json",
+            headers={"Authorization": network.token},
+            json={
+                "call": {
+                    "external_call_unique_id": secrets.token_hex(4),
+                    "start_time": 1460404800,
+                    "destination_phone_number": 9093900003,
+                    "calling_phone_number": 8779257384,
+                    "advertiser_campaign_id_from_network": 86,
+                    "call_direction": "inbound",
+                    "recording_url": files.url("stereo.wav"),
+                }
+            },
+        )
+        call_id = response.json()["cuid"]
+    settings = quiet_server.settings.model_copy(update={"transcription_enabled": False})
+
+    async def run() -> list[str]:
+        engine = create_engine(settings)
+        sessions = create_session_factory(engine)
+        worker = build_pipeline_worker(
+            settings,
+            sessions,
+            SecretBox(settings.effective_secret_key()),
+            LocalRecordingStorage(settings.data_dir / "recordings"),
+        )
+        try:
+            async with sessions() as session, session.begin():
+                [job] = await queue.claim(
+                    session, worker_id="dead", kinds=[JobKind.PROCESS_CALL], limit=1, lease_seconds=0.2
+                )
+            if died == "after announcing the call":
+                await processing.mark_processing(worker.env, call_id, job=job, worker_id="dead")
+            await asyncio.sleep(0.3)  # the dead run's lease lapses
+            assert await worker.run_once() == 1
+            async with sessions() as session:
+                found = await session.scalars(select(Delivery.event_type).where(Delivery.call_id == call_id))
+                return sorted(found)
+        finally:
+            worker.close()
+            await engine.dispose()
+
+    assert asyncio.run(run()) == ["call.processed", "call.received"]

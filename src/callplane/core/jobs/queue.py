@@ -99,6 +99,21 @@ async def heartbeat(session: AsyncSession, *, job_id: str, worker_id: str, lease
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def start(session: AsyncSession, *, job_id: str, worker_id: str, stage: str) -> bool:
+    """Move a job that has not started yet to its first stage; True for exactly one run of the job.
+
+    What a job does once at its start (announcing the call) goes in the same transaction: a run killed before
+    that commit leaves the stage unset, so the next run does it; one killed after finds it set and skips it.
+    """
+    result = await session.execute(
+        update(JOBS)
+        .where(_owned(job_id, worker_id), JOBS.c.stage.is_(None))
+        .values(stage=stage, updated_at=datetime.now(UTC))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def _history(session: AsyncSession, job_id: str) -> list[Any]:
     history = await session.scalar(select(JOBS.c.history).where(JOBS.c.id == job_id))
     return list(history or [])

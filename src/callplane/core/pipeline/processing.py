@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.calls.models import Call, CallOrigin, CallRecording, CallStatus
 from callplane.core.events.models import Event
+from callplane.core.jobs import queue
+from callplane.core.jobs.queue import ClaimedJob
 from callplane.core.recordings.audio import normalize_recording_async
 from callplane.core.recordings.fetch import (
     DropFolder,
@@ -306,16 +308,20 @@ async def announce(
         await env.on_outcome(session, call, event_type, payload)
 
 
-async def mark_processing(env: ProcessingEnvironment, call_id: str, *, first_run: bool) -> Call:
-    """The call is being worked on. On its first run, the `call.received` webhooks go out too: queuing them
-    here rather than in the ingestion request keeps a per-tenant endpoint lookup off the accept path."""
+async def mark_processing(env: ProcessingEnvironment, call_id: str, *, job: ClaimedJob, worker_id: str) -> Call:
+    """The call is being worked on. On its job's first run, the `call.received` webhooks go out too: queuing them
+    here rather than in the ingestion request keeps a per-tenant endpoint lookup off the accept path.
+
+    "First run" is the run whose transaction moves the job to its first stage (``queue.start``), not attempt 1:
+    a server killed between claiming the job and this commit would otherwise never announce the call.
+    """
     async with env.sessions() as session, session.begin():
         await session.execute(
             update(CALLS)
             .where(CALLS.c.id == call_id, CALLS.c.status.in_([CallStatus.QUEUED, CallStatus.FAILED]))
             .values(status=CallStatus.PROCESSING, status_reason=None, updated_at=datetime.now(UTC))
         )
-        if first_run:
+        if job.stage is None and await queue.start(session, job_id=job.id, worker_id=worker_id, stage=STAGE_NAMES[0]):
             call = await session.get(Call, call_id)
             if call is None:
                 raise CallVanished()

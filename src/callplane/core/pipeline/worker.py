@@ -124,9 +124,7 @@ class PipelineWorker:
         heartbeat = asyncio.create_task(self._keep_lease(job.id))
         stage: str | None = job.stage or STAGES[0][0]
         try:
-            call = await processing.mark_processing(
-                self.env, job.call_id, first_run=job.stage is None and job.attempts == 1
-            )
+            call = await processing.mark_processing(self.env, job.call_id, job=job, worker_id=self.worker_id)
             stages = dict(STAGES)
             while stage is not None:
                 await stages[stage](self.env, call)
