@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     request_body_read_timeout_seconds: float = Field(default=30.0, gt=0)
     batch_rate_limit_per_minute: int = 120
 
-    # Outgoing fetches (recordings, callbacks, webhooks) refuse private targets unless listed here.
+    # Every outbound target (recording fetches, callbacks, webhooks, SIP calls, trunks, REGISTER) must be a public
+    # address unless listed here: one allow-list for all (the name predates SIP; docs/decisions.md).
     fetch_allowed_networks: list[str] = []
     fetch_allowed_hosts: list[str] = []
     recording_max_bytes: int = 1024 * 1024 * 1024
