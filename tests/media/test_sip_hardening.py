@@ -34,9 +34,10 @@ def _request(
     *,
     method: str = "INVITE",
     version: str = "SIP/2.0",
-    max_forwards: str = "70",
+    max_forwards: str | None = "70",
     cseq: str | None = None,
     from_header: str | None = None,
+    to_header: str | None = None,
     media_port: int = 40000,
 ) -> bytes:
     body = OFFER.format(port=media_port) if method == "INVITE" else ""
@@ -44,12 +45,13 @@ def _request(
         f"{method} sip:svc@127.0.0.1:{sip_port} {version}",
         f"Via: SIP/2.0/UDP 127.0.0.1:{reply_port};branch=z9hG4bK-{tag}",
         f"From: {from_header if from_header is not None else f'<sip:caller@127.0.0.1:{reply_port}>;tag=f{tag}'}",
-        f"To: <sip:svc@127.0.0.1:{sip_port}>",
+        f"To: {to_header if to_header is not None else f'<sip:svc@127.0.0.1:{sip_port}>'}",
         f"Call-ID: {tag}@probe",
         f"CSeq: {cseq if cseq is not None else f'1 {method}'}",
         f"Contact: <sip:caller@127.0.0.1:{reply_port}>",
-        f"Max-Forwards: {max_forwards}",
     ]
+    if max_forwards is not None:
+        lines.append(f"Max-Forwards: {max_forwards}")
     if body:
         lines.append("Content-Type: application/sdp")
     lines += [f"Content-Length: {len(body)}", "", body]
@@ -114,6 +116,9 @@ def test_malformed_invites_are_answered_with_their_rfc3261_status(media_cache: P
             "from-empty": (_request(port, replies.port, "from-empty", from_header=""), 400),
             "from-control": (_request(port, replies.port, "from-control", from_header="\x01\x02 <sip:@>"), 400),
             "hops-nonsense": (_request(port, replies.port, "hops-nonsense", max_forwards="many"), 400),
+            # no Max-Forwards: the To is parsed for the first time when the INVITE is presented
+            "to-empty": (_request(port, replies.port, "to-empty", to_header="", max_forwards=None), 400),
+            "to-tel": (_request(port, replies.port, "to-tel", to_header="<tel:+15551234567>", max_forwards=None), 400),
         }
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:

@@ -136,8 +136,10 @@ def screen_request(req: Any) -> Refusal | None:
     """What sippy would process but RFC 3261 refuses; `req` is a parsed sippy SipRequest.
 
     - CSeq whose method differs from the request's: 400 (8.1.1.5, "the method MUST match the Request-Line").
+    - An unparsable To, or an out-of-dialog INVITE whose From or To names no SIP party: 400.
     - Max-Forwards 0 on an out-of-dialog request: 483 (8.1.1.6 / 16.3; OPTIONS may be answered at 0, ACK and
       CANCEL follow their INVITE).
+    The ACK gets no answer whatever it holds (the caller drops it).
     """
     method = req.getMethod()
     try:
@@ -146,13 +148,20 @@ def screen_request(req: Any) -> Refusal | None:
         return Refusal(400, "Bad Request", "unparsable CSeq")
     if cseq_method != method:
         return Refusal(400, "Bad Request", f"CSeq method {str(cseq_method)[:20]!r} does not match {method[:20]!r}")
-    if method in ("ACK", "OPTIONS", "CANCEL") or req.countHFs("max-forwards") == 0:
+    if method in ("ACK", "CANCEL"):
         return None
     try:
         in_dialog = req.getHFBody("to").getTag() is not None
     except Exception:  # noqa: BLE001 - as above
         return Refusal(400, "Bad Request", "unparsable To")
-    if in_dialog:  # reached its dialog's UA: there is nothing left to forward
+    if in_dialog:  # its dialog's UA decides; nothing is left to forward
+        return None
+    if method == "INVITE":
+        for name in ("from", "to"):
+            problem = party_problem(req, name)
+            if problem is not None:
+                return Refusal(400, "Bad Request", f"{name.capitalize()}: {problem}")
+    if method == "OPTIONS" or req.countHFs("max-forwards") == 0:
         return None
     try:
         hops = int(req.getHFBody("max-forwards").getNum())
@@ -163,11 +172,12 @@ def screen_request(req: Any) -> Refusal | None:
     return None
 
 
-def party_problem(header_body: Any) -> str | None:
-    """Why a From/To header of an INVITE cannot name a caller or callee (sippy's relaxed parser accepts
-    `From: garbage<<>>` as a URL with host `<`); None when it is usable."""
+def party_problem(req: Any, name: str) -> str | None:
+    """Why the From or To (`name`) of an INVITE cannot name a caller or callee (sippy's relaxed parser accepts
+    `From: garbage<<>>` as a URL with host `<`); None when it is usable. sippy parses headers lazily, so this
+    may be the first parse of the header."""
     try:
-        url = header_body.getUrl()
+        url = req.getHFBody(name).getUrl()
         host = str(url.host or "")
         scheme = str(getattr(url, "scheme", "sip") or "sip")
     except Exception:  # noqa: BLE001 - sippy's parsers raise whatever their split()s raise
