@@ -58,6 +58,11 @@ def _request(
     return "\r\n".join(lines).encode()
 
 
+def _replace(datagram: bytes, old: str, new: str) -> bytes:
+    assert old.encode() in datagram
+    return datagram.replace(old.encode(), new.encode(), 1)
+
+
 class _Replies:
     """A loopback UDP socket that collects every SIP response's status by Call-ID, in a thread of its own."""
 
@@ -119,17 +124,27 @@ def test_malformed_invites_are_answered_with_their_rfc3261_status(media_cache: P
             # no Max-Forwards: the To is parsed for the first time when the INVITE is presented
             "to-empty": (_request(port, replies.port, "to-empty", to_header="", max_forwards=None), 400),
             "to-tel": (_request(port, replies.port, "to-tel", to_header="<tel:+15551234567>", max_forwards=None), 400),
+            # sippy raised on these inside its transaction or UA: no answer, and a phantom call for the Contact
+            "contact-garbage": (
+                _replace(_request(port, replies.port, "contact-garbage"), "Contact: <", "Contact: "),
+                400,
+            ),
+            "contact-missing": (_replace(_request(port, replies.port, "contact-missing"), "Contact: ", "X-Was: "), 400),
+            "expires-nonsense": (
+                _replace(_request(port, replies.port, "expires-nonsense"), "Max-", "Expires: soon\r\nMax-"),
+                400,
+            ),
+            "callid-empty": (_replace(_request(port, replies.port, "callid-empty"), "callid-empty@probe", "    "), 400),
         }
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
                 for datagram, _ in cases.values():
                     # answers go to the Via address (the reader's port), so any socket may send
                     sender.sendto(datagram, ("127.0.0.1", port))
-            call_ids = [f"{name}@probe" for name in cases]
-            await replies.wait_for(call_ids)
+            call_ids = {name: "" if name == "callid-empty" else f"{name}@probe" for name in cases}
+            await replies.wait_for(list(call_ids.values()))
             finals = {
-                name: sorted(code for code in replies.statuses.get(f"{name}@probe", ()) if code >= 200)
-                for name in cases
+                name: sorted(code for code in replies.statuses.get(call_ids[name], ()) if code >= 200) for name in cases
             }
             assert finals == {name: [status] for name, (_, status) in cases.items()}
             assert not any(code < 200 for codes in replies.statuses.values() for code in codes), replies.statuses

@@ -683,7 +683,18 @@ class SippyCallEngine:
     # ---- inbound (reactor thread) ----------------------------------------------------------------
 
     def _on_request(self, req: Any, sip_t: Any) -> Any:
-        """sippy's out-of-dialog request callback; runs in the reactor thread."""
+        """sippy's out-of-dialog request callback; runs in the reactor thread. Whatever fails here is answered
+        500 (sippy would leave the transaction unanswered) and logged with the per-source limiter."""
+        try:
+            return self._dispatch_request(req, sip_t)
+        except Exception as error:  # noqa: BLE001 - logged with its trace by the per-source limiter
+            self.malformed.record(str(req.getSource()[0]), f"{type(error).__name__} in the request", exc_info=error)
+            try:
+                return (req.genResponse(500, "Server Internal Error"), None, None)
+            except Exception:  # noqa: BLE001 - no answer can be built: sippy drops the transaction
+                return None
+
+    def _dispatch_request(self, req: Any, sip_t: Any) -> Any:
         method = req.getMethod()
         if method == "INVITE":
             return self._on_invite(req, sip_t)
@@ -725,8 +736,9 @@ class SippyCallEngine:
             return self._refuse(req, 400, "Bad Request", f"unparsable From/To ({type(error).__name__})")
         ua = UA(self._global_config, event_cb=self._sippy_event_handler(call_id))
         ua.local_ua = None
+        answer = ua.recvRequest(req, sip_t)  # raises on what sippy cannot take: then no call is presented
         self._post(self._register_inbound, call_id, ua, offer, incoming)
-        return ua.recvRequest(req, sip_t)
+        return answer
 
     def _sippy_event_handler(self, call_id: str) -> Callable[[Any, Any], None]:
         def on_event(event: Any, ua: Any) -> None:

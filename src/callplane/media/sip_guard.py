@@ -136,7 +136,9 @@ def screen_request(req: Any) -> Refusal | None:
     """What sippy would process but RFC 3261 refuses; `req` is a parsed sippy SipRequest.
 
     - CSeq whose method differs from the request's: 400 (8.1.1.5, "the method MUST match the Request-Line").
-    - An unparsable To, or an out-of-dialog INVITE whose From or To names no SIP party: 400.
+    - An empty Call-ID, an unparsable To, or an out-of-dialog INVITE whose From, To or Contact names no SIP
+      party (the Contact is mandatory in an INVITE, 8.1.1.8) or whose Expires is not a number: 400. sippy
+      would raise on each of these inside its transaction or UA, leaving the INVITE unanswered.
     - Max-Forwards 0 on an out-of-dialog request: 483 (8.1.1.6 / 16.3; OPTIONS may be answered at 0, ACK and
       CANCEL follow their INVITE).
     The ACK gets no answer whatever it holds (the caller drops it).
@@ -148,6 +150,8 @@ def screen_request(req: Any) -> Refusal | None:
         return Refusal(400, "Bad Request", "unparsable CSeq")
     if cseq_method != method:
         return Refusal(400, "Bad Request", f"CSeq method {str(cseq_method)[:20]!r} does not match {method[:20]!r}")
+    if not str(req.getHFBody("call-id")).strip():
+        return Refusal(400, "Bad Request", "empty Call-ID")
     if method in ("ACK", "CANCEL"):
         return None
     try:
@@ -157,10 +161,15 @@ def screen_request(req: Any) -> Refusal | None:
     if in_dialog:  # its dialog's UA decides; nothing is left to forward
         return None
     if method == "INVITE":
-        for name in ("from", "to"):
-            problem = party_problem(req, name)
+        for name in ("from", "to", "contact"):
+            problem = party_problem(req, name) if req.countHFs(name) > 0 else "missing"
             if problem is not None:
                 return Refusal(400, "Bad Request", f"{name.capitalize()}: {problem}")
+        if req.countHFs("expires") > 0:
+            try:
+                int(req.getHFBody("expires").getNum())
+            except Exception:  # noqa: BLE001 - as above
+                return Refusal(400, "Bad Request", "unparsable Expires")
     if method == "OPTIONS" or req.countHFs("max-forwards") == 0:
         return None
     try:
@@ -173,7 +182,7 @@ def screen_request(req: Any) -> Refusal | None:
 
 
 def party_problem(req: Any, name: str) -> str | None:
-    """Why the From or To (`name`) of an INVITE cannot name a caller or callee (sippy's relaxed parser accepts
+    """Why the From, To or Contact (`name`) of an INVITE cannot name a party (sippy's relaxed parser accepts
     `From: garbage<<>>` as a URL with host `<`); None when it is usable. sippy parses headers lazily, so this
     may be the first parse of the header."""
     try:
