@@ -1,4 +1,8 @@
-"""Structured logs: one JSON object per line, never carrying secrets."""
+"""Structured logs: one JSON object per line, never carrying secrets.
+
+Redaction happens in one place, ``RedactingFilter``, installed on the root handler: every logger's records (ours,
+httpx's ``HTTP Request: GET <full URL>``, uvicorn's, sippy's through ours) pass through it before any formatter.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,124 @@ import logging
 import re
 import sys
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TextIO
 
-_SECRET_QUERY = re.compile(r"(?i)((?:oauth_token|token|api_key|password|secret)=)[^&\s]+")
+REDACTED = "[redacted]"
+
+# Query parameters, header names and field names whose values are secrets (compared lowercased). A name also
+# counts when it ends with one of SECRET_NAME_SUFFIXES: oauth_token, x-amz-security-token, webhook-signature,
+# client_secret... Azure SAS: only `sig` is the secret (`se`, `sp`, `sv` are expiry, permissions, version).
+SECRET_NAMES = frozenset(
+    {
+        "key",
+        "apikey",
+        "api_key",
+        "api-key",
+        "token",
+        "access_token",
+        "auth",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "signature",
+        "sig",
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+        "x-goog-credential",
+        "credential",
+    }
+)
+SECRET_NAME_SUFFIXES = ("token", "secret", "password", "signature", "credential", "apikey", "api_key", "api-key")
+
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/?#@\"'<>]+@")
+# name=value in a query string (or anywhere in free text); the name must not continue a longer word.
+_NAME_VALUE = re.compile(r"(?<![\w.\-])([\w.\-]+)=([^&;\s#\"'<>]+)")
+# name: value, as a header line or a quoted key in a dict/JSON rendering; quoted values end at their quote,
+# unquoted ones run to the end of the line (``Authorization: Bearer abc``).
+_NAME_COLON_VALUE = re.compile(
+    r"""(?<![\w\-])(["']?)([\w\-]+)\1([ \t]*:[ \t]*)"""
+    r"""("(?:[^"\\\r\n]|\\.)*"|'(?:[^'\\\r\n]|\\.)*'|[^\s"',}][^\r\n"',}]*)"""
+)
+
+
+def is_secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in SECRET_NAMES or lowered.endswith(SECRET_NAME_SUFFIXES)
+
+
+def _hide_name_value(match: re.Match[str]) -> str:
+    return f"{match[1]}={REDACTED}" if is_secret_name(match[1]) else match[0]
+
+
+def _hide_name_colon_value(match: re.Match[str]) -> str:
+    if not is_secret_name(match[2]):
+        return match[0]
+    value = match[4]
+    quote = value[0] if value[0] in "\"'" else ""
+    return f"{match[1]}{match[2]}{match[1]}{match[3]}{quote}{REDACTED}{quote}"
 
 
 def redact(text: str) -> str:
-    """Hide credential values in URLs and query strings before they reach a log line."""
-    return _SECRET_QUERY.sub(r"\1[redacted]", text)
+    """Hide URL credentials and the values of secret-named parameters and headers in a piece of text."""
+    if "://" in text:
+        text = _URL_USERINFO.sub(r"\1***@", text)
+    if "=" in text:
+        text = _NAME_VALUE.sub(_hide_name_value, text)
+    if ":" in text:
+        text = _NAME_COLON_VALUE.sub(_hide_name_colon_value, text)
+    return text
+
+
+def redact_value(value: Any, name: str = "") -> Any:
+    """A structured value with secrets hidden: secret-named keys lose their values, strings are redacted."""
+    if name and is_secret_name(name) and value not in (None, ""):
+        return REDACTED
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {key: redact_value(item, str(key)) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [redact_value(item) for item in value]
+    return redact(str(value))
+
+
+# Attributes every LogRecord has; anything else came from ``extra=`` and is redacted like the message.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "redacted"}
+_exception_formatter = logging.Formatter()
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record in place, once: message with its arguments, exception text, stack, extra fields."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "redacted", False):
+            return True
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError, KeyError):  # a malformed logging call must not raise into the caller
+            message = f"{record.msg} {record.args!r}"
+        record.msg, record.args = redact(message), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _exception_formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        for name, value in list(vars(record).items()):
+            if name not in _RECORD_ATTRIBUTES:
+                setattr(record, name, redact_value(value, name))
+        record.redacted = True
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,26 +137,34 @@ class JsonFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": redact(record.getMessage()),
+            "msg": record.getMessage(),
         }
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
-            entry.update({key: redact(str(value)) if isinstance(value, str) else value for key, value in extra.items()})
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry.update(extra)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exc"] = record.exc_text
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def log_handler(stream: TextIO | None = None, fmt: str = "json") -> logging.Handler:
+    """The handler every record goes through: redaction first, then one JSON object (or text line) per record."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(RedactingFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    return handler
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [log_handler(fmt=fmt)]
     root.setLevel(level.upper())
-    # uvicorn's access log prints raw query strings (which may hold oauth_token); we log requests ourselves.
+    # Our request log covers what uvicorn's access log would say (it goes through the same redaction if enabled).
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
