@@ -349,6 +349,34 @@ def test_recording_url_must_be_http(client: httpx.Client, network: Network) -> N
     assert errors_of(response)["invalid_data"] == "Validation failed: 'recording_url' must be an http or https URL"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/a.wav\r\nX-Injected: 1",
+        "https://example.com/a b.wav",
+        "https://example.com/a.wav\tx",
+        "https://exa mple.com/a.wav",
+        "https://example.com/a.wav\x7f",
+    ],
+)
+def test_recording_url_with_whitespace_or_controls_is_invalid(client: httpx.Client, network: Network, url: str) -> None:
+    response = post(client, network, {"call": doc_call(recording_url=url)})
+    assert response.status_code == 403
+    assert errors_of(response) == {
+        "class": "RecordInvalid",
+        "invalid_data": "Validation failed: 'recording_url' must be an http or https URL",
+    }
+
+
+def test_recording_url_surrounding_blanks_are_trimmed(client: httpx.Client, network: Network) -> None:
+    response = post(client, network, {"call": doc_call(recording_url=" https://example.com/a.wav\r\n")})
+    assert response.status_code == 201
+    stored = client.get(
+        f"/v1/calls/{response.json()['cuid']}", headers={"Authorization": f"Bearer {network.token}"}
+    ).json()
+    assert stored["recording_url"] == "https://example.com/a.wav"
+
+
 def test_language_codes(client: httpx.Client, admin: Admin) -> None:
     network = admin.network(language_codes=["en-US", "es-ES"])
     assert post(client, network, {"call": doc_call(language_code="es-ES")}).status_code == 201

@@ -166,6 +166,24 @@ VALIDATION_CASES = [
     (["call", "id"], 12, "data[0].call.id", "id must be a string"),
     (["call", "recording_url"], KeyError, "data[0].call.recording_url", "recording_url should not be empty"),
     (["call", "recording_url"], "not a url", "data[0].call.recording_url", "recording_url must be a URL address"),
+    (
+        ["call", "recording_url"],
+        "https://example.com/a.mp3\r\nX-Injected: 1",
+        "data[0].call.recording_url",
+        "recording_url must be a URL address",
+    ),
+    (
+        ["call", "recording_url"],
+        "https://example.com/a b.mp3",
+        "data[0].call.recording_url",
+        "recording_url must be a URL address",
+    ),
+    (
+        ["callback_url"],
+        "https://partner.example.com/c\nb",
+        "data[0].callback_url",
+        "callback_url must be a URL address",
+    ),
     (["call", "start_time"], KeyError, "data[0].call.start_time", "start_time should not be empty"),
     (
         ["call", "start_time"],

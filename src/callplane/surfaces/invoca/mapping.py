@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from callplane.core.ingestion.phones import PhoneNumberError, normalize_phone
 from callplane.core.ingestion.schemas import CallSubmission, SubmittedCustomData, SubmittedSignal, extras_problem
 from callplane.core.ingestion.timestamps import TimestampError, parse_timestamp
+from callplane.core.ingestion.urls import is_http_url
 from callplane.core.signals import InvalidSignalValue, parse_signal_value
 
 REQUIRED_CALL_FIELDS = (
@@ -113,11 +113,7 @@ def _parse_recording(call: dict[str, Any], submission: CallSubmission, problems:
         problems.append("provide either 'recording_url' or 'recording_filename', not both")
         return
     if _present(url):
-        if (
-            not isinstance(url, str)
-            or urlsplit(url.strip()).scheme not in ("http", "https")
-            or not urlsplit(url.strip()).netloc
-        ):
+        if not isinstance(url, str) or not is_http_url(url.strip()):
             problems.append("'recording_url' must be an http or https URL")
         else:
             submission.recording_url = url.strip()

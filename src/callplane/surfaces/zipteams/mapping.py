@@ -11,6 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from callplane.core.ingestion.phones import is_e164
 from callplane.core.ingestion.schemas import CallSubmission, SubmittedCustomData, extras_problem
 from callplane.core.ingestion.timestamps import TimestampError, parse_iso8601_utc
+from callplane.core.ingestion.urls import is_http_url
 
 MAX_CALLS = 50
 MAX_METADATA_KEYS = 5
@@ -53,11 +54,10 @@ def _string(errors: _Collector, container: dict[str, Any], path: str, name: str,
 
 
 def _url(errors: _Collector, value: str, path: str, name: str, *, https_only: bool) -> str | None:
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc or " " in value.strip():
+    if not is_http_url(value.strip()):
         errors.add(path, f"{name} must be a URL address")
         return None
-    if https_only and parts.scheme != "https":
+    if https_only and urlsplit(value.strip()).scheme != "https":
         errors.add(path, f"{name} must start with https://")
         return None
     return value.strip()
