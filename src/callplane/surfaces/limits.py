@@ -10,6 +10,8 @@ stops arriving for `read_timeout_s` is answered with the surface's 408. See docs
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +26,8 @@ from callplane.surfaces.infobip.common import error_body as infobip_error_body
 from callplane.surfaces.infobip.files import MULTIPART_OVERHEAD_BYTES
 from callplane.surfaces.invoca.calls_in_progress import CALLS_IN_PROGRESS_API_VERSIONS, MAX_UPDATE_BYTES
 from callplane.surfaces.invoca.errors import invoca_error
+
+log = logging.getLogger("callplane.http")
 
 ErrorRenderer = Callable[[int, str], Response]
 """(status, text) -> the surface's own error body."""
@@ -130,18 +134,31 @@ def surface_body_rules(settings: Settings) -> BodyLimits:
 
 
 class BodyLimitMiddleware:
-    """Applies the surfaces' body rules to every HTTP request (see the module docstring)."""
+    """Applies the surfaces' body rules to every HTTP request (see the module docstring).
+
+    Per request this costs a dict lookup for the rule, a look at the headers and, when there is a body, a counter
+    and a timestamp per read. Stalls are found by one watchdog task per app that looks at the reads in progress a
+    few times per timeout, rather than a timer armed around every read (which cost more than the rest together).
+    """
 
     def __init__(self, app: ASGIApp, limits: BodyLimits, read_timeout_s: float) -> None:
         self.app = app
         self.limits = limits
         self.read_timeout_s = read_timeout_s
+        self._rules: dict[str, BodyRule] = {}  # by path, for the paths seen first (most traffic hits a few)
+        self._in_flight: set[_GuardedBody] = set()
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rule = self.limits.rule_for(scope["path"])
+        path: str = scope["path"]
+        rule = self._rules.get(path)
+        if rule is None:
+            rule = self.limits.rule_for(path)
+            if len(self._rules) < RULE_CACHE_SIZE:
+                self._rules[path] = rule
         declared: int | None = None
         chunked = False
         for name, value in scope["headers"]:
@@ -155,29 +172,51 @@ class BodyLimitMiddleware:
         if not chunked and not declared:
             await self.app(scope, receive, send)  # no body to bound or wait for
             return
-        body = _GuardedBody(rule, scope, receive, send, self.read_timeout_s)
+        if self._watchdog is None or self._watchdog.done():  # started with the first body, on the server's loop
+            self._watchdog = asyncio.create_task(self._watch(), name="request body watchdog")
+        body = _GuardedBody(rule, scope, receive, send)
+        self._in_flight.add(body)
         try:
             await self.app(scope, body.receive, body.send)
         except Exception:
             if body.refusal is None:
                 raise
             # The app failed on the body we cut off (a disconnect while reading it): our answer is already out.
+        finally:
+            self._in_flight.discard(body)
+
+    async def _watch(self) -> None:
+        """Answer 408 for every body whose current read has waited longer than the read timeout."""
+        period = min(1.0, self.read_timeout_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for body in list(self._in_flight):
+                since = body.waiting_since
+                if since is not None and now - since >= self.read_timeout_s and body.refusal is None:
+                    try:
+                        await body.refuse(body.rule.timed_out())
+                    except Exception:  # a connection that broke meanwhile; the watchdog goes on
+                        log.warning("could not answer a stalled request body", exc_info=True)
+
+
+RULE_CACHE_SIZE = 4096
 
 
 class _GuardedBody:
-    """One request's body: counted against the rule, each wait for more bounded by the read timeout."""
+    """One request's body: counted against its rule as it is read; `waiting_since` while a read waits."""
 
-    __slots__ = ("complete", "read_timeout_s", "received", "refusal", "response_started", "rule", "scope", "upstream")
+    __slots__ = ("complete", "received", "refusal", "response_started", "rule", "scope", "upstream", "waiting_since")
 
-    def __init__(self, rule: BodyRule, scope: Scope, receive: Receive, send: Send, read_timeout_s: float) -> None:
+    def __init__(self, rule: BodyRule, scope: Scope, receive: Receive, send: Send) -> None:
         self.rule = rule
         self.scope = scope
         self.upstream = (receive, send)
-        self.read_timeout_s = read_timeout_s
         self.received = 0
         self.complete = False
         self.refusal: int | None = None
         self.response_started = False
+        self.waiting_since: float | None = None
 
     async def receive(self) -> Message:
         upstream_receive = self.upstream[0]
@@ -185,16 +224,17 @@ class _GuardedBody:
             return await upstream_receive()  # after the body only a disconnect is awaited: no timeout
         if self.refusal is not None:
             return {"type": "http.disconnect"}
+        self.waiting_since = time.monotonic()
         try:
-            async with asyncio.timeout(self.read_timeout_s):
-                message = await upstream_receive()
-        except TimeoutError:
-            await self._refuse(self.rule.timed_out())
+            message = await upstream_receive()
+        finally:
+            self.waiting_since = None
+        if self.refusal is not None:  # timed out while waiting: the 408 went out, the connection is closing
             return {"type": "http.disconnect"}
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             if self.received > self.rule.max_bytes:
-                await self._refuse(self.rule.too_large())
+                await self.refuse(self.rule.too_large())
                 return {"type": "http.disconnect"}
             self.complete = not message.get("more_body", False)
         return message
@@ -206,7 +246,8 @@ class _GuardedBody:
             self.response_started = True
         await self.upstream[1](message)
 
-    async def _refuse(self, response: Response) -> None:
+    async def refuse(self, response: Response) -> None:
+        """Answer now and close the connection; the app's pending or next read sees a disconnect."""
         self.refusal = response.status_code
         if not self.response_started:
             await response(self.scope, self.upstream[0], self.upstream[1])
