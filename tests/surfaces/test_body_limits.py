@@ -54,6 +54,8 @@ class Target:
         return self.body(413, f"The request body is larger than {limit} bytes.")
 
     def body(self, status: int, text: str) -> dict[str, Any]:
+        if self.surface == "calls_in_progress":
+            return {"error": {413: "PayloadTooLarge", 408: "RequestTimeout"}[status], "message": text}
         if self.surface == "invoca":
             return {"errors": {"class": {413: "PayloadTooLarge", 408: "RequestTimeout"}[status], "invalid_data": text}}
         if self.surface == "infobip":
@@ -72,7 +74,9 @@ def _basic(token: str) -> str:
 # before running the dependency that checks the token).
 INVOCA_CALLS = Target("invoca", "/api/2022-03-01/calls.json", {"Authorization": WRONG_TOKEN})
 SIGNAL_API = Target("invoca", "/api/2018-02-01/transactions.json", {"Authorization": WRONG_TOKEN})
-CALLS_IN_PROGRESS = Target("invoca", "/api/2022-08-01/calls_in_progress.json", {"Authorization": WRONG_TOKEN}, "PUT")
+CALLS_IN_PROGRESS = Target(
+    "calls_in_progress", "/api/2022-08-01/calls_in_progress.json", {"Authorization": WRONG_TOKEN}, "PUT"
+)
 INFOBIP_CALLS = Target("infobip", "/calls/1/calls", {"Authorization": f"App {WRONG_TOKEN}"})
 NATIVE = Target("native", "/v1/webhook-endpoints", {"Authorization": f"Bearer {WRONG_TOKEN}"})
 ADMIN = Target("native", "/v1/admin/accounts", {"Authorization": f"Bearer {WRONG_TOKEN}"})

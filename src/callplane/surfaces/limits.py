@@ -99,6 +99,11 @@ def surface_body_rules(settings: Settings) -> BodyLimits:
     def invoca(status: int, text: str) -> Response:
         return invoca_error(status, {413: "PayloadTooLarge", 408: "RequestTimeout"}.get(status, "InternalError"), text)
 
+    def calls_in_progress(status: int, text: str) -> Response:
+        # As that API writes its errors: {"error": <class>, "message": ...} (not the ingestion API's "errors").
+        error = {413: "PayloadTooLarge", 408: "RequestTimeout"}.get(status, "InternalError")
+        return json_response({"error": error, "message": text}, status)
+
     def zipteams(status: int, text: str) -> Response:
         return json_response({"success": False, "message": text}, status)  # as the batch route writes its errors
 
@@ -124,7 +129,7 @@ def surface_body_rules(settings: Settings) -> BodyLimits:
     limits.register("/api/", rule("invoca", json_max, invoca))
     limits.register("/call/transcript/", rule("invoca", json_max, invoca))
     for version in CALLS_IN_PROGRESS_API_VERSIONS:  # an update is a few fields (its route's own limit)
-        limits.register(f"/api/{version}/calls_in_progress", rule("invoca", MAX_UPDATE_BYTES, invoca))
+        limits.register(f"/api/{version}/calls_in_progress", rule("invoca", MAX_UPDATE_BYTES, calls_in_progress))
     limits.register("/partner/ingest/", zipteams_rule)
     limits.register("/api/v1/partner/ingest/", zipteams_rule)
     limits.register("/apps/api/v1/", rule("ccai", json_max, ccai))
