@@ -3,8 +3,10 @@ behind a SIP trunk, SQLite and PostgreSQL. The call's statuses come from its leg
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from callplane.core.contact_center.models import Agent
+from callplane.db.engine import create_engine, create_session_factory
 from callplane.settings import Settings
 from callplane.testing.factories import Admin
 from callplane.testing.server import (
@@ -351,3 +356,45 @@ def test_a_queued_call_whose_agent_does_not_answer_goes_to_the_next_agent(served
         answering.stop()
         end_user.stop()
         center.api.close()
+
+
+def test_an_agent_phone_refused_by_the_target_policy_at_dial_time_fails_the_call_before_any_packet(
+    served: Served, tmp_path: Path
+) -> None:
+    center = new_center(served.admin, served.running.base_url)
+    end_user = end_user_phone(tmp_path)
+    trap = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        trap.bind(("127.0.0.2", 0))  # loopback, but not the allow-listed 127.0.0.1
+        wire_carrier(center, served.running.base_url, end_user.port)
+        agent_id = center.add_agent("moved@somedomain.com", status="available")
+        # Stored before the policy, or a name that resolves elsewhere now: only the dial-time check can refuse it.
+        moved = f"127.0.0.2:{trap.getsockname()[1]}"
+        _set_agent_host(served, agent_id, moved)
+        created = center.create(
+            {"call_type": "Voice Outbound (API)", "agent_email": "moved@somedomain.com", "end_user_number": END_USER}
+        )
+        assert created.status_code == 201, created.text
+        failed = center.wait_call(created.json()["id"], ended, 60)
+        assert (failed["status"], failed["fail_reason"]) == ("failed", "agent_unreachable"), failed
+        assert f"refusing to call SIP host {moved}: 127.0.0.2 is a loopback address" in failed["fail_details"]
+        assert end_user.process.poll() is None  # never called
+        trap.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            trap.recv(65535)
+    finally:
+        trap.close()
+        end_user.stop()
+        center.api.close()
+
+
+def _set_agent_host(served: Served, agent_id: int, host: str) -> None:
+    async def move() -> None:
+        engine = create_engine(served.running.settings)
+        try:
+            async with create_session_factory(engine)() as session, session.begin():
+                await session.execute(update(Agent).where(Agent.id == agent_id).values(endpoint_host=host))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(move())
