@@ -302,7 +302,7 @@ async def wait_times(request: Request, context: ContextDep, principal: Principal
                     continue
                 path = await cc.menu_path(session=session, menu=menu)
                 body.append(
-                    {"menu_id": menu.id, "wait": minutes, "materialized_path": "/".join(str(m.id) for m in path)}
+                    {"menu_id": menu.public_id, "wait": minutes, "materialized_path": wire.materialized_path(path)}
                 )
         return json_response(body)
 
