@@ -61,7 +61,6 @@ from callplane.surfaces.limits import BodyLimitMiddleware, surface_body_rules
 from callplane.surfaces.native.router import router as native_router
 from callplane.surfaces.native.voice import router as native_voice_router
 from callplane.surfaces.native.webhooks import router as webhooks_router
-from callplane.surfaces.openapi import install_openapi
 from callplane.surfaces.zipteams.router import router as zipteams_router
 
 log = logging.getLogger("callplane.http")
@@ -161,7 +160,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(native_voice_router)
     install_error_handlers(app)
     install_ccai_error_handler(app)
-    install_openapi(app)  # vendor bodies and each surface's error responses (surfaces/openapi.py)
     return app
 
 
@@ -349,7 +347,9 @@ async def start_voice(
         poll_s=settings.contact_center_poll_seconds,
     )
     await context.contact_center.start()
-    context.trunk_registrar = TrunkRegistrar(engine=engine, sessions=context.sessions, secret_box=context.secret_box)
+    context.trunk_registrar = TrunkRegistrar(
+        engine=engine, sessions=context.sessions, secret_box=context.secret_box, policy=voice.fetch_policy
+    )
     workers.append(asyncio.create_task(context.trunk_registrar.run_forever(stop)))
     notifications = Notifications(listen_dsn(settings))
     voice.relay = command_relay(settings, context, notifications, local_node=voice.node_id)

@@ -11,8 +11,9 @@ from pydantic import BaseModel, Field
 from callplane.core.call_tracking import service as tracking
 from callplane.core.call_tracking.models import OwnerType, PromoNumber
 from callplane.surfaces.admin.router import _commit, require_admin
-from callplane.surfaces.context import SessionDep
+from callplane.surfaces.context import ContextDep, SessionDep
 from callplane.surfaces.http import JsonRoute
+from callplane.surfaces.targets import outbound_policy
 
 router = APIRouter(
     route_class=JsonRoute, prefix="/v1/admin", tags=["Admin: call tracking"], dependencies=[Depends(require_admin)]
@@ -64,7 +65,9 @@ def promo_out(promo: PromoNumber, custom_data: list[tuple[str, str]] | None = No
 
 
 @router.post("/accounts/{account_id}/promo-numbers", status_code=201)
-async def create_promo_number(account_id: str, body: PromoNumberIn, session: SessionDep) -> dict[str, Any]:
+async def create_promo_number(
+    account_id: str, body: PromoNumberIn, context: ContextDep, session: SessionDep
+) -> dict[str, Any]:
     async def work() -> dict[str, Any]:
         promo = await tracking.create_promo_number(
             session=session,
@@ -78,6 +81,7 @@ async def create_promo_number(account_id: str, body: PromoNumberIn, session: Ses
             external_id=body.external_id,
             media_type=body.media_type,
             record=body.record,
+            policy=outbound_policy(context),
         )
         values = await tracking.set_custom_data_values(
             session=session,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from callplane.core.voice import configurations as configs
 from callplane.core.voice.models import EndpointType, VoiceDialog
+from callplane.core.voice.outbound import custom_header_problems
 from callplane.core.voice.service import (
     CallFilter,
     CaptureRequest,
@@ -212,6 +213,9 @@ def _recording(body: RecordingBody | StartRecordingInner | None) -> RecordingReq
 
 def _endpoint(body: EndpointBody) -> Endpoint:
     headers = body.customHeaders or {}
+    problems = custom_header_problems(headers)  # the service checks again; here the field is named
+    if problems:
+        raise InfobipError(400, "; ".join(problems), validation_errors={"endpoint.customHeaders": problems})
     if body.type == "SIP":
         if not body.username:
             raise bad_request("username is required", field="endpoint.username")

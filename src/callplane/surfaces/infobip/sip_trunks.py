@@ -15,13 +15,15 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from callplane.core.voice import trunks as service
+from callplane.core.voice.outbound import check_target, split_host_port
 from callplane.core.voice.trunk_models import NumberFormat, SipTrunk, TrunkAdminStatus, TrunkKind
-from callplane.errors import CallplaneError
+from callplane.errors import CallplaneError, InvalidInput
 from callplane.settings import Settings
 from callplane.surfaces.context import AppContext, ContextDep
 from callplane.surfaces.http import JsonRoute, json_response
 from callplane.surfaces.infobip.common import InfobipError, PageDep, VoicePrincipalDep, bad_request, from_core_error
 from callplane.surfaces.infobip.common import paged as paged_body
+from callplane.surfaces.targets import outbound_policy
 
 router = APIRouter(route_class=JsonRoute, prefix="/calls/1/sip-trunks", tags=["Infobip Calls: SIP trunks"])
 
@@ -107,6 +109,19 @@ def to_spec(body: SipTrunkRequest) -> service.TrunkSpec:
     )
 
 
+async def _check_destinations(body: SipTrunkRequest, context: AppContext) -> None:
+    """Every destination host under the outbound target policy (docs/voice.md "Outbound SIP targets"); the
+    trunk's peer is checked again before each INVITE."""
+    policy = outbound_policy(context)
+    for entry in body.destinationHosts or ():
+        host, port, _ = _peer_address(entry)
+        try:
+            split_host_port(host)
+            await check_target(policy, host.strip("[]"), port, what=f"SIP trunk destination {entry}")
+        except InvalidInput as error:
+            raise bad_request(error.message, field="destinationHosts") from error
+
+
 def sbc_hosts(settings: Settings) -> list[str]:
     """Where the peer sends calls to us: our SIP address."""
     return [f"{settings.sip_public_host or settings.sip_host}:{settings.sip_port}"]
@@ -157,6 +172,7 @@ async def create_sip_trunk(body: SipTrunkRequest, principal: VoicePrincipalDep, 
             trunk = await service.create_trunk(
                 session=session, account_id=principal.account.id, spec=spec, secret_box=context.secret_box
             )
+            await _check_destinations(body, context)  # after the spec's own checks; a refusal rolls back
         _registrar_poke(context)
     except CallplaneError as error:
         raise _field_error(error) from error
@@ -215,6 +231,7 @@ async def update_sip_trunk(
                 spec=spec,
                 secret_box=context.secret_box,
             )
+            await _check_destinations(body, context)
         _registrar_poke(context)
     except CallplaneError as error:
         raise _field_error(error) from error
