@@ -12,6 +12,7 @@ import re
 import sys
 import time
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, TextIO
 
 REDACTED = "[redacted]"
@@ -59,6 +60,7 @@ _NAME_COLON_VALUE = re.compile(
 )
 
 
+@lru_cache(maxsize=1024)  # field, header and parameter names repeat from record to record
 def is_secret_name(name: str) -> bool:
     lowered = name.lower()
     return lowered in SECRET_NAMES or lowered.endswith(SECRET_NAME_SUFFIXES)
@@ -89,16 +91,19 @@ def redact(text: str) -> str:
 
 def redact_value(value: Any, name: str = "") -> Any:
     """A structured value with secrets hidden: secret-named keys lose their values, strings are redacted."""
-    if name and is_secret_name(name) and value not in (None, ""):
+    if name and value is not None and value != "" and is_secret_name(name):
         return REDACTED
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         return redact(value)
-    if isinstance(value, (int, float, bool)) or value is None:
+    if value is None or kind is int or kind is float or kind is bool:
         return value
     if isinstance(value, Mapping):
         return {key: redact_value(item, str(key)) for key, item in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [redact_value(item) for item in value]
+    if isinstance(value, (int, float)):
+        return value
     return redact(str(value))
 
 
@@ -124,9 +129,9 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
-        for name, value in list(vars(record).items()):
-            if name not in _RECORD_ATTRIBUTES:
-                setattr(record, name, redact_value(value, name))
+        attributes = vars(record)
+        for name in attributes.keys() - _RECORD_ATTRIBUTES:
+            attributes[name] = redact_value(attributes[name], name)
         record.redacted = True
         return True
 
