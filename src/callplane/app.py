@@ -61,6 +61,7 @@ from callplane.surfaces.limits import BodyLimitMiddleware, surface_body_rules
 from callplane.surfaces.native.router import router as native_router
 from callplane.surfaces.native.voice import router as native_voice_router
 from callplane.surfaces.native.webhooks import router as webhooks_router
+from callplane.surfaces.openapi import install_openapi
 from callplane.surfaces.zipteams.router import router as zipteams_router
 
 log = logging.getLogger("callplane.http")
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(native_voice_router)
     install_error_handlers(app)
     install_ccai_error_handler(app)
+    install_openapi(app)  # vendor bodies and each surface's error responses (surfaces/openapi.py)
     return app
 
 

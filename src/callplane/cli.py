@@ -649,7 +649,7 @@ def cc_create_menu(
 ) -> None:
     """A menu (a node of the tree; with agents, a queue)."""
     from callplane.core.contact_center import service
-    from callplane.surfaces.admin.contact_center import menu_out
+    from callplane.surfaces.admin.contact_center import menu_view
 
     spec = service.MenuSpec(
         name=name,
@@ -665,7 +665,7 @@ def cc_create_menu(
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         menu = await service.create_menu(session=session, account_id=account_id, spec=spec)
-        return menu_out(menu, await service.menu_agent_ids(session=session, menu_id=menu.id))
+        return await menu_view(session, menu)
 
     _print(_in_transaction(work))
 
@@ -677,13 +677,13 @@ def cc_set_menu_state(
     state: Annotated[str, typer.Option(help="open, after_hours or manual_redirection")],
 ) -> None:
     from callplane.core.contact_center import service
-    from callplane.surfaces.admin.contact_center import menu_out
+    from callplane.surfaces.admin.contact_center import menu_view
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         menu = await service.update_menu(
             session=session, account_id=account_id, menu_id=menu_id, changes={"state": state}
         )
-        return menu_out(menu, await service.menu_agent_ids(session=session, menu_id=menu.id))
+        return await menu_view(session, menu)
 
     _print(_in_transaction(work))
 
@@ -739,12 +739,11 @@ def cc_create_crm_ticket(
 def cc_list(account_id: Annotated[str, typer.Option()]) -> None:
     """An account's agents, menus and outbound numbers."""
     from callplane.core.contact_center import service
-    from callplane.surfaces.admin.contact_center import agent_out, menu_out, number_out
+    from callplane.surfaces.admin.contact_center import agent_out, menu_view, number_out
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         menus = [
-            menu_out(menu, await service.menu_agent_ids(session=session, menu_id=menu.id))
-            for menu in await service.list_menus(session=session, account_id=account_id)
+            await menu_view(session, menu) for menu in await service.list_menus(session=session, account_id=account_id)
         ]
         return {
             "agents": [agent_out(a) for a in await service.list_agents(session=session, account_id=account_id)],

@@ -75,7 +75,7 @@ def test_two_runtimes_fire_each_due_call_once_and_assign_each_call_to_one_agent(
                         account_id=account_id,
                         request=cc.CallRequest(
                             call_type=CcCallType.SCHEDULED,
-                            menu_id=menu.id,
+                            menu_id=menu.public_id,
                             end_user_number="+1 859-657-9625",
                             scheduled_at=utcnow() + timedelta(hours=1),
                         ),

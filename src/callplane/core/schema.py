@@ -11,6 +11,7 @@ from callplane.core.contact_center.models import (
     Menu,
     MenuAgent,
     OutboundNumber,
+    PublicIdCounter,
 )
 from callplane.core.events.models import Event
 from callplane.core.jobs.models import Job
@@ -71,6 +72,7 @@ __all__ = [
     "Organization",
     "OutboundNumber",
     "PromoNumber",
+    "PublicIdCounter",
     "RecordingAuthConfig",
     "SftpAccessConfig",
     "SignalDefinition",

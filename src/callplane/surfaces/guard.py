@@ -9,6 +9,7 @@ the status and body it uses for a malformed parameter.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 from urllib.parse import parse_qsl
 
 from fastapi.responses import Response
@@ -20,6 +21,8 @@ from callplane.surfaces.infobip.common import error_body as infobip_error_body
 from callplane.surfaces.invoca import errors as invoca
 
 NUL_TEXT = "must not contain a NUL character"
+
+Surface = Literal["native", "admin", "infobip", "ccai", "invoca", "zipteams"]
 
 Refusal = Callable[[str, str], Response]
 """(location, parameter name) -> the surface's answer."""
@@ -57,17 +60,36 @@ def _invoca(path: str) -> Refusal:
     return refuse
 
 
-def refusal_for(path: str) -> Refusal:
-    """The surface of a path (the prefixes app.py mounts) and how it refuses a malformed parameter."""
+_REFUSALS: dict[Surface, Refusal] = {
+    "native": _native,
+    "admin": _native,
+    "infobip": _infobip,
+    "ccai": _ccai,
+    "zipteams": _zipteams,
+}
+
+
+def surface_of(path: str) -> Surface:
+    """Which surface a path belongs to, by the prefixes app.py mounts."""
     if path == INFOBIP_PREFIX or path.startswith(INFOBIP_PREFIX + "/"):
-        return _infobip
+        return "infobip"
     if path.startswith("/apps/api/v1/"):
-        return _ccai
+        return "ccai"
     if path.startswith(("/partner/ingest/", "/api/v1/partner/ingest/")):
-        return _zipteams
+        return "zipteams"
     if path.startswith(("/api/", "/call/transcript/")):
+        return "invoca"
+    if path.startswith("/v1/admin/"):
+        return "admin"
+    return "native"
+
+
+def refusal_for(path: str) -> Refusal:
+    """How the surface of a path refuses a malformed parameter."""
+    surface = surface_of(path)
+    if surface == "invoca":
         return _invoca(path)
-    return _native
+    return _REFUSALS[surface]
 
 
 def nul_parameter(scope: Scope) -> tuple[str, str] | None:

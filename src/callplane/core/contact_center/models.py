@@ -1,5 +1,8 @@
 """Contact-center tables. Ids are integers because the contact-center API exposes them as numbers.
 
+Calls and menus show the API a per-tenant `public_id` (a tenant's first call is 1 whatever other tenants do: one
+global sequence would tell every tenant the platform's volume); `id` stays the internal key the tables join on.
+
 A contact-center call is also a core `Call` (origin "contact_center", `cc_calls.core_call_id`), so it shows in
 `GET /v1/calls` next to ingested and voice calls. Its legs (agent, end user) are live voice calls.
 """
@@ -10,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callplane.db.base import Base, BigIntId, utcnow
@@ -109,6 +112,7 @@ class Menu(Base):
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    public_id: Mapped[int] = mapped_column(BigInteger)  # the API's menu id, per tenant (next_public_id)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("cc_menus.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(255))
     position: Mapped[int] = mapped_column(default=0)
@@ -120,6 +124,8 @@ class Menu(Base):
     deleted: Mapped[bool] = mapped_column(default=False)
     outbound_number_id: Mapped[int | None] = mapped_column(ForeignKey("cc_outbound_numbers.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("account_id", "public_id"),)
 
 
 class MenuAgent(Base):
@@ -170,6 +176,7 @@ class CcCall(Base):
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    public_id: Mapped[int] = mapped_column(BigInteger)  # the API's call id, per tenant (next_public_id)
     core_call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("cc_calls.id", ondelete="SET NULL"))
     call_type: Mapped[str] = mapped_column(String(16))
@@ -204,6 +211,7 @@ class CcCall(Base):
     extras: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     __table_args__ = (
+        UniqueConstraint("account_id", "public_id"),
         Index("ix_cc_calls_account_created", "account_id", "created_at", "id"),
         Index("ix_cc_calls_status_scheduled", "status", "scheduled_at"),
         Index("ix_cc_calls_menu_status", "menu_id", "status"),
@@ -225,3 +233,13 @@ class CcParticipant(Base):
 
     # Open participants (waiting, connecting, connected) are few: the restart reconciliation finds them by status.
     __table_args__ = (Index("ix_cc_participants_status", "status"),)
+
+
+class PublicIdCounter(Base):
+    """The last public id given out per tenant and kind ("call", "menu"); bumped in the creating transaction."""
+
+    __tablename__ = "cc_public_id_counters"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    last_value: Mapped[int] = mapped_column(BigInteger)

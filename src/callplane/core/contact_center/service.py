@@ -13,6 +13,7 @@ from typing import Any
 
 import phonenumbers
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +35,7 @@ from callplane.core.contact_center.models import (
     MenuType,
     OutboundNumber,
     ParticipantKind,
+    PublicIdCounter,
 )
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.voice.models import EndpointType
@@ -309,6 +311,39 @@ class MenuSpec:
     agent_ids: tuple[int, ...] = ()
 
 
+async def next_public_id(session: AsyncSession, account_id: str, kind: str) -> int:
+    """The tenant's next id of this kind (1, 2, ...), from its counter row, in the caller's transaction.
+
+    One INSERT ... ON CONFLICT DO UPDATE ... RETURNING: PostgreSQL holds the counter row's lock until the caller
+    commits (concurrent creates in one tenant queue behind it, other tenants do not), SQLite has one writer at a
+    time; a rolled-back create gives its number back. The unique (account_id, public_id) backs this up."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(PublicIdCounter)
+        .values(account_id=account_id, kind=kind, last_value=1)
+        .on_conflict_do_update(
+            index_elements=[PublicIdCounter.account_id, PublicIdCounter.kind],
+            set_={"last_value": PublicIdCounter.last_value + 1},
+        )
+        .returning(PublicIdCounter.last_value)
+    )
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def _menu_by_public_id(session: AsyncSession, account_id: str, public_id: int) -> Menu | None:
+    return await session.scalar(select(Menu).where(Menu.account_id == account_id, Menu.public_id == public_id))
+
+
+async def _parent_menu_id(session: AsyncSession, account_id: str, public_id: int | None) -> int | None:
+    """The internal id of the parent menu the API names by its public id."""
+    if public_id is None:
+        return None
+    parent = await _menu_by_public_id(session, account_id, public_id)
+    if parent is None:
+        raise MenuNotFound("parent menu not found")
+    return parent.id
+
+
 async def _check_menu(session: AsyncSession, account_id: str, menu: Menu) -> None:
     if menu.menu_type not in tuple(MenuType):
         raise InvalidInput("menu_type must be ivr_menu, mobile_menu or web_menu")
@@ -332,7 +367,7 @@ async def create_menu(*, session: AsyncSession, account_id: str, spec: MenuSpec)
         account_id=account_id,
         name=spec.name,
         menu_type=spec.menu_type,
-        parent_id=spec.parent_id,
+        parent_id=await _parent_menu_id(session, account_id, spec.parent_id),
         position=spec.position,
         state=spec.state,
         languages=list(spec.languages),
@@ -341,6 +376,7 @@ async def create_menu(*, session: AsyncSession, account_id: str, spec: MenuSpec)
         outbound_number_id=spec.outbound_number_id,
     )
     await _check_menu(session, account_id, menu)
+    menu.public_id = await next_public_id(session, account_id, "menu")
     session.add(menu)
     await session.flush()
     await set_menu_agents(session=session, account_id=account_id, menu_id=menu.id, agent_ids=spec.agent_ids)
@@ -348,8 +384,9 @@ async def create_menu(*, session: AsyncSession, account_id: str, spec: MenuSpec)
 
 
 async def get_menu(*, session: AsyncSession, account_id: str, menu_id: int) -> Menu:
-    menu = await session.get(Menu, menu_id)
-    if menu is None or menu.account_id != account_id:
+    """The menu the API names ``menu_id`` (its public id)."""
+    menu = await _menu_by_public_id(session, account_id, menu_id)
+    if menu is None:
         raise MenuNotFound()
     return menu
 
@@ -368,12 +405,14 @@ MENU_FIELDS = ("name", "menu_type", "parent_id", "position", "state", "languages
 async def update_menu(*, session: AsyncSession, account_id: str, menu_id: int, changes: Mapping[str, Any]) -> Menu:
     menu = await get_menu(session=session, account_id=account_id, menu_id=menu_id)
     for name in (*MENU_FIELDS, "outbound_number_id"):
-        if name in changes:
+        if name == "parent_id" and name in changes:
+            menu.parent_id = await _parent_menu_id(session, account_id, changes[name])
+        elif name in changes:
             setattr(menu, name, list(changes[name]) if name == "languages" else changes[name])
     await _check_menu(session, account_id, menu)
     await session.flush()
     if "agent_ids" in changes:
-        await set_menu_agents(session=session, account_id=account_id, menu_id=menu_id, agent_ids=changes["agent_ids"])
+        await set_menu_agents(session=session, account_id=account_id, menu_id=menu.id, agent_ids=changes["agent_ids"])
     return menu
 
 
@@ -400,6 +439,11 @@ async def menu_agent_ids(*, session: AsyncSession, menu_id: int) -> list[int]:
             select(MenuAgent.agent_id).where(MenuAgent.menu_id == menu_id).order_by(MenuAgent.agent_id)
         )
     )
+
+
+async def parent_menu_public_id(*, session: AsyncSession, menu: Menu) -> int | None:
+    parent = await session.get(Menu, menu.parent_id) if menu.parent_id is not None else None
+    return parent.public_id if parent is not None else None
 
 
 async def menu_path(*, session: AsyncSession, menu: Menu) -> list[Menu]:
@@ -590,17 +634,20 @@ async def _outbound_number(
 async def _queued(session: AsyncSession, account_id: str, request: CallRequest) -> CcCall | Accepted:
     parent: CcCall | None = None
     if request.parent_call_id is not None:
-        parent = await session.get(CcCall, request.parent_call_id)
-        if parent is None or parent.account_id != account_id:
+        parent = await _call_by_public_id(session, account_id, request.parent_call_id)
+        if parent is None:
             raise errors.ContactCenterInvalid(f"call_id {request.parent_call_id} is not found")
-    menu_id = request.menu_id
-    if menu_id is None and parent is not None and request.call_type is CcCallType.SCHEDULED:
-        menu_id = parent.menu_id
-    if menu_id is None:
+    menu: Menu | None = None
+    if request.menu_id is not None:
+        menu = await _menu_by_public_id(session, account_id, request.menu_id)
+        if menu is None or menu.deleted:
+            raise errors.ContactCenterInvalid(f"menu_id {request.menu_id} is not found")
+    elif parent is not None and parent.menu_id is not None and request.call_type is CcCallType.SCHEDULED:
+        menu = await session.get(Menu, parent.menu_id)
+        if menu is not None and menu.deleted:
+            raise errors.ContactCenterInvalid(f"menu_id {menu.public_id} is not found")
+    if menu is None:
         raise errors.MenuIdRequired()
-    menu = await session.get(Menu, menu_id)
-    if menu is None or menu.account_id != account_id or menu.deleted:
-        raise errors.ContactCenterInvalid(f"menu_id {menu_id} is not found")
     if menu.menu_type not in MENU_TYPES[request.call_type]:
         raise errors.ContactCenterInvalid(MENU_TYPE_ERRORS[request.call_type])
     if request.end_user_number is None and request.ticket_id is None:
@@ -675,6 +722,7 @@ async def _write_call(
     await session.flush()
     call = CcCall(
         account_id=account_id,
+        public_id=await next_public_id(session, account_id, "call"),
         core_call_id=core.id,
         call_type=request.call_type,
         status=status,
@@ -693,7 +741,7 @@ async def _write_call(
     )
     session.add(call)
     await session.flush()
-    core.extras = {**core.extras, "contact_center_call_id": call.id}
+    core.extras = {**core.extras, "contact_center_call_id": call.public_id}
     participants = []
     if agent is not None:
         participants.append(CcParticipant(call_id=call.id, kind=ParticipantKind.AGENT, agent_id=agent.id))
@@ -712,9 +760,14 @@ def _agent_json(agent: Agent | None) -> dict[str, Any]:
 # ---- reading and changing calls -------------------------------------------------------------------
 
 
+async def _call_by_public_id(session: AsyncSession, account_id: str, public_id: int) -> CcCall | None:
+    return await session.scalar(select(CcCall).where(CcCall.account_id == account_id, CcCall.public_id == public_id))
+
+
 async def get_call(*, session: AsyncSession, account_id: str, call_id: int) -> CcCall:
-    call = await session.get(CcCall, call_id)
-    if call is None or call.account_id != account_id:
+    """The call the API names ``call_id`` (its public id)."""
+    call = await _call_by_public_id(session, account_id, call_id)
+    if call is None:
         raise CallNotFound()
     return call
 
@@ -737,13 +790,12 @@ async def list_calls(
         # a cancelled scheduled call shows as failed on the wire, so it is found as one
         wanted = [filters.status, CcCallStatus.CANCELLED] if filters.status == CcCallStatus.FAILED else [filters.status]
         conditions.append(CcCall.status.in_(wanted))
-    for column, value in (
-        (CcCall.call_type, filters.call_type),
-        (CcCall.agent_id, filters.agent_id),
-        (CcCall.menu_id, filters.menu_id),
-    ):
+    for column, value in ((CcCall.call_type, filters.call_type), (CcCall.agent_id, filters.agent_id)):
         if value is not None:
             conditions.append(column == value)
+    if filters.menu_id is not None:
+        menu_ids = select(Menu.id).where(Menu.account_id == account_id, Menu.public_id == filters.menu_id)
+        conditions.append(CcCall.menu_id.in_(menu_ids))
     if filters.created_from is not None:
         conditions.append(CcCall.created_at >= filters.created_from)
     if filters.created_to is not None:
@@ -779,7 +831,7 @@ async def cancel_scheduled(*, session: AsyncSession, account_id: str, call_id: i
     now = utcnow()
     result = await session.execute(
         update(CcCall)
-        .where(CcCall.id == call_id, CcCall.status == CcCallStatus.SCHEDULED)
+        .where(CcCall.id == call.id, CcCall.status == CcCallStatus.SCHEDULED)
         .values(status=CcCallStatus.CANCELLED, ends_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -804,7 +856,7 @@ async def wait_estimates(
     longer; 0 when an agent of the queue is available and nobody is waiting."""
     conditions: list[Any] = [Menu.account_id == account_id, Menu.deleted.is_(False)]
     if menu_id is not None:
-        conditions.append(Menu.id == menu_id)
+        conditions.append(Menu.public_id == menu_id)
     if menu_type is not None:
         conditions.append(Menu.menu_type == menu_type)
     menus = list(await session.scalars(select(Menu).where(*conditions).order_by(Menu.id)))
@@ -850,6 +902,7 @@ class CallView:
     """A call with everything its API object shows."""
 
     call: CcCall
+    parent_public_id: int | None  # the parent call's id as the API shows it
     agent: Agent | None
     menu: Menu | None
     path: list[Menu]
@@ -859,8 +912,10 @@ class CallView:
 
 async def call_view(*, session: AsyncSession, call: CcCall) -> CallView:
     menu = await session.get(Menu, call.menu_id) if call.menu_id is not None else None
+    parent = await session.get(CcCall, call.parent_id) if call.parent_id is not None else None
     return CallView(
         call=call,
+        parent_public_id=parent.public_id if parent is not None else None,
         agent=await session.get(Agent, call.agent_id) if call.agent_id is not None else None,
         menu=menu,
         path=await menu_path(session=session, menu=menu) if menu is not None else [],
@@ -878,6 +933,15 @@ async def call_views(*, session: AsyncSession, calls: list[CcCall]) -> list[Call
     agents = {a.id: a for a in await session.scalars(select(Agent).where(Agent.id.in_(agent_ids)))} if agent_ids else {}
     users = (
         {u.id: u for u in await session.scalars(select(EndUser).where(EndUser.id.in_(user_ids)))} if user_ids else {}
+    )
+    parent_ids = {call.parent_id for call in calls if call.parent_id is not None}
+    parents: dict[int, int] = (
+        dict(
+            (row.id, row.public_id)
+            for row in await session.execute(select(CcCall.id, CcCall.public_id).where(CcCall.id.in_(parent_ids)))
+        )
+        if parent_ids
+        else {}
     )
     menus: dict[int, Menu] = {}
     wanted = {call.menu_id for call in calls if call.menu_id is not None}
@@ -904,6 +968,7 @@ async def call_views(*, session: AsyncSession, calls: list[CcCall]) -> list[Call
         views.append(
             CallView(
                 call=call,
+                parent_public_id=parents.get(call.parent_id) if call.parent_id is not None else None,
                 agent=agents.get(call.agent_id) if call.agent_id is not None else None,
                 menu=menu,
                 path=path(menu),

@@ -134,12 +134,13 @@ def agent_out(agent: Agent) -> dict[str, Any]:
     }
 
 
-def menu_out(menu: Menu, agent_ids: list[int]) -> dict[str, Any]:
+def menu_out(menu: Menu, agent_ids: list[int], parent_id: int | None) -> dict[str, Any]:
+    """Menu ids here are the per-tenant public ids the contact-center API shows."""
     return {
-        "id": menu.id,
+        "id": menu.public_id,
         "name": menu.name,
         "menu_type": menu.menu_type,
-        "parent_id": menu.parent_id,
+        "parent_id": parent_id,
         "position": menu.position,
         "state": menu.state,
         "languages": menu.languages,
@@ -270,8 +271,13 @@ async def delete_agent(account_id: str, agent_id: int, session: SessionDep) -> d
 # ---- menus ----------------------------------------------------------------------------------------
 
 
-async def _menu_out(session: AsyncSession, menu: Menu) -> dict[str, Any]:
-    return menu_out(menu, await cc.menu_agent_ids(session=session, menu_id=menu.id))
+async def menu_view(session: AsyncSession, menu: Menu) -> dict[str, Any]:
+    """A menu as the admin API (and the CLI) shows it."""
+    return menu_out(
+        menu,
+        await cc.menu_agent_ids(session=session, menu_id=menu.id),
+        await cc.parent_menu_public_id(session=session, menu=menu),
+    )
 
 
 @router.post("/menus", status_code=201)
@@ -283,13 +289,13 @@ async def create_menu(account_id: str, body: MenuIn, context: ContextDep, sessio
         session, account_id, lambda: cc.create_menu(session=session, account_id=account_id, spec=cc.MenuSpec(**values))
     )
     _poke(context)
-    return await _menu_out(session, menu)
+    return await menu_view(session, menu)
 
 
 @router.get("/menus")
 async def list_menus(account_id: str, session: SessionDep) -> dict[str, Any]:
     found = await _run(session, account_id, lambda: cc.list_menus(session=session, account_id=account_id), write=False)
-    return {"menus": [await _menu_out(session, menu) for menu in found]}
+    return {"menus": [await menu_view(session, menu) for menu in found]}
 
 
 @router.get("/menus/{menu_id}")
@@ -297,7 +303,7 @@ async def get_menu(account_id: str, menu_id: int, session: SessionDep) -> dict[s
     menu = await _run(
         session, account_id, lambda: cc.get_menu(session=session, account_id=account_id, menu_id=menu_id), write=False
     )
-    return await _menu_out(session, menu)
+    return await menu_view(session, menu)
 
 
 @router.patch("/menus/{menu_id}")
@@ -311,7 +317,7 @@ async def update_menu(
         lambda: cc.update_menu(session=session, account_id=account_id, menu_id=menu_id, changes=changes),
     )
     _poke(context)
-    return await _menu_out(session, menu)
+    return await menu_view(session, menu)
 
 
 @router.delete("/menus/{menu_id}")
@@ -319,7 +325,7 @@ async def delete_menu(account_id: str, menu_id: int, session: SessionDep) -> dic
     menu = await _run(
         session, account_id, lambda: cc.delete_menu(session=session, account_id=account_id, menu_id=menu_id)
     )
-    return await _menu_out(session, menu)
+    return await menu_view(session, menu)
 
 
 # ---- outbound numbers, CRM tickets, end users -----------------------------------------------------

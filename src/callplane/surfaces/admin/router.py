@@ -253,11 +253,21 @@ async def update_account(
     account = await _commit(
         session,
         lambda: tenancy.update_account(
-            session=session, account_id=account_id, changes=body.model_dump(exclude_unset=True)
+            session=session, account_id=account_id, changes=_patch_changes(body, nullable={"rate_limit_per_minute"})
         ),
         invalidate=context.lookups,
     )
     return account_out(account)
+
+
+def _patch_changes(body: BaseModel, *, nullable: set[str]) -> dict[str, Any]:
+    """The fields a PATCH sets. An explicit null leaves a field that cannot be empty unchanged (it used to reach
+    the database as NULL: a 500); in `nullable` fields it clears the value."""
+    return {
+        name: value
+        for name, value in body.model_dump(exclude_unset=True).items()
+        if value is not None or name in nullable
+    }
 
 
 @router.post("/accounts/{account_id}/organizations", status_code=201)

@@ -250,7 +250,8 @@ async def cancel_scheduled_calls(request: Request, context: ContextDep, principa
         refused: list[dict[str, Any]] = []
         for raw in ids:
             call_id = wire.parse_int(raw, "call_ids")
-            assert call_id is not None
+            if call_id is None:
+                raise CcaiError(400, "call_ids is not well formed")
             try:
                 async with context.sessions() as session, session.begin():
                     await cc.cancel_scheduled(session=session, account_id=principal.account.id, call_id=call_id)
@@ -301,7 +302,7 @@ async def wait_times(request: Request, context: ContextDep, principal: Principal
                     continue
                 path = await cc.menu_path(session=session, menu=menu)
                 body.append(
-                    {"menu_id": menu.id, "wait": minutes, "materialized_path": "/".join(str(m.id) for m in path)}
+                    {"menu_id": menu.public_id, "wait": minutes, "materialized_path": wire.materialized_path(path)}
                 )
         return json_response(body)
 

@@ -113,13 +113,15 @@ def agent_info(agent: Agent | None) -> dict[str, Any] | None:
     }
 
 
-def selected_menu(menu: Menu | None) -> dict[str, Any] | None:
-    if menu is None:
+def selected_menu(path: list[Menu]) -> dict[str, Any] | None:
+    """The call's menu, the last of its path (root first); ids are the per-tenant public ids."""
+    if not path:
         return None
+    menu = path[-1]
     return {
-        "id": menu.id,
+        "id": menu.public_id,
         "name": menu.name,
-        "parent_id": menu.parent_id,
+        "parent_id": path[-2].public_id if len(path) > 1 else None,
         "position": menu.position,
         "deleted": menu.deleted,
         "menu_type": menu.menu_type,
@@ -134,8 +136,12 @@ def menu_path(path: list[Menu]) -> dict[str, Any] | None:
     return {
         "items_count": len(path),
         "name": " / ".join(menu.name for menu in path),
-        "materialized_path": "/".join(str(menu.id) for menu in path),
+        "materialized_path": materialized_path(path),
     }
+
+
+def materialized_path(path: list[Menu]) -> str:
+    return "/".join(str(menu.public_id) for menu in path)
 
 
 def participant(item: CcParticipant, call_id: int) -> dict[str, Any]:
@@ -171,8 +177,8 @@ def call_object(view: CallView, base_url: str = "") -> dict[str, Any]:
     waited_until = call.assigned_at or (call.ends_at if call.queued_at else None)
     live_connected = call.connected_at is not None
     return {
-        "id": call.id,
-        "parent_id": call.parent_id,
+        "id": call.public_id,
+        "parent_id": view.parent_public_id,
         "lang": call.lang,
         "call_type": CALL_TYPE_NAMES[CcCallType(call.call_type)],
         "status": status,
@@ -201,7 +207,7 @@ def call_object(view: CallView, base_url: str = "") -> dict[str, Any]:
         "fail_reason": fail_reason,
         "fail_details": fail_details,
         "support_number": None,
-        "selected_menu": selected_menu(view.menu),
+        "selected_menu": selected_menu(view.path),
         "menu_path": menu_path(view.path),
         "agent_info": agent_info(view.agent),
         "end_user": (
@@ -217,7 +223,7 @@ def call_object(view: CallView, base_url: str = "") -> dict[str, Any]:
         "videos": [],
         "transfers": [],
         "deflection_details": [],
-        "participants": [participant(item, call.id) for item in view.participants],
+        "participants": [participant(item, call.public_id) for item in view.participants],
         "offer_type": None,
         "offer_events": [],
         "answer_type": "manual",
