@@ -49,13 +49,17 @@ SECRET_NAMES = frozenset(
 )
 SECRET_NAME_SUFFIXES = ("token", "secret", "password", "signature", "credential", "apikey", "api_key", "api-key")
 
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/?#@\"'<>]+@")
+# Bounded repeats keep every pattern linear in the text's length (a log line may hold attacker-chosen input).
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,31}://)[^\s/?#@\"'<>]{1,512}@")
 # name=value in a query string (or anywhere in free text); the name must not continue a longer word.
 _NAME_VALUE = re.compile(r"(?<![\w.\-])([\w.\-]+)=([^&;\s#\"'<>]+)")
-# name: value, as a header line or a quoted key in a dict/JSON rendering; quoted values end at their quote,
-# unquoted ones run to the end of the line (``Authorization: Bearer abc``).
+# secret-name: value, as a header line or a quoted key in a dict/JSON rendering; quoted values end at their quote,
+# unquoted ones run to the end of the line (``Authorization: Bearer abc``). Only secret names match, so a
+# harmless ``status: 401`` never swallows a secret later on its line.
+_SECRET_NAME_PATTERN = "|".join(re.escape(name) for name in sorted(SECRET_NAMES, key=len, reverse=True))
+_SECRET_SUFFIX_PATTERN = "|".join(re.escape(suffix) for suffix in SECRET_NAME_SUFFIXES)
 _NAME_COLON_VALUE = re.compile(
-    r"""(?<![\w\-])(["']?)([\w\-]+)\1([ \t]*:[ \t]*)"""
+    rf"""(?i)(?<![\w\-])(["']?)((?:{_SECRET_NAME_PATTERN})|[\w\-]*(?:{_SECRET_SUFFIX_PATTERN}))\1([ \t]*:[ \t]*)"""
     r"""("(?:[^"\\\r\n]|\\.)*"|'(?:[^'\\\r\n]|\\.)*'|[^\s"',}][^\r\n"',}]*)"""
 )
 
@@ -71,8 +75,6 @@ def _hide_name_value(match: re.Match[str]) -> str:
 
 
 def _hide_name_colon_value(match: re.Match[str]) -> str:
-    if not is_secret_name(match[2]):
-        return match[0]
     value = match[4]
     quote = value[0] if value[0] in "\"'" else ""
     return f"{match[1]}{match[2]}{match[1]}{match[3]}{quote}{REDACTED}{quote}"
