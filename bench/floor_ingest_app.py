@@ -2,7 +2,7 @@
 
 Starlette + asyncpg, no auth, no validation, no ORM: read the JSON body, then write the same rows that
 callplane writes for an accepted single call (idempotency key, call, `process_call` job, `call.received`
-event, one row per signal and per custom data value) in one transaction with one statement (the same
+event, one row per signal and per custom data value) with one statement, which is one transaction (the same
 data-modifying CTE shape callplane uses on PostgreSQL), and answer 201 ``{"cuid": ...}``. A repeated
 external id writes nothing and answers 202, as callplane does.
 
@@ -144,7 +144,8 @@ async def create_call(request: Request) -> Response:
         field_id, name = tenant.fields[item["name"].casefold()]
         parameters += [str(uuid.uuid4()), field_id, name, str(item["value"])]
     pool: asyncpg.Pool = STATE["pool"]
-    async with pool.acquire() as connection, connection.transaction():
+    # One statement is one transaction: it commits before fetchval returns (as callplane's does on PostgreSQL).
+    async with pool.acquire() as connection:
         inserted = await connection.fetchval(_bundle_sql(len(signals), len(custom_data)), *parameters)
     if inserted is None:
         # A repeat: callplane answers 202 with the first call's id; the floor skips that read.

@@ -3,7 +3,8 @@
 Starts `callplane serve` as a real process, creates a demo tenant, then drives it with wrk (a C load
 generator, on the same 2-core machine): single calls at several connection counts, and 50-call batches.
 Every request carries a fresh external id, so each one is a real insert (key + call + job + event + signal +
-custom data, one transaction, committed before the 201).
+custom data, one transaction, committed before the 201), and a different caller number (10,000 in turn: more than
+the phone parser's cache holds) to the same tracking number.
 
 On PostgreSQL the same wrk script, connections, duration and number of server processes also drive the floor,
 `bench/floor_ingest_app.py` (Starlette + asyncpg writing the same rows in one transaction, no auth or
@@ -47,7 +48,8 @@ request = function()
   counter = counter + 1
   local body = '{"call": {"external_call_unique_id": "' .. prefix .. "-" .. tid .. "-" .. counter ..
     '", "start_time": "2022-03-25 09:31:29", "destination_phone_number": 9093900003, ' ..
-    '"calling_phone_number": 8779257384, "advertiser_campaign_id_from_network": %(campaign)s, ' ..
+    '"calling_phone_number": 877925' .. string.format("%%04d", counter %% 10000) .. ', ' ..
+    '"advertiser_campaign_id_from_network": %(campaign)s, ' ..
     '"call_direction": "inbound", "recording_url": "https://example.com/r.wav"}, ' ..
     '"signals": [{"name": "Sale", "value": "yes"}], "custom_data": [{"name": "account_type", "value": "gold"}]}'
   return wrk.format("POST", "/api/2022-03-01/calls.json", headers, body)

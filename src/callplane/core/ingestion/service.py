@@ -118,9 +118,9 @@ async def accept_single_call(
     custom_rows = _custom_data_rows(principal, call_id, submission, catalog.custom_fields, now)
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
-        inserted = (
-            await connection.execute(*_bundle(key_row, call_row, job_row, event_row, signal_rows, custom_rows))
-        ).scalar()
+        inserted = await statements.run_bundle(
+            connection, *_bundle(key_row, call_row, job_row, event_row, signal_rows, custom_rows)
+        )
     else:
         inserted = (await connection.execute(statements.claim_key(connection.dialect.name), key_row)).scalar()
         if inserted is not None:

@@ -4,16 +4,26 @@ On PostgreSQL a new call is one statement: data-modifying CTEs claim the idempot
 claim won, insert the call, its job, its event, its signals and its custom data. One round trip and one
 statement execution instead of six is what lets one API process keep up with ingestion on a small machine.
 SQLite has no data-modifying CTEs, so there the same rows go in as separate statements (same transaction).
+
+On PostgreSQL that statement is compiled once per shape (`driver_bundle`) and run on asyncpg directly: per call,
+SQLAlchemy's statement execution (cache-key lookup, parameter processing, cursor adaptation) cost about twice
+asyncpg's own work for it (0.55 against 0.24 ms of CPU, measured on the shared 2-core VM).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 
 from callplane.core.calls.models import Call, CallCustomData, CallSignal, IdempotencyKey
 from callplane.core.events.models import Event
@@ -102,3 +112,41 @@ def accept_call_bundle(
             .cte(f"new_custom_{index}")
         )
     return select(claimed.c.call_id).add_cte(new_call, *children)
+
+
+@dataclass(frozen=True)
+class DriverStatement:
+    """A statement rendered for the driver: its SQL, its parameter names in order, and each one's bind processor."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    def arguments(self, parameters: dict[str, Any]) -> list[Any]:
+        return [
+            parameters[name] if process is None else process(parameters[name])
+            for name, process in zip(self.names, self.processors, strict=True)
+        ]
+
+
+@cache
+def driver_bundle(dialect: Dialect, statement: Executable) -> DriverStatement:
+    """`accept_call_bundle` compiled for this dialect (asyncpg: positional $n), with the same type processing
+    (JSON serialization, time zone checks) the ORM path applies."""
+    compiled = cast(SQLCompiler, cast(ClauseElement, statement).compile(dialect=dialect))
+    names = tuple(compiled.positiontup or ())
+    processors = tuple(compiled.binds[name].type.bind_processor(dialect) for name in names)
+    return DriverStatement(compiled.string, names, processors)
+
+
+async def run_bundle(connection: AsyncConnection, statement: Executable, parameters: dict[str, Any]) -> Any:
+    """PostgreSQL: run the bundle on the connection's asyncpg connection; the claimed call id, or None.
+
+    One statement is one transaction by itself: if the session has not begun one on this connection (no lookup
+    missed the cache), the statement commits on its own before this returns; otherwise it joins the session's
+    transaction, which the caller commits before answering. Either way the rows are durable before the 2xx.
+    """
+    prepared = driver_bundle(connection.dialect, statement)
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    return await driver.fetchval(prepared.sql, *prepared.arguments(parameters))

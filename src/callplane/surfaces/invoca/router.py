@@ -20,8 +20,6 @@ from callplane.surfaces.invoca.mapping import parse_call_request
 from callplane.surfaces.invoca.signal_api import router as signal_api_router
 
 router = APIRouter(route_class=JsonRoute, tags=["Invoca Call Ingestion"])
-router.include_router(signal_api_router)
-router.include_router(calls_in_progress_router)
 
 
 @router.post("/api/{version}/calls.json", status_code=201)
@@ -74,3 +72,8 @@ def _check_may_ingest(principal: Principal) -> None:
         raise WrongAccountKind()
     if not principal.account.ingestion_enabled:
         raise IngestionDisabled()
+
+
+# Included after the ingestion routes: requests are matched against routes in order, and calls are the hot path.
+router.include_router(signal_api_router)
+router.include_router(calls_in_progress_router)
