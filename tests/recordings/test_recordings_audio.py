@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -17,6 +20,14 @@ from callplane.core.recordings.errors import (
     UnsupportedFormat,
     VideoNotAllowed,
 )
+
+Normalize = Callable[..., Any]
+
+
+@pytest.fixture(params=[True, False], ids=["ffmpeg-cli", "pyav"])
+def normalize(request: pytest.FixtureRequest) -> Normalize:
+    """Both transforms: the ffmpeg CLI (installed here and in production) and the in-process PyAV fallback."""
+    return partial(normalize_recording, use_ffmpeg_cli=request.param)
 
 
 def decode(path: Path) -> tuple[np.ndarray, int]:
@@ -48,10 +59,10 @@ def dominant_hz(channel: np.ndarray, rate: int) -> float:
     ],
 )
 def test_supported_formats_become_8khz_stereo_mp3(
-    audio: AudioFiles, tmp_path: Path, name: str, fmt: RecordingFormat, codec: str
+    audio: AudioFiles, tmp_path: Path, normalize: Normalize, name: str, fmt: RecordingFormat, codec: str
 ) -> None:
     dest = tmp_path / "out.mp3"
-    report = normalize_recording(getattr(audio, name), dest)
+    report = normalize(getattr(audio, name), dest)
     assert (report.original_format, report.original_codec, report.original_channels) == (fmt, codec, 2)
     assert report.output_sample_rate_hz == 8000 and report.output_channels == 2
     assert 1900 <= report.duration_ms <= 2200
@@ -68,10 +79,12 @@ def test_supported_formats_become_8khz_stereo_mp3(
 
 
 @pytest.mark.parametrize("swap", [False, True])
-def test_channels_are_caller_then_agent_and_swap_exchanges_them(audio: AudioFiles, tmp_path: Path, swap: bool) -> None:
+def test_channels_are_caller_then_agent_and_swap_exchanges_them(
+    audio: AudioFiles, tmp_path: Path, normalize: Normalize, swap: bool
+) -> None:
     """Input: 440 Hz on channel 0, 1000 Hz on channel 1; after a swap the peaks trade places."""
     dest = tmp_path / "out.mp3"
-    report = normalize_recording(audio.stereo_wav, dest, swap_channels=swap)
+    report = normalize(audio.stereo_wav, dest, swap_channels=swap)
     assert report.swapped is swap
     data, rate = decode(dest)
     assert rate == 8000 and data.shape[0] == 2
@@ -80,9 +93,9 @@ def test_channels_are_caller_then_agent_and_swap_exchanges_them(audio: AudioFile
     assert found == ((1000, 440) if swap else (440, 1000))
 
 
-def test_levels_and_silence_ratio_per_channel(audio: AudioFiles, tmp_path: Path) -> None:
+def test_levels_and_silence_ratio_per_channel(audio: AudioFiles, tmp_path: Path, normalize: Normalize) -> None:
     """Channel 0: 1 s of tone then 1 s of silence. Channel 1: silence throughout."""
-    report = normalize_recording(audio.half_silent_wav, tmp_path / "out.mp3")
+    report = normalize(audio.half_silent_wav, tmp_path / "out.mp3")
     caller, agent = report.channels
     assert 0.45 <= caller.silence_ratio <= 0.55
     assert agent.silence_ratio == 1.0
@@ -91,17 +104,17 @@ def test_levels_and_silence_ratio_per_channel(audio: AudioFiles, tmp_path: Path)
     assert report.duration_ms == 2000
 
 
-def test_mono_is_refused_when_stereo_is_required(audio: AudioFiles, tmp_path: Path) -> None:
+def test_mono_is_refused_when_stereo_is_required(audio: AudioFiles, tmp_path: Path, normalize: Normalize) -> None:
     dest = tmp_path / "out.mp3"
     with pytest.raises(MonoNotAllowed, match="recordings must be dual-channel") as caught:
-        normalize_recording(audio.mono_speech_wav, dest, require_stereo=True)
+        normalize(audio.mono_speech_wav, dest, require_stereo=True)
     assert caught.value.permanent
     assert not dest.exists()
 
 
-def test_mono_is_kept_mono_and_reported_when_accepted(audio: AudioFiles, tmp_path: Path) -> None:
+def test_mono_is_kept_mono_and_reported_when_accepted(audio: AudioFiles, tmp_path: Path, normalize: Normalize) -> None:
     dest = tmp_path / "out.mp3"
-    report = normalize_recording(audio.mono_speech_wav, dest, require_stereo=False, swap_channels=True)
+    report = normalize(audio.mono_speech_wav, dest, require_stereo=False, swap_channels=True)
     assert report.single_channel and report.output_channels == 1 and report.original_channels == 1
     assert report.original_sample_rate_hz == 22050
     assert not report.swapped and report.warnings
@@ -111,9 +124,9 @@ def test_mono_is_kept_mono_and_reported_when_accepted(audio: AudioFiles, tmp_pat
     assert rate == 8000 and data.shape[0] == 1
 
 
-def test_mp4_with_video_is_refused(audio: AudioFiles, tmp_path: Path) -> None:
+def test_mp4_with_video_is_refused(audio: AudioFiles, tmp_path: Path, normalize: Normalize) -> None:
     with pytest.raises(VideoNotAllowed, match="audio-only") as caught:
-        normalize_recording(audio.video_mp4, tmp_path / "out.mp3")
+        normalize(audio.video_mp4, tmp_path / "out.mp3")
     assert caught.value.permanent
 
 
@@ -131,25 +144,25 @@ def test_mp4_with_video_is_refused(audio: AudioFiles, tmp_path: Path) -> None:
     ],
 )
 def test_unusable_files_are_refused_with_their_own_reason(
-    audio: AudioFiles, tmp_path: Path, name: str, error: type[Exception], reason: str
+    audio: AudioFiles, tmp_path: Path, normalize: Normalize, name: str, error: type[Exception], reason: str
 ) -> None:
     dest = tmp_path / "out.mp3"
     with pytest.raises(error, match=reason):
-        normalize_recording(getattr(audio, name), dest)
+        normalize(getattr(audio, name), dest)
     assert not dest.exists()
     assert not list(tmp_path.iterdir())
 
 
-def test_truncated_wav_is_kept_and_flagged(audio: AudioFiles, tmp_path: Path) -> None:
-    report = normalize_recording(audio.truncated_wav, tmp_path / "out.mp3")
+def test_truncated_wav_is_kept_and_flagged(audio: AudioFiles, tmp_path: Path, normalize: Normalize) -> None:
+    report = normalize(audio.truncated_wav, tmp_path / "out.mp3")
     assert report.truncated
     assert 1000 <= report.duration_ms < 1300
     assert any("truncated" in w for w in report.warnings)
 
 
-def test_duration_cap(audio: AudioFiles, tmp_path: Path) -> None:
+def test_duration_cap(audio: AudioFiles, tmp_path: Path, normalize: Normalize) -> None:
     with pytest.raises(RecordingTooLong, match="1 s limit"):
-        normalize_recording(audio.stereo_wav, tmp_path / "out.mp3", max_duration_s=1)
+        normalize(audio.stereo_wav, tmp_path / "out.mp3", max_duration_s=1)
     assert not list(tmp_path.iterdir())
 
 
@@ -173,3 +186,29 @@ def test_duration_cap(audio: AudioFiles, tmp_path: Path) -> None:
 )
 def test_sniffing_uses_magic_bytes(head: bytes, fmt: RecordingFormat | None) -> None:
     assert sniff_format(head) is fmt
+
+
+def test_both_transforms_agree(audio: AudioFiles, tmp_path: Path) -> None:
+    """The ffmpeg CLI path and the PyAV path meter the same 8 kHz signal: same duration, levels, silence."""
+    cli = normalize_recording(audio.half_silent_wav, tmp_path / "cli.mp3", swap_channels=True)
+    pyav = normalize_recording(audio.half_silent_wav, tmp_path / "pyav.mp3", swap_channels=True, use_ffmpeg_cli=False)
+    assert cli.duration_ms == pyav.duration_ms == 2000
+    assert [c.role for c in cli.channels] == [c.role for c in pyav.channels] == ["caller", "agent"]
+    for ours, theirs in zip(cli.channels, pyav.channels, strict=True):
+        assert abs(ours.rms_dbfs - theirs.rms_dbfs) < 0.1
+        assert abs(ours.silence_ratio - theirs.silence_ratio) <= 0.02
+    assert cli.channels[0].rms_dbfs == -120.0  # swapped: the silent channel is the caller now
+
+
+def test_a_damaged_stretch_is_skipped_alike_by_both_transforms(audio: AudioFiles, tmp_path: Path) -> None:
+    """A few undecodable blocks are skipped, not refused, and both transforms lose the same audio."""
+    data = bytearray(audio.stereo_mp3.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 300] = bytes(300)
+    damaged = tmp_path / "damaged.mp3"
+    damaged.write_bytes(bytes(data))
+    cli = normalize_recording(damaged, tmp_path / "cli.mp3")
+    pyav = normalize_recording(damaged, tmp_path / "pyav.mp3", use_ffmpeg_cli=False)
+    assert 500 <= cli.duration_ms < 2000
+    assert abs(cli.duration_ms - pyav.duration_ms) <= 30
+    assert cli.output_channels == pyav.output_channels == 2

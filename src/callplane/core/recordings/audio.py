@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import math
 import os
+import re
 import secrets
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -138,24 +140,27 @@ class _LevelMeter:
         self.samples = 0
         self.frames = 0
         self.silent = np.zeros(channels, dtype=np.int64)
-        self._carry = np.zeros((channels, 0), dtype=np.float32)
+        self._carry = np.zeros((0, channels), dtype=np.float32)  # squares of a frame's first samples
 
     def add(self, block: np.ndarray[Any, np.dtype[np.float32]]) -> None:
-        self.sum_squares += np.einsum("ij,ij->i", block, block, dtype=np.float64)
-        self.samples += block.shape[1]
-        data = np.concatenate((self._carry, block), axis=1) if self._carry.shape[1] else block
-        whole = data.shape[1] // self.frame_samples * self.frame_samples
+        """Meter ``block``, shaped (samples, channels): interleaved PCM as it comes off a pipe."""
+        squares = np.square(block, dtype=np.float32)
+        self.samples += block.shape[0]
+        data = np.concatenate((self._carry, squares)) if self._carry.shape[0] else squares
+        whole = data.shape[0] // self.frame_samples * self.frame_samples
         if whole:
-            frames = data[:, :whole].reshape(data.shape[0], -1, self.frame_samples)
-            power = np.mean(np.square(frames, dtype=np.float32), axis=2)
-            self.silent += np.count_nonzero(power < self.threshold_power, axis=1)
-            self.frames += frames.shape[1]
-        self._carry = data[:, whole:].copy()
+            # Per frame and channel: the sum of squares (einsum: one pass, no temporaries).
+            energy = np.einsum("ijk->ik", data[:whole].reshape(-1, self.frame_samples, data.shape[1]))
+            self.sum_squares += energy.sum(axis=0, dtype=np.float64)
+            self.silent += np.count_nonzero(energy < self.threshold_power * self.frame_samples, axis=0)
+            self.frames += energy.shape[0]
+        self._carry = data[whole:].copy()
 
     def levels(self, roles: tuple[str, ...]) -> tuple[ChannelLevel, ...]:
         out = []
+        sum_squares = self.sum_squares + self._carry.sum(axis=0, dtype=np.float64)  # the last, partial frame
         for index, role in enumerate(roles):
-            mean_square = self.sum_squares[index] / self.samples if self.samples else 0.0
+            mean_square = sum_squares[index] / self.samples if self.samples else 0.0
             dbfs = 10.0 * math.log10(mean_square) if mean_square > 0 else _DBFS_FLOOR
             ratio = float(self.silent[index]) / self.frames if self.frames else 1.0
             level = round(max(dbfs, _DBFS_FLOOR), 2)
@@ -214,13 +219,54 @@ def normalize_recording(
     bit_rate: int | None = None,
     silence_threshold_dbfs: float = -45.0,
     max_duration_s: float | None = None,
+    use_ffmpeg_cli: bool = True,
 ) -> NormalizedRecording:
     """Check ``source`` and write the normalized MP3 to ``dest`` (atomically); raises an ``AudioError`` leaf.
 
     Channel 0 of the output is the caller and channel 1 the agent; ``swap_channels`` is for recordings made
     the other way round (Invoca: outbound calls). A mono recording is refused when ``require_stereo`` (the
     Invoca rule), otherwise kept mono and reported as single-channel.
+
+    PyAV identifies the file and decodes its first frame (the checks); the transform itself then runs in one
+    ffmpeg CLI process (decode, swap, resample, encode, plus the 8 kHz PCM for metering on a pipe) when the
+    binary is installed and ``use_ffmpeg_cli``, else in-process with PyAV (about 2.5x slower: PyAV's bundled
+    LAME is slower than Debian's, and every decoded frame crosses into Python).
     """
+    try:
+        pinned = open(source, "rb")  # closed below, after every other open of it
+    except OSError as exc:
+        raise CorruptRecording(f"the recording file cannot be read: {exc.strerror}") from exc
+    with pinned:
+        # Every later open (PyAV's, the ffmpeg CLI's) goes through this descriptor, so the file checked is the file
+        # converted even if the path is replaced or removed meanwhile (a second run of the same job refetching).
+        fd = pinned.fileno() if os.path.isdir("/dev/fd") else None
+        return _normalize(
+            Path(f"/dev/fd/{fd}") if fd is not None else source,
+            dest,
+            fd=fd,
+            swap_channels=swap_channels,
+            require_stereo=require_stereo,
+            output_sample_rate_hz=output_sample_rate_hz,
+            bit_rate=bit_rate,
+            silence_threshold_dbfs=silence_threshold_dbfs,
+            max_duration_s=max_duration_s,
+            use_ffmpeg_cli=use_ffmpeg_cli,
+        )
+
+
+def _normalize(
+    source: Path,
+    dest: Path,
+    *,
+    fd: int | None,
+    swap_channels: bool,
+    require_stereo: bool,
+    output_sample_rate_hz: int,
+    bit_rate: int | None,
+    silence_threshold_dbfs: float,
+    max_duration_s: float | None,
+    use_ffmpeg_cli: bool,
+) -> NormalizedRecording:
     fmt, container, head = _open_checked(source)
     wav_missing_bytes = _wav_shortfall(source, head) if fmt is RecordingFormat.WAV else 0
     with container:
@@ -245,40 +291,32 @@ def normalize_recording(
             raise MonoNotAllowed("recordings must be dual-channel (caller and agent); this one is single-channel")
         declared_ms = _declared_duration_ms(container, stream)
         out_channels = in_channels
-        layout = "stereo" if out_channels == 2 else "mono"
         roles = ("caller", "agent") if out_channels == 2 else ("mono",)
         swapped = swap_channels and out_channels == 2
         warnings: list[str] = []
         if swap_channels and not swapped:
             warnings.append("swap_channels ignored: the recording is single-channel")
+        ffmpeg = shutil.which("ffmpeg") if use_ffmpeg_cli else None
 
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part"
         meter = _LevelMeter(out_channels, output_sample_rate_hz // 50, silence_threshold_dbfs)
-        in_samples = 0
+        transform = _Transform(
+            channels=out_channels,
+            swap=swapped,
+            rate=output_sample_rate_hz,
+            bit_rate=bit_rate,
+            max_duration_s=max_duration_s,
+            meter=meter,
+        )
         try:
-            bit_rate_bps = bit_rate or (32_000 if out_channels == 2 else 16_000)
-            encoder = _Mp3Encoder(tmp, rate=output_sample_rate_hz, layout=layout, bit_rate=bit_rate_bps)
-            with encoder:
-                resampler = av.AudioResampler(format="fltp", layout=layout, rate=output_sample_rate_hz)
-                max_samples = None if max_duration_s is None else int(max_duration_s * in_rate)
-
-                def emit(resampled: list[Any]) -> None:
-                    for frame in resampled:
-                        block = frame.to_ndarray()
-                        if swapped:
-                            block = block[::-1]
-                        block = np.ascontiguousarray(block, dtype=np.float32)
-                        meter.add(block)
-                        encoder.write(block)
-
-                for frame in _chain(first, frames):
-                    in_samples += frame.samples
-                    if max_samples is not None and in_samples > max_samples:
-                        raise RecordingTooLong(f"the recording is longer than the {max_duration_s:g} s limit")
-                    frame.pts = None  # the resampler restamps; container timestamps can be broken
-                    emit(resampler.resample(frame))
-                emit(resampler.resample(None))
+            if ffmpeg is not None:
+                container.close()  # the CLI reads the file itself; only the first frame was decoded here
+                duration_ms, stopped_early = _transform_cli(
+                    ffmpeg, source, fmt, tmp, transform, fd=fd, frame_samples=first.samples, in_rate=in_rate
+                )
+            else:
+                duration_ms, stopped_early = _transform_pyav(first, frames, tmp, transform, in_rate=in_rate)
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, dest)
@@ -286,8 +324,6 @@ def normalize_recording(
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
-    duration_ms = round(in_samples * 1000 / in_rate)
-    stopped_early = frames.stopped_early
     truncated = stopped_early is not None or (declared_ms is not None and duration_ms < declared_ms * 0.98 - 100)
     if stopped_early is not None:
         warnings.append(f"decoding stopped early at {duration_ms / 1000:.1f} s: {stopped_early}")
@@ -314,93 +350,149 @@ def normalize_recording(
     )
 
 
-class _Mp3Encoder:
-    """MP3 encoding of planar float blocks: the ffmpeg binary when it is installed, else PyAV's encoder.
+def ffmpeg_transform_args(*, channels: int, swap: bool, rate: int = 8000, bit_rate: int | None = None) -> list[str]:
+    """The ffmpeg CLI output arguments of the normalization transform: swap, resample, fix the layout, encode.
 
-    PyAV's bundled libmp3lame measured about 2.5x slower than the system ffmpeg's at the same settings, and the
-    encoder is most of normalization's time; piping PCM to ffmpeg also runs the encoder on another core.
+    The same filter and encoder settings as `normalize_recording` (bench/process.py's floor runs these).
     """
+    return ["-af", _channel_filter(channels=channels, swap=swap, rate=rate), *_mp3_args(channels, bit_rate)]
 
-    def __init__(self, dest: Path, *, rate: int, layout: str, bit_rate: int) -> None:
-        self.dest, self.rate, self.layout, self.bit_rate = dest, rate, layout, bit_rate
-        self.channels = 2 if layout == "stereo" else 1
-        self._process: subprocess.Popen[bytes] | None = None
-        self._output: Any = None
-        self._stream: Any = None
 
-    def __enter__(self) -> _Mp3Encoder:
-        ffmpeg = shutil.which("ffmpeg")
-        if ffmpeg:
-            self._process = subprocess.Popen(  # noqa: S603 - fixed arguments, no shell
-                [
-                    ffmpeg,
-                    "-nostdin",
-                    "-loglevel",
-                    "error",
-                    "-y",
-                    "-f",
-                    "f32le",
-                    "-ar",
-                    str(self.rate),
-                    "-ac",
-                    str(self.channels),
-                    "-i",
-                    "pipe:0",
-                    "-c:a",
-                    "libmp3lame",
-                    "-b:a",
-                    str(self.bit_rate),
-                    "-f",
-                    "mp3",
-                    str(self.dest),
-                ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-        else:
-            self._output = av.open(str(self.dest), "w", format="mp3")
-            self._stream = self._output.add_stream("libmp3lame", rate=self.rate, layout=self.layout)
-            self._stream.bit_rate = self.bit_rate
-        return self
+def _channel_filter(*, channels: int, swap: bool, rate: int) -> str:
+    layout = "stereo" if channels == 2 else "mono"
+    # A pure channel mapping: swresample copies the planes, no mixing.
+    steps = ["pan=stereo|c0=c1|c1=c0"] if swap and channels == 2 else []
+    return ",".join([*steps, f"aresample={rate}", f"aformat=channel_layouts={layout}"])
 
-    def write(self, planar: np.ndarray) -> None:
-        if self._process is not None:
-            assert self._process.stdin is not None
-            try:
-                self._process.stdin.write(planar.T.tobytes())  # interleave the channels
-            except BrokenPipeError as exc:
-                raise CorruptRecording(f"the MP3 encoder stopped: {self._stderr()}") from exc
-            return
-        frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=self.layout)
-        frame.sample_rate = self.rate
-        for packet in self._stream.encode(frame):
-            self._output.mux(packet)
 
-    def _stderr(self) -> str:
-        assert self._process is not None and self._process.stderr is not None
-        return self._process.stderr.read().decode(errors="replace").strip()[:500]
+def _mp3_args(channels: int, bit_rate: int | None) -> list[str]:
+    return ["-c:a", "libmp3lame", "-b:a", str(_bit_rate(channels, bit_rate)), "-f", "mp3"]
 
-    def __exit__(self, kind: object, error: object, traceback: object) -> None:
-        if self._process is not None:
-            process = self._process
-            assert process.stdin is not None and process.stderr is not None
-            with contextlib.suppress(BrokenPipeError):
-                process.stdin.close()
-            try:
-                if error is not None:
-                    process.kill()
-                    process.wait()
-                    return
-                if process.wait() != 0:
-                    raise CorruptRecording(f"the MP3 encoder failed: {self._stderr()}")
-            finally:
-                process.stderr.close()
-            return
-        if error is None:
-            for packet in self._stream.encode(None):
-                self._output.mux(packet)
-        self._output.close()
+
+def _bit_rate(channels: int, bit_rate: int | None) -> int:
+    return bit_rate or (32_000 if channels == 2 else 16_000)
+
+
+@dataclass(frozen=True, slots=True)
+class _Transform:
+    channels: int
+    swap: bool
+    rate: int
+    bit_rate: int | None
+    max_duration_s: float | None
+    meter: _LevelMeter
+
+    def too_long(self, seconds: float) -> bool:
+        return self.max_duration_s is not None and seconds > self.max_duration_s
+
+    def too_long_error(self) -> RecordingTooLong:
+        return RecordingTooLong(f"the recording is longer than the {self.max_duration_s:g} s limit")
+
+
+# What ffmpeg 5-7 print for a packet it cannot decode, and for a demuxer that fails mid-file.
+_DECODE_ERROR = re.compile(r"error while decoding stream|error submitting packet to decoder|decoding error", re.I)
+_PCM_CHUNK = 1 << 18  # 256 KiB of 8 kHz float PCM: 16 s of stereo per read
+
+
+def _transform_cli(
+    ffmpeg: str,
+    source: Path,
+    fmt: RecordingFormat,
+    tmp: Path,
+    transform: _Transform,
+    *,
+    fd: int | None,
+    frame_samples: int,
+    in_rate: int,
+) -> tuple[int, str | None]:
+    """Decode, swap, resample and encode in one ffmpeg process, as the CLI alone would; the 8 kHz float PCM it
+    encodes also comes back on a pipe for metering. Returns (duration in ms, why decoding stopped early)."""
+    graph = f"[0:a:0]{_channel_filter(channels=transform.channels, swap=transform.swap, rate=transform.rate)}"
+    command = [
+        ffmpeg,
+        *("-nostdin", "-hide_banner", "-loglevel", "error", "-y"),
+        *("-f", _DEMUXER[fmt], "-i", str(source)),  # forced demuxer: the content decided the format
+        *("-filter_complex", f"{graph},asplit=2[mp3][pcm]"),
+        *("-map", "[mp3]", *_mp3_args(transform.channels, transform.bit_rate), str(tmp)),
+        *("-map", "[pcm]", "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"),
+    ]
+    samples = 0
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty stderr can never block the encoder
+        process = subprocess.Popen(  # noqa: S603 - fixed arguments, no shell
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            pass_fds=(fd,) if fd is not None else (),
+        )
+        assert process.stdout is not None
+        try:
+            with process.stdout as pcm:
+                while chunk := pcm.read(_PCM_CHUNK):
+                    whole = len(chunk) // (4 * transform.channels) * 4 * transform.channels
+                    block = np.frombuffer(chunk, dtype=np.float32, count=whole // 4).reshape(-1, transform.channels)
+                    transform.meter.add(block)
+                    samples += block.shape[0]
+                    if transform.too_long(samples / transform.rate):
+                        raise transform.too_long_error()
+            code = process.wait()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        log.seek(0)
+        messages = log.read().decode(errors="replace").splitlines()
+    duration_ms = round(samples * 1000 / transform.rate)
+    if code != 0:
+        reason = messages[-1] if messages else f"exit status {code}"
+        raise CorruptRecording(f"the {fmt.value.upper()} file cannot be converted: {reason[:300]}")
+    if not samples:
+        raise CorruptRecording(f"the {fmt.value.upper()} file contains no decodable audio")
+    bad = sum(1 for line in messages if _DECODE_ERROR.search(line))
+    good = samples * in_rate // (transform.rate * max(frame_samples, 1))
+    if bad > _Decoded.MAX_BAD_PACKETS and bad > good // 10:
+        raise CorruptRecording(f"the {fmt.value.upper()} file is damaged: {bad} undecodable blocks")
+    stopped = [
+        line.split(": ", 1)[-1]
+        for line in messages
+        if line.startswith(f"{source}: ") or "error during demuxing" in line.lower()
+    ]
+    return duration_ms, stopped[-1] if stopped else None
+
+
+def _transform_pyav(
+    first: Any, frames: _Decoded, tmp: Path, transform: _Transform, *, in_rate: int
+) -> tuple[int, str | None]:
+    """The same transform in-process: PyAV's resampler and its bundled LAME."""
+    layout = "stereo" if transform.channels == 2 else "mono"
+    in_samples = 0
+    with av.open(str(tmp), "w", format="mp3") as output:
+        encoder = output.add_stream("libmp3lame", rate=transform.rate, layout=layout)
+        encoder.bit_rate = _bit_rate(transform.channels, transform.bit_rate)
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=transform.rate)
+
+        def emit(resampled: list[Any]) -> None:
+            for frame in resampled:
+                block = frame.to_ndarray()
+                if transform.swap:
+                    block = block[::-1]
+                block = np.ascontiguousarray(block, dtype=np.float32)
+                transform.meter.add(block.T)
+                planar = av.AudioFrame.from_ndarray(block, format="fltp", layout=layout)
+                planar.sample_rate = transform.rate
+                for packet in encoder.encode(planar):
+                    output.mux(packet)
+
+        for frame in _chain(first, frames):
+            in_samples += frame.samples
+            if transform.too_long(in_samples / in_rate):
+                raise transform.too_long_error()
+            frame.pts = None  # the resampler restamps; container timestamps can be broken
+            emit(resampler.resample(frame))
+        emit(resampler.resample(None))
+        for packet in encoder.encode(None):
+            output.mux(packet)
+    return round(in_samples * 1000 / in_rate), frames.stopped_early
 
 
 async def normalize_recording_async(source: Path, dest: Path, **options: Any) -> NormalizedRecording:
@@ -424,7 +516,7 @@ def _declared_duration_ms(container: Any, stream: Any) -> int | None:
 class _Decoded:
     """Decoded frames of one stream; tolerates a few bad packets, records where decoding had to stop."""
 
-    _MAX_BAD_PACKETS = 20
+    MAX_BAD_PACKETS = 20
 
     def __init__(self, container: Any, stream: Any, fmt: RecordingFormat) -> None:
         self._packets = container.demux(stream)
@@ -458,7 +550,7 @@ class _Decoded:
                 self._pending = list(packet.decode())
             except av.FFmpegError as exc:
                 self._bad += 1
-                if self._bad > self._MAX_BAD_PACKETS and self._bad > self._good // 10:
+                if self._bad > self.MAX_BAD_PACKETS and self._bad > self._good // 10:
                     raise CorruptRecording(
                         f"the {self._fmt.value.upper()} file is damaged: {self._bad} undecodable blocks ({exc})"
                     ) from exc
