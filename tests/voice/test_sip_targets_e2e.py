@@ -113,6 +113,12 @@ def test_trunk_destinations_are_refused_at_request_time_and_again_before_the_inv
     # every destination host is a target, not only the first
     mixed = app.http.post("/calls/1/sip-trunks", json=trunk | {"destinationHosts": ["127.0.0.1:5060", "10.9.9.9"]})
     assert mixed.status_code == 400 and "10.9.9.9 is a private address" in service_exception(mixed)["text"]
+    many = app.http.post(
+        "/calls/1/sip-trunks", json=trunk | {"destinationHosts": [f"pbx{i}.example.com" for i in range(11)]}
+    )
+    assert (
+        many.status_code == 400 and "destinationHosts" in service_exception(many)["validationErrors"]
+    )  # lookups bounded
     assert app.http.get("/calls/1/sip-trunks").json()["paging"]["totalResults"] == 0
 
     with udp_trap("127.0.0.2") as (port, trap):

@@ -27,6 +27,7 @@ from callplane.surfaces.targets import outbound_policy
 
 router = APIRouter(route_class=JsonRoute, prefix="/calls/1/sip-trunks", tags=["Infobip Calls: SIP trunks"])
 
+MAX_DESTINATION_HOSTS = 10
 ECHOED_FIELDS = ("location", "billingPackage", "dtmf", "fax", "anonymization", "strategy", "sipOptions")
 
 
@@ -48,7 +49,8 @@ class SipTrunkRequest(BaseModel):
     numberFormat: NumberFormat = NumberFormat.E164
     anonymization: Literal["NONE", "REMOTE_PARTY_ID", "ASSERTED_IDENTITY", "PREFERRED_IDENTITY"] = "NONE"
     sourceHosts: list[str] | None = None
-    destinationHosts: list[str] | None = None
+    # each one is resolved and checked against the target policy: a bounded list keeps a request's lookups bounded
+    destinationHosts: Annotated[list[str] | None, Field(max_length=MAX_DESTINATION_HOSTS)] = None
     strategy: Literal["FAILOVER", "ROUND_ROBIN"] = "FAILOVER"
     sipOptions: dict[str, Any] | None = None
     inviteAuthentication: bool = False
