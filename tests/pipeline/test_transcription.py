@@ -327,7 +327,8 @@ def test_a_channel_over_its_time_budget_is_cut_short_and_the_call_still_complete
     with httpx.Client(base_url=quiet_server.base_url, timeout=30) as client:
         call_id = _submit(client, network, _serve_test_call(files))
         # A budget far below the audio's length: decoding stops after the first segment. Both channels of this
-        # short call are packed into one window (docs/transcription.md), so that is the agent's opening turn.
+        # short call are packed into one window (docs/transcription.md), so that is the agent's opening turn;
+        # the caller, lost from that segment, gets its first segment decoded alone (never an empty channel).
         _run_worker(quiet_server, stages=None, asr_budget_ratio=0.001, asr_budget_min_seconds=0.001)
         call = client.get(f"/v1/calls/{call_id}", headers=bearer).json()
         assert call["status"] == "completed" and call["transcript"]["complete"] is False
@@ -335,7 +336,7 @@ def test_a_channel_over_its_time_budget_is_cut_short_and_the_call_still_complete
         assert document["complete"] is False
         assert {channel["stopped_reason"] for channel in document["channels"]} == {"time budget exceeded"}
         kept = [segment["speaker"] for segment in document["segments"]]
-        assert kept == ["agent"]  # the window's first segment, nothing after
+        assert kept == ["agent", "caller"]  # each channel's first segment, nothing after
         assert _processed_results(quiet_server, call_id)["transcription_available"] is True
 
 

@@ -258,28 +258,38 @@ def test_packed_words_go_back_to_their_channel_and_recording_time() -> None:
     ]
 
 
-def test_a_packed_window_that_lost_a_channel_is_decoded_again_channel_by_channel(
+def test_a_packed_window_that_lost_a_channel_decodes_that_channel_again_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The guards dropped every piece of one speaker in the packed decode (a loop): each channel is decoded
-    alone, so the other speaker's words are not lost and the lost one gets a second chance."""
+    """The guards dropped every piece of one speaker in the packed decode (a loop): that channel is decoded
+    alone for a second chance, and what the packed decode kept of the other speaker stays as it was, even when
+    the budget runs out meanwhile (a French call once came back empty that way)."""
     speech = {0: _speech(0, (4.0, 8.0)), 1: _speech(1, (0.0, 3.5))}
     packing = _Packing([_Span(1, 0, 56_000), _Span(0, 64_000, 128_000)], speech, gap_s=0.5)
     said = {0: Segment("Hello.", 4.0, 4.6, 0.9, 0.0), 1: Segment("Hi there.", 0.2, 3.4, 0.9, 0.0)}
     decoded: list[list[int]] = []
+    alone_stops = False
 
-    def fake_decode(window: _Packing, code: str, deadline: float) -> tuple[list[tuple[int, Segment | None]], bool]:
+    def fake_decode(
+        window: _Packing, code: str, deadline: float, first: bool = False
+    ) -> tuple[list[tuple[int, Segment | None]], bool]:
         decoded.append(window.channels)
         if len(window.channels) == 2:
             return [(1, said[1]), (0, None)], False  # the caller's piece dropped by a guard
-        return [(window.channels[0], said[window.channels[0]])], False
+        return [(window.channels[0], said[window.channels[0]])], alone_stops
 
     engine = FasterWhisperEngine.__new__(FasterWhisperEngine)  # no model: the decode is replaced
     monkeypatch.setattr(engine, "_decode", fake_decode)
-    pieces, stopped = engine._decode_window(packing, "en", deadline=float("inf"))
-    assert decoded == [[0, 1], [0], [1]]
-    assert not stopped and pieces == [(0, said[0]), (1, said[1])]
+    pieces, stopped = engine._decode_window(packing, "en", float("inf"), True)
+    assert decoded == [[0, 1], [0]]
+    assert not stopped and pieces == [(1, said[1]), (0, said[0])]
+    # The second decode ran out of time: the packed decode's words stay, the call is marked stopped.
+    decoded.clear()
+    alone_stops = True
+    assert engine._decode_window(packing, "en", float("inf"), True) == ([(1, said[1]), (0, said[0])], True)
     # A window where both channels were heard is kept as decoded.
     decoded.clear()
-    monkeypatch.setattr(engine, "_decode", lambda window, code, deadline: ([(0, said[0]), (1, said[1])], False))
-    assert engine._decode_window(packing, "en", deadline=float("inf")) == ([(0, said[0]), (1, said[1])], False)
+    monkeypatch.setattr(
+        engine, "_decode", lambda window, code, deadline, first=False: ([(0, said[0]), (1, said[1])], False)
+    )
+    assert engine._decode_window(packing, "en", float("inf"), False) == ([(0, said[0]), (1, said[1])], False)

@@ -60,6 +60,8 @@ class AsrSettings:
     min_segment_confidence: float = 0.2  # exp(avg log-prob) under which a segment is dropped as noise
     max_repeats: int = 3  # a word or phrase repeated back to back more often than this is a decoding loop
     hallucination_silence_s: float | None = 2.0  # skip silent gaps this long around suspected hallucinations
+    max_tokens_per_second: float = 8.0  # per second of a window's audio: the test set needs at most 4.4
+    min_new_tokens: int = 16  # ... plus this many, so a short window still has room for its timestamps
     budget_ratio: float = 1.0  # seconds of decoding allowed per second of channel audio ...
     budget_min_s: float = 30.0  # ... but never less than this
     temperatures: tuple[float, ...] = field(default=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0))

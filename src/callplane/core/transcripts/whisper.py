@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -217,6 +217,39 @@ class _Packing:
         ]
 
 
+# Whisper's decoder holds 448 tokens, the prompt (start, language, task) included.
+_MAX_NEW_TOKENS = 440
+_WINDOW_S = 30.0  # Whisper decodes its input in windows of at most this long
+
+
+def max_new_tokens(audio_s: float, per_second: float, floor: int) -> int:
+    """Tokens one Whisper window of ``audio_s`` seconds (at most 30) may produce: speech can't need more than
+    ``per_second`` (the test set needs 3.2-4.4 tokens per second of speech, timestamps included), and a
+    decoding loop is cut there instead of running to Whisper's 448 at every fallback temperature."""
+    return min(_MAX_NEW_TOKENS, floor + math.ceil(per_second * min(audio_s, _WINDOW_S)))
+
+
+class _Temperatures(list[float]):
+    """The fallback temperatures, none started past the deadline.
+
+    faster-whisper decodes a window again at the next temperature while a result fails its checks (a loop at
+    temperature 0 ran through four sampled fallbacks of 5 hypotheses each: 47 s for a 14 s French call). It
+    iterates this list itself, inside one window's decode, so the deadline is checked here: the first
+    temperature is always tried, and when the iteration ends early faster-whisper keeps the best result so far.
+    """
+
+    def __init__(self, temperatures: Sequence[float], deadline: float) -> None:
+        super().__init__(temperatures)
+        self._deadline = deadline
+
+    def __iter__(self) -> Iterator[float]:
+        for index, temperature in enumerate(list.__iter__(self)):
+            if index and time.monotonic() > self._deadline:
+                log.info("asr time budget exceeded: no fallback past temperature %.1f", self[index - 1])
+                return
+            yield temperature
+
+
 @dataclasses.dataclass(slots=True)
 class _Decoded:
     """What one channel's decodes kept, and whether they all finished in time."""
@@ -261,6 +294,11 @@ class FasterWhisperEngine:
     def model_name(self) -> str:
         return self._model_path.name
 
+    @property
+    def model_path(self) -> Path:
+        """The CTranslate2 directory the model was loaded from."""
+        return self._model_path
+
     def close(self) -> None:
         """Stop the channel threads (the model itself is freed with the object)."""
         self._pool.shutdown(wait=True)
@@ -299,10 +337,15 @@ class FasterWhisperEngine:
         }
         windows = _windows(list(speech.values()), s.pack_window_s, s.pack_gap_s)
         deadline = time.monotonic() + (budget_s if budget_s is not None else s.budget_s(duration_s))
-        futures = [
-            self._pool.submit(self._decode_window, _Packing(window, speech, s.pack_gap_s), code, deadline)
-            for window in windows
-        ]
+        futures = []
+        started_channels: set[int] = set()
+        for window in windows:
+            # A channel's first window is decoded even past the deadline (one segment, no fallback), so a call
+            # with speech never comes back empty; later windows are skipped once it has passed.
+            first = bool({span.channel for span in window} - started_channels)
+            started_channels |= {span.channel for span in window}
+            packing = _Packing(window, speech, s.pack_gap_s)
+            futures.append(self._pool.submit(self._decode_window, packing, code, deadline, first))
         decoded = {index: _Decoded() for index in range(len(speakers))}
         for window, future in zip(windows, futures, strict=True):
             pieces, stopped = future.result()
@@ -325,39 +368,45 @@ class FasterWhisperEngine:
         )
 
     def _decode_window(
-        self, packing: _Packing, code: str, deadline: float
+        self, packing: _Packing, code: str, deadline: float, first: bool
     ) -> tuple[list[tuple[int, Segment | None]], bool]:
         """Decode one window: each piece guarded (None when dropped), and whether the budget ran out.
 
-        A packed window that lost a whole channel is decoded again channel by channel: a decoding loop that
+        A packed window that lost a whole channel decodes that channel again on its own: a decoding loop that
         the guards drop takes every word of its window, and one speaker's hard audio must not cost the
-        other's words (seen with French espeak voices and a 1 s onset lead).
+        other's words (seen with French espeak voices and a 1 s onset lead). What the packed decode kept of
+        the other channels stays, whether or not the second decode finishes in time.
         """
-        pieces, stopped = self._decode(packing, code, deadline)
+        pieces, stopped = self._decode(packing, code, deadline, first)
         heard = {channel for channel, segment in pieces if segment is not None}
-        if stopped or len(packing.channels) < 2 or heard >= set(packing.channels):
+        lost = [channel for channel in packing.channels if channel not in heard]
+        if len(packing.channels) < 2 or not lost or (stopped and not first):
             return pieces, stopped
-        log.info("asr packed window lost channel(s) %s; decoding its channels apart", set(packing.channels) - heard)
-        pieces = []
-        for channel in packing.channels:
-            more, stopped = self._decode(packing.only(channel), code, deadline)
+        log.info("asr packed window lost channel(s) %s; decoding them apart", lost)
+        pieces = [(channel, segment) for channel, segment in pieces if channel in heard]
+        for channel in lost:
+            more, stopped_alone = self._decode(packing.only(channel), code, deadline, first)
             pieces += more
-            if stopped:
-                break
+            stopped = stopped or stopped_alone
         return pieces, stopped
 
-    def _decode(self, packing: _Packing, code: str, deadline: float) -> tuple[list[tuple[int, Segment | None]], bool]:
+    def _decode(
+        self, packing: _Packing, code: str, deadline: float, first: bool = False
+    ) -> tuple[list[tuple[int, Segment | None]], bool]:
+        """Decode ``packing``'s audio until its end or the deadline, which is checked between segments and
+        between fallback temperatures. A ``first`` window always gets its first segment."""
         pieces: list[tuple[int, Segment | None]] = []
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline and not first:
             return pieces, True
         s = self.settings
+        audio = packing.audio()
         try:
             segments, _info = self._model.transcribe(
-                packing.audio(),
+                audio,
                 language=code,
                 task="transcribe",
                 beam_size=s.beam_size,
-                temperature=list(s.temperatures),
+                temperature=_Temperatures(s.temperatures, deadline),
                 compression_ratio_threshold=s.compression_ratio_threshold,
                 log_prob_threshold=s.log_prob_threshold,
                 no_speech_threshold=s.no_speech_threshold,
@@ -365,6 +414,7 @@ class FasterWhisperEngine:
                 condition_on_previous_text=False,
                 word_timestamps=True,
                 hallucination_silence_threshold=s.hallucination_silence_s,
+                max_new_tokens=max_new_tokens(len(audio) / WHISPER_RATE, s.max_tokens_per_second, s.min_new_tokens),
                 vad_filter=False,  # done per channel before packing
             )
             # A lazy generator: decoding happens while it is iterated.
@@ -374,7 +424,6 @@ class FasterWhisperEngine:
                     if segment is None:
                         log.debug("asr channel %d dropped segment at %.1fs (%s)", channel, piece.start, why)
                     pieces.append((channel, segment))
-                # Checked between segments: one window's decode is bounded (max 448 tokens), a call is not.
                 if time.monotonic() > deadline:
                     return pieces, True
         except RuntimeError as error:  # CTranslate2 reports its failures as RuntimeError
