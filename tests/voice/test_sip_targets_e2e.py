@@ -265,7 +265,7 @@ def test_dialogs_and_connect_refuse_non_public_children_before_a_dialog_exists(
     assert code == 0, output
 
 
-def test_promo_number_destinations_are_customer_named_targets(voice_server: VoiceServer) -> None:
+def test_promo_destinations_and_agent_phones_are_customer_named_targets(voice_server: VoiceServer) -> None:
     network = voice_server.admin.network()
     admin = voice_server.admin.client
     promos = f"/v1/admin/accounts/{network.account_id}/promo-numbers"
@@ -282,3 +282,12 @@ def test_promo_number_destinations_are_customer_named_targets(voice_server: Voic
         promos, json={"campaign_id": network.campaign_id, "number": "sales-line", "destination": "sip:a@127.0.0.1"}
     )
     assert allowed.status_code == 201, allowed.text
+    agents = f"/v1/admin/accounts/{network.account_id}/contact-center/agents"
+    created = admin.post(agents, json={"email": "ada@x.io", "sip_uri": "sip:ada@127.0.0.1:5070"})
+    assert created.status_code == 201, created.text
+    for host, reason in (("0x7f.2:5060", "0x7f.2 resolves to 127.0.0.2"), ("[::1]:5060", "::1 is a loopback")):
+        moved = admin.patch(f"{agents}/{created.json()['id']}", json={"endpoint_host": host})
+        assert moved.status_code == 422 and reason in moved.json()["detail"], moved.text
+    refused = admin.post(agents, json={"email": "bo@x.io", "endpoint_user": "bo", "endpoint_host": "10.1.1.1"})
+    assert refused.status_code == 422 and "10.1.1.1 is a private address" in refused.json()["detail"]
+    assert admin.get(f"{agents}/{created.json()['id']}").json()["endpoint_host"] == "127.0.0.1:5070"
