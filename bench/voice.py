@@ -11,6 +11,12 @@ Two measurements, both bounded in calls and time:
    target. The last level with zero failures is the "max concurrent calls".
 2. `--rates` (setup rate): new calls per second for `--rate-seconds`, each call `--rate-hold` seconds long.
 
+The floor, in the same run after each level (skip with --no-floor): the same calls between two sipps, no engine
+in the path - a callee on CPU 0 that answers and echoes every RTP packet (-rtp_echo), a caller on CPU 1 that
+streams a PCMA tone (rtp_stream) and the same RFC 4733 pcap. With --api each level is also run by the engine alone
+(a fresh `bench/voice.py --levels N` process; skip with --no-engine), and a last table sets CPU per call side by
+side with the ratios api/engine, engine/floor and api/floor: on a shared machine the ratio is the figure to read.
+
 Run: .venv/bin/python bench/voice.py [--levels 50,100,200] [--hold 8] [--rates 10,20,30] [--max-seconds 600]
 
 The engine is driven directly (as bench/media.py), not through /calls/1: the control plane's call flows are
@@ -213,7 +219,15 @@ class Run:
     misses: Counter[str] = field(default_factory=Counter)
     lateness_p99_ms: float = float("nan")  # clock tick lateness at steady state (20 ms = one frame)
     event_lag_ms: list[float] = field(default_factory=list)  # API mode: event time -> webhook received
+    capture_after_ms: list[float] = field(default_factory=list)  # API mode: CALL_RECEIVED -> capture/dtmf answered
     rx_samples: list[float] = field(default_factory=list)  # RTP packets/s received per live call (50 = all)
+    # CPU seconds the measured process used from the first call to the last (the API run: until the last event
+    # was delivered) per call: unlike CPU % per concurrent call it holds when other work starves the process
+    cpu_s_total: float = float("nan")
+
+    @property
+    def cpu_ms_per_call(self) -> float:
+        return 1000 * self.cpu_s_total / max(self.calls, 1)
 
     @property
     def failures(self) -> int:
@@ -299,6 +313,7 @@ async def _run(
     runner = asyncio.create_task(dispatcher())
     started = time.monotonic()
     cpu_before, wall_before = _cpu_seconds(), time.monotonic()
+    cpu_start = cpu_before
     meter = _ReceiveMeter(engine)
     steady_from = 0.9 * (limit if label == "level" else rate * hold_s)
     while sipp.returncode is None:
@@ -318,6 +333,7 @@ async def _run(
             run.rx_samples.append(received / (wall_now - wall_before) / max(concurrency, 1))
         cpu_before, wall_before = cpu_now, wall_now
     run.seconds = time.monotonic() - started
+    run.cpu_s_total = _cpu_seconds() - cpu_start
     run.lateness_p99_ms = engine.clock.stats.lateness_percentiles()["p99"]
     run.hold_s = hold_s
     output = (await sipp.stdout.read()).decode(errors="replace") if sipp.stdout else ""
@@ -350,6 +366,7 @@ class _Application:
         self.finished: set[str] = set()
         self.failed_requests: Counter[str] = Counter()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.received_at: dict[str, float] = {}
 
     async def _post(self, path: str, body: dict[str, Any]) -> None:
         try:
@@ -365,6 +382,8 @@ class _Application:
         await self._post(
             f"/calls/1/calls/{call_id}/capture/dtmf", {"maxLength": 4, "timeout": timeout_ms, "terminator": "#"}
         )
+        if call_id in self.received_at:  # the whole control loop; the caller sends its digits hold - 1.4 s in
+            self.run.capture_after_ms.append((time.monotonic() - self.received_at[call_id]) * 1000)
         await self._post(
             f"/calls/1/calls/{call_id}/say",
             {"text": "Thank you for calling. Please enter your account number.", "language": "en", "loopCount": 50},
@@ -378,6 +397,7 @@ class _Application:
         work = None
         if kind == "CALL_RECEIVED":
             self.run.answered += 1
+            self.received_at[call_id] = time.monotonic()
             work = self._post(f"/calls/1/calls/{call_id}/answer", {"recording": {"recordingType": "AUDIO"}})
         elif kind == "CALL_ESTABLISHED":
             work = self._established(call_id)
@@ -435,7 +455,6 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
         "CALLPLANE_RTP_PORT_MIN": "20000",
         "CALLPLANE_RTP_PORT_MAX": "28000",
         "CALLPLANE_FETCH_ALLOWED_NETWORKS": '["127.0.0.1/32"]',
-        "CALLPLANE_DELIVERY_POLL_SECONDS": "0.05",
         "CALLPLANE_TRANSCRIPTION_ENABLED": "false",
         "CALLPLANE_LOG_LEVEL": "WARNING",
         # one key for every level: with --database-url the levels share a database (and its secrets)
@@ -451,7 +470,7 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
     run = Run("api", limit, total)
     admin = httpx.AsyncClient(base_url=base, headers={"Authorization": "Bearer voice-bench-admin"}, timeout=30)
     try:
-        for _ in range(300):
+        for _ in range(1200):  # a loaded machine takes a minute to import and migrate
             try:
                 if (await admin.get("/readyz")).status_code == 200:
                     break
@@ -490,6 +509,7 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
         )  # fmt: skip
         started = time.monotonic()
         cpu_before, wall_before = _process_cpu_seconds(server.pid), time.monotonic()
+        cpu_start = cpu_before
         live_before = 0
         while sipp.returncode is None:
             try:
@@ -512,6 +532,7 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
             if len(application.finished) >= total:
                 break
             await asyncio.sleep(0.1)
+        run.cpu_s_total = _process_cpu_seconds(server.pid) - cpu_start
         missing_terminal = total - len(application.finished)
         run.engine_failures += max(missing_terminal, 0)
         if missing_terminal:
@@ -528,6 +549,200 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
     return run
 
 
+# ---- the floor: sipp calling sipp, no engine in the path ------------------------------------------
+
+FLOOR_CALLEE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="voice bench floor callee">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+
+    ]]></send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]></send>
+</scenario>
+"""
+
+
+def _sipp_current_calls(stat_file: Path) -> int:
+    """The callee's CurrentCall from its -trace_stat CSV (one line a second)."""
+    try:
+        lines = stat_file.read_text().splitlines()
+    except OSError:
+        return 0
+    if len(lines) < 2:
+        return 0
+    header, last = lines[0].split(";"), lines[-1].split(";")
+    with contextlib.suppress(ValueError, IndexError):
+        return int(last[header.index("CurrentCall")])
+    return 0
+
+
+async def _floor_run(*, limit: int, rate: float, total: int, hold_s: float, workdir: Path) -> Run:
+    """The same calls between two sipps: the callee (CPU 0, where the engine runs) answers and echoes every RTP
+    packet back (a receive and a send per packet, the least any media server does); the caller (CPU 1) places the
+    calls as the engine runs do, streaming a PCMA tone (sipp's rtp_stream, a shared thread pool) and then the same
+    RFC 4733 pcap. Nobody records, decodes or collects digits: this is what SIP + RTP over loopback cost alone."""
+    tone = np.sin(2 * np.pi * 700 * np.arange(8000 * 4) / 8000.0)
+    tone_file, dtmf_pcap = workdir / "tone.alaw", workdir / "dtmf.pcap"
+    tone_file.write_bytes(bytes(g711.encode((6000 * tone).astype(np.int16), PayloadType.PCMA)))
+    _dtmf_pcap(dtmf_pcap, EXPECTED_DIGITS + "#")
+    tone_s = max(0.5, hold_s - DTMF_TAIL_S)
+    caller, callee = workdir / "floor-caller.xml", workdir / "floor-callee.xml"
+    stream = f'<nop><action><exec rtp_stream="{tone_file},-1,8"/></action></nop>'
+    caller.write_text(
+        SCENARIO.replace("TONE_PLAY", stream)
+        .replace("TONE_MS", str(int(tone_s * 1000)))
+        .replace("DTMF_PCAP", str(dtmf_pcap))
+    )
+    callee.write_text(FLOOR_CALLEE)
+    sip_port = _free_port()
+    run = Run("floor", limit, total)
+    stat_file = workdir / "callee-stat.csv"
+    answering = await asyncio.create_subprocess_exec(
+        "taskset", "-c", "0", "sipp", "-sf", str(callee), "-i", "127.0.0.1", "-p", str(sip_port),
+        "-mp", str(_free_port() & ~1), "-rtp_echo", "-m", str(total), "-nostdin",
+        "-trace_stat", "-stf", str(stat_file), "-fd", "1",
+        "-timeout", f"{int(total / rate + hold_s * 4 + 60)}s",
+        cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await asyncio.sleep(0.5)
+    calling = await asyncio.create_subprocess_exec(
+        "taskset", "-c", "1", "sipp", "-sf", str(caller), "-i", "127.0.0.1", "-p", str(_free_port()),
+        "-mp", str(_free_port() & ~1), f"127.0.0.1:{sip_port}", "-s", "floor",
+        "-l", str(limit), "-r", f"{rate:.2f}", "-m", str(total), "-nostdin",
+        "-timeout", f"{int(total / rate + hold_s * 4 + 60)}s",
+        cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    started = time.monotonic()
+    cpu_before, wall_before = _process_cpu_seconds(answering.pid), time.monotonic()
+    cpu_start = cpu_before
+    while calling.returncode is None:
+        try:
+            await asyncio.wait_for(calling.wait(), 1.0)
+        except TimeoutError:
+            pass
+        if answering.returncode is not None:
+            break
+        cpu_now, wall_now = _process_cpu_seconds(answering.pid), time.monotonic()
+        concurrency = _sipp_current_calls(stat_file)
+        run.peak = max(run.peak, concurrency)
+        if concurrency >= 0.9 * limit:
+            run.cpu_samples.append(100 * (cpu_now - cpu_before) / (wall_now - wall_before))
+            run.concurrency_samples.append(concurrency)
+        cpu_before, wall_before = cpu_now, wall_now
+    run.seconds = time.monotonic() - started
+    run.hold_s = hold_s
+    with contextlib.suppress(OSError):  # the callee may be gone already: then its last sample stands
+        cpu_before = _process_cpu_seconds(answering.pid)
+    run.cpu_s_total = cpu_before - cpu_start
+    output = (await calling.stdout.read()).decode(errors="replace") if calling.stdout else ""
+    await calling.wait()
+    run.sipp_ok = _sipp_counter(output, "Successful call")
+    run.sipp_failed = _sipp_counter(output, "Failed call")
+    run.answered = run.sipp_ok + max(run.sipp_failed, 0)
+    run.dtmf_ok = run.sipp_ok  # nobody collects digits on the floor: a completed call is a good one
+    try:
+        await asyncio.wait_for(answering.wait(), 10)
+    except TimeoutError:
+        answering.terminate()
+        await answering.wait()
+    return run
+
+
+def _engine_subprocess(level: int, hold_s: float, caller_audio: str) -> Run | None:
+    """The engine alone at one level, in a fresh process (it pins itself to CPU 0 before sippy starts threads)."""
+    import subprocess
+
+    command = [sys.executable, __file__, "--levels", str(level), "--rates", "", "--hold", f"{hold_s:g}",
+               "--caller-audio", caller_audio, "--no-floor"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=int(hold_s * 8 + 300))
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 9 and parts[0] == str(level) and "/" in parts[4]:
+            run = Run("level", level, int(parts[1]))
+            run.peak, run.answered = int(parts[2]), int(parts[3])
+            ok, failed = parts[4].split("/")
+            run.sipp_ok, run.sipp_failed, run.dtmf_ok = int(ok), int(failed), int(parts[5])
+            run.engine_failures = int(parts[6]) - run.failures  # what the row counted beyond sipp and digits
+            run.cpu_samples, run.concurrency_samples = [float(parts[8].rstrip("%")) * level], [level]
+            run.hold_s = hold_s  # so that _row prints the setup rate the engine run printed
+            run.seconds = run.calls / max(float(parts[9]), 1e-9) + hold_s + DTMF_TAIL_S
+            run.rx_samples, run.lateness_p99_ms = [float(parts[10])], float(parts[11])
+            run.cpu_s_total = float(parts[12]) * run.calls / 1000
+            return run
+    print(f"         engine-only run at {level} gave no row: {done.stdout[-400:]} {done.stderr[-400:]}")
+    return None
+
+
+def _ratio(numerator: float, denominator: float) -> str:
+    if not (denominator > 0) or not (numerator >= 0):  # nan on either side: no ratio
+        return "n/a"
+    return f"{numerator / denominator:5.2f}"
+
+
+def _print_comparison(rows: list[tuple[int, Run | None, Run | None, Run | None]]) -> None:
+    """One line per level: failures and CPU of each run, and the ratios that count on a noisy machine (API columns
+    only when the API ran). The ratios divide CPU ms per call over the whole run, which other work on the machine
+    does not distort the way it distorts CPU % per concurrent call (a starved process does less per second)."""
+    api = any(main_run is not None for _, main_run, _, _ in rows)
+    names = (["api"] if api else []) + ["engine", "floor"]
+    print(
+        "\nside by side (same run): failures / CPU % of a core per concurrent call / CPU ms per call (whole run)\n"
+        " target"
+        + "".join(f"  {name + ' fail / %/call / ms/call':>31}" for name in names)
+        + ("  api/engine" if api else "")
+        + "  engine/floor"
+        + ("  api/floor" if api else "")
+    )
+
+    def cell(run: Run | None) -> str:
+        return f"{run.failures:5d} / {run.cpu_per_call:7.3f}% / {run.cpu_ms_per_call:7.1f}" if run else "-"
+
+    def ms(run: Run | None) -> float:
+        return run.cpu_ms_per_call if run else float("nan")
+
+    for level, main_run, engine, floor in rows:
+        print(
+            f" {level:6d}"
+            + (f"  {cell(main_run):>31}" if api else "")
+            + f"  {cell(engine):>31}  {cell(floor):>31}"
+            + (f"  {_ratio(ms(main_run), ms(engine)):>10}" if api else "")
+            + f"  {_ratio(ms(engine), ms(floor)):>12}"
+            + (f"  {_ratio(ms(main_run), ms(floor)):>9}" if api else "")
+        )
+
+
 def _free_port_tcp() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -540,7 +755,7 @@ def _row(run: Run) -> str:
         f"  {run.dtmf_ok:7d}  {run.failures:8d}  {run.cpu_percent:7.1f}  {run.cpu_per_call:8.3f}%"
         f"  {run.calls / max(run.seconds - run.hold_s - DTMF_TAIL_S, 1.0):7.1f}"
         f"  {statistics.median(run.rx_samples) if run.rx_samples else float('nan'):9.1f}"
-        f"  {run.lateness_p99_ms:8.1f}"
+        f"  {run.lateness_p99_ms:8.1f}  {run.cpu_ms_per_call:9.1f}"
     )
 
 
@@ -567,6 +782,12 @@ def main() -> None:
     )
     parser.add_argument("--database-url", default="", help="with --api: CALLPLANE_DATABASE_URL (default SQLite)")
     parser.add_argument("--stop-on-failure", action="store_true", help="skip higher levels after a failing one")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the floor (sipp calling sipp, no engine) run after each level"
+    )
+    parser.add_argument(
+        "--no-engine", action="store_true", help="with --api: skip the engine-alone run after each level"
+    )
     args = parser.parse_args()
     if args.api:
         _api_main(args)
@@ -581,9 +802,10 @@ def main() -> None:
     )
     header = (
         " target  calls  peak  answered  sipp ok/fail  dtmf ok  failures  CPU%     per call  setup/s  rx pkt/s"
-        "  p99 late ms"
+        "  p99 late ms  CPU ms/call"
     )
     best_level = 0
+    compared: list[tuple[int, Run | None, Run | None, Run | None]] = []
     with tempfile.TemporaryDirectory(prefix="voice-bench-") as scratch:
         workdir = Path(scratch)
         levels = [int(value) for value in args.levels.split(",") if value]
@@ -602,10 +824,20 @@ def main() -> None:
             print(_row(run), flush=True)
             if run.misses:
                 print(f"         DTMF misses: {dict(run.misses.most_common(4))}")
+            floor = None
+            if not args.no_floor:
+                floor = asyncio.run(
+                    _floor_run(limit=level, rate=max(1.0, level / args.hold), total=2 * level, hold_s=args.hold,
+                               workdir=level_dir)
+                )  # fmt: skip
+                print(_row(floor).replace("nan", "  -") + "  floor: sipp -> sipp", flush=True)
+            compared.append((level, run, None, floor))
             if run.failures == 0:
                 best_level = max(best_level, level)
             elif args.stop_on_failure:
                 break
+        if compared and not args.no_floor:
+            _print_comparison([(level, None, run, floor) for level, run, _, floor in compared])
         rates = [float(value) for value in args.rates.split(",") if value]
         if rates:
             print(f"\nsetup rate ({args.rate_seconds:.0f} s at each rate, {args.rate_hold:.0f} s calls)\n{header}")
@@ -641,9 +873,10 @@ def _api_main(args: argparse.Namespace) -> None:
     print(f"\nconcurrency ({args.hold:.0f} s calls, 2 x target calls per level); CPU = the serve process")
     print(
         " target  calls  peak  answered  sipp ok/fail  dtmf ok  failures  CPU%     per call  setup/s"
-        "  (rx, lateness: engine mode only)"
+        "  rx pkt/s  p99 late ms  CPU ms/call (rx, lateness: engine mode only)"
     )
     best = 0
+    compared: list[tuple[int, Run | None, Run | None, Run | None]] = []
     with tempfile.TemporaryDirectory(prefix="voice-api-bench-") as scratch:
         for level in (int(value) for value in args.levels.split(",") if value):
             if time.monotonic() > deadline:
@@ -659,12 +892,31 @@ def _api_main(args: argparse.Namespace) -> None:
             if run.event_lag_ms:
                 lag = np.percentile(run.event_lag_ms, [50, 99])
                 print(f"         webhook delivery lag p50 {lag[0]:.0f} ms, p99 {lag[1]:.0f} ms")
+            if run.capture_after_ms:
+                loop_ms = np.percentile(run.capture_after_ms, [50, 99])
+                print(
+                    f"         CALL_RECEIVED received -> capture/dtmf answered p50 {loop_ms[0]:.0f} ms,"
+                    f" p99 {loop_ms[1]:.0f} ms (digits come {max(0.5, args.hold - DTMF_TAIL_S):.1f} s after answer)"
+                )
             if run.misses:
                 print(f"         misses: {dict(run.misses.most_common(5))}")
+            engine = None if args.no_engine else _engine_subprocess(level, args.hold, args.caller_audio)
+            if engine is not None:
+                print(_row(engine).replace("nan", "  -") + "  engine alone", flush=True)
+            floor = None
+            if not args.no_floor:
+                floor = asyncio.run(
+                    _floor_run(limit=level, rate=max(1.0, level / args.hold), total=2 * level, hold_s=args.hold,
+                               workdir=level_dir)
+                )  # fmt: skip
+                print(_row(floor).replace("nan", "  -") + "  floor: sipp -> sipp", flush=True)
+            compared.append((level, run, engine, floor))
             if run.failures == 0:
                 best = max(best, level)
             elif args.stop_on_failure:
                 break
+    if compared:
+        _print_comparison(compared)
     print(f"\nmax concurrent calls through the API with zero failures: {best}")
 
 

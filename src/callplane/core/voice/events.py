@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callplane.core.voice.configurations import subscribers
 from callplane.core.voice.models import VoiceCall, VoiceDialog, VoiceRecording
 from callplane.core.webhooks.models import Delivery, DeliveryKind, DeliveryStatus
+from callplane.core.webhooks.outbox import deliveries_written
 from callplane.core.webhooks.service import WEBHOOK_MAX_ATTEMPTS
 from callplane.db.base import utcnow
 
@@ -72,4 +73,5 @@ async def publish(*, session: AsyncSession, renderer: VoiceEventRenderer, event:
     ]
     session.add_all(deliveries)
     await session.flush()
+    deliveries_written(session)
     return deliveries

@@ -39,6 +39,7 @@ from callplane.core.recordings.errors import FetchError
 from callplane.core.recordings.fetch import _GuardedTransport
 from callplane.core.recordings.targets import IPAddress, TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox, SecretUnreadable
+from callplane.core.webhooks import outbox
 from callplane.core.webhooks.errors import DeliveryTargetRefused
 from callplane.core.webhooks.models import Delivery, DeliveryKind, DeliveryStatus, WebhookEndpoint
 from callplane.core.webhooks.signing import ID_HEADER, TIMESTAMP_HEADER, signature_headers
@@ -302,8 +303,34 @@ class DeliveryWorker:
         now = datetime.now(UTC)
         d = DELIVERIES.c
         owned: list[bool] = []
+        # Plain successes (the bulk under load) sharing a lease and status code are written by one UPDATE; the
+        # lease fences it exactly as it fences the per-row UPDATE below, and RETURNING says which rows were ours.
+        successes: dict[tuple[datetime, int | None], list[str]] = {}
+        for claimed, outcome in results:
+            if outcome.delivered:
+                successes.setdefault((claimed.lease_expires_at, outcome.status_code), []).append(claimed.id)
         async with self._sessions() as session, session.begin():
+            written: set[str] = set()
+            for (lease, status_code), ids in successes.items():
+                result = await session.execute(
+                    update(DELIVERIES)
+                    .where(d.id.in_(ids), d.status == DeliveryStatus.PENDING, d.lease_expires_at == lease)
+                    .values(
+                        attempts=d.attempts + 1,
+                        lease_expires_at=None,
+                        last_status_code=status_code,
+                        last_error=None,
+                        status=DeliveryStatus.DELIVERED,
+                        delivered_at=now,
+                    )
+                    .returning(d.id)
+                    .execution_options(synchronize_session=False)
+                )
+                written.update(result.scalars())
             for claimed, outcome in results:
+                if outcome.delivered:
+                    owned.append(claimed.id in written)
+                    continue
                 result = await session.execute(
                     update(DELIVERIES)
                     .where(
@@ -427,13 +454,27 @@ class DeliveryWorker:
         return len(claimed)
 
     async def run_forever(self, stop_event: asyncio.Event) -> None:
-        """Poll until ``stop_event`` is set; a full batch is followed at once by the next claim."""
-        while not stop_event.is_set():
-            try:
-                processed = await self.run_once()
-            except (SQLAlchemyError, OSError):
-                log.exception("delivery worker: claim failed; retrying after the poll interval")
-                processed = 0
-            if processed < self.config.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop_event.wait(), self.config.poll_interval_s)
+        """Poll until ``stop_event`` is set; a full batch is followed at once by the next claim, and a commit in
+        this process that wrote deliveries (``outbox.deliveries_written``) ends the wait early."""
+        wake = asyncio.Event()
+
+        async def stop_wakes() -> None:
+            await stop_event.wait()
+            wake.set()
+
+        stopper = asyncio.create_task(stop_wakes())
+        key = outbox.register(wake)
+        try:
+            while not stop_event.is_set():
+                wake.clear()  # before the claim: a commit during this run brings the next one at once
+                try:
+                    processed = await self.run_once()
+                except (SQLAlchemyError, OSError):
+                    log.exception("delivery worker: claim failed; retrying after the poll interval")
+                    processed = 0
+                if processed < self.config.batch_size:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), self.config.poll_interval_s)
+        finally:
+            outbox.unregister(key)
+            stopper.cancel()

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.webhooks.errors import InvalidWebhookUrl
 from callplane.core.webhooks.models import Delivery, DeliveryKind, DeliveryStatus, WebhookEndpoint
+from callplane.core.webhooks.outbox import deliveries_written
 from callplane.core.webhooks.signing import generate_secret
 from callplane.db.base import utcnow
 from callplane.errors import InvalidInput, NotFound
@@ -138,6 +139,8 @@ async def enqueue_event(
     ]
     session.add_all(deliveries)
     await session.flush()
+    if deliveries:
+        deliveries_written(session)
     return deliveries
 
 
@@ -169,6 +172,7 @@ async def enqueue_callback(
     )
     session.add(delivery)
     await session.flush()
+    deliveries_written(session)
     return delivery
 
 
