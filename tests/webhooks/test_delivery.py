@@ -364,6 +364,41 @@ def test_run_forever_delivers_until_stopped(db: Db, secret_box: SecretBox, recei
     asyncio.run(body())
 
 
+def test_a_commit_that_wrote_deliveries_wakes_the_worker(db: Db, secret_box: SecretBox, receiver: Receiver) -> None:
+    """The worker polls once an hour here: deliveries committed while it waits arrive only because the commit
+    woke it (outbox.deliveries_written); a rolled-back transaction's delivery is never sent."""
+
+    async def body() -> None:
+        url = receiver.route()
+        hourly = DeliveryConfig(batch_size=10, lease_s=5.0, timeout_s=2.0, poll_interval_s=3600.0)
+        async with db.sessions() as sessions:
+            stop = asyncio.Event()
+            async with DeliveryWorker(sessions=sessions, secret_box=secret_box, policy=LOOPBACK, config=hourly) as w:
+                task = asyncio.create_task(w.run_forever(stop))
+                await asyncio.sleep(0.2)  # let its first (empty) claim pass: it now waits for the hour or a wake-up
+                account_id = await new_account(sessions)
+                with pytest.raises(RuntimeError):
+                    async with sessions() as session, session.begin():
+                        await service.enqueue_callback(
+                            session=session, account_id=account_id, call_id="gone", url=url,
+                            payload={"call_id": "gone"}, event_type="call.completed",
+                        )  # fmt: skip
+                        raise RuntimeError("rolled back")
+                ids = await _callbacks(sessions, url, 3)
+
+                async def all_delivered() -> bool:
+                    rows = [await _row(sessions, i) for i in ids]
+                    return all(r.status == DeliveryStatus.DELIVERED and r.attempts == 1 for r in rows)
+
+                await _until(all_delivered, lambda: asyncio.sleep(0.02))
+                stop.set()
+                await task
+        receipts = receiver.receipts(url)
+        assert sorted(r.headers["webhook-id"] for r in receipts) == sorted(ids)
+
+    asyncio.run(body())
+
+
 def test_signature_the_receiver_checks_is_over_the_exact_body(
     db: Db, secret_box: SecretBox, receiver: Receiver
 ) -> None:
