@@ -30,6 +30,7 @@ class Clients:
     invoca: httpx.Client
     zipteams: httpx.Client
     partner: Partner
+    network: Network
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,7 @@ def clients(server: RunningServer, admin: Admin) -> Iterator[Clients]:
         invoca=client({"Authorization": f"Bearer {network.token}"}),
         zipteams=client(partner.headers),
         partner=partner,
+        network=network,
     )
     yield made
     for http in (made.native, made.admin, made.infobip, made.ccai, made.invoca, made.zipteams):
@@ -236,3 +238,34 @@ def test_infobip_last_page_is_empty(clients: Clients) -> None:
     response = clients.infobip.get("/calls/1/calls?page=2147483647&size=100")
     assert response.status_code == 200
     assert response.json()["results"] == []
+
+
+def test_admin_integers_beyond_their_columns_are_a_422(clients: Clients) -> None:
+    base = f"/v1/admin/accounts/{clients.network.account_id}"
+    too_long = clients.admin.patch(f"{base}/contact-center/outbound-numbers/{2**64}", json={"trunk_id": "t"})
+    assert too_long.status_code == 422
+    assert too_long.json()["detail"][0]["loc"] == ["path", "number_id"]
+    position = clients.admin.post(f"{base}/contact-center/menus", json={"name": "Sales", "position": 2**31})
+    assert position.status_code == 422
+    assert position.json()["detail"][0]["loc"] == ["body", "position"]
+    limit = clients.admin.patch(base, json={"rate_limit_per_minute": 2**31})
+    assert limit.status_code == 422
+
+
+def test_admin_patch_with_null_keeps_required_fields(clients: Clients) -> None:
+    base = f"/v1/admin/accounts/{clients.network.account_id}"
+    before = clients.admin.get(base).json()
+    response = clients.admin.patch(base, json={"name": None, "language_codes": None, "time_zone": None})
+    assert response.status_code == 200
+    after = response.json()
+    assert (after["name"], after["language_codes"], after["time_zone"]) == (
+        before["name"],
+        before["language_codes"],
+        before["time_zone"],
+    )
+
+
+def test_ccai_bulk_cancel_with_null_ids_is_a_400(clients: Clients) -> None:
+    response = clients.ccai.patch("/apps/api/v1/calls/scheduled/cancel", json={"call_ids": [None, False]})
+    assert response.status_code == 400
+    assert response.json() == {"message": "call_ids is not well formed"}

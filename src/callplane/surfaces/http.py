@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from annotated_types import Interval
 from fastapi import Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
 NUL_MESSAGE = "strings must not contain NUL characters (\\u0000)"
+
+# Integers as the database stores them (`Integer` columns are 32-bit on PostgreSQL, ids 64-bit): a larger value is
+# a validation error of the surface, not an overflow in the driver (a 500).
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+Int32 = Annotated[int, Interval(ge=-INT32_MAX - 1, le=INT32_MAX)]
+Int64 = Annotated[int, Interval(ge=-INT64_MAX - 1, le=INT64_MAX)]
 _NUL_ESCAPE = b"\\u0000"
 
 

@@ -18,7 +18,7 @@ from callplane.core.tenancy import service as tenancy
 from callplane.errors import CallplaneError, Conflict, InvalidInput, NotFound
 from callplane.surfaces.admin.router import require_admin
 from callplane.surfaces.context import ContextDep, SessionDep
-from callplane.surfaces.http import JsonRoute
+from callplane.surfaces.http import Int32, Int64, JsonRoute
 from callplane.surfaces.targets import outbound_policy
 
 T = TypeVar("T")
@@ -63,27 +63,27 @@ class AgentPatch(BaseModel):
 class MenuIn(BaseModel):
     name: str = Field(min_length=1, max_length=255)
     menu_type: str = "ivr_menu"
-    parent_id: int | None = None
-    position: int = 0
+    parent_id: Int64 | None = None
+    position: Int32 = 0
     state: str = "open"
     languages: list[str] = Field(default_factory=lambda: ["en"])
     output_msg: str | None = None
     hidden: bool = False
-    outbound_number_id: int | None = None
-    agent_ids: list[int] = Field(default_factory=list, description="the agents of this menu's queue")
+    outbound_number_id: Int64 | None = None
+    agent_ids: list[Int64] = Field(default_factory=list, description="the agents of this menu's queue")
 
 
 class MenuPatch(BaseModel):
     name: str | None = None
     menu_type: str | None = None
-    parent_id: int | None = None
-    position: int | None = None
+    parent_id: Int64 | None = None
+    position: Int32 | None = None
     state: str | None = None
     languages: list[str] | None = None
     output_msg: str | None = None
     hidden: bool | None = None
-    outbound_number_id: int | None = None
-    agent_ids: list[int] | None = None
+    outbound_number_id: Int64 | None = None
+    agent_ids: list[Int64] | None = None
 
 
 class OutboundNumberIn(BaseModel):
@@ -234,7 +234,7 @@ async def list_agents(account_id: str, session: SessionDep) -> dict[str, Any]:
 
 
 @router.get("/agents/{agent_id}")
-async def get_agent(account_id: str, agent_id: int, session: SessionDep) -> dict[str, Any]:
+async def get_agent(account_id: str, agent_id: Int64, session: SessionDep) -> dict[str, Any]:
     agent = await _run(
         session,
         account_id,
@@ -246,7 +246,7 @@ async def get_agent(account_id: str, agent_id: int, session: SessionDep) -> dict
 
 @router.patch("/agents/{agent_id}")
 async def update_agent(
-    account_id: str, agent_id: int, body: AgentPatch, context: ContextDep, session: SessionDep
+    account_id: str, agent_id: Int64, body: AgentPatch, context: ContextDep, session: SessionDep
 ) -> dict[str, Any]:
     changes = _split_sip_uri(body.model_dump(exclude_unset=True))
     agent = await _run(
@@ -261,7 +261,7 @@ async def update_agent(
 
 
 @router.delete("/agents/{agent_id}")
-async def delete_agent(account_id: str, agent_id: int, session: SessionDep) -> dict[str, Any]:
+async def delete_agent(account_id: str, agent_id: Int64, session: SessionDep) -> dict[str, Any]:
     agent = await _run(
         session, account_id, lambda: cc.delete_agent(session=session, account_id=account_id, agent_id=agent_id)
     )
@@ -299,7 +299,7 @@ async def list_menus(account_id: str, session: SessionDep) -> dict[str, Any]:
 
 
 @router.get("/menus/{menu_id}")
-async def get_menu(account_id: str, menu_id: int, session: SessionDep) -> dict[str, Any]:
+async def get_menu(account_id: str, menu_id: Int64, session: SessionDep) -> dict[str, Any]:
     menu = await _run(
         session, account_id, lambda: cc.get_menu(session=session, account_id=account_id, menu_id=menu_id), write=False
     )
@@ -308,7 +308,7 @@ async def get_menu(account_id: str, menu_id: int, session: SessionDep) -> dict[s
 
 @router.patch("/menus/{menu_id}")
 async def update_menu(
-    account_id: str, menu_id: int, body: MenuPatch, context: ContextDep, session: SessionDep
+    account_id: str, menu_id: Int64, body: MenuPatch, context: ContextDep, session: SessionDep
 ) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
     menu = await _run(
@@ -321,7 +321,7 @@ async def update_menu(
 
 
 @router.delete("/menus/{menu_id}")
-async def delete_menu(account_id: str, menu_id: int, session: SessionDep) -> dict[str, Any]:
+async def delete_menu(account_id: str, menu_id: Int64, session: SessionDep) -> dict[str, Any]:
     menu = await _run(
         session, account_id, lambda: cc.delete_menu(session=session, account_id=account_id, menu_id=menu_id)
     )
@@ -351,7 +351,7 @@ async def list_outbound_numbers(account_id: str, session: SessionDep) -> dict[st
 
 @router.patch("/outbound-numbers/{number_id}")
 async def update_outbound_number(
-    account_id: str, number_id: int, body: OutboundNumberPatch, session: SessionDep
+    account_id: str, number_id: Int64, body: OutboundNumberPatch, session: SessionDep
 ) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
     number = await _run(
@@ -363,7 +363,7 @@ async def update_outbound_number(
 
 
 @router.delete("/outbound-numbers/{number_id}")
-async def delete_outbound_number(account_id: str, number_id: int, session: SessionDep) -> dict[str, Any]:
+async def delete_outbound_number(account_id: str, number_id: Int64, session: SessionDep) -> dict[str, Any]:
     number = await _run(
         session,
         account_id,

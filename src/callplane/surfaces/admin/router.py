@@ -28,7 +28,7 @@ from callplane.core.tenancy.models import (
 from callplane.core.tenancy.service import TenancyLookups
 from callplane.errors import CallplaneError, Conflict, InvalidInput, NotFound
 from callplane.surfaces.context import ContextDep, SessionDep
-from callplane.surfaces.http import JsonRoute, bearer_token
+from callplane.surfaces.http import INT32_MAX, JsonRoute, bearer_token
 
 
 async def require_admin(request: Request, context: ContextDep) -> None:
@@ -50,7 +50,7 @@ class AccountIn(BaseModel):
     language_codes: list[str] | None = None
     time_zone: str = "UTC"
     ingestion_enabled: bool = True
-    rate_limit_per_minute: int | None = Field(default=None, ge=1)
+    rate_limit_per_minute: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
 class AccountPatch(BaseModel):
@@ -59,7 +59,7 @@ class AccountPatch(BaseModel):
     language_codes: list[str] | None = None
     time_zone: str | None = None
     ingestion_enabled: bool | None = None
-    rate_limit_per_minute: int | None = Field(default=None, ge=1)
+    rate_limit_per_minute: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
 class OrganizationIn(BaseModel):
