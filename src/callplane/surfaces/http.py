@@ -115,6 +115,8 @@ class JsonRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler  # FastAPI reads no body here (raw routes call read_json): no second Request needed
 
         async def strict_json(request: Request) -> Response:
             return await handler(JsonRequest(request.scope, request.receive))
