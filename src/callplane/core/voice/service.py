@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -97,6 +98,8 @@ RECORDINGS_DIRECTORY = "voice-recordings"
 URL_CACHE_DIRECTORY = "voice-url-cache"
 DEFAULT_WORDS_PER_MINUTE = 160
 ENDED_REMEMBERED = 10_000
+# Calls whose events are handled at the same time (each needs a pooled connection; the pool holds 10 by default).
+EVENT_LANES = 4
 DEFAULT_INBOUND_ANSWER_TIMEOUT_S = 120.0
 RINGBACK_LOOPS = 1000  # cadences of ringback: far longer than any connectTimeout
 
@@ -253,6 +256,7 @@ class _Live:
     recording_id: str | None = None
     record_on_answer: RecordingRequest | None = None
     max_duration_timer: asyncio.TimerHandle | None = None
+    in_dialog: bool = False  # its events may touch another call's: they are handled one at a time (see _consume)
 
 
 class VoiceService:
@@ -289,6 +293,9 @@ class VoiceService:
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._registered = asyncio.Event()
         self._consumer: asyncio.Task[None] | None = None
+        self._lanes: dict[str, asyncio.Task[Any]] = {}  # by engine call id: the last event task of that call
+        self._lane_slots = asyncio.Semaphore(EVENT_LANES)
+        self._serial_events = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         # Takes inbound calls that no route owns (call tracking's promo numbers), when set.
         self.inbound_planner: InboundPlanner | None = None
@@ -796,12 +803,51 @@ class VoiceService:
     # ---- engine events --------------------------------------------------------------------------
 
     async def _consume(self, queue: asyncio.Queue[EngineEvent]) -> None:
+        """Each call's events in order on its own lane; lanes of different calls overlap (up to EVENT_LANES at a
+        time), so one call's database round trips no longer wait behind every other call's. An event that may
+        touch another call (outbound and dialog calls, whose legs and dialog rows are shared) still takes the one
+        serial lock, as all events did before."""
         while True:
             event = await queue.get()
-            try:
-                await self._handle(event)
-            except Exception:  # one bad event must not stop the consumer; logged with its cause
-                log.exception("voice event handling failed", extra={"fields": {"event": type(event).__name__}})
+            key = getattr(event, "call_id", None)
+            if key is None:  # registration events: in order, here
+                await self._handle_logged(event)
+                continue
+            lane = self._spawn(self._lane(self._lanes.get(key), event), "voice-event")
+            self._lanes[key] = lane
+            lane.add_done_callback(functools.partial(self._lane_done, key))
+
+    def _lane_done(self, key: str, done: asyncio.Task[Any]) -> None:
+        if self._lanes.get(key) is done:
+            del self._lanes[key]
+
+    async def _lane(self, previous: asyncio.Task[Any] | None, event: EngineEvent) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # its own failure was logged where it happened
+        async with self._lane_slots:
+            if self._crosses_calls(event):
+                async with self._serial_events:
+                    await self._handle_logged(event)
+            else:
+                await self._handle_logged(event)
+
+    def _crosses_calls(self, event: EngineEvent) -> bool:
+        """Whether handling `event` may read or change another call's state (then it runs alone)."""
+        if isinstance(event, IncomingCall | DtmfReceived):
+            return False  # a new call's rows; digits only touch this call's playbacks
+        live = self._by_engine.get(getattr(event, "call_id", ""))
+        if live is None or live.direction != CallDirection.INBOUND or live.in_dialog:
+            return True  # a dial in flight, an outbound leg (dialogs, contact center) or a dialog's party
+        if isinstance(event, PlaybackFinished):
+            playback = live.playbacks.get(event.playback_id)
+            return playback is not None and playback.dialog_id is not None
+        return False
+
+    async def _handle_logged(self, event: EngineEvent) -> None:
+        try:
+            await self._handle(event)
+        except Exception:  # one bad event must not stop the others; logged with its cause
+            log.exception("voice event handling failed", extra={"fields": {"event": type(event).__name__}})
 
     async def _known(self, engine_id: str) -> _Live | None:
         """The live call of an engine id; waits while a dial is in flight (its events can beat `dial()`'s return)."""
@@ -892,14 +938,13 @@ class VoiceService:
             self._spawn(self.inbound_planner.connect(voice=self, call=call, plan=plan), "inbound-connect")
 
     async def _on_answered(self, live: _Live) -> None:
-        moved = await self._move(live.call_id, VoiceCallState.ESTABLISHED, "CALL_ESTABLISHED", answered=True)
-        if not moved:
+        call = await self._move(live.call_id, VoiceCallState.ESTABLISHED, "CALL_ESTABLISHED", answered=True)
+        if call is None:
             return
         loop = asyncio.get_running_loop()
         live.max_duration_timer = loop.call_later(
             live.max_duration_s, lambda: self._spawn(self._max_duration_reached(live), "max-duration")
         )
-        call = await self.get_call(account_id=live.account_id, call_id=live.call_id)
         if live.record_on_answer is not None:
             await self._begin_recording(live, call, live.record_on_answer)
         if call.dialog_id is not None:
@@ -975,12 +1020,13 @@ class VoiceService:
 
     async def _move(
         self, call_id: str, target: VoiceCallState, event_type: str, *, ringing: bool = False, answered: bool = False
-    ) -> bool:
-        """Move a live call forward (a conditional UPDATE) and publish its event; False when it cannot move."""
+    ) -> VoiceCall | None:
+        """Move a live call forward (a conditional UPDATE) and publish its event; the moved call, or None when it
+        cannot move."""
         async with self.sessions() as session, session.begin():
             call = await session.get(VoiceCall, call_id)
             if call is None or not can_move(call.state, target):
-                return False
+                return None
             sources = [state for state in LIVE_STATES if can_move(state, target)]
             values: dict[str, Any] = {"state": target}
             now = utcnow()
@@ -988,19 +1034,21 @@ class VoiceService:
                 values["ringing_at"] = now
             if answered:
                 values["answered_at"] = now
-            result = await session.execute(
+            # RETURNING the row refreshes `call` in the same statement (a SELECT per move less than a refresh)
+            moved = await session.scalar(
                 update(VoiceCall)
                 .where(VoiceCall.id == call_id, VoiceCall.state.in_(sources))
                 .values(**values)
-                .execution_options(synchronize_session=False)
+                .returning(VoiceCall)
+                .execution_options(synchronize_session=False, populate_existing=True)
             )
-            if getattr(result, "rowcount", 0) != 1:
-                return False
-            await session.refresh(call)
+            if moved is None:
+                return None
+            call = moved
             await self._touch_core(session, call)
             await publish(session=session, renderer=self.renderer, event=VoiceEvent(event_type, call, at=now))
         await self._notify(call_id, event_type)
-        return True
+        return call
 
     async def _notify(self, call_id: str, event_type: str) -> None:
         for listener in self.listeners:
@@ -1307,6 +1355,9 @@ class VoiceService:
             )
             session.add(dialog)
             ids = [parent.id] + ([child_call_id] if child_call_id else [])
+            for call_id in ids:  # from now on their events may touch each other's (see _consume)
+                if (live := self._live.get(call_id)) is not None:
+                    live.in_dialog = True
             await session.execute(update(VoiceCall).where(VoiceCall.id.in_(ids)).values(dialog_id=dialog.id))
             await session.flush()
             await self._publish_dialog(session, dialog, "DIALOG_CREATED")
