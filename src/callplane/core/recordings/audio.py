@@ -197,7 +197,9 @@ def _open_checked(source: Path) -> tuple[RecordingFormat, Any, bytes]:
     if fmt is None:
         raise UnsupportedFormat(_describe_unknown(source, head))
     try:
-        container = av.open(str(source), format=_DEMUXER[fmt], metadata_errors="ignore")
+        # A WAV's header says everything; without a small probe size FFmpeg reads 5 MB of PCM first (~30 ms).
+        options = {"probesize": "65536"} if fmt is RecordingFormat.WAV else {}
+        container = av.open(str(source), format=_DEMUXER[fmt], options=options, metadata_errors="ignore")
     except (av.FFmpegError, ValueError) as exc:
         raise CorruptRecording(f"the recording looks like {fmt.value.upper()} but cannot be read: {exc}") from exc
     return fmt, container, head

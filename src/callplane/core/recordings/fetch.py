@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
 import hashlib
 import logging
 import os
@@ -257,12 +258,18 @@ class _GuardedStream(httpx.AsyncByteStream):
             await self._stream.aclose()
 
 
+@functools.cache
+def _default_ssl_context() -> ssl.SSLContext:
+    """Built once: loading the system CA bundle costs ~30 ms of CPU, per fetch before. Never mutated after."""
+    return ssl.create_default_context()
+
+
 class _GuardedTransport(httpx.AsyncBaseTransport):
     """An httpx transport over an httpcore pool whose every TCP connect goes through the policy."""
 
     def __init__(self, policy: TargetPolicy, ssl_context: ssl.SSLContext | None) -> None:
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context or ssl.create_default_context(),
+            ssl_context=ssl_context or _default_ssl_context(),
             network_backend=_GuardedBackend(policy),
             max_connections=4,
             retries=0,
