@@ -3,6 +3,12 @@ from acceptance to `processed` through the real server.
 
     .venv/bin/python bench/transcribe.py [--minutes 5] [--skip-e2e] [--model PATH] [--device cpu|cuda]
                                          [--espeak-long-call] [--show] [--testset-only] [--pack-window S]
+                                         [--beam N] [--no-floor]
+
+Every figure is printed beside its floor from the same run: plain faster-whisper (the same model and compute
+type, its default options with the language given and ``vad_filter=True``, the two channels one after the
+other, as a user of the library would write it) on the same audio, with WER for both and the ratio of their
+x real time. ``--device cuda`` runs both on the GPU (float16).
 
 1. Joins the registry model into a fresh directory (timed) and loads it (timed).
 2. The committed test set (tests/transcripts/testset/: Flite and espeak-ng voices through a telephone channel,
@@ -38,11 +44,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from faster_whisper import WhisperModel
+from faster_whisper.audio import decode_audio
 
 from callplane.core.transcripts import AsrSettings, Transcript, ensure_registry_model, merge_turns
 from callplane.core.transcripts.whisper import FasterWhisperEngine
@@ -87,6 +96,33 @@ def load_average() -> str:
     return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+class PlainFloor:
+    """Plain faster-whisper on the same model: the floor every transcription figure is printed beside."""
+
+    def __init__(self, model_path: Path, device: str, compute_type: str) -> None:
+        self.model = WhisperModel(str(model_path), device=device, compute_type=compute_type, local_files_only=True)
+
+    def run(self, reference: CallReference, path: Path) -> tuple[float, float, dict[str, tuple[int, int]]]:
+        """Wall and CPU seconds for the whole call (decode included), (word errors, reference words) per speaker."""
+        language = reference.language.split("-")[0]
+        started, cpu_started = time.perf_counter(), time.process_time()
+        left, right = decode_audio(str(path), split_stereo=True)
+        texts = {}
+        for speaker, samples in (("caller", left), ("agent", right)):
+            segments, _ = self.model.transcribe(samples, language=language, vad_filter=True)
+            texts[speaker] = " ".join(segment.text.strip() for segment in segments)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        errors = {}
+        for speaker, text in texts.items():
+            said = normalize_words(reference.text_of(speaker), language)
+            errors[speaker] = (edit_distance(said, normalize_words(text, language)), len(said))
+        return elapsed, cpu, errors
+
+
+def _rate(tally: list[int] | tuple[int, int]) -> str:
+    return f"{tally[0] / tally[1]:.1%}" if tally[1] else "-"
+
+
 def channel_wer(reference: CallReference, transcript: Transcript) -> dict[str, tuple[int, int]]:
     """Per speaker: (word errors, reference words), so rates can be pooled over calls."""
     language = reference.language.split("-")[0]
@@ -119,11 +155,18 @@ def bench_calls(
     calls: list[tuple[CallReference, Path]],
     *,
     show: bool = False,
+    floor: PlainFloor | None = None,
 ) -> None:
     print(f"\n{title}")
     print(f"{'call':<20} {'lang':<6} {'audio s':>7} {'WER caller':>10} {'WER agent':>9} {'order':>5} "
           f"{'xRT 1 worker':>12} {'xRT 2 workers':>13}")  # fmt: skip
     pooled: dict[str, list[int]] = {"caller": [0, 0], "agent": [0, 0]}
+    floor_pooled: dict[str, dict[str, list[int]]] = {}  # language -> speaker -> (errors, words)
+    floor_wall: dict[str, float] = {}
+    floor_cpu: dict[str, float] = {}
+    ours_cpu: dict[str, float] = {}
+    audio_by_language: dict[str, float] = {}
+    wall_by_language: dict[str, float] = {}
     by_language: dict[str, dict[str, list[int]]] = {}
     audio_total = 0.0
     wall = {workers: 0.0 for workers in engines}
@@ -134,15 +177,33 @@ def bench_calls(
             cpu_started = time.process_time()
             transcript, elapsed = timed(engine, path, reference.language)
             cpu[workers] += time.process_time() - cpu_started
+            if workers == 2:
+                language = reference.language.split("-")[0]
+                ours_cpu[language] = ours_cpu.get(language, 0.0) + time.process_time() - cpu_started
             speeds[workers] = transcript.duration_s / elapsed
             wall[workers] += elapsed
         errors = channel_wer(reference, transcript)  # from the last (2-worker) run
+        language = reference.language.split("-")[0]
+        audio_by_language[language] = audio_by_language.get(language, 0.0) + transcript.duration_s
+        wall_by_language[language] = wall_by_language.get(language, 0.0) + transcript.duration_s / speeds[2]
+        floor_note = ""
+        if floor is not None:
+            floor_s, floor_cpu_s, floor_errors = floor.run(reference, path)
+            floor_wall[language] = floor_wall.get(language, 0.0) + floor_s
+            floor_cpu[language] = floor_cpu.get(language, 0.0) + floor_cpu_s
+            for speaker, (wrong, total) in floor_errors.items():
+                tally = floor_pooled.setdefault(language, {}).setdefault(speaker, [0, 0])
+                tally[0] += wrong
+                tally[1] += total
+            floor_note = (
+                f"   plain {transcript.duration_s / floor_s:>5.1f}x WER {_rate(floor_errors['caller'])}"
+                f" / {_rate(floor_errors['agent'])}"
+            )
         if show:  # where the errors come from
             for channel in transcript.channels:
                 assert channel.speaker is not None
                 print(f"  {channel.speaker.value:<6} said: {reference.text_of(channel.speaker.value)}")
                 print(f"  {'':<6}heard: {channel.text}")
-        language = reference.language.split("-")[0]
         for speaker, (wrong, total) in errors.items():
             for tally in (pooled[speaker], by_language.setdefault(language, {}).setdefault(speaker, [0, 0])):
                 tally[0] += wrong
@@ -151,7 +212,8 @@ def bench_calls(
         print(
             f"{reference.name:<20} {reference.language:<6} {transcript.duration_s:>7.1f} "
             f"{errors['caller'][0] / errors['caller'][1]:>10.1%} {errors['agent'][0] / errors['agent'][1]:>9.1%} "
-            f"{'ok' if order_ok(reference, transcript) else 'WRONG':>5} {speeds[1]:>12.1f} {speeds[2]:>13.1f}",
+            f"{'ok' if order_ok(reference, transcript) else 'WRONG':>5} {speeds[1]:>12.1f} {speeds[2]:>13.1f}"
+            f"{floor_note}",
             flush=True,
         )
     all_wrong = pooled["caller"][0] + pooled["agent"][0]
@@ -174,7 +236,47 @@ def bench_calls(
                 for language, t in by_language.items()
             )
         )
+    if floor is not None:
+        print_against_floor(
+            by_language, floor_pooled, audio_by_language, (wall_by_language, ours_cpu), (floor_wall, floor_cpu)
+        )
     print(load_average())
+
+
+def print_against_floor(
+    ours: dict[str, dict[str, list[int]]],
+    plain: dict[str, dict[str, list[int]]],
+    audio: dict[str, float],
+    ours_s: tuple[dict[str, float], dict[str, float]],
+    plain_s: tuple[dict[str, float], dict[str, float]],
+) -> None:
+    """Per language and over all: callplane (2 workers) beside plain faster-whisper, same run: x real time
+    (wall) and audio seconds per CPU second (what the decode costs whatever the load), and their ratios."""
+    wer = "WER caller / agent"
+    print(f"{'against the floor':<18} {'callplane xRT':>13} {'per CPU s':>9} {wer:>19} "
+          f"{'plain xRT':>10} {'per CPU s':>9} {wer:>19} {'ratio xRT':>9} {'ratio CPU':>9}")  # fmt: skip
+    rows = {language: (ours[language], plain[language], [language]) for language in sorted(ours)}
+    rows["all"] = (_pool(ours.values()), _pool(plain.values()), sorted(ours))
+    for name, (mine, theirs, languages) in rows.items():
+        seconds = sum(audio[language] for language in languages)
+        wall, cpu = (sum(part[language] for language in languages) for part in ours_s)
+        plain_wall, plain_cpu = (sum(part[language] for language in languages) for part in plain_s)
+        print(
+            f"{name:<18} {seconds / wall:>13.1f} {seconds / cpu:>9.1f} "
+            f"{_rate(mine['caller']):>8} / {_rate(mine['agent']):<8} "
+            f"{seconds / plain_wall:>10.1f} {seconds / plain_cpu:>9.1f} "
+            f"{_rate(theirs['caller']):>8} / {_rate(theirs['agent']):<8} "
+            f"{plain_wall / wall:>9.2f} {plain_cpu / cpu:>9.2f}"
+        )
+
+
+def _pool(tallies: Iterable[dict[str, list[int]]]) -> dict[str, list[int]]:
+    pooled: dict[str, list[int]] = {"caller": [0, 0], "agent": [0, 0]}
+    for tally in tallies:
+        for speaker, (wrong, total) in tally.items():
+            pooled[speaker][0] += wrong
+            pooled[speaker][1] += total
+    return pooled
 
 
 def calls_two_at_once(engine: FasterWhisperEngine, calls: list[tuple[CallReference, Path]]) -> None:
@@ -324,6 +426,8 @@ def main() -> None:
     parser.add_argument("--show", action="store_true", help="print what each test-set channel said and was heard")
     parser.add_argument("--testset-only", action="store_true", help="stop after the test set")
     parser.add_argument("--pack-window", type=float, default=None, help="AsrSettings.pack_window_s (0: off)")
+    parser.add_argument("--beam", type=int, default=None, help="AsrSettings.beam_size")
+    parser.add_argument("--no-floor", action="store_true", help="skip plain faster-whisper beside each figure")
     args = parser.parse_args()
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -345,16 +449,22 @@ def main() -> None:
             settings = AsrSettings(model_path=args.model, data_dir=models, num_workers=workers, device=args.device)
             if args.pack_window is not None:
                 settings = dataclasses.replace(settings, pack_window_s=args.pack_window)
+            if args.beam is not None:
+                settings = dataclasses.replace(settings, beam_size=args.beam)
             engines[workers] = FasterWhisperEngine(settings)
             print(
                 f"model {engines[workers].model_name} ({settings.resolved_compute_type()}, num_workers={workers}, "
                 f"cpu_threads={settings.cpu_threads}) loaded in {engines[workers].load_s:.2f} s; "
                 f"peak RSS so far {peak_rss_mb():.0f} MB"
             )
+        floor = None
+        if not args.no_floor:
+            floor = PlainFloor(engines[2].model_path, args.device, engines[2].settings.resolved_compute_type())
+            floor.model.transcribe(str(TESTSET / "en_us_cancel.mp3"), language="en")  # first decode allocates
         engines[2].transcribe_channels(TESTSET / "en_us_cancel.mp3", "en-US")  # first decode allocates
         engines[1].transcribe_channels(TESTSET / "en_us_cancel.mp3", "en-US")
         testset = [(reference, TESTSET / reference.audio) for reference in read_references(TESTSET / "references.json")]
-        bench_calls("test set (tests/transcripts/testset)", engines, testset, show=args.show)
+        bench_calls("test set (tests/transcripts/testset)", engines, testset, show=args.show, floor=floor)
         calls_two_at_once(engines[2], testset)
         if args.testset_only:
             for engine in engines.values():
@@ -367,7 +477,9 @@ def main() -> None:
                 LONG_CALL, voices={"caller": "en-us+klatt", "agent": "en-gb-x-rp"}, phone_channel=False
             )
         long_reference = synthesize(long_call, long_path, min_seconds=args.minutes * 60)
-        bench_calls(f"{long_reference.duration_s / 60:.1f}-minute call", engines, [(long_reference, long_path)])
+        bench_calls(
+            f"{long_reference.duration_s / 60:.1f}-minute call", engines, [(long_reference, long_path)], floor=floor
+        )
         two_at_once(engines[2], long_path, long_reference.language)
         print(f"peak RSS of this process (two models loaded) {peak_rss_mb():.0f} MB; {load_average()}")
         for engine in engines.values():
