@@ -317,7 +317,7 @@ def _rss_of(pid: int) -> float:
     return 0.0
 
 
-def end_to_end(recording: Path, models_dir: Path, reference: CallReference) -> None:
+def end_to_end(recording: Path, models_dir: Path, reference: CallReference, floor: PlainFloor | None) -> None:
     print("\nend to end: 5-minute call, Invoca API POST -> completed, `callplane serve` (SQLite, in-process worker)")
     data_dir = Path(tempfile.mkdtemp(prefix="bench-transcribe-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPLANE_")} | {
@@ -409,6 +409,14 @@ def end_to_end(recording: Path, models_dir: Path, reference: CallReference) -> N
                     f"{', '.join(spans)}  [{', '.join(signals)}]",
                     flush=True,
                 )
+                if floor is not None:  # the same file right after, at the same load
+                    plain_s, _, errors = floor.run(reference, recording)
+                    print(
+                        f"{'  plain faster-whisper':<28} {plain_s:>21.1f} {reference.duration_s / plain_s:>11.1f}"
+                        f"  WER {_rate(errors['caller'])} / {_rate(errors['agent'])};"
+                        f" ratio (callplane accepted->completed / plain) {plain_s / wall:.2f}",
+                        flush=True,
+                    )
         print(f"server peak RSS {_rss_of(server.pid):.0f} MB; {load_average()}")
     finally:
         server.send_signal(signal.SIGTERM)
@@ -460,7 +468,8 @@ def main() -> None:
         floor = None
         if not args.no_floor:
             floor = PlainFloor(engines[2].model_path, args.device, engines[2].settings.resolved_compute_type())
-            floor.model.transcribe(str(TESTSET / "en_us_cancel.mp3"), language="en")  # first decode allocates
+            segments, _ = floor.model.transcribe(str(TESTSET / "en_us_cancel.mp3"), language="en")
+            list(segments)  # first decode allocates (the segments are a lazy generator)
         engines[2].transcribe_channels(TESTSET / "en_us_cancel.mp3", "en-US")  # first decode allocates
         engines[1].transcribe_channels(TESTSET / "en_us_cancel.mp3", "en-US")
         testset = [(reference, TESTSET / reference.audio) for reference in read_references(TESTSET / "references.json")]
@@ -485,7 +494,7 @@ def main() -> None:
         for engine in engines.values():
             engine.close()
         if not args.skip_e2e:
-            end_to_end(long_path, models, long_reference)
+            end_to_end(long_path, models, long_reference, floor)
 
 
 if __name__ == "__main__":
