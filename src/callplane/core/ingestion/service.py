@@ -1,6 +1,8 @@
 """Accept finished calls: call, idempotency key, processing job and event in one transaction.
 
-The caller owns the transaction and commits before answering, so a 2xx always means durable.
+The caller owns the session and commits it before answering, so a 2xx always means durable. On PostgreSQL a new
+call is one statement (one transaction by itself): it runs on a pooled connection of its own unless a lookup has
+already begun a transaction in the session, which it then joins.
 Rows go in with Core inserts: this is the hot path of ingestion and ORM unit-of-work overhead
 would dominate it.
 """
@@ -11,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from callplane.core.calls.models import (
     CallOrigin,
@@ -116,12 +118,16 @@ async def accept_single_call(
         for s in submission.signals
     ]
     custom_rows = _custom_data_rows(principal, call_id, submission, catalog.custom_fields, now)
-    connection = await session.connection()
-    if connection.dialect.name == "postgresql":
-        inserted = await statements.run_bundle(
-            connection, *_bundle(key_row, call_row, job_row, event_row, signal_rows, custom_rows)
-        )
+    if session.get_bind().dialect.name == "postgresql":
+        bundle = _bundle(key_row, call_row, job_row, event_row, signal_rows, custom_rows)
+        if session.in_transaction():  # a lookup missed its cache: join that transaction (one connection)
+            inserted = await statements.run_bundle(await session.connection(), *bundle)
+        else:  # the common case: no ORM session work at all, just a pooled connection for one statement
+            assert isinstance(session.bind, AsyncEngine)
+            async with session.bind.connect() as connection:
+                inserted = await statements.run_bundle(connection, *bundle)
     else:
+        connection = await session.connection()
         inserted = (await connection.execute(statements.claim_key(connection.dialect.name), key_row)).scalar()
         if inserted is not None:
             await connection.execute(statements.CALL_INSERT, [call_row])

@@ -41,7 +41,9 @@ async def create_call(version: str, request: Request) -> Response:
             unreadable = f"request body {NUL_MESSAGE}"
     token = oauth_token(request, body)
     try:
-        async with context.sessions() as session, session.begin():
+        # No session.begin(): a transaction starts only if a lookup misses its cache or SQLite stores the call
+        # (autobegin), and is committed below; closing the session rolls back whatever an early return left.
+        async with context.sessions() as session:
             principal = await context.lookups.principal_for_token(session, token) if token else None
             if principal is None:
                 return errors.unauthorized()
@@ -62,6 +64,7 @@ async def create_call(version: str, request: Request) -> Response:
                 submission=submission,
                 wire_problems=problems,
             )
+            await session.commit()
     except CallplaneError as error:
         return errors.render(error)
     return json_response({"cuid": accepted.call_id}, 201 if accepted.created else 202)
