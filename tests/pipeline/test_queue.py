@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from typing import Any
 
 import httpx
 
@@ -94,9 +95,52 @@ def test_lapsed_lease_is_reclaimed_and_the_old_owner_is_fenced(server: RunningSe
             assert [j.id for j in second] == [first[0].id] and second[0].attempts == 2
             async with sessions() as session, session.begin():
                 # The old owner may come back; it no longer owns the job and changes nothing.
-                assert not await queue.heartbeat(session, job_id=first[0].id, worker_id="dies", lease_seconds=60)
-                assert not await queue.finish(session, job_id=first[0].id, worker_id="dies")
-                assert await queue.finish(session, job_id=first[0].id, worker_id="takes-over")
+                assert not await queue.heartbeat(
+                    session, job_id=first[0].id, worker_id="dies", attempt=1, lease_seconds=60
+                )
+                assert not await queue.finish(session, job_id=first[0].id, worker_id="dies", attempt=1)
+                assert await queue.finish(session, job_id=first[0].id, worker_id="takes-over", attempt=2)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def test_a_lapsed_run_is_fenced_off_when_its_own_worker_claims_the_job_again(
+    server: RunningServer, admin: Admin
+) -> None:
+    """One worker process whose run stalled past its lease claims the job again itself: same worker id, so only
+    the claim's attempt number tells the stale run from the new one (else both would record stages, and a failure
+    in the stale run could fail a call the new run completes)."""
+    account_id, _ = _ingest(server, admin, 1)
+
+    async def claim(sessions: Any, lease_seconds: float) -> queue.ClaimedJob:
+        async with sessions() as session, session.begin():
+            claimed = await queue.claim(session, worker_id="w", kinds=KINDS, limit=100, lease_seconds=lease_seconds)
+        [job] = [j for j in claimed if j.account_id == account_id]
+        return job
+
+    async def run() -> None:
+        engine = create_engine(server.settings)
+        sessions = create_session_factory(engine)
+        try:
+            stale = await claim(sessions, 0.05)
+            await asyncio.sleep(0.1)  # the run stalls; its lease lapses
+            fresh = await claim(sessions, 60)
+            assert (fresh.id, fresh.attempts) == (stale.id, stale.attempts + 1)
+            async with sessions() as session, session.begin():
+                assert not await queue.heartbeat(
+                    session, job_id=stale.id, worker_id="w", attempt=stale.attempts, lease_seconds=60
+                )
+                assert not await queue.start(session, job_id=stale.id, worker_id="w", attempt=stale.attempts, stage="x")
+                assert not await queue.record_stage(
+                    session, job_id=stale.id, worker_id="w", stage="recording", next_stage="x", attempt=stale.attempts
+                )
+                assert not await queue.fail(
+                    session, job_id=stale.id, worker_id="w", stage="recording", attempt=stale.attempts, error="stale"
+                )
+                assert not await queue.finish(session, job_id=stale.id, worker_id="w", attempt=stale.attempts)
+                assert await queue.finish(session, job_id=fresh.id, worker_id="w", attempt=fresh.attempts)
         finally:
             await engine.dispose()
 

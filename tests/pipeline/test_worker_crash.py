@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from callplane.app import build_pipeline_worker
+from callplane.core.calls.models import Call, CallRecording
 from callplane.core.jobs import queue
 from callplane.core.jobs.models import JobKind
 from callplane.core.pipeline import processing
@@ -81,11 +82,11 @@ def quiet_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Run
         yield running
 
 
-def _worker(server: RunningServer, log: Path) -> subprocess.Popen[bytes]:
+def _worker(server: RunningServer, log: Path, *, lease_seconds: float) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPLANE_")} | {
         "CALLPLANE_DATA_DIR": str(server.settings.data_dir),
         "CALLPLANE_FETCH_ALLOWED_NETWORKS": '["127.0.0.1/32"]',
-        "CALLPLANE_JOB_LEASE_SECONDS": "1",
+        "CALLPLANE_JOB_LEASE_SECONDS": str(lease_seconds),
         "CALLPLANE_WORKER_POLL_SECONDS": "0.05",
         "CALLPLANE_LOG_LEVEL": "WARNING",
     }
@@ -120,12 +121,13 @@ def test_killed_worker_is_replaced_and_the_call_completes_once(quiet_server: Run
                 },
             )
             call_id = response.json()["cuid"]
-            first = _worker(quiet_server, tmp_path / "worker1.log")
+            first = _worker(quiet_server, tmp_path / "worker1.log", lease_seconds=1)  # lapses soon after the kill
             assert origin.first_request.wait(timeout=60), (tmp_path / "worker1.log").read_text()
             first.send_signal(signal.SIGKILL)  # mid-fetch: no cleanup, no goodbye
             first.wait()
             origin.release.set()
-            second = _worker(quiet_server, tmp_path / "worker2.log")
+            # A longer lease: on a loaded machine a 1 s one lapsed under the second worker too (a third attempt).
+            second = _worker(quiet_server, tmp_path / "worker2.log", lease_seconds=10)
             call = wait_for_outcome(client, network.token, call_id, timeout=60)
             assert call["status"] == "completed", call
             [job] = call["jobs"]
@@ -211,3 +213,67 @@ def test_a_run_that_died_early_announces_the_call_exactly_once(
             await engine.dispose()
 
     assert asyncio.run(run()) == ["call.processed", "call.received"]
+
+
+def test_two_runs_of_one_call_at_once_keep_their_scratch_files_apart(
+    quiet_server: RunningServer, tmp_path: Path
+) -> None:
+    """A run whose lease lapsed can still be going when the job's next run starts (under load the worker crash test
+    above saw it: the same worker claimed its own job again). Their scratch directories were one per call id, so the
+    run that finished first deleted the other's files mid-fetch and a good call failed as "cannot be converted"."""
+    make_tone(tmp_path / "call.wav", left_hz=440, right_hz=1000)
+    origin = SlowOrigin((tmp_path / "call.wav").read_bytes())
+    threading.Thread(target=origin.server.serve_forever, daemon=True).start()
+    admin = Admin(quiet_server.base_url, ADMIN_TOKEN)
+    network = admin.network()
+    admin.client.close()
+    with httpx.Client(base_url=quiet_server.base_url, timeout=30) as client:
+        call_id = client.post(
+            "/api/2022-03-01/calls.json",
+            headers={"Authorization": network.token},
+            json={
+                "call": {
+                    "external_call_unique_id": secrets.token_hex(4),
+                    "start_time": 1460404800,
+                    "destination_phone_number": 9093900003,
+                    "calling_phone_number": 8779257384,
+                    "advertiser_campaign_id_from_network": 86,
+                    "call_direction": "inbound",
+                    "recording_url": origin.url,
+                }
+            },
+        ).json()["cuid"]
+    settings = quiet_server.settings
+
+    async def run() -> int:
+        engine = create_engine(settings)
+        sessions = create_session_factory(engine)
+        worker = build_pipeline_worker(
+            settings,
+            sessions,
+            SecretBox(settings.effective_secret_key()),
+            LocalRecordingStorage(settings.data_dir / "recordings"),
+        )
+        try:
+            async with sessions() as session:
+                call = await session.get(Call, call_id)
+            assert call is not None
+            held = asyncio.create_task(processing.stage_recording(worker.env, call))  # its fetch waits
+            assert await asyncio.to_thread(origin.first_request.wait, 30)
+            await processing.stage_recording(worker.env, call)  # the other run, start to end
+            # Its cleanup left the waiting run's scratch directory alone (it removed it when both were one).
+            assert [p.name.startswith(f"{call_id}-") for p in worker.env.work_dir.iterdir()] == [True]
+            origin.release.set()
+            await held  # its files were its own: it finds the recording stored and stops
+            async with sessions() as session:
+                return len((await session.scalars(select(CallRecording).where(CallRecording.call_id == call_id))).all())
+        finally:
+            origin.release.set()
+            worker.close()
+            await engine.dispose()
+
+    try:
+        assert asyncio.run(run()) == 1
+    finally:
+        origin.server.shutdown()
+        origin.server.server_close()

@@ -84,22 +84,29 @@ async def claim(
     return [ClaimedJob(*row) for row in result.all()]
 
 
-def _owned(job_id: str, worker_id: str) -> Any:
-    return and_(JOBS.c.id == job_id, JOBS.c.locked_by == worker_id, JOBS.c.status == JobStatus.RUNNING)
+def _owned(job_id: str, worker_id: str, attempt: int) -> Any:
+    """Still this run's job: the claim's attempt number is its fencing token, so a run whose lease lapsed is
+    fenced off even when the same worker (same ``worker_id``) claimed the job again."""
+    return and_(
+        JOBS.c.id == job_id,
+        JOBS.c.locked_by == worker_id,
+        JOBS.c.attempts == attempt,
+        JOBS.c.status == JobStatus.RUNNING,
+    )
 
 
-async def heartbeat(session: AsyncSession, *, job_id: str, worker_id: str, lease_seconds: float) -> bool:
+async def heartbeat(session: AsyncSession, *, job_id: str, worker_id: str, attempt: int, lease_seconds: float) -> bool:
     """Extend the lease; False means the job is no longer ours (it lapsed and someone else took it)."""
     result = await session.execute(
         update(JOBS)
-        .where(_owned(job_id, worker_id))
+        .where(_owned(job_id, worker_id, attempt))
         .values(lease_expires_at=datetime.now(UTC) + timedelta(seconds=lease_seconds))
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def start(session: AsyncSession, *, job_id: str, worker_id: str, stage: str) -> bool:
+async def start(session: AsyncSession, *, job_id: str, worker_id: str, attempt: int, stage: str) -> bool:
     """Move a job that has not started yet to its first stage; True for exactly one run of the job.
 
     What a job does once at its start (announcing the call) goes in the same transaction: a run killed before
@@ -107,7 +114,7 @@ async def start(session: AsyncSession, *, job_id: str, worker_id: str, stage: st
     """
     result = await session.execute(
         update(JOBS)
-        .where(_owned(job_id, worker_id), JOBS.c.stage.is_(None))
+        .where(_owned(job_id, worker_id, attempt), JOBS.c.stage.is_(None))
         .values(stage=stage, updated_at=datetime.now(UTC))
         .execution_options(synchronize_session=False)
     )
@@ -128,20 +135,20 @@ async def record_stage(
     ]
     result = await session.execute(
         update(JOBS)
-        .where(_owned(job_id, worker_id))
+        .where(_owned(job_id, worker_id, attempt))
         .values(stage=next_stage, history=history, updated_at=datetime.now(UTC))
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def hand_off(session: AsyncSession, *, job_id: str, worker_id: str) -> bool:
+async def hand_off(session: AsyncSession, *, job_id: str, worker_id: str, attempt: int) -> bool:
     """Release a job whose next stage this worker does not run, for a worker that does; at once, with fresh
     attempts (the stages so far succeeded)."""
     now = datetime.now(UTC)
     result = await session.execute(
         update(JOBS)
-        .where(_owned(job_id, worker_id))
+        .where(_owned(job_id, worker_id, attempt))
         .values(
             status=JobStatus.QUEUED, run_after=now, attempts=0, lease_expires_at=None, locked_by=None, updated_at=now
         )
@@ -150,10 +157,10 @@ async def hand_off(session: AsyncSession, *, job_id: str, worker_id: str) -> boo
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def finish(session: AsyncSession, *, job_id: str, worker_id: str) -> bool:
+async def finish(session: AsyncSession, *, job_id: str, worker_id: str, attempt: int) -> bool:
     result = await session.execute(
         update(JOBS)
-        .where(_owned(job_id, worker_id))
+        .where(_owned(job_id, worker_id, attempt))
         .values(status=JobStatus.SUCCEEDED, lease_expires_at=None, locked_by=None, updated_at=datetime.now(UTC))
         .execution_options(synchronize_session=False)
     )
@@ -169,7 +176,7 @@ async def retry_later(
     ]
     result = await session.execute(
         update(JOBS)
-        .where(_owned(job_id, worker_id))
+        .where(_owned(job_id, worker_id, attempt))
         .values(
             status=JobStatus.QUEUED,
             run_after=now + timedelta(seconds=delay_seconds),
@@ -191,7 +198,7 @@ async def fail(session: AsyncSession, *, job_id: str, worker_id: str, stage: str
     ]
     result = await session.execute(
         update(JOBS)
-        .where(_owned(job_id, worker_id))
+        .where(_owned(job_id, worker_id, attempt))
         .values(
             status=JobStatus.FAILED,
             lease_expires_at=None,

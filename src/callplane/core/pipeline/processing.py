@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,13 +127,20 @@ async def _sftp_access(env: ProcessingEnvironment, call: Call) -> SftpAccess | N
     )
 
 
+def _work_dir(env: ProcessingEnvironment, prefix: str) -> Path:
+    """A scratch directory of this run alone: a run whose lease lapsed may still be going when the job's next run
+    starts, and a directory shared by call id let one run's cleanup delete the other's files mid-conversion (a good
+    call failed as "cannot be converted")."""
+    env.work_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=env.work_dir))
+
+
 async def stage_recording(env: ProcessingEnvironment, call: Call) -> None:
     """Fetch the recording, check and normalize it to an 8 kHz MP3, store it. Skipped once stored."""
     async with env.sessions() as session:
         if await session.scalar(select(CallRecording.id).where(CallRecording.call_id == call.id)):
             return
-    work = env.work_dir / call.id
-    work.mkdir(parents=True, exist_ok=True)
+    work = _work_dir(env, call.id)
     try:
         source = work / "source"
         if call.recording_url:
@@ -240,8 +248,7 @@ async def stage_transcribe(env: ProcessingEnvironment, call: Call) -> None:
         return
     if recording is None:
         raise RecordingMissing()
-    work = env.work_dir / f"{call.id}-asr"
-    work.mkdir(parents=True, exist_ok=True)
+    work = _work_dir(env, f"{call.id}-asr")
     try:
         audio = work / "recording.mp3"
         await _download(env, recording.storage_key, audio)
@@ -321,7 +328,9 @@ async def mark_processing(env: ProcessingEnvironment, call_id: str, *, job: Clai
             .where(CALLS.c.id == call_id, CALLS.c.status.in_([CallStatus.QUEUED, CallStatus.FAILED]))
             .values(status=CallStatus.PROCESSING, status_reason=None, updated_at=datetime.now(UTC))
         )
-        if job.stage is None and await queue.start(session, job_id=job.id, worker_id=worker_id, stage=STAGE_NAMES[0]):
+        if job.stage is None and await queue.start(
+            session, job_id=job.id, worker_id=worker_id, attempt=job.attempts, stage=STAGE_NAMES[0]
+        ):
             call = await session.get(Call, call_id)
             if call is None:
                 raise CallVanished()

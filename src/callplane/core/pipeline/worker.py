@@ -110,18 +110,22 @@ class PipelineWorker:
         if self.env.transcription is not None:
             self.env.transcription.close()
 
-    async def _keep_lease(self, job_id: str) -> None:
+    async def _keep_lease(self, job: queue.ClaimedJob) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             async with self.env.sessions() as session, session.begin():
                 if not await queue.heartbeat(
-                    session, job_id=job_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds
+                    session,
+                    job_id=job.id,
+                    worker_id=self.worker_id,
+                    attempt=job.attempts,
+                    lease_seconds=self.lease_seconds,
                 ):
                     return
 
     async def _run_job(self, job: queue.ClaimedJob) -> None:
         assert job.call_id is not None
-        heartbeat = asyncio.create_task(self._keep_lease(job.id))
+        heartbeat = asyncio.create_task(self._keep_lease(job))
         stage: str | None = job.stage or STAGES[0][0]
         try:
             call = await processing.mark_processing(self.env, job.call_id, job=job, worker_id=self.worker_id)
@@ -130,18 +134,24 @@ class PipelineWorker:
                 await stages[stage](self.env, call)
                 following = processing.next_stage(stage)
                 async with self.env.sessions() as session, session.begin():
-                    await queue.record_stage(
+                    if not await queue.record_stage(
                         session,
                         job_id=job.id,
                         worker_id=self.worker_id,
                         stage=stage,
                         next_stage=following,
                         attempt=job.attempts,
-                    )
+                    ):
+                        # The lease lapsed and the job was claimed again (perhaps by this worker): that run goes on.
+                        log.warning(
+                            "job lease lost; leaving the job to its new run",
+                            extra={"fields": {"job_id": job.id, "stage": stage, "attempt": job.attempts}},
+                        )
+                        return
                     if following is None:
-                        await queue.finish(session, job_id=job.id, worker_id=self.worker_id)
+                        await queue.finish(session, job_id=job.id, worker_id=self.worker_id, attempt=job.attempts)
                     elif self.stages is not None and following not in self.stages:
-                        await queue.hand_off(session, job_id=job.id, worker_id=self.worker_id)
+                        await queue.hand_off(session, job_id=job.id, worker_id=self.worker_id, attempt=job.attempts)
                         following = None
                 stage = following
         except CallplaneError as error:
