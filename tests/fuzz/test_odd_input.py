@@ -9,10 +9,13 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
+from callplane.media.audio import write_wav
 from callplane.testing.factories import Admin, Network, Partner
 from callplane.testing.server import RunningServer
 from tests.conftest import ADMIN_TOKEN
@@ -269,3 +272,22 @@ def test_ccai_bulk_cancel_with_null_ids_is_a_400(clients: Clients) -> None:
     response = clients.ccai.patch("/apps/api/v1/calls/scheduled/cancel", json={"call_ids": [None, False]})
     assert response.status_code == 400
     assert response.json() == {"message": "call_ids is not well formed"}
+
+
+def test_nul_in_an_uploaded_file_name_is_dropped(clients: Clients, tmp_path: Path) -> None:
+    samples = np.arange(4000)
+    write_wav(tmp_path / "tone.wav", (8000 * np.sin(2 * np.pi * 440 * samples / 8000)).astype(np.int16))
+    boundary = "odd-input-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="we\x00lcome.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + (tmp_path / "tone.wav").read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    response = clients.infobip.post(
+        "/calls/1/files", content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert response.status_code == 200
+    assert response.json()["name"] == "welcome.wav"

@@ -77,7 +77,7 @@ async def upload_calls_audio_file(request: Request, principal: VoicePrincipalDep
             raise bad_request("multipart field 'file' with the audio is required", field="file")
         data_dir = context.settings.ensure_data_dir()
         spooled = await asyncio.to_thread(_spool, upload.file, data_dir / "work", max_bytes)
-        filename = Path(upload.filename or "").name
+        filename = Path((upload.filename or "").replace("\x00", "")).name  # NUL: no PostgreSQL text holds one
     if spooled is None:
         raise _too_large(max_bytes)
     try:
