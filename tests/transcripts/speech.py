@@ -18,6 +18,10 @@ CALLER_SAYS = "Hello, I would like to cancel my subscription please."
 AGENT_SAYS = "Certainly, I can help you with that."
 GAP_S = 0.6
 LEAD_S = 0.5
+# The per-call time budget is wall-clock: on a loaded machine (load 20 on 2 cores) a 20 s call ran past its 30 s
+# and came back partial. Tests of what is heard pass this, so load never decides their words; the budget has
+# its own tests (test_budget.py, test_asr.py) with budgets of 0 and counts instead of times.
+UNBOUNDED_S = 3600.0
 
 
 def _run(*argv: str) -> None:
@@ -68,7 +72,7 @@ def engine(data_dir: Path) -> FasterWhisperEngine:
 
 @functools.cache
 def transcribed(path: Path, language: str, data_dir: Path) -> Transcript:
-    return engine(data_dir).transcribe_channels(path, language)
+    return engine(data_dir).transcribe_channels(path, language, budget_s=UNBOUNDED_S)
 
 
 def words_of(text: str) -> set[str]:

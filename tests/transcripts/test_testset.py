@@ -22,6 +22,7 @@ from callplane.core.transcripts import AsrSettings, Speaker, Transcript, merge_t
 from callplane.core.transcripts.whisper import FasterWhisperEngine, shared_engine
 from callplane.testing.speech_calls import CallReference, read_references
 from callplane.testing.wer import edit_distance, normalize_words, word_error_rate
+from tests.transcripts import speech
 
 pytestmark = pytest.mark.xdist_group("asr")  # one worker loads the model once
 
@@ -33,7 +34,10 @@ MAX_POOLED_WER = 0.20  # all calls' words of one channel
 
 @pytest.fixture(scope="module")
 def transcripts(asr: FasterWhisperEngine) -> dict[str, Transcript]:
-    return {ref.name: asr.transcribe_channels(TESTSET / ref.audio, ref.language) for ref in REFERENCES}
+    return {
+        ref.name: asr.transcribe_channels(TESTSET / ref.audio, ref.language, budget_s=speech.UNBOUNDED_S)
+        for ref in REFERENCES
+    }
 
 
 def test_the_test_set_is_small_stereo_and_covers_the_languages() -> None:
@@ -91,7 +95,10 @@ def test_an_onset_lead_keeps_times_order_and_words(models_dir: Path) -> None:
     # that lead unless it is moved to where its sound starts (es_es_cancel's "Hola" came 1.4 s early).
     engine = shared_engine(AsrSettings(data_dir=models_dir, vad_onset_pad_s=1.0))
     chosen = [reference for reference in REFERENCES if reference.name in ("en_us_cancel", "es_es_cancel")]
-    transcripts = {ref.name: engine.transcribe_channels(TESTSET / ref.audio, ref.language) for ref in chosen}
+    transcripts = {
+        ref.name: engine.transcribe_channels(TESTSET / ref.audio, ref.language, budget_s=speech.UNBOUNDED_S)
+        for ref in chosen
+    }
     _assert_words_inside_turns(transcripts, chosen)
     for reference in chosen:
         transcript = transcripts[reference.name]
