@@ -182,17 +182,20 @@ class Server:
         return str(response.json()["cuid"])
 
     def wait(self, ids: list[str]) -> list[dict[str, object]]:
-        """Every call's final state; one status request per pending call every 0.25 s (light on the server)."""
+        """Every call's final state: one list request every 0.5 s (the server's own timestamps give the times, so
+        this only needs to be light on the server, whose CPU is measured)."""
         pending, done = set(ids), {}
         while pending:
-            time.sleep(0.25)
-            for call_id in list(pending):
-                call = self.client.get(f"/v1/calls/{call_id}", headers={"Authorization": f"Bearer {self.token}"}).json()
-                if call["status"] == "failed":
+            time.sleep(0.5)
+            listed = self.client.get(
+                "/v1/calls", params={"limit": 500}, headers={"Authorization": f"Bearer {self.token}"}
+            ).json()["calls"]
+            for call in listed:
+                if call["id"] in pending and call["status"] == "failed":
                     raise RuntimeError(call["status_reason"])
-                if call["status"] == "completed":
-                    pending.discard(call_id)
-                    done[call_id] = call
+                if call["id"] in pending and call["status"] == "completed":
+                    pending.discard(call["id"])
+                    done[call["id"]] = call
         return [done[call_id] for call_id in ids]
 
     def run(self, url: str, calls: int) -> dict[str, float]:
