@@ -63,10 +63,8 @@ INVOCA_CALLS = 80
 BATCHES = 8
 BATCH_SIZE = 10
 CLIENTS = 4
-KILLS = 3
 DRAIN_TIMEOUT_S = 150
 ADMIN_TOKEN = "soak-admin"
-TERMINAL_EVENTS = ("call.processed", "call.processing_failed")
 
 
 @dataclass
@@ -74,7 +72,6 @@ class Submission:
     kind: str  # "invoca" or "batch"
     external_ids: list[str]
     body: dict[str, Any]
-    tries: int = 0
 
 
 @dataclass
@@ -171,7 +168,6 @@ def _client(base_url: str, pending: deque[Submission], headers: dict[str, dict[s
                 if not pending:
                     return
                 submission = pending.popleft()
-            submission.tries += 1
             failure = ""
             path = "/api/2022-03-01/calls.json" if submission.kind == "invoca" else "/partner/ingest/batch-call"
             try:
