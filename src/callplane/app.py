@@ -53,7 +53,7 @@ from callplane.surfaces.guard import NulGuardMiddleware
 from callplane.surfaces.http import json_response
 from callplane.surfaces.infobip.calls_mapping import InfobipEventRenderer
 from callplane.surfaces.infobip.calls_router import router as infobip_calls_router
-from callplane.surfaces.infobip.common import error_body, install_error_handlers
+from callplane.surfaces.infobip.common import install_error_handlers
 from callplane.surfaces.infobip.router import router as infobip_router
 from callplane.surfaces.invoca.router import router as invoca_router
 from callplane.surfaces.invoca.transcripts import router as invoca_transcripts_router
@@ -62,6 +62,7 @@ from callplane.surfaces.native.router import router as native_router
 from callplane.surfaces.native.voice import router as native_voice_router
 from callplane.surfaces.native.webhooks import router as webhooks_router
 from callplane.surfaces.openapi import install_openapi
+from callplane.surfaces.registry import area_of
 from callplane.surfaces.zipteams.router import router as zipteams_router
 
 log = logging.getLogger("callplane.http")
@@ -197,7 +198,7 @@ class RequestLogMiddleware:
             if response_started:
                 raise
             status = 500
-            await _internal_error(path)(scope, receive, send)
+            await area_of(path).internal_error()(scope, receive, send)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "request",
@@ -486,16 +487,6 @@ async def run_media_node(settings: Settings, *, health: tuple[str, int] | None =
         await stop_voice()
         await asyncio.gather(*workers, return_exceptions=True)
         await engine.dispose()
-
-
-def _internal_error(path: str) -> Response:
-    if path.endswith("/partner/ingest/batch-call"):
-        return json_response({"success": False, "message": "Internal server error"}, 500)
-    if path.startswith("/calls/1/"):
-        return json_response(error_body("GENERAL_ERROR", "Internal server error"), 500)
-    if path.startswith("/api/"):
-        return json_response({"errors": {"class": "InternalError", "invalid_data": "Internal server error"}}, 500)
-    return json_response({"detail": "Internal server error"}, 500)
 
 
 def create_app_from_environment() -> FastAPI:

@@ -13,9 +13,9 @@ from fastapi.routing import APIRoute
 
 from callplane.app import create_app
 from callplane.settings import Settings
-from callplane.surfaces.guard import surface_of
 from callplane.surfaces.http import JsonRoute
 from callplane.surfaces.openapi import SURFACE_ERRORS, VENDOR_OPERATIONS
+from callplane.surfaces.registry import surface_of
 
 
 @pytest.fixture(scope="module")

@@ -9,20 +9,17 @@ the status and body it uses for a malformed parameter.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 from urllib.parse import parse_qsl
 
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callplane.surfaces.http import json_response
-from callplane.surfaces.infobip.common import PATH_PREFIX as INFOBIP_PREFIX
 from callplane.surfaces.infobip.common import error_body as infobip_error_body
 from callplane.surfaces.invoca import errors as invoca
+from callplane.surfaces.registry import Surface, surface_of
 
 NUL_TEXT = "must not contain a NUL character"
-
-Surface = Literal["native", "admin", "infobip", "ccai", "invoca", "zipteams"]
 
 Refusal = Callable[[str, str], Response]
 """(location, parameter name) -> the surface's answer."""
@@ -67,21 +64,6 @@ _REFUSALS: dict[Surface, Refusal] = {
     "ccai": _ccai,
     "zipteams": _zipteams,
 }
-
-
-def surface_of(path: str) -> Surface:
-    """Which surface a path belongs to, by the prefixes app.py mounts."""
-    if path == INFOBIP_PREFIX or path.startswith(INFOBIP_PREFIX + "/"):
-        return "infobip"
-    if path.startswith("/apps/api/v1/"):
-        return "ccai"
-    if path.startswith(("/partner/ingest/", "/api/v1/partner/ingest/")):
-        return "zipteams"
-    if path.startswith(("/api/", "/call/transcript/")):
-        return "invoca"
-    if path.startswith("/v1/admin/"):
-        return "admin"
-    return "native"
 
 
 def refusal_for(path: str) -> Refusal:

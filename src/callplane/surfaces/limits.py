@@ -1,7 +1,7 @@
 """Request bodies bounded per surface before anything parses or authenticates them, and cut off when they stall.
 
-One table (`surface_body_rules`) says which surface a path belongs to, how large its request bodies may be and how
-that surface writes an error; `BodyLimitMiddleware` applies it to every request as plain ASGI (no
+`surface_body_rules` says how large each surface's request bodies may be (which surface a path belongs to and how it
+writes an error are surfaces/registry.py's); `BodyLimitMiddleware` applies it to every request as plain ASGI (no
 BaseHTTPMiddleware: a task group per request costs ingestion throughput). A declared Content-Length over the limit
 is refused without reading a byte; a chunked body is counted as it streams and cut off at the limit; a body that
 stops arriving for `read_timeout_s` is answered with the surface's 408. See docs/decisions.md "Request bodies".
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi.responses import Response
@@ -20,17 +19,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callplane.core.voice.files import DEFAULT_MAX_BYTES as VOICE_FILE_MAX_BYTES
 from callplane.settings import Settings
-from callplane.surfaces.http import json_response
-from callplane.surfaces.infobip.common import PATH_PREFIX as INFOBIP_PREFIX
-from callplane.surfaces.infobip.common import error_body as infobip_error_body
 from callplane.surfaces.infobip.files import MULTIPART_OVERHEAD_BYTES
-from callplane.surfaces.invoca.calls_in_progress import CALLS_IN_PROGRESS_API_VERSIONS, MAX_UPDATE_BYTES
-from callplane.surfaces.invoca.errors import invoca_error
+from callplane.surfaces.invoca.calls_in_progress import MAX_UPDATE_BYTES
+from callplane.surfaces.registry import AREAS, CALLS_IN_PROGRESS, INFOBIP_FILES, ZIPTEAMS, Area, ErrorRenderer, area_of
 
 log = logging.getLogger("callplane.http")
-
-ErrorRenderer = Callable[[int, str], Response]
-"""(status, text) -> the surface's own error body."""
 
 _CLOSE = {"Connection": "close"}  # the rest of a refused or stalled body is not worth reading
 
@@ -57,29 +50,13 @@ class BodyRule:
 
 
 class BodyLimits:
-    """The surfaces' rules by path prefix: the longest registered prefix of a path wins, else the default.
+    """The rule of each part of the API; which part a path belongs to is the registry's (surfaces/registry.py)."""
 
-    Prefixes are grouped by their first path segment, so a lookup is one dict access and a startswith or two.
-    """
-
-    def __init__(self, default: BodyRule) -> None:
-        self.default = default
-        self._by_segment: dict[str, list[tuple[str, BodyRule]]] = {}
-
-    def register(self, prefix: str, rule: BodyRule) -> None:
-        entries = self._by_segment.setdefault(_first_segment(prefix), [])
-        entries.append((prefix, rule))
-        entries.sort(key=lambda entry: len(entry[0]), reverse=True)
+    def __init__(self, rules: dict[Area, BodyRule]) -> None:
+        self._rules = rules
 
     def rule_for(self, path: str) -> BodyRule:
-        for prefix, rule in self._by_segment.get(_first_segment(path), ()):
-            if path.startswith(prefix):
-                return rule
-        return self.default
-
-
-def _first_segment(path: str) -> str:
-    return path[1:].partition("/")[0]
+        return self._rules[area_of(path)]
 
 
 def _size(limit: int) -> str:
@@ -89,59 +66,29 @@ def _size(limit: int) -> str:
 
 def surface_body_rules(settings: Settings) -> BodyLimits:
     """Every surface's request-body rule: documented sizes where the vendor gives one, settings otherwise."""
-    json_max = settings.request_body_max_bytes
     seconds = f"{settings.request_body_read_timeout_seconds:g}"
     stalled = f"The request body was not received within {seconds} seconds."
-
-    def native(status: int, text: str) -> Response:
-        return json_response({"detail": text}, status)
-
-    def invoca(status: int, text: str) -> Response:
-        return invoca_error(status, {413: "PayloadTooLarge", 408: "RequestTimeout"}.get(status, "InternalError"), text)
-
-    def calls_in_progress(status: int, text: str) -> Response:
-        # As that API writes its errors: {"error": <class>, "message": ...} (not the ingestion API's "errors").
-        error = {413: "PayloadTooLarge", 408: "RequestTimeout"}.get(status, "InternalError")
-        return json_response({"error": error, "message": text}, status)
-
-    def zipteams(status: int, text: str) -> Response:
-        return json_response({"success": False, "message": text}, status)  # as the batch route writes its errors
-
-    def ccai(status: int, text: str) -> Response:
-        return json_response({"message": text}, status)  # as CcaiError is written
-
-    def infobip(status: int, text: str) -> Response:
-        message_id = {413: "PAYLOAD_TOO_LARGE", 408: "REQUEST_TIMEOUT"}.get(status, "GENERAL_ERROR")
-        return json_response(infobip_error_body(message_id, text), status)
-
-    def rule(surface: str, max_bytes: int, render: ErrorRenderer, too_large: str | None = None) -> BodyRule:
-        text = too_large or f"The request body is larger than {max_bytes} bytes."
-        return BodyRule(surface, max_bytes, render, text, stalled)
-
     batch_max = settings.batch_max_body_bytes
-    zipteams_rule = rule(
-        "zipteams", batch_max, zipteams, f"Payload too large. The maximum request payload size is {_size(batch_max)}."
-    )
     # An upload is a multipart form around one audio file of up to the files service's limit.
     upload_max = VOICE_FILE_MAX_BYTES + MULTIPART_OVERHEAD_BYTES
-    limits = BodyLimits(default=rule("native", json_max, native))
-    limits.register("/v1/", rule("native", json_max, native))  # native and admin share FastAPI's {"detail"} body
-    limits.register("/api/", rule("invoca", json_max, invoca))
-    limits.register("/call/transcript/", rule("invoca", json_max, invoca))
-    for version in CALLS_IN_PROGRESS_API_VERSIONS:  # an update is a few fields (its route's own limit)
-        limits.register(f"/api/{version}/calls_in_progress", rule("invoca", MAX_UPDATE_BYTES, calls_in_progress))
-    limits.register("/partner/ingest/", zipteams_rule)
-    limits.register("/api/v1/partner/ingest/", zipteams_rule)
-    limits.register("/apps/api/v1/", rule("ccai", json_max, ccai))
-    limits.register(INFOBIP_PREFIX + "/", rule("infobip", json_max, infobip))
-    limits.register(INFOBIP_PREFIX + "/files", rule("infobip", upload_max, infobip))
-    return limits
+    max_bytes = {
+        CALLS_IN_PROGRESS: MAX_UPDATE_BYTES,  # an update is a few fields (its route's own limit)
+        ZIPTEAMS: batch_max,
+        INFOBIP_FILES: upload_max,
+    }
+    too_large = {ZIPTEAMS: f"Payload too large. The maximum request payload size is {_size(batch_max)}."}
+    rules: dict[Area, BodyRule] = {}
+    for area in AREAS:
+        limit = max_bytes.get(area, settings.request_body_max_bytes)
+        text = too_large.get(area, f"The request body is larger than {limit} bytes.")
+        rules[area] = BodyRule(area.surface, limit, area.render, text, stalled)
+    return BodyLimits(rules)
 
 
 class BodyLimitMiddleware:
     """Applies the surfaces' body rules to every HTTP request (see the module docstring).
 
-    Per request this costs a dict lookup for the rule, a look at the headers and, when there is a body, a counter
+    Per request this costs a cached lookup for the rule, a look at the headers and, when there is a body, a counter
     and a timestamp per read. Stalls are found by one watchdog task per app that looks at the reads in progress a
     few times per timeout, rather than a timer armed around every read (which cost more than the rest together).
     """
@@ -150,7 +97,6 @@ class BodyLimitMiddleware:
         self.app = app
         self.limits = limits
         self.read_timeout_s = read_timeout_s
-        self._rules: dict[str, BodyRule] = {}  # by path, for the paths seen first (most traffic hits a few)
         self._in_flight: set[_GuardedBody] = set()
         self._watchdog: asyncio.Task[None] | None = None
 
@@ -158,12 +104,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        rule = self._rules.get(path)
-        if rule is None:
-            rule = self.limits.rule_for(path)
-            if len(self._rules) < RULE_CACHE_SIZE:
-                self._rules[path] = rule
+        rule = self.limits.rule_for(scope["path"])
         declared: int | None = None
         chunked = False
         for name, value in scope["headers"]:
@@ -203,9 +144,6 @@ class BodyLimitMiddleware:
                         await body.refuse(body.rule.timed_out())
                     except Exception:  # a connection that broke meanwhile; the watchdog goes on
                         log.warning("could not answer a stalled request body", exc_info=True)
-
-
-RULE_CACHE_SIZE = 4096
 
 
 class _GuardedBody:

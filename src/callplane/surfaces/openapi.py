@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from callplane.surfaces.guard import Surface, surface_of
+from callplane.surfaces.registry import Surface, surface_of
 
 Schema = dict[str, Any]
 
