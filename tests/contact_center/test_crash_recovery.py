@@ -72,6 +72,7 @@ def test_a_crash_during_a_connected_call_ends_it_once_on_restart(database: str, 
         "CALLPLANE_LOG_LEVEL": "WARNING",
         "CALLPLANE_WORKERS_ENABLED": "false",
         "CALLPLANE_VOICE_ENABLED": "true",
+        "CALLPLANE_FETCH_ALLOWED_NETWORKS": '["127.0.0.1/32"]',  # agents and destinations are sipp on loopback
         "CALLPLANE_SIP_PORT": str(free_udp_port()),
         "CALLPLANE_RTP_PORT_MIN": str(low),
         "CALLPLANE_RTP_PORT_MAX": str(low + 1000),
