@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from callplane.surfaces.invoca.mapping import REQUIRED_CALL_FIELDS
 from callplane.surfaces.registry import Surface, surface_of
 
 Schema = dict[str, Any]
@@ -238,14 +239,7 @@ INVOCA_CALL: Schema = {
     "properties": {
         "call": {
             "type": "object",
-            "required": [
-                "external_call_unique_id",
-                "start_time",
-                "destination_phone_number",
-                "calling_phone_number",
-                "advertiser_campaign_id_from_network",
-                "call_direction",
-            ],
+            "required": list(REQUIRED_CALL_FIELDS),
             "properties": {
                 "external_call_unique_id": _ID,
                 "start_time": _NUMBER_OR_TEXT,
