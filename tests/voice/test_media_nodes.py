@@ -402,11 +402,12 @@ def test_a_dialog_created_through_the_api_process_is_placed_and_bridged_by_the_m
     child_dir = tmp_path / "child"
     child_dir.mkdir()
     child = _sipp(
-        render_scenario("uas_answer.xml", child_dir, BYE_TIMEOUT_MS="60000"), extra=["-rtp_echo"], port=child_port
+        render_scenario("uas_answer.xml", child_dir, BYE_TIMEOUT_MS="90000"), extra=["-rtp_echo"], port=child_port
     )
-    # The digits wait 15 s after the answer: the capture below goes out only after DIALOG_ESTABLISHED reached the
-    # webhook and the command was relayed, which took over 5 s on a loaded CI machine.
-    caller = _caller(cluster, app, tmp_path, bye_timeout_ms=60000, tone_ms=15000)
+    # The digits wait 30 s after the answer: the capture below goes out only after the child was dialled and
+    # answered, DIALOG_ESTABLISHED reached the webhook and the command was relayed, which took over 15 s on a CI run
+    # (two test workers). The capture waits 45 s, so a capture that starts early still hears the digits.
+    caller = _caller(cluster, app, tmp_path, bye_timeout_ms=90000, tone_ms=30000)
     received = webhooks.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == app.called)
     parent_id = received["callId"]
     created = app.api.post(
@@ -430,9 +431,9 @@ def test_a_dialog_created_through_the_api_process_is_placed_and_bridged_by_the_m
     dialog_id = created.json()["id"]
     child_id = created.json()["childCall"]["id"]
     webhooks.wait_for(lambda e: e.get("dialogId") == dialog_id and e["type"] == "DIALOG_ESTABLISHED", 60)
-    capture = {"maxLength": 4, "timeout": 20000, "terminator": "#"}
+    capture = {"maxLength": 4, "timeout": 45000, "terminator": "#"}
     assert app.api.post(f"/calls/1/calls/{parent_id}/capture/dtmf", json=capture).status_code == 200
-    assert _wait_type(webhooks, parent_id, "DTMF_CAPTURED")["properties"]["dtmf"] == "15"
+    assert _wait_type(webhooks, parent_id, "DTMF_CAPTURED", 90)["properties"]["dtmf"] == "15"
     hung = app.api.post(f"/calls/1/dialogs/{dialog_id}/hangup")
     assert hung.status_code == 200, hung.text
     for process in (caller, child):

@@ -84,7 +84,12 @@ class NotificationReceiver:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                declared = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(declared)
+                if len(body) < declared:
+                    # The sender died mid-request (SIGKILL): a real receiver never sees that as a delivery.
+                    self.close_connection = True
+                    return
                 status = receiver._answer(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
