@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import secrets
 import subprocess
 import threading
 import time
@@ -126,3 +127,17 @@ def wait_for_outcome(client: httpx.Client, token: str, call_id: str, timeout: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"call stayed {call['status']}: {call['jobs']}")
         time.sleep(0.05)
+
+
+def invoca_call(recording_url: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """An Invoca single call for campaign 86 with a fresh external id (fields set to None are left out)."""
+    call = {
+        "external_call_unique_id": secrets.token_hex(6),
+        "start_time": 1460404800,
+        "destination_phone_number": 9093900003,
+        "calling_phone_number": 8779257384,
+        "advertiser_campaign_id_from_network": 86,
+        "call_direction": "inbound",
+        "recording_url": recording_url,
+    }
+    return {k: v for k, v in (call | overrides).items() if v is not None}

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from callplane.logging import log_handler
-from tests.pipeline.conftest import Pipeline, make_tone, wait_for_outcome
+from tests.pipeline.conftest import Pipeline, invoca_call, make_tone, wait_for_outcome
 
 PASSWORD = "pw-" + secrets.token_hex(6)
 SIGNATURE = "sig" + secrets.token_hex(16)
@@ -118,17 +118,7 @@ def test_no_log_record_carries_url_credentials_signatures_or_tokens(
         response = client.post(
             "/api/2022-03-01/calls.json",
             headers={"Authorization": network.token},
-            json={
-                "call": {
-                    "external_call_unique_id": secrets.token_hex(4),
-                    "start_time": 1460404800,
-                    "destination_phone_number": 9093900003,
-                    "calling_phone_number": 8779257384,
-                    "advertiser_campaign_id_from_network": 86,
-                    "call_direction": "inbound",
-                    "recording_url": recording_url,
-                }
-            },
+            json={"call": invoca_call(recording_url)},
         )
         assert response.status_code == 201, response.text
         call_id = response.json()["cuid"]

@@ -10,22 +10,9 @@ import av
 import httpx
 import numpy as np
 
-from tests.pipeline.conftest import FileServer, Pipeline, make_tone, wait_for_outcome
+from tests.pipeline.conftest import FileServer, Pipeline, invoca_call, make_tone, wait_for_outcome
 
 URL = "/api/2022-03-01/calls.json"
-
-
-def _call(recording_url: str | None = None, **overrides: Any) -> dict[str, Any]:
-    call = {
-        "external_call_unique_id": secrets.token_hex(6),
-        "start_time": 1460404800,
-        "destination_phone_number": 9093900003,
-        "calling_phone_number": 8779257384,
-        "advertiser_campaign_id_from_network": 86,
-        "call_direction": "inbound",
-        "recording_url": recording_url,
-    }
-    return {k: v for k, v in (call | overrides).items() if v is not None}
 
 
 def _submit(client: httpx.Client, token: str, call: dict[str, Any]) -> str:
@@ -51,7 +38,7 @@ def _decode(mp3: bytes) -> tuple[np.ndarray, int]:
 def test_stereo_recording_is_processed_and_served(pipeline: Pipeline, files: FileServer) -> None:
     network = pipeline.admin.network()
     with httpx.Client(base_url=pipeline.server.base_url, timeout=30) as client:
-        call_id = _submit(client, network.token, _call(files.url("stereo.wav")))
+        call_id = _submit(client, network.token, invoca_call(files.url("stereo.wav")))
         call = wait_for_outcome(client, network.token, call_id)
         assert call["status"] == "completed", call
         recording = call["recording"]
@@ -85,7 +72,7 @@ def test_stereo_recording_is_processed_and_served(pipeline: Pipeline, files: Fil
 def test_outbound_calls_are_swapped(pipeline: Pipeline, files: FileServer) -> None:
     network = pipeline.admin.network()
     with httpx.Client(base_url=pipeline.server.base_url, timeout=30) as client:
-        call_id = _submit(client, network.token, _call(files.url("stereo.wav"), call_direction="outbound"))
+        call_id = _submit(client, network.token, invoca_call(files.url("stereo.wav"), call_direction="outbound"))
         assert wait_for_outcome(client, network.token, call_id)["status"] == "completed"
         mp3 = client.get(f"/v1/calls/{call_id}/recording", headers={"Authorization": f"Bearer {network.token}"})
         planes, rate = _decode(mp3.content)
@@ -95,7 +82,9 @@ def test_outbound_calls_are_swapped(pipeline: Pipeline, files: FileServer) -> No
 def test_mono_is_refused_on_the_single_call_surface(pipeline: Pipeline, files: FileServer) -> None:
     network = pipeline.admin.network()
     with httpx.Client(base_url=pipeline.server.base_url, timeout=30) as client:
-        call = wait_for_outcome(client, network.token, _submit(client, network.token, _call(files.url("mono.wav"))))
+        call = wait_for_outcome(
+            client, network.token, _submit(client, network.token, invoca_call(files.url("mono.wav")))
+        )
         assert call["status"] == "failed"
         assert "dual-channel" in call["status_reason"]
         assert call["jobs"][0]["status"] == "failed"
@@ -127,7 +116,7 @@ def test_failed_call_is_retried_from_its_failed_stage(pipeline: Pipeline, files:
     network = pipeline.admin.network()
     name = f"late-{secrets.token_hex(4)}.wav"
     with httpx.Client(base_url=pipeline.server.base_url, timeout=30) as client:
-        call_id = _submit(client, network.token, _call(files.url(name)))
+        call_id = _submit(client, network.token, invoca_call(files.url(name)))
         failed = wait_for_outcome(client, network.token, call_id)
         assert failed["status"] == "failed" and "404" in failed["status_reason"]
         headers = {"Authorization": f"Bearer {network.token}"}
@@ -146,7 +135,7 @@ def test_recording_filename_from_the_drop_folder(pipeline: Pipeline, files: File
     external_id = f"drop-{secrets.token_hex(4)}"
     (pipeline.drop_dir / external_id).write_bytes((files.root / "stereo.wav").read_bytes())
     with httpx.Client(base_url=pipeline.server.base_url, timeout=30) as client:
-        call_id = _submit(client, network.token, _call(None, external_call_unique_id=external_id))
+        call_id = _submit(client, network.token, invoca_call(None, external_call_unique_id=external_id))
         assert wait_for_outcome(client, network.token, call_id)["status"] == "completed"
 
 
@@ -155,7 +144,7 @@ def test_private_targets_are_refused(pipeline: Pipeline) -> None:
     with httpx.Client(base_url=pipeline.server.base_url, timeout=30) as client:
         # 127.0.0.2 is loopback but not allow-listed (the tests allow 127.0.0.1 only): refused before connecting.
         call = wait_for_outcome(
-            client, network.token, _submit(client, network.token, _call("http://127.0.0.2:9/x.wav"))
+            client, network.token, _submit(client, network.token, invoca_call("http://127.0.0.2:9/x.wav"))
         )
         assert call["status"] == "failed"
         assert call["status_reason"].startswith("refusing to fetch from 127.0.0.2")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import http.server
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from callplane.testing.server import (
     scratch_postgres_database,
 )
 from tests.conftest import ADMIN_TOKEN, _settings
-from tests.pipeline.conftest import FileServer, make_tone, wait_for_outcome
+from tests.pipeline.conftest import FileServer, invoca_call, make_tone, wait_for_outcome
 
 
 class SlowOrigin:
@@ -108,17 +107,7 @@ def test_killed_worker_is_replaced_and_the_call_completes_once(quiet_server: Run
             response = client.post(
                 "/api/2022-03-01/calls.json",
                 headers={"Authorization": network.token},
-                json={
-                    "call": {
-                        "external_call_unique_id": secrets.token_hex(4),
-                        "start_time": 1460404800,
-                        "destination_phone_number": 9093900003,
-                        "calling_phone_number": 8779257384,
-                        "advertiser_campaign_id_from_network": 86,
-                        "call_direction": "inbound",
-                        "recording_url": origin.url,
-                    }
-                },
+                json={"call": invoca_call(origin.url)},
             )
             call_id = response.json()["cuid"]
             first = _worker(quiet_server, tmp_path / "worker1.log", lease_seconds=1)  # lapses soon after the kill
@@ -172,17 +161,7 @@ def test_a_run_that_died_early_announces_the_call_exactly_once(
         response = client.post(
             "/api/2022-03-01/calls.json",
             headers={"Authorization": network.token},
-            json={
-                "call": {
-                    "external_call_unique_id": secrets.token_hex(4),
-                    "start_time": 1460404800,
-                    "destination_phone_number": 9093900003,
-                    "calling_phone_number": 8779257384,
-                    "advertiser_campaign_id_from_network": 86,
-                    "call_direction": "inbound",
-                    "recording_url": files.url("stereo.wav"),
-                }
-            },
+            json={"call": invoca_call(files.url("stereo.wav"))},
         )
         call_id = response.json()["cuid"]
     settings = quiet_server.settings.model_copy(update={"transcription_enabled": False})
@@ -231,17 +210,7 @@ def test_two_runs_of_one_call_at_once_keep_their_scratch_files_apart(
         call_id = client.post(
             "/api/2022-03-01/calls.json",
             headers={"Authorization": network.token},
-            json={
-                "call": {
-                    "external_call_unique_id": secrets.token_hex(4),
-                    "start_time": 1460404800,
-                    "destination_phone_number": 9093900003,
-                    "calling_phone_number": 8779257384,
-                    "advertiser_campaign_id_from_network": 86,
-                    "call_direction": "inbound",
-                    "recording_url": origin.url,
-                }
-            },
+            json={"call": invoca_call(origin.url)},
         ).json()["cuid"]
     settings = quiet_server.settings
 
