@@ -3,7 +3,6 @@ promo number is taken: a tracked inbound leg bridged (a voice dialog) to the cam
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import secrets
@@ -42,9 +41,7 @@ PRECEDENCE = (OwnerType.NETWORK, OwnerType.ADVERTISER, OwnerType.CAMPAIGN, Owner
 # ---- phone numbers --------------------------------------------------------------------------------
 
 
-# Cached: the same numbers come back (a network's destinations, a caller looked up again while the call is up),
-# and parsing is most of the cost of a calls-in-progress search or a routed INVITE.
-@functools.lru_cache(maxsize=4096)
+# Not cached here: normalize_phone caches the parse itself (one cache for ingestion, searches and routed INVITEs).
 def phone_e164(value: str | None) -> str | None:
     """The E.164 form of a number (a SIP user such as `sipp` is not one: None)."""
     if not value:
