@@ -1781,11 +1781,13 @@ class VoiceService:
             return
         async with self.sessions() as session:
             dialog = await session.get(VoiceDialog, dialog_id)
-            child = await session.get(VoiceCall, dialog.child_call_id) if dialog and dialog.child_call_id else None
-        if dialog is None or child is None:
+        if dialog is None or dialog.child_call_id is None:
             return
-        self._dialogs.progress[child.id] = _Progress(dialog.id, ringing=ringing, ringback=ringback)
-        if child.state in (VoiceCallState.RINGING, VoiceCallState.PRE_ESTABLISHED):
+        # registered before the child's state is read: a ring that lands in between then finds it and applies it
+        self._dialogs.progress[dialog.child_call_id] = _Progress(dialog.id, ringing=ringing, ringback=ringback)
+        async with self.sessions() as session:
+            child = await session.get(VoiceCall, dialog.child_call_id)
+        if child is not None and child.state in (VoiceCallState.RINGING, VoiceCallState.PRE_ESTABLISHED):
             await self._dialog_child_progress(child.id)  # it rang before we got here
 
     async def _dialog_child_progress(self, call_id: str) -> None:
