@@ -39,7 +39,7 @@ from callplane.core.voice.trunks import TrunkRegistrar
 from callplane.core.webhooks.delivery import DeliveryConfig, DeliveryWorker
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.logging import configure_logging
-from callplane.media.engine import EngineConfig
+from callplane.media.engine import CallEngine, EngineConfig
 from callplane.media.sip import SippyCallEngine
 from callplane.settings import Settings
 from callplane.surfaces.admin.call_tracking import router as admin_call_tracking_router
@@ -48,6 +48,7 @@ from callplane.surfaces.admin.media_nodes import router as admin_media_nodes_rou
 from callplane.surfaces.admin.router import router as admin_router
 from callplane.surfaces.ccai.router import install_error_handler as install_ccai_error_handler
 from callplane.surfaces.ccai.router import router as ccai_router
+from callplane.surfaces.console import router as console_router
 from callplane.surfaces.context import AppContext
 from callplane.surfaces.guard import NulGuardMiddleware
 from callplane.surfaces.http import json_response
@@ -82,7 +83,9 @@ def build_context(settings: Settings) -> AppContext:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, call_engine: CallEngine | None = None) -> FastAPI:
+    """The ASGI app. `call_engine` replaces the built-in SIP engine when voice is enabled (tests pass the in-memory
+    engine of `callplane.testing.engine`)."""
     settings = settings or Settings()
     context = build_context(settings)
 
@@ -99,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             workers.append(asyncio.create_task(delivery.run_forever(stop)))
             workers.append(asyncio.create_task(build_retention_sweeper(settings, context).run_forever(stop)))
         if settings.voice_enabled:
-            stop_voice = await start_voice(settings, context, stop, workers)
+            stop_voice = await start_voice(settings, context, stop, workers, engine=call_engine)
         else:
             stop_voice = start_detached_voice(settings, context)  # reads calls, relays commands to media nodes
         yield
@@ -160,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(infobip_router)
     app.include_router(infobip_calls_router)
     app.include_router(native_voice_router)
+    app.include_router(console_router)
     install_error_handlers(app)
     install_ccai_error_handler(app)
     install_openapi(app)  # vendor bodies and each surface's error responses (surfaces/openapi.py)
@@ -314,12 +318,18 @@ def build_retention_sweeper(settings: Settings, context: AppContext) -> Retentio
 
 
 async def start_voice(
-    settings: Settings, context: AppContext, stop: asyncio.Event, workers: list[asyncio.Task[None]]
+    settings: Settings,
+    context: AppContext,
+    stop: asyncio.Event,
+    workers: list[asyncio.Task[None]],
+    *,
+    engine: CallEngine | None = None,
 ) -> Callable[[], Awaitable[None]]:
-    """The in-process SIP/media engine, its control plane and the trunk registrar (one engine per process), as a
-    media node: heartbeat, and the commands other processes relay for its calls. Returns what stops it."""
+    """The in-process SIP/media engine (or the given one), its control plane and the trunk registrar (one engine per
+    process), as a media node: heartbeat, and the commands other processes relay for its calls. Returns what stops
+    it."""
     data_dir = settings.ensure_data_dir()
-    engine = SippyCallEngine(
+    engine = engine or SippyCallEngine(
         EngineConfig(
             sip_host=settings.sip_host,
             sip_port=settings.sip_port,
