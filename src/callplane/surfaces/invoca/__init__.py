@@ -1,1 +1,1 @@
-"""callplane."""
+"""The Invoca surfaces: Call Ingestion, transcripts, the Signal API and calls in progress."""
