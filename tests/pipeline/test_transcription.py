@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from callplane.app import build_pipeline_worker
+from callplane.runtime import build_pipeline_worker
 from callplane.core.calls.models import Call, CallSignal
 from callplane.core.events.models import Event
 from callplane.core.jobs.models import Job

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from callplane.app import build_pipeline_worker
+from callplane.runtime import build_pipeline_worker
 from callplane.core.calls.models import Call, CallRecording
 from callplane.core.jobs import queue
 from callplane.core.jobs.models import JobKind

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from callplane.app import asr_settings, build_transcription
+from callplane.runtime import asr_settings, build_transcription
 from callplane.core.pipeline.processing import STAGE_NAMES
 from callplane.core.transcripts import AsrSettings
 from callplane.settings import Settings
@@ -75,7 +75,7 @@ def test_worker_refuses_an_unknown_stage() -> None:
 
 
 def test_worker_stages_come_from_the_environment_unless_given(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from callplane.app import build_pipeline_worker
+    from callplane.runtime import build_pipeline_worker
     from callplane.core.recordings.storage import LocalRecordingStorage
     from callplane.core.tenancy.secrets_box import SecretBox
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callplane.app import listen_dsn
+from callplane.runtime import listen_dsn
 from callplane.core.calls.models import Call, CallOrigin
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.models import AccountKind
