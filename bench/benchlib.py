@@ -1,0 +1,67 @@
+"""Small helpers the bench scripts share: the load average beside each figure, ratios, timing and CPU readings.
+
+Imported as ``benchlib`` (each script is run as ``python bench/<name>.py``, which puts ``bench/`` on the path).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: printed beside every figure, since the machine is shared."""
+    return "load " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def ratio(figure: float, floor: float) -> str:
+    """figure / floor with two decimals (1.00 = the floor's speed); "-" where the floor gave nothing."""
+    return f"{figure / floor:.2f}" if floor > 0 else "-"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def best_and_median(function: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Wall seconds of ``repeat`` calls: the best (least disturbed by other load) and the median."""
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        runs.append(time.perf_counter() - started)
+    return min(runs), statistics.median(runs)
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU seconds of this process (every thread)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's waited-for children (ffmpeg, curl, sipp)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of another process (Linux /proc), to tell its own cost from the machine's load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
