@@ -1,12 +1,16 @@
 """Speech-to-text figures on this machine: model assembly and load time, speed (RTFx) and memory.
 
-    .venv/bin/python bench/asr.py [--seconds 60] [--repeat 3] [--beam 5] [--model PATH]
+    .venv/bin/python bench/asr.py [--seconds 30] [--repeat 2] [--beam 5] [--model PATH] [--full]
 
 Builds a ~60 s two-speaker stereo call at 8 kHz with espeak-ng (caller en-us on channel 0, agent en-gb
 on channel 1, turns alternating), then transcribes it with the shipped defaults (int8, 1 thread per
 channel, both channels in parallel). Prints the join time of the registry model, the load time, RTFx
 (seconds of call audio per second of wall time; the best of --repeat runs, and the median), the same
 with the channels one after the other, the share of reference words heard per speaker, and peak RSS.
+
+The floor, in the same run on the same call: plain faster-whisper on the same model and compute type
+(`bench/whisper_floor.py`: its defaults, VAD on, the channels one after the other), RTFx best of --repeat, the
+share of reference words it heard, and the ratio callplane RTFx / floor RTFx. ``--full``: a 60 s call, 3 repeats.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from benchlib import load_average, ratio
+from whisper_floor import PlainWhisper
 
 from callplane.core.transcripts import AsrSettings, Speaker, ensure_registry_model
 from callplane.core.transcripts.audio import decode_file
@@ -88,11 +94,15 @@ def recall(reference: list[str], heard: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--model", type=Path, default=None, help="a CTranslate2 Whisper directory")
+    parser.add_argument("--full", action="store_true", help="a 60 s call, 3 repeats")
     args = parser.parse_args()
+    if args.full:
+        args.seconds, args.repeat = 60.0, 3
+    print(load_average())
 
     with tempfile.TemporaryDirectory(prefix="bench-asr-") as scratch:
         scratch_dir = Path(scratch)
@@ -133,6 +143,21 @@ def main() -> None:
                 f"{speaker.value}: {recall(said[speaker.value], by_speaker[speaker]):.0%} of reference words heard; "
                 f"complete={transcript.complete}"
             )
+        floor = PlainWhisper(engine.model_path, settings.device, settings.resolved_compute_type())
+        floor.warm_up(call, "en")
+        floor_runs = [floor.transcribe(call, "en") for _ in range(args.repeat)]
+        floor_best = min(wall for wall, _, _ in floor_runs)
+        heard = floor_runs[-1][2]
+        print(
+            f"floor, plain faster-whisper: RTFx best {duration / floor_best:.1f} ({floor_best:.2f} s wall); "
+            f"heard caller {recall(said['caller'], heard['caller']):.0%}, "
+            f"agent {recall(said['agent'], heard['agent']):.0%}"
+        )
+        print(
+            f"ratio callplane / floor (RTFx, best runs): both channels in parallel "
+            f"{ratio(floor_best, min(runs))}, one after the other {ratio(floor_best, min(sequential))}; "
+            f"{load_average()}"
+        )
         engine.close()
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 

@@ -50,8 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from faster_whisper import WhisperModel
-from faster_whisper.audio import decode_audio
+from whisper_floor import PlainWhisper
 
 from callplane.core.transcripts import AsrSettings, Transcript, ensure_registry_model, merge_turns
 from callplane.core.transcripts.whisper import FasterWhisperEngine
@@ -96,22 +95,13 @@ def load_average() -> str:
     return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-class PlainFloor:
-    """Plain faster-whisper on the same model: the floor every transcription figure is printed beside."""
-
-    def __init__(self, model_path: Path, device: str, compute_type: str) -> None:
-        self.model = WhisperModel(str(model_path), device=device, compute_type=compute_type, local_files_only=True)
+class PlainFloor(PlainWhisper):
+    """Plain faster-whisper on the same model (bench/whisper_floor.py), scored against the call's reference."""
 
     def run(self, reference: CallReference, path: Path) -> tuple[float, float, dict[str, tuple[int, int]]]:
         """Wall and CPU seconds for the whole call (decode included), (word errors, reference words) per speaker."""
         language = reference.language.split("-")[0]
-        started, cpu_started = time.perf_counter(), time.process_time()
-        left, right = decode_audio(str(path), split_stereo=True)
-        texts = {}
-        for speaker, samples in (("caller", left), ("agent", right)):
-            segments, _ = self.model.transcribe(samples, language=language, vad_filter=True)
-            texts[speaker] = " ".join(segment.text.strip() for segment in segments)
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        elapsed, cpu, texts = self.transcribe(path, language)
         errors = {}
         for speaker, text in texts.items():
             said = normalize_words(reference.text_of(speaker), language)
@@ -468,8 +458,7 @@ def main() -> None:
         floor = None
         if not args.no_floor:
             floor = PlainFloor(engines[2].model_path, args.device, engines[2].settings.resolved_compute_type())
-            segments, _ = floor.model.transcribe(str(TESTSET / "en_us_cancel.mp3"), language="en")
-            list(segments)  # first decode allocates (the segments are a lazy generator)
+            floor.warm_up(TESTSET / "en_us_cancel.mp3", "en")
         engines[2].transcribe_channels(TESTSET / "en_us_cancel.mp3", "en-US")  # first decode allocates
         engines[1].transcribe_channels(TESTSET / "en_us_cancel.mp3", "en-US")
         testset = [(reference, TESTSET / reference.audio) for reference in read_references(TESTSET / "references.json")]
