@@ -65,3 +65,11 @@ def process_cpu_seconds(pid: int) -> float:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def ffmpeg_cli_floor(source: Path, dest: Path, *, swap: bool) -> list[str]:
+    """The ffmpeg CLI doing callplane's normalization transform: its own filter and encoder arguments, no metering."""
+    from callplane.core.recordings.audio import ffmpeg_transform_args  # only the scripts that normalize need it
+
+    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source)]
+    return [*command, *ffmpeg_transform_args(channels=2, swap=swap), str(dest)]

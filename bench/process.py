@@ -37,8 +37,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-
-from callplane.core.recordings.audio import ffmpeg_transform_args
+from benchlib import ffmpeg_cli_floor
 
 CALLPLANE = [sys.executable, "-m", "callplane"]
 TICK = os.sysconf("SC_CLK_TCK")
@@ -94,11 +93,9 @@ def make_sources(root: Path, minutes: float) -> dict[str, Path]:
 
 def floor(source: Path, out_dir: Path, calls: int, jobs: int) -> tuple[float, float]:
     """The ffmpeg CLI alone, `jobs` at a time: wall seconds and CPU seconds."""
-    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source)]
-    transform = ffmpeg_transform_args(channels=2, swap=True)
 
     def one(index: int) -> None:
-        subprocess.run([*command, *transform, str(out_dir / f"floor-{index}.mp3")], check=True)
+        subprocess.run(ffmpeg_cli_floor(source, out_dir / f"floor-{index}.mp3", swap=True), check=True)
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -251,7 +248,7 @@ def main() -> None:
             f"backend {args.backend}; {args.calls} outbound calls of {args.minutes:g} minutes per input, "
             f"{args.jobs} at a time, transcription off"
         )
-        print(f"floor: ffmpeg -i SOURCE {' '.join(ffmpeg_transform_args(channels=2, swap=True))} OUT.mp3")
+        print(f"floor: {' '.join(ffmpeg_cli_floor(Path('SOURCE'), Path('OUT.mp3'), swap=True))}")
         header = (
             f"{'input':<6} {'MB':>5} | {'callplane wall s':>16} {'xRT':>5} {'xRT/core':>8} {'median s':>8} "
             f"{'single s':>8} {'py/ff cpu s/call':>16} | {'floor wall s':>12} {'xRT':>5} {'xRT/core':>8} "
