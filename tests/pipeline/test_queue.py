@@ -7,9 +7,13 @@ import secrets
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import select
 
+from callplane.core.calls import service as calls
+from callplane.core.calls.models import Call, CallStatus
 from callplane.core.jobs import queue
-from callplane.core.jobs.models import JobKind
+from callplane.core.jobs.models import Job, JobKind, JobStatus
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.testing.factories import Admin
 from callplane.testing.server import RunningServer
@@ -153,3 +157,64 @@ def test_backoff_grows_and_is_capped() -> None:
     early = [queue.backoff_seconds(1, base=1.0, cap=30.0) for _ in range(200)]
     late = [queue.backoff_seconds(6, base=1.0, cap=30.0) for _ in range(200)]
     assert max(early) <= 1.0 and sum(late) / len(late) > 5 * sum(early) / len(early)
+
+
+def test_enqueue_joins_the_callers_transaction(server: RunningServer, admin: Admin) -> None:
+    """A job queued for a call exists exactly when the caller's change does: rolled back with it, committed with
+    it; never committed by the queue on its own."""
+    _, [call_id] = _ingest(server, admin, 1)
+
+    async def jobs_of(sessions: Any) -> list[Job]:
+        async with sessions() as session:
+            return list(await session.scalars(select(Job).where(Job.call_id == call_id).order_by(Job.created_at)))
+
+    async def run() -> None:
+        engine = create_engine(server.settings)
+        sessions = create_session_factory(engine)
+        try:
+            [ingested] = await jobs_of(sessions)
+            assert ingested.max_attempts == queue.DEFAULT_MAX_ATTEMPTS  # the ingestion API passed none here
+            async with sessions() as session:
+                async with session.begin():
+                    call = await session.get(Call, call_id)
+                    assert call is not None
+                    await calls.queue_for_processing(session, call, "voice/abandoned.wav", max_attempts=2)
+                    await session.rollback()
+            assert [job.id for job in await jobs_of(sessions)] == [ingested.id]
+            async with sessions() as session, session.begin():
+                call = await session.get(Call, call_id)
+                assert call is not None
+                call.status, call.status_reason = CallStatus.FAILED, "earlier failure"
+                job_id = await calls.queue_for_processing(session, call, "voice/kept.wav", max_attempts=2)
+            first, queued = await jobs_of(sessions)
+            assert first.id == ingested.id
+            assert (queued.id, queued.kind, queued.status) == (job_id, JobKind.PROCESS_CALL, JobStatus.QUEUED)
+            assert (queued.max_attempts, queued.attempts, queued.stage) == (2, 0, None)
+            async with sessions() as session:
+                call = await session.get(Call, call_id)
+                assert call is not None
+                assert (call.status, call.status_reason, call.recording_filename) == (
+                    CallStatus.QUEUED,
+                    None,
+                    "voice/kept.wav",
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def test_job_row_sets_every_column_of_a_queued_job_and_refuses_no_attempts() -> None:
+    """Bulk inserts (ingestion) build statements from the row's keys: the same keys every time, all but the
+    columns a claim or a failure fills in."""
+    row = queue.job_row(kind=JobKind.PROCESS_CALL, account_id="a", call_id="c", max_attempts=3)
+    assert set(queue.JOBS.c.keys()) - set(row) == {"locked_by", "lease_expires_at", "last_error"}
+    assert (row["status"], row["attempts"], row["max_attempts"], row["run_after"]) == (
+        JobStatus.QUEUED,
+        0,
+        3,
+        row["created_at"],
+    )
+    assert queue.job_row(kind="k", account_id="a", call_id=None)["max_attempts"] == queue.DEFAULT_MAX_ATTEMPTS
+    with pytest.raises(ValueError, match="at least 1"):
+        queue.job_row(kind="k", account_id="a", call_id=None, max_attempts=0)

@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callplane.core.calls.errors import CallNotFound
 from callplane.core.calls.models import Call, CallCustomData, CallRecording, CallSignal, CallStatus
 from callplane.core.events.models import Event
+from callplane.core.events.types import CALL_RETRY_REQUESTED
 from callplane.core.jobs import queue
-from callplane.core.jobs.models import Job
+from callplane.core.jobs.models import Job, JobKind
 from callplane.core.tenancy.models import Campaign
 from callplane.core.tenancy.schemas import Principal
 from callplane.core.transcripts import service as transcripts
@@ -188,12 +189,26 @@ async def retry_call(*, session: AsyncSession, principal: Principal | None, call
         Event(
             account_id=call.account_id,
             call_id=call.id,
-            type="call.retry_requested",
+            type=CALL_RETRY_REQUESTED,
             payload={"call_id": call.id, "external_id": call.external_id},
         )
     )
     await session.flush()
     return call
+
+
+async def queue_for_processing(
+    session: AsyncSession, call: Call, recording_key: str, *, max_attempts: int | None = None
+) -> str:
+    """Send a call with a stored recording (a key in the recording storage) through post-call processing, in the
+    caller's transaction: the call goes back to queued and gets a processing job; the job's id."""
+    call.recording_filename = recording_key
+    call.status = CallStatus.QUEUED
+    call.status_reason = None
+    call.updated_at = datetime.now(UTC)
+    return await queue.enqueue(
+        session, kind=JobKind.PROCESS_CALL, account_id=call.account_id, call_id=call.id, max_attempts=max_attempts
+    )
 
 
 async def _get_any(session: AsyncSession, call_id: str) -> Call:

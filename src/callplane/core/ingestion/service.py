@@ -20,6 +20,7 @@ from callplane.core.calls.models import (
     CallStatus,
     IdempotencyKey,
 )
+from callplane.core.events.types import CALL_RECEIVED
 from callplane.core.ingestion import statements
 from callplane.core.ingestion.errors import (
     CampaignNotAccessible,
@@ -28,15 +29,14 @@ from callplane.core.ingestion.errors import (
     ExternalIdReused,
 )
 from callplane.core.ingestion.schemas import AcceptedCall, CallSubmission
-from callplane.core.jobs.models import JobKind, JobStatus
+from callplane.core.jobs import queue
+from callplane.core.jobs.models import JobKind
 from callplane.core.signals.service import SUBMITTED, SignalInput, custom_data_row, signal_row, unknown_names
 from callplane.core.tenancy.models import CampaignKind
 from callplane.core.tenancy.schemas import CampaignInfo, Principal
 from callplane.core.tenancy.service import SUPPORTED_LANGUAGE_CODES, TenancyLookups
 from callplane.db.base import new_id
 from callplane.errors import InvalidInput
-
-CALL_RECEIVED = "call.received"
 
 
 async def check_campaign(
@@ -87,8 +87,11 @@ async def accept_single_call(
     principal: Principal,
     submission: CallSubmission,
     campaign: CampaignInfo,
+    max_attempts: int | None = None,
 ) -> AcceptedCall:
-    """Store one call idempotently on its external id; 'created' False means an identical resubmission."""
+    """Store one call idempotently on its external id; 'created' False means an identical resubmission.
+
+    ``max_attempts``: of its processing job (Settings.job_max_attempts; None is the queue's default)."""
     assert submission.external_id is not None
     catalog = await lookups.catalog(session, principal.account.id)
     request_hash = submission.content_hash()
@@ -104,7 +107,14 @@ async def accept_single_call(
     }
     language = submission.language_code or principal.account.default_language_code or "en-US"
     call_row, job_row, event_row = _call_rows(
-        principal, call_id, submission, origin=CallOrigin.SINGLE_INGEST, campaign=campaign, language=language, now=now
+        principal,
+        call_id,
+        submission,
+        origin=CallOrigin.SINGLE_INGEST,
+        campaign=campaign,
+        language=language,
+        now=now,
+        max_attempts=max_attempts,
     )
     signal_rows = [
         signal_row(
@@ -173,9 +183,16 @@ def _bundle(
 
 
 async def accept_batch(
-    *, session: AsyncSession, principal: Principal, organization_id: str, submissions: list[CallSubmission]
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    organization_id: str,
+    submissions: list[CallSubmission],
+    max_attempts: int | None = None,
 ) -> list[AcceptedCall]:
-    """Store a batch; calls whose id was seen before (in any earlier batch, or earlier in this one) are skipped."""
+    """Store a batch; calls whose id was seen before (in any earlier batch, or earlier in this one) are skipped.
+
+    ``max_attempts``: of each call's processing job (Settings.job_max_attempts; None is the queue's default)."""
     unique: dict[str, CallSubmission] = {}
     for submission in submissions:
         assert submission.external_id is not None
@@ -211,6 +228,7 @@ async def accept_batch(
             origin=CallOrigin.BATCH_INGEST,
             campaign=None,
             language=principal.account.default_language_code,
+            max_attempts=max_attempts,
         )
         for call_id, submission in fresh:
             await _insert_custom_data(session, principal, call_id, submission, None)
@@ -242,6 +260,7 @@ def _call_rows(
     campaign: CampaignInfo | None,
     language: str,
     now: datetime,
+    max_attempts: int | None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The call, its processing job and its call.received event, as rows."""
     account_id = principal.account.id
@@ -276,20 +295,9 @@ def _call_rows(
         "received_at": now,
         "updated_at": now,
     }
-    job_row: dict[str, Any] = {
-        "id": new_id(),
-        "account_id": account_id,
-        "call_id": call_id,
-        "kind": JobKind.PROCESS_CALL,
-        "stage": None,
-        "status": JobStatus.QUEUED,
-        "attempts": 0,
-        "max_attempts": 5,
-        "history": [],
-        "run_after": now,
-        "created_at": now,
-        "updated_at": now,
-    }
+    job_row = queue.job_row(
+        kind=JobKind.PROCESS_CALL, account_id=account_id, call_id=call_id, max_attempts=max_attempts, now=now
+    )
     event_row: dict[str, Any] = {
         "account_id": account_id,
         "call_id": call_id,
@@ -308,10 +316,20 @@ async def _insert_calls(
     origin: CallOrigin,
     campaign: CampaignInfo | None,
     language: str,
+    max_attempts: int | None,
 ) -> None:
     now = datetime.now(UTC)
     rows = [
-        _call_rows(principal, call_id, s, origin=origin, campaign=campaign, language=language, now=now)
+        _call_rows(
+            principal,
+            call_id,
+            s,
+            origin=origin,
+            campaign=campaign,
+            language=language,
+            now=now,
+            max_attempts=max_attempts,
+        )
         for call_id, s in calls
     ]
     connection = await session.connection()
@@ -370,6 +388,7 @@ async def submit_single_call(
     principal: Principal,
     submission: CallSubmission,
     wire_problems: list[str],
+    max_attempts: int | None = None,
 ) -> AcceptedCall:
     """Check the campaign, then every reference, then store: campaign errors first, then all problems at once."""
     campaign = None
@@ -386,5 +405,10 @@ async def submit_single_call(
     require_no_problems(problems)
     assert campaign is not None  # a missing campaign id is one of the problems above
     return await accept_single_call(
-        session=session, lookups=lookups, principal=principal, submission=submission, campaign=campaign
+        session=session,
+        lookups=lookups,
+        principal=principal,
+        submission=submission,
+        campaign=campaign,
+        max_attempts=max_attempts,
     )

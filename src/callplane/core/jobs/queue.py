@@ -1,4 +1,8 @@
-"""The job queue's SQL: claim, lease, heartbeat, finish, retry, fail — all of it here, on purpose.
+"""The job queue's SQL: enqueue, claim, lease, heartbeat, finish, retry, fail — all of it here, on purpose.
+
+Work is queued only through `enqueue` (or `job_row` for bulk Core inserts): both join the caller's transaction
+and never commit, so a job exists exactly when the change that asked for it does (docs/decisions.md "One job
+queue").
 
 Claims are one UPDATE over a sub-select: on PostgreSQL the sub-select takes `FOR UPDATE SKIP LOCKED`, so any
 number of workers on any number of machines claim disjoint jobs without waiting on each other; on SQLite the
@@ -17,8 +21,64 @@ from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.jobs.models import Job, JobStatus
+from callplane.db.base import new_id
 
 JOBS = cast(Table, Job.__table__)
+# Attempts of a job whose enqueuer names none; processes pass Settings.job_max_attempts (same default) instead.
+DEFAULT_MAX_ATTEMPTS = 5
+
+
+def job_row(
+    *,
+    kind: str,
+    account_id: str,
+    call_id: str | None,
+    max_attempts: int | None = None,
+    run_after: datetime | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """A queued job as a row (every column but those a claim fills in), for Core bulk inserts on a hot path.
+
+    The keys are the same for every job, so statements built from them (and their compiled forms) are reused.
+    """
+    now = now or datetime.now(UTC)
+    if max_attempts is not None and max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+    return {
+        "id": new_id(),
+        "account_id": account_id,
+        "call_id": call_id,
+        "kind": kind,
+        "stage": None,
+        "status": JobStatus.QUEUED,
+        "attempts": 0,
+        "max_attempts": DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts,
+        "history": [],
+        "run_after": run_after or now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    kind: str,
+    account_id: str,
+    call_id: str | None,
+    max_attempts: int | None = None,
+    run_after: datetime | None = None,
+) -> str:
+    """Queue one job in the caller's transaction (added to the session, never flushed or committed here); its id.
+
+    Added through the unit of work, so it is inserted after a call added to the same session (its foreign key).
+    ``max_attempts`` None means DEFAULT_MAX_ATTEMPTS; ``run_after`` None means at once. A coroutine although it
+    awaits nothing yet: waking idle workers (a NOTIFY) can then be added without changing any caller.
+    """
+    row = job_row(kind=kind, account_id=account_id, call_id=call_id, max_attempts=max_attempts, run_after=run_after)
+    session.add(Job(**row))
+    job_id: str = row["id"]
+    return job_id
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.calls.models import Call
-from callplane.core.pipeline.processing import CALL_PROCESSED, CALL_PROCESSING_FAILED
+from callplane.core.events.types import CALL_PROCESSED, CALL_PROCESSING_FAILED
 from callplane.core.webhooks import service as webhooks
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.calls.models import Call, CallOrigin, CallRecording, CallStatus
 from callplane.core.events.models import Event
+from callplane.core.events.types import CALL_PROCESSED, CALL_PROCESSING_FAILED, CALL_RECEIVED
 from callplane.core.jobs import queue
 from callplane.core.jobs.queue import ClaimedJob
 from callplane.core.recordings.audio import normalize_recording_async
@@ -48,10 +49,6 @@ from callplane.errors import CallplaneError
 log = logging.getLogger("callplane.pipeline")
 CALLS = cast(Table, Call.__table__)
 EVENTS = cast(Table, Event.__table__)
-
-CALL_RECEIVED = "call.received"
-CALL_PROCESSED = "call.processed"
-CALL_PROCESSING_FAILED = "call.processing_failed"
 
 
 class NoRecordingAccess(CallplaneError):

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.calls.models import Call, CallCustomData, CallSignal
 from callplane.core.events.models import Event
+from callplane.core.events.types import CALL_SIGNALS_APPLIED
 from callplane.core.signals.errors import (
     AdvertiserNotAccessible,
     CallNotMatched,
@@ -37,7 +38,6 @@ START_TIME_TOLERANCE = timedelta(minutes=15)
 SUBMITTED = "submitted"  # with the call, at ingestion
 API = "api"  # later, through a signal API
 DETECTED = "detected"  # found in the transcript
-SIGNALS_APPLIED = "call.signals_applied"
 # How long a call_in_progress submission waits for its call (Invoca: "may take up to 24 hours to process").
 PENDING_MAX_AGE = timedelta(hours=24)
 
@@ -279,7 +279,7 @@ async def apply_to_call(
         Event(
             account_id=call.account_id,
             call_id=call.id,
-            type=SIGNALS_APPLIED,
+            type=CALL_SIGNALS_APPLIED,
             payload={
                 "call_id": call.id,
                 "signals": [{"name": s.name, "value": s.value, "id": s.id} for s in applied],
