@@ -26,9 +26,9 @@ from typing import Any, cast
 
 import httpx
 
-from callplane.core.contact_center.runtime import ContactCenterRuntime
-from callplane.core.voice.service import VoiceService
 from callplane.db.engine import create_engine, create_session_factory
+from callplane.live.contact_center import ContactCenterRuntime
+from callplane.live.control import VoiceService
 from callplane.settings import Settings
 from callplane.testing.factories import Admin
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, running_server, scratch_postgres_database

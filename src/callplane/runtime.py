@@ -15,8 +15,6 @@ from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane import __version__
-from callplane.core.call_tracking.service import CallTrackingPlanner
-from callplane.core.contact_center.runtime import ContactCenterRuntime
 from callplane.core.pipeline.outcomes import notify_outcome
 from callplane.core.pipeline.processing import ProcessingEnvironment
 from callplane.core.pipeline.worker import PipelineWorker
@@ -27,13 +25,16 @@ from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
 from callplane.core.transcripts.engine import AsrSettings
 from callplane.core.transcripts.runtime import TranscriptionRuntime
-from callplane.core.voice.nodes import NodeHeartbeat, detached_engine
-from callplane.core.voice.relay import CommandExecutor, CommandRelay, Notifications
+from callplane.core.voice.queries import RECORDINGS_DIRECTORY
 from callplane.core.voice.retention import RetentionSweeper
-from callplane.core.voice.service import RECORDINGS_DIRECTORY, VoiceService
-from callplane.core.voice.trunks import TrunkRegistrar
 from callplane.core.webhooks.delivery import DeliveryConfig, DeliveryWorker
 from callplane.db.engine import create_engine, create_session_factory
+from callplane.live.call_tracking import CallTrackingPlanner
+from callplane.live.contact_center import ContactCenterRuntime
+from callplane.live.control import VoiceService
+from callplane.live.nodes import NodeHeartbeat, detached_engine
+from callplane.live.registrar import TrunkRegistrar
+from callplane.live.relay import CommandExecutor, CommandRelay, Notifications
 from callplane.media.engine import CallEngine, EngineConfig
 from callplane.media.sip import SippyCallEngine
 from callplane.settings import Settings

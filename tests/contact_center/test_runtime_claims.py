@@ -17,12 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.contact_center import service as cc
 from callplane.core.contact_center.models import Agent, CcCall, CcCallStatus, CcCallType, CcParticipant
-from callplane.core.contact_center.runtime import ContactCenterRuntime
 from callplane.core.tenancy.models import AccountKind
 from callplane.core.tenancy.service import create_account
 from callplane.db.base import utcnow
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.db.migrate import upgrade
+from callplane.live.contact_center import ContactCenterRuntime
 from callplane.settings import Settings
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, scratch_postgres_database
 

@@ -14,8 +14,8 @@ from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.voice import configurations
 from callplane.core.voice.models import VoiceCall, VoiceCallState
-from callplane.core.voice.service import VoiceService
 from callplane.core.webhooks.models import Delivery
+from callplane.live.control import VoiceService
 from callplane.media.sip import SippyCallEngine
 from callplane.surfaces.infobip.calls_mapping import InfobipEventRenderer
 from tests.media.sippkit import Sipp, engine_config, free_even_port_pair, free_udp_port, render_scenario

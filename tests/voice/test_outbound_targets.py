@@ -13,7 +13,6 @@ from callplane.core.recordings.errors import HostNotFound, InvalidTargetUrl, Tar
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.voice import trunks
-from callplane.core.voice.nodes import detached_engine
 from callplane.core.voice.outbound import (
     FORBIDDEN_HEADERS,
     InvalidSipValue,
@@ -26,6 +25,8 @@ from callplane.core.voice.outbound import (
     split_host_port,
 )
 from callplane.core.voice.trunk_models import SipTrunk, TrunkKind, TrunkRegistrationStatus
+from callplane.live import registrar as registrar_module
+from callplane.live.nodes import detached_engine
 from callplane.media.engine import SipTrunk as SipPeer
 from tests.voice.support import database
 
@@ -182,7 +183,7 @@ def test_a_registered_trunk_whose_registrar_is_refused_is_not_registered(tmp_pat
                     trunk = await trunks.create_trunk(session=session, account_id=account_id, spec=spec, secret_box=BOX)
                     ids.append(trunk.id)
             # the detached engine refuses every command: a REGISTER attempt would fail this reconcile
-            registrar = trunks.TrunkRegistrar(
+            registrar = registrar_module.TrunkRegistrar(
                 engine=detached_engine(), sessions=sessions, secret_box=BOX, policy=LOOPBACK
             )
             await registrar.reconcile()

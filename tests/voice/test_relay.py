@@ -17,19 +17,34 @@ import pytest
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callplane.runtime import listen_dsn
 from callplane.core.calls.models import Call, CallOrigin
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.models import AccountKind
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import create_account
 from callplane.core.voice import configurations
-from callplane.core.voice import service as voice_service
-from callplane.core.voice.dispatch import RELAYED
+from callplane.core.voice import schemas as voice_schemas
 from callplane.core.voice.models import EndpointType, VoiceCall, VoiceCallState
 from callplane.core.voice.node_models import CommandStatus, MediaNode, NodeCommand
-from callplane.core.voice.nodes import MediaNodeUnavailable, NodeHeartbeat, NoMediaNode, detached_engine, pick_node
-from callplane.core.voice.relay import (
+from callplane.core.voice.schemas import (
+    CaptureRequest,
+    Endpoint,
+    NewCall,
+    PlayContent,
+    PlayOptions,
+    RecordingChannels,
+    RecordingRequest,
+    Speech,
+)
+from callplane.core.voice.states import CallNotLive, ErrorCode
+from callplane.db.base import utcnow
+from callplane.db.engine import create_engine, create_session_factory
+from callplane.db.migrate import upgrade
+from callplane.errors import CallplaneError, InvalidInput
+from callplane.live.control import CallOnAnotherNode, VoiceCallNotFound, VoiceService
+from callplane.live.dispatch import RELAYED
+from callplane.live.nodes import MediaNodeUnavailable, NodeHeartbeat, NoMediaNode, detached_engine, pick_node
+from callplane.live.relay import (
     CommandExecutor,
     CommandRelay,
     Notifications,
@@ -38,23 +53,7 @@ from callplane.core.voice.relay import (
     encode,
     encode_error,
 )
-from callplane.core.voice.service import (
-    CaptureRequest,
-    Endpoint,
-    NewCall,
-    PlayContent,
-    PlayOptions,
-    RecordingRequest,
-    Speech,
-    VoiceCallNotFound,
-    VoiceService,
-)
-from callplane.core.voice.states import CallNotLive, ErrorCode
-from callplane.db.base import utcnow
-from callplane.db.engine import create_engine, create_session_factory
-from callplane.db.migrate import upgrade
-from callplane.errors import CallplaneError, InvalidInput
-from callplane.media.engine import RecordingChannels
+from callplane.runtime import listen_dsn
 from callplane.settings import Settings
 from callplane.surfaces.infobip.calls_mapping import InfobipEventRenderer
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, scratch_postgres_database
@@ -85,7 +84,7 @@ def test_every_argument_shape_survives_the_json_round_trip() -> None:
         assert decode(encoded) == (list(value) if isinstance(value, list) else value)
     every = {
         name: kind
-        for name, kind in vars(voice_service).items()
+        for name, kind in vars(voice_schemas).items()
         if isinstance(kind, type) and (dataclasses.is_dataclass(kind) or issubclass(kind, enum.Enum))
     }
     assert {"NewCall", "Endpoint", "Speech", "PlayContent", "CaptureRequest", "ErrorCode"} <= set(every)
@@ -213,7 +212,7 @@ async def _runs_on_the_node(settings: Settings, tmp_path: Path) -> None:
         running = asyncio.create_task(executor.run_forever(stop))
         try:
             # node-b's VoiceService runs it: the call is not in its engine, so it answers as the in-process code does
-            with pytest.raises(voice_service.CallOnAnotherNode):
+            with pytest.raises(CallOnAnotherNode):
                 await api.hangup(account_id=account_id, call_id=call_id)
             # validation happens on the node too, with the same error class and text
             with pytest.raises(InvalidInput, match="dtmf must be digits"):
@@ -314,7 +313,7 @@ async def _listen_drops(settings: Settings, tmp_path: Path) -> None:
         stop = asyncio.Event()
         running = asyncio.create_task(executor.run_forever(stop))
         try:
-            with pytest.raises(voice_service.CallOnAnotherNode):
+            with pytest.raises(CallOnAnotherNode):
                 await api.stop_play(account_id=account_id, call_id=call_id)
             assert notifications.listening and relay.notifications.listening
             dsn = listen_dsn(settings)
@@ -329,7 +328,7 @@ async def _listen_drops(settings: Settings, tmp_path: Path) -> None:
                 await admin.close()
             assert dropped == 2  # the node's and the API process's
             # the next command still runs (the node's poll, the waiter's poll) ...
-            with pytest.raises(voice_service.CallOnAnotherNode):
+            with pytest.raises(CallOnAnotherNode):
                 await api.stop_play(account_id=account_id, call_id=call_id)
             # ... and both LISTEN connections are back within a few seconds
             for _ in range(600):
@@ -337,7 +336,7 @@ async def _listen_drops(settings: Settings, tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.05)
             assert notifications.listening and relay.notifications.listening
-            with pytest.raises(voice_service.CallOnAnotherNode):
+            with pytest.raises(CallOnAnotherNode):
                 await api.stop_play(account_id=account_id, call_id=call_id)
             async with sessions() as session:
                 statuses = list(await session.scalars(select(NodeCommand.status)))

@@ -25,7 +25,7 @@ from callplane.core.voice.models import (
     VoiceDialog,
     VoiceRecording,
 )
-from callplane.core.voice.service import RECORDINGS_DIRECTORY
+from callplane.core.voice.queries import RECORDINGS_DIRECTORY
 from callplane.core.voice.trunk_models import MediaFile
 from callplane.db.base import new_id, utcnow
 from callplane.db.engine import create_engine, create_session_factory

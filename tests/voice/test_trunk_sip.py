@@ -15,6 +15,7 @@ from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.voice import trunks
 from callplane.core.voice.trunk_models import NumberFormat, SipTrunk, TrunkAdminStatus, TrunkKind
+from callplane.live import registrar as registrar_module
 from callplane.media.engine import CallAnswered, CallEnded
 from callplane.media.sip import SippyCallEngine
 from tests.media.sippkit import Sipp, engine_config, free_even_port_pair, free_udp_port, next_event, render_scenario
@@ -96,7 +97,9 @@ def test_registered_trunk_registers_and_its_status_follows_the_registrar(
                 trunk_id = trunk.id
             assert (await _status_of(sessions, trunk_id))[0] == "UNREGISTERED"
             await engine.start()
-            registrar = trunks.TrunkRegistrar(engine=engine, sessions=sessions, secret_box=BOX, policy=LOOPBACK)
+            registrar = registrar_module.TrunkRegistrar(
+                engine=engine, sessions=sessions, secret_box=BOX, policy=LOOPBACK
+            )
             stop = asyncio.Event()
             try:
                 await registrar_peer.start()
@@ -164,9 +167,9 @@ def test_phone_call_through_a_trunk_uses_its_number_format_credentials_and_chann
                 )
                 trunk_id = trunk.id
 
-            async def through_trunk() -> trunks.OutboundCall:
+            async def through_trunk() -> registrar_module.OutboundCall:
                 async with sessions() as session:
-                    return await trunks.phone_call_through_trunk(
+                    return await registrar_module.phone_call_through_trunk(
                         session=session,
                         account_id=account_id,
                         trunk_id=trunk_id,

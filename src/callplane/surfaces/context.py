@@ -9,12 +9,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from callplane.core.contact_center.runtime import ContactCenterRuntime
 from callplane.core.recordings.storage import RecordingStorage
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
-from callplane.core.voice.service import VoiceService
-from callplane.core.voice.trunks import TrunkChannels, TrunkRegistrar
+from callplane.core.voice.trunks import TrunkChannels
+from callplane.live.contact_center import ContactCenterRuntime
+from callplane.live.control import VoiceService
+from callplane.live.registrar import TrunkRegistrar
 from callplane.settings import Settings
 from callplane.surfaces.ratelimit import RateLimiter
 

@@ -14,21 +14,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.call_tracking.errors import PromoNumberNotFound
-from callplane.core.call_tracking.models import CustomDataValue, DestinationType, OwnerType, PromoNumber, TrackedCall
-from callplane.core.calls.models import Call, CallCustomData
+from callplane.core.call_tracking.models import CustomDataValue, DestinationType, OwnerType, PromoNumber
 from callplane.core.ingestion.phones import PhoneNumberError, normalize_phone
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.errors import AlreadyExists
 from callplane.core.tenancy.models import Account, Campaign, CustomDataField, Organization, OrganizationKind
 from callplane.core.voice import trunks
 from callplane.core.voice.configurations import get_configuration, route_for
-from callplane.core.voice.inbound import InboundPlan
-from callplane.core.voice.models import CallsConfiguration, EndpointType, VoiceCall
+from callplane.core.voice.models import CallsConfiguration, EndpointType
 from callplane.core.voice.outbound import check_host_port, sip_user_problem
-from callplane.core.voice.service import Endpoint, NewCall, VoiceService
-from callplane.db.base import new_id, utcnow
-from callplane.errors import CallplaneError, InvalidInput, NotFound
-from callplane.media.engine import IncomingCall, RecordingChannels
+from callplane.core.voice.schemas import Endpoint
+from callplane.db.base import new_id
+from callplane.errors import InvalidInput, NotFound
 
 log = logging.getLogger("callplane.call_tracking")
 
@@ -61,7 +58,8 @@ def _number_key(number: str) -> str:
     return number
 
 
-def _candidates(called_user: str) -> list[str]:
+def number_candidates(called_user: str) -> list[str]:
+    """The promo-number spellings a called SIP user may match (as dialled, and as E.164)."""
     found = [called_user]
     e164 = phone_e164(called_user) if any(ch.isdigit() for ch in called_user) else None
     if e164 is not None and e164 not in found:
@@ -304,117 +302,3 @@ def new_call_record_id() -> str:
     """Invoca's shape: `Z6E5-C7397356976E`."""
     raw = secrets.token_hex(8).upper()
     return f"{raw[:4]}-{raw[4:]}"
-
-
-@dataclass(frozen=True, slots=True)
-class TrackingPayload:
-    promo_number_id: str
-    campaign_id: str
-    advertiser_id: str
-    called: str
-    calling: str  # E.164 when the caller id is a number, else the SIP user
-    destination: Destination
-    trunk_id: str | None
-
-
-class CallTrackingPlanner:
-    """The voice service's inbound planner: a call to a promo number becomes a tracked call bridged to the
-    campaign's destination."""
-
-    async def plan(self, *, session: AsyncSession, event: IncomingCall) -> InboundPlan | None:
-        promo = await session.scalar(select(PromoNumber).where(PromoNumber.number.in_(_candidates(event.to_user))))
-        if promo is None:
-            return None
-        campaign = await session.get(Campaign, promo.campaign_id)
-        if campaign is None:
-            return None
-        payload = TrackingPayload(
-            promo_number_id=promo.id,
-            campaign_id=campaign.id,
-            advertiser_id=campaign.organization_id,
-            called=promo.number,
-            calling=phone_e164(event.from_user) or event.from_user,
-            destination=parse_destination(promo.destination),
-            trunk_id=promo.trunk_id,
-        )
-        return InboundPlan(
-            account_id=promo.account_id,
-            configuration_id=promo.configuration_id,
-            record=RecordingChannels.STEREO if promo.record else None,
-            payload=payload,
-        )
-
-    async def accepted(self, *, session: AsyncSession, call: VoiceCall, plan: InboundPlan) -> None:
-        payload = plan.payload
-        assert isinstance(payload, TrackingPayload)
-        now = utcnow()
-        tracked = TrackedCall(
-            call_id=call.id,
-            account_id=call.account_id,
-            transaction_id=new_transaction_id(),
-            call_record_id=new_call_record_id(),
-            promo_number_id=payload.promo_number_id,
-            calling_e164=phone_e164(payload.calling),
-            called=payload.called,
-            destination=payload.destination.value,
-            destination_e164=payload.destination.e164,
-            created_at=now,
-        )
-        session.add(tracked)
-        core = await session.get(Call, call.id)
-        if core is not None:
-            core.campaign_id = payload.campaign_id
-            core.organization_id = payload.advertiser_id
-            core.from_e164 = core.contact_e164 = tracked.calling_e164
-            core.to_e164 = phone_e164(payload.called)
-            core.extras = {
-                **core.extras,
-                "transaction_id": tracked.transaction_id,
-                "call_record_id": tracked.call_record_id,
-                "promo_number_id": payload.promo_number_id,
-            }
-        owners = {
-            OwnerType.NETWORK: call.account_id,
-            OwnerType.ADVERTISER: payload.advertiser_id,
-            OwnerType.CAMPAIGN: payload.campaign_id,
-            OwnerType.PROMO_NUMBER: payload.promo_number_id,
-        }
-        for field_id, (name, value, owner_type) in (
-            await resolved_custom_data(session, call.account_id, owners)
-        ).items():
-            session.add(
-                CallCustomData(
-                    call_id=call.id,
-                    account_id=call.account_id,
-                    field_id=field_id,
-                    name=name,
-                    value=value,
-                    source=str(owner_type),
-                    created_at=now,
-                )
-            )
-
-    async def connect(self, *, voice: VoiceService, call: VoiceCall, plan: InboundPlan) -> None:
-        """Transfer the caller to the destination: a dialog whose child answering answers and bridges the caller."""
-        payload = plan.payload
-        assert isinstance(payload, TrackingPayload)
-        try:
-            await voice.create_dialog(
-                account_id=call.account_id,
-                parent_call_id=call.id,
-                child=NewCall(
-                    configuration_id=plan.configuration_id,
-                    endpoint=payload.destination.endpoint(payload.trunk_id),
-                    from_user=payload.calling,
-                ),
-                child_hangup_ends_parent=True,
-            )
-        except CallplaneError as error:
-            log.warning(
-                "promo-number call not connected",
-                extra={"fields": {"call_id": call.id, "error": type(error).__name__, "detail": error.message}},
-            )
-            try:
-                await voice.hangup(account_id=call.account_id, call_id=call.id)
-            except CallplaneError:
-                pass  # the caller is already gone

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from callplane.core.calls.models import Call
 from callplane.core.voice.files import files_dir
 from callplane.core.voice.models import DialogState, VoiceCall, VoiceDialog, VoiceRecording
-from callplane.core.voice.service import RECORDINGS_DIRECTORY
+from callplane.core.voice.queries import RECORDINGS_DIRECTORY
 from callplane.core.voice.states import TERMINAL_STATES
 from callplane.core.voice.trunk_models import MediaFile
 from callplane.db.base import utcnow

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from callplane.core.voice.nodes import list_nodes
+from callplane.live.nodes import list_nodes
 from callplane.surfaces.admin.router import require_admin
 from callplane.surfaces.context import ContextDep, SessionDep
 from callplane.surfaces.http import JsonRoute

@@ -32,14 +32,14 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callplane.core.voice import service as voice_service
-from callplane.core.voice.dispatch import RELAYED, running_relayed
+from callplane.core.voice import schemas
 from callplane.core.voice.models import VoiceCall, VoiceDialog
 from callplane.core.voice.node_models import CommandStatus, MediaNode, NodeCommand
-from callplane.core.voice.nodes import MediaNodeUnavailable, alive, pick_node
 from callplane.core.voice.states import LIVE_STATES
 from callplane.db.base import new_id, utcnow
 from callplane.errors import CallplaneError, InvalidInput
+from callplane.live.dispatch import RELAYED, running_relayed
+from callplane.live.nodes import MediaNodeUnavailable, alive, pick_node
 
 log = logging.getLogger("callplane.voice.relay")
 
@@ -55,9 +55,9 @@ MAX_PAYLOAD = 7000  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 
 
 def _value_types() -> dict[str, type]:
-    """The dataclasses and enums a command's arguments are made of: those of core/voice/service.py."""
+    """The dataclasses and enums a command's arguments are made of: those of core/voice/schemas.py."""
     found: dict[str, type] = {}
-    for name, value in vars(voice_service).items():
+    for name, value in vars(schemas).items():
         if isinstance(value, type) and (dataclasses.is_dataclass(value) or issubclass(value, enum.Enum)):
             found[name] = value
     return found

@@ -20,7 +20,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +34,7 @@ from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.voice import files as media_files
 from callplane.core.voice import trunks
 from callplane.core.voice.configurations import get_configuration, route_for
-from callplane.core.voice.dispatch import Forwarder, relayed
 from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer, publish
-from callplane.core.voice.inbound import InboundPlan, InboundPlanner
 from callplane.core.voice.models import (
     CallsConfiguration,
     DialogHangupSource,
@@ -50,6 +47,19 @@ from callplane.core.voice.models import (
     VoiceRecording,
 )
 from callplane.core.voice.outbound import check_sip_values, pinned_peer, split_host_port
+from callplane.core.voice.queries import RECORDINGS_DIRECTORY
+from callplane.core.voice.schemas import (
+    DEFAULT_MAX_DURATION_S,
+    CallFilter,
+    CaptureRequest,
+    DialogRecordingRequest,
+    Endpoint,
+    NewCall,
+    PlayContent,
+    PlayOptions,
+    RecordingRequest,
+    Speech,
+)
 from callplane.core.voice.states import (
     LIVE_STATES,
     REJECT_STATUS,
@@ -64,6 +74,9 @@ from callplane.core.voice.states import (
 )
 from callplane.db.base import new_id, utcnow
 from callplane.errors import CallplaneError, InvalidInput, NotFound
+from callplane.live import registrar
+from callplane.live.dispatch import Forwarder, relayed
+from callplane.live.inbound import InboundPlan, InboundPlanner
 from callplane.media.engine import (
     RINGBACK,
     CallAnswered,
@@ -81,20 +94,18 @@ from callplane.media.engine import (
     OutboundCall,
     PlaybackFinished,
     PlaySource,
-    RecordingChannels,
     RecordingFinished,
     SipReasonHeader,
     SipTrunk,
     SpeechSource,
     compose_tracks,
 )
+from callplane.media.engine import RecordingChannels as EngineChannels
 
 log = logging.getLogger("callplane.voice")
 
 DEFAULT_CONNECT_TIMEOUT_S = 60
 MAX_CONNECT_TIMEOUT_S = 60
-DEFAULT_MAX_DURATION_S = 28800
-RECORDINGS_DIRECTORY = "voice-recordings"
 URL_CACHE_DIRECTORY = "voice-url-cache"
 DEFAULT_WORDS_PER_MINUTE = 160
 ENDED_REMEMBERED = 10_000
@@ -128,94 +139,6 @@ class CallOnAnotherNode(CallplaneError):
     """The call is carried by another media node; send the command to that node's API."""
 
     permanent = False
-
-
-# ---- what the API asks for ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Who to call: a SIP user at a trunk or host, or a phone number through a trunk."""
-
-    type: EndpointType
-    user: str  # SIP username or phone number
-    trunk_id: str | None = None
-    host: str | None = None  # "host[:port]" of a SIP peer without a trunk
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class RecordingRequest:
-    channels: RecordingChannels = RecordingChannels.MONO
-    file_prefix: str | None = None
-    custom_data: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class NewCall:
-    configuration_id: str
-    endpoint: Endpoint
-    from_user: str | None = None
-    from_display_name: str | None = None
-    connect_timeout_s: int | None = None
-    max_duration_s: int = DEFAULT_MAX_DURATION_S
-    custom_data: Mapping[str, str] = field(default_factory=dict)
-    external_id: str | None = None
-    parent_call_id: str | None = None
-    recording: RecordingRequest | None = None
-    dialog_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Speech:
-    text: str
-    language: str = "en"
-    speech_rate: float = 1.0
-    gender: str | None = None  # MALE | FEMALE
-
-
-@dataclass(frozen=True, slots=True)
-class PlayContent:
-    """Exactly one of: an uploaded file id, a recording file id, a URL, speech."""
-
-    file_id: str | None = None
-    recording_file_id: str | None = None
-    url: str | None = None
-    speech: Speech | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PlayOptions:
-    loop_count: int = 1
-    offset_ms: int = 0
-    timeout_ms: int | None = None
-    stop_on_dtmf: bool = False
-    stop_terminator: str | None = None
-    custom_data: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class CaptureRequest:
-    max_length: int
-    timeout_ms: int
-    terminator: str | None = None
-    digit_timeout_ms: int | None = None
-    custom_data: Mapping[str, str] = field(default_factory=dict)
-    play: PlayContent | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CallFilter:
-    live: bool
-    endpoint_type: str | None = None
-    configuration_id: str | None = None
-    from_user: str | None = None
-    to_user: str | None = None
-    direction: str | None = None
-    state: str | None = None
-    start_time_after: datetime | None = None
-    dialog_id: str | None = None
-    conference_id: str | None = None
 
 
 # ---- in-memory state of a call this process carries ---------------------------------------------
@@ -489,7 +412,7 @@ class VoiceService:
         endpoint = request.endpoint
         peer = await self._target(session, account_id, request)
         if endpoint.type is EndpointType.PHONE and endpoint.trunk_id is not None:  # _target refused one without
-            call = await trunks.phone_call_through_trunk(
+            call = await registrar.phone_call_through_trunk(
                 session=session,
                 account_id=account_id,
                 trunk_id=endpoint.trunk_id,
@@ -522,7 +445,7 @@ class VoiceService:
             raise UnsupportedEndpoint("a PHONE endpoint needs a SIP trunk: give sipTrunkId")
         if endpoint.trunk_id is not None:
             trunk = await trunks.get_trunk(session=session, account_id=account_id, trunk_id=endpoint.trunk_id)
-            peer, what = trunks.sip_peer(trunk, self.secret_box), f"SIP trunk {trunk.id} ({trunk.host})"
+            peer, what = registrar.sip_peer(trunk, self.secret_box), f"SIP trunk {trunk.id} ({trunk.host})"
         elif endpoint.host:
             host, port = split_host_port(endpoint.host)
             peer, what = SipTrunk(host=host, port=port), f"SIP host {endpoint.host}"
@@ -1279,7 +1202,9 @@ class VoiceService:
             )
         live.recording_id = file_id
         try:
-            await self.engine.start_recording(live.engine_id, self.recordings_dir() / storage_key, request.channels)
+            await self.engine.start_recording(
+                live.engine_id, self.recordings_dir() / storage_key, EngineChannels(request.channels)
+            )
         except CallplaneError:
             live.recording_id = None
             raise
@@ -1635,12 +1560,12 @@ class VoiceService:
         if parent.recording_id is not None or child.recording_id is not None:
             raise InvalidCallState("a call of the dialog is being recorded (call and dialog recordings are exclusive)")
         legs = (
-            [(parent, RecordingChannels.MONO)]
+            [(parent, EngineChannels.MONO)]
             if request.composed
-            else [(parent, RecordingChannels.HEARD), (child, RecordingChannels.HEARD)]
+            else [(parent, EngineChannels.HEARD), (child, EngineChannels.HEARD)]
         )
         now = utcnow()
-        planned: list[tuple[_Live, RecordingChannels, str, str]] = []
+        planned: list[tuple[_Live, EngineChannels, str, str]] = []
         async with self.sessions() as session, session.begin():
             for live, channels in legs:
                 file_id = new_id()
@@ -1964,13 +1889,6 @@ class VoiceService:
                 with contextlib.suppress(FileNotFoundError):
                     (self.recordings_dir() / recording.storage_key).unlink()
         await self._emit_dialog(dialog.id, "DIALOG_COMPOSITION_FINISHED", recordings=composed)
-
-
-@dataclass(frozen=True, slots=True)
-class DialogRecordingRequest:
-    composed: bool = False  # dialogComposition.enabled: one file of both parties mixed
-    file_prefix: str | None = None
-    custom_data: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

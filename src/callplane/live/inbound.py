@@ -7,15 +7,15 @@ own the call, adds its own rows in the call's transaction, then asks the service
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callplane.media.engine import IncomingCall, RecordingChannels
-
-if TYPE_CHECKING:
-    from callplane.core.voice.models import VoiceCall
-    from callplane.core.voice.service import VoiceService
+from callplane.core.voice.models import VoiceCall, VoiceDialog
+from callplane.core.voice.schemas import NewCall, RecordingChannels
+from callplane.core.voice.states import ErrorCode
+from callplane.media.engine import IncomingCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,16 @@ class InboundPlan:
     payload: object  # the planner's own data, handed back to it
 
 
+class DialogPlacer(Protocol):
+    """What a planner may ask of the voice service once the call is live (the service is one)."""
+
+    def create_dialog(
+        self, *, account_id: str, parent_call_id: str, child: NewCall | None, child_hangup_ends_parent: bool = True
+    ) -> Awaitable[VoiceDialog]: ...
+
+    def hangup(self, *, account_id: str, call_id: str, error_code: ErrorCode | None = None) -> Awaitable[VoiceCall]: ...
+
+
 class InboundPlanner(Protocol):
     async def plan(self, *, session: AsyncSession, event: IncomingCall) -> InboundPlan | None:
         """A plan for a call to an unrouted user, or None (the call is refused)."""
@@ -33,5 +43,5 @@ class InboundPlanner(Protocol):
     async def accepted(self, *, session: AsyncSession, call: VoiceCall, plan: InboundPlan) -> None:
         """Add the planner's rows in the transaction that creates the call (the core Call is flushed)."""
 
-    async def connect(self, *, voice: VoiceService, call: VoiceCall, plan: InboundPlan) -> None:
+    async def connect(self, *, voice: DialogPlacer, call: VoiceCall, plan: InboundPlan) -> None:
         """After the call is committed and live in this process: connect it (e.g. a dialog to a destination)."""

@@ -43,11 +43,11 @@ from callplane.core.voice.models import (
     VoiceCallState,
     VoiceRecording,
 )
-from callplane.core.voice.service import Endpoint, NewCall, RecordingRequest, VoiceService
+from callplane.core.voice.schemas import Endpoint, NewCall, RecordingChannels, RecordingRequest
 from callplane.core.voice.states import TERMINAL_STATES, ErrorCode
 from callplane.db.base import utcnow
 from callplane.errors import CallplaneError
-from callplane.media.engine import RecordingChannels
+from callplane.live.control import VoiceService
 
 log = logging.getLogger("callplane.contact_center")
 

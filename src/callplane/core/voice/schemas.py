@@ -1,0 +1,133 @@
+"""What the Calls API asks of a live call: endpoints, new calls, speech, play and capture options, recordings.
+
+Plain values (no engine types): API processes without an engine build them, and the command relay carries them
+to the media node by their names (live/relay.py), so every type a command argument is made of is defined or
+imported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from callplane.core.voice.models import EndpointType
+from callplane.core.voice.states import ErrorCode
+
+__all__ = [
+    "CallFilter",
+    "CaptureRequest",
+    "DialogRecordingRequest",
+    "Endpoint",
+    "EndpointType",
+    "ErrorCode",
+    "NewCall",
+    "PlayContent",
+    "PlayOptions",
+    "RecordingChannels",
+    "RecordingRequest",
+    "Speech",
+]
+
+DEFAULT_MAX_DURATION_S = 28800
+
+
+class RecordingChannels(StrEnum):
+    """The engine's recording layouts, by the same names (live/ hands the engine its own enum)."""
+
+    MONO = "MONO"
+    STEREO = "STEREO"
+    HEARD = "HEARD"  # mono, only what the far end sent: one party's own track (a dialog's per-leg file)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Who to call: a SIP user at a trunk or host, or a phone number through a trunk."""
+
+    type: EndpointType
+    user: str  # SIP username or phone number
+    trunk_id: str | None = None
+    host: str | None = None  # "host[:port]" of a SIP peer without a trunk
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingRequest:
+    channels: RecordingChannels = RecordingChannels.MONO
+    file_prefix: str | None = None
+    custom_data: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    configuration_id: str
+    endpoint: Endpoint
+    from_user: str | None = None
+    from_display_name: str | None = None
+    connect_timeout_s: int | None = None
+    max_duration_s: int = DEFAULT_MAX_DURATION_S
+    custom_data: Mapping[str, str] = field(default_factory=dict)
+    external_id: str | None = None
+    parent_call_id: str | None = None
+    recording: RecordingRequest | None = None
+    dialog_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Speech:
+    text: str
+    language: str = "en"
+    speech_rate: float = 1.0
+    gender: str | None = None  # MALE | FEMALE
+
+
+@dataclass(frozen=True, slots=True)
+class PlayContent:
+    """Exactly one of: an uploaded file id, a recording file id, a URL, speech."""
+
+    file_id: str | None = None
+    recording_file_id: str | None = None
+    url: str | None = None
+    speech: Speech | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlayOptions:
+    loop_count: int = 1
+    offset_ms: int = 0
+    timeout_ms: int | None = None
+    stop_on_dtmf: bool = False
+    stop_terminator: str | None = None
+    custom_data: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRequest:
+    max_length: int
+    timeout_ms: int
+    terminator: str | None = None
+    digit_timeout_ms: int | None = None
+    custom_data: Mapping[str, str] = field(default_factory=dict)
+    play: PlayContent | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DialogRecordingRequest:
+    composed: bool = False  # dialogComposition.enabled: one file of both parties mixed
+    file_prefix: str | None = None
+    custom_data: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CallFilter:
+    live: bool
+    endpoint_type: str | None = None
+    configuration_id: str | None = None
+    from_user: str | None = None
+    to_user: str | None = None
+    direction: str | None = None
+    state: str | None = None
+    start_time_after: datetime | None = None
+    dialog_id: str | None = None
+    conference_id: str | None = None

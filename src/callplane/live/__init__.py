@@ -1,0 +1,1 @@
+"""The live-call plane: stateful, runs where the call engine runs (calls, media, dialogs, relay, runtimes)."""
