@@ -36,6 +36,7 @@ from callplane.core.recordings.fetch import (
 )
 from callplane.core.recordings.storage import RecordingStorage
 from callplane.core.recordings.targets import TargetPolicy
+from callplane.core.signals import detection
 from callplane.core.signals import service as signals
 from callplane.core.tenancy.models import Account, Campaign, RecordingAuthConfig, SftpAccessConfig
 from callplane.core.tenancy.secrets_box import SecretBox
@@ -80,6 +81,12 @@ class ProcessingEnvironment:
     on_outcome: Callable[[AsyncSession, Call, str, dict[str, Any]], Awaitable[None]] | None = None
     # Speech-to-text and signal detection; None means transcription is off on this server.
     transcription: TranscriptionRuntime | None = None
+    # Signal matching in transcripts; unset: one with the transcription's embedder.
+    signal_detector: detection.SignalDetector | None = None
+
+    def __post_init__(self) -> None:
+        if self.signal_detector is None and self.transcription is not None:
+            self.signal_detector = detection.SignalDetector(self.transcription.embedder_kind)
 
 
 Stage = Callable[[ProcessingEnvironment, Call], Awaitable[None]]
@@ -232,14 +239,14 @@ async def stage_transcribe(env: ProcessingEnvironment, call: Call) -> None:
         campaign = await session.get(Campaign, call.campaign_id) if call.campaign_id else None
         account = await session.get(Account, call.account_id)
         recording = await session.scalar(select(CallRecording).where(CallRecording.call_id == call.id))
-        rules = await transcripts.detection_rules(session, call.account_id)
+        rules = await detection.detection_rules(session, call.account_id)
     if rules.invalid:
         log.warning(
             "signal definitions skipped: their phrases cannot be parsed", extra={"fields": {"names": rules.invalid}}
         )
     language = transcripts.call_language(call.language_code, account.default_language_code if account else None)
     reason = _skip_reason(env, campaign)
-    if reason is not None or env.transcription is None:
+    if reason is not None or env.transcription is None or env.signal_detector is None:
         async with env.sessions() as session, session.begin():
             await transcripts.save_skipped(session, call=call, reason=reason or "", language_code=language)
         return
@@ -257,16 +264,20 @@ async def stage_transcribe(env: ProcessingEnvironment, call: Call) -> None:
             return
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    detections = await env.transcription.detect(rules.rules, transcript)
+    detector = env.signal_detector
+    detections = await env.transcription.run_in_thread(lambda: detector.detect(rules.rules, transcript))
     async with env.sessions() as session, session.begin():
-        await transcripts.save_transcript(
-            session,
-            call=call,
-            transcript=transcript,
-            detections=detections,
-            rules=rules,
-            embedder=env.transcription.embedder_kind,
-        )
+        if await transcripts.save_transcript(
+            session, call=call, transcript=transcript, signals_evaluated=len(rules.rules)
+        ):
+            await detection.replace_detected(
+                session,
+                call_id=call.id,
+                account_id=call.account_id,
+                detections=detections,
+                rules=rules,
+                embedder=detector.embedder_kind,
+            )
 
 
 async def stage_finalize(env: ProcessingEnvironment, call: Call) -> None:

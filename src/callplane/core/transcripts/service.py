@@ -1,18 +1,17 @@
-"""Stored transcripts: write one per call (with its detected signals), read it back inside a tenant's scope."""
+"""Stored transcripts: write one per call, read it back for the call's views.
+
+Transcripts sit below calls and signals: this module reads a call through `CallView` (what it needs of
+`core.calls.models.Call`) and the pipeline stores the signals detected in a transcript next to it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callplane.core.calls.models import Call, CallSignal
-from callplane.core.signals.matching import SignalDefinition as SignalRules
-from callplane.core.signals.matching import SignalDetection
-from callplane.core.tenancy.models import SignalDefinition
 from callplane.core.transcripts.merge import (
     TranscriptFormat,
     render,
@@ -23,10 +22,24 @@ from callplane.core.transcripts.merge import (
 from callplane.core.transcripts.models import CallTranscript, TranscriptStatus
 from callplane.core.transcripts.schemas import Transcript
 from callplane.db.base import new_id
-from callplane.errors import CallplaneError, InvalidInput, NotFound
+from callplane.errors import InvalidInput, NotFound
 
 DEFAULT_LANGUAGE = "en-US"
-DETECTED = "detected"  # call_signals.source of signals found in the transcript
+
+
+class CallView(Protocol):
+    """What a transcript needs to know of its call (a `core.calls.models.Call`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def account_id(self) -> str: ...
+    @property
+    def external_id(self) -> str | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def status_reason(self) -> str | None: ...
 
 
 class TranscriptNotAvailable(NotFound):
@@ -42,48 +55,13 @@ async def transcript_row(session: AsyncSession, call_id: str) -> CallTranscript 
     return await session.scalar(select(CallTranscript).where(CallTranscript.call_id == call_id))
 
 
-@dataclass(frozen=True, slots=True)
-class RulesOfAccount:
-    """An account's signal definitions that say how to detect them, with their row ids by name."""
-
-    rules: list[SignalRules]
-    ids: dict[str, str]
-    invalid: list[str]  # names of definitions whose phrases could not be parsed (skipped, logged)
-
-
-async def detection_rules(session: AsyncSession, account_id: str) -> RulesOfAccount:
-    """Definitions with phrases or examples; a definition with neither is only ever set through the API."""
-    rows = await session.scalars(select(SignalDefinition).where(SignalDefinition.account_id == account_id))
-    rules: list[SignalRules] = []
-    ids: dict[str, str] = {}
-    invalid: list[str] = []
-    for row in rows:
-        if not row.phrases and not row.examples:
-            continue
-        try:
-            rule = SignalRules.from_config(
-                name=row.name, description=row.description, phrases=row.phrases, examples=row.examples
-            )
-        except CallplaneError:
-            invalid.append(row.name)
-            continue
-        rules.append(rule)
-        ids[rule.name] = row.id
-    return RulesOfAccount(rules=rules, ids=ids, invalid=invalid)
-
-
 async def save_transcript(
-    session: AsyncSession,
-    *,
-    call: Call,
-    transcript: Transcript,
-    detections: list[SignalDetection],
-    rules: RulesOfAccount,
-    embedder: str,
+    session: AsyncSession, *, call: CallView, transcript: Transcript, signals_evaluated: int
 ) -> bool:
-    """Store the transcript and replace the call's detected signals, in the caller's transaction.
+    """Store the transcript, in the caller's transaction (where the pipeline stores its detected signals too).
 
-    Returns False (and writes nothing) when another worker stored a transcript first.
+    ``signals_evaluated``: how many signal definitions were matched against it (0: no analytics). Returns False
+    (and writes nothing) when another worker stored a transcript first.
     """
     if await transcript_row(session, call.id) is not None:
         return False
@@ -102,33 +80,14 @@ async def save_transcript(
             elapsed_ms=round(transcript.elapsed_s * 1000),
             complete=transcript.complete,
             dropped_segments=sum(channel.dropped_segments for channel in transcript.channels),
-            signals_evaluated=len(rules.rules),
+            signals_evaluated=signals_evaluated,
             created_at=now,
         )
     )
-    # Re-processing replaces what an earlier run detected; signals submitted through the APIs stay.
-    await session.execute(delete(CallSignal).where(CallSignal.call_id == call.id, CallSignal.source == DETECTED))
-    rows = [
-        {
-            "id": new_id(),
-            "call_id": call.id,
-            "account_id": call.account_id,
-            "signal_definition_id": rules.ids.get(detection.name),
-            "name": detection.name,
-            "value": True,
-            "source": DETECTED,
-            "evidence": {"matches": detection.to_dict()["evidence"], "embedder": embedder},
-            "created_at": now,
-        }
-        for detection in detections
-        if detection.detected
-    ]
-    if rows:
-        await session.execute(insert(CallSignal), rows)
     return True
 
 
-async def save_skipped(session: AsyncSession, *, call: Call, reason: str, language_code: str | None = None) -> None:
+async def save_skipped(session: AsyncSession, *, call: CallView, reason: str, language_code: str | None = None) -> None:
     """Record that the call is not transcribed, and why (shown by the transcript endpoint)."""
     if await transcript_row(session, call.id) is not None:
         return
@@ -157,7 +116,7 @@ def results_of(row: CallTranscript | None) -> dict[str, bool]:
     return {"transcription_available": True, "analytics_available": row.signals_evaluated > 0}
 
 
-def availability(call: Call, row: CallTranscript | None) -> dict[str, Any]:
+def availability(call: CallView, row: CallTranscript | None) -> dict[str, Any]:
     """The call detail's `transcript` block: whether there is one, where, and if not, why."""
     if row is None:
         return {"available": False, "status": "pending", "reason": "the call has not been transcribed yet"}
@@ -175,7 +134,7 @@ def availability(call: Call, row: CallTranscript | None) -> dict[str, Any]:
     }
 
 
-def require_transcript(call: Call, row: CallTranscript | None) -> CallTranscript:
+def require_transcript(call: CallView, row: CallTranscript | None) -> CallTranscript:
     """The stored transcript, or TranscriptNotAvailable saying why there is none."""
     if row is not None and row.status == TranscriptStatus.COMPLETED:
         return row
@@ -193,7 +152,7 @@ class UnknownTranscriptFormat(InvalidInput):
     """The transcript format is not one of text, caller, agent, caller_agent_block, caller_agent_conversation."""
 
 
-def transcript_document(call: Call, row: CallTranscript) -> dict[str, Any]:
+def transcript_document(call: CallView, row: CallTranscript) -> dict[str, Any]:
     """The JSON view: per-channel segments, every segment in time order with its speaker, and the turns."""
     stored = row.transcript
     merged = sorted(
