@@ -12,8 +12,11 @@ from sqlalchemy import select
 
 from callplane.core.calls import service as calls
 from callplane.core.calls.models import Call, CallStatus
+from callplane.core.ingestion import service as ingestion
+from callplane.core.ingestion.schemas import CallSubmission
 from callplane.core.jobs import queue
 from callplane.core.jobs.models import Job, JobKind, JobStatus
+from callplane.core.tenancy.service import TenancyLookups
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.testing.factories import Admin
 from callplane.testing.server import RunningServer
@@ -202,6 +205,56 @@ def test_enqueue_joins_the_callers_transaction(server: RunningServer, admin: Adm
             await engine.dispose()
 
     asyncio.run(run())
+
+
+def test_ingestion_queues_jobs_with_the_attempts_it_is_given(server: RunningServer, admin: Admin) -> None:
+    """What the routes pass from Settings.job_max_attempts reaches the job rows, on both ways in: one call (on
+    PostgreSQL the one-statement bundle) and a batch."""
+    network = admin.network()
+
+    def submission() -> CallSubmission:
+        return CallSubmission(
+            external_id=secrets.token_hex(6),
+            campaign_external_id=network.campaign_external_id,
+            direction="inbound",
+            recording_url="https://example.com/r.wav",
+        )
+
+    async def run() -> dict[str, int]:
+        engine = create_engine(server.settings)
+        sessions = create_session_factory(engine)
+        lookups = TenancyLookups(ttl_seconds=0)
+        try:
+            async with sessions() as session:
+                principal = await lookups.principal_for_token(session, network.token)
+                assert principal is not None
+                single = await ingestion.submit_single_call(
+                    session=session,
+                    lookups=lookups,
+                    principal=principal,
+                    submission=submission(),
+                    wire_problems=[],
+                    max_attempts=3,
+                )
+                batch = await ingestion.accept_batch(
+                    session=session,
+                    principal=principal,
+                    organization_id=network.advertiser_id,
+                    submissions=[submission(), submission()],
+                    max_attempts=7,
+                )
+                await session.commit()
+            call_ids = [single.call_id, *(accepted.call_id for accepted in batch)]
+            async with sessions() as session:
+                rows = await session.execute(select(Job.call_id, Job.max_attempts).where(Job.call_id.in_(call_ids)))
+                attempts = {call_id: max_attempts for call_id, max_attempts in rows.all()}
+            return {"single": attempts[single.call_id]} | {
+                f"batch{index}": attempts[accepted.call_id] for index, accepted in enumerate(batch)
+            }
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(run()) == {"single": 3, "batch0": 7, "batch1": 7}
 
 
 def test_job_row_sets_every_column_of_a_queued_job_and_refuses_no_attempts() -> None:
