@@ -1,12 +1,35 @@
-"""The live-plane tests share one decode/TTS cache for the real engine's runs of the contract suite."""
+"""Fixtures of the live-plane tests: the real engine's decode/TTS cache (contract suite), and the control plane
+served on the in-memory engine once per database, with a webhook receiver and a Calls API application."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.live.support import CallsApp, LiveServer, Receiver, calls_app, live_server, receiving
 
 
 @pytest.fixture(scope="session")
 def media_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("live-media-cache")
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with live_server(request.param, tmp_path_factory.mktemp(f"live-{request.param}")) as server:
+        yield server
+        server.admin.client.close()
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[Receiver]:
+    with receiving() as sink:
+        yield sink
+
+
+@pytest.fixture
+def app(live: LiveServer, receiver: Receiver) -> Iterator[CallsApp]:
+    with calls_app(live, receiver) as application:
+        yield application

@@ -1,0 +1,382 @@
+"""The Infobip Calls API control plane on the in-memory engine: calls, their actions, failures and dialogs, with
+events delivered (signed, through the outbox) to a loopback receiver, on SQLite and PostgreSQL. What needs the
+wire (SIP, RTP, codecs, audio content) stays in the sipp end-to-end tests of tests/voice."""
+
+from __future__ import annotations
+
+import secrets
+import wave
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from callplane.core.webhooks.signing import verify
+from callplane.media.engine import FileSource, SipReasonHeader, SpeechSource, UrlSource
+from callplane.testing.engine import BUSY, DECLINED, NOT_FOUND, RINGS_FOREVER, UNAVAILABLE, UNREACHABLE, Failure, FarEnd
+from tests.live.support import CallsApp, LiveServer, Receiver, eventually
+
+NORMAL_HANGUP = {
+    "id": 10000,
+    "name": "NORMAL_HANGUP",
+    "description": "The call has ended with hangup initiated by caller, callee or API",
+}
+
+
+def _user(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+def _engine_id(live: LiveServer, to_user: str) -> str:
+    """The engine's id of the (one) call dialled to `to_user`."""
+    calls = eventually(lambda: live.fake.calls_to(to_user), f"a call to {to_user}")
+    assert len(calls) == 1, calls
+    return calls[0].call_id
+
+
+def _wav(seconds: float) -> bytes:
+    buffer = BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(np.zeros(int(8000 * seconds), dtype=np.int16).tobytes())
+    return buffer.getvalue()
+
+
+# ---- outbound calls -----------------------------------------------------------------------------
+
+
+def test_an_outbound_call_rings_answers_runs_its_actions_and_ends_on_the_api_hangup(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    callee = _user("alice")
+    live.fake.route(callee, FarEnd(ring_after_s=0.0, answer_after_s=0.05))
+    uploaded = app.http.post("/calls/1/files", files={"file": ("prompt.wav", _wav(0.2), "audio/wav")})
+    assert uploaded.status_code == 200, uploaded.text
+
+    call_id = app.create_call(
+        callee,
+        **{"from": "1001", "customData": {"order": "A1"}, "externalId": "ext-1", "connectTimeout": 30},
+        endpoint={"type": "SIP", "username": callee, "host": "127.0.0.1:5999", "customHeaders": {"X-Campaign": "c7"}},
+    )
+    receiver.wait_type(call_id, "CALL_RINGING")
+    established = receiver.wait_type(call_id, "CALL_ESTABLISHED")
+    assert established["properties"]["call"]["state"] == "ESTABLISHED"
+    assert app.http.get(f"/calls/1/calls/{call_id}").json()["state"] == "ESTABLISHED"
+    engine_id = _engine_id(live, callee)
+    dialled = live.fake.calls[engine_id].outbound
+    assert dialled is not None and dialled.from_user == "1001" and dialled.headers == {"X-Campaign": "c7"}
+
+    recording = {"recording": {"recordingType": "AUDIO", "channels": "STEREO"}}
+    assert app.http.post(f"/calls/1/calls/{call_id}/start-recording", json=recording).status_code == 200
+    said = app.http.post(f"/calls/1/calls/{call_id}/say", json={"text": "Hello there.", "language": "en"})
+    assert said.json() == {"status": "PENDING"}
+    receiver.wait_type(call_id, "SAY_FINISHED")
+    played = app.http.post(
+        f"/calls/1/calls/{call_id}/play", json={"content": {"type": "FILE", "fileId": uploaded.json()["id"]}}
+    )
+    assert played.status_code == 200, played.text
+    assert receiver.wait_type(call_id, "PLAY_FINISHED")["properties"]["playedCompletely"] is True
+    assert app.http.post(f"/calls/1/calls/{call_id}/send-dtmf", json={"dtmf": "42#"}).status_code == 200
+    capture = {"maxLength": 4, "timeout": 10000, "terminator": "#"}
+    assert app.http.post(f"/calls/1/calls/{call_id}/capture/dtmf", json=capture).status_code == 200
+    eventually(lambda: live.fake.calls[engine_id].digit_queue is not None, "the capture listens")
+    live.fake.far_end(engine_id).send_digits("15#")
+    captured = receiver.wait_type(call_id, "DTMF_CAPTURED")
+    assert captured["properties"]["dtmf"] == "15" and captured["properties"]["timeout"] is False
+    assert app.http.post(f"/calls/1/calls/{call_id}/stop-recording").status_code == 200
+    ready = receiver.wait_type(call_id, "CALL_RECORDING_READY")
+    [recorded] = ready["properties"]["recording"]["files"]
+    download = app.http.get(f"/calls/1/recordings/files/{recorded['id']}")
+    assert download.status_code == 200 and download.content[:4] == b"RIFF"
+    with wave.open(BytesIO(download.content)) as wav:
+        assert wav.getnchannels() == 2
+
+    # what the far end was given, as the engine saw it
+    call = live.fake.calls[engine_id]
+    assert call.said == ["Hello there."] and call.sent_dtmf == "42#" and call.received_dtmf == "15#"
+    speech = call.played[0].source
+    assert isinstance(speech, SpeechSource) and speech.voice.startswith("en")
+    assert isinstance(call.played[1].source, FileSource) and call.played[1].completed is True
+    assert [r.channels.value for r in call.recordings] == ["STEREO"]
+
+    hung = app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
+    assert hung.status_code == 200 and hung.json()["id"] == call_id
+    final = receiver.single_terminal(call_id)
+    assert final["type"] == "CALL_FINISHED"
+    log = final["properties"]["callLog"]
+    assert (log["state"], log["hangupSource"], log["errorCode"]) == ("FINISHED", "API", NORMAL_HANGUP)
+    assert log["customData"] == {"order": "A1"}
+    assert live.fake.calls[engine_id].ended is not None
+    at = {event["type"]: event["timestamp"] for event in receiver.events(call_id)}
+    assert at["CALL_RINGING"] <= at["CALL_ESTABLISHED"] <= at["DTMF_CAPTURED"] <= at["CALL_FINISHED"]
+    with receiver.lock:
+        signed = [(headers, body) for headers, body in receiver.received if call_id.encode() in body]
+    for headers, body in signed:
+        verify(app.secret, headers, body)
+    history = app.http.get("/calls/1/calls/history", params={"callsConfigurationId": app.configuration_id}).json()
+    assert [c["callId"] for c in history["results"]] == [call_id]
+
+
+FAILURES = [
+    pytest.param(BUSY, "BUSY", "BUSY", id="busy"),
+    pytest.param(DECLINED, "FAILED", "REJECTED", id="decline"),
+    pytest.param(NOT_FOUND, "FAILED", "DESTINATION_NOT_FOUND", id="not-found"),
+    pytest.param(UNAVAILABLE, "NO_ANSWER", "NO_ANSWER", id="unavailable"),
+    pytest.param(UNREACHABLE, "FAILED", "REQUEST_TIMEOUT", id="unreachable"),
+    pytest.param(Failure(503, "Service Unavailable"), "FAILED", "SERVICE_UNAVAILABLE", id="service-unavailable"),
+]
+
+
+@pytest.mark.parametrize(("failure", "state", "error"), FAILURES)
+def test_a_far_end_failure_ends_the_call_in_its_state_and_error_code(
+    live: LiveServer, app: CallsApp, receiver: Receiver, failure: Failure, state: str, error: str
+) -> None:
+    callee = _user("bob")
+    live.fake.route(callee, FarEnd(fail=failure))
+    call_id = app.create_call(callee)
+    final = receiver.single_terminal(call_id)
+    assert final["type"] == "CALL_FAILED"
+    log = final["properties"]["callLog"]
+    assert (log["state"], log["hangupSource"], log["errorCode"]["name"]) == (state, "ENDPOINT", error)
+    assert app.http.get(f"/calls/1/calls/{call_id}").json()["state"] == state
+
+
+def test_no_answer_within_the_connect_timeout_and_a_cancel_while_ringing(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    unanswered = _user("carol")
+    live.fake.route(unanswered, RINGS_FOREVER)
+    call_id = app.create_call(unanswered, connectTimeout=1)
+    receiver.wait_type(call_id, "CALL_RINGING")
+    log = receiver.single_terminal(call_id)["properties"]["callLog"]
+    assert (log["state"], log["errorCode"]["name"], log["hangupSource"]) == ("NO_ANSWER", "NO_ANSWER", "PLATFORM")
+
+    cancelled = _user("dave")
+    live.fake.route(cancelled, RINGS_FOREVER)
+    call_id = app.create_call(cancelled)
+    receiver.wait_type(call_id, "CALL_RINGING")
+    assert app.http.post(f"/calls/1/calls/{call_id}/hangup", json={}).status_code == 200
+    log = receiver.single_terminal(call_id)["properties"]["callLog"]
+    assert (log["state"], log["errorCode"]["name"], log["hangupSource"]) == ("CANCELLED", "CANCELLED", "API")
+    ended = live.fake.calls[_engine_id(live, cancelled)].ended
+    assert ended is not None and not ended.answered
+
+
+def test_the_far_ends_hangup_and_the_max_duration_end_answered_calls(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    hanging_up = _user("erin")
+    live.fake.route(hanging_up, FarEnd(hangup_after_s=0.1, hangup_reason=SipReasonHeader("Q.850", 16, "bye")))
+    call_id = app.create_call(hanging_up)
+    log = receiver.single_terminal(call_id)["properties"]["callLog"]
+    assert (log["state"], log["hangupSource"], log["errorCode"]["name"]) == ("FINISHED", "ENDPOINT", "NORMAL_HANGUP")
+    assert log["answerTime"] is not None and log["duration"] is not None
+
+    short = _user("frank")
+    live.fake.route(short, FarEnd())
+    call_id = app.create_call(short, maxDuration=1)
+    log = receiver.single_terminal(call_id)["properties"]["callLog"]
+    assert (log["state"], log["hangupSource"], log["errorCode"]["id"]) == ("FINISHED", "PLATFORM", 10100)
+
+
+def test_play_from_a_url_that_fails_is_an_error_event_and_a_menu_stops_on_its_terminator(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    callee = _user("grace")
+    live.fake.route(callee, FarEnd())
+    call_id = app.create_call(callee)
+    receiver.wait_type(call_id, "CALL_ESTABLISHED")
+    engine_id = _engine_id(live, callee)
+
+    missing = f"{receiver.url.removesuffix('/events')}/missing.wav"
+    live.fake.unavailable_urls.add(missing)
+    refused = app.http.post(f"/calls/1/calls/{call_id}/play", json={"content": {"type": "URL", "fileUrl": missing}})
+    assert refused.json() == {"status": "PENDING"}
+    error = receiver.wait_type(call_id, "ERROR")
+    assert error["properties"]["actionType"] == "PLAY" and error["properties"]["errorDetails"]
+
+    menu = {
+        "content": {"type": "TEXT", "text": "For sales press one.", "language": "en"},
+        "loopCount": 100,
+        "stopOn": {"type": "DTMF", "terminator": "#"},
+        "customData": {"menu": "main"},
+    }
+    assert app.http.post(f"/calls/1/calls/{call_id}/play", json=menu).status_code == 200
+    eventually(lambda: live.fake.calls[engine_id].playing, "the menu plays")
+    live.fake.far_end(engine_id).send_digits("15#")
+    properties = receiver.wait_type(call_id, "PLAY_FINISHED")["properties"]
+    assert properties["playedCompletely"] is False and properties["capturedDtmf"] == "15"
+    assert properties["customData"] == {"menu": "main"}
+    assert [type(p.source) for p in live.fake.calls[engine_id].played] == [SpeechSource]  # the URL never played
+    assert not any(isinstance(p.source, UrlSource) for p in live.fake.calls[engine_id].played)
+
+    stopped = app.http.post(f"/calls/1/calls/{call_id}/play", json={**menu, "stopOn": None})
+    assert stopped.status_code == 200, stopped.text
+    eventually(lambda: live.fake.calls[engine_id].playing, "the menu plays again")
+    assert app.http.post(f"/calls/1/calls/{call_id}/stop-play", json={}).status_code == 200
+    finished = eventually(
+        lambda: [e for e in receiver.events(call_id) if e["type"] == "PLAY_FINISHED"][1:], "the second PLAY_FINISHED"
+    )
+    assert finished[0]["properties"]["playedCompletely"] is False
+    app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
+    receiver.single_terminal(call_id)
+
+
+# ---- inbound calls ------------------------------------------------------------------------------
+
+
+def test_an_inbound_call_is_received_rung_answered_captures_dtmf_and_hangs_up_once(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    called = _user("ivr")
+    app.route(called)
+    engine_id = live.fake.incoming(
+        called, from_user="15305550123", from_display_name="Caller", headers={"X-Customer-Id": "cust-42"}
+    )
+    received = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)
+    call_id = received["callId"]
+    call = received["properties"]["call"]
+    assert (call["direction"], call["state"], call["from"]) == ("INBOUND", "CALLING", "15305550123")
+    assert call["customData"] == {"x-customer-id": "cust-42"} and call["callsConfigurationId"] == app.configuration_id
+
+    assert app.http.post(f"/calls/1/calls/{call_id}/send-ringing").json() == {"status": "PENDING"}
+    receiver.wait_type(call_id, "CALL_RINGING")
+    assert app.http.post(f"/calls/1/calls/{call_id}/answer", json={}).json() == {"status": "PENDING"}
+    receiver.wait_type(call_id, "CALL_ESTABLISHED")
+    assert live.fake.calls[engine_id].ringing_sent
+    capture = {"maxLength": 4, "timeout": 10000, "terminator": "#"}
+    assert app.http.post(f"/calls/1/calls/{call_id}/capture/dtmf", json=capture).status_code == 200
+    eventually(lambda: live.fake.calls[engine_id].digit_queue is not None, "the capture listens")
+    live.fake.far_end(engine_id).send_digits("15#")
+    assert receiver.wait_type(call_id, "DTMF_CAPTURED")["properties"]["dtmf"] == "15"
+    listed = app.http.get("/calls/1/calls", params={"callsConfigurationId": app.configuration_id}).json()
+    assert [c["id"] for c in listed["results"]] == [call_id]
+
+    assert app.http.post(f"/calls/1/calls/{call_id}/hangup", json={}).status_code == 200
+    final = receiver.single_terminal(call_id)
+    assert final["type"] == "CALL_FINISHED" and final["properties"]["callLog"]["hangupSource"] == "API"
+    gone = app.http.post(f"/calls/1/calls/{call_id}/answer", json={})
+    assert gone.status_code == 400
+
+
+def test_a_caller_who_gives_up_while_ringing_ends_cancelled_and_a_pre_answered_caller_hangs_up(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    called = _user("queue")
+    app.route(called)
+    engine_id = live.fake.incoming(called)
+    call_id = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)[
+        "callId"
+    ]
+    assert app.http.post(f"/calls/1/calls/{call_id}/send-ringing").status_code == 200
+    eventually(lambda: live.fake.calls[engine_id].ringing_sent, "ringing reached the caller")
+    live.fake.far_end(engine_id).hang_up()
+    log = receiver.single_terminal(call_id)["properties"]["callLog"]
+    assert (log["state"], log["errorCode"]["name"], log["hangupSource"]) == ("CANCELLED", "CANCELLED", "ENDPOINT")
+    gone = app.http.post(f"/calls/1/calls/{call_id}/answer", json={})
+    assert gone.json()["requestError"]["serviceException"]["text"] == "The call has already ended."
+
+    early = _user("early")
+    app.route(early)
+    engine_id = live.fake.incoming(early, caller=FarEnd(hangup_after_s=0.1))
+    call_id = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == early)[
+        "callId"
+    ]
+    assert app.http.post(f"/calls/1/calls/{call_id}/pre-answer", json={}).status_code == 200
+    assert receiver.wait_type(call_id, "CALL_PRE_ESTABLISHED")["properties"]["call"]["state"] == "PRE_ESTABLISHED"
+    assert live.fake.calls[engine_id].pre_answered
+    assert app.http.post(f"/calls/1/calls/{call_id}/answer", json={}).status_code == 200
+    log = receiver.single_terminal(call_id)["properties"]["callLog"]
+    assert (log["state"], log["hangupSource"], log["errorCode"]["name"]) == ("FINISHED", "ENDPOINT", "NORMAL_HANGUP")
+
+
+# ---- dialogs and connected calls ----------------------------------------------------------------
+
+
+def test_a_dialog_bridges_the_caller_to_a_new_call_and_finishes_when_the_child_hangs_up(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    called, agent = _user("dialog"), _user("agent")
+    app.route(called)
+    live.fake.route(agent, FarEnd(answer_after_s=0.05))
+    parent_engine_id = live.fake.incoming(called)
+    parent_id = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)[
+        "callId"
+    ]
+    created = app.http.post(
+        "/calls/1/dialogs",
+        json={
+            "parentCallId": parent_id,
+            "childCallRequest": {"endpoint": {"type": "SIP", "username": agent, "host": "127.0.0.1:5999"}},
+        },
+    )
+    assert created.status_code == 201, created.text
+    dialog = created.json()
+    dialog_id, child_id = dialog["id"], dialog["childCall"]["id"]
+    assert dialog["parentCall"]["id"] == parent_id and dialog["childCall"]["parentCallId"] == parent_id
+
+    established = receiver.wait_for(lambda e: e.get("dialogId") == dialog_id and e["type"] == "DIALOG_ESTABLISHED")
+    assert established["properties"]["dialog"]["state"] == "ESTABLISHED"
+    assert app.http.get(f"/calls/1/calls/{parent_id}").json()["state"] == "ESTABLISHED"  # answered by the child
+    child_engine_id = _engine_id(live, agent)
+    assert live.fake.calls[parent_engine_id].bridged_with == child_engine_id
+    listed = app.http.get("/calls/1/dialogs", params={"callsConfigurationId": app.configuration_id}).json()
+    assert [d["id"] for d in listed["results"]] == [dialog_id]
+
+    live.fake.far_end(child_engine_id).hang_up()
+    finished = receiver.wait_for(lambda e: e.get("dialogId") == dialog_id and e["type"] == "DIALOG_FINISHED")
+    assert finished["properties"]["dialog"]["state"] == "FINISHED"
+    for call_id in (parent_id, child_id):
+        assert receiver.single_terminal(call_id)["type"] == "CALL_FINISHED"
+    assert live.fake.calls[parent_engine_id].ended is not None
+    history = app.http.get(f"/calls/1/dialogs/{dialog_id}/history").json()
+    assert (history["state"], history["parentCallId"], history["childCallId"]) == ("FINISHED", parent_id, child_id)
+
+
+def test_a_dialog_whose_child_is_busy_fails_once_and_ends_the_parent(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    called, agent = _user("transfer"), _user("busy-agent")
+    app.route(called)
+    live.fake.route(agent, FarEnd(fail=BUSY))
+    live.fake.incoming(called)
+    parent_id = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)[
+        "callId"
+    ]
+    app.http.post(f"/calls/1/calls/{parent_id}/answer", json={})
+    receiver.wait_type(parent_id, "CALL_ESTABLISHED")
+    child = {"endpoint": {"type": "SIP", "username": agent, "host": "127.0.0.1:5999"}}
+    created = app.http.post("/calls/1/dialogs", json={"parentCallId": parent_id, "childCallRequest": child})
+    assert created.status_code == 201, created.text
+    dialog_id = created.json()["id"]
+    failed = receiver.wait_for(lambda e: e.get("dialogId") == dialog_id and e["type"] == "DIALOG_FAILED")
+    assert failed["properties"]["errorCode"]["name"] == "BUSY"
+    assert failed["properties"]["hangupSource"] == "CHILD_ENDPOINT"
+    parent_log = receiver.single_terminal(parent_id)["properties"]["callLog"]
+    assert (parent_log["state"], parent_log["hangupSource"]) == ("FINISHED", "PLATFORM")
+    dialog_events = [e["type"] for e in receiver.events() if e.get("dialogId") == dialog_id and "callId" not in e]
+    assert sorted(dialog_events) == ["DIALOG_CREATED", "DIALOG_FAILED"]
+
+
+def test_two_connected_calls_are_bridged_and_one_hangup_ends_the_other(
+    live: LiveServer, app: CallsApp, receiver: Receiver, tmp_path: Path
+) -> None:
+    first_user, second_user = _user("party"), _user("party")
+    for user in (first_user, second_user):
+        live.fake.route(user, FarEnd())
+    first, second = app.create_call(first_user), app.create_call(second_user)
+    for call_id in (first, second):
+        receiver.wait_type(call_id, "CALL_ESTABLISHED")
+    connected = app.http.post("/calls/1/connect", json={"callIds": [first, second]})
+    assert connected.status_code == 200, connected.text
+    participants = connected.json()["participants"]
+    assert [p["callId"] for p in participants] == [first, second]
+    assert {p["state"] for p in participants} == {"JOINED"}
+    first_engine, second_engine = _engine_id(live, first_user), _engine_id(live, second_user)
+    assert live.fake.calls[first_engine].bridged_with == second_engine
+    assert app.http.post(f"/calls/1/calls/{first}/hangup", json={}).status_code == 200
+    assert receiver.single_terminal(second)["properties"]["callLog"]["hangupSource"] == "PLATFORM"
+    assert live.fake.calls[second_engine].ended is not None
