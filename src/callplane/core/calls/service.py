@@ -124,18 +124,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidInput("cursor is not valid") from exc
 
 
-async def list_calls(
-    *,
-    session: AsyncSession,
-    principal: Principal,
-    filters: CallFilters,
-    limit: int = 50,
-    cursor: str | None = None,
-) -> tuple[list[Call], str | None]:
-    """Newest first, keyset-paged on (received_at, id) so pages stay stable while calls keep arriving."""
-    if not 1 <= limit <= 500:
-        raise InvalidInput("limit must be between 1 and 500")
-    statement = _scoped(principal)
+def filter_calls(statement: Select[Call], *, account_id: str, filters: CallFilters) -> Select[Call]:
+    """``statement`` narrowed by the filters (the list's, and search's on top of its own condition)."""
     if filters.started_after:
         statement = statement.where(Call.started_at >= filters.started_after)
     if filters.started_before:
@@ -155,10 +145,25 @@ async def list_calls(
         statement = statement.where(Call.origin == filters.origin)
     if filters.campaign:
         campaign_ids = select(Campaign.id).where(
-            Campaign.account_id == principal.account.id,
+            Campaign.account_id == account_id,
             or_(Campaign.id == filters.campaign, Campaign.external_id == filters.campaign),
         )
         statement = statement.where(Call.campaign_id.in_(campaign_ids))
+    return statement
+
+
+async def list_calls(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    filters: CallFilters,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Call], str | None]:
+    """Newest first, keyset-paged on (received_at, id) so pages stay stable while calls keep arriving."""
+    if not 1 <= limit <= 500:
+        raise InvalidInput("limit must be between 1 and 500")
+    statement = filter_calls(_scoped(principal), account_id=principal.account.id, filters=filters)
     if cursor:
         received_at, call_id = decode_cursor(cursor)
         statement = statement.where(

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from callplane.core.schema import Base
+from callplane.core.search import is_search_index_table
 
 # Any number of servers may start at once against one PostgreSQL: this lock serializes their migrations.
 _MIGRATION_LOCK_ID = 7_246_001
@@ -24,6 +25,8 @@ def _run(connection: Connection) -> None:
             target_metadata=Base.metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            # The search index's tables are kept by triggers, not models: autogenerate must not drop them.
+            include_name=lambda name, type_, _parents: not (type_ == "table" and is_search_index_table(name or "")),
         )
         with context.begin_transaction():
             context.run_migrations()
