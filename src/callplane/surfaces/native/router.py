@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
+from callplane.core import search
 from callplane.core.calls import service as calls
 from callplane.core.calls.errors import CallNotFound
 from callplane.core.calls.models import Call
@@ -67,8 +68,15 @@ async def list_calls(
     origin: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
+    q: Annotated[str | None, Query(max_length=search.MAX_QUERY_CHARS, description=search.QUERY_SYNTAX)] = None,
 ) -> dict[str, Any]:
-    """Calls newest first; pass `next_cursor` back as `cursor` for the next page."""
+    """Calls newest first; pass `next_cursor` back as `cursor` for the next page.
+
+    With `q`, only the calls whose transcript or details match it (the other filters still apply, same order and
+    paging), each with a `search` object: `match_count` and up to 5 `matches`, each `{source: "transcript" |
+    "details", start_s, end_s, speaker, snippet}`. `start_s` is the second into the recording where the match was
+    said (null for a details match); `snippet` is HTML-escaped text with each match inside `<mark>…</mark>`.
+    """
     phone = None
     if phone_number:
         try:
@@ -90,6 +98,20 @@ async def list_calls(
         origin=origin,
     )
     try:
+        if q is not None and q.strip():
+            page = await search.search_calls(
+                session,
+                account_id=principal.account.id,
+                organization_scope=principal.organization_scope,
+                query=q,
+                filters=filters,
+                limit=limit,
+                cursor=cursor,
+            )
+            return {
+                "calls": [call_summary(hit.call) | {"search": hit.to_dict()} for hit in page.hits],
+                "next_cursor": page.next_cursor,
+            }
         found, next_cursor = await calls.list_calls(
             session=session, principal=principal, filters=filters, limit=limit, cursor=cursor
         )
