@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(ffmpeg espeak-ng flite sox sip-tester openssh-server)
+# chromium and chromium-driver: the console's browser tests (tests/console) drive Debian's own browser.
+SYSTEM_PACKAGES=(ffmpeg espeak-ng flite sox sip-tester openssh-server chromium chromium-driver)
+# npm: the console's browser libraries (console/package.json) are installed from the npm registry here, once.
+command -v npm >/dev/null 2>&1 || SYSTEM_PACKAGES+=(npm)
 missing=()
 for package in "${SYSTEM_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -27,3 +30,17 @@ fi
 # The lock pins every package; installing it again is a quick no-op when nothing changed.
 .venv/bin/python -m uv pip install -q --python .venv/bin/python -r requirements.lock
 .venv/bin/python -m uv pip install -q --python .venv/bin/python --no-deps -e .
+
+# The web console's browser libraries, pinned in console/package-lock.json: installed here and copied into the
+# console's static assets, so nothing is fetched at run time. Skipped when the copy matches the lock.
+VENDOR=src/callplane/surfaces/console/static/vendor
+if ! cmp -s console/package-lock.json "$VENDOR/package-lock.json"; then
+  (cd console && npm ci --no-audit --no-fund --loglevel=error)
+  mkdir -p "$VENDOR"
+  cp console/node_modules/wavesurfer.js/dist/wavesurfer.min.js \
+    console/node_modules/wavesurfer.js/dist/plugins/regions.min.js \
+    console/node_modules/chart.js/dist/chart.umd.min.js "$VENDOR/"
+  cp console/node_modules/wavesurfer.js/LICENSE "$VENDOR/wavesurfer.LICENSE"
+  cp console/node_modules/chart.js/LICENSE.md "$VENDOR/chart.js.LICENSE.md"
+  cp console/package-lock.json "$VENDOR/package-lock.json"
+fi

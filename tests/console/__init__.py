@@ -1,0 +1,1 @@
+"""Browser tests of the web console: Debian's chromium driven by Playwright against a real server."""
