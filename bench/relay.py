@@ -6,8 +6,16 @@ voice_node_commands + NOTIFY to the node and waits for the outcome). sipp places
 command (`POST /calls/1/calls/{id}/stop-play`, which touches the engine and writes nothing) is sent N times to
 each process, sequentially and then C at a time. Figures are HTTP round trips as a client sees them.
 
+The floor, in the same run on the same database (PostgreSQL): a minimal LISTEN/NOTIFY round trip with the same
+writes and no HTTP, no engine, no ORM. A sender (this process, asyncpg) inserts a command row and NOTIFYs the
+node in one statement, then waits for the outcome's NOTIFY; a node (a second process, `--floor-node`) LISTENs,
+claims the pending rows with one UPDATE ... RETURNING, writes each outcome and NOTIFYs it (synchronous_commit off,
+as callplane's command rows are). Set beside what the relay adds to a command (relayed minus in-process, p50):
+ratio = floor round trip / relay's added time (1.00 = the relay costs no more than the round trip itself).
+
 Run: .venv/bin/python bench/relay.py [--commands 300] [--concurrency 8] [--sqlite]
-     (PostgreSQL: a scratch database on CALLPLANE_TEST_POSTGRES_URL or 127.0.0.1:5432; --sqlite: the poll path)
+     (PostgreSQL: a scratch database on CALLPLANE_TEST_POSTGRES_URL or 127.0.0.1:5432; --sqlite: the poll path,
+     no floor)
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
+from benchlib import load_average, percentile, ratio
 
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, scratch_postgres_database
 
@@ -104,11 +114,6 @@ def _database(sqlite: bool) -> Iterator[str | None]:
         yield url
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
 async def _measure(client: httpx.AsyncClient, path: str, count: int, concurrency: int) -> tuple[list[float], float]:
     """Round trips (ms) of `count` POSTs, `concurrency` in flight; and the wall time (s)."""
     latencies: list[float] = []
@@ -125,6 +130,77 @@ async def _measure(client: httpx.AsyncClient, path: str, count: int, concurrency
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies, time.perf_counter() - started
+
+
+FLOOR_TABLE = """CREATE TABLE IF NOT EXISTS relay_floor (
+    id bigserial PRIMARY KEY, node text NOT NULL, state text NOT NULL, command text NOT NULL, outcome text
+)"""
+RELAXED = "set_config('synchronous_commit', 'off', true)"
+FLOOR_SEND = f"""WITH c AS (INSERT INTO relay_floor (node, state, command) VALUES ('floor', 'pending', $1) RETURNING id)
+SELECT id, {RELAXED}, pg_notify('relay_floor_commands', 'floor') FROM c"""
+FLOOR_CLAIM = "UPDATE relay_floor SET state = 'running' WHERE node = 'floor' AND state = 'pending' RETURNING id"
+FLOOR_DONE = f"""WITH d AS (UPDATE relay_floor SET state = 'done', outcome = '{{}}' WHERE id = $1 RETURNING id)
+SELECT {RELAXED}, pg_notify('relay_floor_outcomes', id::text) FROM d"""
+
+
+async def floor_node(dsn: str) -> None:
+    """The node side of the floor: on each NOTIFY, claim the pending rows, store each outcome and NOTIFY it."""
+    listener, worker = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    wake = asyncio.Event()
+    await listener.add_listener("relay_floor_commands", lambda *_: wake.set())
+    print("listening", flush=True)  # the sender starts only then: a NOTIFY before LISTEN would be lost
+    while True:
+        await wake.wait()
+        wake.clear()
+        for row in await worker.fetch(FLOOR_CLAIM):
+            await worker.execute(FLOOR_DONE, row["id"])
+
+
+async def floor_round_trips(dsn: str, count: int, concurrency: int) -> tuple[list[float], float]:
+    """Round trips (ms) of `count` commands through the floor node, `concurrency` in flight; and the wall time (s)."""
+    waiting: dict[int, asyncio.Future[None]] = {}
+    listener = await asyncpg.connect(dsn)
+    pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
+    await listener.add_listener(
+        "relay_floor_outcomes", lambda _c, _p, _ch, payload: waiting.pop(int(payload)).set_result(None)
+    )
+    latencies: list[float] = []
+    queue = iter(range(count))
+
+    async def sender() -> None:
+        async with pool.acquire() as connection:
+            for _ in queue:
+                started = time.perf_counter()
+                async with connection.transaction():
+                    # the future is registered before the commit sends the NOTIFY, so no outcome is missed
+                    command_id = await connection.fetchval(FLOOR_SEND, '{"op": "stop-play"}')
+                    done = waiting[command_id] = asyncio.get_running_loop().create_future()
+                await asyncio.wait_for(done, 30)
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+        return latencies, time.perf_counter() - started
+    finally:
+        await pool.close()
+        await listener.close()
+
+
+async def _floor_report(dsn: str, args: argparse.Namespace, relay_added_p50: dict[int, float]) -> None:
+    connection = await asyncpg.connect(dsn)
+    await connection.execute(FLOOR_TABLE)
+    await connection.close()
+    await floor_round_trips(dsn, 20, 1)  # warm up: connections, prepared statements, the node's LISTEN
+    for concurrency in levels(args):
+        latencies, wall = await floor_round_trips(dsn, args.commands, concurrency)
+        p50 = percentile(latencies, 0.5)
+        print(
+            f"{'floor (LISTEN/NOTIFY round trip)':<34}{concurrency:>10}{len(latencies):>6}{p50:>9.2f}"
+            f"{percentile(latencies, 0.99):>9.2f}{statistics.fmean(latencies):>9.2f}{len(latencies) / wall:>8.0f}"
+            f"   relay adds {relay_added_p50[concurrency]:.2f} ms at p50; "
+            f"ratio {ratio(p50, relay_added_p50[concurrency])}; {load_average()}"
+        )
 
 
 def _run(args: argparse.Namespace, workdir: Path, database_url: str | None) -> None:
@@ -188,7 +264,19 @@ def _run(args: argparse.Namespace, workdir: Path, database_url: str | None) -> N
         time.sleep(1.0)
         print(f"relay bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {'SQLite (poll)' if args.sqlite else 'PostgreSQL'}")
         targets = (("in-process (node's own API)", node_url), ("relayed (serve --role api)", api_url))
-        asyncio.run(_report(targets, f"/calls/1/calls/{call_id}/stop-play", app, args))
+        p50 = asyncio.run(_report(targets, f"/calls/1/calls/{call_id}/stop-play", app, args))
+        if database_url is not None:
+            (local, _), (relayed, _) = targets
+            added = {c: p50[(relayed, c)] - p50[(local, c)] for c in levels(args)}
+            floor = subprocess.Popen(
+                [sys.executable, __file__, "--floor-node", database_url], stdout=subprocess.PIPE, text=True
+            )
+            try:
+                assert floor.stdout is not None and floor.stdout.readline() == "listening\n"
+                asyncio.run(_floor_report(database_url, args, added))
+            finally:
+                floor.terminate()
+                floor.wait(timeout=10)
         httpx.post(f"{api_url}/calls/1/calls/{call_id}/hangup", json={}, headers=app).raise_for_status()
     finally:
         if sipp is not None:
@@ -203,21 +291,29 @@ def _run(args: argparse.Namespace, workdir: Path, database_url: str | None) -> N
             log.close()
 
 
+def levels(args: argparse.Namespace) -> tuple[int, int]:
+    return (1, args.concurrency)
+
+
 async def _report(
     targets: tuple[tuple[str, str], ...], path: str, headers: dict[str, str], args: argparse.Namespace
-) -> None:
+) -> dict[tuple[str, int], float]:
+    """Prints each target's round trips at 1 and at C in flight; returns the p50s by (target, in flight)."""
     print(f"{'path':<34}{'in flight':>10}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'cmd/s':>8}")
+    p50: dict[tuple[str, int], float] = {}
     limits = httpx.Limits(max_connections=64)
     for name, url in targets:
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as client:
             await _measure(client, path, 20, 1)  # warm up connections and caches
-            for concurrency in (1, args.concurrency):
+            for concurrency in levels(args):
                 latencies, wall = await _measure(client, path, args.commands, concurrency)
+                p50[(name, concurrency)] = percentile(latencies, 0.5)
                 print(
-                    f"{name:<34}{concurrency:>10}{len(latencies):>6}{_percentile(latencies, 0.5):>9.2f}"
-                    f"{_percentile(latencies, 0.99):>9.2f}{statistics.fmean(latencies):>9.2f}"
-                    f"{len(latencies) / wall:>8.0f}"
+                    f"{name:<34}{concurrency:>10}{len(latencies):>6}{p50[(name, concurrency)]:>9.2f}"
+                    f"{percentile(latencies, 0.99):>9.2f}{statistics.fmean(latencies):>9.2f}"
+                    f"{len(latencies) / wall:>8.0f}   {load_average()}"
                 )
+    return p50
 
 
 def main() -> None:
@@ -225,7 +321,11 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=300, help="commands per measurement")
     parser.add_argument("--concurrency", type=int, default=8, help="commands in flight in the second measurement")
     parser.add_argument("--sqlite", action="store_true", help="SQLite: no NOTIFY, the node's poll finds commands")
+    parser.add_argument("--floor-node", metavar="DSN", help=argparse.SUPPRESS)  # the floor's node process
     args = parser.parse_args()
+    if args.floor_node:
+        asyncio.run(floor_node(args.floor_node))
+        return
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as work, _database(args.sqlite) as url:
         _run(args, Path(work), url)
 
