@@ -22,13 +22,12 @@ from callplane.surfaces.admin.call_tracking import router as admin_call_tracking
 from callplane.surfaces.admin.contact_center import router as admin_contact_center_router
 from callplane.surfaces.admin.media_nodes import router as admin_media_nodes_router
 from callplane.surfaces.admin.router import router as admin_router
-from callplane.surfaces.ccai.router import install_error_handler as install_ccai_error_handler
 from callplane.surfaces.ccai.router import router as ccai_router
 from callplane.surfaces.console import router as console_router
+from callplane.surfaces.errors import install_error_handlers
 from callplane.surfaces.guard import NulGuardMiddleware
 from callplane.surfaces.http import json_response
 from callplane.surfaces.infobip.calls_router import router as infobip_calls_router
-from callplane.surfaces.infobip.common import install_error_handlers
 from callplane.surfaces.infobip.router import router as infobip_router
 from callplane.surfaces.invoca.router import router as invoca_router
 from callplane.surfaces.invoca.transcripts import router as invoca_transcripts_router
@@ -104,7 +103,6 @@ def create_app(settings: Settings | None = None, *, call_engine: CallEngine | No
     app.include_router(native_voice_router)
     app.include_router(console_router)
     install_error_handlers(app)
-    install_ccai_error_handler(app)
     install_openapi(app)  # vendor bodies and each surface's error responses (surfaces/openapi.py)
     return app
 

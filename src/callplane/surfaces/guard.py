@@ -15,9 +15,10 @@ from fastapi.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callplane.surfaces.http import json_response
-from callplane.surfaces.infobip.common import error_body as infobip_error_body
+from callplane.surfaces.infobip.errors import error_body as infobip_error_body
 from callplane.surfaces.invoca import errors as invoca
 from callplane.surfaces.registry import Surface, surface_of
+from callplane.surfaces.zipteams import errors as zipteams
 
 NUL_TEXT = "must not contain a NUL character"
 
@@ -26,7 +27,7 @@ Refusal = Callable[[str, str], Response]
 
 
 def _native(location: str, name: str) -> Response:
-    """FastAPI's validation body (native and admin), as surfaces/validation.py writes it."""
+    """FastAPI's validation body (native and admin), as surfaces/errors.py writes it."""
     return json_response({"detail": [{"type": "value_error", "loc": [location, name], "msg": NUL_TEXT}]}, 422)
 
 
@@ -39,8 +40,7 @@ def _ccai(location: str, name: str) -> Response:
 
 
 def _zipteams(location: str, name: str) -> Response:
-    body = {"success": False, "message": "Validation failed", "errors": [{"field": name, "message": NUL_TEXT}]}
-    return json_response(body, 422)
+    return zipteams.validation_failed([{"field": name, "message": NUL_TEXT}])
 
 
 def _invoca(path: str) -> Refusal:

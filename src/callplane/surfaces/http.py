@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import orjson
 from annotated_types import Interval
@@ -122,6 +122,33 @@ class JsonRoute(APIRoute):
             return await handler(JsonRequest(request.scope, request.receive))
 
         return strict_json
+
+
+class SurfaceRoute(JsonRoute):
+    """A route whose errors its surface renders: each surface's route class names the exceptions it renders
+    (`renders`) and how (`render_error`), so no app-wide handler has to tell the surfaces apart by their paths.
+
+    It wraps FastAPI's handler, which also parses the body and solves the dependencies: their errors (validation,
+    authentication) are the surface's too. What no route took (an unknown path or method) is surfaces/errors.py's.
+    """
+
+    renders: ClassVar[tuple[type[Exception], ...]] = ()
+
+    @staticmethod
+    def render_error(error: Exception) -> Response:
+        raise error
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        renders, render = self.renders, self.render_error
+
+        async def surface_errors(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except renders as error:
+                return render(error)
+
+        return surface_errors
 
 
 def bearer_token(request: Request) -> str | None:

@@ -1,7 +1,9 @@
 """Which surface an HTTP path belongs to and how that part of the API writes an error, in one table.
 
 Everything that answers outside a route handler asks here: the body limits' 413/408 (surfaces/limits.py), the NUL
-guard's 4xx (surfaces/guard.py), the request log's 500 (app.py) and the OpenAPI error responses (surfaces/openapi.py).
+guard's 4xx (surfaces/guard.py), the request log's 500 (app.py), the 404/405 of a path or method no route takes
+(surfaces/errors.py) and the OpenAPI error responses (surfaces/openapi.py). Errors inside a route are the route
+class's of its surface (surfaces/http.py `SurfaceRoute`).
 The longest registered prefix of a path wins, else the native surface; the lookup is cached per path.
 """
 
@@ -13,17 +15,23 @@ from functools import lru_cache
 from typing import Literal
 
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException
 
 from callplane.surfaces.http import json_response
 from callplane.surfaces.infobip.common import PATH_PREFIX as INFOBIP_PREFIX
-from callplane.surfaces.infobip.common import error_body as infobip_error_body
+from callplane.surfaces.infobip.errors import error_body as infobip_error_body
+from callplane.surfaces.infobip.errors import http_error_response as infobip_http_error
 from callplane.surfaces.invoca.calls_in_progress import CALLS_IN_PROGRESS_API_VERSIONS
 from callplane.surfaces.invoca.errors import invoca_error
+from callplane.surfaces.zipteams.errors import failure as zipteams_failure
 
 Surface = Literal["native", "admin", "infobip", "ccai", "invoca", "zipteams"]
 
 ErrorRenderer = Callable[[int, str], Response]
 """(status, text) -> the surface's own error body."""
+
+HttpErrorRenderer = Callable[[HTTPException], Response]
+"""An HTTP error raised outside the surface's routes (no route for the path or method) -> the surface's body."""
 
 INTERNAL_ERROR_TEXT = "Internal server error"
 
@@ -43,7 +51,7 @@ def _calls_in_progress(status: int, text: str) -> Response:
 
 
 def _zipteams(status: int, text: str) -> Response:
-    return json_response({"success": False, "message": text}, status)  # as the batch route writes its errors
+    return zipteams_failure(status, text)
 
 
 def _ccai(status: int, text: str) -> Response:
@@ -63,6 +71,7 @@ class Area:
     surface: Surface
     render: ErrorRenderer
     internal_render: ErrorRenderer | None = None  # where the 500 body differs from `render`'s
+    http_error: HttpErrorRenderer | None = None  # None: FastAPI's `{"detail"}` body (surfaces/errors.py)
 
     def internal_error(self) -> Response:
         return (self.internal_render or self.render)(500, INTERNAL_ERROR_TEXT)
@@ -76,8 +85,8 @@ INVOCA_TRANSCRIPTS = Area("invoca transcripts", "invoca", _invoca, internal_rend
 CALLS_IN_PROGRESS = Area("invoca calls in progress", "invoca", _calls_in_progress, internal_render=_invoca)
 CCAI = Area("ccai", "ccai", _ccai, internal_render=_native)
 ZIPTEAMS = Area("zipteams", "zipteams", _zipteams)
-INFOBIP = Area("infobip", "infobip", _infobip)
-INFOBIP_FILES = Area("infobip files", "infobip", _infobip)  # uploads: a larger body limit
+INFOBIP = Area("infobip", "infobip", _infobip, http_error=infobip_http_error)
+INFOBIP_FILES = Area("infobip files", "infobip", _infobip, http_error=infobip_http_error)  # a larger body limit
 
 AREAS = (NATIVE, ADMIN, INVOCA, INVOCA_TRANSCRIPTS, CALLS_IN_PROGRESS, CCAI, ZIPTEAMS, INFOBIP, INFOBIP_FILES)
 

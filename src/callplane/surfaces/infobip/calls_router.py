@@ -1,37 +1,26 @@
-"""`/calls/1/configurations`, `/calls/1/calls` (create, get, live list, history, actions) and call recordings.
+"""`/calls/1/configurations`, `/calls/1/calls` (create, get, live list, history, actions), dialogs, connect and
+recordings: the routes only.
 
-Parse the client's body, call one `VoiceService` method, render the client's model. Actions answer
+Each route takes a body of calls_wire.py, maps it to core (calls_request_mapping.py), calls one `VoiceService`
+method and renders the client's model (calls_mapping.py). Actions answer
 `CallsActionResponse {"status": "PENDING"}`; what they lead to arrives as events (docs/voice.md).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from callplane.core.voice import configurations as configs
-from callplane.core.voice.models import EndpointType, VoiceDialog
-from callplane.core.voice.outbound import custom_header_problems
-from callplane.core.voice.service import (
-    CallFilter,
-    CaptureRequest,
-    DialogRecordingRequest,
-    Endpoint,
-    NewCall,
-    PlayContent,
-    PlayOptions,
-    RecordingRequest,
-    Speech,
-    VoiceService,
-)
+from callplane.core.voice.models import VoiceDialog
+from callplane.core.voice.schemas import CallFilter
 from callplane.core.voice.states import ErrorCode
-from callplane.media.engine import RecordingChannels
+from callplane.live.control import VoiceService
 from callplane.surfaces.context import ContextDep
-from callplane.surfaces.http import JsonRoute, json_response
+from callplane.surfaces.http import json_response
+from callplane.surfaces.infobip.auth import VoicePrincipalDep
 from callplane.surfaces.infobip.calls_mapping import (
     call_json,
     call_log_json,
@@ -43,12 +32,47 @@ from callplane.surfaces.infobip.calls_mapping import (
     dialog_recording_json,
     recording_file_json,
 )
-from callplane.surfaces.infobip.common import InfobipError, PageDep, VoicePrincipalDep, bad_request, paged
+from callplane.surfaces.infobip.calls_request_mapping import (
+    history_filters,
+    live_filters,
+    to_capture,
+    to_child_call,
+    to_content,
+    to_dialog_recording,
+    to_new_call,
+    to_play_options,
+    to_recording,
+    to_say_options,
+    to_speech,
+)
+from callplane.surfaces.infobip.calls_wire import (
+    AnswerBody,
+    CallBody,
+    CaptureDtmfBody,
+    CompositionBody,
+    ConfigurationBody,
+    ConnectBody,
+    ConnectWithNewCallBody,
+    DialogBody,
+    DialogPlayBody,
+    DialogRecordingBody,
+    DialogSayBody,
+    ExistingDialogBody,
+    HangupBody,
+    PlayBody,
+    PreAnswerBody,
+    PropagationBody,
+    SayBody,
+    SendDtmfBody,
+    StartRecordingBody,
+    StartRecordingInner,
+)
+from callplane.surfaces.infobip.common import PageDep, paged
+from callplane.surfaces.infobip.errors import InfobipError, InfobipRoute, bad_request
 
-router = APIRouter(route_class=JsonRoute, prefix="/calls/1", tags=["Infobip Calls: calls"])
+router = APIRouter(route_class=InfobipRoute, prefix="/calls/1", tags=["Infobip Calls: calls"])
 
 PENDING = {"status": "PENDING"}
-_WIRE = ConfigDict(extra="ignore", populate_by_name=True)
 
 
 def voice_service(context: ContextDep) -> VoiceService:
@@ -58,207 +82,6 @@ def voice_service(context: ContextDep) -> VoiceService:
 
 
 VoiceDep = Annotated[VoiceService, Depends(voice_service)]
-
-
-# ---- bodies (the client's request models) -------------------------------------------------------
-
-
-class ConfigurationBody(BaseModel):
-    model_config = _WIRE
-    id: Annotated[str | None, Field(min_length=1, max_length=128)] = None
-    name: Annotated[str | None, Field(min_length=1, max_length=128)] = None
-    postCallProcessing: bool = False  # callplane: finished calls' recordings go through the post-call pipeline
-
-
-class EndpointBody(BaseModel):
-    model_config = _WIRE
-    type: str
-    username: str | None = None
-    sipTrunkId: str | None = None
-    host: str | None = None  # callplane: a SIP peer "host[:port]" without a trunk
-    customHeaders: dict[str, str] | None = None
-    phoneNumber: str | None = None
-
-
-class RecordingBody(BaseModel):
-    model_config = _WIRE
-    recordingType: Literal["AUDIO", "AUDIO_AND_VIDEO"] = "AUDIO"
-    customData: dict[str, str] | None = None
-    filePrefix: str | None = None
-    channels: Literal["MONO", "STEREO"] = "MONO"
-
-
-class CallBody(BaseModel):
-    model_config = _WIRE
-    endpoint: EndpointBody
-    from_: str | None = Field(default=None, alias="from")
-    fromDisplayName: str | None = None
-    connectTimeout: Annotated[int | None, Field(ge=1, le=60)] = None
-    recording: RecordingBody | None = None
-    maxDuration: Annotated[int, Field(ge=1, le=28800)] = 28800
-    customData: dict[str, str] | None = None
-    callsConfigurationId: str
-    parentCallId: str | None = None
-    externalId: str | None = None
-
-
-class AnswerBody(BaseModel):
-    model_config = _WIRE
-    customData: dict[str, str] | None = None
-    recording: RecordingBody | None = None
-
-
-class PreAnswerBody(BaseModel):
-    model_config = _WIRE
-    ringing: bool = False
-    customData: dict[str, str] | None = None
-
-
-class HangupBody(BaseModel):
-    model_config = _WIRE
-    errorCode: Literal[tuple(code.name for code in ErrorCode if code < 10100)] | None = None  # type: ignore[valid-type]
-
-
-class TerminationBody(BaseModel):
-    model_config = _WIRE
-    type: Literal["DTMF"] = "DTMF"
-    terminator: str | None = None
-
-
-class PreferencesBody(BaseModel):
-    model_config = _WIRE
-    voiceGender: Literal["FEMALE", "MALE"] | None = None
-    voiceName: str | None = None
-
-
-class SayBody(BaseModel):
-    model_config = _WIRE
-    text: Annotated[str, Field(min_length=1, max_length=1500)]
-    language: str
-    speechRate: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
-    loopCount: Annotated[int, Field(ge=1)] = 1
-    preferences: PreferencesBody | None = None
-    stopOn: TerminationBody | None = None
-    customData: dict[str, str] | None = None
-
-
-class ContentBody(BaseModel):
-    model_config = _WIRE
-    type: Literal["FILE", "URL", "RECORDING", "TEXT"]
-    fileId: str | None = None
-    fileUrl: str | None = None
-    cacheDuration: int | None = None
-    text: str | None = None
-    language: str | None = None
-    speechRate: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
-    preferences: PreferencesBody | None = None
-
-
-class PlayBody(BaseModel):
-    model_config = _WIRE
-    content: ContentBody
-    loopCount: Annotated[int, Field(ge=1)] = 1
-    timeout: Annotated[int | None, Field(ge=1)] = None
-    offset: Annotated[int, Field(ge=0)] = 0
-    stopOn: TerminationBody | None = None
-    customData: dict[str, str] | None = None
-
-
-class CustomDataBody(BaseModel):
-    model_config = _WIRE
-    customData: dict[str, str] | None = None
-
-
-class SendDtmfBody(BaseModel):
-    model_config = _WIRE
-    dtmf: Annotated[str, Field(min_length=1, max_length=64)]
-    customData: dict[str, str] | None = None
-
-
-class CaptureDtmfBody(BaseModel):
-    model_config = _WIRE
-    maxLength: Annotated[int, Field(ge=1, le=255)]
-    timeout: Annotated[int, Field(ge=1, le=600_000)]
-    terminator: Annotated[str | None, Field(max_length=1)] = None
-    digitTimeout: Annotated[int | None, Field(ge=1, le=600_000)] = None
-    playContent: ContentBody | None = None
-    customData: dict[str, str] | None = None
-
-
-class StartRecordingInner(BaseModel):
-    model_config = _WIRE
-    recordingType: Literal["AUDIO", "AUDIO_AND_VIDEO"] = "AUDIO"
-    customData: dict[str, str] | None = None
-    filePrefix: str | None = None
-    channels: Literal["MONO", "STEREO"] = "MONO"  # callplane: the call's recording may be STEREO here too
-
-
-class StartRecordingBody(BaseModel):
-    model_config = _WIRE
-    recording: StartRecordingInner | None = None
-
-
-# ---- mapping bodies to core ---------------------------------------------------------------------
-
-
-def _recording(body: RecordingBody | StartRecordingInner | None) -> RecordingRequest | None:
-    if body is None:
-        return None
-    if body.recordingType != "AUDIO":
-        raise bad_request("only AUDIO recordings are supported (no video)", field="recording.recordingType")
-    return RecordingRequest(
-        channels=RecordingChannels(body.channels), file_prefix=body.filePrefix, custom_data=body.customData or {}
-    )
-
-
-def _endpoint(body: EndpointBody) -> Endpoint:
-    headers = body.customHeaders or {}
-    problems = custom_header_problems(headers)  # the service checks again; here the field is named
-    if problems:
-        raise InfobipError(400, "; ".join(problems), validation_errors={"endpoint.customHeaders": problems})
-    if body.type == "SIP":
-        if not body.username:
-            raise bad_request("username is required", field="endpoint.username")
-        if not (body.sipTrunkId or body.host):
-            raise bad_request("sipTrunkId (or callplane's host) is required", field="endpoint.sipTrunkId")
-        return Endpoint(EndpointType.SIP, body.username, trunk_id=body.sipTrunkId, host=body.host, headers=headers)
-    if body.type == "PHONE":
-        if not body.phoneNumber:
-            raise bad_request("phoneNumber is required", field="endpoint.phoneNumber")
-        if not body.sipTrunkId:
-            raise bad_request(
-                "PHONE calls go out through a SIP trunk: give the endpoint's sipTrunkId", field="endpoint.sipTrunkId"
-            )
-        return Endpoint(EndpointType.PHONE, body.phoneNumber, trunk_id=body.sipTrunkId, headers=headers)
-    raise bad_request(f"endpoint type {body.type} is not supported; use SIP or PHONE", field="endpoint.type")
-
-
-def _speech(text: str | None, language: str | None, rate: float, preferences: PreferencesBody | None) -> Speech:
-    if not text or not language:
-        raise bad_request("TEXT content needs text and language", field="content.text")
-    return Speech(text, language, rate, preferences.voiceGender if preferences else None)
-
-
-def _content(body: ContentBody) -> PlayContent:
-    if body.type == "FILE":
-        if not body.fileId:
-            raise bad_request("fileId is required", field="content.fileId")
-        return PlayContent(file_id=body.fileId)
-    if body.type == "RECORDING":
-        if not body.fileId:
-            raise bad_request("fileId is required", field="content.fileId")
-        return PlayContent(recording_file_id=body.fileId)
-    if body.type == "URL":
-        if not body.fileUrl:
-            raise bad_request("fileUrl is required", field="content.fileUrl")
-        return PlayContent(url=body.fileUrl)
-    return PlayContent(speech=_speech(body.text, body.language, body.speechRate, body.preferences))
-
-
-def _stop_on(body: TerminationBody | None) -> dict[str, Any]:
-    if body is None:
-        return {}
-    return {"stop_on_dtmf": True, "stop_terminator": body.terminator}
 
 
 # ---- configurations -----------------------------------------------------------------------------
@@ -328,80 +151,8 @@ async def delete_configuration(configuration_id: str, principal: VoicePrincipalD
 
 @router.post("/calls", status_code=201)
 async def create_call(body: CallBody, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
-    call = await voice.create_call(
-        account_id=principal.account.id,
-        request=NewCall(
-            configuration_id=body.callsConfigurationId,
-            endpoint=_endpoint(body.endpoint),
-            from_user=body.from_,
-            from_display_name=body.fromDisplayName,
-            connect_timeout_s=body.connectTimeout,
-            max_duration_s=body.maxDuration,
-            custom_data=body.customData or {},
-            external_id=body.externalId,
-            parent_call_id=body.parentCallId,
-            recording=_recording(body.recording),
-        ),
-    )
+    call = await voice.create_call(account_id=principal.account.id, request=to_new_call(body))
     return json_response(call_json(call), 201)
-
-
-def _filters(
-    live: bool,
-    type: str | None = None,
-    callsConfigurationId: str | None = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
-    direction: Literal["INBOUND", "OUTBOUND"] | None = None,
-    status: str | None = None,
-    startTimeAfter: datetime | None = None,
-    conferenceId: str | None = None,
-    dialogId: str | None = None,
-) -> CallFilter:
-    return CallFilter(
-        live=live,
-        endpoint_type=type,
-        configuration_id=callsConfigurationId,
-        from_user=from_,
-        to_user=to,
-        direction=direction,
-        state=status,
-        start_time_after=startTimeAfter,
-        conference_id=conferenceId,
-        dialog_id=dialogId,
-    )
-
-
-def live_filters(
-    type: str | None = None,
-    callsConfigurationId: str | None = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
-    direction: Literal["INBOUND", "OUTBOUND"] | None = None,
-    status: str | None = None,
-    startTimeAfter: datetime | None = None,
-    conferenceId: str | None = None,
-    dialogId: str | None = None,
-) -> CallFilter:
-    return _filters(
-        True, type, callsConfigurationId, from_, to, direction, status, startTimeAfter, conferenceId, dialogId
-    )
-
-
-def history_filters(
-    type: str | None = None,
-    callsConfigurationId: str | None = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
-    direction: Literal["INBOUND", "OUTBOUND"] | None = None,
-    status: str | None = None,
-    startTimeAfter: datetime | None = None,
-    conferenceId: str | None = None,
-    dialogId: str | None = None,
-) -> CallFilter:
-    return _filters(
-        False, type, callsConfigurationId, from_, to, direction, status, startTimeAfter, conferenceId, dialogId
-    )
 
 
 @router.get("/calls")
@@ -451,7 +202,7 @@ async def answer(
     await voice.answer(
         account_id=principal.account.id,
         call_id=call_id,
-        recording=_recording(body.recording),
+        recording=to_recording(body.recording),
         custom_data=body.customData,
     )
     return json_response(PENDING)
@@ -485,8 +236,8 @@ async def say(call_id: str, body: SayBody, principal: VoicePrincipalDep, voice: 
     await voice.say(
         account_id=principal.account.id,
         call_id=call_id,
-        speech=_speech(body.text, body.language, body.speechRate, body.preferences),
-        options=PlayOptions(loop_count=body.loopCount, custom_data=body.customData or {}, **_stop_on(body.stopOn)),
+        speech=to_speech(body.text, body.language, body.speechRate, body.preferences),
+        options=to_say_options(body),
     )
     return json_response(PENDING)
 
@@ -496,14 +247,8 @@ async def play(call_id: str, body: PlayBody, principal: VoicePrincipalDep, voice
     await voice.play(
         account_id=principal.account.id,
         call_id=call_id,
-        content=_content(body.content),
-        options=PlayOptions(
-            loop_count=body.loopCount,
-            offset_ms=body.offset,
-            timeout_ms=body.timeout,
-            custom_data=body.customData or {},
-            **_stop_on(body.stopOn),
-        ),
+        content=to_content(body.content),
+        options=to_play_options(body),
     )
     return json_response(PENDING)
 
@@ -525,14 +270,7 @@ async def capture_dtmf(call_id: str, body: CaptureDtmfBody, principal: VoicePrin
     await voice.capture_dtmf(
         account_id=principal.account.id,
         call_id=call_id,
-        request=CaptureRequest(
-            max_length=body.maxLength,
-            timeout_ms=body.timeout,
-            terminator=body.terminator,
-            digit_timeout_ms=body.digitTimeout,
-            custom_data=body.customData or {},
-            play=_content(body.playContent) if body.playContent is not None else None,
-        ),
+        request=to_capture(body),
     )
     return json_response(PENDING)
 
@@ -541,7 +279,7 @@ async def capture_dtmf(call_id: str, body: CaptureDtmfBody, principal: VoicePrin
 async def start_recording(
     call_id: str, principal: VoicePrincipalDep, voice: VoiceDep, body: StartRecordingBody | None = None
 ) -> Response:
-    request = _recording((body or StartRecordingBody()).recording or StartRecordingInner())
+    request = to_recording((body or StartRecordingBody()).recording or StartRecordingInner())
     assert request is not None
     await voice.start_recording(account_id=principal.account.id, call_id=call_id, request=request)
     return json_response(PENDING)
@@ -605,62 +343,6 @@ async def delete_recording_file(file_id: str, principal: VoicePrincipalDep, voic
 # ---- dialogs ------------------------------------------------------------------------------------
 
 
-class RingbackBody(BaseModel):
-    model_config = _WIRE
-    enabled: bool = False
-
-
-class PropagationBody(BaseModel):
-    """`CallsDialogPropagationOptions` (the client's defaults)."""
-
-    model_config = _WIRE
-    childCallHangup: bool = True
-    childCallRinging: bool = False
-    ringbackGeneration: RingbackBody | None = None
-
-    def ringback(self) -> bool:
-        return bool(self.ringbackGeneration and self.ringbackGeneration.enabled)
-
-
-class DialogCallBody(BaseModel):
-    model_config = _WIRE
-    endpoint: EndpointBody
-    from_: str | None = Field(default=None, alias="from")
-    fromDisplayName: str | None = None
-    connectTimeout: Annotated[int | None, Field(ge=1, le=60)] = None
-    customData: dict[str, str] | None = None
-
-
-class DialogCompositionBody(BaseModel):
-    model_config = _WIRE
-    enabled: bool = False
-
-
-class DialogRecordingBody(BaseModel):
-    """`CallsDialogRecordingRequest`."""
-
-    model_config = _WIRE
-    recordingType: Literal["AUDIO", "AUDIO_AND_VIDEO"]
-    dialogComposition: DialogCompositionBody | None = None
-    customData: dict[str, str] | None = None
-    filePrefix: str | None = None
-
-
-class DialogBody(BaseModel):
-    model_config = _WIRE
-    parentCallId: Annotated[str, Field(max_length=128)]
-    childCallRequest: DialogCallBody | None = None
-    recording: DialogRecordingBody | None = None
-    maxDuration: Annotated[int, Field(ge=1, le=28800)] = 28800
-    propagationOptions: PropagationBody | None = None
-
-
-class ExistingDialogBody(BaseModel):
-    model_config = _WIRE
-    maxDuration: Annotated[int, Field(ge=1, le=28800)] = 28800
-    propagationOptions: PropagationBody | None = None
-
-
 async def _dialog_out(voice: VoiceService, dialog: VoiceDialog) -> dict[str, Any]:
     parent, child = await voice.dialog_calls(dialog)
     return dialog_json(dialog, parent, child)
@@ -679,14 +361,7 @@ async def create_dialog(body: DialogBody, principal: VoicePrincipalDep, voice: V
     dialog = await voice.create_dialog(
         account_id=principal.account.id,
         parent_call_id=body.parentCallId,
-        child=NewCall(
-            configuration_id="",  # the parent's
-            endpoint=_endpoint(child.endpoint),
-            from_user=child.from_,
-            from_display_name=child.fromDisplayName,
-            connect_timeout_s=child.connectTimeout,
-            custom_data=child.customData or {},
-        ),
+        child=to_child_call(child),
         child_hangup_ends_parent=propagation.childCallHangup,
     )
     await voice.propagate_child_progress(
@@ -694,7 +369,7 @@ async def create_dialog(body: DialogBody, principal: VoicePrincipalDep, voice: V
     )
     await voice.limit_dialog_duration(dialog_id=dialog.id, max_duration_s=body.maxDuration)
     if body.recording is not None:
-        await voice.record_dialog_when_established(dialog_id=dialog.id, request=_dialog_recording(body.recording))
+        await voice.record_dialog_when_established(dialog_id=dialog.id, request=to_dialog_recording(body.recording))
     return json_response(await _dialog_out(voice, dialog), 201)
 
 
@@ -775,42 +450,13 @@ async def hangup_dialog(dialog_id: str, principal: VoicePrincipalDep, voice: Voi
     return json_response(await _dialog_out(voice, dialog))
 
 
-class DialogSayBody(BaseModel):
-    """`CallsDialogSayRequest` (no stopOn or customData on a dialog)."""
-
-    model_config = _WIRE
-    text: Annotated[str, Field(min_length=1, max_length=1500)]
-    language: str
-    speechRate: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
-    loopCount: Annotated[int, Field(ge=1)] = 1
-    preferences: PreferencesBody | None = None
-
-
-class DialogPlayBody(BaseModel):
-    """`CallsDialogPlayRequest`."""
-
-    model_config = _WIRE
-    loopCount: Annotated[int, Field(ge=1)] = 1
-    content: ContentBody
-
-
-def _dialog_recording(body: DialogRecordingBody) -> DialogRecordingRequest:
-    if body.recordingType != "AUDIO":
-        raise bad_request("only AUDIO recordings are supported (no video)", field="recordingType")
-    return DialogRecordingRequest(
-        composed=bool(body.dialogComposition and body.dialogComposition.enabled),
-        file_prefix=body.filePrefix,
-        custom_data=body.customData or {},
-    )
-
-
 @router.post("/dialogs/{dialog_id}/say")
 async def dialog_say(dialog_id: str, body: DialogSayBody, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
     """Both parties hear it, mixed over each other (docs/voice.md); SAY_FINISHED names the dialog."""
     await voice.dialog_say(
         account_id=principal.account.id,
         dialog_id=dialog_id,
-        speech=_speech(body.text, body.language, body.speechRate, body.preferences),
+        speech=to_speech(body.text, body.language, body.speechRate, body.preferences),
         loop_count=body.loopCount,
     )
     return json_response(PENDING)
@@ -819,7 +465,10 @@ async def dialog_say(dialog_id: str, body: DialogSayBody, principal: VoicePrinci
 @router.post("/dialogs/{dialog_id}/play")
 async def dialog_play(dialog_id: str, body: DialogPlayBody, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
     await voice.dialog_play(
-        account_id=principal.account.id, dialog_id=dialog_id, content=_content(body.content), loop_count=body.loopCount
+        account_id=principal.account.id,
+        dialog_id=dialog_id,
+        content=to_content(body.content),
+        loop_count=body.loopCount,
     )
     return json_response(PENDING)
 
@@ -835,7 +484,7 @@ async def dialog_start_recording(
     dialog_id: str, body: DialogRecordingBody, principal: VoicePrincipalDep, voice: VoiceDep
 ) -> Response:
     await voice.start_dialog_recording(
-        account_id=principal.account.id, dialog_id=dialog_id, request=_dialog_recording(body)
+        account_id=principal.account.id, dialog_id=dialog_id, request=to_dialog_recording(body)
     )
     return json_response(PENDING)
 
@@ -873,19 +522,6 @@ async def get_dialog_recordings(dialog_id: str, principal: VoicePrincipalDep, vo
     return json_response(dialog_recording_json(item.dialog, item.files, item.calls))
 
 
-class MultiChannelBody(BaseModel):
-    model_config = _WIRE
-    enabled: bool
-
-
-class CompositionBody(BaseModel):
-    """`CallsOnDemandComposition`."""
-
-    model_config = _WIRE
-    deleteCallRecordings: bool = True
-    multiChannel: MultiChannelBody | None = None
-
-
 @router.post("/recordings/dialogs/{dialog_id}/compose")
 async def compose_dialog_recording(
     dialog_id: str, principal: VoicePrincipalDep, voice: VoiceDep, body: CompositionBody | None = None
@@ -910,24 +546,6 @@ async def delete_dialog_recordings(dialog_id: str, principal: VoicePrincipalDep,
 # ---- connect: two parties, carried as a dialog --------------------------------------------------
 
 
-class ConferenceRequestBody(BaseModel):
-    model_config = _WIRE
-    name: str | None = None
-
-
-class ConnectBody(BaseModel):
-    model_config = _WIRE
-    callIds: list[str]
-    conferenceRequest: ConferenceRequestBody | None = None
-
-
-class ConnectWithNewCallBody(BaseModel):
-    model_config = _WIRE
-    callRequest: DialogCallBody
-    connectOnEarlyMedia: bool = False
-    conferenceRequest: ConferenceRequestBody | None = None
-
-
 @router.post("/connect")
 async def connect_calls(body: ConnectBody, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
     """Two existing answered calls, bridged (a conference of more than two is not built)."""
@@ -950,14 +568,7 @@ async def connect_with_new_call(
     dialog = await voice.create_dialog(
         account_id=principal.account.id,
         parent_call_id=call_id,
-        child=NewCall(
-            configuration_id="",  # the parent's
-            endpoint=_endpoint(request.endpoint),
-            from_user=request.from_,
-            from_display_name=request.fromDisplayName,
-            connect_timeout_s=request.connectTimeout,
-            custom_data=request.customData or {},
-        ),
+        child=to_child_call(request),
     )
     parent, child = await voice.dialog_calls(dialog)
     name = body.conferenceRequest.name if body.conferenceRequest else None

@@ -16,11 +16,13 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 from callplane.core.voice import files as service
 from callplane.core.voice.trunk_models import MediaFile
 from callplane.surfaces.context import ContextDep
-from callplane.surfaces.http import JsonRoute, json_response
-from callplane.surfaces.infobip.common import InfobipError, PageDep, VoicePrincipalDep, bad_request, infobip_time
+from callplane.surfaces.http import json_response
+from callplane.surfaces.infobip.auth import VoicePrincipalDep
+from callplane.surfaces.infobip.common import PageDep, infobip_time
 from callplane.surfaces.infobip.common import paged as paged_body
+from callplane.surfaces.infobip.errors import InfobipError, InfobipRoute, bad_request
 
-router = APIRouter(route_class=JsonRoute, prefix="/calls/1/files", tags=["Infobip Calls: files"])
+router = APIRouter(route_class=InfobipRoute, prefix="/calls/1/files", tags=["Infobip Calls: files"])
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 COPY_CHUNK_BYTES = 256 * 1024

@@ -20,12 +20,14 @@ from callplane.core.voice.trunk_models import NumberFormat, SipTrunk, TrunkAdmin
 from callplane.errors import CallplaneError, InvalidInput
 from callplane.settings import Settings
 from callplane.surfaces.context import AppContext, ContextDep
-from callplane.surfaces.http import JsonRoute, json_response
-from callplane.surfaces.infobip.common import InfobipError, PageDep, VoicePrincipalDep, bad_request, from_core_error
+from callplane.surfaces.http import json_response
+from callplane.surfaces.infobip.auth import VoicePrincipalDep
+from callplane.surfaces.infobip.common import PageDep
 from callplane.surfaces.infobip.common import paged as paged_body
+from callplane.surfaces.infobip.errors import InfobipError, InfobipRoute, bad_request, from_core_error
 from callplane.surfaces.targets import outbound_policy
 
-router = APIRouter(route_class=JsonRoute, prefix="/calls/1/sip-trunks", tags=["Infobip Calls: SIP trunks"])
+router = APIRouter(route_class=InfobipRoute, prefix="/calls/1/sip-trunks", tags=["Infobip Calls: SIP trunks"])
 
 MAX_DESTINATION_HOSTS = 10
 ECHOED_FIELDS = ("location", "billingPackage", "dtmf", "fax", "anonymization", "strategy", "sipOptions")

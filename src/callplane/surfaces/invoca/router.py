@@ -7,14 +7,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from callplane.core.ingestion import service as ingestion
-from callplane.core.tenancy.errors import IngestionDisabled, WrongAccountKind
-from callplane.core.tenancy.models import AccountKind
-from callplane.core.tenancy.schemas import Principal
+from callplane.core.tenancy.access import check_network_may_ingest
 from callplane.errors import CallplaneError
 from callplane.surfaces.context import app_context
-from callplane.surfaces.http import NUL_MESSAGE, JsonBodyError, JsonRoute, json_response, read_json
+from callplane.surfaces.http import JsonRoute, json_response
 from callplane.surfaces.invoca import errors
-from callplane.surfaces.invoca.auth import oauth_token
+from callplane.surfaces.invoca.auth import read_request
 from callplane.surfaces.invoca.calls_in_progress import router as calls_in_progress_router
 from callplane.surfaces.invoca.mapping import parse_call_request
 from callplane.surfaces.invoca.signal_api import router as signal_api_router
@@ -32,26 +30,19 @@ async def create_call(version: str, request: Request) -> Response:
     context = app_context(request)
     if version not in context.settings.ingestion_api_versions:
         return errors.invalid_version(version, context.settings.ingestion_api_versions)
-    unreadable = "request body must be JSON"
-    try:
-        body = await read_json(request)
-    except JsonBodyError as error:
-        body = None
-        if error.reason == NUL_MESSAGE:
-            unreadable = f"request body {NUL_MESSAGE}"
-    token = oauth_token(request, body)
+    incoming = await read_request(request)
     try:
         # No session.begin(): a transaction starts only if a lookup misses its cache or SQLite stores the call
         # (autobegin), and is committed below; closing the session rolls back whatever an early return left.
         async with context.sessions() as session:
-            principal = await context.lookups.principal_for_token(session, token) if token else None
+            principal = await incoming.principal(session, context.lookups)
             if principal is None:
                 return errors.unauthorized()
-            _check_may_ingest(principal)
-            if body is None:
-                return errors.record_invalid([unreadable])
+            check_network_may_ingest(principal)
+            if incoming.body is None:
+                return errors.record_invalid([incoming.unreadable])
             submission, problems = parse_call_request(
-                body,
+                incoming.body,
                 time_zone=principal.account.time_zone,
                 country_codes=context.settings.ingestion_country_codes,
             )
@@ -68,13 +59,6 @@ async def create_call(version: str, request: Request) -> Response:
     except CallplaneError as error:
         return errors.render(error)
     return json_response({"cuid": accepted.call_id}, 201 if accepted.created else 202)
-
-
-def _check_may_ingest(principal: Principal) -> None:
-    if principal.account.kind != AccountKind.NETWORK:
-        raise WrongAccountKind()
-    if not principal.account.ingestion_enabled:
-        raise IngestionDisabled()
 
 
 # Included after the ingestion routes: requests are matched against routes in order, and calls are the hot path.

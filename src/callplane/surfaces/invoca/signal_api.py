@@ -6,13 +6,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from callplane.core.signals import service as signals
-from callplane.core.tenancy.errors import WrongAccountKind
-from callplane.core.tenancy.models import AccountKind
+from callplane.core.tenancy.access import check_network
 from callplane.errors import CallplaneError
 from callplane.surfaces.context import app_context
-from callplane.surfaces.http import NUL_MESSAGE, JsonBodyError, JsonRoute, json_response, read_json
+from callplane.surfaces.http import JsonRoute, json_response
 from callplane.surfaces.invoca import errors
-from callplane.surfaces.invoca.auth import oauth_token
+from callplane.surfaces.invoca.auth import read_request
 from callplane.surfaces.invoca.signal_mapping import parse_signal_request, render_applied
 
 SIGNAL_API_VERSIONS = ["2018-02-01"]  # the only version with "signals" as a list and "custom_data"
@@ -28,25 +27,17 @@ async def apply_signals(version: str, request: Request) -> Response:
     context = app_context(request)
     if version not in SIGNAL_API_VERSIONS:
         return errors.invalid_version(version, SIGNAL_API_VERSIONS)
-    unreadable = "request body must be JSON"
-    try:
-        body = await read_json(request)
-    except JsonBodyError as error:
-        body = None
-        if error.reason == NUL_MESSAGE:
-            unreadable = f"request body {NUL_MESSAGE}"
-    token = oauth_token(request, body)
+    incoming = await read_request(request)
     try:
         async with context.sessions() as session, session.begin():
-            principal = await context.lookups.principal_for_token(session, token) if token else None
+            principal = await incoming.principal(session, context.lookups)
             if principal is None:
                 return errors.unauthorized()
-            if principal.account.kind != AccountKind.NETWORK:
-                raise WrongAccountKind()
-            if body is None:
-                return errors.invalid_input([unreadable])
+            check_network(principal)
+            if incoming.body is None:
+                return errors.invalid_input([incoming.unreadable])
             parsed, problems = parse_signal_request(
-                body,
+                incoming.body,
                 time_zone=principal.account.time_zone,
                 country_codes=context.settings.ingestion_country_codes,
             )

@@ -6,17 +6,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from callplane.core.ingestion import service as ingestion
-from callplane.core.tenancy.models import AccountKind, OrganizationKind
-from callplane.core.tenancy.service import find_organization
+from callplane.core.tenancy.access import check_partner_may_ingest, partner_sub_tenant
+from callplane.errors import PermissionDenied
 from callplane.surfaces.context import app_context
-from callplane.surfaces.http import BodyTooLarge, JsonBodyError, JsonRoute, bearer_token, json_response, read_json
+from callplane.surfaces.http import BodyTooLarge, JsonBodyError, JsonRoute, json_response, read_json
+from callplane.surfaces.zipteams import errors
+from callplane.surfaces.zipteams.auth import caller
 from callplane.surfaces.zipteams.mapping import parse_batch
 
 router = APIRouter(route_class=JsonRoute, tags=["Zipteams Batch Call Ingestion"])
-
-
-def _failure(status_code: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return json_response({"success": False, "message": message}, status_code, headers)
 
 
 @router.post("/partner/ingest/batch-call")
@@ -27,72 +25,38 @@ async def ingest_batch(request: Request) -> Response:
     settings = context.settings
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.batch_max_body_bytes:
-        return _failure(413, "Payload too large. The maximum request payload size is 5MB.")
-    token = bearer_token(request) or request.headers.get("x-api-key")
-    partner_header = request.headers.get("x-partner-id", "").strip()
-    tenant_header = request.headers.get("x-tenant-id", "").strip()
-    sub_tenant_header = request.headers.get("x-sub-tenant-id", "").strip()
+        return errors.too_large()
+    who = caller(request)
     async with context.sessions() as session, session.begin():
-        principal = await context.lookups.principal_for_token(session, token) if token else None
-        if (
-            principal is None
-            or principal.account.kind != AccountKind.PARTNER
-            or not partner_header
-            or partner_header != principal.account.external_id
-            or not principal.account.ingestion_enabled
-        ):
-            return _failure(403, "Forbidden")
-        if not tenant_header:
-            return _failure(400, "Tenant ID is required")
-        if not sub_tenant_header:
-            return _failure(400, "Sub-Tenant ID is required")
+        principal = await context.lookups.principal_for_token(session, who.token) if who.token else None
+        if principal is None:
+            return errors.forbidden()
+        try:
+            check_partner_may_ingest(principal, who.partner_id)
+        except PermissionDenied:
+            return errors.forbidden()
+        if not who.tenant_id:
+            return errors.failure(400, "Tenant ID is required")
+        if not who.sub_tenant_id:
+            return errors.failure(400, "Sub-Tenant ID is required")
         limit = principal.account.rate_limit_per_minute or settings.batch_rate_limit_per_minute
         retry_after = context.rate_limiter.hit(f"batch:{principal.account.id}", limit)
         if retry_after is not None:
-            return _failure(
-                429,
-                f"Rate limit exceeded. Try again in {int(retry_after)} seconds.",
-                {"Retry-After": str(int(retry_after))},
-            )
-        tenant = await find_organization(
-            session=session,
-            account_id=principal.account.id,
-            kind=OrganizationKind.TENANT,
-            external_id=tenant_header,
-            parent_id=None,
+            return errors.rate_limited(retry_after)
+        sub_tenant = await partner_sub_tenant(
+            session=session, principal=principal, tenant_id=who.tenant_id, sub_tenant_id=who.sub_tenant_id
         )
-        sub_tenant = tenant and await find_organization(
-            session=session,
-            account_id=principal.account.id,
-            kind=OrganizationKind.SUB_TENANT,
-            external_id=sub_tenant_header,
-            parent_id=tenant.id,
-        )
-        if sub_tenant is None or not principal.may_see_organization(sub_tenant.id):
-            return _failure(403, "Forbidden")
+        if sub_tenant is None:
+            return errors.forbidden()
         try:
             body = await read_json(request, max_bytes=settings.batch_max_body_bytes)
         except BodyTooLarge:
-            return _failure(413, "Payload too large. The maximum request payload size is 5MB.")
+            return errors.too_large()
         except JsonBodyError:
-            return json_response(
-                {
-                    "success": False,
-                    "message": "Validation failed",
-                    "errors": [{"field": "body", "message": "body must be valid JSON"}],
-                },
-                422,
-            )
+            return errors.validation_failed([{"field": "body", "message": "body must be valid JSON"}])
         submissions, field_errors = parse_batch(body)
         if field_errors:
-            return json_response(
-                {
-                    "success": False,
-                    "message": "Validation failed",
-                    "errors": [error.as_dict() for error in field_errors],
-                },
-                422,
-            )
+            return errors.validation_failed([error.as_dict() for error in field_errors])
         await ingestion.accept_batch(
             session=session, principal=principal, organization_id=sub_tenant.id, submissions=submissions
         )

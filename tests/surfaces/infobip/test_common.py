@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 from callplane.errors import Conflict, InvalidInput, NotFound
-from callplane.surfaces.infobip.common import (
-    PageRequest,
-    _field_name,
-    bad_request,
-    error_body,
-    from_core_error,
-    paged,
-)
+from callplane.surfaces.infobip.common import PageRequest, paged
+from callplane.surfaces.infobip.errors import _field_name, bad_request, error_body, from_core_error
 
 
 def test_paging_envelope_counts_pages() -> None:
