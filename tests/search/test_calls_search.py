@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import httpx
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 
 from callplane.core.search.query import MAX_QUERY_CHARS
@@ -199,3 +201,18 @@ def test_odd_words_are_found_as_they_were_said(client: httpx.Client, network: Ne
     for q in ("café", "OLÁ", '"3.5"', "e-mail", "zoë@example.com", "that's", '"that s 3 5"'):
         assert ids(search(client, network, q)) == [call], q
     assert ids(search(client, network, "cafe")) == []  # accents are kept, as said
+
+
+@hypothesis.settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)
+@hypothesis.given(q=st.text(st.characters(exclude_characters="\x00"), max_size=MAX_QUERY_CHARS + 20))
+def test_any_text_is_searched_or_refused(client: httpx.Client, network: Network, q: str) -> None:
+    """Whatever the box holds: a page (empty: this tenant has no calls) or the native 422, never a 500."""
+    response = search(client, network, q)
+    assert response.status_code in (200, 422), response.text
+    if response.status_code == 200:
+        assert response.json()["calls"] == []
