@@ -105,9 +105,9 @@ def media(
     relay commands to the node that carries each call (PostgreSQL LISTEN/NOTIFY, with a poll). Give each node its
     own stable CALLPLANE_VOICE_NODE_ID: on start a node ends the calls it left live when it last stopped.
     """
-    from callplane.runtime import run_media_node
     from callplane.db.migrate import upgrade
     from callplane.logging import configure_logging
+    from callplane.runtime import run_media_node
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -141,13 +141,13 @@ def worker(
     With --stage, the worker claims only jobs at those stages and hands each job on afterwards, e.g.
     `callplane worker --stage transcribe` on a GPU machine next to workers running the other stages.
     """
-    from callplane.runtime import build_delivery_worker, build_pipeline_worker
     from callplane.core.pipeline.processing import STAGE_NAMES
     from callplane.core.recordings.storage import LocalRecordingStorage
     from callplane.core.tenancy.secrets_box import SecretBox
     from callplane.db.engine import create_engine, create_session_factory
     from callplane.db.migrate import upgrade
     from callplane.logging import configure_logging
+    from callplane.runtime import build_delivery_worker, build_pipeline_worker
 
     unknown = sorted(set(stage or ()) - set(STAGE_NAMES))
     if unknown:

@@ -212,18 +212,22 @@ async def start_voice(
             cache_dir=data_dir / "media-cache",
         )
     )
+    node_id = settings.voice_node_id or socket.gethostname()
+    notifications = Notifications(listen_dsn(settings))
     voice = VoiceService(
         engine=engine,
         sessions=context.sessions,
         secret_box=context.secret_box,
         renderer=InfobipEventRenderer(),
         data_dir=data_dir,
-        node_id=settings.voice_node_id or socket.gethostname(),
+        node_id=node_id,
         fetch_policy=TargetPolicy.from_config(settings.fetch_allowed_networks, settings.fetch_allowed_hosts),
         trunk_channels=context.trunk_channels,
+        relay=command_relay(settings, context, notifications, local_node=node_id),
+        inbound_planner=CallTrackingPlanner(),  # calls to campaign promo numbers
+        inbound_answer_timeout_s=settings.voice_inbound_answer_timeout_seconds,
+        job_max_attempts=settings.job_max_attempts,
     )
-    voice.inbound_planner = CallTrackingPlanner()  # calls to campaign promo numbers
-    voice.inbound_answer_timeout_s = settings.voice_inbound_answer_timeout_seconds
     await voice.start()
     context.voice = voice
     context.contact_center = ContactCenterRuntime(
@@ -231,14 +235,13 @@ async def start_voice(
         voice=voice,
         ring_timeout_s=settings.contact_center_ring_timeout_seconds,
         poll_s=settings.contact_center_poll_seconds,
+        job_max_attempts=settings.job_max_attempts,
     )
     await context.contact_center.start()
     context.trunk_registrar = TrunkRegistrar(
         engine=engine, sessions=context.sessions, secret_box=context.secret_box, policy=voice.fetch_policy
     )
     workers.append(asyncio.create_task(context.trunk_registrar.run_forever(stop)))
-    notifications = Notifications(listen_dsn(settings))
-    voice.relay = command_relay(settings, context, notifications, local_node=voice.node_id)
     heartbeat = NodeHeartbeat(
         sessions=context.sessions,
         node_id=voice.node_id,
@@ -287,8 +290,8 @@ def start_detached_voice(settings: Settings, context: AppContext) -> Callable[[]
         node_id=settings.voice_node_id or socket.gethostname(),
         fetch_policy=TargetPolicy.from_config(settings.fetch_allowed_networks, settings.fetch_allowed_hosts),
         trunk_channels=context.trunk_channels,
+        relay=command_relay(settings, context, notifications, local_node=None),
     )
-    voice.relay = command_relay(settings, context, notifications, local_node=None)
     context.voice = voice
 
     async def stop_voice() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from callplane.core.voice.models import HangupSource, VoiceCallState
-from callplane.core.voice.states import ERROR_DESCRIPTIONS, REJECT_STATUS, Ending, ErrorCode, can_move, ending_for
+from callplane.core.voice.states import ERROR_DESCRIPTIONS, REJECT_STATUS, Ending, ErrorCode, can_move
+from callplane.live.calls import ending_for
 from callplane.media.engine import CallDirection, CallEnded, HangupInitiator, SipReasonHeader
 
 S = VoiceCallState

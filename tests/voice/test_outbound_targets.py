@@ -21,12 +21,12 @@ from callplane.core.voice.outbound import (
     check_sip_values,
     checked_addresses,
     custom_header_problems,
-    pinned_peer,
     split_host_port,
 )
 from callplane.core.voice.trunk_models import SipTrunk, TrunkKind, TrunkRegistrationStatus
 from callplane.live import registrar as registrar_module
 from callplane.live.nodes import detached_engine
+from callplane.live.registrar import pinned_peer
 from callplane.media.engine import SipTrunk as SipPeer
 from tests.voice.support import database
 

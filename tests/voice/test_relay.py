@@ -26,6 +26,7 @@ from callplane.core.voice import configurations
 from callplane.core.voice import schemas as voice_schemas
 from callplane.core.voice.models import EndpointType, VoiceCall, VoiceCallState
 from callplane.core.voice.node_models import CommandStatus, MediaNode, NodeCommand
+from callplane.core.voice.queries import VoiceCallNotFound
 from callplane.core.voice.schemas import (
     CaptureRequest,
     Endpoint,
@@ -41,7 +42,8 @@ from callplane.db.base import utcnow
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.db.migrate import upgrade
 from callplane.errors import CallplaneError, InvalidInput
-from callplane.live.control import CallOnAnotherNode, VoiceCallNotFound, VoiceService
+from callplane.live.calls import CallOnAnotherNode
+from callplane.live.control import VoiceService
 from callplane.live.dispatch import RELAYED
 from callplane.live.nodes import MediaNodeUnavailable, NodeHeartbeat, NoMediaNode, detached_engine, pick_node
 from callplane.live.relay import (

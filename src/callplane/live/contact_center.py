@@ -5,7 +5,7 @@ Runs in the process that carries the media engine, next to `VoiceService`:
   rings assigned calls whose legs have not started (outbound API calls, calls just dispatched). Everything it
   acts on is in the database and every step is a conditional UPDATE, so a restart resumes where it stopped and
   nothing fires or rings twice;
-- the voice service tells it about its legs' state changes (`VoiceService.listeners`; no engine polling): the
+- the voice service tells it about its legs' state changes (`LegEvent`s via `VoiceService.subscribe`; no polling): the
   agent answered -> dial the end user in a dialog (bridged when they answer), the end user answered ->
   connected, a leg ended -> finished or failed, the agent is idle again.
 """
@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.calls.models import Call, CallStatus
+from callplane.core.calls.service import queue_for_processing
 from callplane.core.contact_center.models import (
     Agent,
     AgentStatus,
@@ -33,7 +34,6 @@ from callplane.core.contact_center.models import (
     ParticipantStatus,
 )
 from callplane.core.contact_center.service import LIVE_STATUSES
-from callplane.core.jobs.models import Job, JobKind, JobStatus
 from callplane.core.voice.configurations import create_configuration
 from callplane.core.voice.models import (
     CallsConfiguration,
@@ -47,6 +47,7 @@ from callplane.core.voice.schemas import Endpoint, NewCall, RecordingChannels, R
 from callplane.core.voice.states import TERMINAL_STATES, ErrorCode
 from callplane.db.base import utcnow
 from callplane.errors import CallplaneError
+from callplane.live.calls import LegChange, LegEvent
 from callplane.live.control import VoiceService
 
 log = logging.getLogger("callplane.contact_center")
@@ -55,8 +56,8 @@ AGENT = ParticipantKind.AGENT
 END_USER = ParticipantKind.END_USER
 DISPATCH_BATCH = 100
 MAX_OFFERS = 3  # agents a queued call is offered to before it fails (ours; the seed is silent)
-STOP = ("", "")  # tells the consumer to return once what was queued before it is handled
-LEG_EVENTS = frozenset({"CALL_ESTABLISHED", "CALL_FINISHED", "CALL_FAILED"})
+STOP = None  # tells the consumer to return once what was queued before it is handled
+LEG_EVENTS = frozenset({LegEvent.ESTABLISHED, LegEvent.FINISHED, LegEvent.FAILED})
 
 
 class _Lost(Exception):
@@ -76,20 +77,22 @@ class ContactCenterRuntime:
         voice: VoiceService,
         ring_timeout_s: int = 30,
         poll_s: float = 1.0,
+        job_max_attempts: int | None = None,
     ) -> None:
         self.sessions = sessions
+        self.job_max_attempts = job_max_attempts  # of the post-call jobs of recorded calls (None: the default)
         self.voice = voice
         self.ring_timeout_s = ring_timeout_s
         self.poll_s = poll_s
         self._wake = asyncio.Event()
-        self._events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._events: asyncio.Queue[tuple[str, LegEvent] | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._ringing: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.voice.listeners.append(self._on_voice_event)
+        self.voice.subscribe(self._on_leg_change)
         await self.reconcile()
         self._tasks = [
             asyncio.create_task(self._loop(), name="contact-center-loop"),
@@ -97,8 +100,7 @@ class ContactCenterRuntime:
         ]
 
     async def stop(self) -> None:
-        with contextlib.suppress(ValueError):
-            self.voice.listeners.remove(self._on_voice_event)
+        self.voice.unsubscribe(self._on_leg_change)
         loop_tasks = [task for task in self._tasks if task.get_name() != "contact-center-events"]
         consumer = [task for task in self._tasks if task.get_name() == "contact-center-events"]
         for task in [*loop_tasks, *self._ringing]:
@@ -117,11 +119,12 @@ class ContactCenterRuntime:
         self._tasks = []
         # What the legs reported while the engine stopped (their terminal events) is handled before we go.
         while not self._events.empty():
-            call_id, event_type = self._events.get_nowait()
-            if (call_id, event_type) == STOP:
+            queued = self._events.get_nowait()
+            if queued is STOP:
                 continue
+            call_id, event = queued
             try:
-                await self._on_leg_event(call_id, event_type)
+                await self._on_leg_event(call_id, event)
             except Exception:  # logged with its cause; the next start reconciles what is left
                 log.exception("contact center event failed", extra={"fields": {"call_id": call_id}})
 
@@ -140,17 +143,18 @@ class ContactCenterRuntime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
 
-    async def _on_voice_event(self, call_id: str, event_type: str) -> None:
-        if event_type in LEG_EVENTS:  # every voice call's changes come here; only these can move ours
-            self._events.put_nowait((call_id, event_type))
+    async def _on_leg_change(self, change: LegChange) -> None:
+        if change.event in LEG_EVENTS:  # every voice call's changes come here; only these can move ours
+            self._events.put_nowait((change.call_id, change.event))
 
     async def _consume(self) -> None:
         while True:
-            call_id, event_type = await self._events.get()
-            if (call_id, event_type) == STOP:
+            queued = await self._events.get()
+            if queued is STOP:
                 return
+            call_id, event = queued
             try:
-                await self._on_leg_event(call_id, event_type)
+                await self._on_leg_event(call_id, event)
             except Exception:  # one bad event must not stop the consumer; logged with its cause
                 log.exception("contact center event failed", extra={"fields": {"call_id": call_id}})
 
@@ -317,19 +321,19 @@ class ContactCenterRuntime:
             )
             await self._participant(session, call_id, AGENT, status=ParticipantStatus.CONNECTING, only_waiting=True)
 
-    async def _on_leg_event(self, voice_call_id: str, event_type: str) -> None:
+    async def _on_leg_event(self, voice_call_id: str, event: LegEvent) -> None:
         async with self.sessions() as session:
             leg = await session.get(VoiceCall, voice_call_id)
         if leg is None or "cc_call_id" not in leg.custom_data:
             return
         call_id = int(leg.custom_data["cc_call_id"])
         role = ParticipantKind(leg.custom_data.get("cc_leg", AGENT))
-        if event_type == "CALL_ESTABLISHED":
+        if event is LegEvent.ESTABLISHED:
             if role is AGENT:
                 await self._agent_answered(call_id, leg)
             else:
                 await self._end_user_answered(call_id, leg)
-        elif event_type in ("CALL_FINISHED", "CALL_FAILED"):
+        elif event in (LegEvent.FINISHED, LegEvent.FAILED):
             await self._leg_ended(call_id, role, leg)
 
     async def _agent_answered(self, call_id: int, leg: VoiceCall) -> None:
@@ -485,13 +489,8 @@ class ContactCenterRuntime:
             core = await session.get(Call, call.core_call_id)
             if recording is None or core is None or core.recording_filename:
                 return
-            core.recording_filename = recording.storage_key
-            core.status = CallStatus.QUEUED
-            core.updated_at = utcnow()
             call.extras = {**call.extras, "recording_file_id": recording.id}
-            session.add(
-                Job(account_id=call.account_id, call_id=core.id, kind=JobKind.PROCESS_CALL, status=JobStatus.QUEUED)
-            )
+            await queue_for_processing(session, core, recording.storage_key, max_attempts=self.job_max_attempts)
 
     async def _end(
         self,

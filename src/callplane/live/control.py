@@ -1,8 +1,12 @@
-"""The control plane for live calls: commands the media engine and turns its events into state and webhooks.
+"""Call control for live calls: the voice service commands the media engine and turns its events into state,
+webhook events and leg events (docs/voice.md).
 
-One `VoiceService` per process that runs the engine. It owns its units of work (each command or engine
-event is one transaction, committed before the HTTP answer or before the next event) because it sits
-between two outside actors: the API and the engine.
+One `VoiceService` per process that runs the engine (an API process without one gets a detached engine and relays
+commands to the node carrying each call). It owns its units of work (each command or engine event is one
+transaction, committed before the HTTP answer or before the next event) because it sits between two outside
+actors: the API and the engine. Its components share the registry of live calls (live/calls.py): media actions
+(live/media_actions.py) and dialogs (live/dialogs.py). Every command another node may run is a `@relayed` method of
+this class: that list is the node protocol (live/dispatch.py).
 
 Exactly one terminal event per call: a call leaves a live state through `_finish`, whose UPDATE is
 conditional on the call still being live, so whichever path gets there first (engine event, API hangup,
@@ -14,31 +18,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
-import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callplane.core.calls.models import Call, CallOrigin, CallStatus
-from callplane.core.jobs.models import Job, JobKind, JobStatus
-from callplane.core.recordings.fetch import FetchLimits, fetch_http
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
-from callplane.core.voice import files as media_files
-from callplane.core.voice import trunks
+from callplane.core.voice import queries, records, trunks
 from callplane.core.voice.configurations import get_configuration, route_for
-from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer, publish
+from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer
+from callplane.core.voice.events import publish as publish_event
 from callplane.core.voice.models import (
-    CallsConfiguration,
-    DialogHangupSource,
-    DialogState,
     EndpointType,
     HangupSource,
     VoiceCall,
@@ -46,8 +41,8 @@ from callplane.core.voice.models import (
     VoiceDialog,
     VoiceRecording,
 )
-from callplane.core.voice.outbound import check_sip_values, pinned_peer, split_host_port
-from callplane.core.voice.queries import RECORDINGS_DIRECTORY
+from callplane.core.voice.outbound import check_sip_values, split_host_port
+from callplane.core.voice.queries import DialogRecordings
 from callplane.core.voice.schemas import (
     DEFAULT_MAX_DURATION_S,
     CallFilter,
@@ -63,130 +58,59 @@ from callplane.core.voice.schemas import (
 from callplane.core.voice.states import (
     LIVE_STATES,
     REJECT_STATUS,
-    TERMINAL_STATES,
-    CallNotLive,
     Ending,
     ErrorCode,
     InvalidCallState,
     can_move,
-    ending_for,
     state_for_error,
 )
 from callplane.db.base import new_id, utcnow
-from callplane.errors import CallplaneError, InvalidInput, NotFound
+from callplane.errors import CallplaneError, InvalidInput
 from callplane.live import registrar
+from callplane.live.calls import LegChange, LegEvent, LegListener, LiveCall, LiveCalls, ending_for
+from callplane.live.dialogs import Dialogs
 from callplane.live.dispatch import Forwarder, relayed
 from callplane.live.inbound import InboundPlan, InboundPlanner
+from callplane.live.media_actions import MediaActions
 from callplane.media.engine import (
-    RINGBACK,
     CallAnswered,
     CallDirection,
     CallEarlyMedia,
     CallEnded,
     CallEngine,
     CallRinging,
-    CollectionEnd,
-    DtmfCollection,
     DtmfReceived,
     EngineEvent,
-    FileSource,
     IncomingCall,
     OutboundCall,
     PlaybackFinished,
-    PlaySource,
     RecordingFinished,
     SipReasonHeader,
     SipTrunk,
-    SpeechSource,
-    compose_tracks,
 )
-from callplane.media.engine import RecordingChannels as EngineChannels
 
 log = logging.getLogger("callplane.voice")
 
 DEFAULT_CONNECT_TIMEOUT_S = 60
 MAX_CONNECT_TIMEOUT_S = 60
-URL_CACHE_DIRECTORY = "voice-url-cache"
-DEFAULT_WORDS_PER_MINUTE = 160
-ENDED_REMEMBERED = 10_000
 # Calls whose events are handled at the same time (each needs a pooled connection; the pool holds 10 by default).
 EVENT_LANES = 4
 DEFAULT_INBOUND_ANSWER_TIMEOUT_S = 120.0
-RINGBACK_LOOPS = 1000  # cadences of ringback: far longer than any connectTimeout
-
-
-class VoiceCallNotFound(NotFound):
-    """Call not found."""
+# The outbox's event type for each state a leg moves to (rendered for its subscribers by the surface's renderer).
+OUTBOX_EVENTS = {
+    LegEvent.RINGING: "CALL_RINGING",
+    LegEvent.EARLY_MEDIA: "CALL_PRE_ESTABLISHED",
+    LegEvent.ESTABLISHED: "CALL_ESTABLISHED",
+    LegEvent.FINISHED: "CALL_FINISHED",
+    LegEvent.FAILED: "CALL_FAILED",
+}
 
 
 class UnsupportedEndpoint(InvalidInput):
     """This endpoint type is not supported yet: use SIP (or PHONE through a SIP trunk)."""
 
 
-class RecordingNotFound(NotFound):
-    """Recording not found."""
-
-
-class DialogNotFound(NotFound):
-    """Dialog not found."""
-
-
-DIALOG_LIVE = (DialogState.CREATED, DialogState.PRE_ESTABLISHED, DialogState.ESTABLISHED)
-DIALOG_TERMINAL = (DialogState.FINISHED, DialogState.FAILED)
-
-
-class CallOnAnotherNode(CallplaneError):
-    """The call is carried by another media node; send the command to that node's API."""
-
-    permanent = False
-
-
-# ---- in-memory state of a call this process carries ---------------------------------------------
-
-
-@dataclass
-class _Playback:
-    kind: str  # SAY_FINISHED | PLAY_FINISHED
-    started: float
-    stop_on_dtmf: bool
-    terminator: str | None
-    custom_data: dict[str, str]
-    digits: str = ""
-    dialog_id: str | None = None  # a dialog's prompt (played to both parties): reported for the dialog
-
-
-@dataclass
-class _DialogRecording:
-    """A dialog recording in progress: its files (one composed, or one per call) until all are ready."""
-
-    files: list[str]
-    pending: set[str]
-    stopping: bool = False
-
-
-@dataclass
-class _Live:
-    call_id: str
-    engine_id: str
-    account_id: str
-    direction: CallDirection
-    max_duration_s: int
-    trunk_id: str | None = None
-    requested: Ending | None = None  # how we asked for it to end (LOCAL hangups)
-    playbacks: dict[str, _Playback] = field(default_factory=dict)
-    capture: asyncio.Task[None] | None = None
-    pending_play: tuple[asyncio.Task[Any], str, dict[str, str]] | None = None  # accepted, audio still loading
-    recording_id: str | None = None
-    record_on_answer: RecordingRequest | None = None
-    max_duration_timer: asyncio.TimerHandle | None = None
-    in_dialog: bool = False  # its events may touch another call's: they are handled one at a time (see _consume)
-
-
 class VoiceService:
-    # An inbound call the application has not answered after this long ends NO_ANSWER (480, Q.850 cause 19, source
-    # PLATFORM); set from CALLPLANE_VOICE_INBOUND_ANSWER_TIMEOUT_SECONDS.
-    inbound_answer_timeout_s: float = DEFAULT_INBOUND_ANSWER_TIMEOUT_S
-
     def __init__(
         self,
         *,
@@ -198,7 +122,17 @@ class VoiceService:
         node_id: str,
         fetch_policy: TargetPolicy,
         trunk_channels: trunks.TrunkChannels | None = None,
+        relay: Forwarder | None = None,
+        inbound_planner: InboundPlanner | None = None,
+        inbound_answer_timeout_s: float = DEFAULT_INBOUND_ANSWER_TIMEOUT_S,
+        listeners: Iterable[LegListener] = (),
+        job_max_attempts: int | None = None,
     ) -> None:
+        """`relay`: where commands for calls carried by another media node go (live/relay.py; None: embedded).
+        `inbound_planner`: takes inbound calls that no route owns (call tracking's promo numbers).
+        `inbound_answer_timeout_s`: an inbound call the application has not answered after this long ends
+        NO_ANSWER (480, Q.850 cause 19, source PLATFORM). `listeners`: told every leg event (see `subscribe`).
+        `job_max_attempts`: of the post-call processing jobs it queues (None: the queue's default)."""
         self.engine = engine
         self.sessions = sessions
         self.secret_box = secret_box
@@ -207,27 +141,18 @@ class VoiceService:
         self.node_id = node_id
         self.fetch_policy = fetch_policy
         self.trunk_channels = trunk_channels or trunks.TrunkChannels()
-        self._live: dict[str, _Live] = {}
-        self._by_engine: dict[str, _Live] = {}
-        self._dialing = 0
-        self._refused: set[str] = set()  # engine ids of inbound calls we refused (unrouted): their events are noise
-        # Engine ids of calls that ended here: late events (a playback cancelled by the hangup) are dropped at once
-        # instead of waiting for an in-flight dial to register them.
-        self._ended: OrderedDict[str, None] = OrderedDict()
-        self._registered = asyncio.Event()
+        self.relay = relay
+        self.inbound_planner = inbound_planner
+        self.inbound_answer_timeout_s = inbound_answer_timeout_s
+        self.job_max_attempts = job_max_attempts
+        self._listeners: list[LegListener] = list(listeners)
+        self.calls = LiveCalls(engine=engine, sessions=sessions, renderer=renderer, data_dir=data_dir)
+        self.media = MediaActions(calls=self.calls, fetch_policy=fetch_policy)
+        self.dialogs = Dialogs(calls=self.calls, media=self.media, control=self)
         self._consumer: asyncio.Task[None] | None = None
         self._lanes: dict[str, asyncio.Task[Any]] = {}  # by engine call id: the last event task of that call
         self._lane_slots = asyncio.Semaphore(EVENT_LANES)
         self._serial_events = asyncio.Lock()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        # Takes inbound calls that no route owns (call tracking's promo numbers), when set.
-        self.inbound_planner: InboundPlanner | None = None
-        self._dialogs = _DialogMedia()
-        # In-process observers of state changes (call id, event type), called after each change is committed;
-        # e.g. the contact center drives its calls from its legs' events. They must return quickly.
-        self.listeners: list[Callable[[str, str], Awaitable[None]]] = []
-        # Commands for calls carried by another media node go through this (core/voice/relay.py); None: embedded.
-        self.relay: Forwarder | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -242,23 +167,22 @@ class VoiceService:
     async def stop(self) -> None:
         """Hang up every live call (their terminal events are written), then stop the engine."""
         shutdown = Ending(VoiceCallState.FAILED, HangupSource.PLATFORM, ErrorCode.ENGINE_RESTARTED)
-        for live in self._live.values():
+        for live in self.calls.by_call.values():
             live.requested = shutdown  # the engine's LOCAL hangups below end them as a platform shutdown
         await self.engine.stop()
         await asyncio.sleep(0)
         if self._consumer is not None:
             # let the CallEnded events of the engine's own hangups be recorded before we go
             for _ in range(100):
-                if not self._live:
+                if not self.calls.by_call:
                     break
                 await asyncio.sleep(0.02)
             self._consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._consumer
-        for live in list(self._live.values()):
+        for live in list(self.calls.by_call.values()):
             await self._finish(live.call_id, shutdown)
-        for task in list(self._tasks):
-            task.cancel()
+        self.calls.cancel_tasks()
 
     async def recover_orphans(self) -> int:
         """Calls this node left live when it stopped uncleanly end now: FAILED, PLATFORM, ENGINE_RESTARTED."""
@@ -275,78 +199,138 @@ class VoiceService:
             log.warning("ended calls left live by a previous process", extra={"fields": {"calls": len(ids)}})
         return len(ids)
 
-    def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.create_task(coroutine, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    # ---- lookups (also for other voice routes) --------------------------------------------------
+    # ---- reads (any process; also for other voice routes) ----------------------------------------
 
     def carries(self, arguments: Mapping[str, Any]) -> bool:
         """Whether this process carries the call a command names (the in-process path of `@relayed`)."""
-        return any(arguments.get(name) in self._live for name in ("call_id", "parent_call_id"))
+        return self.calls.carries(arguments)
 
     def live_count(self) -> int:
-        return len(self._live)
+        return self.calls.count()
+
+    def recordings_dir(self) -> Path:
+        return self.calls.recordings_dir()
 
     async def get_call(self, *, account_id: str, call_id: str, session: AsyncSession | None = None) -> VoiceCall:
         if session is None:
-            async with self.sessions() as own:
-                return await self.get_call(account_id=account_id, call_id=call_id, session=own)
-        call = await session.get(VoiceCall, call_id)
-        if call is None or call.account_id != account_id:
-            raise VoiceCallNotFound()
-        return call
-
-    async def live_engine_call_id(self, *, account_id: str, call_id: str) -> str:
-        """The engine's id of a live call this process carries (for bridging and other engine commands)."""
-        return (await self._live_call(account_id, call_id)).engine_id
-
-    async def _live_call(self, account_id: str, call_id: str) -> _Live:
-        live = self._live.get(call_id)
-        if live is not None and live.account_id == account_id:
-            return live
-        call = await self.get_call(account_id=account_id, call_id=call_id)
-        if call.state in TERMINAL_STATES:
-            raise CallNotLive()
-        raise CallOnAnotherNode(f"call {call_id} is carried by media node {call.node_id}")
+            return await self.calls.get_call(account_id=account_id, call_id=call_id)
+        return await queries.get_call(session, account_id=account_id, call_id=call_id)
 
     async def list_calls(
         self, *, account_id: str, filters: CallFilter, offset: int, limit: int
     ) -> tuple[list[VoiceCall], int]:
-        states = LIVE_STATES if filters.live else TERMINAL_STATES
-        conditions: list[Any] = [VoiceCall.account_id == account_id]
-        if filters.state:
-            if filters.state not in states:
-                return [], 0
-            conditions.append(VoiceCall.state == filters.state)
-        else:
-            conditions.append(VoiceCall.state.in_(states))
-        if filters.conference_id:
-            return [], 0  # conferences are not built: no call is in one
-        for column, value in (
-            (VoiceCall.endpoint_type, filters.endpoint_type),
-            (VoiceCall.configuration_id, filters.configuration_id),
-            (VoiceCall.from_user, filters.from_user),
-            (VoiceCall.to_user, filters.to_user),
-            (VoiceCall.direction, filters.direction),
-            (VoiceCall.dialog_id, filters.dialog_id),
-        ):
-            if value:
-                conditions.append(column == value)
-        if filters.start_time_after is not None:
-            conditions.append(VoiceCall.created_at > filters.start_time_after)
         async with self.sessions() as session:
-            total = await session.scalar(select(func.count()).select_from(VoiceCall).where(*conditions)) or 0
-            rows = await session.scalars(
-                select(VoiceCall)
-                .where(*conditions)
-                .order_by(VoiceCall.created_at.desc(), VoiceCall.id)
-                .offset(offset)
-                .limit(limit)
+            return await queries.list_calls(session, account_id=account_id, filters=filters, offset=offset, limit=limit)
+
+    async def list_recordings(
+        self,
+        *,
+        account_id: str,
+        call_id: str | None = None,
+        configuration_id: str | None = None,
+        offset: int = 0,
+        limit: int = 20,
+    ) -> tuple[list[tuple[VoiceCall, list[VoiceRecording]]], int]:
+        """Calls that have ready recordings, newest first, each with its files."""
+        async with self.sessions() as session:
+            return await queries.list_recordings(
+                session,
+                account_id=account_id,
+                call_id=call_id,
+                configuration_id=configuration_id,
+                offset=offset,
+                limit=limit,
             )
-            return list(rows), total
+
+    async def call_recordings(self, *, account_id: str, call_id: str) -> tuple[VoiceCall, list[VoiceRecording]]:
+        async with self.sessions() as session:
+            return await queries.call_recordings(session, account_id=account_id, call_id=call_id)
+
+    async def delete_call_recordings(self, *, account_id: str, call_id: str) -> tuple[VoiceCall, list[VoiceRecording]]:
+        async with self.sessions() as session, session.begin():
+            call, recordings = await queries.call_recordings(session, account_id=account_id, call_id=call_id)
+            await queries.mark_call_recordings_deleted(session, account_id=account_id, call_id=call_id)
+        _unlink(self.recordings_dir(), recordings)
+        return call, recordings
+
+    async def recording_file(self, *, account_id: str, file_id: str) -> tuple[VoiceRecording, Path]:
+        async with self.sessions() as session:
+            return await queries.recording_file(
+                session, account_id=account_id, file_id=file_id, recordings_dir=self.recordings_dir()
+            )
+
+    async def delete_recording_file(self, *, account_id: str, file_id: str) -> VoiceRecording:
+        async with self.sessions() as session, session.begin():
+            recording, path = await queries.recording_file(
+                session, account_id=account_id, file_id=file_id, recordings_dir=self.recordings_dir()
+            )
+            await queries.mark_recording_deleted(session, file_id=file_id)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return recording
+
+    async def get_dialog(self, *, account_id: str, dialog_id: str) -> VoiceDialog:
+        async with self.sessions() as session:
+            return await queries.get_dialog(session, account_id=account_id, dialog_id=dialog_id)
+
+    async def dialog_calls(self, dialog: VoiceDialog) -> tuple[VoiceCall | None, VoiceCall | None]:
+        async with self.sessions() as session:
+            return await queries.dialog_calls(session, dialog)
+
+    async def list_dialogs(
+        self,
+        *,
+        account_id: str,
+        live: bool,
+        configuration_id: str | None = None,
+        state: str | None = None,
+        offset: int = 0,
+        limit: int = 20,
+    ) -> tuple[list[VoiceDialog], int]:
+        async with self.sessions() as session:
+            return await queries.list_dialogs(
+                session,
+                account_id=account_id,
+                live=live,
+                configuration_id=configuration_id,
+                state=state,
+                offset=offset,
+                limit=limit,
+            )
+
+    async def list_dialog_recordings(
+        self,
+        *,
+        account_id: str,
+        dialog_id: str | None = None,
+        configuration_id: str | None = None,
+        call_id: str | None = None,
+        offset: int = 0,
+        limit: int = 20,
+    ) -> tuple[list[DialogRecordings], int]:
+        """Dialogs that have ready recording files, newest first, each with its files and calls."""
+        async with self.sessions() as session:
+            return await queries.list_dialog_recordings(
+                session,
+                account_id=account_id,
+                dialog_id=dialog_id,
+                configuration_id=configuration_id,
+                call_id=call_id,
+                offset=offset,
+                limit=limit,
+            )
+
+    async def dialog_recordings(self, *, account_id: str, dialog_id: str) -> DialogRecordings:
+        async with self.sessions() as session:
+            return await queries.dialog_recordings(session, account_id=account_id, dialog_id=dialog_id)
+
+    async def delete_dialog_recordings(self, *, account_id: str, dialog_id: str) -> DialogRecordings:
+        """Remove the files; the metadata stays (as for calls). Answers what was deleted."""
+        async with self.sessions() as session, session.begin():
+            found = await queries.dialog_recordings(session, account_id=account_id, dialog_id=dialog_id)
+            await queries.mark_dialog_recordings_deleted(session, account_id=account_id, dialog_id=dialog_id)
+        _unlink(self.recordings_dir(), found.files)
+        return found
 
     # ---- creating calls -------------------------------------------------------------------------
 
@@ -375,11 +359,11 @@ class VoiceService:
                 connect_timeout_s=timeout,
                 dialog_id=request.dialog_id,
             )
-            session.add_all(self._core_rows(call))
+            session.add_all(records.call_rows(call))
             await session.commit()
             call_id = call.id
         trunk_id = request.endpoint.trunk_id if request.endpoint.type is EndpointType.PHONE else None
-        self._dialing += 1
+        self.calls.dialing += 1
         try:
             engine_id = await self.engine.dial(outbound)
         except CallplaneError as error:
@@ -391,8 +375,8 @@ class VoiceService:
             )
             return await self.get_call(account_id=account_id, call_id=call_id)
         finally:
-            self._dialing -= 1
-        live = _Live(
+            self.calls.dialing -= 1
+        live = LiveCall(
             call_id=call_id,
             engine_id=engine_id,
             account_id=account_id,
@@ -410,7 +394,7 @@ class VoiceService:
         self, session: AsyncSession, account_id: str, request: NewCall, ring_timeout_s: int
     ) -> OutboundCall:
         endpoint = request.endpoint
-        peer = await self._target(session, account_id, request)
+        peer = await self.check_target(session, account_id, request)
         if endpoint.type is EndpointType.PHONE and endpoint.trunk_id is not None:  # _target refused one without
             call = await registrar.phone_call_through_trunk(
                 session=session,
@@ -434,7 +418,7 @@ class VoiceService:
             ring_timeout_s=float(ring_timeout_s),
         )
 
-    async def _target(self, session: AsyncSession, account_id: str, request: NewCall) -> SipTrunk:
+    async def check_target(self, session: AsyncSession, account_id: str, request: NewCall) -> SipTrunk:
         """Where the INVITE goes, checked: what goes into its headers and URIs (no CR LF, no header the stack
         owns), and the peer's address under the outbound target policy, pinned so the INVITE goes to exactly
         the address checked (core/voice/outbound.py). Raises before anything is stored or sent."""
@@ -451,7 +435,7 @@ class VoiceService:
             peer, what = SipTrunk(host=host, port=port), f"SIP host {endpoint.host}"
         else:
             raise InvalidInput("a SIP endpoint needs sipTrunkId or host")
-        return await pinned_peer(self.fetch_policy, peer, what=what)
+        return await registrar.pinned_peer(self.fetch_policy, peer, what=what)
 
     def _new_call(
         self,
@@ -495,37 +479,16 @@ class VoiceService:
             created_at=utcnow(),
         )
 
-    @staticmethod
-    def _core_rows(call: VoiceCall) -> list[Any]:
-        """The core Call (same id) first, so it is inserted before the voice row that references it."""
-        contact = call.endpoint_user
-        core = Call(
-            id=call.id,
-            account_id=call.account_id,
-            origin=CallOrigin.VOICE,
-            external_id=call.external_id,
-            direction=call.direction.lower(),
-            from_e164=_e164(call.from_user),
-            to_e164=_e164(call.to_user),
-            contact_e164=_e164(contact),
-            started_at=call.created_at,
-            status=CallStatus.PROCESSING,
-            extras={"voice_state": call.state, "voice_configuration_id": call.configuration_id},
-        )
-        return [core, call]
-
-    def _register(self, live: _Live) -> None:
-        self._live[live.call_id] = live
-        self._by_engine[live.engine_id] = live
-        self._registered.set()
+    def _register(self, live: LiveCall) -> None:
+        self.calls.register(live)
         if live.direction is CallDirection.INBOUND:
             asyncio.get_running_loop().call_later(
-                self.inbound_answer_timeout_s, lambda: self._spawn(self._answer_timeout(live), "answer-timeout")
+                self.inbound_answer_timeout_s, lambda: self.calls.spawn(self._answer_timeout(live), "answer-timeout")
             )
 
-    async def _answer_timeout(self, live: _Live) -> None:
+    async def _answer_timeout(self, live: LiveCall) -> None:
         """Nobody answered the inbound call in time: 480 to the caller, the call ends NO_ANSWER (PLATFORM)."""
-        if self._live.get(live.call_id) is not live:
+        if self.calls.by_call.get(live.call_id) is not live:
             return
         call = await self.get_call(account_id=live.account_id, call_id=live.call_id)
         if call.state not in (VoiceCallState.CALLING, VoiceCallState.RINGING, VoiceCallState.PRE_ESTABLISHED):
@@ -538,19 +501,19 @@ class VoiceService:
 
     @relayed
     async def send_ringing(self, *, account_id: str, call_id: str) -> None:
-        live = await self._live_call(account_id, call_id)
+        live = await self.calls.require(account_id, call_id)
         self._require_inbound(live)
         await self.engine.send_ringing(live.engine_id)
-        await self._move(call_id, VoiceCallState.RINGING, "CALL_RINGING", ringing=True)
+        await self.move(call_id, VoiceCallState.RINGING, LegEvent.RINGING, ringing=True)
 
     @relayed
     async def pre_answer(self, *, account_id: str, call_id: str, ringing: bool = False) -> None:
-        live = await self._live_call(account_id, call_id)
+        live = await self.calls.require(account_id, call_id)
         self._require_inbound(live)
         if ringing:
             await self.engine.send_ringing(live.engine_id)
         await self.engine.pre_answer(live.engine_id)
-        await self._move(call_id, VoiceCallState.PRE_ESTABLISHED, "CALL_PRE_ESTABLISHED")
+        await self.move(call_id, VoiceCallState.PRE_ESTABLISHED, LegEvent.EARLY_MEDIA)
 
     @relayed
     async def answer(
@@ -561,7 +524,7 @@ class VoiceService:
         recording: RecordingRequest | None = None,
         custom_data: Mapping[str, str] | None = None,
     ) -> None:
-        live = await self._live_call(account_id, call_id)
+        live = await self.calls.require(account_id, call_id)
         self._require_inbound(live)
         live.record_on_answer = recording
         await self._merge_custom_data(call_id, custom_data)
@@ -570,7 +533,7 @@ class VoiceService:
     @relayed
     async def hangup(self, *, account_id: str, call_id: str, error_code: ErrorCode | None = None) -> VoiceCall:
         """End the call; answers with the call as it is now (the terminal state follows from the engine)."""
-        live = await self._live_call(account_id, call_id)
+        live = await self.calls.require(account_id, call_id)
         call = await self.get_call(account_id=account_id, call_id=call_id)
         code = error_code or ErrorCode.NORMAL_HANGUP
         if call.state == VoiceCallState.ESTABLISHED:
@@ -585,143 +548,110 @@ class VoiceService:
             await self.engine.hangup(live.engine_id)
         return call
 
+    @staticmethod
+    def _require_inbound(live: LiveCall) -> None:
+        if live.direction is not CallDirection.INBOUND:
+            raise InvalidCallState("only an inbound call can be answered, pre-answered or rung")
+
+    # ---- media actions and dialogs (components; relayed here, so the node protocol is this one class) -----
+
     @relayed
     async def say(self, *, account_id: str, call_id: str, speech: Speech, options: PlayOptions) -> None:
-        await self._start_playback(account_id, call_id, PlayContent(speech=speech), options, "SAY_FINISHED")
+        await self.media.say(account_id=account_id, call_id=call_id, speech=speech, options=options)
 
     @relayed
     async def play(self, *, account_id: str, call_id: str, content: PlayContent, options: PlayOptions) -> None:
-        await self._start_playback(account_id, call_id, content, options, "PLAY_FINISHED")
+        await self.media.play(account_id=account_id, call_id=call_id, content=content, options=options)
 
     @relayed
     async def stop_play(self, *, account_id: str, call_id: str) -> None:
-        live = await self._live_call(account_id, call_id)
-        pending, live.pending_play = live.pending_play, None
-        if pending is not None and not pending[0].done():
-            pending[0].cancel()  # stopped before its audio was ready: it never played
-            await self._emit(call_id, pending[1], played_completely=False, duration_ms=0, custom_data=pending[2])
-            return
-        await self.engine.stop_playback(live.engine_id)
+        await self.media.stop_play(account_id=account_id, call_id=call_id)
 
     @relayed
     async def send_dtmf(self, *, account_id: str, call_id: str, digits: str) -> None:
-        if not digits or any(digit not in "0123456789*#ABCDabcd" for digit in digits):
-            raise InvalidInput("dtmf must be digits 0-9, *, # or A-D")
-        live = await self._live_call(account_id, call_id)
-        self._spawn(self._guarded(live, "SEND_DTMF", self.engine.send_dtmf(live.engine_id, digits.upper())), "dtmf")
+        await self.media.send_dtmf(account_id=account_id, call_id=call_id, digits=digits)
 
     @relayed
     async def capture_dtmf(self, *, account_id: str, call_id: str, request: CaptureRequest) -> None:
-        if request.max_length < 1:
-            raise InvalidInput("maxLength must be at least 1")
-        if request.timeout_ms < 1:
-            raise InvalidInput("timeout must be a positive number of milliseconds")
-        live = await self._live_call(account_id, call_id)
-        if live.capture is not None and not live.capture.done():
-            raise InvalidCallState("a DTMF capture is already running on this call")
-        source = await self._source(account_id, request.play) if request.play is not None else None
-        live.capture = self._spawn(self._capture(live, request, source), "capture")
+        await self.media.capture_dtmf(account_id=account_id, call_id=call_id, request=request)
 
     @relayed
     async def start_recording(self, *, account_id: str, call_id: str, request: RecordingRequest) -> None:
-        live = await self._live_call(account_id, call_id)
-        call = await self.get_call(account_id=account_id, call_id=call_id)
-        if call.state not in (VoiceCallState.ESTABLISHED, VoiceCallState.PRE_ESTABLISHED):
-            raise InvalidCallState("only a connected call can be recorded")
-        await self._begin_recording(live, call, request)
+        await self.media.start_recording(account_id=account_id, call_id=call_id, request=request)
 
     @relayed
     async def stop_recording(self, *, account_id: str, call_id: str) -> None:
-        live = await self._live_call(account_id, call_id)
-        if live.recording_id is None:
-            raise InvalidCallState("the call is not being recorded")
-        if self._dialogs.recording_of(live.recording_id) is not None:
-            raise InvalidCallState("the call is recorded as part of its dialog: stop the dialog's recording")
-        await self.engine.stop_recording(live.engine_id)  # RecordingFinished makes it ready
+        await self.media.stop_recording(account_id=account_id, call_id=call_id)
 
-    # ---- recordings -----------------------------------------------------------------------------
+    @relayed
+    async def create_dialog(
+        self, *, account_id: str, parent_call_id: str, child: NewCall | None, child_hangup_ends_parent: bool = True
+    ) -> VoiceDialog:
+        return await self.dialogs.create_dialog(
+            account_id=account_id,
+            parent_call_id=parent_call_id,
+            child=child,
+            child_hangup_ends_parent=child_hangup_ends_parent,
+        )
 
-    def recordings_dir(self) -> Path:
-        return self.data_dir / RECORDINGS_DIRECTORY
+    @relayed
+    async def dialog_from_calls(
+        self, *, account_id: str, parent_call_id: str, child_call_id: str, child_hangup_ends_parent: bool = True
+    ) -> VoiceDialog:
+        return await self.dialogs.dialog_from_calls(
+            account_id=account_id,
+            parent_call_id=parent_call_id,
+            child_call_id=child_call_id,
+            child_hangup_ends_parent=child_hangup_ends_parent,
+        )
 
-    async def list_recordings(
-        self,
-        *,
-        account_id: str,
-        call_id: str | None = None,
-        configuration_id: str | None = None,
-        offset: int = 0,
-        limit: int = 20,
-    ) -> tuple[list[tuple[VoiceCall, list[VoiceRecording]]], int]:
-        """Calls that have ready recordings, newest first, each with its files."""
-        conditions: list[Any] = [
-            VoiceRecording.account_id == account_id,
-            VoiceRecording.ready.is_(True),
-            VoiceRecording.dialog_id.is_(None),  # a dialog's files are listed under /recordings/dialogs
-        ]
-        if call_id:
-            conditions.append(VoiceRecording.call_id == call_id)
-        if configuration_id:
-            conditions.append(VoiceRecording.configuration_id == configuration_id)
-        async with self.sessions() as session:
-            call_ids = select(VoiceRecording.call_id).where(*conditions).distinct().subquery()
-            total = await session.scalar(select(func.count()).select_from(call_ids)) or 0
-            calls = list(
-                await session.scalars(
-                    select(VoiceCall)
-                    .where(VoiceCall.id.in_(select(call_ids.c.call_id)))
-                    .order_by(VoiceCall.created_at.desc(), VoiceCall.id)
-                    .offset(offset)
-                    .limit(limit)
-                )
-            )
-            files = list(
-                await session.scalars(
-                    select(VoiceRecording)
-                    .where(*conditions, VoiceRecording.call_id.in_([call.id for call in calls]))
-                    .order_by(VoiceRecording.started_at)
-                )
-            )
-        return [(call, [f for f in files if f.call_id == call.id]) for call in calls], total
+    @relayed
+    async def hangup_dialog(self, *, account_id: str, dialog_id: str) -> VoiceDialog:
+        return await self.dialogs.hangup_dialog(account_id=account_id, dialog_id=dialog_id)
 
-    async def call_recordings(self, *, account_id: str, call_id: str) -> tuple[VoiceCall, list[VoiceRecording]]:
-        found, _ = await self.list_recordings(account_id=account_id, call_id=call_id, limit=1)
-        if not found:
-            raise RecordingNotFound()
-        return found[0]
+    @relayed
+    async def dialog_say(self, *, account_id: str, dialog_id: str, speech: Speech, loop_count: int = 1) -> None:
+        await self.dialogs.dialog_say(account_id=account_id, dialog_id=dialog_id, speech=speech, loop_count=loop_count)
 
-    async def delete_call_recordings(self, *, account_id: str, call_id: str) -> tuple[VoiceCall, list[VoiceRecording]]:
-        call, recordings = await self.call_recordings(account_id=account_id, call_id=call_id)
-        async with self.sessions() as session, session.begin():
-            await session.execute(
-                update(VoiceRecording)
-                .where(VoiceRecording.call_id == call_id, VoiceRecording.account_id == account_id)
-                .values(ready=False, deleted_at=utcnow())
-            )
-        for recording in recordings:
-            with contextlib.suppress(FileNotFoundError):
-                (self.recordings_dir() / recording.storage_key).unlink()
-        return call, recordings
+    @relayed
+    async def dialog_play(self, *, account_id: str, dialog_id: str, content: PlayContent, loop_count: int = 1) -> None:
+        await self.dialogs.dialog_play(
+            account_id=account_id, dialog_id=dialog_id, content=content, loop_count=loop_count
+        )
 
-    async def recording_file(self, *, account_id: str, file_id: str) -> tuple[VoiceRecording, Path]:
-        async with self.sessions() as session:
-            recording = await session.get(VoiceRecording, file_id)
-        if recording is None or recording.account_id != account_id or not recording.ready:
-            raise RecordingNotFound("Recording file not found.")
-        path = self.recordings_dir() / recording.storage_key
-        if not path.is_file():
-            raise RecordingNotFound("Recording file not found.")
-        return recording, path
+    @relayed
+    async def dialog_stop_play(self, *, account_id: str, dialog_id: str) -> None:
+        await self.dialogs.dialog_stop_play(account_id=account_id, dialog_id=dialog_id)
 
-    async def delete_recording_file(self, *, account_id: str, file_id: str) -> VoiceRecording:
-        recording, path = await self.recording_file(account_id=account_id, file_id=file_id)
-        async with self.sessions() as session, session.begin():
-            await session.execute(
-                update(VoiceRecording).where(VoiceRecording.id == file_id).values(ready=False, deleted_at=utcnow())
-            )
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return recording
+    @relayed
+    async def start_dialog_recording(self, *, account_id: str, dialog_id: str, request: DialogRecordingRequest) -> None:
+        await self.dialogs.start_dialog_recording(account_id=account_id, dialog_id=dialog_id, request=request)
+
+    @relayed
+    async def record_dialog_when_established(self, *, dialog_id: str, request: DialogRecordingRequest) -> None:
+        await self.dialogs.record_dialog_when_established(dialog_id=dialog_id, request=request)
+
+    @relayed
+    async def stop_dialog_recording(self, *, account_id: str, dialog_id: str) -> None:
+        await self.dialogs.stop_dialog_recording(account_id=account_id, dialog_id=dialog_id)
+
+    @relayed
+    async def limit_dialog_duration(self, *, dialog_id: str, max_duration_s: int) -> None:
+        await self.dialogs.limit_dialog_duration(dialog_id=dialog_id, max_duration_s=max_duration_s)
+
+    @relayed
+    async def propagate_child_progress(self, *, dialog_id: str, ringing: bool, ringback: bool) -> None:
+        await self.dialogs.propagate_child_progress(dialog_id=dialog_id, ringing=ringing, ringback=ringback)
+
+    async def compose_dialog_recording(
+        self, *, account_id: str, dialog_id: str, delete_call_recordings: bool = True, multi_channel: bool = False
+    ) -> None:
+        await self.dialogs.compose_dialog_recording(
+            account_id=account_id,
+            dialog_id=dialog_id,
+            delete_call_recordings=delete_call_recordings,
+            multi_channel=multi_channel,
+        )
 
     # ---- engine events --------------------------------------------------------------------------
 
@@ -736,7 +666,7 @@ class VoiceService:
             if key is None:  # registration events: in order, here
                 await self._handle_logged(event)
                 continue
-            lane = self._spawn(self._lane(self._lanes.get(key), event), "voice-event")
+            lane = self.calls.spawn(self._lane(self._lanes.get(key), event), "voice-event")
             self._lanes[key] = lane
             lane.add_done_callback(functools.partial(self._lane_done, key))
 
@@ -758,7 +688,7 @@ class VoiceService:
         """Whether handling `event` may read or change another call's state (then it runs alone)."""
         if isinstance(event, IncomingCall | DtmfReceived):
             return False  # a new call's rows; digits only touch this call's playbacks
-        live = self._by_engine.get(getattr(event, "call_id", ""))
+        live = self.calls.by_engine.get(getattr(event, "call_id", ""))
         if live is None or live.direction != CallDirection.INBOUND or live.in_dialog:
             return True  # a dial in flight, an outbound leg (dialogs, contact center) or a dialog's party
         if isinstance(event, PlaybackFinished):
@@ -772,17 +702,6 @@ class VoiceService:
         except Exception:  # one bad event must not stop the others; logged with its cause
             log.exception("voice event handling failed", extra={"fields": {"event": type(event).__name__}})
 
-    async def _known(self, engine_id: str) -> _Live | None:
-        """The live call of an engine id; waits while a dial is in flight (its events can beat `dial()`'s return)."""
-        for _ in range(500):
-            live = self._by_engine.get(engine_id)
-            if live is not None or self._dialing == 0:
-                return live
-            self._registered.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._registered.wait(), timeout=0.02)
-        return self._by_engine.get(engine_id)
-
     async def _handle(self, event: EngineEvent) -> None:
         if isinstance(event, IncomingCall):
             await self._on_incoming(event)
@@ -790,27 +709,27 @@ class VoiceService:
         engine_id = getattr(event, "call_id", None)
         if engine_id is None:
             return  # registration events belong to the trunk registrar
-        if engine_id in self._refused:
+        if engine_id in self.calls.refused:
             if isinstance(event, CallEnded):
-                self._refused.discard(engine_id)
+                self.calls.refused.discard(engine_id)
             return
-        if engine_id in self._ended:
+        if engine_id in self.calls.ended:
             return
-        live = await self._known(engine_id)
+        live = await self.calls.known(engine_id)
         if live is None:
             return
         if isinstance(event, CallRinging):
-            await self._move(live.call_id, VoiceCallState.RINGING, "CALL_RINGING", ringing=True)
-            await self._dialog_child_progress(live.call_id)
+            await self.move(live.call_id, VoiceCallState.RINGING, LegEvent.RINGING, ringing=True)
         elif isinstance(event, CallEarlyMedia):
-            await self._move(live.call_id, VoiceCallState.PRE_ESTABLISHED, "CALL_PRE_ESTABLISHED", ringing=True)
-            await self._dialog_child_progress(live.call_id)
+            await self.move(live.call_id, VoiceCallState.PRE_ESTABLISHED, LegEvent.EARLY_MEDIA, ringing=True)
         elif isinstance(event, CallAnswered):
             await self._on_answered(live)
         elif isinstance(event, DtmfReceived):
-            await self._on_digit(live, event.digit)
+            await self.media.on_digit(live, event.digit)
+            await self._publish(LegChange(live.call_id, LegEvent.DIGITS, digits=event.digit))
         elif isinstance(event, PlaybackFinished):
-            await self._on_playback_finished(live, event)
+            await self.media.on_playback_finished(live, event)
+            await self._publish(LegChange(live.call_id, LegEvent.PLAYBACK_FINISHED))
         elif isinstance(event, RecordingFinished):
             await self._on_recording_finished(live, event)
         elif isinstance(event, CallEnded):
@@ -823,7 +742,7 @@ class VoiceService:
             if route is None and self.inbound_planner is not None:
                 plan = await self.inbound_planner.plan(session=session, event=event)
             if route is None and plan is None:
-                self._refused.add(event.call_id)
+                self.calls.refused.add(event.call_id)
                 await self.engine.reject(event.call_id, status=404, reason=SipReasonHeader("Q.850", 1))
                 log.info("inbound call to an unrouted user", extra={"fields": {"to": event.to_user}})
                 return
@@ -841,14 +760,14 @@ class VoiceService:
                 sip_call_id=event.sip_call_id,
                 engine_call_id=event.call_id,
             )
-            session.add_all(self._core_rows(call))
+            session.add_all(records.call_rows(call))
             await session.flush()
             if plan is not None and self.inbound_planner is not None:
                 await self.inbound_planner.accepted(session=session, call=call, plan=plan)
-            await publish(session=session, renderer=self.renderer, event=VoiceEvent("CALL_RECEIVED", call))
+            await publish_event(session=session, renderer=self.renderer, event=VoiceEvent("CALL_RECEIVED", call))
             await session.commit()
             self._register(
-                _Live(
+                LiveCall(
                     call_id=call.id,
                     engine_id=event.call_id,
                     account_id=call.account_id,
@@ -858,60 +777,31 @@ class VoiceService:
                 )
             )
         if plan is not None and self.inbound_planner is not None:
-            self._spawn(self.inbound_planner.connect(voice=self, call=call, plan=plan), "inbound-connect")
+            self.calls.spawn(self.inbound_planner.connect(voice=self, call=call, plan=plan), "inbound-connect")
 
-    async def _on_answered(self, live: _Live) -> None:
-        call = await self._move(live.call_id, VoiceCallState.ESTABLISHED, "CALL_ESTABLISHED", answered=True)
+    async def _on_answered(self, live: LiveCall) -> None:
+        call = await self.move(
+            live.call_id, VoiceCallState.ESTABLISHED, LegEvent.ESTABLISHED, answered=True, publish=False
+        )
         if call is None:
             return
         loop = asyncio.get_running_loop()
         live.max_duration_timer = loop.call_later(
-            live.max_duration_s, lambda: self._spawn(self._max_duration_reached(live), "max-duration")
+            live.max_duration_s, lambda: self.calls.spawn(self._max_duration_reached(live), "max-duration")
         )
-        if live.record_on_answer is not None:
-            await self._begin_recording(live, call, live.record_on_answer)
-        if call.dialog_id is not None:
-            await self._dialog_leg_answered(call)
+        try:
+            if live.record_on_answer is not None:
+                await self.media.begin_recording(live, call, live.record_on_answer)
+        finally:  # the listeners hear of the answer even when its recording could not start
+            await self._publish(LegChange(call.id, LegEvent.ESTABLISHED, dialog_id=call.dialog_id))
 
-    async def _max_duration_reached(self, live: _Live) -> None:
+    async def _max_duration_reached(self, live: LiveCall) -> None:
         live.requested = Ending(VoiceCallState.FINISHED, HangupSource.PLATFORM, ErrorCode.MAX_DURATION_REACHED)
         with contextlib.suppress(CallplaneError):
             await self.engine.hangup(live.engine_id)
 
-    async def _on_digit(self, live: _Live, digit: str) -> None:
-        for playback_id, playback in list(live.playbacks.items()):
-            if not playback.stop_on_dtmf:
-                continue
-            if playback.terminator is None or digit == playback.terminator:
-                if playback.terminator is None:
-                    playback.digits += digit
-                with contextlib.suppress(CallplaneError):
-                    await self.engine.stop_playback(live.engine_id)
-                live.playbacks[playback_id] = playback
-            else:
-                playback.digits += digit
-
-    async def _on_playback_finished(self, live: _Live, event: PlaybackFinished) -> None:
-        playback = live.playbacks.pop(event.playback_id, None)
-        if playback is None:
-            return  # a capture's prompt or an unknown playback: nothing to report
-        duration_ms = round((time.monotonic() - playback.started) * 1000)
-        if playback.dialog_id is not None:
-            await self._emit_dialog(
-                playback.dialog_id, playback.kind, played_completely=event.completed, duration_ms=duration_ms
-            )
-            return
-        await self._emit(
-            live.call_id,
-            playback.kind,
-            played_completely=event.completed,
-            duration_ms=duration_ms,
-            digits=playback.digits if playback.stop_on_dtmf else None,
-            custom_data=playback.custom_data,
-        )
-
-    async def _on_recording_finished(self, live: _Live, event: RecordingFinished) -> None:
-        recording_id, live.recording_id = live.recording_id, None
+    async def _on_recording_finished(self, live: LiveCall, event: RecordingFinished) -> None:
+        recording_id, live.recording_id, live.recording_dialog_id = live.recording_id, None, None
         if recording_id is None:
             return
         size = event.path.stat().st_size if event.path.exists() else None
@@ -927,25 +817,33 @@ class VoiceService:
             await session.flush()
             dialog_id = recording.dialog_id
             if dialog_id is None:
-                await publish(
+                await publish_event(
                     session=session,
                     renderer=self.renderer,
                     event=VoiceEvent("CALL_RECORDING_READY", call, recording=recording),
                 )
-        if dialog_id is not None:
-            await self._dialog_file_ready(dialog_id, recording_id)
+        await self._publish(
+            LegChange(live.call_id, LegEvent.RECORDING_READY, dialog_id=dialog_id, recording_id=recording_id)
+        )
 
-    async def _on_ended(self, live: _Live, event: CallEnded) -> None:
+    async def _on_ended(self, live: LiveCall, event: CallEnded) -> None:
         ending = ending_for(event, live.direction, requested=live.requested)
         await self._finish(live.call_id, ending, sip_status=event.sip_status, reason=event.reason)
 
     # ---- state changes --------------------------------------------------------------------------
 
-    async def _move(
-        self, call_id: str, target: VoiceCallState, event_type: str, *, ringing: bool = False, answered: bool = False
+    async def move(
+        self,
+        call_id: str,
+        target: VoiceCallState,
+        event: LegEvent,
+        *,
+        ringing: bool = False,
+        answered: bool = False,
+        publish: bool = True,
     ) -> VoiceCall | None:
-        """Move a live call forward (a conditional UPDATE) and publish its event; the moved call, or None when it
-        cannot move."""
+        """Move a live call forward (a conditional UPDATE), write its event to the outbox, and (unless `publish` is
+        off: the caller publishes later) tell the listeners; the moved call, or None when it cannot move."""
         async with self.sessions() as session, session.begin():
             call = await session.get(VoiceCall, call_id)
             if call is None or not can_move(call.state, target):
@@ -968,28 +866,38 @@ class VoiceService:
             if moved is None:
                 return None
             call = moved
-            await self._touch_core(session, call)
-            await publish(session=session, renderer=self.renderer, event=VoiceEvent(event_type, call, at=now))
-        await self._notify(call_id, event_type)
+            await records.touch_core(session, call)
+            await publish_event(
+                session=session, renderer=self.renderer, event=VoiceEvent(OUTBOX_EVENTS[event], call, at=now)
+            )
+        if publish:
+            await self._publish(LegChange(call_id, event, dialog_id=call.dialog_id))
         return call
 
-    async def _notify(self, call_id: str, event_type: str) -> None:
-        for listener in self.listeners:
+    def subscribe(self, listener: LegListener) -> None:
+        """Tell `listener` every leg event from now on (after its change is committed); it must return quickly."""
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: LegListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    async def _publish(self, change: LegChange) -> None:
+        # The subscribers first, then this service's own dialogs (which may end or bridge the other leg).
+        for listener in [*self._listeners, self.dialogs.on_leg]:
             try:
-                await listener(call_id, event_type)
+                await listener(change)
             except Exception:  # an observer's failure must not stop the call's own handling; logged with its cause
-                log.exception("voice listener failed", extra={"fields": {"call_id": call_id, "event": event_type}})
+                log.exception(
+                    "voice listener failed", extra={"fields": {"call_id": change.call_id, "event": change.event}}
+                )
 
     async def _finish(
         self, call_id: str, ending: Ending, *, sip_status: int | None = None, reason: SipReasonHeader | None = None
     ) -> bool:
         """The one way a call ends: terminal state, core Call closed and exactly one terminal event."""
-        live = self._live.pop(call_id, None)
+        live = self.calls.forget(call_id)
         if live is not None:
-            self._by_engine.pop(live.engine_id, None)
-            self._ended[live.engine_id] = None
-            while len(self._ended) > ENDED_REMEMBERED:
-                self._ended.popitem(last=False)
             if live.max_duration_timer is not None:
                 live.max_duration_timer.cancel()
             if live.capture is not None:
@@ -1015,59 +923,15 @@ class VoiceService:
                 return False
             call = await session.get(VoiceCall, call_id)
             assert call is not None
-            await self._touch_core(session, call, ended=True)
-            await self._queue_post_call(session, call)
-            event_type = "CALL_FINISHED" if ending.state == VoiceCallState.FINISHED else "CALL_FAILED"
-            await publish(session=session, renderer=self.renderer, event=VoiceEvent(event_type, call, at=now))
+            await records.touch_core(session, call, ended=True)
+            await records.queue_post_call(session, call, max_attempts=self.job_max_attempts)
+            event = LegEvent.FINISHED if ending.state == VoiceCallState.FINISHED else LegEvent.FAILED
+            await publish_event(
+                session=session, renderer=self.renderer, event=VoiceEvent(OUTBOX_EVENTS[event], call, at=now)
+            )
             dialog_id = call.dialog_id
-        await self._notify(call_id, event_type)
-        if dialog_id is not None:
-            await self._dialog_leg_ended(dialog_id, call_id)
+        await self._publish(LegChange(call_id, event, dialog_id=dialog_id))
         return True
-
-    @staticmethod
-    async def _touch_core(session: AsyncSession, call: VoiceCall, *, ended: bool = False) -> None:
-        core = await session.get(Call, call.id)
-        if core is None:
-            return
-        core.extras = {**core.extras, "voice_state": call.state}
-        core.updated_at = utcnow()
-        if ended:
-            core.ended_at = call.ended_at
-            core.status = CallStatus.COMPLETED
-            core.status_reason = call.state
-            start = call.answered_at or call.created_at
-            if call.ended_at is not None and call.answered_at is not None:
-                core.duration_ms = max(0, round((call.ended_at - start).total_seconds() * 1000))
-
-    @staticmethod
-    async def _queue_post_call(session: AsyncSession, call: VoiceCall) -> None:
-        """When the configuration asks, the call's last recording goes through the post-call pipeline."""
-        configuration = await session.get(CallsConfiguration, call.configuration_id)
-        if configuration is None or not configuration.post_call_processing:
-            return
-        recording = await session.scalar(
-            select(VoiceRecording)
-            .where(VoiceRecording.call_id == call.id, VoiceRecording.ready.is_(True))
-            .order_by(VoiceRecording.started_at.desc())
-            .limit(1)
-        )
-        core = await session.get(Call, call.id)
-        if recording is None or core is None:
-            return
-        core.recording_filename = recording.storage_key
-        core.status = CallStatus.QUEUED
-        core.status_reason = None
-        session.add(
-            Job(account_id=call.account_id, call_id=call.id, kind=JobKind.PROCESS_CALL, status=JobStatus.QUEUED)
-        )
-
-    async def _emit(self, call_id: str, event_type: str, **details: Any) -> None:
-        async with self.sessions() as session, session.begin():
-            call = await session.get(VoiceCall, call_id)
-            if call is None:
-                return
-            await publish(session=session, renderer=self.renderer, event=VoiceEvent(event_type, call, **details))
 
     async def _merge_custom_data(self, call_id: str, custom_data: Mapping[str, str] | None) -> None:
         if not custom_data:
@@ -1077,873 +941,8 @@ class VoiceService:
             if call is not None:
                 call.custom_data = {**call.custom_data, **custom_data}
 
-    # ---- media helpers --------------------------------------------------------------------------
 
-    @staticmethod
-    def _require_inbound(live: _Live) -> None:
-        if live.direction is not CallDirection.INBOUND:
-            raise InvalidCallState("only an inbound call can be answered, pre-answered or rung")
-
-    async def _start_playback(
-        self, account_id: str, call_id: str, content: PlayContent, options: PlayOptions, kind: str
-    ) -> None:
-        if options.loop_count < 1:
-            raise InvalidInput("loopCount must be at least 1")
-        live = await self._live_call(account_id, call_id)
-        # a URL is fetched in the background (it may be slow or fail: an ERROR event); the rest is checked now
-        source = None if content.url is not None else await self._source(account_id, content)
-
-        async def start() -> None:
-            started = time.monotonic()
-            playback_id = await self.engine.play(
-                live.engine_id,
-                source if source is not None else FileSource(await self._download(content.url or "")),
-                loop_count=options.loop_count,
-                offset_ms=options.offset_ms,
-                timeout_ms=options.timeout_ms,
-            )
-            for previous, playing in list(live.playbacks.items()):
-                if playing.dialog_id is None:  # replaced: the engine reports it stopped, we report only the new one
-                    live.playbacks.pop(previous)
-            live.playbacks[playback_id] = _Playback(
-                kind=kind,
-                started=started,
-                stop_on_dtmf=options.stop_on_dtmf,
-                terminator=options.stop_terminator,
-                custom_data=dict(options.custom_data),
-            )
-
-        action = "SAY" if kind == "SAY_FINISHED" else "PLAY"
-        if live.pending_play is not None:
-            live.pending_play[0].cancel()  # replaced before it started
-        task = self._spawn(self._guarded(live, action, start()), "play")
-        live.pending_play = (task, kind, dict(options.custom_data))
-
-    async def _guarded(self, live: _Live, action: str, work: Any) -> None:
-        """Run an accepted action; a failure becomes an ERROR event (the API already answered 200)."""
-        try:
-            await work
-        except CallplaneError as error:
-            if live.call_id in self._live:
-                await self._emit(live.call_id, "ERROR", action=action, detail=error.message)
-
-    async def _source(self, account_id: str, content: PlayContent) -> PlaySource:
-        if content.speech is not None:
-            return _speech_source(content.speech)
-        if content.file_id is not None:
-            async with self.sessions() as session, session.begin():  # a play moves the file's unused expiry
-                path = await media_files.resolve_file_path(
-                    session=session, account_id=account_id, file_id=content.file_id, data_dir=self.data_dir
-                )
-            return FileSource(path)
-        if content.recording_file_id is not None:
-            _, path = await self.recording_file(account_id=account_id, file_id=content.recording_file_id)
-            return FileSource(path)
-        if content.url is not None:
-            return FileSource(await self._download(content.url))
-        raise InvalidInput("content needs a file, a recording, a URL or text")
-
-    async def _download(self, url: str) -> Path:
-        """A customer URL, fetched once through the SSRF-safe fetcher and cached by URL."""
-        cache = self.data_dir / URL_CACHE_DIRECTORY
-        cache.mkdir(parents=True, exist_ok=True)
-        target = cache / hashlib.sha256(url.encode()).hexdigest()
-        if not target.is_file():
-            await fetch_http(url, dest=target, policy=self.fetch_policy, limits=FetchLimits(max_bytes=64 * 1024 * 1024))
-        return target
-
-    async def _capture(self, live: _Live, request: CaptureRequest, prompt: PlaySource | None) -> None:
-        if prompt is not None:
-            await self.engine.play(live.engine_id, prompt)
-        try:
-            collected: DtmfCollection = await self.engine.collect_dtmf(
-                live.engine_id,
-                max_length=request.max_length,
-                terminator=request.terminator,
-                first_digit_timeout_s=request.timeout_ms / 1000,
-                inter_digit_timeout_s=(request.digit_timeout_ms or request.timeout_ms) / 1000,
-            )
-        except CallplaneError as error:
-            if live.call_id in self._live:
-                await self._emit(live.call_id, "ERROR", action="CAPTURE_DTMF", detail=error.message)
-            return
-        if prompt is not None:
-            with contextlib.suppress(CallplaneError):
-                await self.engine.stop_playback(live.engine_id)
-        if live.call_id not in self._live or collected.ended_by is CollectionEnd.HANGUP:
-            return  # the call ended while collecting: its terminal event says so
-        await self._emit(
-            live.call_id,
-            "DTMF_CAPTURED",
-            digits=collected.digits,
-            timed_out=collected.ended_by is CollectionEnd.TIMEOUT,
-            custom_data=dict(request.custom_data),
-        )
-
-    async def _begin_recording(self, live: _Live, call: VoiceCall, request: RecordingRequest) -> None:
-        if live.recording_id is not None:
-            raise InvalidCallState("the call is already being recorded")
-        file_id = new_id()
-        storage_key = f"{call.account_id}/{file_id}.wav"
-        name = f"{request.file_prefix or ''}{call.id}_{file_id}.wav"
-        async with self.sessions() as session, session.begin():
-            session.add(
-                VoiceRecording(
-                    id=file_id,
-                    account_id=call.account_id,
-                    call_id=call.id,
-                    configuration_id=call.configuration_id,
-                    name=name,
-                    storage_key=storage_key,
-                    channels=request.channels.value,
-                    custom_data=dict(request.custom_data),
-                    started_at=utcnow(),
-                )
-            )
-        live.recording_id = file_id
-        try:
-            await self.engine.start_recording(
-                live.engine_id, self.recordings_dir() / storage_key, EngineChannels(request.channels)
-            )
-        except CallplaneError:
-            live.recording_id = None
-            raise
-
-    # ---- dialogs: two calls bridged ----------------------------------------------------------
-
-    @relayed
-    async def create_dialog(
-        self, *, account_id: str, parent_call_id: str, child: NewCall | None, child_hangup_ends_parent: bool = True
-    ) -> VoiceDialog:
-        """A dialog for a live parent call, placing `child` (its configuration is the parent's); the child's answer
-        answers an unanswered inbound parent and bridges the two."""
-        await self._live_call(account_id, parent_call_id)
-        parent = await self.get_call(account_id=account_id, call_id=parent_call_id)
-        if parent.dialog_id is not None:
-            raise InvalidCallState("the call is already in a dialog")
-        if child is None:
-            raise InvalidInput("childCallRequest is required")
-        async with self.sessions() as session:
-            await self._target(session, account_id, child)  # refused before a dialog exists (create_call checks again)
-        dialog = await self._new_dialog(parent, child_hangup_ends_parent)
-        placed = await self.create_call(
-            account_id=account_id,
-            request=NewCall(
-                configuration_id=parent.configuration_id,
-                endpoint=child.endpoint,
-                from_user=child.from_user,
-                from_display_name=child.from_display_name,
-                connect_timeout_s=child.connect_timeout_s,
-                custom_data=child.custom_data,
-                parent_call_id=parent.id,
-                dialog_id=dialog.id,
-            ),
-        )
-        async with self.sessions() as session, session.begin():
-            await session.execute(
-                update(VoiceDialog)
-                .where(VoiceDialog.id == dialog.id, VoiceDialog.child_call_id.is_(None))
-                .values(child_call_id=placed.id)
-            )
-        return await self.get_dialog(account_id=account_id, dialog_id=dialog.id)
-
-    @relayed
-    async def dialog_from_calls(
-        self, *, account_id: str, parent_call_id: str, child_call_id: str, child_hangup_ends_parent: bool = True
-    ) -> VoiceDialog:
-        """Bridge two live, answered calls of the account into a dialog at once."""
-        if parent_call_id == child_call_id:
-            raise InvalidInput("a dialog needs two different calls")
-        legs = [await self._live_call(account_id, parent_call_id), await self._live_call(account_id, child_call_id)]
-        calls = [await self.get_call(account_id=account_id, call_id=leg.call_id) for leg in legs]
-        if any(call.dialog_id is not None for call in calls):
-            raise InvalidCallState("the call is already in a dialog")
-        if any(call.state != VoiceCallState.ESTABLISHED for call in calls):
-            raise InvalidCallState("both calls must be answered (ESTABLISHED) to be joined in a dialog")
-        dialog = await self._new_dialog(calls[0], child_hangup_ends_parent, child_call_id=child_call_id)
-        await self._bridge_dialog(dialog.id)
-        return await self.get_dialog(account_id=account_id, dialog_id=dialog.id)
-
-    async def _new_dialog(
-        self, parent: VoiceCall, child_hangup_ends_parent: bool, *, child_call_id: str | None = None
-    ) -> VoiceDialog:
-        async with self.sessions() as session, session.begin():
-            dialog = VoiceDialog(
-                id=new_id(),
-                account_id=parent.account_id,
-                configuration_id=parent.configuration_id,
-                state=DialogState.CREATED,
-                parent_call_id=parent.id,
-                child_call_id=child_call_id,
-                child_hangup_ends_parent=child_hangup_ends_parent,
-                created_at=utcnow(),
-            )
-            session.add(dialog)
-            ids = [parent.id] + ([child_call_id] if child_call_id else [])
-            for call_id in ids:  # from now on their events may touch each other's (see _consume)
-                if (live := self._live.get(call_id)) is not None:
-                    live.in_dialog = True
-            await session.execute(update(VoiceCall).where(VoiceCall.id.in_(ids)).values(dialog_id=dialog.id))
-            await session.flush()
-            await self._publish_dialog(session, dialog, "DIALOG_CREATED")
-        return dialog
-
-    async def get_dialog(self, *, account_id: str, dialog_id: str) -> VoiceDialog:
-        async with self.sessions() as session:
-            dialog = await session.get(VoiceDialog, dialog_id)
-        if dialog is None or dialog.account_id != account_id:
-            raise DialogNotFound()
-        return dialog
-
-    async def dialog_calls(self, dialog: VoiceDialog) -> tuple[VoiceCall | None, VoiceCall | None]:
-        async with self.sessions() as session:
-            parent = await session.get(VoiceCall, dialog.parent_call_id)
-            child = await session.get(VoiceCall, dialog.child_call_id) if dialog.child_call_id else None
-        return parent, child
-
-    async def list_dialogs(
-        self,
-        *,
-        account_id: str,
-        live: bool,
-        configuration_id: str | None = None,
-        state: str | None = None,
-        offset: int = 0,
-        limit: int = 20,
-    ) -> tuple[list[VoiceDialog], int]:
-        states = DIALOG_LIVE if live else DIALOG_TERMINAL
-        conditions: list[Any] = [VoiceDialog.account_id == account_id, VoiceDialog.state.in_(states)]
-        if state:
-            conditions.append(VoiceDialog.state == state)
-        if configuration_id:
-            conditions.append(VoiceDialog.configuration_id == configuration_id)
-        async with self.sessions() as session:
-            total = await session.scalar(select(func.count()).select_from(VoiceDialog).where(*conditions)) or 0
-            rows = await session.scalars(
-                select(VoiceDialog)
-                .where(*conditions)
-                .order_by(VoiceDialog.created_at.desc(), VoiceDialog.id)
-                .offset(offset)
-                .limit(limit)
-            )
-            return list(rows), total
-
-    @relayed
-    async def hangup_dialog(self, *, account_id: str, dialog_id: str) -> VoiceDialog:
-        """Hang up both calls; the dialog ends FINISHED (or FAILED if it never connected) with source API."""
-        dialog = await self.get_dialog(account_id=account_id, dialog_id=dialog_id)
-        if dialog.state in DIALOG_TERMINAL:
-            raise CallNotLive("The dialog has already ended.")
-        await self._end_dialog(dialog.id, DialogHangupSource.API, ErrorCode.NORMAL_HANGUP)
-        for call_id in (dialog.parent_call_id, dialog.child_call_id):
-            live = self._live.get(call_id or "")
-            if live is not None:
-                await self._end_leg(live, HangupSource.API)
-        return await self.get_dialog(account_id=account_id, dialog_id=dialog_id)
-
-    async def _dialog_leg_answered(self, call: VoiceCall) -> None:
-        """The child answered: answer an unanswered inbound parent, then bridge."""
-        async with self.sessions() as session:
-            dialog = await session.get(VoiceDialog, call.dialog_id)
-        if dialog is None or dialog.state != DialogState.CREATED or dialog.parent_call_id == call.id:
-            return
-        parent = self._live.get(dialog.parent_call_id)
-        if parent is None:
-            return
-        async with self.sessions() as session:
-            parent_call = await session.get(VoiceCall, dialog.parent_call_id)
-        if parent_call is not None and parent_call.state != VoiceCallState.ESTABLISHED:
-            if parent.direction is not CallDirection.INBOUND:
-                return  # an outbound parent that has not answered cannot be answered by us
-            await self.engine.answer(parent.engine_id)
-        await self._bridge_dialog(dialog.id)
-
-    async def _bridge_dialog(self, dialog_id: str) -> None:
-        async with self.sessions() as session:
-            dialog = await session.get(VoiceDialog, dialog_id)
-        if dialog is None or dialog.child_call_id is None:
-            return
-        parent, child = self._live.get(dialog.parent_call_id), self._live.get(dialog.child_call_id)
-        if parent is None or child is None:
-            return
-        await self._stop_ringback(dialog.child_call_id)
-        await self.engine.bridge(parent.engine_id, child.engine_id)
-        async with self.sessions() as session, session.begin():
-            result = await session.execute(
-                update(VoiceDialog)
-                .where(
-                    VoiceDialog.id == dialog_id,
-                    VoiceDialog.state.in_([DialogState.CREATED, DialogState.PRE_ESTABLISHED]),
-                )
-                .values(state=DialogState.ESTABLISHED, established_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
-            if getattr(result, "rowcount", 0) == 1:
-                refreshed = await session.get(VoiceDialog, dialog_id)
-                assert refreshed is not None
-                await session.refresh(refreshed)
-                await self._publish_dialog(session, refreshed, "DIALOG_ESTABLISHED")
-        await self._dialog_established(dialog_id)
-
-    async def _dialog_leg_ended(self, dialog_id: str, call_id: str) -> None:
-        """One leg ended: end the dialog once, and the other leg (the parent only if propagation asks)."""
-        async with self.sessions() as session:
-            dialog = await session.get(VoiceDialog, dialog_id)
-            call = await session.get(VoiceCall, call_id)
-        if dialog is None or call is None or dialog.state in DIALOG_TERMINAL:
-            return
-        is_parent = dialog.parent_call_id == call_id
-        if call.hangup_source == HangupSource.ENDPOINT:
-            source = DialogHangupSource.PARENT_ENDPOINT if is_parent else DialogHangupSource.CHILD_ENDPOINT
-        else:
-            source = DialogHangupSource(call.hangup_source or DialogHangupSource.PLATFORM)
-        await self._end_dialog(dialog_id, source, ErrorCode(call.error_code or ErrorCode.NORMAL_HANGUP))
-        await self._dialog_ended_media(dialog)
-        other_id = dialog.child_call_id if is_parent else dialog.parent_call_id
-        other = self._live.get(other_id or "")
-        if other is not None and (is_parent or dialog.child_hangup_ends_parent):
-            await self._end_leg(other, HangupSource.PLATFORM)
-
-    async def _end_leg(self, live: _Live, source: HangupSource) -> None:
-        call = await self.get_call(account_id=live.account_id, call_id=live.call_id)
-        with contextlib.suppress(CallplaneError):
-            if call.state == VoiceCallState.ESTABLISHED:
-                live.requested = Ending(VoiceCallState.FINISHED, source, ErrorCode.NORMAL_HANGUP)
-                await self.engine.hangup(live.engine_id)
-            elif live.direction is CallDirection.INBOUND:
-                live.requested = Ending(VoiceCallState.FINISHED, source, ErrorCode.NORMAL_HANGUP)
-                await self.engine.reject(live.engine_id, status=480, reason=SipReasonHeader("Q.850", 16))
-            else:
-                live.requested = Ending(VoiceCallState.CANCELLED, source, ErrorCode.CANCELLED)
-                await self.engine.hangup(live.engine_id)
-
-    async def _end_dialog(self, dialog_id: str, source: DialogHangupSource, code: ErrorCode) -> None:
-        async with self.sessions() as session, session.begin():
-            dialog = await session.get(VoiceDialog, dialog_id)
-            if dialog is None:
-                return
-            state = DialogState.FINISHED if dialog.state == DialogState.ESTABLISHED else DialogState.FAILED
-            result = await session.execute(
-                update(VoiceDialog)
-                .where(VoiceDialog.id == dialog_id, VoiceDialog.state.in_(DIALOG_LIVE))
-                .values(state=state, ended_at=utcnow(), hangup_source=source, error_code=int(code))
-                .execution_options(synchronize_session=False)
-            )
-            if getattr(result, "rowcount", 0) != 1:
-                return
-            await session.refresh(dialog)
-            await self._publish_dialog(session, dialog, f"DIALOG_{state}")
-
-    async def _publish_dialog(self, session: AsyncSession, dialog: VoiceDialog, event_type: str) -> None:
-        parent = await session.get(VoiceCall, dialog.parent_call_id)
-        child = await session.get(VoiceCall, dialog.child_call_id) if dialog.child_call_id else None
-        if parent is None:
-            return
-        await publish(
-            session=session,
-            renderer=self.renderer,
-            event=VoiceEvent(event_type, parent, dialog=dialog, child=child),
-        )
-
-    # ---- dialogs: prompts both parties hear, recordings ------------------------------------------
-
-    async def _established_dialog(self, account_id: str, dialog_id: str) -> tuple[VoiceDialog, _Live, _Live]:
-        dialog = await self.get_dialog(account_id=account_id, dialog_id=dialog_id)
-        if dialog.state in DIALOG_TERMINAL:
-            raise CallNotLive("The dialog has already ended.")
-        if dialog.state != DialogState.ESTABLISHED or dialog.child_call_id is None:
-            raise InvalidCallState("the dialog is not established yet")
-        parent, child = self._live.get(dialog.parent_call_id), self._live.get(dialog.child_call_id)
-        if parent is None or child is None:
-            raise CallOnAnotherNode(f"dialog {dialog_id} is carried by another media node")
-        return dialog, parent, child
-
-    @relayed
-    async def dialog_say(self, *, account_id: str, dialog_id: str, speech: Speech, loop_count: int = 1) -> None:
-        """Say text to both parties (mixed over what they hear of each other) -> SAY_FINISHED for the dialog."""
-        await self._start_dialog_playback(account_id, dialog_id, PlayContent(speech=speech), loop_count, "SAY_FINISHED")
-
-    @relayed
-    async def dialog_play(self, *, account_id: str, dialog_id: str, content: PlayContent, loop_count: int = 1) -> None:
-        """Play audio to both parties -> PLAY_FINISHED for the dialog."""
-        await self._start_dialog_playback(account_id, dialog_id, content, loop_count, "PLAY_FINISHED")
-
-    @relayed
-    async def dialog_stop_play(self, *, account_id: str, dialog_id: str) -> None:
-        dialog, parent, _ = await self._established_dialog(account_id, dialog_id)
-        pending = self._dialogs.pending_play.pop(dialog.id, None)
-        if pending is not None and not pending[0].done():
-            pending[0].cancel()  # stopped before its audio was ready: it never played
-            await self._emit_dialog(dialog.id, pending[1], played_completely=False, duration_ms=0)
-            return
-        await self.engine.stop_bridge_playback(parent.engine_id)
-
-    async def _start_dialog_playback(
-        self, account_id: str, dialog_id: str, content: PlayContent, loop_count: int, kind: str
-    ) -> None:
-        if loop_count < 1:
-            raise InvalidInput("loopCount must be at least 1")
-        dialog, parent, _ = await self._established_dialog(account_id, dialog_id)
-        source = None if content.url is not None else await self._source(account_id, content)
-
-        async def start() -> None:
-            started = time.monotonic()
-            playback_id = await self.engine.play_to_bridge(
-                parent.engine_id,
-                source if source is not None else FileSource(await self._download(content.url or "")),
-                loop_count=loop_count,
-            )
-            for previous, playing in list(parent.playbacks.items()):
-                if playing.dialog_id == dialog.id:
-                    parent.playbacks.pop(previous)  # replaced: only the new prompt is reported
-            parent.playbacks[playback_id] = _Playback(
-                kind=kind, started=started, stop_on_dtmf=False, terminator=None, custom_data={}, dialog_id=dialog.id
-            )
-
-        previous = self._dialogs.pending_play.get(dialog.id)
-        if previous is not None:
-            previous[0].cancel()  # replaced before it started
-        action = "SAY" if kind == "SAY_FINISHED" else "PLAY"
-        task = self._spawn(self._guarded_dialog(dialog.id, action, start()), "dialog-play")
-        self._dialogs.pending_play[dialog.id] = (task, kind)
-
-    async def _guarded_dialog(self, dialog_id: str, action: str, work: Any) -> None:
-        """An accepted dialog action; a failure becomes the dialog's ERROR event (the API already answered)."""
-        try:
-            await work
-        except CallplaneError as error:
-            await self._emit_dialog(dialog_id, "ERROR", action=action, detail=error.message)
-
-    async def _emit_dialog(self, dialog_id: str, event_type: str, **details: Any) -> None:
-        async with self.sessions() as session, session.begin():
-            dialog = await session.get(VoiceDialog, dialog_id)
-            if dialog is None:
-                return
-            parent = await session.get(VoiceCall, dialog.parent_call_id)
-            child = await session.get(VoiceCall, dialog.child_call_id) if dialog.child_call_id else None
-            if parent is None:
-                return
-            event = VoiceEvent(event_type, parent, dialog=dialog, child=child, **details)
-            await publish(session=session, renderer=self.renderer, event=event)
-
-    @relayed
-    async def start_dialog_recording(self, *, account_id: str, dialog_id: str, request: DialogRecordingRequest) -> None:
-        """Composed: one file of both parties mixed (the parent leg's mix of what it hears and sends). Not composed:
-        one file per call with that party alone. DIALOG_RECORDING_READY when all files of this recording are ready."""
-        dialog, parent, child = await self._established_dialog(account_id, dialog_id)
-        await self._record_dialog(dialog, parent, child, request)
-
-    @relayed
-    async def record_dialog_when_established(self, *, dialog_id: str, request: DialogRecordingRequest) -> None:
-        """The dialog request's `recording`: started when the dialog is established (this process's dialogs)."""
-        self._dialogs.record_on_establish[dialog_id] = request
-        async with self.sessions() as session:
-            dialog = await session.get(VoiceDialog, dialog_id)
-        if dialog is not None and dialog.state == DialogState.ESTABLISHED:
-            await self._dialog_established(dialog_id)  # it connected before we got here
-
-    @relayed
-    async def stop_dialog_recording(self, *, account_id: str, dialog_id: str) -> None:
-        dialog = await self.get_dialog(account_id=account_id, dialog_id=dialog_id)
-        if dialog.state in DIALOG_TERMINAL:
-            raise CallNotLive("The dialog has already ended.")
-        recording = self._dialogs.recordings.get(dialog.id)
-        if recording is None or recording.stopping:
-            raise InvalidCallState("the dialog is not being recorded")
-        await self._stop_dialog_files(dialog)
-
-    async def _record_dialog(
-        self, dialog: VoiceDialog, parent: _Live, child: _Live, request: DialogRecordingRequest
-    ) -> None:
-        if dialog.id in self._dialogs.recordings:
-            raise InvalidCallState("the dialog is already being recorded")
-        if parent.recording_id is not None or child.recording_id is not None:
-            raise InvalidCallState("a call of the dialog is being recorded (call and dialog recordings are exclusive)")
-        legs = (
-            [(parent, EngineChannels.MONO)]
-            if request.composed
-            else [(parent, EngineChannels.HEARD), (child, EngineChannels.HEARD)]
-        )
-        now = utcnow()
-        planned: list[tuple[_Live, EngineChannels, str, str]] = []
-        async with self.sessions() as session, session.begin():
-            for live, channels in legs:
-                file_id = new_id()
-                storage_key = f"{live.account_id}/{file_id}.wav"
-                session.add(
-                    VoiceRecording(
-                        id=file_id,
-                        account_id=live.account_id,
-                        call_id=live.call_id,
-                        configuration_id=dialog.configuration_id,
-                        name=f"{request.file_prefix or ''}{file_id}.wav",
-                        storage_key=storage_key,
-                        channels="MONO",
-                        custom_data=dict(request.custom_data),
-                        started_at=now,
-                        dialog_id=dialog.id,
-                        composed=request.composed,
-                    )
-                )
-                planned.append((live, channels, file_id, storage_key))
-        ids = [file_id for _, _, file_id, _ in planned]
-        self._dialogs.recordings[dialog.id] = _DialogRecording(files=ids, pending=set(ids))
-        for live, channels, file_id, storage_key in planned:
-            live.recording_id = file_id
-            try:
-                await self.engine.start_recording(live.engine_id, self.recordings_dir() / storage_key, channels)
-            except CallplaneError:
-                live.recording_id = None
-                await self._stop_dialog_files(dialog)  # the legs already started finish (and are reported)
-                self._dialogs.recordings[dialog.id].pending.discard(file_id)
-                raise
-
-    async def _stop_dialog_files(self, dialog: VoiceDialog) -> None:
-        recording = self._dialogs.recordings.get(dialog.id)
-        if recording is None:
-            return
-        recording.stopping = True
-        for live in (self._live.get(dialog.parent_call_id), self._live.get(dialog.child_call_id or "")):
-            if live is not None and live.recording_id in recording.pending:
-                with contextlib.suppress(CallplaneError):
-                    await self.engine.stop_recording(live.engine_id)  # RecordingFinished makes the file ready
-
-    @relayed
-    async def limit_dialog_duration(self, *, dialog_id: str, max_duration_s: int) -> None:
-        """The dialog request's `maxDuration`, counted from the bridge: then both calls are hung up and the dialog
-        ends FINISHED, source PLATFORM, MAX_DURATION_REACHED (each call's own maxDuration still applies)."""
-        if max_duration_s < 1:
-            raise InvalidInput("maxDuration must be at least 1 second")
-        self._dialogs.max_duration[dialog_id] = max_duration_s
-        async with self.sessions() as session:
-            dialog = await session.get(VoiceDialog, dialog_id)
-        if dialog is not None and dialog.state == DialogState.ESTABLISHED:
-            self._arm_dialog_max_duration(dialog_id)  # it connected before we got here
-
-    def _arm_dialog_max_duration(self, dialog_id: str) -> None:
-        seconds = self._dialogs.max_duration.pop(dialog_id, None)
-        if seconds is not None:
-            asyncio.get_running_loop().call_later(
-                seconds, lambda: self._spawn(self._dialog_max_duration_reached(dialog_id), "dialog-max-duration")
-            )
-
-    async def _dialog_max_duration_reached(self, dialog_id: str) -> None:
-        async with self.sessions() as session:
-            dialog = await session.get(VoiceDialog, dialog_id)
-        if dialog is None or dialog.state in DIALOG_TERMINAL:
-            return
-        await self._end_dialog(dialog_id, DialogHangupSource.PLATFORM, ErrorCode.MAX_DURATION_REACHED)
-        await self._dialog_ended_media(dialog)
-        for call_id in (dialog.parent_call_id, dialog.child_call_id):
-            live = self._live.get(call_id or "")
-            if live is not None:
-                live.requested = Ending(VoiceCallState.FINISHED, HangupSource.PLATFORM, ErrorCode.MAX_DURATION_REACHED)
-                with contextlib.suppress(CallplaneError):
-                    await self.engine.hangup(live.engine_id)
-
-    async def _dialog_established(self, dialog_id: str) -> None:
-        self._arm_dialog_max_duration(dialog_id)
-        request = self._dialogs.record_on_establish.pop(dialog_id, None)
-        if request is None:
-            return
-        async with self.sessions() as session:
-            dialog = await session.get(VoiceDialog, dialog_id)
-        parent = self._live.get(dialog.parent_call_id) if dialog else None
-        child = self._live.get(dialog.child_call_id or "") if dialog else None
-        if dialog is None or parent is None or child is None:
-            return
-        try:
-            await self._record_dialog(dialog, parent, child, request)
-        except CallplaneError as error:
-            await self._emit_dialog(dialog_id, "DIALOG_RECORDING_FAILED", detail=error.message)
-
-    async def _dialog_ended_media(self, dialog: VoiceDialog) -> None:
-        """The dialog ended: a leg that stays up (no propagation) stops recording for it; nothing is pending."""
-        self._dialogs.record_on_establish.pop(dialog.id, None)
-        self._dialogs.max_duration.pop(dialog.id, None)
-        if dialog.child_call_id is not None:
-            await self._stop_ringback(dialog.child_call_id)
-            self._dialogs.progress.pop(dialog.child_call_id, None)
-        pending = self._dialogs.pending_play.pop(dialog.id, None)
-        if pending is not None:
-            pending[0].cancel()
-        await self._stop_dialog_files(dialog)
-
-    async def _dialog_file_ready(self, dialog_id: str, file_id: str) -> None:
-        recording = self._dialogs.recordings.get(dialog_id)
-        if recording is None:
-            return
-        recording.pending.discard(file_id)
-        if recording.pending:
-            return
-        del self._dialogs.recordings[dialog_id]
-        async with self.sessions() as session, session.begin():
-            dialog = await session.get(VoiceDialog, dialog_id)
-            files = list(
-                await session.scalars(
-                    select(VoiceRecording)
-                    .where(VoiceRecording.id.in_(recording.files), VoiceRecording.ready.is_(True))
-                    .order_by(VoiceRecording.composed.desc(), VoiceRecording.started_at, VoiceRecording.id)
-                )
-            )
-            if dialog is None or not files:
-                return
-            parent = await session.get(VoiceCall, dialog.parent_call_id)
-            child = await session.get(VoiceCall, dialog.child_call_id) if dialog.child_call_id else None
-            if parent is None:
-                return
-            event = VoiceEvent("DIALOG_RECORDING_READY", parent, dialog=dialog, child=child, recordings=files)
-            await publish(session=session, renderer=self.renderer, event=event)
-
-    # ---- dialogs: what the parent hears while the child rings -----------------------------------
-
-    @relayed
-    async def propagate_child_progress(self, *, dialog_id: str, ringing: bool, ringback: bool) -> None:
-        """The dialog request's propagationOptions: the child's ringing reaches an unanswered inbound parent as a
-        180 (`childCallRinging`), or the parent hears a generated ringback until the bridge (`ringbackGeneration`:
-        an unanswered inbound parent is pre-answered, 183, for it)."""
-        if not (ringing or ringback):
-            return
-        async with self.sessions() as session:
-            dialog = await session.get(VoiceDialog, dialog_id)
-        if dialog is None or dialog.child_call_id is None:
-            return
-        # registered before the child's state is read: a ring that lands in between then finds it and applies it
-        self._dialogs.progress[dialog.child_call_id] = _Progress(dialog.id, ringing=ringing, ringback=ringback)
-        async with self.sessions() as session:
-            child = await session.get(VoiceCall, dialog.child_call_id)
-        if child is not None and child.state in (VoiceCallState.RINGING, VoiceCallState.PRE_ESTABLISHED):
-            await self._dialog_child_progress(child.id)  # it rang before we got here
-
-    async def _dialog_child_progress(self, call_id: str) -> None:
-        progress = self._dialogs.progress.get(call_id)
-        if progress is None or progress.applied:
-            return
-        progress.applied = True
-        async with self.sessions() as session:
-            dialog = await session.get(VoiceDialog, progress.dialog_id)
-            parent = await session.get(VoiceCall, dialog.parent_call_id) if dialog else None
-        live = self._live.get(parent.id) if parent else None
-        if dialog is None or parent is None or live is None or dialog.state != DialogState.CREATED:
-            return
-        inbound = live.direction is CallDirection.INBOUND
-        unanswered = parent.state in (VoiceCallState.CALLING, VoiceCallState.RINGING)
-        with contextlib.suppress(CallplaneError):
-            if progress.ringing and inbound and parent.state == VoiceCallState.CALLING:
-                await self.engine.send_ringing(live.engine_id)
-                await self._move(parent.id, VoiceCallState.RINGING, "CALL_RINGING", ringing=True)
-            if progress.ringback and (inbound or not unanswered):
-                if unanswered:
-                    await self.engine.pre_answer(live.engine_id)
-                    await self._move(parent.id, VoiceCallState.PRE_ESTABLISHED, "CALL_PRE_ESTABLISHED")
-                await self.engine.play(live.engine_id, RINGBACK, loop_count=RINGBACK_LOOPS)
-                progress.ringback_playing = True
-
-    async def _stop_ringback(self, child_call_id: str) -> None:
-        progress = self._dialogs.progress.get(child_call_id)
-        if progress is None or not progress.ringback_playing:
-            return
-        progress.ringback_playing = False
-        async with self.sessions() as session:
-            dialog = await session.get(VoiceDialog, progress.dialog_id)
-        live = self._live.get(dialog.parent_call_id) if dialog else None
-        if live is not None:
-            with contextlib.suppress(CallplaneError):
-                await self.engine.stop_playback(live.engine_id)
-
-    # ---- dialog recordings ----------------------------------------------------------------------
-
-    async def list_dialog_recordings(
-        self,
-        *,
-        account_id: str,
-        dialog_id: str | None = None,
-        configuration_id: str | None = None,
-        call_id: str | None = None,
-        offset: int = 0,
-        limit: int = 20,
-    ) -> tuple[list[DialogRecordings], int]:
-        """Dialogs that have ready recording files, newest first, each with its files and calls."""
-        conditions: list[Any] = [
-            VoiceRecording.account_id == account_id,
-            VoiceRecording.ready.is_(True),
-            VoiceRecording.dialog_id.is_not(None),
-        ]
-        if dialog_id:
-            conditions.append(VoiceRecording.dialog_id == dialog_id)
-        if configuration_id:
-            conditions.append(VoiceRecording.configuration_id == configuration_id)
-        async with self.sessions() as session:
-            dialog_ids = select(VoiceRecording.dialog_id).where(*conditions).distinct().subquery()
-            dialog_conditions: list[Any] = [VoiceDialog.id.in_(select(dialog_ids.c.dialog_id))]
-            if call_id:
-                dialog_conditions.append(
-                    (VoiceDialog.parent_call_id == call_id) | (VoiceDialog.child_call_id == call_id)
-                )
-            total = await session.scalar(select(func.count()).select_from(VoiceDialog).where(*dialog_conditions)) or 0
-            dialogs = list(
-                await session.scalars(
-                    select(VoiceDialog)
-                    .where(*dialog_conditions)
-                    .order_by(VoiceDialog.created_at.desc(), VoiceDialog.id)
-                    .offset(offset)
-                    .limit(limit)
-                )
-            )
-            ids = [dialog.id for dialog in dialogs]
-            files = list(
-                await session.scalars(
-                    select(VoiceRecording)
-                    .where(*conditions, VoiceRecording.dialog_id.in_(ids))
-                    .order_by(VoiceRecording.started_at, VoiceRecording.id)
-                )
-            )
-            call_ids = {f.call_id for f in files}
-            rows = await session.scalars(select(VoiceCall).where(VoiceCall.id.in_(call_ids)))
-            calls = {call.id: call for call in rows}
-        found = [DialogRecordings(dialog, [f for f in files if f.dialog_id == dialog.id], calls) for dialog in dialogs]
-        return found, total
-
-    async def dialog_recordings(self, *, account_id: str, dialog_id: str) -> DialogRecordings:
-        found, _ = await self.list_dialog_recordings(account_id=account_id, dialog_id=dialog_id, limit=1)
-        if not found:
-            raise RecordingNotFound()
-        return found[0]
-
-    async def delete_dialog_recordings(self, *, account_id: str, dialog_id: str) -> DialogRecordings:
-        """Remove the files; the metadata stays (as for calls). Answers what was deleted."""
-        found = await self.dialog_recordings(account_id=account_id, dialog_id=dialog_id)
-        async with self.sessions() as session, session.begin():
-            await session.execute(
-                update(VoiceRecording)
-                .where(VoiceRecording.dialog_id == dialog_id, VoiceRecording.account_id == account_id)
-                .values(ready=False, deleted_at=utcnow())
-            )
-        for recording in found.files:
-            with contextlib.suppress(FileNotFoundError):
-                (self.recordings_dir() / recording.storage_key).unlink()
-        return found
-
-    async def compose_dialog_recording(
-        self, *, account_id: str, dialog_id: str, delete_call_recordings: bool = True, multi_channel: bool = False
-    ) -> None:
-        """Compose the dialog's per-call files into one file per recording (each start/stop), in the background:
-        mono mixed, or one channel per call (parent first) with `multi_channel` -> DIALOG_COMPOSITION_FINISHED."""
-        found = await self.dialog_recordings(account_id=account_id, dialog_id=dialog_id)
-        if not any(not f.composed for f in found.files):
-            raise InvalidInput("the dialog has no per-call recording files to compose")
-        self._spawn(self._compose(found, delete_call_recordings, multi_channel), "dialog-compose")
-
-    async def _compose(self, found: DialogRecordings, delete_call_recordings: bool, multi_channel: bool) -> None:
-        dialog = found.dialog
-        sessions: dict[Any, list[VoiceRecording]] = {}
-        for recording in found.files:
-            if not recording.composed:
-                sessions.setdefault(recording.started_at, []).append(recording)  # one start: same started_at
-        composed: list[VoiceRecording] = []
-        try:
-            for started_at, files in sorted(sessions.items(), key=lambda item: item[0]):
-                files.sort(key=lambda f: (f.call_id != dialog.parent_call_id, f.id))  # the parent first
-                file_id = new_id()
-                storage_key = f"{dialog.account_id}/{file_id}.wav"
-                target = self.recordings_dir() / storage_key
-                duration_ms = await asyncio.to_thread(
-                    compose_tracks,
-                    [self.recordings_dir() / f.storage_key for f in files],
-                    target,
-                    multi_channel=multi_channel,
-                )
-                composed.append(
-                    VoiceRecording(
-                        id=file_id,
-                        account_id=dialog.account_id,
-                        call_id=dialog.parent_call_id,
-                        configuration_id=dialog.configuration_id,
-                        name=f"{file_id}.wav",
-                        storage_key=storage_key,
-                        channels="STEREO" if multi_channel and len(files) == 2 else "MONO",
-                        size_bytes=target.stat().st_size,
-                        duration_ms=duration_ms,
-                        custom_data=dict(files[0].custom_data),
-                        started_at=started_at,
-                        ended_at=max((f.ended_at for f in files if f.ended_at), default=utcnow()),
-                        ready=True,
-                        dialog_id=dialog.id,
-                        composed=True,
-                    )
-                )
-        except (OSError, ValueError) as error:
-            await self._emit_dialog(dialog.id, "DIALOG_COMPOSITION_FAILED", detail=f"composition failed: {error}")
-            return
-        sources = [f for files in sessions.values() for f in files]
-        async with self.sessions() as session, session.begin():
-            session.add_all(composed)
-            if delete_call_recordings:
-                await session.execute(
-                    update(VoiceRecording)
-                    .where(VoiceRecording.id.in_([f.id for f in sources]))
-                    .values(ready=False, deleted_at=utcnow())
-                )
-        if delete_call_recordings:
-            for recording in sources:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.recordings_dir() / recording.storage_key).unlink()
-        await self._emit_dialog(dialog.id, "DIALOG_COMPOSITION_FINISHED", recordings=composed)
-
-
-@dataclass(frozen=True, slots=True)
-class DialogRecordings:
-    """A dialog's ready recording files (composed ones have `composed` set) and the calls they belong to."""
-
-    dialog: VoiceDialog
-    files: list[VoiceRecording]
-    calls: dict[str, VoiceCall]
-
-
-@dataclass
-class _Progress:
-    """A dialog's propagation options for its child's ringing (applied once, on the first 180/183)."""
-
-    dialog_id: str
-    ringing: bool = False
-    ringback: bool = False
-    applied: bool = False
-    ringback_playing: bool = False
-
-
-@dataclass
-class _DialogMedia:
-    """What this process keeps of its dialogs' media (all of it ends with the calls, like the calls' own)."""
-
-    pending_play: dict[str, tuple[asyncio.Task[Any], str]] = field(default_factory=dict)  # accepted, still loading
-    recordings: dict[str, _DialogRecording] = field(default_factory=dict)  # in progress
-    record_on_establish: dict[str, DialogRecordingRequest] = field(default_factory=dict)
-    progress: dict[str, _Progress] = field(default_factory=dict)  # by child call id: what its ringing does
-    max_duration: dict[str, int] = field(default_factory=dict)  # seconds, armed when the dialog is established
-
-    def recording_of(self, file_id: str) -> str | None:
-        """The dialog whose recording this file is (while it records)."""
-        for dialog_id, recording in self.recordings.items():
-            if file_id in recording.pending:
-                return dialog_id
-        return None
-
-
-def _speech_source(speech: Speech) -> SpeechSource:
-    if not speech.text.strip():
-        raise InvalidInput("text must not be empty")
-    if not 0.5 <= speech.speech_rate <= 2.0:
-        raise InvalidInput("speechRate must be between 0.5 and 2.0")
-    voice = speech.language.lower()
-    if speech.gender == "FEMALE":
-        voice += "+f3"
-    elif speech.gender == "MALE":
-        voice += "+m3"
-    return SpeechSource(speech.text, voice=voice, words_per_minute=round(DEFAULT_WORDS_PER_MINUTE * speech.speech_rate))
-
-
-def _e164(value: str | None) -> str | None:
-    """A number that fits the core's E.164 columns, else nothing (a SIP user stays on the voice row)."""
-    if value and value.startswith("+") and value[1:].isdigit() and len(value) <= 20:
-        return value
-    return None
+def _unlink(directory: Path, recordings: Iterable[VoiceRecording]) -> None:
+    for recording in recordings:
+        with contextlib.suppress(FileNotFoundError):
+            (directory / recording.storage_key).unlink()

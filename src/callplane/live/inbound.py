@@ -6,8 +6,8 @@ own the call, adds its own rows in the call's transaction, then asks the service
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession

@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
-from callplane.core.voice.outbound import check_target
+from callplane.core.voice.outbound import check_target, pinned_address
 from callplane.core.voice.trunk_models import SipTrunk, TrunkAdminStatus, TrunkKind, TrunkRegistrationStatus
 from callplane.core.voice.trunks import TrunkChannels, TrunkUnavailable, format_number, get_trunk
 from callplane.errors import CallplaneError
@@ -30,6 +30,12 @@ from callplane.media.engine import (
 from callplane.media.engine import SipTrunk as SipPeer
 
 log = logging.getLogger("callplane.voice.trunks")
+
+
+async def pinned_peer(policy: TargetPolicy, peer: SipPeer, *, what: str) -> SipPeer:
+    """The peer with `address` set to its first checked IPv4 address: the INVITE goes to exactly the address the
+    outbound target policy checked, while the Request-URI keeps the name."""
+    return replace(peer, address=await pinned_address(policy, peer.host, peer.port, what=what))
 
 
 def sip_peer(trunk: SipTrunk, secret_box: SecretBox) -> SipPeer:

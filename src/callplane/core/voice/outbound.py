@@ -16,12 +16,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import replace
 
 from callplane.core.recordings.errors import HostNotFound
 from callplane.core.recordings.targets import IPAddress, TargetPolicy, describe
 from callplane.errors import InvalidInput
-from callplane.media.engine import SipTrunk as SipPeer
 
 DEFAULT_SIP_PORT = 5060
 MAX_CUSTOM_HEADERS = 20
@@ -196,15 +194,15 @@ async def checked_addresses(policy: TargetPolicy, host: str, port: int, *, what:
     return addresses
 
 
-async def pinned_peer(policy: TargetPolicy, peer: SipPeer, *, what: str) -> SipPeer:
-    """The peer with `address` set to its first checked IPv4 address (the engine's SIP socket is IPv4): the
-    INVITE is sent there while the Request-URI keeps the name."""
-    addresses = await checked_addresses(policy, peer.host, peer.port, what=what)
+async def pinned_address(policy: TargetPolicy, host: str, port: int, *, what: str) -> str:
+    """The first checked IPv4 address of `host` (the engine's SIP socket is IPv4): the INVITE is sent there while
+    the Request-URI keeps the name (live/registrar.py `pinned_peer`)."""
+    addresses = await checked_addresses(policy, host, port, what=what)
     usable = [a.ipv4_mapped or a if isinstance(a, ipaddress.IPv6Address) else a for a in addresses]
     usable = [a for a in usable if isinstance(a, ipaddress.IPv4Address)]
     if not usable:
-        raise InvalidSipValue(f"cannot call {what}: {peer.host} has no IPv4 address (SIP runs over IPv4 here)")
-    return replace(peer, address=str(usable[0]))
+        raise InvalidSipValue(f"cannot call {what}: {host} has no IPv4 address (SIP runs over IPv4 here)")
+    return str(usable[0])
 
 
 async def check_target(policy: TargetPolicy, host: str, port: int, *, what: str) -> None:

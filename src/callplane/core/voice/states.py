@@ -1,4 +1,5 @@
-"""The live call's state machine, our numbered error codes, and how an ended SIP dialog maps onto both.
+"""The live call's state machine and our numbered error codes (how an engine's ended call maps onto them:
+live/calls.py `ending_for`).
 
 CALLING -> RINGING | PRE_ESTABLISHED -> ESTABLISHED -> FINISHED, or from any live state to one of
 FAILED | BUSY | NO_ANSWER | CANCELLED. Terminal states are final (docs/voice.md "State machine").
@@ -9,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from callplane.core.voice.models import HangupSource, VoiceCallState
+from callplane.core.voice.models import DialogState, HangupSource, VoiceCallState
 from callplane.errors import Conflict
-from callplane.media.engine import CallDirection, CallEnded, HangupInitiator
 
 TERMINAL_STATES = frozenset(
     {
@@ -23,6 +23,8 @@ TERMINAL_STATES = frozenset(
     }
 )
 LIVE_STATES = frozenset(VoiceCallState) - TERMINAL_STATES
+DIALOG_LIVE = (DialogState.CREATED, DialogState.PRE_ESTABLISHED, DialogState.ESTABLISHED)
+DIALOG_TERMINAL = (DialogState.FINISHED, DialogState.FAILED)
 
 _FORWARD: dict[VoiceCallState, frozenset[VoiceCallState]] = {
     VoiceCallState.CALLING: frozenset(
@@ -109,7 +111,7 @@ REJECT_STATUS: dict[ErrorCode, tuple[int, int]] = {
     ErrorCode.MACHINE_DETECTED: (480, 16),
 }
 
-_STATUS_ERRORS: dict[int, ErrorCode] = {
+STATUS_ERRORS: dict[int, ErrorCode] = {
     400: ErrorCode.INVALID_REQUEST,
     403: ErrorCode.FORBIDDEN,
     404: ErrorCode.DESTINATION_NOT_FOUND,
@@ -149,25 +151,3 @@ class Ending:
     state: VoiceCallState
     hangup_source: HangupSource
     error_code: ErrorCode
-
-
-def ending_for(event: CallEnded, direction: CallDirection, *, requested: Ending | None = None) -> Ending:
-    """How an engine `CallEnded` ends our call; `requested` is what we asked for when we ended it ourselves."""
-    if event.initiator is HangupInitiator.LOCAL and requested is not None:
-        return requested
-    cause = event.reason.cause if event.reason is not None else None
-    if event.answered:
-        if event.initiator is HangupInitiator.ENGINE:
-            return Ending(VoiceCallState.FAILED, HangupSource.PLATFORM, ErrorCode.MEDIA_FAILURE)
-        source = HangupSource.API if event.initiator is HangupInitiator.LOCAL else HangupSource.ENDPOINT
-        return Ending(VoiceCallState.FINISHED, source, ErrorCode.NORMAL_HANGUP)
-    if event.initiator is HangupInitiator.ENGINE:
-        if cause == Q850_NO_ANSWER:
-            return Ending(VoiceCallState.NO_ANSWER, HangupSource.PLATFORM, ErrorCode.NO_ANSWER)
-        return Ending(VoiceCallState.FAILED, HangupSource.PLATFORM, ErrorCode.MEDIA_FAILURE)
-    if event.initiator is HangupInitiator.LOCAL:
-        return Ending(VoiceCallState.CANCELLED, HangupSource.API, ErrorCode.CANCELLED)
-    if direction is CallDirection.INBOUND:  # the caller gave up (CANCEL) before we answered
-        return Ending(VoiceCallState.CANCELLED, HangupSource.ENDPOINT, ErrorCode.CANCELLED)
-    code = _STATUS_ERRORS.get(event.sip_status or 0, ErrorCode.DESTINATION_UNAVAILABLE)
-    return Ending(state_for_error(code), HangupSource.ENDPOINT, code)
