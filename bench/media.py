@@ -9,21 +9,27 @@ Two measurements, both printed as tables:
 2. `--synthetic`: no SIP at all. Pairs of MediaChannels stream to each other over loopback through the one
    shared clock (decode, jitter buffer, player, encode, send, recorder), to find the ceiling of the RTP path.
 
-Run: .venv/bin/python bench/media.py [--levels 50,100,200,300] [--hold 8] [--synthetic 200,400,800]
+The floors, in the same run right after each row: for (1), sipp calling sipp with the same caller scenario, the
+callee on CPU 0 answering and echoing every RTP packet (`bench/sipp_floor.py`, as bench/voice.py's floor); its CPU
+per concurrent call beside the engine's. For (2), `bench/rtp_floor.py`: a minimal numpy mixer on the same clock
+doing the same per-stream work (decode, play the prompt, encode, send, record MONO), all streams at once. Ratio =
+floor CPU / callplane CPU per call or stream (1.00 = callplane costs no more than the floor).
+
+Run: .venv/bin/python bench/media.py [--levels 50,100] [--hold 6] [--synthetic 200] [--full]
+     (--full: --levels 50,100,200,300 --hold 8 --synthetic 200,400,800)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
-import re
 import resource
 import shutil
 import socket
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -31,11 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from benchlib import load_average, own_cpu_seconds, process_cpu_seconds, ratio
+from rtp_floor import FloorWork, measure_floor
+from sipp_floor import FLOOR_CALLEE, sipp_counter, sipp_current_calls, tone_pcap
 
 os.sched_setaffinity(0, {0})  # before sippy starts any thread: every engine thread inherits CPU 0
 
-from callplane.media import g711  # noqa: E402 - after pinning, on purpose
-from callplane.media.audio import PcmPlayer, RecordingChannels, WavRecorder  # noqa: E402
+from callplane.media.audio import PcmPlayer, RecordingChannels, WavRecorder  # noqa: E402 - after pinning
 from callplane.media.channel import MediaChannel  # noqa: E402
 from callplane.media.clock import MediaClock  # noqa: E402
 from callplane.media.engine import CallEnded, EngineConfig, IncomingCall, SpeechSource  # noqa: E402
@@ -110,25 +118,53 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _tone_pcap(path: Path, seconds: float) -> None:
-    """PCMA 20 ms packets, one SSRC, continuous seq/ts (sipp replays it byte for byte)."""
-    t = np.arange(int(8000 * seconds)) / 8000.0
-    samples = (6000 * np.sin(2 * np.pi * 700 * t)).astype(np.int16)
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
-    for index in range(len(samples) // 160):
-        payload = g711.encode(samples[index * 160 : (index + 1) * 160], PayloadType.PCMA)
-        rtp = struct.pack("!BBHII", 0x80, 8, index, index * 160, 0x1234) + payload
-        udp = struct.pack("!HHHH", 6000, 6002, 8 + len(rtp), 0) + rtp
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), index, 0, 64, 17, 0, b"\x7f\0\0\1", b"\x7f\0\0\1")
-        frame = b"\0" * 12 + b"\x08\x00" + ip + udp
-        micros = index * 20_000
-        out.append(struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), len(frame)) + frame)
-    path.write_bytes(b"".join(out))
+def _sipp_caller(scenario: Path, target: int, hold_s: float, sip_port: int) -> list[str]:
+    """sipp on CPU 1 holding `target` calls of the load scenario, 2 x target in all."""
+    return [
+        "taskset", "-c", "1", "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(_free_port()),
+        "-mp", str(_free_port() & ~1), f"127.0.0.1:{sip_port}", "-s", "bench",
+        "-l", str(target), "-r", f"{max(1.0, target / hold_s):.2f}", "-m", str(target * 2), "-nostdin",
+        "-timeout", f"{int(hold_s * 8 + 60)}s",
+    ]  # fmt: skip
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+async def _sipp_floor_level(target: int, hold_s: float, workdir: Path) -> tuple[float, int, int, int]:
+    """The same caller against sipp echoing every packet (CPU 0): median CPU % per call at target, peak, ok, failed."""
+    callee, stat_file, sip_port = workdir / "floor-callee.xml", workdir / "callee-stat.csv", _free_port()
+    callee.write_text(FLOOR_CALLEE)
+    answering = await asyncio.create_subprocess_exec(
+        "taskset", "-c", "0", "sipp", "-sf", str(callee), "-i", "127.0.0.1", "-p", str(sip_port),
+        "-mp", str(_free_port() & ~1), "-rtp_echo", "-m", str(target * 2), "-nostdin",
+        "-trace_stat", "-stf", str(stat_file), "-fd", "1", "-timeout", f"{int(hold_s * 8 + 60)}s",
+        cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await asyncio.sleep(0.5)
+    calling = await asyncio.create_subprocess_exec(
+        *_sipp_caller(workdir / "load.xml", target, hold_s, sip_port),
+        cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    samples: list[float] = []
+    peak = 0
+    cpu_before, wall_before = process_cpu_seconds(answering.pid), time.monotonic()
+    while calling.returncode is None and answering.returncode is None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(calling.wait(), 1.0)
+        with contextlib.suppress(OSError):  # the callee may have ended with the last call
+            cpu_now, wall_now = process_cpu_seconds(answering.pid), time.monotonic()
+            concurrency = sipp_current_calls(stat_file)
+            peak = max(peak, concurrency)
+            if concurrency >= 0.9 * target:
+                samples.append(100 * (cpu_now - cpu_before) / (wall_now - wall_before) / concurrency)
+            cpu_before, wall_before = cpu_now, wall_now
+    output = (await calling.stdout.read()).decode(errors="replace") if calling.stdout else ""
+    await calling.wait()
+    try:
+        await asyncio.wait_for(answering.wait(), 10)
+    except TimeoutError:
+        answering.terminate()
+        await answering.wait()
+    per_call = statistics.median(samples) if samples else float("nan")
+    return per_call, peak, sipp_counter(output, "Successful call"), sipp_counter(output, "Failed call")
 
 
 @dataclass
@@ -188,16 +224,11 @@ async def _sipp_level(target: int, hold_s: float, workdir: Path) -> LevelResult:
                 path.unlink(missing_ok=True)
 
     pcap = workdir / "tone.pcap"
-    _tone_pcap(pcap, hold_s)
+    tone_pcap(pcap, hold_s)
     scenario = workdir / "load.xml"
     scenario.write_text(LOAD_SCENARIO.replace("PCAP", str(pcap)).replace("HOLD_MS", str(int(hold_s * 1000))))
-    total = target * 2
-    rate = max(1.0, target / hold_s)
-    sipp_port = _free_port()
     sipp = await asyncio.create_subprocess_exec(
-        "taskset", "-c", "1", "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(sipp_port),
-        "-mp", str(_free_port() & ~1), f"127.0.0.1:{engine.config.sip_port}", "-s", "bench",
-        "-l", str(target), "-r", f"{rate:.2f}", "-m", str(total), "-nostdin", "-timeout", f"{int(hold_s * 8 + 60)}s",
+        *_sipp_caller(scenario, target, hold_s, engine.config.sip_port),
         cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     runner = asyncio.create_task(dispatcher())
@@ -206,11 +237,11 @@ async def _sipp_level(target: int, hold_s: float, workdir: Path) -> LevelResult:
     peak = 0
     steady_skipped = 0  # ticks skipped while at target (the ramp's bursts are not the steady state)
     skipped_before = engine.clock.stats.skipped_ticks
-    cpu_before, wall_before, busy_before = _cpu_seconds(), time.monotonic(), engine.clock.stats.busy_seconds
+    cpu_before, wall_before, busy_before = own_cpu_seconds(), time.monotonic(), engine.clock.stats.busy_seconds
     collecting_lateness = False
     while sipp.returncode is None:
         await asyncio.sleep(1.0)
-        cpu_now, wall_now, busy_now = _cpu_seconds(), time.monotonic(), engine.clock.stats.busy_seconds
+        cpu_now, wall_now, busy_now = own_cpu_seconds(), time.monotonic(), engine.clock.stats.busy_seconds
         concurrency = engine.clock.channel_count
         peak = max(peak, concurrency)
         skipped_now = engine.clock.stats.skipped_ticks
@@ -229,8 +260,8 @@ async def _sipp_level(target: int, hold_s: float, workdir: Path) -> LevelResult:
         except TimeoutError:
             pass
     output = (await sipp.stdout.read()).decode(errors="replace") if sipp.stdout else ""
-    ok = _sipp_counter(output, "Successful call")
-    failed = _sipp_counter(output, "Failed call")
+    ok = sipp_counter(output, "Successful call")
+    failed = sipp_counter(output, "Failed call")
     lateness = engine.clock.stats.lateness_percentiles()
     skipped = steady_skipped
     runner.cancel()
@@ -244,11 +275,6 @@ async def _sipp_level(target: int, hold_s: float, workdir: Path) -> LevelResult:
         statistics.median(busy_samples) if busy_samples else float("nan"),
         lateness["p50"], lateness["p99"], lateness["max"], skipped, rss_mb,
     )  # fmt: skip
-
-
-def _sipp_counter(output: str, name: str) -> int:
-    matches = re.findall(rf"{name}\s*\|\s*\d+\s*\|\s*(\d+)", output)
-    return int(matches[-1]) if matches else -1
 
 
 async def _synthetic_level(streams: int, seconds: float, workdir: Path) -> dict[str, float]:
@@ -272,10 +298,10 @@ async def _synthetic_level(streams: int, seconds: float, workdir: Path) -> dict[
             recorders.append(recorder)
     await asyncio.sleep(1.0)
     clock.stats.lateness_ms.clear()
-    cpu_before, wall_before, busy_before = _cpu_seconds(), time.monotonic(), clock.stats.busy_seconds
+    cpu_before, wall_before, busy_before = own_cpu_seconds(), time.monotonic(), clock.stats.busy_seconds
     ticks_before, skipped_before = clock.stats.ticks, clock.stats.skipped_ticks
     await asyncio.sleep(seconds)
-    cpu = 100 * (_cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+    cpu = 100 * (own_cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
     busy = 100 * (clock.stats.busy_seconds - busy_before) / (time.monotonic() - wall_before)
     ticks = clock.stats.ticks - ticks_before
     received = sum(channel.stats.packets_received for channel in channels)
@@ -295,14 +321,17 @@ async def _synthetic_level(streams: int, seconds: float, workdir: Path) -> dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--levels", default="50,100,200,300", help="target concurrent calls for the sipp runs")
-    parser.add_argument("--hold", type=float, default=8.0, help="seconds each sipp call lasts")
-    parser.add_argument("--synthetic", default="", help="RTP streams for the no-SIP runs, e.g. 200,400,800")
+    parser.add_argument("--levels", default="50,100", help="target concurrent calls for the sipp runs")
+    parser.add_argument("--hold", type=float, default=6.0, help="seconds each sipp call lasts")
+    parser.add_argument("--synthetic", default="200", help="RTP streams for the no-SIP runs, e.g. 200,400,800")
     parser.add_argument("--synthetic-seconds", type=float, default=6.0)
     parser.add_argument(
         "--gc-freeze", action="store_true", help="gc.freeze() after imports and a higher gen-0 threshold (fewer pauses)"
     )
+    parser.add_argument("--full", action="store_true", help="levels 50-300 of 8 s calls; 200, 400 and 800 streams")
     args = parser.parse_args()
+    if args.full:
+        args.levels, args.hold, args.synthetic = "50,100,200,300", 8.0, "200,400,800"
     if args.gc_freeze:
         gc.collect()
         gc.freeze()
@@ -318,31 +347,39 @@ def main() -> None:
         if args.levels:
             print("\nsipp load: answer + looped TTS prompt + MONO recording + pending DTMF collection per call")
             print(" target  peak  answered  sipp ok/failed  engine CPU%  per call  tick busy%  "
-                  "late p50/p99/max ms  skipped  RSS MB")  # fmt: skip
+                  "late p50/p99/max ms  skipped  RSS MB | floor per call  ok/failed  ratio  load")  # fmt: skip
             for level in (int(value) for value in args.levels.split(",") if value):
                 level_dir = workdir / f"level{level}"
                 level_dir.mkdir()
                 result = asyncio.run(_sipp_level(level, args.hold, level_dir))
                 per_call = result.cpu_percent / max(result.peak, 1)
+                floor, _, floor_ok, floor_failed = asyncio.run(_sipp_floor_level(level, args.hold, level_dir))
                 print(
                     f" {result.target:6d}  {result.peak:4d}  {result.answered:8d}"
                     f"  {result.sipp_ok:6d}/{result.sipp_failed:<7d}"
                     f"  {result.cpu_percent:10.1f}  {per_call:7.2f}%  {result.tick_busy_percent:9.1f}"
                     f"  {result.lateness_p50_ms:6.2f}/{result.lateness_p99_ms:5.2f}/{result.lateness_max_ms:6.1f}"
-                    f"  {result.skipped_ticks:7d}  {result.rss_mb:6.0f}",
+                    f"  {result.skipped_ticks:7d}  {result.rss_mb:6.0f}"
+                    f" | {floor:13.3f}%  {floor_ok:4d}/{floor_failed:<4d}"
+                    f"  {ratio(floor, per_call):>5}  {load_average()[5:]}",
                     flush=True,
                 )
         if args.synthetic:
             print("\nsynthetic (no SIP): RTP stream pairs on loopback through the shared clock, player + recorder each")
-            print(" streams  CPU%   per stream  tick busy%  ticks/s  rx pkts  tx pkts  late p50/p99/max ms  skipped")
+            print(" streams  CPU%   per stream  tick busy%  ticks/s  rx pkts  tx pkts  late p50/p99/max ms  skipped"
+                  " | floor CPU%  per stream  late p99 ms  ratio  load")  # fmt: skip
             for streams in (int(value) for value in args.synthetic.split(",") if value):
                 level_dir = workdir / f"synthetic{streams}"
                 level_dir.mkdir()
                 row = asyncio.run(_synthetic_level(streams, args.synthetic_seconds, level_dir))
+                work = FloorWork(play=True, record="mixed")
+                floor_row = asyncio.run(measure_floor(streams, args.synthetic_seconds, work, level_dir))
                 print(
                     f" {streams:7d}  {row['cpu']:5.1f}  {row['cpu'] / streams:9.3f}%  {row['busy']:9.1f}"
                     f"  {row['ticks_per_s']:7.1f}  {row['rx']:7.0f}  {row['tx']:7.0f}"
-                    f"  {row['p50']:6.2f}/{row['p99']:5.2f}/{row['max']:6.1f}  {row['skipped']:7.0f}",
+                    f"  {row['p50']:6.2f}/{row['p99']:5.2f}/{row['max']:6.1f}  {row['skipped']:7.0f}"
+                    f" | {floor_row['cpu']:9.1f}  {floor_row['cpu'] / streams:9.3f}%  {floor_row['p99']:11.2f}"
+                    f"  {ratio(floor_row['cpu'], row['cpu']):>5}  {load_average()[5:]}",
                     flush=True,
                 )
 

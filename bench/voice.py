@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import resource
 import shutil
 import socket
@@ -45,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchlib import process_cpu_seconds
+from sipp_floor import FLOOR_CALLEE, sipp_counter, sipp_current_calls, tone_pcap
 
 from callplane.media import g711
 from callplane.media.engine import (
@@ -129,22 +130,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _tone_pcap(path: Path, seconds: float) -> None:
-    """PCMA 20 ms packets, one SSRC, continuous seq/ts (sipp replays it byte for byte)."""
-    t = np.arange(int(8000 * seconds)) / 8000.0
-    samples = (6000 * np.sin(2 * np.pi * 700 * t)).astype(np.int16)
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
-    for index in range(len(samples) // 160):
-        payload = g711.encode(samples[index * 160 : (index + 1) * 160], PayloadType.PCMA)
-        rtp = struct.pack("!BBHII", 0x80, 8, index, index * 160, 0x1234) + payload
-        udp = struct.pack("!HHHH", 6000, 6002, 8 + len(rtp), 0) + rtp
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), index, 0, 64, 17, 0, b"\x7f\0\0\1", b"\x7f\0\0\1")
-        frame = b"\0" * 12 + b"\x08\x00" + ip + udp
-        micros = index * 20_000
-        out.append(struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), len(frame)) + frame)
-    path.write_bytes(b"".join(out))
-
-
 def _pcap(path: Path, packets: list[tuple[int, bytes]]) -> None:
     """A pcap sipp's play_pcap_audio replays: (milliseconds from start, RTP packet) over Ethernet/IPv4/UDP."""
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
@@ -193,12 +178,7 @@ class _ReceiveMeter:
         now = {key: channel.stats.packets_received for key, channel in channels.items()}
         total = sum(count - self.seen.get(key, 0) for key, count in now.items())
         self.seen = now
-        return total
-
-
-def _sipp_counter(output: str, name: str) -> int:
-    matches = re.findall(rf"{name}\s*\|\s*\d+\s*\|\s*(\d+)", output)
-    return int(matches[-1]) if matches else -1
+        return int(total)
 
 
 @dataclass
@@ -294,7 +274,7 @@ async def _run(
     dtmf_pcap = workdir / "dtmf.pcap"
     _dtmf_pcap(dtmf_pcap, EXPECTED_DIGITS + "#")
     tone_s = max(0.5, hold_s - DTMF_TAIL_S)
-    _tone_pcap(pcap, tone_s)
+    tone_pcap(pcap, tone_s)
     scenario = workdir / "voice.xml"
     tone_play = f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>' if caller_audio == "pcap" else ""
     scenario.write_text(
@@ -337,8 +317,8 @@ async def _run(
     run.lateness_p99_ms = engine.clock.stats.lateness_percentiles()["p99"]
     run.hold_s = hold_s
     output = (await sipp.stdout.read()).decode(errors="replace") if sipp.stdout else ""
-    run.sipp_ok = _sipp_counter(output, "Successful call")
-    run.sipp_failed = _sipp_counter(output, "Failed call")
+    run.sipp_ok = sipp_counter(output, "Successful call")
+    run.sipp_failed = sipp_counter(output, "Failed call")
     await asyncio.sleep(0.5)  # the last collections finish
     runner.cancel()
     for task in list(tasks):
@@ -348,12 +328,6 @@ async def _run(
 
 
 # ---- through the Calls API ----------------------------------------------------------------------
-
-
-def _process_cpu_seconds(pid: int) -> float:
-    """utime + stime of another process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _Application:
@@ -508,7 +482,7 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
             cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         started = time.monotonic()
-        cpu_before, wall_before = _process_cpu_seconds(server.pid), time.monotonic()
+        cpu_before, wall_before = process_cpu_seconds(server.pid), time.monotonic()
         cpu_start = cpu_before
         live_before = 0
         while sipp.returncode is None:
@@ -516,7 +490,7 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
                 await asyncio.wait_for(sipp.wait(), 1.0)
             except TimeoutError:
                 pass
-            cpu_now, wall_now = _process_cpu_seconds(server.pid), time.monotonic()
+            cpu_now, wall_now = process_cpu_seconds(server.pid), time.monotonic()
             live = run.answered - len(application.finished)
             run.peak = max(run.peak, live)
             if live >= 0.9 * limit and live_before >= 0.9 * limit:
@@ -526,13 +500,13 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
         run.seconds = time.monotonic() - started
         run.hold_s = hold_s
         output = (await sipp.stdout.read()).decode(errors="replace") if sipp.stdout else ""
-        run.sipp_ok = _sipp_counter(output, "Successful call")
-        run.sipp_failed = _sipp_counter(output, "Failed call")
+        run.sipp_ok = sipp_counter(output, "Successful call")
+        run.sipp_failed = sipp_counter(output, "Failed call")
         for _ in range(600):  # the last events drain through the outbox
             if len(application.finished) >= total:
                 break
             await asyncio.sleep(0.1)
-        run.cpu_s_total = _process_cpu_seconds(server.pid) - cpu_start
+        run.cpu_s_total = process_cpu_seconds(server.pid) - cpu_start
         missing_terminal = total - len(application.finished)
         run.engine_failures += max(missing_terminal, 0)
         if missing_terminal:
@@ -550,62 +524,6 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
 
 
 # ---- the floor: sipp calling sipp, no engine in the path ------------------------------------------
-
-FLOOR_CALLEE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="voice bench floor callee">
-  <recv request="INVITE"/>
-  <send><![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-
-    ]]></send>
-  <recv request="ACK" crlf="true"/>
-  <recv request="BYE"/>
-  <send><![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]></send>
-</scenario>
-"""
-
-
-def _sipp_current_calls(stat_file: Path) -> int:
-    """The callee's CurrentCall from its -trace_stat CSV (one line a second)."""
-    try:
-        lines = stat_file.read_text().splitlines()
-    except OSError:
-        return 0
-    if len(lines) < 2:
-        return 0
-    header, last = lines[0].split(";"), lines[-1].split(";")
-    with contextlib.suppress(ValueError, IndexError):
-        return int(last[header.index("CurrentCall")])
-    return 0
 
 
 async def _floor_run(*, limit: int, rate: float, total: int, hold_s: float, workdir: Path) -> Run:
@@ -645,7 +563,7 @@ async def _floor_run(*, limit: int, rate: float, total: int, hold_s: float, work
         cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     started = time.monotonic()
-    cpu_before, wall_before = _process_cpu_seconds(answering.pid), time.monotonic()
+    cpu_before, wall_before = process_cpu_seconds(answering.pid), time.monotonic()
     cpu_start = cpu_before
     while calling.returncode is None:
         try:
@@ -654,8 +572,8 @@ async def _floor_run(*, limit: int, rate: float, total: int, hold_s: float, work
             pass
         if answering.returncode is not None:
             break
-        cpu_now, wall_now = _process_cpu_seconds(answering.pid), time.monotonic()
-        concurrency = _sipp_current_calls(stat_file)
+        cpu_now, wall_now = process_cpu_seconds(answering.pid), time.monotonic()
+        concurrency = sipp_current_calls(stat_file)
         run.peak = max(run.peak, concurrency)
         if concurrency >= 0.9 * limit:
             run.cpu_samples.append(100 * (cpu_now - cpu_before) / (wall_now - wall_before))
@@ -664,12 +582,12 @@ async def _floor_run(*, limit: int, rate: float, total: int, hold_s: float, work
     run.seconds = time.monotonic() - started
     run.hold_s = hold_s
     with contextlib.suppress(OSError):  # the callee may be gone already: then its last sample stands
-        cpu_before = _process_cpu_seconds(answering.pid)
+        cpu_before = process_cpu_seconds(answering.pid)
     run.cpu_s_total = cpu_before - cpu_start
     output = (await calling.stdout.read()).decode(errors="replace") if calling.stdout else ""
     await calling.wait()
-    run.sipp_ok = _sipp_counter(output, "Successful call")
-    run.sipp_failed = _sipp_counter(output, "Failed call")
+    run.sipp_ok = sipp_counter(output, "Successful call")
+    run.sipp_failed = sipp_counter(output, "Failed call")
     run.answered = run.sipp_ok + max(run.sipp_failed, 0)
     run.dtmf_ok = run.sipp_ok  # nobody collects digits on the floor: a completed call is a good one
     try:
