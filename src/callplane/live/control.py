@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
-from callplane.core.voice import queries, records, trunks
+from callplane.core.voice import records, trunks
 from callplane.core.voice.configurations import get_configuration, route_for
 from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer
 from callplane.core.voice.events import publish as publish_event
@@ -42,10 +42,8 @@ from callplane.core.voice.models import (
     VoiceRecording,
 )
 from callplane.core.voice.outbound import check_sip_values, split_host_port
-from callplane.core.voice.queries import DialogRecordings
 from callplane.core.voice.schemas import (
     DEFAULT_MAX_DURATION_S,
-    CallFilter,
     CaptureRequest,
     DialogRecordingRequest,
     Endpoint,
@@ -72,6 +70,7 @@ from callplane.live.dialogs import Dialogs
 from callplane.live.dispatch import Forwarder, relayed
 from callplane.live.inbound import InboundPlan, InboundPlanner
 from callplane.live.media_actions import MediaActions
+from callplane.live.reads import VoiceReads
 from callplane.media.engine import (
     CallAnswered,
     CallDirection,
@@ -110,7 +109,7 @@ class UnsupportedEndpoint(InvalidInput):
     """This endpoint type is not supported yet: use SIP (or PHONE through a SIP trunk)."""
 
 
-class VoiceService:
+class VoiceService(VoiceReads):
     def __init__(
         self,
         *,
@@ -133,11 +132,10 @@ class VoiceService:
         `inbound_answer_timeout_s`: an inbound call the application has not answered after this long ends
         NO_ANSWER (480, Q.850 cause 19, source PLATFORM). `listeners`: told every leg event (see `subscribe`).
         `job_max_attempts`: of the post-call processing jobs it queues (None: the queue's default)."""
+        super().__init__(sessions=sessions, data_dir=data_dir)
         self.engine = engine
-        self.sessions = sessions
         self.secret_box = secret_box
         self.renderer = renderer
-        self.data_dir = data_dir
         self.node_id = node_id
         self.fetch_policy = fetch_policy
         self.trunk_channels = trunk_channels or trunks.TrunkChannels()
@@ -207,130 +205,6 @@ class VoiceService:
 
     def live_count(self) -> int:
         return self.calls.count()
-
-    def recordings_dir(self) -> Path:
-        return self.calls.recordings_dir()
-
-    async def get_call(self, *, account_id: str, call_id: str, session: AsyncSession | None = None) -> VoiceCall:
-        if session is None:
-            return await self.calls.get_call(account_id=account_id, call_id=call_id)
-        return await queries.get_call(session, account_id=account_id, call_id=call_id)
-
-    async def list_calls(
-        self, *, account_id: str, filters: CallFilter, offset: int, limit: int
-    ) -> tuple[list[VoiceCall], int]:
-        async with self.sessions() as session:
-            return await queries.list_calls(session, account_id=account_id, filters=filters, offset=offset, limit=limit)
-
-    async def list_recordings(
-        self,
-        *,
-        account_id: str,
-        call_id: str | None = None,
-        configuration_id: str | None = None,
-        offset: int = 0,
-        limit: int = 20,
-    ) -> tuple[list[tuple[VoiceCall, list[VoiceRecording]]], int]:
-        """Calls that have ready recordings, newest first, each with its files."""
-        async with self.sessions() as session:
-            return await queries.list_recordings(
-                session,
-                account_id=account_id,
-                call_id=call_id,
-                configuration_id=configuration_id,
-                offset=offset,
-                limit=limit,
-            )
-
-    async def call_recordings(self, *, account_id: str, call_id: str) -> tuple[VoiceCall, list[VoiceRecording]]:
-        async with self.sessions() as session:
-            return await queries.call_recordings(session, account_id=account_id, call_id=call_id)
-
-    async def delete_call_recordings(self, *, account_id: str, call_id: str) -> tuple[VoiceCall, list[VoiceRecording]]:
-        async with self.sessions() as session, session.begin():
-            call, recordings = await queries.call_recordings(session, account_id=account_id, call_id=call_id)
-            await queries.mark_call_recordings_deleted(session, account_id=account_id, call_id=call_id)
-        _unlink(self.recordings_dir(), recordings)
-        return call, recordings
-
-    async def recording_file(self, *, account_id: str, file_id: str) -> tuple[VoiceRecording, Path]:
-        async with self.sessions() as session:
-            return await queries.recording_file(
-                session, account_id=account_id, file_id=file_id, recordings_dir=self.recordings_dir()
-            )
-
-    async def delete_recording_file(self, *, account_id: str, file_id: str) -> VoiceRecording:
-        async with self.sessions() as session, session.begin():
-            recording, path = await queries.recording_file(
-                session, account_id=account_id, file_id=file_id, recordings_dir=self.recordings_dir()
-            )
-            await queries.mark_recording_deleted(session, file_id=file_id)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return recording
-
-    async def get_dialog(self, *, account_id: str, dialog_id: str) -> VoiceDialog:
-        async with self.sessions() as session:
-            return await queries.get_dialog(session, account_id=account_id, dialog_id=dialog_id)
-
-    async def dialog_calls(self, dialog: VoiceDialog) -> tuple[VoiceCall | None, VoiceCall | None]:
-        async with self.sessions() as session:
-            return await queries.dialog_calls(session, dialog)
-
-    async def list_dialogs(
-        self,
-        *,
-        account_id: str,
-        live: bool,
-        configuration_id: str | None = None,
-        state: str | None = None,
-        offset: int = 0,
-        limit: int = 20,
-    ) -> tuple[list[VoiceDialog], int]:
-        async with self.sessions() as session:
-            return await queries.list_dialogs(
-                session,
-                account_id=account_id,
-                live=live,
-                configuration_id=configuration_id,
-                state=state,
-                offset=offset,
-                limit=limit,
-            )
-
-    async def list_dialog_recordings(
-        self,
-        *,
-        account_id: str,
-        dialog_id: str | None = None,
-        configuration_id: str | None = None,
-        call_id: str | None = None,
-        offset: int = 0,
-        limit: int = 20,
-    ) -> tuple[list[DialogRecordings], int]:
-        """Dialogs that have ready recording files, newest first, each with its files and calls."""
-        async with self.sessions() as session:
-            return await queries.list_dialog_recordings(
-                session,
-                account_id=account_id,
-                dialog_id=dialog_id,
-                configuration_id=configuration_id,
-                call_id=call_id,
-                offset=offset,
-                limit=limit,
-            )
-
-    async def dialog_recordings(self, *, account_id: str, dialog_id: str) -> DialogRecordings:
-        async with self.sessions() as session:
-            return await queries.dialog_recordings(session, account_id=account_id, dialog_id=dialog_id)
-
-    async def delete_dialog_recordings(self, *, account_id: str, dialog_id: str) -> DialogRecordings:
-        """Remove the files; the metadata stays (as for calls). Answers what was deleted."""
-        async with self.sessions() as session, session.begin():
-            found = await queries.dialog_recordings(session, account_id=account_id, dialog_id=dialog_id)
-            await queries.mark_dialog_recordings_deleted(session, account_id=account_id, dialog_id=dialog_id)
-        _unlink(self.recordings_dir(), found.files)
-        return found
 
     # ---- creating calls -------------------------------------------------------------------------
 
@@ -940,9 +814,3 @@ class VoiceService:
             call = await session.get(VoiceCall, call_id)
             if call is not None:
                 call.custom_data = {**call.custom_data, **custom_data}
-
-
-def _unlink(directory: Path, recordings: Iterable[VoiceRecording]) -> None:
-    for recording in recordings:
-        with contextlib.suppress(FileNotFoundError):
-            (directory / recording.storage_key).unlink()
