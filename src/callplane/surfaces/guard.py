@@ -47,7 +47,7 @@ def _invoca(path: str) -> Refusal:
     def refuse(location: str, name: str) -> Response:
         problem = f"{name} {NUL_TEXT}"
         if "/calls_in_progress" in path:
-            return json_response({"error": "InvalidParameters", "message": problem}, 400)
+            return invoca.calls_in_progress_error(400, "InvalidParameters", problem)
         if "/transactions" in path:
             return invoca.invalid_input([problem])
         if path.startswith("/call/transcript/"):

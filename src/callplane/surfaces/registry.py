@@ -22,7 +22,7 @@ from callplane.surfaces.infobip.common import PATH_PREFIX as INFOBIP_PREFIX
 from callplane.surfaces.infobip.errors import error_body as infobip_error_body
 from callplane.surfaces.infobip.errors import http_error_response as infobip_http_error
 from callplane.surfaces.invoca.calls_in_progress import CALLS_IN_PROGRESS_API_VERSIONS
-from callplane.surfaces.invoca.errors import invoca_error
+from callplane.surfaces.invoca.errors import calls_in_progress_error, invoca_error
 from callplane.surfaces.zipteams.errors import failure as zipteams_failure
 
 Surface = Literal["native", "admin", "infobip", "ccai", "invoca", "zipteams"]
@@ -47,7 +47,7 @@ def _invoca(status: int, text: str) -> Response:
 def _calls_in_progress(status: int, text: str) -> Response:
     # As that API writes its errors: {"error": <class>, "message": ...} (not the ingestion API's "errors").
     error = {413: "PayloadTooLarge", 408: "RequestTimeout"}.get(status, "InternalError")
-    return json_response({"error": error, "message": text}, status)
+    return calls_in_progress_error(status, error, text)
 
 
 def _zipteams(status: int, text: str) -> Response:

@@ -7,38 +7,25 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from callplane.core.voice import files as service
-from callplane.core.voice.trunk_models import MediaFile
 from callplane.surfaces.context import ContextDep
 from callplane.surfaces.http import json_response
 from callplane.surfaces.infobip.auth import VoicePrincipalDep
-from callplane.surfaces.infobip.common import PageDep, infobip_time
+from callplane.surfaces.infobip.common import PageDep
 from callplane.surfaces.infobip.common import paged as paged_body
 from callplane.surfaces.infobip.errors import InfobipError, InfobipRoute, bad_request
+from callplane.surfaces.infobip.files_mapping import file_out
 
 router = APIRouter(route_class=InfobipRoute, prefix="/calls/1/files", tags=["Infobip Calls: files"])
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 COPY_CHUNK_BYTES = 256 * 1024
-
-
-def file_out(media_file: MediaFile) -> dict[str, Any]:
-    """`CallsFile`; `duration` is in whole seconds (rounded up, so a short prompt is never 0)."""
-    return {
-        "id": media_file.id,
-        "name": media_file.name,
-        "fileFormat": media_file.file_format,
-        "size": media_file.size_bytes,
-        "creationTime": infobip_time(media_file.created_at),
-        "expirationTime": infobip_time(media_file.expires_at),
-        "duration": -(-media_file.duration_ms // 1000),
-    }
 
 
 def _spool(source: BinaryIO, directory: Path, max_bytes: int) -> Path | None:

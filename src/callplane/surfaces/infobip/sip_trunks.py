@@ -1,116 +1,29 @@
-"""`/calls/1/sip-trunks`: CRUD, status and reset-password in the official client's shapes.
-
-Mapping (docs/voice.md, "SIP trunks"): a STATIC trunk's peer is its first `destinationHosts` entry
-(`host[:port]`); a REGISTERED trunk is one callplane registers *with* (a carrier account): it takes the same
-`destinationHosts` plus the callplane fields `username` and `password`. `tls: true` and any transport but UDP
-answer 400 until TCP/TLS are built. Vendor-only fields are kept and echoed, not acted on.
+"""`/calls/1/sip-trunks`: CRUD, status and reset-password in the official client's shapes: the routes only (bodies
+in sip_trunks_wire.py, their mapping to and from core in sip_trunks_mapping.py).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from callplane.core.voice import trunks as service
 from callplane.core.voice.outbound import check_target, split_host_port
-from callplane.core.voice.trunk_models import NumberFormat, SipTrunk, TrunkAdminStatus, TrunkKind
+from callplane.core.voice.trunk_models import TrunkAdminStatus, TrunkKind
 from callplane.errors import CallplaneError, InvalidInput
-from callplane.settings import Settings
 from callplane.surfaces.context import AppContext, ContextDep
 from callplane.surfaces.http import json_response
 from callplane.surfaces.infobip.auth import VoicePrincipalDep
 from callplane.surfaces.infobip.common import PageDep
 from callplane.surfaces.infobip.common import paged as paged_body
-from callplane.surfaces.infobip.errors import InfobipError, InfobipRoute, bad_request, from_core_error
+from callplane.surfaces.infobip.errors import InfobipRoute, bad_request
+from callplane.surfaces.infobip.sip_trunks_mapping import field_error, peer_address, to_spec, trunk_out
+from callplane.surfaces.infobip.sip_trunks_wire import SipTrunkRequest, SipTrunkStatusRequest
 from callplane.surfaces.targets import outbound_policy
 
 router = APIRouter(route_class=InfobipRoute, prefix="/calls/1/sip-trunks", tags=["Infobip Calls: SIP trunks"])
-
-MAX_DESTINATION_HOSTS = 10
-ECHOED_FIELDS = ("location", "billingPackage", "dtmf", "fax", "anonymization", "strategy", "sipOptions")
-
-
-class SipTrunkRequest(BaseModel):
-    """`CallsSipTrunkRequest` (STATIC | REGISTERED) plus callplane's `username`, `password`, `transport`."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    type: Literal["STATIC", "REGISTERED", "PROVIDER"] = "STATIC"
-    name: Annotated[str, Field(min_length=1, max_length=128)]
-    location: str | None = None
-    tls: bool = False
-    internationalCallsAllowed: bool = False
-    channelLimit: Annotated[int, Field(ge=1, le=service.MAX_CHANNEL_LIMIT)]
-    billingPackage: dict[str, Any] | None = None
-    codecs: list[Literal["PCMU", "PCMA", "G729"]] | None = None
-    dtmf: Literal["RFC2833", "INBAND"] = "RFC2833"
-    fax: Literal["NONE", "INBAND", "T38"] = "NONE"
-    numberFormat: NumberFormat = NumberFormat.E164
-    anonymization: Literal["NONE", "REMOTE_PARTY_ID", "ASSERTED_IDENTITY", "PREFERRED_IDENTITY"] = "NONE"
-    sourceHosts: list[str] | None = None
-    # each one is resolved and checked against the target policy: a bounded list keeps a request's lookups bounded
-    destinationHosts: Annotated[list[str] | None, Field(max_length=MAX_DESTINATION_HOSTS)] = None
-    strategy: Literal["FAILOVER", "ROUND_ROBIN"] = "FAILOVER"
-    sipOptions: dict[str, Any] | None = None
-    inviteAuthentication: bool = False
-    # callplane: the credentials we answer the peer's digest challenges (and REGISTER) with
-    username: str | None = None
-    password: str | None = None
-    transport: str = "UDP"
-
-
-class SipTrunkStatusRequest(BaseModel):
-    adminStatus: Literal["ENABLED", "DISABLED"]
-
-
-def _peer_address(entry: str) -> tuple[str, int, str]:
-    """`host[:port][;transport=x]` -> (host, port, transport)."""
-    address, _, params = entry.strip().partition(";")
-    transport = "UDP"
-    for param in params.split(";"):
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "transport" and value:
-            transport = value.strip().upper()
-    host, colon, port = address.rpartition(":")
-    if not colon:
-        return address, 5060, transport
-    if not port.isdigit():
-        raise bad_request(f"{entry!r} is not host:port", field="destinationHosts")
-    return host, int(port), transport
-
-
-def to_spec(body: SipTrunkRequest) -> service.TrunkSpec:
-    if body.type == "PROVIDER":
-        raise bad_request("PROVIDER SIP trunks are not supported; use STATIC or REGISTERED", field="type")
-    if body.tls:
-        raise bad_request("TLS SIP trunks are not supported yet; only UDP", field="tls")
-    if not body.destinationHosts:
-        raise bad_request("the peer's address is needed: destinationHosts ['host:port']", field="destinationHosts")
-    host, port, transport = _peer_address(body.destinationHosts[0])
-    if body.transport.upper() != "UDP":
-        transport = body.transport.upper()
-    extras = {name: getattr(body, name) for name in ECHOED_FIELDS} | {
-        "destinationHosts": body.destinationHosts,
-        "inviteAuthentication": body.inviteAuthentication,
-    }
-    return service.TrunkSpec(
-        name=body.name,
-        kind=TrunkKind(body.type),
-        host=host,
-        port=port,
-        transport=transport,
-        username=body.username,
-        password=body.password,
-        number_format=body.numberFormat,
-        channel_limit=body.channelLimit,
-        international_calls_allowed=body.internationalCallsAllowed,
-        codecs=tuple(body.codecs or service.SUPPORTED_CODECS),
-        source_hosts=tuple(body.sourceHosts or ()),
-        extras=extras,
-    )
 
 
 async def _check_destinations(body: SipTrunkRequest, context: AppContext) -> None:
@@ -118,47 +31,12 @@ async def _check_destinations(body: SipTrunkRequest, context: AppContext) -> Non
     trunk's peer is checked again before each INVITE."""
     policy = outbound_policy(context)
     for entry in body.destinationHosts or ():
-        host, port, _ = _peer_address(entry)
+        host, port, _ = peer_address(entry)
         try:
             split_host_port(host)
             await check_target(policy, host.strip("[]"), port, what=f"SIP trunk destination {entry}")
         except InvalidInput as error:
             raise bad_request(error.message, field="destinationHosts") from error
-
-
-def sbc_hosts(settings: Settings) -> list[str]:
-    """Where the peer sends calls to us: our SIP address."""
-    return [f"{settings.sip_public_host or settings.sip_host}:{settings.sip_port}"]
-
-
-def trunk_out(trunk: SipTrunk, settings: Settings) -> dict[str, Any]:
-    """`CallsSipTrunkResponse` (STATIC or REGISTERED); the password is never returned."""
-    extras = trunk.extras or {}
-    body: dict[str, Any] = {
-        "id": trunk.id,
-        "type": trunk.kind,
-        "name": trunk.name,
-        "location": extras.get("location"),
-        "tls": False,
-        "codecs": list(trunk.codecs),
-        "dtmf": extras.get("dtmf", "RFC2833"),
-        "fax": extras.get("fax", "NONE"),
-        "numberFormat": trunk.number_format,
-        "internationalCallsAllowed": trunk.international_calls_allowed,
-        "channelLimit": trunk.channel_limit,
-        "anonymization": extras.get("anonymization", "NONE"),
-        "billingPackage": extras.get("billingPackage"),
-        "sbcHosts": {"primary": sbc_hosts(settings), "backup": []},
-        "sipOptions": extras.get("sipOptions"),
-        "sourceHosts": list(trunk.source_hosts),
-        "destinationHosts": extras.get("destinationHosts") or [f"{trunk.host}:{trunk.port}"],
-    }
-    if trunk.kind == TrunkKind.STATIC:
-        body["strategy"] = extras.get("strategy", "FAILOVER")
-    else:
-        body["username"] = trunk.username
-        body["inviteAuthentication"] = extras.get("inviteAuthentication", False)
-    return {key: value for key, value in body.items() if value is not None}
 
 
 def _registrar_poke(context: AppContext) -> None:
@@ -179,7 +57,7 @@ async def create_sip_trunk(body: SipTrunkRequest, principal: VoicePrincipalDep, 
             await _check_destinations(body, context)  # after the spec's own checks; a refusal rolls back
         _registrar_poke(context)
     except CallplaneError as error:
-        raise _field_error(error) from error
+        raise field_error(error) from error
     return json_response(trunk_out(trunk, context.settings), 202)
 
 
@@ -238,7 +116,7 @@ async def update_sip_trunk(
             await _check_destinations(body, context)
         _registrar_poke(context)
     except CallplaneError as error:
-        raise _field_error(error) from error
+        raise field_error(error) from error
     return json_response(trunk_out(trunk, context.settings), 202)
 
 
@@ -298,16 +176,3 @@ async def reset_sip_trunk_password(sip_trunk_id: str, principal: VoicePrincipalD
 
 def _active_calls(context: AppContext, trunk_id: str) -> int:
     return context.trunk_channels.active(trunk_id)
-
-
-_FIELD_OF_ERROR = {
-    service.UnsupportedTransport: "transport",
-}
-
-
-def _field_error(error: CallplaneError) -> InfobipError:
-    """A core validation error, naming the request field it is about when we know it."""
-    for kind, field_name in _FIELD_OF_ERROR.items():
-        if isinstance(error, kind):
-            return bad_request(error.message, field=field_name)
-    return from_core_error(error)

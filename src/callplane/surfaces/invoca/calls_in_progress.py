@@ -4,18 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from callplane.core.call_tracking import live
-from callplane.core.call_tracking.errors import CallInProgressNotFound, OrganizationNotVisible
 from callplane.core.tenancy.schemas import Principal
-from callplane.errors import CallplaneError, InvalidInput
 from callplane.surfaces.context import app_context
-from callplane.surfaces.http import BodyTooLarge, JsonBodyError, JsonRoute, json_response, read_json
+from callplane.surfaces.http import BodyTooLarge, JsonBodyError, json_response, read_json
+from callplane.surfaces.invoca import errors
 from callplane.surfaces.invoca.auth import oauth_token
 from callplane.surfaces.invoca.calls_in_progress_mapping import (
     attribution_call,
@@ -27,26 +25,7 @@ from callplane.surfaces.invoca.calls_in_progress_mapping import (
 CALLS_IN_PROGRESS_API_VERSIONS = ["2022-08-01"]
 MAX_UPDATE_BYTES = 64 * 1024
 
-router = APIRouter(route_class=JsonRoute, tags=["Invoca Calls In Progress"])
-
-
-def _error(status_code: int, error: str, message: str | None = None) -> Response:
-    """The documented bodies are `{"error": "NotAuthorized"}` and `{"error": "RecordNotFound"}`; callplane adds
-    a `message` where the document is silent (bad parameters)."""
-    body: dict[str, Any] = {"error": error}
-    if message:
-        body["message"] = message
-    return json_response(body, status_code)
-
-
-def _render(error: CallplaneError) -> Response:
-    if isinstance(error, OrganizationNotVisible):
-        return _error(401, "NotAuthorized")
-    if isinstance(error, CallInProgressNotFound):
-        return _error(404, "RecordNotFound")
-    if isinstance(error, InvalidInput):
-        return _error(400, "InvalidParameters", "; ".join(error.problems))
-    raise error
+router = APIRouter(route_class=errors.CallsInProgressRoute, tags=["Invoca Calls In Progress"])
 
 
 # A read gets a plain connection (no ORM session: setting one up and closing it cost about as much as the
@@ -74,7 +53,8 @@ def _unsupported(version: str) -> Response | None:
     if version in CALLS_IN_PROGRESS_API_VERSIONS:
         return None
     supported = ", ".join(CALLS_IN_PROGRESS_API_VERSIONS)
-    return _error(400, "InvalidApiVersion", f"API version '{version}' is not valid; supported: {supported}")
+    message = f"API version '{version}' is not valid; supported: {supported}"
+    return errors.calls_in_progress_error(400, "InvalidApiVersion", message)
 
 
 async def _scope(request: Request, connection: AsyncConnection, principal: Principal) -> live.Scope:
@@ -94,19 +74,16 @@ async def _serve_read(request: Request, version: str, work: ReadWork) -> Respons
         return refused
     token = oauth_token(request, None)
     if not token:
-        return _error(401, "NotAuthorized")
-    try:
-        async with _read_engine(context.engine).connect() as connection:
-            principal = context.lookups.cached_principal(token)
-            if principal is None:  # not cached: an ORM session for this once
-                async with context.sessions(bind=connection) as session:
-                    principal = await context.lookups.principal_for_token(session, token)
-            if principal is None:
-                return _error(401, "NotAuthorized")
-            scope = await _scope(request, connection, principal)
-            return await work(connection, scope, principal.account.time_zone)
-    except CallplaneError as error:
-        return _render(error)
+        return errors.calls_in_progress_error(401, "NotAuthorized")
+    async with _read_engine(context.engine).connect() as connection:
+        principal = context.lookups.cached_principal(token)
+        if principal is None:  # not cached: an ORM session for this once
+            async with context.sessions(bind=connection) as session:
+                principal = await context.lookups.principal_for_token(session, token)
+        if principal is None:
+            return errors.calls_in_progress_error(401, "NotAuthorized")
+        scope = await _scope(request, connection, principal)
+        return await work(connection, scope, principal.account.time_zone)
 
 
 async def _serve_update(request: Request, version: str, body: object, work: UpdateWork) -> Response:
@@ -115,15 +92,12 @@ async def _serve_update(request: Request, version: str, body: object, work: Upda
     if (refused := _unsupported(version)) is not None:
         return refused
     token = oauth_token(request, body)
-    try:
-        async with context.sessions() as session, session.begin():
-            principal = await context.lookups.principal_for_token(session, token) if token else None
-            if principal is None:
-                return _error(401, "NotAuthorized")
-            scope = await _scope(request, await session.connection(), principal)
-            return await work(session, scope)
-    except CallplaneError as error:
-        return _render(error)
+    async with context.sessions() as session, session.begin():
+        principal = await context.lookups.principal_for_token(session, token) if token else None
+        if principal is None:
+            return errors.calls_in_progress_error(401, "NotAuthorized")
+        scope = await _scope(request, await session.connection(), principal)
+        return await work(session, scope)
 
 
 def _search(request: Request) -> live.Search:
@@ -156,7 +130,7 @@ async def attribution(version: str, request: Request) -> Response:
     async def work(connection: AsyncConnection, scope: live.Scope, time_zone: str) -> Response:
         search = _search(request)
         if search.transaction_id is None:
-            return _error(400, "InvalidParameters", "transaction_id is required")
+            return errors.calls_in_progress_error(400, "InvalidParameters", "transaction_id is required")
         found = await live.find_live_calls(connection=connection, scope=scope, search=search)
         return json_response({"current_calls": [attribution_call(call, time_zone) for call in found]})
 
@@ -176,7 +150,7 @@ async def update(version: str, request: Request) -> Response:
     async def work(session: AsyncSession, scope: live.Scope) -> Response:
         external_unique_id, custom_data, problems = parse_update(body)
         if problems:
-            return _error(400, "InvalidParameters", "; ".join(problems))
+            return errors.calls_in_progress_error(400, "InvalidParameters", "; ".join(problems))
         params = request.query_params
         changed = await live.update_call_in_progress(
             session=session,

@@ -1,9 +1,16 @@
-"""Core errors → the Invoca error body `{"errors": {"class": ..., "invalid_data": ...}}` and its status."""
+"""Invoca's error bodies and the route classes that render core errors in them.
+
+The ingestion and Signal APIs write `{"errors": {"class": ..., "invalid_data": ...}}`; the Calls In Progress API
+writes `{"error": ..., "message"?: ...}`.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.responses import Response
 
+from callplane.core.call_tracking.errors import CallInProgressNotFound, OrganizationNotVisible
 from callplane.core.ingestion.errors import (
     CampaignNotAccessible,
     CampaignNotExternal,
@@ -13,7 +20,7 @@ from callplane.core.ingestion.errors import (
 from callplane.core.signals.errors import AdvertiserNotAccessible, CallNotMatched
 from callplane.core.tenancy.errors import IngestionDisabled, WrongAccountKind
 from callplane.errors import CallplaneError, InvalidInput
-from callplane.surfaces.http import json_response
+from callplane.surfaces.http import SurfaceRoute, json_response
 
 
 def invoca_error(status_code: int, error_class: str, invalid_data: str) -> Response:
@@ -59,3 +66,44 @@ def render(error: CallplaneError) -> Response:
     if isinstance(error, ExternalIdReused):
         return invoca_error(409, "RecordNotUnique", error.message)
     raise error
+
+
+def _render_any(error: Exception) -> Response:
+    assert isinstance(error, CallplaneError)
+    return render(error)
+
+
+class InvocaRoute(SurfaceRoute):
+    """The route class of the ingestion and Signal API routers."""
+
+    renders = (CallplaneError,)
+    render_error = staticmethod(_render_any)
+
+
+# ---- Calls In Progress API ----------------------------------------------------------------------------------------
+
+
+def calls_in_progress_error(status_code: int, error: str, message: str | None = None) -> Response:
+    """The documented bodies are `{"error": "NotAuthorized"}` and `{"error": "RecordNotFound"}`; callplane adds
+    a `message` where the document is silent (bad parameters)."""
+    body: dict[str, Any] = {"error": error}
+    if message:
+        body["message"] = message
+    return json_response(body, status_code)
+
+
+def render_calls_in_progress(error: Exception) -> Response:
+    if isinstance(error, OrganizationNotVisible):
+        return calls_in_progress_error(401, "NotAuthorized")
+    if isinstance(error, CallInProgressNotFound):
+        return calls_in_progress_error(404, "RecordNotFound")
+    if isinstance(error, InvalidInput):
+        return calls_in_progress_error(400, "InvalidParameters", "; ".join(error.problems))
+    raise error
+
+
+class CallsInProgressRoute(SurfaceRoute):
+    """The route class of the Calls In Progress router."""
+
+    renders = (CallplaneError,)
+    render_error = staticmethod(render_calls_in_progress)

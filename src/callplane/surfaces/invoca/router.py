@@ -8,16 +8,15 @@ from fastapi.responses import Response
 
 from callplane.core.ingestion import service as ingestion
 from callplane.core.tenancy.access import check_network_may_ingest
-from callplane.errors import CallplaneError
 from callplane.surfaces.context import app_context
-from callplane.surfaces.http import JsonRoute, json_response
+from callplane.surfaces.http import json_response
 from callplane.surfaces.invoca import errors
 from callplane.surfaces.invoca.auth import read_request
 from callplane.surfaces.invoca.calls_in_progress import router as calls_in_progress_router
 from callplane.surfaces.invoca.mapping import parse_call_request
 from callplane.surfaces.invoca.signal_api import router as signal_api_router
 
-router = APIRouter(route_class=JsonRoute, tags=["Invoca Call Ingestion"])
+router = APIRouter(route_class=errors.InvocaRoute, tags=["Invoca Call Ingestion"])
 
 
 @router.post("/api/{version}/calls.json", status_code=201)
@@ -31,33 +30,30 @@ async def create_call(version: str, request: Request) -> Response:
     if version not in context.settings.ingestion_api_versions:
         return errors.invalid_version(version, context.settings.ingestion_api_versions)
     incoming = await read_request(request)
-    try:
-        # No session.begin(): a transaction starts only if a lookup misses its cache or SQLite stores the call
-        # (autobegin), and is committed below; closing the session rolls back whatever an early return left.
-        async with context.sessions() as session:
-            principal = await incoming.principal(session, context.lookups)
-            if principal is None:
-                return errors.unauthorized()
-            check_network_may_ingest(principal)
-            if incoming.body is None:
-                return errors.record_invalid([incoming.unreadable])
-            submission, problems = parse_call_request(
-                incoming.body,
-                time_zone=principal.account.time_zone,
-                country_codes=context.settings.ingestion_country_codes,
-            )
-            if submission is None:
-                return errors.record_invalid(problems)
-            accepted = await ingestion.submit_single_call(
-                session=session,
-                lookups=context.lookups,
-                principal=principal,
-                submission=submission,
-                wire_problems=problems,
-            )
-            await session.commit()
-    except CallplaneError as error:
-        return errors.render(error)
+    # No session.begin(): a transaction starts only if a lookup misses its cache or SQLite stores the call
+    # (autobegin), and is committed below; closing the session rolls back whatever an early return left.
+    async with context.sessions() as session:
+        principal = await incoming.principal(session, context.lookups)
+        if principal is None:
+            return errors.unauthorized()
+        check_network_may_ingest(principal)
+        if incoming.body is None:
+            return errors.record_invalid([incoming.unreadable])
+        submission, problems = parse_call_request(
+            incoming.body,
+            time_zone=principal.account.time_zone,
+            country_codes=context.settings.ingestion_country_codes,
+        )
+        if submission is None:
+            return errors.record_invalid(problems)
+        accepted = await ingestion.submit_single_call(
+            session=session,
+            lookups=context.lookups,
+            principal=principal,
+            submission=submission,
+            wire_problems=problems,
+        )
+        await session.commit()
     return json_response({"cuid": accepted.call_id}, 201 if accepted.created else 202)
 
 
