@@ -4,6 +4,9 @@ a failed call, a failing webhook receiver, and Debian's chromium driven by Playw
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import copy
 import http.server
 import os
 import secrets
@@ -18,7 +21,10 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from sqlalchemy import select
 
+from callplane.core.transcripts.models import CallTranscript
+from callplane.db.engine import create_engine, create_session_factory
 from callplane.testing.factories import Admin, Network
 from callplane.testing.server import (
     DEFAULT_POSTGRES_ADMIN_URL,
@@ -34,8 +40,6 @@ CHROMIUM = os.environ.get("CALLPLANE_TEST_CHROMIUM", "/usr/bin/chromium")
 TESTSET = Path(__file__).parents[1] / "transcripts" / "testset"
 SPOKEN = next(ref for ref in read_references(TESTSET / "references.json") if ref.name == "en_us_cancel")
 SCREENSHOTS = Path(__file__).parents[2] / "artifacts" / "console-screenshots"
-
-pytestmark = pytest.mark.xdist_group("asr")
 
 
 class Receiver:
@@ -88,6 +92,32 @@ class Console:
 
     def api(self, token: str) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def rewrite_first_word(self, call_id: str, text: str) -> None:
+        """Put `text` in place of the first word the recognizer heard (as if it had been said)."""
+
+        async def rewrite() -> None:
+            engine = create_engine(self.server.settings)
+            try:
+                async with create_session_factory(engine)() as session, session.begin():
+                    row = await session.scalar(select(CallTranscript).where(CallTranscript.call_id == call_id))
+                    assert row is not None
+                    stored = copy.deepcopy(row.transcript)
+                    segment = min(
+                        (segment for channel in stored["channels"] for segment in channel["segments"]),
+                        key=lambda segment: segment["start_s"],
+                    )
+                    segment["words"][0]["text"] = text
+                    segment["text"] = " ".join(word["text"] for word in segment["words"])
+                    first_turn = stored["turns"][0]  # what the search index reads
+                    first_turn["text"] = f"{text} {first_turn['text'].split(' ', 1)[1]}"
+                    row.transcript = stored
+            finally:
+                await engine.dispose()
+
+        # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, rewrite()).result()
 
     def screenshot(self, page: Page, name: str) -> None:
         folder = SCREENSHOTS / self.database
@@ -192,13 +222,15 @@ def _populate(database: str, running: RunningServer, handler: tuple[FileServer, 
     return console
 
 
-@pytest.fixture(scope="session")
+# Per test: Playwright's sync API runs an event loop in this thread while it is started, and the next database's
+# server fixture (asyncio.run for migrations and the scratch database) must not find one running.
+@pytest.fixture
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser(playwright: Playwright) -> Iterator[Browser]:
     # Debian's chromium, never one Playwright would download; audio plays without a gesture or a sound card.
     launched = playwright.chromium.launch(

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 import shutil
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.console.conftest import SPOKEN, TESTSET, Console, sign_in, wait_until
+
+pytestmark = pytest.mark.xdist_group("asr")  # the worker that already holds the speech model
 
 
 def test_sign_in_filter_and_sign_out(console: Console, page: Page) -> None:
@@ -55,20 +58,24 @@ def test_sign_in_filter_and_sign_out(console: Console, page: Page) -> None:
 
 def test_search_a_phrase_lands_on_the_call_and_second(console: Console, page: Page) -> None:
     sign_in(page, console, console.network.token)
-    page.get_by_label("Search transcripts").fill("account number")
+    page.get_by_label("Search transcripts").fill('"account number"')
     page.get_by_role("button", name="Search").click()
     rows = page.locator("tr[data-call-id]")
-    expect(rows).to_have_count(1)
+    expect(rows).to_have_count(1)  # the other tenant's copy of the same call is not found
     expect(rows.first).to_have_attribute("data-call-id", console.spoken_call_id)
-    expect(page.locator("tr.hit mark")).to_have_text(re.compile("account number", re.I))
-    page.locator("a.hit-link").click()
+    expect(page.locator("tr.hit mark").first).to_have_text(re.compile("account", re.I))
+    console.screenshot(page, "search")
+    page.locator("a.hit-link").first.click()
     expect(page).to_have_url(re.compile(f"/console/calls/{console.spoken_call_id}"))
     agent_turn = next(turn for turn in SPOKEN.turns if "account number" in turn.text)
-    player = page.locator("#player")
-    expect(player).to_have_attribute("data-ready", "true")
+    expect(page.locator("#player")).to_have_attribute("data-ready", "true")
     seconds = float(page.locator("#clock").get_attribute("data-time") or "nan")
     assert agent_turn.start_s - 0.5 <= seconds <= agent_turn.end_s, seconds
     expect(page.locator(".word.current")).to_have_text(re.compile("account", re.I))
+    expect(page.locator(".word.found")).to_have_count(2)  # "account" and "number", marked in the transcript
+
+    page.goto(f"{console.base_url}/console/calls?q=" + "x" * 300)
+    expect(page.get_by_role("alert")).to_contain_text("at most 256 characters")
 
 
 def test_play_highlights_words_and_a_click_seeks(console: Console, page: Page) -> None:
@@ -213,3 +220,17 @@ def test_admin_sees_every_account_and_the_main_pages(console: Console, page: Pag
     expect(page.locator("canvas#per-day")).to_be_visible()
     page.goto(f"{console.base_url}/console/live")
     expect(page.locator("body")).to_have_attribute("data-live-updates", re.compile(r"[1-9]"))
+
+
+def test_transcript_text_is_never_markup(console: Console, page: Page) -> None:
+    """A transcript that says <script> shows it as text, in the call page and in search snippets."""
+    said = "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
+    console.rewrite_first_word(console.other_call_id, said)
+    sign_in(page, console, console.other.token)
+    page.goto(f"{console.base_url}/console/calls/{console.other_call_id}")
+    expect(page.locator("#transcript .word").first).to_have_text(said)
+    page.get_by_label("Search transcripts").count()  # the page rendered fully
+    page.goto(f"{console.base_url}/console/calls?q=pwned")
+    expect(page.locator("tr.hit")).to_contain_text("<script>")
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("#transcript script, tr.hit script, tr.hit img").count() == 0

@@ -7,7 +7,6 @@ account. Every query that takes an id from a URL filters by that scope, so a gue
 from __future__ import annotations
 
 import base64
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -20,6 +19,7 @@ from callplane.core.calls.errors import CallNotFound
 from callplane.core.calls.models import Call, CallSignal, CallStatus
 from callplane.core.contact_center.models import Agent, CcCall, CcCallStatus, Menu
 from callplane.core.events.models import Event
+from callplane.core.search import Match, SearchQuery, call_matches, find_matches, parse_query
 from callplane.core.tenancy import service as tenancy
 from callplane.core.tenancy.models import Account, ApiToken, Campaign, SignalDefinition
 from callplane.core.transcripts import service as transcripts
@@ -96,18 +96,11 @@ class CallRow:
     account_name: str
     campaign_name: str | None
     signals: list[str]
-    hit: SearchHit | None = None
+    matches: tuple[Match, ...] = ()  # where the search box's words matched (transcript first, then details)
 
-
-@dataclass(frozen=True)
-class SearchHit:
-    """Where a phrase was said in a call's transcript."""
-
-    start_s: float
-    speaker: str | None
-    before: str
-    match: str
-    after: str
+    @property
+    def first_second(self) -> float | None:
+        return next((match.start_s for match in self.matches if match.start_s is not None), None)
 
 
 @dataclass
@@ -131,7 +124,7 @@ def _encode_cursor(call: Call) -> str:
     return base64.urlsafe_b64encode(f"{call.received_at.isoformat()}|{call.id}".encode()).decode()
 
 
-def filtered_calls(viewer: Viewer, filters: CallFilters) -> Select[Call]:
+def filtered_calls(viewer: Viewer, filters: CallFilters, *, search: SearchQuery | None, dialect: str) -> Select[Call]:
     statement = scoped_calls(viewer)
     if filters.started_from:
         statement = statement.where(Call.started_at >= datetime.combine(filters.started_from, time(), UTC))
@@ -166,25 +159,23 @@ def filtered_calls(viewer: Viewer, filters: CallFilters) -> Select[Call]:
                 CallSignal.value.is_(True),
             )
         )
-    if filters.q.strip():
-        statement = statement.where(Call.id.in_(_transcripts_containing(filters.q)))
+    if search is not None:
+        # The full-text index (core/search): transcripts and call details, the same words on both databases.
+        statement = statement.where(call_matches(search, dialect=dialect, account_id=viewer.account_id))
     return statement
 
 
-def _transcripts_containing(phrase: str) -> Select[str]:
-    """Calls whose stored transcript contains the phrase (case-insensitive scan of the transcript JSON)."""
-    needle = "%" + phrase.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return select(CallTranscript.call_id).where(
-        CallTranscript.status == TranscriptStatus.COMPLETED,
-        func.lower(cast(CallTranscript.transcript, String)).like(needle, escape="\\"),
-    )
+def parsed_search(text: str) -> SearchQuery | None:
+    """The search box's query, None when empty; InvalidSearch (an InvalidInput) when it cannot be searched for."""
+    return parse_query(text) if text.strip() else None
 
 
 async def list_calls(
     session: AsyncSession, viewer: Viewer, filters: CallFilters, *, cursor: str | None, limit: int = PAGE_SIZE
 ) -> CallPage:
     """Newest first, keyset-paged on (received_at, id) like the native API."""
-    statement = filtered_calls(viewer, filters)
+    search = parsed_search(filters.q)
+    statement = filtered_calls(viewer, filters, search=search, dialect=session.get_bind().dialect.name)
     if cursor:
         received_at, call_id = calls.decode_cursor(cursor)
         statement = statement.where(
@@ -193,10 +184,10 @@ async def list_calls(
     found = list(await session.scalars(statement.order_by(Call.received_at.desc(), Call.id.desc()).limit(limit + 1)))
     next_cursor = _encode_cursor(found[limit - 1]) if len(found) > limit else None
     page = found[:limit]
-    return CallPage(rows=await _rows(session, page, phrase=filters.q), next_cursor=next_cursor)
+    return CallPage(rows=await _rows(session, page, search=search), next_cursor=next_cursor)
 
 
-async def _rows(session: AsyncSession, page: list[Call], *, phrase: str) -> list[CallRow]:
+async def _rows(session: AsyncSession, page: list[Call], *, search: SearchQuery | None) -> list[CallRow]:
     ids = [call.id for call in page]
     accounts = {
         id_: name
@@ -218,57 +209,29 @@ async def _rows(session: AsyncSession, page: list[Call], *, phrase: str) -> list
         names = signals.setdefault(call_id, [])
         if name not in names:
             names.append(name)
-    hits: dict[str, SearchHit] = {}
-    if phrase.strip() and ids:
-        for row in await session.scalars(select(CallTranscript).where(CallTranscript.call_id.in_(ids))):
-            hit = locate_phrase(row.transcript, phrase)
-            if hit is not None:
-                hits[row.call_id] = hit
+    matches = {hit.call.id: hit.matches for hit in await find_matches(session, page, search)} if search else {}
     return [
         CallRow(
             call=call,
             account_name=accounts.get(call.account_id, ""),
             campaign_name=campaigns.get(call.campaign_id or ""),
             signals=signals.get(call.id, []),
-            hit=hits.get(call.id),
+            matches=matches.get(call.id, ()),
         )
         for call in page
     ]
 
 
-_WORD = re.compile(r"[\w']+", re.UNICODE)
-
-
-def _tokens(text: str) -> list[str]:
-    return [token.casefold() for token in _WORD.findall(text)]
-
-
-def _joined(words: list[dict[str, Any]]) -> str:
-    return " ".join(str(word.get("text", "")).strip() for word in words)
-
-
-def locate_phrase(stored: dict[str, Any], phrase: str) -> SearchHit | None:
-    """The earliest place where every word of the phrase is said in a row on one channel, with some context."""
-    wanted = _tokens(phrase)
-    if not wanted:
-        return None
-    best: SearchHit | None = None
-    for channel in stored.get("channels", []):
-        words = [word for segment in channel.get("segments", []) for word in segment.get("words", [])]
-        tokens = [" ".join(_tokens(str(word.get("text", "")))) for word in words]
-        for index in range(len(words) - len(wanted) + 1):
-            if all(tokens[index + k] == wanted[k] for k in range(len(wanted))):
-                start = float(words[index]["start_s"])
-                if best is None or start < best.start_s:
-                    best = SearchHit(
-                        start_s=start,
-                        speaker=channel.get("speaker"),
-                        before=_joined(words[max(0, index - 6) : index]),
-                        match=_joined(words[index : index + len(wanted)]),
-                        after=_joined(words[index + len(wanted) : index + len(wanted) + 6]),
-                    )
-                break
-    return best
+async def call_matches_of(session: AsyncSession, call: Call, text: str) -> tuple[Match, ...]:
+    """Where the search box's words were said in this call (none for an empty or unusable query)."""
+    try:
+        search = parsed_search(text)
+    except InvalidInput:
+        return ()
+    if search is None:
+        return ()
+    [hit] = await find_matches(session, [call], search)
+    return hit.matches
 
 
 @dataclass
@@ -319,7 +282,6 @@ class CallView:
     account_name: str
     details: dict[str, Any]
     transcript: dict[str, Any] | None  # transcript_document, when there is one
-    transcript_stored: dict[str, Any] | None  # the stored form (per-channel words), for locating a phrase
     events: list[Event]
     voice: VoiceCall | None
 
@@ -340,7 +302,6 @@ async def call_view(session: AsyncSession, viewer: Viewer, call_id: str) -> Call
         account_name=account.name if account else "",
         details=details,
         transcript=document,
-        transcript_stored=row.transcript if document is not None and row is not None else None,
         events=events,
         voice=await session.get(VoiceCall, call.id),
     )

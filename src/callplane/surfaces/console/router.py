@@ -25,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from callplane.core.calls.errors import CallNotFound
 from callplane.core.calls.service import CallNotRetryable, recording_of
+from callplane.core.search import QUERY_SYNTAX, Match
 from callplane.core.transcripts import service as transcripts
 from callplane.errors import CallplaneError, InvalidInput
 from callplane.surfaces.console import queries
@@ -222,7 +223,7 @@ def call_filters(
     origin: str = "",
     signal: str = "",
     direction: str = "",
-    q: Annotated[str, Query(max_length=200)] = "",
+    q: str = "",  # core/search bounds it (MAX_QUERY_CHARS) and says why on the page
 ) -> queries.CallFilters:
     return queries.CallFilters(
         started_from=_date(started_from),
@@ -244,16 +245,20 @@ FiltersDep = Annotated[queries.CallFilters, Depends(call_filters)]
 async def calls_page(
     request: Request, viewer: PageViewer, session: SessionDep, filters: FiltersDep, cursor: str | None = None
 ) -> Response:
+    error = None
     try:
         found = await queries.list_calls(session, viewer, filters, cursor=cursor)
-    except InvalidInput as error:
-        raise HTTPException(422, error.message) from error
+    except InvalidInput as invalid:  # a search the index cannot run, or a stale cursor: say so on the page
+        found, error = queries.CallPage(rows=[], next_cursor=None), invalid.message
     options = await queries.filter_options(session, viewer)
     query = filters.query_items()
     return page(
         request,
         "calls.html",
         viewer,
+        400 if error else 200,
+        error=error,
+        search_help=QUERY_SYNTAX,
         page=found,
         filters=filters,
         options=options,
@@ -348,7 +353,7 @@ async def calls_data(viewer: ApiViewer, session: SessionDep, filters: FiltersDep
                 "direction": row.call.direction,
                 "started_at": row.call.started_at.isoformat() if row.call.started_at else None,
                 "signals": row.signals,
-                "hit": {"start_s": row.hit.start_s, "text": row.hit.match} if row.hit else None,
+                "matches": [match.to_dict() for match in row.matches],
             }
             for row in found.rows
         ],
@@ -364,10 +369,9 @@ async def call_page(
         view = await queries.call_view(session, viewer, call_id)
     except CallNotFound:
         return page(request, "not_found.html", viewer, 404, what="call")
-    start_at = t
-    hit = queries.locate_phrase(view.transcript_stored, q) if q and view.transcript_stored else None
-    if start_at is None and hit is not None:
-        start_at = hit.start_s
+    matches = await queries.call_matches_of(session, view.call, q) if q else ()
+    said = [match for match in matches if match.start_s is not None]
+    start_at = t if t is not None else (said[0].start_s if said else None)
     return page(
         request,
         "call.html",
@@ -375,10 +379,10 @@ async def call_page(
         view=view,
         call=view.call,
         details=view.details,
-        segments=_segments_with_evidence(view),
+        segments=_segments_with_evidence(view, said),
         start_at=start_at,
         phrase=q,
-        hit=hit,
+        said=said,
         evidence=_evidence(view.details),
     )
 
@@ -402,8 +406,9 @@ def _evidence(details: dict[str, Any]) -> list[dict[str, Any]]:
     return spans
 
 
-def _segments_with_evidence(view: queries.CallView) -> list[dict[str, Any]]:
-    """Transcript segments in time order, each word marked when it falls inside a signal's evidence."""
+def _segments_with_evidence(view: queries.CallView, said: list[Match]) -> list[dict[str, Any]]:
+    """Transcript segments in time order, each word marked when it falls inside a signal's evidence or a search
+    match."""
     if view.transcript is None:
         return []
     spans = _evidence(view.details)
@@ -421,7 +426,15 @@ def _segments_with_evidence(view: queries.CallView) -> list[dict[str, Any]]:
                     and span["speaker"] in (None, segment["speaker"])
                 }
             )
-            words.append({"text": word["text"], "start_s": start, "end_s": end, "signals": signals})
+            found = any(
+                match.start_s is not None
+                and match.end_s is not None
+                and match.start_s - 0.01 <= start
+                and end <= match.end_s + 0.01
+                and match.speaker in (None, segment["speaker"])
+                for match in said
+            )
+            words.append({"text": word["text"], "start_s": start, "end_s": end, "signals": signals, "found": found})
         out.append(
             {"speaker": segment["speaker"], "start_s": segment["start_s"], "text": segment["text"], "words": words}
         )
