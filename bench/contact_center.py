@@ -8,7 +8,12 @@ Starts a real server on loopback (no engine: nothing is dialed), builds a contac
 - one pass of the runtime's loop (fire due scheduled calls + dispatch) over that queue when no agent can take a
   call: what every engine process pays each `CALLPLANE_CONTACT_CENTER_POLL_SECONDS`.
 
-    .venv/bin/python bench/contact_center.py [--calls 2000] [--backends sqlite,postgresql]
+The floor, in the same run on the same database right after: `bench/replay_floor.py`, a minimal Starlette app in
+this process (as callplane's server is) replaying the SQL callplane sent for one request of each kind (recorded
+then), with fresh keys for the rows it writes, over the same HTTP client; each request's latency beside
+callplane's, and the ratio of the p50s (floor / callplane: 1.00 = callplane costs no more than its own SQL).
+
+    .venv/bin/python bench/contact_center.py [--calls 300] [--backends sqlite,postgresql] [--full]  (--full: 2000)
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import statistics
 import tempfile
@@ -25,6 +31,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
+from benchlib import free_port, load_average, ratio
+from replay_floor import Capture, floor_app, serve_in_thread
 
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.live.contact_center import ContactCenterRuntime
@@ -34,6 +42,7 @@ from callplane.testing.factories import Admin
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, running_server, scratch_postgres_database
 
 ADMIN_TOKEN = "bench-admin"
+COUNTS = (200, 30, 100)  # GET call, GET calls ?per=100, GET wait_times
 
 
 def percentiles(samples: list[float]) -> str:
@@ -41,6 +50,19 @@ def percentiles(samples: list[float]) -> str:
     p50 = statistics.median(ordered)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return f"p50 {p50 * 1000:7.2f} ms  p99 {p99 * 1000:7.2f} ms  (n={len(ordered)})"
+
+
+def replayed(floor: httpx.Client, name: str) -> None:
+    response = floor.post(f"/replay/{name}")
+    assert response.status_code == 200, response.text
+
+
+def beside_floor(label: str, samples: list[float], floor: list[float], statements: int) -> str:
+    mine, least = statistics.median(samples), statistics.median(floor)
+    return (
+        f"{label}{percentiles(samples)} | floor ({statements} statements) {percentiles(floor)} "
+        f"| ratio {ratio(least, mine)} | {load_average()}"
+    )
 
 
 def timed(work: Callable[[], Any], count: int) -> list[float]:
@@ -63,7 +85,7 @@ def database(backend: str) -> Iterator[str | None]:
 
 def run(backend: str, calls: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, database(backend) as url:
-        settings = Settings(  # type: ignore[call-arg]
+        settings = Settings(
             environment="test",
             data_dir=Path(tmp),
             database_url=url,
@@ -89,16 +111,18 @@ def run(backend: str, calls: int) -> None:
                     ids.append(response.json()["id"])
 
                 accepted = timed(create, calls)
-                tenth = max(1, calls // 10)
-                print(f"[{backend}] POST inbound call, first {tenth}:  {percentiles(accepted[:tenth])}")
-                print(f"[{backend}] POST inbound call, last {tenth}:   {percentiles(accepted[-tenth:])}")
                 one = ids[len(ids) // 2]
-                got = timed(lambda: api.get(f"/apps/api/v1/calls/{one}"), 200)
-                print(f"[{backend}] GET call:                   {percentiles(got)}")
-                listed = timed(lambda: api.get("/apps/api/v1/calls", params={"per": 100}), 30)
-                print(f"[{backend}] GET calls ?per=100:         {percentiles(listed)}")
-                waits = timed(lambda: api.get("/apps/api/v1/wait_times"), 100)
-                print(f"[{backend}] GET wait_times:             {percentiles(waits)}")
+                requests: dict[str, Callable[[], Any]] = {
+                    "get": lambda: api.get(f"/apps/api/v1/calls/{one}"),
+                    "list": lambda: api.get("/apps/api/v1/calls", params={"per": 100}),
+                    "wait_times": lambda: api.get("/apps/api/v1/wait_times"),
+                }
+                mine = {name: timed(requests[name], count) for name, count in zip(requests, COUNTS, strict=True)}
+                capture, recorded = Capture(), {}
+                for name, request in {"create": create, **requests}.items():
+                    with capture.recording() as statements:
+                        request()
+                    recorded[name] = statements
             admin.client.close()
 
         async def passes() -> list[float]:
@@ -116,14 +140,39 @@ def run(backend: str, calls: int) -> None:
             finally:
                 await engine.dispose()
 
-        print(f"[{backend}] loop pass, {calls} queued, no agent: {percentiles(asyncio.run(passes()))}")
+        loop = asyncio.run(passes())
+        # the floor last (its reads before its writes): the calls it queues would lengthen the queue read
+        sqlite_path = None if url else Path(tmp) / "callplane.db"
+        port = free_port()
+        with (
+            serve_in_thread(floor_app(recorded, url, sqlite_path), port) as floor_url,
+            httpx.Client(base_url=floor_url, timeout=30) as floor,
+        ):
+            least = {name: timed(functools.partial(replayed, floor, name), count)
+                     for name, count in zip([*requests, "create"], [*COUNTS, calls], strict=True)}  # fmt: skip
+        tenth = max(1, calls // 10)
+        print(f"[{backend}] POST inbound call, first {tenth}:  {percentiles(accepted[:tenth])}")
+        print(f"[{backend}] POST inbound call, last {tenth}:   {percentiles(accepted[-tenth:])}")
+        print(
+            beside_floor(
+                f"[{backend}] POST inbound call, all:      ", accepted, least["create"], len(recorded["create"])
+            )
+        )
+        for name, label in (("get", "GET call:                "), ("list", "GET calls ?per=100:      "),
+                            ("wait_times", "GET wait_times:          ")):  # fmt: skip
+            print(beside_floor(f"[{backend}] {label}  ", mine[name], least[name], len(recorded[name])))
+        print(f"[{backend}] loop pass, {calls} queued, no agent: {percentiles(loop)} (no floor)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--full", action="store_true", help="2000 calls in the queue")
     args = parser.parse_args()
+    if args.full:
+        args.calls = 2000
+    print(load_average())
     for backend in args.backends.split(","):
         run(backend, args.calls)
 

@@ -1,6 +1,6 @@
 """Calls In Progress lookup latency with many live calls in the store, over real HTTP.
 
-    .venv/bin/python bench/live_calls.py [--calls 100000] [--requests 2000] [--backends sqlite postgresql]
+    .venv/bin/python bench/live_calls.py [--calls 10000] [--requests 500] [--backends sqlite postgresql] [--full]
 
 For each backend: migrates a fresh database, seeds ``--calls`` live promo-number calls (core Call, voice call
 ESTABLISHED in an ESTABLISHED dialog, tracking row, one custom data value each), starts ``callplane serve`` as
@@ -10,6 +10,13 @@ its own process (no engine, no workers), then asks
 request at a time) and prints p50 / p90 / p99 / max in milliseconds, requests per second and the server
 process's CPU time per request (user + system, from /proc: what a lookup costs whatever else loads the machine).
 Every answer is checked to hold exactly the call asked for.
+
+The floor, in the same run on the same database right after: `bench/replay_floor.py` as its own process (a
+minimal Starlette app, one process like the server), replaying the SQL callplane sent for one lookup of each kind
+(recorded from an in-process server after a warm-up) with the key swapped for the call asked for (the transaction
+id, or the calling number already in E.164: the floor parses nothing), the same requests one at a time over one
+keep-alive connection. Ratio = floor p50 / callplane p50, and floor CPU / callplane CPU per request.
+``--full``: 100,000 live calls and 2,000 requests per lookup.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import pickle
 import random
 import secrets
 import shutil
@@ -27,11 +35,15 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
+from benchlib import free_port, load_average, percentile, process_cpu_seconds, ratio
+from replay_floor import Capture, Statement
 from sqlalchemy import insert
 
 from callplane.core.call_tracking.models import PromoNumber, TrackedCall
@@ -43,18 +55,11 @@ from callplane.db.base import utcnow
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.db.migrate import upgrade
 from callplane.settings import Settings
+from callplane.testing.server import running_server
 
 CALLPLANE = [sys.executable, "-m", "callplane"]
 DESTINATION = "+18005550100"
 CHUNK = 5000
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def calling_number(index: int) -> str:
@@ -162,39 +167,92 @@ async def seed(settings: Settings, calls: int) -> tuple[str, str, list[tuple[str
         await engine.dispose()
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+PATH = "/api/2022-08-01/calls_in_progress/current_calls.json"
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), to tell the server's own cost from the machine's load."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def measure(
-    client: httpx.Client, params: list[dict[str, str]], expected: list[str], server_pid: int
-) -> dict[str, float]:
+def measure(ask: Callable[[int], str | None], count: int, server_pid: int) -> dict[str, float]:
+    """`ask(i)` sends request i, one at a time, and says what was wrong with the answer (None: right)."""
     latencies: list[float] = []
-    cpu_before = cpu_seconds(server_pid)
+    cpu_before = process_cpu_seconds(server_pid)
     started = time.perf_counter()
-    for query, transaction_id in zip(params, expected, strict=True):
+    for index in range(count):
         before = time.perf_counter()
-        response = client.get("/api/2022-08-01/calls_in_progress/current_calls.json", params=query)
+        wrong = ask(index)
         latencies.append((time.perf_counter() - before) * 1000)
-        calls = response.json()["current_calls"]
-        if response.status_code != 200 or [c["transaction_id"] for c in calls] != [transaction_id]:
-            raise AssertionError(f"wrong answer for {query}: {response.status_code} {response.text[:300]}")
+        if wrong:
+            raise AssertionError(wrong)
     elapsed = time.perf_counter() - started
     return {
-        "server_cpu_ms": (cpu_seconds(server_pid) - cpu_before) * 1000 / len(latencies),
+        "server_cpu_ms": (process_cpu_seconds(server_pid) - cpu_before) * 1000 / len(latencies),
         "p50_ms": statistics.median(latencies),
-        "p90_ms": percentile(latencies, 90),
-        "p99_ms": percentile(latencies, 99),
+        "p90_ms": percentile(latencies, 0.90),
+        "p99_ms": percentile(latencies, 0.99),
         "max_ms": max(latencies),
         "per_second": len(latencies) / elapsed,
     }
+
+
+def asking(client: httpx.Client, queries: list[dict[str, str]], expected: list[str]) -> Callable[[int], str | None]:
+    def ask(index: int) -> str | None:
+        response = client.get(PATH, params=queries[index])
+        if response.status_code == 200 and [c["transaction_id"] for c in response.json()["current_calls"]] == [
+            expected[index]
+        ]:
+            return None
+        return f"wrong answer for {queries[index]}: {response.status_code} {response.text[:300]}"
+
+    return ask
+
+
+def replaying(
+    client: httpx.Client, name: str, swaps: list[dict[str, str]], expected: list[str]
+) -> Callable[[int], str | None]:
+    def ask(index: int) -> str | None:
+        response = client.post(f"/replay/{name}", content=orjson.dumps(swaps[index]))
+        rows = response.json() if response.status_code == 200 else []
+        if rows and all(row.get("transaction_id", expected[index]) == expected[index] for row in rows):
+            return None
+        return f"floor: wrong answer for {swaps[index]}: {response.status_code} {response.text[:300]}"
+
+    return ask
+
+
+def capture_lookups(
+    settings: Settings, network_id: str, token: str, live: list[tuple[str, str]]
+) -> tuple[dict[str, list[Statement]], dict[str, str]]:
+    """The SQL of one lookup of each kind from an in-process server, after a warm-up; and the keys it used."""
+    (transaction_id, calling), *warm = random.sample(live, 6)
+    base = {"organization_type": "Network", "id": network_id}
+
+    def queries(transaction_id: str, calling: str) -> dict[str, dict[str, str]]:
+        pair = {"calling_phone_number": calling[2:], "destination_phone_number": "800-555-0100"}
+        return {"by_id": base | {"transaction_id": transaction_id}, "by_pair": base | pair}
+
+    capture, recorded = Capture(), {}
+    with (
+        running_server(settings) as server,
+        httpx.Client(base_url=server.base_url, headers={"Authorization": token}) as client,
+    ):
+        for name, query in queries(transaction_id, calling).items():
+            for other in warm:  # token, tenant and plan caches filled, as in the measured server
+                client.get(PATH, params=queries(*other)[name]).raise_for_status()
+            with capture.recording() as statements:
+                client.get(PATH, params=query).raise_for_status()
+            recorded[name] = statements
+    return recorded, {"by_id": transaction_id, "by_pair": calling}
+
+
+def wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer")
+        time.sleep(0.2)
 
 
 def bench_backend(backend: str, args: argparse.Namespace) -> list[dict[str, object]]:
@@ -227,32 +285,60 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[dict[str, obje
         server = subprocess.Popen(
             [*CALLPLANE, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.2)
+        wait_ready(f"http://127.0.0.1:{port}/readyz")
         base = {"organization_type": "Network", "id": network_id}
-        rows: list[dict[str, object]] = []
+        picks = [random.choice(live) for _ in range(args.requests)]
+        expected = [t for t, _ in picks]
+        lookups = {
+            "by_id": [base | {"transaction_id": t} for t, _ in picks],
+            "by_pair": [
+                base | {"calling_phone_number": c[2:], "destination_phone_number": "800-555-0100"} for _, c in picks
+            ],
+        }
+        results: dict[str, dict[str, float]] = {}
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": token}, timeout=30) as client:
-            picks = random.sample(live, min(len(live), 200))
-            warm = [base | {"transaction_id": t} for t, _ in picks]
-            measure(client, warm, [t for t, _ in picks], server.pid)  # warm up
-            picks = [random.choice(live) for _ in range(args.requests)]
-            by_id = measure(client, [base | {"transaction_id": t} for t, _ in picks], [t for t, _ in picks], server.pid)
-            pairs = [
-                base | {"calling_phone_number": calling[2:], "destination_phone_number": "800-555-0100"}
-                for _, calling in picks
-            ]
-            by_pair = measure(client, pairs, [t for t, _ in picks], server.pid)
-        for test, result in (("transaction id", by_id), ("phone pair", by_pair)):
+            warm = random.sample(live, min(len(live), 200))
+            warm_queries = [base | {"transaction_id": t} for t, _ in warm]
+            measure(asking(client, warm_queries, [t for t, _ in warm]), len(warm), server.pid)  # warm up
+            for name, queries in lookups.items():
+                results[name] = measure(asking(client, queries, expected), len(queries), server.pid)
+        recorded, keys = capture_lookups(
+            settings.model_copy(update={"workers_enabled": False, "log_level": "WARNING"}), network_id, token, live
+        )
+        routes = data_dir / "floor-routes.pickle"
+        routes.write_bytes(pickle.dumps(recorded))
+        target = (
+            ["--database", env["CALLPLANE_DATABASE_URL"]] if database else ["--sqlite", str(data_dir / "callplane.db")]
+        )
+        floor_port = free_port()
+        floor = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("replay_floor.py")), "--serve", str(routes), *target,
+             "--port", str(floor_port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            wait_ready(f"http://127.0.0.1:{floor_port}/")
+            with httpx.Client(base_url=f"http://127.0.0.1:{floor_port}", timeout=30) as client:
+                swaps = {
+                    "by_id": [{keys["by_id"]: t} for t, _ in picks],
+                    "by_pair": [{keys["by_pair"]: c} for _, c in picks],
+                }
+                warm_swaps = [{keys["by_id"]: t} for t, _ in warm]
+                measure(replaying(client, "by_id", warm_swaps, [t for t, _ in warm]), len(warm), floor.pid)
+                floors = {
+                    name: measure(replaying(client, name, swaps[name], expected), len(picks), floor.pid)
+                    for name in lookups
+                }
+        finally:
+            floor.terminate()
+            floor.wait(timeout=30)
+        rows: list[dict[str, object]] = []
+        for name, test in (("by_id", "transaction id"), ("by_pair", "phone pair")):
             rows.append(
-                {"backend": backend, "live calls": args.calls, "seed s": round(seeded_s, 1), "lookup": test} | result
+                {"backend": backend, "live calls": args.calls, "seed s": round(seeded_s, 1), "lookup": test}
+                | results[name]
+                | {f"floor_{key}": value for key, value in floors[name].items()}
+                | {"statements": len(recorded[name]), "load": load_average()}
             )
         return rows
     finally:
@@ -269,21 +355,29 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[dict[str, obje
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=100_000)
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--full", action="store_true", help="100,000 live calls, 2,000 requests per lookup")
     args = parser.parse_args()
+    if args.full:
+        args.calls, args.requests = 100_000, 2000
+    print(load_average())
     print(
         f"{'backend':<11} {'live calls':>10} {'lookup':<15} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} "
-        f"{'max ms':>7} {'req/s':>7} {'srv CPU ms/req':>14}"
+        f"{'max ms':>7} {'req/s':>7} {'srv CPU ms/req':>14} | {'floor p50':>9} {'p99':>6} {'CPU ms/req':>10} "
+        f"{'stmts':>5} {'ratio p50':>9} {'ratio CPU':>9}"
     )
     for backend in args.backends:
         for row in bench_backend(backend, args):
             print(
                 f"{row['backend']:<11} {row['live calls']:>10} {row['lookup']:<15} {row['p50_ms']:>7.2f} "
                 f"{row['p90_ms']:>7.2f} {row['p99_ms']:>7.2f} {row['max_ms']:>7.2f} {row['per_second']:>7.0f} "
-                f"{row['server_cpu_ms']:>14.2f}"
-                f"   (seeded in {row['seed s']} s)"
+                f"{row['server_cpu_ms']:>14.2f} | {row['floor_p50_ms']:>9.2f} {row['floor_p99_ms']:>6.2f} "
+                f"{row['floor_server_cpu_ms']:>10.2f} {row['statements']:>5} "
+                f"{ratio(row['floor_p50_ms'], row['p50_ms']):>9} "  # type: ignore[arg-type]
+                f"{ratio(row['floor_server_cpu_ms'], row['server_cpu_ms']):>9}"  # type: ignore[arg-type]
+                f"   (seeded in {row['seed s']} s; {row['load']})"
             )
 
 
