@@ -3,6 +3,7 @@ served on the in-memory engine once per database, with a webhook receiver and a 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +25,12 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="session")
-def receiver() -> Iterator[Receiver]:
+def receiver(live: LiveServer) -> Iterator[Receiver]:
+    """One receiver per server; when it closes (the server still up), no call has had two terminal events."""
     with receiving() as sink:
         yield sink
+        time.sleep(0.5)  # a duplicate would be written with the first: a few delivery polls
+        assert not sink.duplicate_terminals()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 import wave
 from io import BytesIO
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -82,7 +82,7 @@ def test_an_outbound_call_rings_answers_runs_its_actions_and_ends_on_the_api_han
     assert app.http.post(f"/calls/1/calls/{call_id}/send-dtmf", json={"dtmf": "42#"}).status_code == 200
     capture = {"maxLength": 4, "timeout": 10000, "terminator": "#"}
     assert app.http.post(f"/calls/1/calls/{call_id}/capture/dtmf", json=capture).status_code == 200
-    eventually(lambda: live.fake.calls[engine_id].digit_queue is not None, "the capture listens")
+    eventually(lambda: live.fake.calls[engine_id].collecting_dtmf, "the capture listens")
     live.fake.far_end(engine_id).send_digits("15#")
     captured = receiver.wait_type(call_id, "DTMF_CAPTURED")
     assert captured["properties"]["dtmf"] == "15" and captured["properties"]["timeout"] is False
@@ -249,7 +249,7 @@ def test_an_inbound_call_is_received_rung_answered_captures_dtmf_and_hangs_up_on
     assert live.fake.calls[engine_id].ringing_sent
     capture = {"maxLength": 4, "timeout": 10000, "terminator": "#"}
     assert app.http.post(f"/calls/1/calls/{call_id}/capture/dtmf", json=capture).status_code == 200
-    eventually(lambda: live.fake.calls[engine_id].digit_queue is not None, "the capture listens")
+    eventually(lambda: live.fake.calls[engine_id].collecting_dtmf, "the capture listens")
     live.fake.far_end(engine_id).send_digits("15#")
     assert receiver.wait_type(call_id, "DTMF_CAPTURED")["properties"]["dtmf"] == "15"
     listed = app.http.get("/calls/1/calls", params={"callsConfigurationId": app.configuration_id}).json()
@@ -362,7 +362,7 @@ def test_a_dialog_whose_child_is_busy_fails_once_and_ends_the_parent(
 
 
 def test_two_connected_calls_are_bridged_and_one_hangup_ends_the_other(
-    live: LiveServer, app: CallsApp, receiver: Receiver, tmp_path: Path
+    live: LiveServer, app: CallsApp, receiver: Receiver
 ) -> None:
     first_user, second_user = _user("party"), _user("party")
     for user in (first_user, second_user):
@@ -380,3 +380,85 @@ def test_two_connected_calls_are_bridged_and_one_hangup_ends_the_other(
     assert app.http.post(f"/calls/1/calls/{first}/hangup", json={}).status_code == 200
     assert receiver.single_terminal(second)["properties"]["callLog"]["hangupSource"] == "PLATFORM"
     assert live.fake.calls[second_engine].ended is not None
+
+
+def _dialog_event(receiver: Receiver, dialog_id: str, event_type: str, after: int = 0) -> dict[str, Any]:
+    """The dialog's own event (not one of its calls'), the `after`-th of its type."""
+
+    def matching() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in receiver.events()
+            if e.get("dialogId") == dialog_id and "callId" not in e and e["type"] == event_type
+        ]
+
+    return eventually(lambda: matching()[after:], f"{event_type} #{after + 1} of dialog {dialog_id}")[0]
+
+
+def _channels(app: CallsApp, file_id: str) -> int:
+    download = app.http.get(f"/calls/1/recordings/files/{file_id}")
+    assert download.status_code == 200 and download.content[:4] == b"RIFF"
+    with wave.open(BytesIO(download.content)) as wav:
+        channels: int = wav.getnchannels()
+    return channels
+
+
+def test_a_dialogs_prompts_reach_both_legs_and_its_recordings_are_composed_or_per_leg(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    called, agent = _user("dialog-media"), _user("dialog-agent")
+    app.route(called)
+    live.fake.route(agent, FarEnd())
+    parent_engine_id = live.fake.incoming(called)
+    parent_id = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)[
+        "callId"
+    ]
+    created = app.http.post(
+        "/calls/1/dialogs",
+        json={
+            "parentCallId": parent_id,
+            "childCallRequest": {"endpoint": {"type": "SIP", "username": agent, "host": "127.0.0.1:5999"}},
+        },
+    )
+    assert created.status_code == 201, created.text
+    dialog_id, child_id = created.json()["id"], created.json()["childCall"]["id"]
+    _dialog_event(receiver, dialog_id, "DIALOG_ESTABLISHED")
+    child_engine_id = _engine_id(live, agent)
+
+    said = app.http.post(f"/calls/1/dialogs/{dialog_id}/say", json={"text": "Both of you hear this.", "language": "en"})
+    assert said.status_code == 200, said.text
+    assert _dialog_event(receiver, dialog_id, "SAY_FINISHED")["properties"]["playedCompletely"] is True
+    for engine_id in (parent_engine_id, child_engine_id):  # one prompt, mixed into the bridge
+        assert live.fake.calls[engine_id].said == ["Both of you hear this."]
+    looped = {"content": {"type": "TEXT", "text": "Please hold.", "language": "en"}, "loopCount": 100}
+    assert app.http.post(f"/calls/1/dialogs/{dialog_id}/play", json=looped).status_code == 200
+    eventually(lambda: live.fake.calls[child_engine_id].said[1:], "the looped prompt plays")
+    assert app.http.post(f"/calls/1/dialogs/{dialog_id}/stop-play", json={}).status_code == 200
+    assert _dialog_event(receiver, dialog_id, "PLAY_FINISHED")["properties"]["playedCompletely"] is False
+
+    composed = {"recordingType": "AUDIO", "dialogComposition": {"enabled": True}}
+    assert app.http.post(f"/calls/1/dialogs/{dialog_id}/start-recording", json=composed).status_code == 200
+    assert app.http.post(f"/calls/1/dialogs/{dialog_id}/start-recording", json=composed).status_code == 400
+    assert app.http.post(f"/calls/1/dialogs/{dialog_id}/stop-recording").status_code == 200
+    recording = _dialog_event(receiver, dialog_id, "DIALOG_RECORDING_READY")["properties"]["recording"]
+    [composed_file] = recording["composedFiles"]
+    assert recording["callRecordings"] == [] and _channels(app, composed_file["id"]) == 1
+
+    per_leg = {"recordingType": "AUDIO", "customData": {"case": "per-leg"}, "filePrefix": "legs-"}
+    assert app.http.post(f"/calls/1/dialogs/{dialog_id}/start-recording", json=per_leg).status_code == 200
+    assert app.http.post(f"/calls/1/dialogs/{dialog_id}/stop-recording").status_code == 200
+    recording = _dialog_event(receiver, dialog_id, "DIALOG_RECORDING_READY", after=1)["properties"]["recording"]
+    files = {entry["callId"]: entry["files"] for entry in recording["callRecordings"]}
+    assert set(files) == {parent_id, child_id}
+    for [file] in files.values():
+        assert file["customData"] == {"case": "per-leg"} and file["name"].startswith("legs-")
+    compose = {"deleteCallRecordings": False, "multiChannel": {"enabled": True}}
+    assert app.http.post(f"/calls/1/recordings/dialogs/{dialog_id}/compose", json=compose).status_code == 200
+    finished = _dialog_event(receiver, dialog_id, "DIALOG_COMPOSITION_FINISHED")
+    [stereo] = finished["properties"]["recording"]["composedFiles"]
+    assert _channels(app, stereo["id"]) == 2  # one channel per party
+
+    assert app.http.post(f"/calls/1/dialogs/{dialog_id}/hangup").status_code == 200
+    assert _dialog_event(receiver, dialog_id, "DIALOG_FINISHED")["properties"]["hangupSource"] == "API"
+    for call_id in (parent_id, child_id):
+        assert receiver.single_terminal(call_id)["type"] == "CALL_FINISHED"

@@ -231,6 +231,11 @@ class FakeCall:
     def live(self) -> bool:
         return self.state is not FakeCallState.ENDED
 
+    @property
+    def collecting_dtmf(self) -> bool:
+        """A DTMF collection waits for digits (digits sent before it starts are not collected, as on the wire)."""
+        return self.digit_queue is not None
+
 
 # ---- the engine ---------------------------------------------------------------------------------
 
