@@ -55,11 +55,13 @@ class LiveServer:
     base_url: str
     fake: FakeCallEngine
     admin: Admin
+    settings: Settings
 
 
 @contextmanager
-def serving(settings: Settings, fake: FakeCallEngine) -> Iterator[str]:
-    """The app with `fake` as its engine, served by uvicorn in a thread on a loopback port; yields its base URL."""
+def serving(settings: Settings, fake: FakeCallEngine | None) -> Iterator[str]:
+    """The app with `fake` as its engine (None: settings decide), served by uvicorn in a thread on a loopback port;
+    yields its base URL."""
     upgrade(settings)
     app = create_app(settings, call_engine=fake)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -85,16 +87,15 @@ def serving(settings: Settings, fake: FakeCallEngine) -> Iterator[str]:
 def live_server(database: str, data_dir: Path) -> Iterator[LiveServer]:
     fake = FakeCallEngine()
     if database == "sqlite":
-        with serving(live_settings(data_dir, None), fake) as base_url:
-            yield _with_admin(base_url, fake)
+        settings = live_settings(data_dir, None)
+        with serving(settings, fake) as base_url:
+            yield LiveServer(base_url, fake, Admin(base_url, ADMIN_TOKEN), settings)
         return
     admin_url = os.environ.get("CALLPLANE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
-    with scratch_postgres_database(admin_url) as url, serving(live_settings(data_dir, url), fake) as base_url:
-        yield _with_admin(base_url, fake)
-
-
-def _with_admin(base_url: str, fake: FakeCallEngine) -> LiveServer:
-    return LiveServer(base_url, fake, Admin(base_url, ADMIN_TOKEN))
+    with scratch_postgres_database(admin_url) as url:
+        settings = live_settings(data_dir, url)
+        with serving(settings, fake) as base_url:
+            yield LiveServer(base_url, fake, Admin(base_url, ADMIN_TOKEN), settings)
 
 
 def eventually(probe: Callable[[], T | None], what: str, timeout_s: float = 30) -> T:
