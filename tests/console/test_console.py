@@ -234,3 +234,20 @@ def test_transcript_text_is_never_markup(console: Console, page: Page) -> None:
     expect(page.locator("tr.hit")).to_contain_text("<script>")
     assert page.evaluate("window.pwned") is None
     assert page.locator("#transcript script, tr.hit script, tr.hit img").count() == 0
+
+
+def test_configuration_and_testing_a_signal_on_a_call(console: Console, page: Page) -> None:
+    sign_in(page, console, console.network.token)
+    page.get_by_role("link", name="Configuration").click()
+    expect(page.get_by_role("table", name="Campaigns")).to_contain_text("86")
+    expect(page.get_by_role("table", name="Custom data fields")).to_contain_text("account_type")
+    page.get_by_label("Signal", exact=True).select_option(label="Cancellation")
+    page.get_by_label("Call id").fill(console.spoken_call_id)
+    page.get_by_role("button", name="Test this signal on the call").click()
+    expect(page.get_by_test_id("trial-result")).to_have_text("detected")
+    expect(page.locator("#signal-trial")).to_contain_text("want to cancel")
+    console.screenshot(page, "configuration")
+    # Another tenant's call is not found, whatever signal is picked.
+    page.get_by_label("Call id").fill(console.other_call_id)
+    page.get_by_role("button", name="Test this signal on the call").click()
+    expect(page.get_by_role("alert")).to_have_text("The call does not exist.")

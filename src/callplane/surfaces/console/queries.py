@@ -6,6 +6,7 @@ account. Every query that takes an id from a URL filters by that scope, so a gue
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -14,18 +15,24 @@ from typing import Any
 from sqlalchemy import Select, String, and_, cast, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callplane.core.call_tracking.models import PromoNumber
 from callplane.core.calls import service as calls
 from callplane.core.calls.errors import CallNotFound
 from callplane.core.calls.models import Call, CallSignal, CallStatus
 from callplane.core.contact_center.models import Agent, CcCall, CcCallStatus, Menu
 from callplane.core.events.models import Event
 from callplane.core.search import Match, SearchQuery, call_matches, find_matches, parse_query
+from callplane.core.signals.detection import SignalDetector
+from callplane.core.signals.matching import SignalDefinition as SignalRules
+from callplane.core.signals.matching import SignalDetection
 from callplane.core.tenancy import service as tenancy
-from callplane.core.tenancy.models import Account, ApiToken, Campaign, SignalDefinition
+from callplane.core.tenancy.models import Account, ApiToken, Campaign, CustomDataField, SignalDefinition
 from callplane.core.transcripts import service as transcripts
+from callplane.core.transcripts.merge import transcript_from_dict
 from callplane.core.transcripts.models import CallTranscript, TranscriptStatus
-from callplane.core.voice.models import VoiceCall
+from callplane.core.voice.models import CallsConfiguration, InboundRoute, VoiceCall
 from callplane.core.voice.states import LIVE_STATES
+from callplane.core.voice.trunk_models import SipTrunk
 from callplane.core.webhooks import service as webhooks
 from callplane.core.webhooks.models import Delivery, WebhookEndpoint
 from callplane.errors import InvalidInput, NotFound
@@ -530,3 +537,75 @@ async def dashboard(session: AsyncSession, viewer: Viewer, *, days: int = 30) ->
         "average_duration_s": round(float(average_ms) / 1000, 1) if average_ms is not None else None,
         "average_wait_s": round(sum(waits) / len(waits), 1) if waits else None,
     }
+
+
+# --- configuration --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Configuration:
+    """What an account has configured (created through the admin API or the CLI), for reading in the console."""
+
+    account_names: dict[str, str]
+    campaigns: list[Campaign]
+    promo_numbers: list[PromoNumber]
+    signals: list[SignalDefinition]
+    custom_fields: list[CustomDataField]
+    voice_configurations: list[CallsConfiguration]
+    routes: list[InboundRoute]
+    trunks: list[SipTrunk]
+
+
+async def configuration(session: AsyncSession, viewer: Viewer) -> Configuration:
+    async def rows(model: Any, order: Any) -> list[Any]:
+        return list(
+            await session.scalars(
+                select(model).where(_account_filter(model.account_id, viewer)).order_by(order).limit(500)
+            )
+        )
+
+    return Configuration(
+        account_names={account.id: account.name for account in await accounts(session, viewer)},
+        campaigns=await rows(Campaign, Campaign.external_id),
+        promo_numbers=await rows(PromoNumber, PromoNumber.number),
+        signals=await rows(SignalDefinition, SignalDefinition.name),
+        custom_fields=await rows(CustomDataField, CustomDataField.api_name),
+        voice_configurations=await rows(CallsConfiguration, CallsConfiguration.created_at),
+        routes=await rows(InboundRoute, InboundRoute.called_user),
+        trunks=await rows(SipTrunk, SipTrunk.name),
+    )
+
+
+@dataclass
+class SignalTrial:
+    """A signal definition run against one call's stored transcript, without storing anything."""
+
+    signal: SignalDefinition
+    call: Call
+    detection: SignalDetection
+
+
+_detector: SignalDetector | None = None
+
+
+async def try_signal(
+    session: AsyncSession, viewer: Viewer, *, signal_id: str, call_id: str, embedder_kind: str
+) -> SignalTrial:
+    """Would this signal fire on that call? Phrases always; example sentences with the configured embedder."""
+    global _detector  # one per process, loaded on first use like the worker's
+    call, row = await transcript_row(session, viewer, call_id)
+    definition = await session.get(SignalDefinition, signal_id)
+    if definition is None or definition.account_id != call.account_id:
+        raise NotFound("that signal is not defined in the call's account")
+    rules = SignalRules.from_config(
+        name=definition.name,
+        description=definition.description,
+        phrases=definition.phrases,
+        examples=definition.examples,
+    )
+    if _detector is None or _detector.embedder_kind != embedder_kind:
+        _detector = SignalDetector(embedder_kind=embedder_kind)
+    detector = _detector
+    transcript = transcript_from_dict(row.transcript)
+    [detection] = await asyncio.to_thread(detector.detect, [rules], transcript)
+    return SignalTrial(signal=definition, call=call, detection=detection)

@@ -635,6 +635,40 @@ async def dashboard_page(
     return page(request, "dashboard.html", viewer, data=await queries.dashboard(session, viewer, days=days))
 
 
+# --- configuration --------------------------------------------------------------------------------------------
+
+
+@router.get("/configuration", response_model=None)
+async def configuration_page(request: Request, viewer: PageViewer, session: SessionDep) -> Response:
+    return page(request, "configuration.html", viewer, config=await queries.configuration(session, viewer), trial=None)
+
+
+@router.post("/configuration/signals/test", response_model=None)
+async def test_signal(
+    request: Request, viewer: PageViewer, session: SessionDep, context: ContextDep, form: FormDep
+) -> Response:
+    """Run one signal definition on one call's transcript and show what it would find; nothing is stored."""
+    try:
+        trial = await queries.try_signal(
+            session,
+            viewer,
+            signal_id=form.get("signal_id", ""),
+            call_id=form.get("call_id", "").strip(),
+            embedder_kind=context.settings.signals_embedder,
+        )
+    except (CallNotFound, transcripts.TranscriptNotAvailable, CallplaneError) as error:
+        return page(
+            request,
+            "configuration.html",
+            viewer,
+            422,
+            config=await queries.configuration(session, viewer),
+            trial=None,
+            trial_error=error.message,
+        )
+    return page(request, "configuration.html", viewer, config=await queries.configuration(session, viewer), trial=trial)
+
+
 # --- static assets (the console's own and the vendored libraries from console/package.json) -------------------
 
 
