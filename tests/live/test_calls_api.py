@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from callplane.core.webhooks.signing import verify
-from callplane.media.engine import FileSource, SipReasonHeader, SpeechSource, UrlSource
+from callplane.media.engine import FileSource, SipReasonHeader, SpeechSource, ToneSource, UrlSource
 from callplane.testing.engine import BUSY, DECLINED, NOT_FOUND, RINGS_FOREVER, UNAVAILABLE, UNREACHABLE, Failure, FarEnd
 from tests.live.support import CallsApp, LiveServer, Receiver, eventually
 
@@ -462,3 +462,52 @@ def test_a_dialogs_prompts_reach_both_legs_and_its_recordings_are_composed_or_pe
     assert _dialog_event(receiver, dialog_id, "DIALOG_FINISHED")["properties"]["hangupSource"] == "API"
     for call_id in (parent_id, child_id):
         assert receiver.single_terminal(call_id)["type"] == "CALL_FINISHED"
+
+
+@pytest.mark.parametrize(
+    "propagation",
+    [
+        pytest.param({"childCallRinging": True}, id="child-ringing"),
+        pytest.param({"ringbackGeneration": {"enabled": True}}, id="ringback"),
+    ],
+)
+def test_a_dialog_propagates_the_childs_ringing_or_plays_ringback_until_the_child_answers(
+    live: LiveServer, app: CallsApp, receiver: Receiver, propagation: dict[str, Any]
+) -> None:
+    """The child's far end answers only on command, so each step is seen in order: ringing propagated to the
+    unanswered caller (180), or a generated ringback (183 and a looped tone to the caller) until the bridge."""
+    called, agent = _user("ringing"), _user("ringing-agent")
+    app.route(called)
+    live.fake.route(agent, FarEnd(answer_after_s=None))  # rings until told to answer
+    parent_engine_id = live.fake.incoming(called)
+    parent_id = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)[
+        "callId"
+    ]
+    created = app.http.post(
+        "/calls/1/dialogs",
+        json={
+            "parentCallId": parent_id,
+            "childCallRequest": {"endpoint": {"type": "SIP", "username": agent, "host": "127.0.0.1:5999"}},
+            "propagationOptions": propagation,
+        },
+    )
+    assert created.status_code == 201, created.text
+    dialog_id = created.json()["id"]
+    child_engine_id = _engine_id(live, agent)
+    parent = live.fake.calls[parent_engine_id]
+    if "childCallRinging" in propagation:
+        receiver.wait_type(parent_id, "CALL_RINGING")
+        assert parent.ringing_sent and not parent.pre_answered and parent.state == "RINGING"
+    else:
+        receiver.wait_type(parent_id, "CALL_PRE_ESTABLISHED")
+        ringback = eventually(lambda: parent.playing, "the ringback plays")
+        assert isinstance(ringback.source, ToneSource) and ringback.loop_count > 1
+    dialog_types = [e["type"] for e in receiver.events() if e.get("dialogId") == dialog_id and "callId" not in e]
+    assert "DIALOG_ESTABLISHED" not in dialog_types
+
+    live.fake.far_end(child_engine_id).answer()
+    _dialog_event(receiver, dialog_id, "DIALOG_ESTABLISHED")
+    assert parent.state == "ANSWERED" and parent.bridged_with == child_engine_id
+    assert all(playback.completed is not None for playback in parent.played)  # no ringback over the bridge
+    assert app.http.post(f"/calls/1/dialogs/{dialog_id}/hangup").status_code == 200
+    _dialog_event(receiver, dialog_id, "DIALOG_FINISHED")

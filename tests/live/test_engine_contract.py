@@ -484,7 +484,7 @@ def test_a_caller_who_gives_up_while_ringing_ends_487_with_their_reason(contract
     contract(scenario)
 
 
-def test_early_media_then_answer_and_the_callers_hangup_with_its_reason(
+def test_early_media_then_answer_and_the_callers_hangup_ends_a_collection_and_the_call(
     contract: Callable[[Scenario], None],
 ) -> None:
     async def scenario(peers: Peers, events: asyncio.Queue[EngineEvent]) -> None:
@@ -497,6 +497,8 @@ def test_early_media_then_answer_and_the_callers_hangup_with_its_reason(
         assert (finished.playback_id, finished.completed) == (playback_id, True)
         await engine.answer(incoming.call_id)
         await next_event(events, CallAnswered)
+        collected = await engine.collect_dtmf(incoming.call_id, max_length=4, first_digit_timeout_s=10)
+        assert (collected.digits, collected.ended_by) == ("", CollectionEnd.HANGUP)  # the caller left meanwhile
         ended = await next_event(events, CallEnded)
         assert (ended.call_id, ended.initiator, ended.answered) == (incoming.call_id, HangupInitiator.REMOTE, True)
         assert ended.reason == EARLY_HANGUP
