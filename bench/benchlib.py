@@ -20,8 +20,10 @@ def load_average() -> str:
 
 
 def ratio(figure: float, floor: float) -> str:
-    """figure / floor with two decimals (1.00 = the floor's speed); "-" where the floor gave nothing."""
-    return f"{figure / floor:.2f}" if floor > 0 else "-"
+    """figure / floor, two decimals (four below 0.01); 1.00 = the floor's speed; "-" where the floor gave nothing."""
+    if floor <= 0:
+        return "-"
+    return f"{figure / floor:.2f}" if figure / floor >= 0.01 else f"{figure / floor:.4f}"
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
