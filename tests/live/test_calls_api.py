@@ -511,3 +511,48 @@ def test_a_dialog_propagates_the_childs_ringing_or_plays_ringback_until_the_chil
     assert all(playback.completed is not None for playback in parent.played)  # no ringback over the bridge
     assert app.http.post(f"/calls/1/dialogs/{dialog_id}/hangup").status_code == 200
     _dialog_event(receiver, dialog_id, "DIALOG_FINISHED")
+
+
+def test_a_call_connected_with_a_new_call_and_a_dialog_from_two_existing_calls(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    first_user, new_user = _user("first"), _user("newcomer")
+    for user in (first_user, new_user):
+        live.fake.route(user, FarEnd())
+    first = app.create_call(first_user)
+    receiver.wait_type(first, "CALL_ESTABLISHED")
+    joined = app.http.post(
+        f"/calls/1/calls/{first}/connect",
+        json={"callRequest": {"endpoint": {"type": "SIP", "username": new_user, "host": "127.0.0.1:5999"}}},
+    )
+    assert joined.status_code == 200, joined.text
+    new_call, dialog_id = joined.json()["call"], joined.json()["conference"]["id"]
+    assert new_call["parentCallId"] == first
+    _dialog_event(receiver, dialog_id, "DIALOG_ESTABLISHED")
+    assert live.fake.calls[_engine_id(live, first_user)].bridged_with == _engine_id(live, new_user)
+    assert app.http.post(f"/calls/1/calls/{new_call['id']}/hangup", json={}).status_code == 200
+    assert receiver.single_terminal(first)["type"] == "CALL_FINISHED"  # the child's hangup ends the parent
+
+    parent_user, child_user = _user("parent"), _user("child")
+    for user in (parent_user, child_user):
+        live.fake.route(user, FarEnd())
+    parent, child = app.create_call(parent_user), app.create_call(child_user)
+    for call_id in (parent, child):
+        receiver.wait_type(call_id, "CALL_ESTABLISHED")
+    created = app.http.post(
+        f"/calls/1/dialogs/parent-call/{parent}/child-call/{child}",
+        json={"propagationOptions": {"childCallHangup": False}},
+    )
+    assert created.status_code == 201, created.text
+    dialog_id = created.json()["id"]
+    _dialog_event(receiver, dialog_id, "DIALOG_ESTABLISHED")
+    parent_engine_id, child_engine_id = _engine_id(live, parent_user), _engine_id(live, child_user)
+    assert live.fake.calls[parent_engine_id].bridged_with == child_engine_id
+    live.fake.far_end(child_engine_id).hang_up()
+    _dialog_event(receiver, dialog_id, "DIALOG_FINISHED")
+    assert receiver.single_terminal(child)["properties"]["callLog"]["hangupSource"] == "ENDPOINT"
+    # childCallHangup off: the parent stays up, out of the bridge
+    assert app.http.get(f"/calls/1/calls/{parent}").json()["state"] == "ESTABLISHED"
+    assert live.fake.calls[parent_engine_id].live and live.fake.calls[parent_engine_id].bridged_with is None
+    assert app.http.post(f"/calls/1/calls/{parent}/hangup", json={}).status_code == 200
+    assert receiver.single_terminal(parent)["properties"]["callLog"]["hangupSource"] == "API"
