@@ -6,7 +6,7 @@ import re
 import shutil
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.console.conftest import SPOKEN, TESTSET, Console, sign_in, wait_until
 
@@ -104,7 +104,13 @@ def test_play_highlights_words_and_a_click_seeks(console: Console, page: Page) -
     assert abs(float(page.locator("#clock").get_attribute("data-time") or "nan") - target) < 0.1
     expect(page.locator("#player")).to_have_attribute("data-lanes", "2")  # caller and agent, one lane each
 
+    page.locator("#main").focus()  # keyboard: the left arrow steps 5 seconds back
+    page.keyboard.press("ArrowLeft")
+    after = float(page.locator("#clock").get_attribute("data-time") or "nan")
+    assert abs(after - (target - 5)) < 0.1, (after, target)
+
     page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(500)  # wavesurfer redraws its lanes for the new width (debounced)
     console.screenshot(page, "call-narrow")
 
 
@@ -126,7 +132,7 @@ def test_retry_a_failed_call_and_see_it_complete(console: Console, page: Page) -
     assert page.locator(".word").count() > 5
 
 
-def test_create_and_revoke_a_token(console: Console, page: Page) -> None:
+def test_create_and_revoke_a_token(console: Console, page: Page, browser: Browser) -> None:
     sign_in(page, console, console.network.token)
     page.get_by_role("link", name="Tokens").click()
     page.get_by_label("Name").fill("from the console")
@@ -135,12 +141,18 @@ def test_create_and_revoke_a_token(console: Console, page: Page) -> None:
     with console.api(token) as api:
         assert api.get("/v1/calls").status_code == 200
     console.screenshot(page, "tokens")
+    elsewhere = browser.new_context()  # someone signed in with the new token
+    other_page = elsewhere.new_page()
+    sign_in(other_page, console, token)
     page.goto(f"{console.base_url}/console/tokens")
     expect(page.get_by_test_id("new-token")).to_have_count(0)  # shown once
     page.get_by_role("button", name="Revoke token from the console").click()
     expect(page.get_by_role("button", name="Revoke token from the console")).to_have_count(0)
     with console.api(token) as api:
         assert api.get("/v1/calls").status_code == 401
+    other_page.reload()  # a revoked token's console sessions end at once
+    expect(other_page).to_have_url(re.compile(r"/console/login\?next="))
+    elsewhere.close()
 
 
 def test_redeliver_a_failed_webhook(console: Console, page: Page) -> None:

@@ -68,6 +68,8 @@
         end: parseFloat(span.dataset.end),
         color: "rgba(255, 196, 0, 0.3)",
         content: span.dataset.signal,
+        // On the lane of whoever said it (caller above, agent below), across both when unknown.
+        channelIdx: stereo ? { caller: 0, agent: 1 }[span.dataset.speaker] ?? -1 : -1,
         drag: false,
         resize: false,
       });
@@ -82,6 +84,15 @@
   play.addEventListener("click", () => wavesurfer.playPause());
   document.getElementById("back").addEventListener("click", () => seek(wavesurfer.getCurrentTime() - 5));
   document.getElementById("forward").addEventListener("click", () => seek(wavesurfer.getCurrentTime() + 5));
+  // Keyboard: space or k plays and pauses, the arrow keys step 5 seconds (not while typing in a field).
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, select, textarea, button, a") || event.altKey || event.ctrlKey || event.metaKey) {
+      return;
+    }
+    if (event.key === " " || event.key === "k") { wavesurfer.playPause(); event.preventDefault(); }
+    else if (event.key === "ArrowLeft") { seek(wavesurfer.getCurrentTime() - 5); event.preventDefault(); }
+    else if (event.key === "ArrowRight") { seek(wavesurfer.getCurrentTime() + 5); event.preventDefault(); }
+  });
   document.addEventListener("click", (event) => {
     const target = event.target.closest(".word, .seek");
     if (target && target.dataset.start) seek(parseFloat(target.dataset.start));
