@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import base64
 import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 
-from callplane.testing.engine import FarEnd
+from callplane.testing.engine import BUSY, UNREACHABLE, FarEnd
 from tests.live.support import LiveServer, eventually
 
 END_USER = "+1 859-657-9625"
@@ -21,29 +24,81 @@ DESTINATION = "+18005550100"
 VERSION = "2022-08-01"
 
 
-def _basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 def _engine_call(live: LiveServer, to_user: str) -> str:
     calls = eventually(lambda: live.fake.calls_to(to_user), f"a call to {to_user}")
     return calls[-1].call_id
 
 
-def test_a_contact_center_call_rings_the_agent_then_connects_the_end_user_until_they_hang_up(
-    live: LiveServer,
-) -> None:
+@dataclass
+class Center:
+    """A contact center on a fresh account: its CCAI client (HTTP Basic), a carrier trunk and default outbound
+    number for the end users' legs, agents whose phones are far ends of the fake engine."""
+
+    live: LiveServer
+    path: str
+    ccai: httpx.Client
+    agents: dict[str, int] = field(default_factory=dict)
+
+    def add_agent(self, email: str, far_end: FarEnd, **values: Any) -> str:
+        """An agent whose SIP phone is `far_end`; returns the phone's user (what the engine dials)."""
+        phone = f"agent{random.randrange(10**9)}"
+        self.live.fake.route(phone, far_end)
+        body = {"email": email, "sip_uri": f"sip:{phone}@127.0.0.1:5999", **values}
+        self.agents[email] = int(self.live.admin.post(f"{self.path}/agents", body)["id"])
+        return phone
+
+    def set_agent(self, email: str, **changes: Any) -> dict[str, Any]:
+        return self.live.admin.patch(f"{self.path}/agents/{self.agents[email]}", changes)
+
+    def agent(self, email: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.live.admin.client.get(f"/v1/admin{self.path}/agents/{self.agents[email]}").json()
+        return found
+
+    def create(self, body: dict[str, Any]) -> int:
+        created = self.ccai.post("/apps/api/v1/calls", json=body)
+        assert created.status_code == 201, created.text
+        call_id: int = created.json()["id"]
+        return call_id
+
+    def call(self, call_id: int) -> dict[str, Any]:
+        found: dict[str, Any] = self.ccai.get(f"/apps/api/v1/calls/{call_id}").json()
+        return found
+
+    def reaches(self, call_id: int, *statuses: str) -> dict[str, Any]:
+        """The call once its status is one of `statuses`."""
+
+        def probe() -> dict[str, Any] | None:
+            call = self.call(call_id)
+            return call if call["status"] in statuses else None
+
+        return eventually(probe, f"contact-center call {call_id} is one of {statuses}")
+
+    def agent_reaches(self, email: str, status: str) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            agent = self.agent(email)
+            return agent if agent["status"] == status else None
+
+        return eventually(probe, f"{email} is {status}")
+
+    def ended(self, call_id: int) -> dict[str, Any]:
+        """The call once it and every participant's leg ended."""
+
+        def probe() -> dict[str, Any] | None:
+            call = self.call(call_id)
+            done = call["status"] in ("finished", "failed") and all(p["ended_at"] for p in call["participants"])
+            return call if done else None
+
+        return eventually(probe, f"contact-center call {call_id} ends")
+
+
+@pytest.fixture
+def center(live: LiveServer) -> Iterator[Center]:
     account = live.admin.network()
-    agent_user = f"ada{random.randrange(10**6)}"
-    live.fake.route(agent_user, FarEnd(answer_after_s=0.05))
-    # the end user talks for a little over a second, then hangs up
-    live.fake.route(END_USER_E164, FarEnd(answer_after_s=0.05, hangup_after_s=1.2))
     path = f"/accounts/{account.account_id}/contact-center"
+    basic = "Basic " + base64.b64encode(f"acme:{account.token}".encode()).decode()
     with (
         httpx.Client(base_url=live.base_url, headers={"Authorization": f"App {account.token}"}, timeout=30) as calls,
-        httpx.Client(
-            base_url=live.base_url, headers={"Authorization": _basic("acme", account.token)}, timeout=30
-        ) as ccai,
+        httpx.Client(base_url=live.base_url, headers={"Authorization": basic}, timeout=30) as ccai,
     ):
         trunk = calls.post(
             "/calls/1/sip-trunks",
@@ -59,52 +114,83 @@ def test_a_contact_center_call_rings_the_agent_then_connects_the_end_user_until_
         live.admin.post(
             f"{path}/outbound-numbers", {"number": OUTBOUND, "trunk_id": trunk.json()["id"], "is_default": True}
         )
-        agent_id = live.admin.post(
-            f"{path}/agents",
-            {"email": "agent@somedomain.com", "sip_uri": f"sip:{agent_user}@127.0.0.1:5999", "status": "available"},
-        )["id"]
-        created = ccai.post(
-            "/apps/api/v1/calls",
-            json={
-                "call_type": "Voice Outbound (API)",
-                "agent_email": "agent@somedomain.com",
-                "end_user_number": END_USER,
-                "outbound_number": OUTBOUND,
-                "lang": "en",
-            },
-        )
-        assert created.status_code == 201, created.text
-        assert created.json()["status"] == "assigned"
-        call_id = created.json()["id"]
+        yield Center(live, path, ccai)
 
-        def status(*wanted: str) -> dict[str, Any] | None:
-            call: dict[str, Any] = ccai.get(f"/apps/api/v1/calls/{call_id}").json()
-            return call if call["status"] in wanted else None
 
-        connected = eventually(lambda: status("connected", "finished", "failed"), "the call connects")
-        assert connected["status"] == "connected", (connected["fail_reason"], connected["fail_details"])
-        assert [p["status"] for p in connected["participants"]] == ["connected", "connected"]
-        agent_leg, end_user_leg = _engine_call(live, agent_user), _engine_call(live, END_USER_E164)
-        assert live.fake.calls[agent_leg].bridged_with == end_user_leg
-        dialled = live.fake.calls[end_user_leg].outbound
-        assert dialled is not None and dialled.trunk.port == 5998
+def test_a_contact_center_call_rings_the_agent_then_connects_the_end_user_until_they_hang_up(
+    live: LiveServer, center: Center
+) -> None:
+    agent_phone = center.add_agent("agent@somedomain.com", FarEnd(answer_after_s=0.05), status="available")
+    # the end user talks for a little over a second, then hangs up
+    live.fake.route(END_USER_E164, FarEnd(answer_after_s=0.05, hangup_after_s=1.2))
+    call_id = center.create(
+        {
+            "call_type": "Voice Outbound (API)",
+            "agent_email": "agent@somedomain.com",
+            "end_user_number": END_USER,
+            "outbound_number": OUTBOUND,
+            "lang": "en",
+        }
+    )
+    assert center.call(call_id)["status"] in ("assigned", "connected")
 
-        def ended() -> dict[str, Any] | None:
-            call = status("finished", "failed")
-            return call if call is not None and all(p["ended_at"] for p in call["participants"]) else None
+    connected = center.reaches(call_id, "connected", "finished", "failed")
+    assert connected["status"] == "connected", (connected["fail_reason"], connected["fail_details"])
+    assert [p["status"] for p in connected["participants"]] == ["connected", "connected"]
+    agent_leg, end_user_leg = _engine_call(live, agent_phone), _engine_call(live, END_USER_E164)
+    assert live.fake.calls[agent_leg].bridged_with == end_user_leg
+    dialled = live.fake.calls[end_user_leg].outbound
+    assert dialled is not None and dialled.trunk.port == 5998  # through the carrier trunk
 
-        finished = eventually(ended, "the end user hangs up and the agent's leg ends")
-        assert finished["status"] == "finished" and finished["disconnected_by"] == "disconnected_by_end_user"
-        assert finished["call_duration"] >= 1 and finished["fail_reason"] == "nothing"
-        assert {p["status"] for p in finished["participants"]} == {"finished"}
-        agent_end = live.fake.calls[agent_leg].ended
-        assert agent_end is not None and agent_end.initiator.value == "LOCAL"  # we hung the agent up
+    finished = center.ended(call_id)
+    assert finished["status"] == "finished" and finished["disconnected_by"] == "disconnected_by_end_user"
+    assert finished["call_duration"] >= 1 and finished["fail_reason"] == "nothing"
+    assert {p["status"] for p in finished["participants"]} == {"finished"}
+    agent_end = live.fake.calls[agent_leg].ended
+    assert agent_end is not None and agent_end.initiator.value == "LOCAL"  # we hung the agent up
+    idle = center.agent_reaches("agent@somedomain.com", "available")
+    assert idle["last_idle_at"] is not None
 
-        def idle() -> dict[str, Any] | None:
-            agent: dict[str, Any] = live.admin.client.get(f"/v1/admin{path}/agents/{agent_id}").json()
-            return agent if agent["status"] == "available" else None
 
-        assert eventually(idle, "the agent is idle again")["last_idle_at"] is not None
+def test_a_busy_end_user_fails_the_call_and_the_agent_is_hung_up(live: LiveServer, center: Center) -> None:
+    agent_phone = center.add_agent("agent@somedomain.com", FarEnd(), status="available")
+    live.fake.route(END_USER_E164, FarEnd(fail=BUSY))
+    call_id = center.create(
+        {"call_type": "Voice Outbound (API)", "agent_email": "agent@somedomain.com", "end_user_number": END_USER}
+    )
+    failed = center.ended(call_id)
+    assert (failed["status"], failed["fail_reason"]) == ("failed", "end_user_busy"), failed
+    assert failed["connected_at"] is None and "BUSY" in failed["fail_details"]
+    by_type = {p["type"]: p for p in failed["participants"]}
+    assert by_type["agent"]["status"] == "finished" and by_type["agent"]["connected_at"] is not None
+    assert (by_type["end_user"]["status"], by_type["end_user"]["fail_reason"]) == ("failed", "end_user_busy")
+    agent_end = live.fake.calls[_engine_call(live, agent_phone)].ended
+    assert agent_end is not None and agent_end.answered and agent_end.initiator.value == "LOCAL"
+    center.agent_reaches("agent@somedomain.com", "available")
+
+
+def test_a_queued_call_whose_agent_does_not_answer_goes_to_the_next_agent(live: LiveServer, center: Center) -> None:
+    """The agent idle longest is offered the call first; their phone never answers (the INVITE times out), so the
+    call goes to the next agent, who takes it until the end user hangs up."""
+    center.add_agent("ghost@somedomain.com", FarEnd(fail=UNREACHABLE))
+    center.add_agent("real@somedomain.com", FarEnd())
+    live.fake.route(END_USER_E164, FarEnd(hangup_after_s=0.5))
+    queue = [center.agents["ghost@somedomain.com"], center.agents["real@somedomain.com"]]
+    menu = center.live.admin.post(f"{center.path}/menus", {"name": "Help", "menu_type": "ivr_menu", "agent_ids": queue})
+    ghost_at = center.set_agent("ghost@somedomain.com", status="available")["last_idle_at"]
+    while center.set_agent("real@somedomain.com", status="available")["last_idle_at"] == ghost_at:
+        center.set_agent("real@somedomain.com", status="unavailable")
+    call_id = center.create({"call_type": "Voice Inbound (API)", "menu_id": menu["id"], "end_user_number": END_USER})
+
+    call = center.ended(call_id)
+    assert call["status"] == "finished" and call["agent_info"]["id"] == center.agents["real@somedomain.com"], call
+    agents = [p for p in call["participants"] if p["type"] == "agent"]
+    assert [(p["user_id"], p["status"]) for p in agents] == [
+        (center.agents["ghost@somedomain.com"], "failed"),
+        (center.agents["real@somedomain.com"], "finished"),
+    ]
+    assert agents[0]["fail_reason"].startswith("agent_")
+    center.agent_reaches("ghost@somedomain.com", "available")
 
 
 def test_a_promo_number_call_is_in_progress_while_bridged_and_gone_after_the_caller_hangs_up(
