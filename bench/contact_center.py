@@ -11,9 +11,10 @@ Starts a real server on loopback (no engine: nothing is dialed), builds a contac
 The floor, in the same run on the same database right after: `bench/replay_floor.py`, a minimal Starlette app in
 this process (as callplane's server is) replaying the SQL callplane sent for one request of each kind (recorded
 then), with fresh keys for the rows it writes, over the same HTTP client; each request's latency beside
-callplane's, and the ratio of the p50s (floor / callplane: 1.00 = callplane costs no more than its own SQL).
+callplane's, and the ratio of the p50s (floor / callplane: 1.00 = callplane costs no more than its own SQL). The
+loop pass's floor is the SQL of one pass replayed straight on the database (no HTTP), as many times.
 
-    .venv/bin/python bench/contact_center.py [--calls 300] [--backends sqlite,postgresql] [--full]  (--full: 2000)
+    .venv/bin/python bench/contact_center.py [--calls 200] [--backends sqlite,postgresql] [--full]  (--full: 2000)
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, cast
 
 import httpx
 from benchlib import free_port, load_average, ratio
-from replay_floor import Capture, floor_app, serve_in_thread
+from replay_floor import Capture, Statement, floor_app, replay_times, serve_in_thread
 
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.live.contact_center import ContactCenterRuntime
@@ -125,7 +126,7 @@ def run(backend: str, calls: int) -> None:
                     recorded[name] = statements
             admin.client.close()
 
-        async def passes() -> list[float]:
+        async def passes() -> tuple[list[float], list[Statement]]:
             engine = create_engine(settings)
             try:
                 # Nothing is dialed when no agent is available, so the loop needs no engine here.
@@ -136,13 +137,17 @@ def run(backend: str, calls: int) -> None:
                     await runtime.fire_due()
                     await runtime.dispatch()
                     samples.append(time.perf_counter() - started)
-                return samples
+                with Capture().recording() as statements:
+                    await runtime.fire_due()
+                    await runtime.dispatch()
+                return samples, statements
             finally:
                 await engine.dispose()
 
-        loop = asyncio.run(passes())
+        loop, loop_sql = asyncio.run(passes())
         # the floor last (its reads before its writes): the calls it queues would lengthen the queue read
         sqlite_path = None if url else Path(tmp) / "callplane.db"
+        loop_floor = asyncio.run(replay_times(loop_sql, url, sqlite_path, len(loop)))
         port = free_port()
         with (
             serve_in_thread(floor_app(recorded, url, sqlite_path), port) as floor_url,
@@ -161,12 +166,12 @@ def run(backend: str, calls: int) -> None:
         for name, label in (("get", "GET call:                "), ("list", "GET calls ?per=100:      "),
                             ("wait_times", "GET wait_times:          ")):  # fmt: skip
             print(beside_floor(f"[{backend}] {label}  ", mine[name], least[name], len(recorded[name])))
-        print(f"[{backend}] loop pass, {calls} queued, no agent: {percentiles(loop)} (no floor)")
+        print(beside_floor(f"[{backend}] loop pass, {calls} queued, no agent: ", loop, loop_floor, len(loop_sql)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--full", action="store_true", help="2000 calls in the queue")
     args = parser.parse_args()

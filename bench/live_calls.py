@@ -1,6 +1,6 @@
 """Calls In Progress lookup latency with many live calls in the store, over real HTTP.
 
-    .venv/bin/python bench/live_calls.py [--calls 10000] [--requests 500] [--backends sqlite postgresql] [--full]
+    .venv/bin/python bench/live_calls.py [--calls 5000] [--requests 300] [--backends sqlite postgresql] [--full]
 
 For each backend: migrates a fresh database, seeds ``--calls`` live promo-number calls (core Call, voice call
 ESTABLISHED in an ESTABLISHED dialog, tracking row, one custom data value each), starts ``callplane serve`` as
@@ -355,8 +355,8 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[dict[str, obje
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=10_000)
-    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--calls", type=int, default=5000)
+    parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--full", action="store_true", help="100,000 live calls, 2,000 requests per lookup")
     args = parser.parse_args()

@@ -15,7 +15,7 @@ per concurrent call beside the engine's. For (2), `bench/rtp_floor.py`: a minima
 doing the same per-stream work (decode, play the prompt, encode, send, record MONO), all streams at once. Ratio =
 floor CPU / callplane CPU per call or stream (1.00 = callplane costs no more than the floor).
 
-Run: .venv/bin/python bench/media.py [--levels 50,100] [--hold 6] [--synthetic 200] [--full]
+Run: .venv/bin/python bench/media.py [--levels 50,100] [--hold 5] [--synthetic 200] [--full]
      (--full: --levels 50,100,200,300 --hold 8 --synthetic 200,400,800)
 """
 
@@ -322,16 +322,16 @@ async def _synthetic_level(streams: int, seconds: float, workdir: Path) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="50,100", help="target concurrent calls for the sipp runs")
-    parser.add_argument("--hold", type=float, default=6.0, help="seconds each sipp call lasts")
+    parser.add_argument("--hold", type=float, default=5.0, help="seconds each sipp call lasts")
     parser.add_argument("--synthetic", default="200", help="RTP streams for the no-SIP runs, e.g. 200,400,800")
-    parser.add_argument("--synthetic-seconds", type=float, default=6.0)
+    parser.add_argument("--synthetic-seconds", type=float, default=4.0)
     parser.add_argument(
         "--gc-freeze", action="store_true", help="gc.freeze() after imports and a higher gen-0 threshold (fewer pauses)"
     )
     parser.add_argument("--full", action="store_true", help="levels 50-300 of 8 s calls; 200, 400 and 800 streams")
     args = parser.parse_args()
     if args.full:
-        args.levels, args.hold, args.synthetic = "50,100,200,300", 8.0, "200,400,800"
+        args.levels, args.hold, args.synthetic, args.synthetic_seconds = "50,100,200,300", 8.0, "200,400,800", 6.0
     if args.gc_freeze:
         gc.collect()
         gc.freeze()

@@ -13,7 +13,7 @@ claims the pending rows with one UPDATE ... RETURNING, writes each outcome and N
 as callplane's command rows are). Set beside what the relay adds to a command (relayed minus in-process, p50):
 ratio = floor round trip / relay's added time (1.00 = the relay costs no more than the round trip itself).
 
-Run: .venv/bin/python bench/relay.py [--commands 300] [--concurrency 8] [--sqlite]
+Run: .venv/bin/python bench/relay.py [--commands 200] [--concurrency 8] [--sqlite]
      (PostgreSQL: a scratch database on CALLPLANE_TEST_POSTGRES_URL or 127.0.0.1:5432; --sqlite: the poll path,
      no floor)
 """
@@ -318,7 +318,7 @@ async def _report(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--commands", type=int, default=300, help="commands per measurement")
+    parser.add_argument("--commands", type=int, default=200, help="commands per measurement")
     parser.add_argument("--concurrency", type=int, default=8, help="commands in flight in the second measurement")
     parser.add_argument("--sqlite", action="store_true", help="SQLite: no NOTIFY, the node's poll finds commands")
     parser.add_argument("--floor-node", metavar="DSN", help=argparse.SUPPRESS)  # the floor's node process

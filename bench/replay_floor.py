@@ -131,10 +131,16 @@ class _Database:
     async def replay(self, statements: list[Statement], fresh: set[str], named: dict[str, str]) -> list[Any]:
         raise NotImplementedError
 
+    async def close(self) -> None:
+        raise NotImplementedError
+
 
 class _Postgres(_Database):
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+
+    async def close(self) -> None:
+        await self.pool.close()
 
     async def replay(self, statements: list[Statement], fresh: set[str], named: dict[str, str]) -> list[Any]:
         swaps, last = _Swaps(fresh, named), list[Any]()
@@ -155,6 +161,9 @@ class _Sqlite(_Database):
         self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.connection.execute("PRAGMA synchronous=FULL")  # callplane's default (sqlite_synchronous)
         self.connection.execute("PRAGMA busy_timeout=5000")
+
+    async def close(self) -> None:
+        self.connection.close()
 
     async def replay(self, statements: list[Statement], fresh: set[str], named: dict[str, str]) -> list[Any]:
         swaps, last = _Swaps(fresh, named), list[Any]()
@@ -177,6 +186,27 @@ class _Sqlite(_Database):
         return last
 
 
+async def _open(database_url: str | None, sqlite_path: Path | None) -> _Database:
+    if database_url is not None:
+        return _Postgres(await asyncpg.create_pool(database_url.replace("+asyncpg", ""), min_size=1, max_size=4))
+    return _Sqlite(str(sqlite_path))
+
+
+async def replay_times(
+    statements: list[Statement], database_url: str | None, sqlite_path: Path | None, count: int
+) -> list[float]:
+    """Seconds each of `count` replays of `statements` took, straight on the database: the floor of a loop's pass."""
+    database, fresh, samples = await _open(database_url, sqlite_path), fresh_keys(statements), []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            await database.replay(statements, fresh, {})
+            samples.append(time.perf_counter() - started)
+        return samples
+    finally:
+        await database.close()
+
+
 def floor_app(routes: dict[str, list[Statement]], database_url: str | None, sqlite_path: Path | None) -> Starlette:
     """`POST /replay/{name}` (body: optional ``{"old": "new"}`` swaps) runs route `name`'s statements once."""
     fresh = {name: fresh_keys(statements) for name, statements in routes.items()}
@@ -184,14 +214,9 @@ def floor_app(routes: dict[str, list[Statement]], database_url: str | None, sqli
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        if database_url is not None:
-            pool = await asyncpg.create_pool(database_url.replace("+asyncpg", ""), min_size=1, max_size=4)
-            state["db"] = _Postgres(pool)
-            yield
-            await pool.close()
-        else:
-            state["db"] = _Sqlite(str(sqlite_path))
-            yield
+        state["db"] = await _open(database_url, sqlite_path)
+        yield
+        await state["db"].close()
 
     async def replay(request: Request) -> Response:
         name = request.path_params["name"]
