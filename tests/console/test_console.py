@@ -263,3 +263,53 @@ def test_configuration_and_testing_a_signal_on_a_call(console: Console, page: Pa
     page.get_by_label("Call id").fill(console.other_call_id)
     page.get_by_role("button", name="Test this signal on the call").click()
     expect(page.get_by_role("alert")).to_have_text("The call does not exist.")
+
+
+def test_paging_through_the_calls(console: Console, page: Page) -> None:
+    partner = console.admin.partner()
+    items = [
+        {
+            "call": {
+                "id": f"page-{index:02d}",
+                "recording_url": console.files.url(f"missing-{index}.wav"),
+                "start_time": f"2023-01-01T10:{index:02d}:00Z",
+                "end_time": f"2023-01-01T10:{index:02d}:30Z",
+                "contact_number": "+12025550100",
+            }
+        }
+        for index in range(30)
+    ]
+    with console.api(partner.token) as api:
+        sent = api.post("/partner/ingest/batch-call", headers=partner.headers, json={"data": items})
+        assert sent.status_code == 200, sent.text
+    sign_in(page, console, partner.token)
+    page.get_by_label("Rows per page").select_option("25")
+    page.get_by_role("button", name="Apply filters").click()
+    rows = page.locator("tr[data-call-id]")
+    expect(rows).to_have_count(25)
+    first = set(rows.evaluate_all("rows => rows.map(row => row.dataset.callId)"))
+    page.get_by_role("link", name="Next page").click()
+    expect(rows).to_have_count(5)
+    second = set(rows.evaluate_all("rows => rows.map(row => row.dataset.callId)"))
+    assert not first & second
+    expect(page.get_by_role("link", name="Next page")).to_have_count(0)
+    page.get_by_role("link", name="First page").click()
+    expect(rows).to_have_count(25)
+
+
+def test_agents_and_queues(console: Console, page: Page) -> None:
+    base = f"/accounts/{console.network.account_id}/contact-center"
+    agent = console.admin.post(
+        f"{base}/agents",
+        {"email": "ada@example.com", "first_name": "Ada", "sip_uri": "sip:ada@127.0.0.1:5099", "status": "available"},
+    )
+    console.admin.post(f"{base}/menus", {"name": "Billing", "agent_ids": [agent["id"]]})
+    sign_in(page, console, console.network.token)
+    page.get_by_role("link", name="Agents & queues").click()
+    expect(page.get_by_role("table", name="Agents")).to_contain_text("ada@example.com")
+    expect(page.get_by_role("table", name="Agents")).to_contain_text("available")
+    expect(page.get_by_role("table", name="Queues")).to_contain_text("Billing")
+    console.screenshot(page, "contact-center")
+    sign_in(page, console, console.other.token)
+    page.get_by_role("link", name="Agents & queues").click()
+    expect(page.get_by_role("table", name="Agents")).not_to_contain_text("ada@example.com")

@@ -243,15 +243,22 @@ FiltersDep = Annotated[queries.CallFilters, Depends(call_filters)]
 
 @router.get("/calls", response_model=None)
 async def calls_page(
-    request: Request, viewer: PageViewer, session: SessionDep, filters: FiltersDep, cursor: str | None = None
+    request: Request,
+    viewer: PageViewer,
+    session: SessionDep,
+    filters: FiltersDep,
+    cursor: str | None = None,
+    per_page: Annotated[int, Query(ge=10, le=200)] = queries.PAGE_SIZE,
 ) -> Response:
     error = None
     try:
-        found = await queries.list_calls(session, viewer, filters, cursor=cursor)
+        found = await queries.list_calls(session, viewer, filters, cursor=cursor, limit=per_page)
     except InvalidInput as invalid:  # a search the index cannot run, or a stale cursor: say so on the page
         found, error = queries.CallPage(rows=[], next_cursor=None), invalid.message
     options = await queries.filter_options(session, viewer)
     query = filters.query_items()
+    if per_page != queries.PAGE_SIZE:
+        query.append(("per_page", str(per_page)))
     return page(
         request,
         "calls.html",
@@ -259,6 +266,7 @@ async def calls_page(
         400 if error else 200,
         error=error,
         search_help=QUERY_SYNTAX,
+        per_page=per_page,
         page=found,
         filters=filters,
         options=options,
