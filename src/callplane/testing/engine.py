@@ -15,7 +15,16 @@ as the recording ran. Playback lasts `playback_s` per loop of the source.
 
 The engine runs on the event loop that started it; the scripting methods (`incoming`, `far_end(...)` and its
 commands, `route`) may be called from any thread (a test driving an app served in another thread): they run on
-the engine's loop and return once done.
+the engine's loop and return once done. In short (tests/live has the full picture):
+
+    fake = FakeCallEngine()
+    app = create_app(settings, call_engine=fake)              # voice_enabled=True; served as usual
+    fake.route("alice", FarEnd(answer_after_s=0.1, fail=BUSY))  # how outbound calls to alice go
+    call_id = fake.incoming("ivr", from_user="+15305550123")    # a caller arrives
+    fake.far_end(call_id).send_digits("15#")                    # ... and presses keys once answered
+    assert fake.calls[call_id].said == ["Welcome."]             # what the control plane did to the call
+
+`tests/live/test_engine_contract.py` holds this engine and `SippyCallEngine` to one contract.
 """
 
 from __future__ import annotations
