@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import delete, func, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.calls.models import Call
-from callplane.core.search import SearchPage, search_calls
+from callplane.core.search import SearchPage, index, search_calls
 from callplane.core.transcripts.merge import transcript_to_dict
 from callplane.core.transcripts.models import CallTranscript
 from callplane.core.transcripts.schemas import Speaker
@@ -106,3 +107,19 @@ def test_status_updates_leave_the_index_alone(server: RunningServer, network: Ne
 
     assert run_on(server.settings, rows_written_by_a_status_update) == 1
     assert found(server, network, '"status check"') == [call_id]
+
+
+@pytest.mark.parametrize("selective_matches", [0, index.SELECTIVE_MATCHES])
+def test_both_plans_find_the_same_page(
+    server: RunningServer, network: Network, calls: Calls, monkeypatch: pytest.MonkeyPatch, selective_matches: int
+) -> None:
+    """Both databases start from the matches when they are few and walk the calls newest first when they are
+    many (0 forces the walk here). Either way: the same calls, newest first, this tenant's."""
+    monkeypatch.setattr(index, "SELECTIVE_MATCHES", selective_matches)
+    said = [Said(Speaker.AGENT, 1.0, f"Ticket {n} is about shipping.") for n in range(4)]
+    made = [calls.with_transcript(network, turn) for turn in said]
+    calls.with_transcript(network, Said(Speaker.AGENT, 1.0, "Nothing to see."))
+    assert found(server, network, "shipping") == made[::-1]
+    assert found(server, network, '"ticket 2"') == [made[2]]
+    assert found(server, network, "shipp*") == made[::-1]
+    assert found(server, network, "nowhere") == []

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.calls import service as calls
 from callplane.core.calls.models import Call
-from callplane.core.search.index import call_matches
+from callplane.core.search.index import planned_call_matches
 from callplane.core.search.query import SearchQuery, parse_query
 from callplane.core.search.snippets import MAX_MATCHES, Match, details_document, json_values, transcript_document
 from callplane.core.transcripts.models import CallTranscript, TranscriptStatus
@@ -48,10 +48,6 @@ class SearchPage:
     next_cursor: str | None  # for the next page by cursor (None when there is none)
 
 
-def dialect_of(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
-
-
 async def search_calls(
     session: AsyncSession,
     *,
@@ -76,9 +72,7 @@ async def search_calls(
     if cursor and offset:
         raise InvalidInput("page with cursor or offset, not both")
     parsed = parse_query(query) if isinstance(query, str) else query
-    statement = select(Call).where(
-        Call.account_id == account_id, call_matches(parsed, dialect=dialect_of(session), account_id=account_id)
-    )
+    statement = select(Call).where(await planned_call_matches(session, parsed, account_id=account_id))
     if organization_scope is not None:
         statement = statement.where(Call.organization_id.in_(organization_scope))
     if filters is not None:
