@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from callplane.testing.factories import Network
 from tests.live.support import CallsApp, LiveServer, Receiver, calls_app, live_server, receiving
 
 
@@ -33,7 +34,13 @@ def receiver(live: LiveServer) -> Iterator[Receiver]:
         assert not sink.duplicate_terminals()
 
 
+@pytest.fixture(scope="session")
+def account(live: LiveServer) -> Network:
+    """One account per server for the Calls API tests: each test gets its own calls configuration on it."""
+    return live.admin.network()
+
+
 @pytest.fixture
-def app(live: LiveServer, receiver: Receiver) -> Iterator[CallsApp]:
-    with calls_app(live, receiver) as application:
+def app(live: LiveServer, receiver: Receiver, account: Network) -> Iterator[CallsApp]:
+    with calls_app(live, receiver, account) as application:
         yield application

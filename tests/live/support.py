@@ -23,7 +23,7 @@ from callplane.app import create_app
 from callplane.db.migrate import upgrade
 from callplane.settings import Settings
 from callplane.testing.engine import FakeCallEngine
-from callplane.testing.factories import Admin
+from callplane.testing.factories import Admin, Network
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, scratch_postgres_database
 
 ADMIN_TOKEN = "live-admin"
@@ -222,8 +222,8 @@ class CallsApp:
 
 
 @contextmanager
-def calls_app(server: LiveServer, receiver: Receiver) -> Iterator[CallsApp]:
-    account = server.admin.network()
+def calls_app(server: LiveServer, receiver: Receiver, account: Network) -> Iterator[CallsApp]:
+    """A fresh calls configuration (what the tests list by) on the given account."""
     with (
         httpx.Client(base_url=server.base_url, headers={"Authorization": f"App {account.token}"}, timeout=30) as api,
         httpx.Client(
