@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from callplane import __version__
 from callplane.logging import configure_logging
 from callplane.media.engine import CallEngine
+from callplane.observability.asgi import install_metrics, observe_request
 from callplane.runtime import build_context, supervised
 from callplane.settings import Settings
 from callplane.surfaces.admin.call_tracking import router as admin_call_tracking_router
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, *, call_engine: CallEngine | No
     app.include_router(infobip_calls_router)
     app.include_router(native_voice_router)
     app.include_router(console_router)
+    install_metrics(app, (settings.metrics_token or "", context.admin_token))  # docs/observability.md
     install_error_handlers(app)
     install_openapi(app)  # vendor bodies and each surface's error responses (surfaces/openapi.py)
     return app
@@ -140,6 +142,7 @@ class RequestLogMiddleware:
                 raise
             status = 500
             await area_of(path).internal_error()(scope, receive, send)
+        observe_request(scope, status, time.perf_counter() - started)  # here: the one place with status and time
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "request",

@@ -82,6 +82,10 @@ def serve(
     settings.effective_admin_token()  # create it once here, not racing in each worker
     settings.effective_secret_key()
     upgrade(settings)
+    if workers > 1:  # /metrics adds up every API process's values (docs/observability.md "Processes")
+        from callplane.observability.endpoint import prepare_multiprocess
+
+        prepare_multiprocess(settings.ensure_data_dir() / "metrics")
     uvicorn.run(
         "callplane.app:create_app_from_environment",
         factory=True,
@@ -159,7 +163,10 @@ def worker(
     upgrade(settings)
 
     async def run() -> None:
+        from callplane.observability.endpoint import serve_metrics_for
+
         engine = create_engine(settings)
+        metrics_server = await serve_metrics_for(settings)  # a worker has no API to mount /metrics on
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -182,6 +189,8 @@ def worker(
             pipeline.close()
             if sender is not None:
                 await sender.aclose()
+            if metrics_server is not None:
+                metrics_server.close()
             await engine.dispose()
 
     asyncio.run(run())

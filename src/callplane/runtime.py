@@ -37,6 +37,8 @@ from callplane.live.registrar import TrunkRegistrar
 from callplane.live.relay import CommandExecutor, CommandRelay, Notifications
 from callplane.media.engine import CallEngine, EngineConfig
 from callplane.media.sip import SippyCallEngine
+from callplane.observability.endpoint import serve_metrics_for
+from callplane.observability.metrics import watch_live_calls
 from callplane.settings import Settings
 from callplane.surfaces.context import AppContext
 from callplane.surfaces.infobip.calls_mapping import InfobipEventRenderer
@@ -230,6 +232,7 @@ async def start_voice(
     )
     await voice.start()
     context.voice = voice
+    unwatch_live_calls = watch_live_calls(voice.node_id, voice.live_count)  # /metrics: live calls per node
     context.contact_center = ContactCenterRuntime(
         sessions=context.sessions,
         voice=voice,
@@ -266,6 +269,7 @@ async def start_voice(
 
     async def stop_voice() -> None:
         stop.set()
+        unwatch_live_calls()
         await voice.stop()  # ends the calls it carries (BYE, one terminal event each)
         if context.contact_center is not None:
             await context.contact_center.stop()  # after the legs' terminal events, so their calls end too
@@ -364,12 +368,15 @@ async def run_media_node(settings: Settings, *, health: tuple[str, int] | None =
             writer.close()
 
         server = await asyncio.start_server(healthz, health[0], health[1])
+    metrics_server = await serve_metrics_for(settings)  # a media node has no API to mount /metrics on
     log.info("media node running", extra={"fields": {"node": voice.node_id if voice else None}})
     try:
         await stop.wait()
     finally:
         if server is not None:
             server.close()
+        if metrics_server is not None:
+            metrics_server.close()
         await stop_voice()
         await asyncio.gather(*workers, return_exceptions=True)
         await engine.dispose()

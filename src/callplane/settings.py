@@ -133,6 +133,16 @@ class Settings(BaseSettings):
     delivery_lease_seconds: float | None = Field(default=None, gt=0)
     callback_signing_secret: str | None = Field(default=None, repr=False)
 
+    # Observability (docs/observability.md). /metrics answers a bearer of this token or of the admin token (so a
+    # scraper need not hold the admin token); `callplane worker` and `callplane media` serve it on metrics_port.
+    metrics_token: str | None = Field(default=None, repr=False)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Traces: "otlp" sends spans over OTLP/HTTP (OTEL_EXPORTER_OTLP_* or trace_otlp_endpoint), "console" prints them.
+    trace_exporter: Literal["off", "otlp", "console"] = "off"
+    trace_otlp_endpoint: str | None = None  # e.g. http://collector:4318/v1/traces
+    trace_service_name: str = "callplane"
+
     @field_validator("fetch_allowed_networks")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:

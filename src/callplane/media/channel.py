@@ -23,6 +23,7 @@ from callplane.media.clock import MediaClock
 from callplane.media.g711 import Pcm
 from callplane.media.jitter import FRAME_SAMPLES, JitterBuffer
 from callplane.media.sdp import Negotiated
+from callplane.observability.metrics import MEDIA
 
 log = logging.getLogger(__name__)
 
@@ -297,14 +298,17 @@ class MediaChannel(asyncio.DatagramProtocol):
             packet = rtp.RtpPacket.parse(data)
         except rtp.MalformedPacket:
             self.stats.malformed_datagrams += 1
+            MEDIA.rtp_malformed += 1
             return
         if packet.payload_type == negotiated.telephone_event_pt and negotiated.telephone_event_pt is not None:
             self._latch(addr)
             self.stats.packets_received += 1
+            MEDIA.rtp_received += 1  # process-wide, for /metrics: a plain add per packet (observability.metrics)
             self._receive_event(packet)
         elif packet.payload_type == negotiated.codec:
             self._latch(addr)
             self.stats.packets_received += 1
+            MEDIA.rtp_received += 1
             if packet.payload:
                 self._jitter.push(
                     ssrc=packet.ssrc, timestamp=packet.timestamp, samples=g711.decode(packet.payload, negotiated.codec)
@@ -442,6 +446,7 @@ class MediaChannel(asyncio.DatagramProtocol):
         self._sequence = (self._sequence + 1) & 0xFFFF
         transport.sendto(bytes(packet), remote)
         self.stats.packets_sent += 1
+        MEDIA.rtp_sent += 1
         self.stats.octets_sent += len(payload)
 
     def _prepare_digit(self, digit: str, negotiated: Negotiated) -> None:

@@ -17,6 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
+from callplane.observability.metrics import MEDIA
+
 FRAME_SECONDS = 0.020
 _MAX_CATCH_UP_TICKS = 5  # beyond this we are overloaded: skip ahead rather than burst packets
 
@@ -89,9 +91,12 @@ class MediaClock:
             # Always yield, even when late: a tick that never awaits starves the sockets it should read.
             await asyncio.sleep(max(0.0, deadline - loop.time()))
             late = loop.time() - deadline
+            if late >= FRAME_SECONDS:  # a whole frame behind: the far end hears a gap unless its buffer hides it
+                MEDIA.late_ticks += 1
             if late > _MAX_CATCH_UP_TICKS * FRAME_SECONDS:
                 skipped = int(late / FRAME_SECONDS)
                 self.stats.skipped_ticks += skipped
+                MEDIA.skipped_ticks += skipped
                 deadline += skipped * FRAME_SECONDS
             if self._keep_lateness and len(self.stats.lateness_ms) < self._keep_lateness:
                 self.stats.lateness_ms.append(max(0.0, late) * 1000)
@@ -101,6 +106,7 @@ class MediaClock:
         """One 20 ms step for every channel; a channel that raises is failed alone."""
         started = time.perf_counter()
         self.stats.ticks += 1
+        MEDIA.ticks += 1
         channels = list(self._channels.values())
         for channel in channels:
             try:

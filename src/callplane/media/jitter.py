@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from callplane.media.g711 import Pcm
+from callplane.observability.metrics import MEDIA
 
 FRAME_SAMPLES = 160
 _HALF_RANGE = 1 << 31
@@ -39,6 +40,7 @@ class JitterBuffer:
             relative -= 1 << 32
         if self._cursor is not None and relative + len(samples) <= self._cursor:
             self.late_packets += 1
+            MEDIA.jitter_late_packets += 1  # process-wide, for /metrics
             return
         self._packets[relative] = samples
 
@@ -66,6 +68,8 @@ class JitterBuffer:
             skip = buffered - self._prefetch
             self._cursor += skip
             self.dropped_samples += skip
+            MEDIA.jitter_overflows += 1
+            MEDIA.jitter_dropped_samples += skip
         start = self._cursor
         end = start + FRAME_SAMPLES
         frame: Pcm | None = None

@@ -105,6 +105,7 @@ from callplane.media.sip_guard import (
     screen_request,
     version_refusal,
 )
+from callplane.observability.metrics import SIP_RESPONSES
 
 log = logging.getLogger(__name__)
 
@@ -404,6 +405,7 @@ class _OrderedTransactionManager(SipTransactionManager):  # type: ignore[misc]
         if not 100 <= code <= 699:
             self._drop(ra, checksum, "invalid status code")
             return
+        SIP_RESPONSES.labels("received", str(code)).inc()  # every parsable response, matched or stray
         resp.rtime = rtime
         transaction = self.tclient.get(tid)
         if transaction is None:  # a late or stray response: sippy ignores it silently too
@@ -502,9 +504,11 @@ class _OrderedTransactionManager(SipTransactionManager):  # type: ignore[misc]
             msg.setTarget((target[0], target[1].lower()))
         return super().newTransaction(msg, *args, **kwargs)
 
-    def sendResponse(self, *args: object, **kwargs: object) -> None:
+    def sendResponse(self, resp: Any, *args: object, **kwargs: object) -> None:
         if self.global_config is not None:
-            super().sendResponse(*args, **kwargs)
+            super().sendResponse(resp, *args, **kwargs)
+            if not kwargs.get("retrans") and not (len(args) > 1 and args[1]):  # a retransmission is not a new answer
+                SIP_RESPONSES.labels("sent", str(resp.getSCode()[0])).inc()
 
 
 class _Reactor:

@@ -36,7 +36,8 @@ from callplane.core.tenancy.models import CampaignKind
 from callplane.core.tenancy.schemas import CampaignInfo, Principal
 from callplane.core.tenancy.service import SUPPORTED_LANGUAGE_CODES, TenancyLookups
 from callplane.db.base import new_id
-from callplane.errors import InvalidInput
+from callplane.errors import CallplaneError, InvalidInput
+from callplane.observability.metrics import INGESTED_CALLS, INGESTION_REJECTED, JOBS_ENQUEUED
 
 
 async def check_campaign(
@@ -151,6 +152,7 @@ async def accept_single_call(
         return await _existing(
             session, principal.account.id, CallOrigin.SINGLE_INGEST, submission.external_id, request_hash
         )
+    JOBS_ENQUEUED.labels(JobKind.PROCESS_CALL).inc()  # its job row went in with the call (not for a duplicate)
     return AcceptedCall(call_id=call_id, created=True)
 
 
@@ -233,6 +235,9 @@ async def accept_batch(
         for call_id, submission in fresh:
             await _insert_custom_data(session, principal, call_id, submission, None)
     results = [AcceptedCall(call_id=planned[key], created=key in inserted_keys) for key in unique]
+    INGESTED_CALLS.labels("batch", "created").inc(len(inserted_keys))
+    JOBS_ENQUEUED.labels(JobKind.PROCESS_CALL).inc(len(inserted_keys))
+    INGESTED_CALLS.labels("batch", "duplicate").inc(len(submissions) - len(inserted_keys))
     return results
 
 
@@ -391,6 +396,38 @@ async def submit_single_call(
     max_attempts: int | None = None,
 ) -> AcceptedCall:
     """Check the campaign, then every reference, then store: campaign errors first, then all problems at once."""
+    try:
+        accepted = await _submit_single_call(
+            session=session,
+            lookups=lookups,
+            principal=principal,
+            submission=submission,
+            wire_problems=wire_problems,
+            max_attempts=max_attempts,
+        )
+    except CallplaneError as error:
+        # Counted here, the one door every single-call refusal leaves by; the class name is a bounded reason.
+        INGESTION_REJECTED.labels("single", rejection_reason(error)).inc()
+        raise
+    INGESTED_CALLS.labels("single", "created" if accepted.created else "duplicate").inc()
+    return accepted
+
+
+def rejection_reason(error: CallplaneError) -> str:
+    """``CampaignNotAccessible`` -> ``campaign_not_accessible``: a label value per error class, never its text."""
+    name = type(error).__name__
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+async def _submit_single_call(
+    *,
+    session: AsyncSession,
+    lookups: TenancyLookups,
+    principal: Principal,
+    submission: CallSubmission,
+    wire_problems: list[str],
+    max_attempts: int | None,
+) -> AcceptedCall:
     campaign = None
     if submission.campaign_external_id is not None:
         campaign = await check_campaign(

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.jobs.models import Job, JobStatus
 from callplane.db.base import new_id
+from callplane.observability.metrics import JOB_QUEUE_DELAY, JOBS_CLAIMED, JOBS_ENQUEUED
 
 JOBS = cast(Table, Job.__table__)
 # Attempts of a job whose enqueuer names none; processes pass Settings.job_max_attempts (same default) instead.
@@ -77,6 +78,7 @@ async def enqueue(
     """
     row = job_row(kind=kind, account_id=account_id, call_id=call_id, max_attempts=max_attempts, run_after=run_after)
     session.add(Job(**row))
+    JOBS_ENQUEUED.labels(kind).inc()  # the bulk inserts of ingestion count theirs once the rows are in
     job_id: str = row["id"]
     return job_id
 
@@ -138,10 +140,24 @@ async def claim(
             JOBS.c.stage,
             JOBS.c.attempts,
             JOBS.c.max_attempts,
+            JOBS.c.run_after,
         )
         .execution_options(synchronize_session=False)
     )
-    return [ClaimedJob(*row) for row in result.all()]
+    claimed = []
+    for *fields, run_after in result.all():
+        job = ClaimedJob(*fields)
+        # A claim is where a job stops waiting: how late past its due time (backoff included) it was picked up.
+        stage = job.stage or first_stage
+        JOBS_CLAIMED.labels(stage).inc()
+        JOB_QUEUE_DELAY.labels(stage).observe(max(0.0, (now - _aware(run_after)).total_seconds()))
+        claimed.append(job)
+    return claimed
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands timestamps back naive; they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _owned(job_id: str, worker_id: str, attempt: int) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ from callplane.core.transcripts.errors import UnsupportedLanguage
 from callplane.core.transcripts.runtime import TranscriptionRuntime
 from callplane.db.base import new_id
 from callplane.errors import CallplaneError
+from callplane.observability.metrics import observe_transcription
 
 log = logging.getLogger("callplane.pipeline")
 CALLS = cast(Table, Call.__table__)
@@ -257,7 +259,9 @@ async def stage_transcribe(env: ProcessingEnvironment, call: Call) -> None:
         audio = work / "recording.mp3"
         await _download(env, recording.storage_key, audio)
         try:
+            started = time.perf_counter()
             transcript = await env.transcription.transcribe(audio, language)
+            observe_transcription(transcript.duration_s, time.perf_counter() - started)  # x real time
         except UnsupportedLanguage as error:
             async with env.sessions() as session, session.begin():
                 await transcripts.save_skipped(session, call=call, reason=error.message, language_code=language)

@@ -16,6 +16,7 @@ from callplane.core.jobs.models import JobKind
 from callplane.core.pipeline import processing
 from callplane.core.pipeline.processing import STAGES, ProcessingEnvironment
 from callplane.errors import CallplaneError
+from callplane.observability.metrics import JOB_FAILURES, timed_stage
 
 log = logging.getLogger("callplane.worker")
 
@@ -131,7 +132,8 @@ class PipelineWorker:
             call = await processing.mark_processing(self.env, job.call_id, job=job, worker_id=self.worker_id)
             stages = dict(STAGES)
             while stage is not None:
-                await stages[stage](self.env, call)
+                with timed_stage(stage):
+                    await stages[stage](self.env, call)
                 following = processing.next_stage(stage)
                 async with self.env.sessions() as session, session.begin():
                     if not await queue.record_stage(
@@ -168,6 +170,7 @@ class PipelineWorker:
 
     async def _failed(self, job: queue.ClaimedJob, stage: str, reason: str, *, permanent: bool) -> None:
         give_up = permanent or job.attempts >= job.max_attempts
+        JOB_FAILURES.labels(stage, "failed" if give_up else "retry").inc()
         async with self.env.sessions() as session, session.begin():
             if not give_up:
                 delay = queue.backoff_seconds(

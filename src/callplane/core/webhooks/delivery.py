@@ -43,6 +43,7 @@ from callplane.core.webhooks import outbox
 from callplane.core.webhooks.errors import DeliveryTargetRefused
 from callplane.core.webhooks.models import Delivery, DeliveryKind, DeliveryStatus, WebhookEndpoint
 from callplane.core.webhooks.signing import ID_HEADER, TIMESTAMP_HEADER, signature_headers
+from callplane.observability.metrics import WEBHOOK_DELIVERIES, WEBHOOK_LAG
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class ClaimedDelivery:
     secret: str | None  # the signing secret, decrypted; never logged
     blocked: str | None  # why it must not be sent at all (endpoint deleted or disabled)
     basic_auth: tuple[str, str] | None = None  # (username, encrypted password); never logged
+    created_at: datetime | None = None  # when the outbox row was written: the lag metric's start
 
     def __repr__(self) -> str:
         return f"ClaimedDelivery(id={self.id!r}, kind={self.kind!r}, event_type={self.event_type!r})"
@@ -161,6 +163,11 @@ def _log_result(claimed: ClaimedDelivery, outcome: Outcome, owned: bool) -> None
         log.warning("delivery attempt failed", extra={"fields": fields | {"error": outcome.error}})
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back naive; they were written in UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
 def _where(url: str) -> str:
     """host:port only: URLs may carry credentials or tokens, which never reach a log or ``last_error``."""
     parsed = httpx.URL(url)
@@ -234,7 +241,17 @@ class DeliveryWorker:
                     update(DELIVERIES)
                     .where(d.id.in_(due.scalar_subquery()))
                     .values(lease_expires_at=lease)
-                    .returning(d.id, d.kind, d.endpoint_id, d.url, d.event_type, d.payload, d.attempts, d.max_attempts)
+                    .returning(
+                        d.id,
+                        d.kind,
+                        d.endpoint_id,
+                        d.url,
+                        d.event_type,
+                        d.payload,
+                        d.attempts,
+                        d.max_attempts,
+                        d.created_at,
+                    )
                     .execution_options(synchronize_session=False)
                 )
             ).all()
@@ -287,6 +304,7 @@ class DeliveryWorker:
             secret=secret,
             blocked=blocked,
             basic_auth=basic_auth,
+            created_at=_utc(row.created_at),
         )
 
     async def record(self, claimed: ClaimedDelivery, outcome: Outcome) -> bool:
@@ -352,7 +370,19 @@ class DeliveryWorker:
                     )
         for (claimed, outcome), ours in zip(results, owned, strict=True):
             _log_result(claimed, outcome, ours)
+            if ours:  # counted where the result is written, once per attempt, by the worker that owns it
+                self._count(claimed, outcome, now)
         return owned
+
+    def _count(self, claimed: ClaimedDelivery, outcome: Outcome, now: datetime) -> None:
+        if outcome.delivered:
+            WEBHOOK_DELIVERIES.labels(claimed.kind, "delivered").inc()
+            if claimed.created_at is not None:
+                WEBHOOK_LAG.labels(claimed.kind).observe(max(0.0, (now - claimed.created_at).total_seconds()))
+            return
+        attempts = claimed.attempts + (1 if outcome.sent else 0)
+        gave_up = outcome.permanent or attempts >= claimed.max_attempts
+        WEBHOOK_DELIVERIES.labels(claimed.kind, "failed" if gave_up else "retry").inc()
 
     def _result_values(self, claimed: ClaimedDelivery, outcome: Outcome, now: datetime) -> dict[str, Any]:
         attempts = claimed.attempts + (1 if outcome.sent else 0)

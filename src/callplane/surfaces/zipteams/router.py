@@ -8,6 +8,7 @@ from fastapi.responses import Response
 from callplane.core.ingestion import service as ingestion
 from callplane.core.tenancy.access import check_partner_may_ingest, partner_sub_tenant
 from callplane.errors import PermissionDenied
+from callplane.observability.metrics import INGESTION_REJECTED
 from callplane.surfaces.context import app_context
 from callplane.surfaces.http import BodyTooLarge, JsonBodyError, JsonRoute, json_response, read_json
 from callplane.surfaces.zipteams import errors
@@ -56,6 +57,7 @@ async def ingest_batch(request: Request) -> Response:
             return errors.validation_failed([{"field": "body", "message": "body must be valid JSON"}])
         submissions, field_errors = parse_batch(body)
         if field_errors:
+            INGESTION_REJECTED.labels("batch", "invalid_input").inc()  # the only batch refusal core never sees
             return errors.validation_failed([error.as_dict() for error in field_errors])
         await ingestion.accept_batch(
             session=session, principal=principal, organization_id=sub_tenant.id, submissions=submissions

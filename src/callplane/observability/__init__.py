@@ -1,0 +1,1 @@
+"""Prometheus metrics and OpenTelemetry traces: one registry every layer (core, media, live, surfaces) may import."""
