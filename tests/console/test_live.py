@@ -127,6 +127,11 @@ def test_a_live_sipp_call_appears_and_disappears(voice_console: VoiceConsole, pa
             expect(page.locator("#live-calls")).to_contain_text("No calls in progress.")
             output, _ = caller.communicate(timeout=60)
             assert caller.returncode == 0, output.decode(errors="replace")[-2000:]
+            page.goto(f"{base}/console/calls/{call_id}")  # the finished call's timeline
+            timeline = page.locator("#timeline")
+            expect(timeline).to_contain_text("inbound call started (sipp)")
+            expect(timeline).to_contain_text("answered")
+            expect(timeline).to_contain_text(re.compile(r"ended finished \(hung up by (api|platform)"))
         finally:
             if caller.poll() is None:
                 caller.kill()

@@ -291,6 +291,33 @@ class CallView:
     transcript: dict[str, Any] | None  # transcript_document, when there is one
     events: list[Event]
     voice: VoiceCall | None
+    timeline: list[tuple[datetime, str]]  # what happened to the call, in time order
+
+
+def _timeline(
+    call: Call, voice: VoiceCall | None, events: list[Event], deliveries: list[Delivery]
+) -> list[tuple[datetime, str]]:
+    """The call's moments: the voice leg's states, stored events and the webhooks sent about it."""
+    moments: list[tuple[datetime, str]] = [(event.created_at, event.type) for event in events]
+    if voice is not None:
+        moments.append((voice.created_at, f"{voice.direction.lower()} call started ({voice.endpoint_user})"))
+        if voice.ringing_at:
+            moments.append((voice.ringing_at, "ringing"))
+        if voice.answered_at:
+            moments.append((voice.answered_at, "answered"))
+        if voice.ended_at:
+            detail = ", ".join(
+                part
+                for part in (
+                    f"hung up by {voice.hangup_source.lower()}" if voice.hangup_source else "",
+                    f"SIP {voice.sip_status} {voice.sip_reason or ''}".strip() if voice.sip_status else "",
+                )
+                if part
+            )
+            moments.append((voice.ended_at, f"ended {voice.state.lower()}" + (f" ({detail})" if detail else "")))
+    for delivery in deliveries:
+        moments.append((delivery.created_at, f"webhook {delivery.event_type}: {delivery.status}"))
+    return sorted(moments, key=lambda moment: moment[0])
 
 
 async def call_view(session: AsyncSession, viewer: Viewer, call_id: str) -> CallView:
@@ -304,13 +331,20 @@ async def call_view(session: AsyncSession, viewer: Viewer, call_id: str) -> Call
     )
     events = list(await session.scalars(select(Event).where(Event.call_id == call.id).order_by(Event.id).limit(500)))
     account = await session.get(Account, call.account_id)
+    voice = await session.get(VoiceCall, call.id)
+    sent = list(
+        await session.scalars(
+            select(Delivery).where(Delivery.call_id == call.id).order_by(Delivery.created_at).limit(200)
+        )
+    )
     return CallView(
         call=call,
         account_name=account.name if account else "",
         details=details,
         transcript=document,
         events=events,
-        voice=await session.get(VoiceCall, call.id),
+        voice=voice,
+        timeline=_timeline(call, voice, events, sent),
     )
 
 
