@@ -25,7 +25,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchlib import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLPLANE = [sys.executable, "-m", "callplane"]
@@ -91,12 +91,6 @@ done = function(summary, latency, requests)
     summary.errors.timeout))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def create_postgres_database() -> tuple[str, str]:

@@ -28,7 +28,6 @@ import gc
 import os
 import resource
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -37,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from benchlib import load_average, own_cpu_seconds, process_cpu_seconds, ratio
+from benchlib import free_udp_port, load_average, own_cpu_seconds, process_cpu_seconds, ratio
 from rtp_floor import FloorWork, measure_floor
-from sipp_floor import FLOOR_CALLEE, sipp_counter, sipp_current_calls, tone_pcap
+from sipp_floor import FLOOR_CALLEE, caller_scenario, sipp_counter, sipp_current_calls, tone_pcap
 
 os.sched_setaffinity(0, {0})  # before sippy starts any thread: every engine thread inherits CPU 0
 
@@ -50,79 +49,16 @@ from callplane.media.engine import CallEnded, EngineConfig, IncomingCall, Speech
 from callplane.media.g711 import PayloadType  # noqa: E402
 from callplane.media.sdp import Negotiated  # noqa: E402
 
-LOAD_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="bench caller">
-  <send retrans="500"><![CDATA[
-
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-      To: [service] <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[local_ip_type] [local_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-
-    ]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rtd="true"/>
-  <send><![CDATA[
-
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]></send>
-  <nop><action><exec play_pcap_audio="PCAP"/></action></nop>
-  <pause milliseconds="HOLD_MS"/>
-  <send retrans="500"><![CDATA[
-
-      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]></send>
-  <recv response="200" crlf="true"/>
-</scenario>
-"""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+LOAD_SCENARIO = caller_scenario(
+    '  <nop><action><exec play_pcap_audio="PCAP"/></action></nop>\n  <pause milliseconds="HOLD_MS"/>\n'
+)
 
 
 def _sipp_caller(scenario: Path, target: int, hold_s: float, sip_port: int) -> list[str]:
     """sipp on CPU 1 holding `target` calls of the load scenario, 2 x target in all."""
     return [
-        "taskset", "-c", "1", "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(_free_port()),
-        "-mp", str(_free_port() & ~1), f"127.0.0.1:{sip_port}", "-s", "bench",
+        "taskset", "-c", "1", "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(free_udp_port()),
+        "-mp", str(free_udp_port() & ~1), f"127.0.0.1:{sip_port}", "-s", "bench",
         "-l", str(target), "-r", f"{max(1.0, target / hold_s):.2f}", "-m", str(target * 2), "-nostdin",
         "-timeout", f"{int(hold_s * 8 + 60)}s",
     ]  # fmt: skip
@@ -130,11 +66,11 @@ def _sipp_caller(scenario: Path, target: int, hold_s: float, sip_port: int) -> l
 
 async def _sipp_floor_level(target: int, hold_s: float, workdir: Path) -> tuple[float, int, int, int]:
     """The same caller against sipp echoing every packet (CPU 0): median CPU % per call at target, peak, ok, failed."""
-    callee, stat_file, sip_port = workdir / "floor-callee.xml", workdir / "callee-stat.csv", _free_port()
+    callee, stat_file, sip_port = workdir / "floor-callee.xml", workdir / "callee-stat.csv", free_udp_port()
     callee.write_text(FLOOR_CALLEE)
     answering = await asyncio.create_subprocess_exec(
         "taskset", "-c", "0", "sipp", "-sf", str(callee), "-i", "127.0.0.1", "-p", str(sip_port),
-        "-mp", str(_free_port() & ~1), "-rtp_echo", "-m", str(target * 2), "-nostdin",
+        "-mp", str(free_udp_port() & ~1), "-rtp_echo", "-m", str(target * 2), "-nostdin",
         "-trace_stat", "-stf", str(stat_file), "-fd", "1", "-timeout", f"{int(hold_s * 8 + 60)}s",
         cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
@@ -188,7 +124,7 @@ async def _sipp_level(target: int, hold_s: float, workdir: Path) -> LevelResult:
 
     low = 20000
     engine = SippyCallEngine(
-        EngineConfig(sip_port=_free_port(), rtp_port_range=(low, low + 8000), cache_dir=workdir / "cache")
+        EngineConfig(sip_port=free_udp_port(), rtp_port_range=(low, low + 8000), cache_dir=workdir / "cache")
     )
     await engine.start()
     engine.clock.stats.lateness_ms.clear()

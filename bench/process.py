@@ -25,7 +25,6 @@ import os
 import resource
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-from benchlib import ffmpeg_cli_floor
+from benchlib import ffmpeg_cli_floor, free_port
 
 CALLPLANE = [sys.executable, "-m", "callplane"]
 TICK = os.sysconf("SC_CLK_TCK")
@@ -55,12 +54,6 @@ LINES_B = (
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ffmpeg(*args: str | Path) -> None:

@@ -35,10 +35,8 @@ import http.server
 import json
 import os
 import platform
-import resource
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from benchlib import free_port, load_average, peak_rss_mb
 from whisper_floor import PlainWhisper
 
 from callplane.core.transcripts import AsrSettings, Transcript, ensure_registry_model, merge_turns
@@ -91,10 +90,6 @@ LONG_CALL = ScriptedCall(
 )
 
 
-def load_average() -> str:
-    return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
 class PlainFloor(PlainWhisper):
     """Plain faster-whisper on the same model (bench/whisper_floor.py), scored against the call's reference."""
 
@@ -127,10 +122,6 @@ def channel_wer(reference: CallReference, transcript: Transcript) -> dict[str, t
 
 def order_ok(reference: CallReference, transcript: Transcript) -> bool:
     return [t.speaker.value for t in merge_turns(transcript) if t.speaker] == reference.speaker_order
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def timed(engine: FasterWhisperEngine, path: Path, language: str) -> tuple[Transcript, float]:
@@ -294,12 +285,6 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _rss_of(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -322,7 +307,7 @@ def end_to_end(recording: Path, models_dir: Path, reference: CallReference, floo
     )
     threading.Thread(target=files.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{files.server_address[1]}/{recording.name}"
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [*CALLPLANE, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

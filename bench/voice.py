@@ -29,9 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import os
-import resource
 import shutil
-import socket
 import statistics
 import struct
 import sys
@@ -44,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchlib import process_cpu_seconds
-from sipp_floor import FLOOR_CALLEE, sipp_counter, sipp_current_calls, tone_pcap
+from benchlib import free_port, free_udp_port, own_cpu_seconds, process_cpu_seconds
+from sipp_floor import FLOOR_CALLEE, caller_scenario, sipp_counter, sipp_current_calls, tone_pcap
 
 from callplane.media import g711
 from callplane.media.engine import (
@@ -59,75 +57,13 @@ from callplane.media.g711 import PayloadType
 
 EXPECTED_DIGITS = "12"
 
-SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="voice bench caller">
-  <send retrans="500"><![CDATA[
-
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-      To: [service] <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[local_ip_type] [local_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-
-    ]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rtd="true"/>
-  <send><![CDATA[
-
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]></send>
-  TONE_PLAY
-  <pause milliseconds="TONE_MS"/>
-  <nop><action><exec play_pcap_audio="DTMF_PCAP"/></action></nop>
-  <pause milliseconds="1400"/>
-  <send retrans="500"><![CDATA[
-
-      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]></send>
-  <recv response="200" crlf="true"/>
-</scenario>
-"""
+SCENARIO = caller_scenario(
+    "  TONE_PLAY\n"
+    '  <pause milliseconds="TONE_MS"/>\n'
+    '  <nop><action><exec play_pcap_audio="DTMF_PCAP"/></action></nop>\n'
+    '  <pause milliseconds="1400"/>\n'
+)
 DTMF_TAIL_S = 1.4  # the digits' pcap (about 1 s) and the pause before BYE
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _pcap(path: Path, packets: list[tuple[int, bytes]]) -> None:
@@ -159,11 +95,6 @@ def _dtmf_pcap(path: Path, digits: str) -> None:
         at_ms += 200
         timestamp += 8000  # a new event: a new timestamp
     _pcap(path, packets)
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class _ReceiveMeter:
@@ -233,7 +164,7 @@ async def _run(
     from callplane.media.sip import SippyCallEngine  # imported after main() pinned us; sippy starts threads
 
     engine = SippyCallEngine(
-        EngineConfig(sip_port=_free_port(), rtp_port_range=(20000, 28000), cache_dir=workdir / "cache")
+        EngineConfig(sip_port=free_udp_port(), rtp_port_range=(20000, 28000), cache_dir=workdir / "cache")
     )
     await engine.start()
     events = engine.subscribe()
@@ -283,8 +214,8 @@ async def _run(
         .replace("DTMF_PCAP", str(dtmf_pcap))
     )
     sipp = await asyncio.create_subprocess_exec(
-        "taskset", "-c", "1", "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(_free_port()),
-        "-mp", str(_free_port() & ~1), f"127.0.0.1:{engine.config.sip_port}", "-s", "bench",
+        "taskset", "-c", "1", "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(free_udp_port()),
+        "-mp", str(free_udp_port() & ~1), f"127.0.0.1:{engine.config.sip_port}", "-s", "bench",
         "-l", str(limit), "-r", f"{rate:.2f}", "-m", str(total), "-nostdin",
         *(["-rtp_echo"] if caller_audio == "echo" else []),
         "-timeout", f"{int(total / rate + hold_s * 4 + 60)}s",
@@ -292,7 +223,7 @@ async def _run(
     )  # fmt: skip
     runner = asyncio.create_task(dispatcher())
     started = time.monotonic()
-    cpu_before, wall_before = _cpu_seconds(), time.monotonic()
+    cpu_before, wall_before = own_cpu_seconds(), time.monotonic()
     cpu_start = cpu_before
     meter = _ReceiveMeter(engine)
     steady_from = 0.9 * (limit if label == "level" else rate * hold_s)
@@ -301,7 +232,7 @@ async def _run(
             await asyncio.wait_for(sipp.wait(), 1.0)
         except TimeoutError:
             pass
-        cpu_now, wall_now = _cpu_seconds(), time.monotonic()
+        cpu_now, wall_now = own_cpu_seconds(), time.monotonic()
         received = meter.delta()
         concurrency = engine.clock.channel_count
         run.peak = max(run.peak, concurrency)
@@ -313,7 +244,7 @@ async def _run(
             run.rx_samples.append(received / (wall_now - wall_before) / max(concurrency, 1))
         cpu_before, wall_before = cpu_now, wall_now
     run.seconds = time.monotonic() - started
-    run.cpu_s_total = _cpu_seconds() - cpu_start
+    run.cpu_s_total = own_cpu_seconds() - cpu_start
     run.lateness_p99_ms = engine.clock.stats.lateness_percentiles()["p99"]
     run.hold_s = hold_s
     output = (await sipp.stdout.read()).decode(errors="replace") if sipp.stdout else ""
@@ -418,7 +349,7 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
     """`callplane serve` (voice on, pinned to CPU 0) answers sipp's calls as the application commands."""
     import httpx
 
-    http_port, sip_port, hook_port = _free_port_tcp(), _free_port(), _free_port_tcp()
+    http_port, sip_port, hook_port = free_port(), free_udp_port(), free_port()
     env = {
         **os.environ,
         "CALLPLANE_ENVIRONMENT": "development",
@@ -475,8 +406,8 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
             .replace("DTMF_PCAP", str(dtmf_pcap))
         )
         sipp = await asyncio.create_subprocess_exec(
-            "taskset", "-c", "1", "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(_free_port()),
-            "-mp", str(_free_port() & ~1), f"127.0.0.1:{sip_port}", "-s", called, "-rtp_echo",
+            "taskset", "-c", "1", "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(free_udp_port()),
+            "-mp", str(free_udp_port() & ~1), f"127.0.0.1:{sip_port}", "-s", called, "-rtp_echo",
             "-l", str(limit), "-r", f"{rate:.2f}", "-m", str(total), "-nostdin",
             "-timeout", f"{int(total / rate + hold_s * 4 + 90)}s",
             cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -544,20 +475,20 @@ async def _floor_run(*, limit: int, rate: float, total: int, hold_s: float, work
         .replace("DTMF_PCAP", str(dtmf_pcap))
     )
     callee.write_text(FLOOR_CALLEE)
-    sip_port = _free_port()
+    sip_port = free_udp_port()
     run = Run("floor", limit, total)
     stat_file = workdir / "callee-stat.csv"
     answering = await asyncio.create_subprocess_exec(
         "taskset", "-c", "0", "sipp", "-sf", str(callee), "-i", "127.0.0.1", "-p", str(sip_port),
-        "-mp", str(_free_port() & ~1), "-rtp_echo", "-m", str(total), "-nostdin",
+        "-mp", str(free_udp_port() & ~1), "-rtp_echo", "-m", str(total), "-nostdin",
         "-trace_stat", "-stf", str(stat_file), "-fd", "1",
         "-timeout", f"{int(total / rate + hold_s * 4 + 60)}s",
         cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     await asyncio.sleep(0.5)
     calling = await asyncio.create_subprocess_exec(
-        "taskset", "-c", "1", "sipp", "-sf", str(caller), "-i", "127.0.0.1", "-p", str(_free_port()),
-        "-mp", str(_free_port() & ~1), f"127.0.0.1:{sip_port}", "-s", "floor",
+        "taskset", "-c", "1", "sipp", "-sf", str(caller), "-i", "127.0.0.1", "-p", str(free_udp_port()),
+        "-mp", str(free_udp_port() & ~1), f"127.0.0.1:{sip_port}", "-s", "floor",
         "-l", str(limit), "-r", f"{rate:.2f}", "-m", str(total), "-nostdin",
         "-timeout", f"{int(total / rate + hold_s * 4 + 60)}s",
         cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -659,12 +590,6 @@ def _print_comparison(rows: list[tuple[int, Run | None, Run | None, Run | None]]
             + f"  {_ratio(ms(engine), ms(floor)):>12}"
             + (f"  {_ratio(ms(main_run), ms(floor)):>9}" if api else "")
         )
-
-
-def _free_port_tcp() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _row(run: Run) -> str:

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from benchlib import free_port
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -58,16 +59,10 @@ async def app(scope, receive, send):
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def receiver(workdir: Path) -> Iterator[str]:
     (workdir / "bench_receiver.py").write_text(RECEIVER_APP)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bench_receiver:app", "--port", str(port), "--log-level", "warning",
          "--no-access-log", "--http", "httptools", "--loop", "uvloop"],
