@@ -1,4 +1,4 @@
-"""The sipp pieces the voice and media benchmarks share, and their floor: sipp calling sipp, no engine in the path.
+"""The sipp pieces the voice, media and relay benchmarks share, and their floor: sipp calling sipp, no engine.
 
 The floor's callee answers and echoes every RTP packet back (`-rtp_echo`: a receive and a send per packet, the
 least any media server does); the benchmark's own caller scenario places the same calls against it.
