@@ -1,7 +1,7 @@
 """The dispatch point between a `VoiceService` command and the node that carries the call.
 
 A `VoiceService` method marked `@relayed` runs here when this process carries the call (the in-process path: one
-dictionary lookup, no table), and otherwise goes to the service's `relay` (core/voice/relay.py), which sends it
+dictionary lookup, no table), and otherwise goes to the service's `relay` (live/relay.py), which sends it
 to the owning media node and answers with that node's outcome. A command the relay runs on a node executes with
 `running_relayed` set, so the node never relays it onward: it runs it and answers with whatever it raises.
 """
