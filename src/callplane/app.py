@@ -16,7 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from callplane import __version__
 from callplane.logging import configure_logging
 from callplane.media.engine import CallEngine
-from callplane.observability.asgi import install_metrics, observe_request
+from callplane.observability.asgi import TracingMiddleware, install_metrics, observe_request
+from callplane.observability.tracing import configure_tracing
 from callplane.runtime import build_context, supervised
 from callplane.settings import Settings
 from callplane.surfaces.admin.call_tracking import router as admin_call_tracking_router
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, *, call_engine: CallEngine | No
     )
     app.add_middleware(NulGuardMiddleware)  # NUL in a path or query: the surface's 4xx, before routing
     app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(TracingMiddleware, enabled=configure_tracing(settings))  # off unless CALLPLANE_TRACE_EXPORTER
     app.include_router(invoca_router)
     app.include_router(invoca_transcripts_router)
     app.include_router(zipteams_router)

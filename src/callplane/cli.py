@@ -164,7 +164,9 @@ def worker(
 
     async def run() -> None:
         from callplane.observability.endpoint import serve_metrics_for
+        from callplane.observability.tracing import configure_tracing
 
+        configure_tracing(settings)  # a job's run continues the trace of the request that queued it
         engine = create_engine(settings)
         metrics_server = await serve_metrics_for(settings)  # a worker has no API to mount /metrics on
         stop = asyncio.Event()

@@ -39,6 +39,7 @@ from callplane.media.engine import CallEngine, EngineConfig
 from callplane.media.sip import SippyCallEngine
 from callplane.observability.endpoint import serve_metrics_for
 from callplane.observability.metrics import watch_live_calls
+from callplane.observability.tracing import configure_tracing
 from callplane.settings import Settings
 from callplane.surfaces.context import AppContext
 from callplane.surfaces.infobip.calls_mapping import InfobipEventRenderer
@@ -369,6 +370,7 @@ async def run_media_node(settings: Settings, *, health: tuple[str, int] | None =
 
         server = await asyncio.start_server(healthz, health[0], health[1])
     metrics_server = await serve_metrics_for(settings)  # a media node has no API to mount /metrics on
+    configure_tracing(settings)  # deliveries of its calls' events continue the traces that wrote them
     log.info("media node running", extra={"fields": {"node": voice.node_id if voice else None}})
     try:
         await stop.wait()

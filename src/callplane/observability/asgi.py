@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from starlette.types import Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callplane.observability.endpoint import authorized, exposition
 from callplane.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
+from callplane.observability.tracing import server_span
 
 UNMATCHED = "unmatched"  # a path no route matched: one label value, never the raw path
 
@@ -38,3 +39,35 @@ def install_metrics(app: FastAPI, tokens: tuple[str, ...]) -> None:
                 "a bearer token is required\n", status_code=401, headers={"www-authenticate": 'Bearer realm="metrics"'}
             )
         return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+class TracingMiddleware:
+    """A server span per HTTP request when tracing is on (settings.trace_exporter), named after the route template;
+    what the request writes (jobs, deliveries) carries its traceparent. Passes straight through when off."""
+
+    def __init__(self, app: ASGIApp, *, enabled: bool) -> None:
+        self.app = app
+        self.enabled = enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.enabled or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers", [])}
+        with server_span(headers) as span:
+            status = 500
+
+            async def watch(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, watch)
+            finally:
+                route = route_template(scope)
+                span.update_name(f"{scope['method']} {route}")
+                span.set_attributes(
+                    {"http.request.method": scope["method"], "http.route": route, "http.response.status_code": status}
+                )

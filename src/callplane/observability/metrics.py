@@ -1,6 +1,6 @@
 """Every Prometheus series callplane exports, defined once; instrumented code imports the one it moves.
 
-This module imports nothing of callplane's, so core, media, live and the surfaces may all import it (the
+This module imports nothing of callplane's but tracing.py, so core, media, live and the surfaces may all import it (the
 import-linter contracts in pyproject.toml hold). Labels are bounded: route templates never raw paths, stages, kinds,
 reasons and status codes never call ids. docs/observability.md lists the series and what each one is for.
 
@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from callplane.observability.tracing import tracer
 
 # Latency buckets: HTTP answers in milliseconds, job stages and webhook lag in seconds to hours.
 _HTTP_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -184,7 +186,8 @@ def timed_stage(stage: str) -> Iterator[None]:
     started = time.perf_counter()
     outcome = "failed"
     try:
-        yield
+        with tracer.start_as_current_span(f"stage {stage}"):  # what the stage writes (events) is in its trace
+            yield
         outcome = "succeeded"
     finally:
         running.dec()

@@ -42,5 +42,7 @@ class Job(Base):
     history: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The W3C traceparent of the span that queued it: the worker continues that trace (observability/tracing.py).
+    trace_context: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_jobs_claim", "status", "run_after"),)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callplane.core.jobs.models import Job, JobStatus
 from callplane.db.base import new_id
 from callplane.observability.metrics import JOB_QUEUE_DELAY, JOBS_CLAIMED, JOBS_ENQUEUED
+from callplane.observability.tracing import current_traceparent
 
 JOBS = cast(Table, Job.__table__)
 # Attempts of a job whose enqueuer names none; processes pass Settings.job_max_attempts (same default) instead.
@@ -58,6 +59,7 @@ def job_row(
         "run_after": run_after or now,
         "created_at": now,
         "updated_at": now,
+        "trace_context": current_traceparent(),  # the worker continues this trace (observability/tracing.py)
     }
 
 
@@ -92,6 +94,7 @@ class ClaimedJob:
     stage: str | None
     attempts: int
     max_attempts: int
+    trace_context: str | None = None
 
 
 def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
@@ -140,6 +143,7 @@ async def claim(
             JOBS.c.stage,
             JOBS.c.attempts,
             JOBS.c.max_attempts,
+            JOBS.c.trace_context,
             JOBS.c.run_after,
         )
         .execution_options(synchronize_session=False)

@@ -17,6 +17,7 @@ from callplane.core.pipeline import processing
 from callplane.core.pipeline.processing import STAGES, ProcessingEnvironment
 from callplane.errors import CallplaneError
 from callplane.observability.metrics import JOB_FAILURES, timed_stage
+from callplane.observability.tracing import continued
 
 log = logging.getLogger("callplane.worker")
 
@@ -125,6 +126,12 @@ class PipelineWorker:
                     return
 
     async def _run_job(self, job: queue.ClaimedJob) -> None:
+        # The run continues the trace of the request that queued the job (a no-op unless tracing is on).
+        with continued(f"job {job.kind}", job.trace_context) as span:
+            span.set_attribute("callplane.attempt", job.attempts)
+            await self._run_stages(job)
+
+    async def _run_stages(self, job: queue.ClaimedJob) -> None:
         assert job.call_id is not None
         heartbeat = asyncio.create_task(self._keep_lease(job))
         stage: str | None = job.stage or STAGES[0][0]

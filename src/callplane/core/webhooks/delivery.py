@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, Self, cast
 
 import httpx
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -44,6 +45,7 @@ from callplane.core.webhooks.errors import DeliveryTargetRefused
 from callplane.core.webhooks.models import Delivery, DeliveryKind, DeliveryStatus, WebhookEndpoint
 from callplane.core.webhooks.signing import ID_HEADER, TIMESTAMP_HEADER, signature_headers
 from callplane.observability.metrics import WEBHOOK_DELIVERIES, WEBHOOK_LAG
+from callplane.observability.tracing import continued
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,7 @@ class ClaimedDelivery:
     blocked: str | None  # why it must not be sent at all (endpoint deleted or disabled)
     basic_auth: tuple[str, str] | None = None  # (username, encrypted password); never logged
     created_at: datetime | None = None  # when the outbox row was written: the lag metric's start
+    trace_context: str | None = None  # the traceparent of the span that wrote the row: the POST continues it
 
     def __repr__(self) -> str:
         return f"ClaimedDelivery(id={self.id!r}, kind={self.kind!r}, event_type={self.event_type!r})"
@@ -251,6 +254,7 @@ class DeliveryWorker:
                         d.attempts,
                         d.max_attempts,
                         d.created_at,
+                        d.trace_context,
                     )
                     .execution_options(synchronize_session=False)
                 )
@@ -305,6 +309,7 @@ class DeliveryWorker:
             blocked=blocked,
             basic_auth=basic_auth,
             created_at=_utc(row.created_at),
+            trace_context=row.trace_context,
         )
 
     async def record(self, claimed: ClaimedDelivery, outcome: Outcome) -> bool:
@@ -466,7 +471,11 @@ class DeliveryWorker:
 
         async def one(item: ClaimedDelivery) -> Outcome:
             async with gate:
-                return await self.send(item)
+                # Continues the trace of what wrote the row (a job's stage, an API request); no-op when tracing is off.
+                with continued(f"deliver {item.event_type}", item.trace_context, kind=SpanKind.CLIENT) as span:
+                    outcome = await self.send(item)
+                    span.set_attribute("http.response.status_code", outcome.status_code or 0)
+                    return outcome
 
         outcomes = await asyncio.gather(*(one(item) for item in claimed), return_exceptions=True)
         results: list[tuple[ClaimedDelivery, Outcome]] = []

@@ -10,6 +10,7 @@ from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callplane.db.base import Base, new_id, utcnow
+from callplane.observability.tracing import current_traceparent
 
 
 class WebhookEndpoint(Base):
@@ -60,5 +61,7 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+    # The W3C traceparent of the span that wrote it (a job's, an API request's): its POST continues that trace.
+    trace_context: Mapped[str | None] = mapped_column(String(64), default=current_traceparent)
 
     __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
