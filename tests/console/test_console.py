@@ -24,6 +24,11 @@ def test_sign_in_filter_and_sign_out(console: Console, page: Page) -> None:
     cookie = next(c for c in page.context.cookies() if c["name"] == "callplane_console")
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
     assert console.network.token not in cookie["value"]
+    page.context.add_cookies([cookie | {"value": cookie["value"][:-4] + "AAAA"}])  # altered: signed out
+    page.goto(f"{console.base_url}/console/calls")
+    expect(page).to_have_url(re.compile(r"/console/login\?next="))
+    page.context.add_cookies([cookie])
+    page.goto(f"{console.base_url}/console/calls")
     rows = page.locator("tr[data-call-id]")
     expect(rows).to_have_count(2)  # this tenant's two calls, not the other tenant's
     console.screenshot(page, "calls")
@@ -128,6 +133,13 @@ def test_retry_a_failed_call_and_see_it_complete(console: Console, page: Page) -
 
     wait_until(completed, timeout=300, every=1.0)
     expect(page.get_by_role("button", name="Retry processing")).to_have_count(0)
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+    again = page.context.request.post(
+        f"{console.base_url}/console/calls/{console.failed_call_id}/retry",
+        form={"csrf": csrf},
+        headers={"Origin": console.base_url},
+    )
+    assert again.status == 409 and "only a failed call can be retried" in again.text()
     expect(page.locator("#player")).to_have_attribute("data-ready", "true")
     assert page.locator(".word").count() > 5
 

@@ -123,6 +123,11 @@ def page(request: Request, name: str, viewer: Viewer | None, status_code: int = 
     return response
 
 
+def error_page(request: Request, viewer: Viewer, status_code: int, message: str) -> HTMLResponse:
+    """What went wrong, as a page of the console (the data API answers JSON instead)."""
+    return page(request, "error.html", viewer, status_code, message=message)
+
+
 def redirect(location: str) -> Response:
     return Response(status_code=303, headers={"Location": location, **SECURITY_HEADERS})
 
@@ -297,8 +302,14 @@ CSV_COLUMNS = (
 
 def _csv_cell(value: object) -> str:
     text = "" if value is None else str(value)
-    # A cell starting with a formula character would run as a formula in a spreadsheet: keep it text.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    # A cell starting with a formula character would run as a formula in a spreadsheet: keep it text (a signed
+    # number such as an E.164 phone number stays as it is).
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _SIGNED_NUMBER.match(text):
+        return "'" + text
+    return text
+
+
+_SIGNED_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
 
 
 @router.get("/calls.csv", response_model=None)
@@ -457,7 +468,7 @@ async def retry(request: Request, call_id: str, viewer: PageViewer, session: Ses
     except CallNotFound:
         return page(request, "not_found.html", viewer, 404, what="call")
     except CallNotRetryable as error:
-        raise HTTPException(409, error.message) from error
+        return error_page(request, viewer, 409, error.message)
     return redirect(f"/console/calls/{call_id}")
 
 
@@ -586,7 +597,7 @@ async def create_token(
                 session, viewer, name=form.get("name", ""), account_id=form.get("account_id")
             )
     except CallplaneError as error:
-        raise HTTPException(422, error.message) from error
+        return error_page(request, viewer, 422, error.message)
     context.lookups.invalidate()
     return page(
         request,
@@ -600,13 +611,13 @@ async def create_token(
 
 @router.post("/tokens/{token_id}/revoke", response_model=None)
 async def revoke_token(
-    token_id: str, viewer: PageViewer, session: SessionDep, context: ContextDep, _form: FormDep
+    request: Request, token_id: str, viewer: PageViewer, session: SessionDep, context: ContextDep, _form: FormDep
 ) -> Response:
     try:
         async with session.begin():
             await queries.revoke_token(session, viewer, token_id)
     except CallplaneError as error:
-        raise HTTPException(404, error.message) from error
+        return error_page(request, viewer, 404, error.message)
     context.lookups.invalidate()  # the API stops accepting it in this process at once
     return redirect("/console/tokens")
 
@@ -624,12 +635,14 @@ async def webhooks_page(request: Request, viewer: PageViewer, session: SessionDe
 
 
 @router.post("/webhooks/deliveries/{delivery_id}/redeliver", response_model=None)
-async def redeliver(delivery_id: str, viewer: PageViewer, session: SessionDep, _form: FormDep) -> Response:
+async def redeliver(
+    request: Request, delivery_id: str, viewer: PageViewer, session: SessionDep, _form: FormDep
+) -> Response:
     try:
         async with session.begin():
             await queries.redeliver(session, viewer, delivery_id)
     except CallplaneError as error:
-        raise HTTPException(404, error.message) from error
+        return error_page(request, viewer, 404, error.message)
     return redirect("/console/webhooks")
 
 
