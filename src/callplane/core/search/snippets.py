@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import html
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
 from operator import attrgetter, itemgetter
 from typing import Any, Literal
 
-from callplane.core.search.query import SearchQuery, Term
+from callplane.core.search.query import MAX_QUERY_CHARS, SearchQuery, Term
 
 CONTEXT_CHARS = 60  # shown on each side of a match, cut at a word
 MAX_MATCHES = 5  # per call; ``SearchHit.match_count`` still counts them all
@@ -100,14 +101,14 @@ class _Document:
             self.parts.append("\n")
             self.length += 1
         start = self.length
-        for number, (text, start_s, end_s) in enumerate(pieces):
-            if number:
-                self.parts.append(" ")
-                self.length += 1
-            self.piece_starts.append(self.length)
-            self.piece_times.append((start_s, end_s))
-            self.parts.append(text)
-            self.length += len(text)
+        texts = [text for text, _, _ in pieces]
+        # Each piece starts one space after the end of the one before.
+        if texts:
+            self.piece_starts.extend(accumulate((len(text) + 1 for text in texts[:-1]), initial=start))
+        self.piece_times.extend((start_s, end_s) for _, start_s, end_s in pieces)
+        joined = " ".join(texts)
+        self.parts.append(joined)
+        self.length += len(joined)
         self.blocks.append(_Block(start, self.length, speaker))
 
     def matches(self, query: SearchQuery) -> tuple[list[Match], int]:
@@ -141,7 +142,8 @@ class _Document:
         if cut_start > block.start:
             fragments.append(Fragment("… ", False))
         position = cut_start
-        for mark_start, mark_end in spans:
+        nearby = spans[bisect_left(spans, (cut_start - MAX_QUERY_CHARS * 4, 0)) : bisect_right(spans, (cut_end, 0))]
+        for mark_start, mark_end in nearby:
             mark_start, mark_end = max(mark_start, position), min(mark_end, cut_end)
             if mark_end <= mark_start:
                 continue
