@@ -7,20 +7,20 @@ account. Every query that takes an id from a URL filters by that scope, so a gue
 from __future__ import annotations
 
 import asyncio
-import base64
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, String, and_, cast, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.call_tracking.models import PromoNumber
 from callplane.core.calls import service as calls
 from callplane.core.calls.errors import CallNotFound
-from callplane.core.calls.models import Call, CallSignal, CallStatus
+from callplane.core.calls.models import Call, CallOrigin, CallSignal, CallStatus
 from callplane.core.contact_center.models import Agent, CcCall, CcCallStatus, Menu
 from callplane.core.events.models import Event
+from callplane.core.ingestion.phones import PhoneNumberError, normalize_phone
 from callplane.core.search import Match, SearchQuery, call_matches, find_matches, parse_query
 from callplane.core.signals.detection import SignalDetector
 from callplane.core.signals.matching import SignalDefinition as SignalRules
@@ -70,8 +70,9 @@ def scoped_calls(viewer: Viewer) -> Select[Call]:
     return statement
 
 
-def _account_filter(column: Any, viewer: Viewer) -> Any:
-    return True if viewer.account_id is None else column == viewer.account_id
+def _account_filter(column: Any, viewer: Viewer) -> ColumnElement[bool]:
+    """Rows of the viewer's account; every row for the admin."""
+    return true() if viewer.account_id is None else column == viewer.account_id
 
 
 # --- the calls list -------------------------------------------------------------------------------------------
@@ -93,8 +94,7 @@ class CallFilters:
 
     def query_items(self) -> list[tuple[str, str]]:
         """The filters as query parameters (for paging links and the CSV export)."""
-        items = [(name, str(value)) for name, value in vars(self).items() if value not in (None, "")]
-        return items
+        return [(name, str(value)) for name, value in vars(self).items() if value not in (None, "")]
 
 
 @dataclass
@@ -117,18 +117,13 @@ class CallPage:
 
 
 def _number_variants(number: str) -> list[str]:
-    from callplane.core.ingestion.phones import PhoneNumberError, normalize_phone
-
+    """The number as typed and in E.164, so "(800) 555-0101" finds +18005550101."""
     variants = [number.strip()]
     try:
         variants.append(normalize_phone(number))
     except PhoneNumberError:
         pass
     return variants
-
-
-def _encode_cursor(call: Call) -> str:
-    return base64.urlsafe_b64encode(f"{call.received_at.isoformat()}|{call.id}".encode()).decode()
 
 
 def filtered_calls(viewer: Viewer, filters: CallFilters, *, search: SearchQuery | None, dialect: str) -> Select[Call]:
@@ -189,7 +184,7 @@ async def list_calls(
             or_(Call.received_at < received_at, and_(Call.received_at == received_at, Call.id < call_id))
         )
     found = list(await session.scalars(statement.order_by(Call.received_at.desc(), Call.id.desc()).limit(limit + 1)))
-    next_cursor = _encode_cursor(found[limit - 1]) if len(found) > limit else None
+    next_cursor = calls.encode_cursor(found[limit - 1]) if len(found) > limit else None
     page = found[:limit]
     return CallPage(rows=await _rows(session, page, search=search), next_cursor=next_cursor)
 
@@ -251,8 +246,6 @@ class FilterOptions:
 
 
 async def filter_options(session: AsyncSession, viewer: Viewer) -> FilterOptions:
-    from callplane.core.calls.models import CallOrigin
-
     campaigns = await session.execute(
         select(Campaign.id, Campaign.name, Campaign.external_id)
         .where(_account_filter(Campaign.account_id, viewer))

@@ -31,7 +31,7 @@ from callplane.errors import CallplaneError, InvalidInput
 from callplane.surfaces.console import queries
 from callplane.surfaces.console import session as sessions
 from callplane.surfaces.console.session import Viewer
-from callplane.surfaces.context import ContextDep, SessionDep
+from callplane.surfaces.context import AppContext, ContextDep, SessionDep
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -64,11 +64,19 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 # --- who is looking -------------------------------------------------------------------------------------------
 
 
+def secret_key(request: Request, context: AppContext) -> str:
+    """The secret key the session cookies are derived from, read once per app (it may live in a file)."""
+    key: str | None = getattr(request.app.state, "console_secret_key", None)
+    if key is None:
+        key = request.app.state.console_secret_key = context.settings.effective_secret_key()
+    return key
+
+
 async def optional_viewer(request: Request, context: ContextDep) -> Viewer | None:
     value = request.cookies.get(sessions.COOKIE)
     if not value:
         return None
-    data = sessions.unseal(context.settings.effective_secret_key(), value)
+    data = sessions.unseal(secret_key(request, context), value)
     if data is None:
         return None
     if data["sub"] == sessions.ADMIN:
@@ -183,9 +191,7 @@ async def login(request: Request, context: ContextDep, session: SessionDep) -> R
         subject = principal.token_id if principal is not None else None
     if subject is None:
         return page(request, "login.html", None, 401, csrf=csrf, next=next_page, error="That token is not valid.")
-    value, _csrf = sessions.seal(
-        context.settings.effective_secret_key(), subject=subject, admin_token=context.admin_token
-    )
+    value, _csrf = sessions.seal(secret_key(request, context), subject=subject, admin_token=context.admin_token)
     response = redirect(next_page)
     response.set_cookie(
         sessions.COOKIE,
