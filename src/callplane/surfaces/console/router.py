@@ -32,6 +32,7 @@ from callplane.surfaces.console import queries
 from callplane.surfaces.console import session as sessions
 from callplane.surfaces.console.session import Viewer
 from callplane.surfaces.context import AppContext, ContextDep, SessionDep
+from callplane.surfaces.http import JsonRoute
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -58,7 +59,8 @@ SECURITY_HEADERS = {
 }
 
 
-router = APIRouter(prefix="/console", include_in_schema=False)
+# JsonRoute like every router (the console's bodies are forms: nothing for it to decode, nothing changes).
+router = APIRouter(prefix="/console", include_in_schema=False, route_class=JsonRoute)
 
 
 # --- who is looking -------------------------------------------------------------------------------------------
