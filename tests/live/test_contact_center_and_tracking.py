@@ -16,6 +16,9 @@ import pytest
 from callplane.testing.engine import BUSY, UNREACHABLE, FarEnd
 from tests.live.support import LiveServer, eventually
 
+# The tests sharing the fake-engine servers run on one xdist worker, which starts each server once.
+pytestmark = pytest.mark.xdist_group("live-fake-engine")
+
 END_USER = "+1 859-657-9625"
 END_USER_E164 = "+18596579625"
 OUTBOUND = "+1 339-219-5276"

@@ -13,6 +13,9 @@ import pytest
 from callplane.testing.engine import FarEnd
 from tests.live.support import CallsApp, LiveServer, Receiver, eventually, serving
 
+# The tests sharing the fake-engine servers run on one xdist worker, which starts each server once.
+pytestmark = pytest.mark.xdist_group("live-fake-engine")
+
 
 @pytest.fixture(scope="module")
 def api_only(live: LiveServer) -> Iterator[str]:
