@@ -325,3 +325,23 @@ def test_agents_and_queues(console: Console, page: Page) -> None:
     sign_in(page, console, console.other.token)
     page.get_by_role("link", name="Agents & queues").click()
     expect(page.get_by_role("table", name="Agents")).not_to_contain_text("ada@example.com")
+
+
+def test_add_and_delete_a_webhook_endpoint(console: Console, page: Page) -> None:
+    sign_in(page, console, console.other.token)
+    page.get_by_role("link", name="Webhooks").click()
+    page.get_by_label("URL").fill("http://hooks.example.com/in")  # plain http to a host not allow-listed
+    page.get_by_role("button", name="Add endpoint").click()
+    expect(page.get_by_role("alert")).to_contain_text("must use https://")
+    page.goto(f"{console.base_url}/console/webhooks")
+    page.get_by_label("URL").fill(console.receiver.url)  # loopback is allow-listed in these tests
+    page.get_by_label("Event types").fill("call.processed")
+    page.get_by_role("button", name="Add endpoint").click()
+    expect(page.get_by_test_id("endpoint-secret")).to_have_text(re.compile(r"^whsec_"))
+    endpoint = page.locator("tr[data-endpoint-id]")
+    expect(endpoint).to_have_count(1)
+    with console.api(console.other.token) as api:
+        listed = api.get("/v1/webhook-endpoints").json()["webhook_endpoints"]
+    assert [(e["url"], e["event_types"]) for e in listed] == [(console.receiver.url, ["call.processed"])]
+    page.get_by_role("button", name=f"Delete endpoint {console.receiver.url}").click()
+    expect(endpoint).to_have_count(0)

@@ -7,9 +7,11 @@ account. Every query that takes an id from a URL filters by that scope, so a gue
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,12 +23,14 @@ from callplane.core.calls.models import Call, CallOrigin, CallSignal, CallStatus
 from callplane.core.contact_center.models import Agent, CcCall, CcCallStatus, Menu
 from callplane.core.events.models import Event
 from callplane.core.ingestion.phones import PhoneNumberError, normalize_phone
+from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.search import Match, SearchQuery, call_matches, find_matches, parse_query
 from callplane.core.signals.detection import SignalDetector
 from callplane.core.signals.matching import SignalDefinition as SignalRules
 from callplane.core.signals.matching import SignalDetection
 from callplane.core.tenancy import service as tenancy
 from callplane.core.tenancy.models import Account, ApiToken, Campaign, CustomDataField, SignalDefinition
+from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.transcripts import service as transcripts
 from callplane.core.transcripts.merge import transcript_from_dict
 from callplane.core.transcripts.models import CallTranscript, TranscriptStatus
@@ -476,6 +480,49 @@ async def webhook_endpoints(session: AsyncSession, viewer: Viewer) -> list[Webho
             .limit(500)
         )
     )
+
+
+def _plain_http_allowed(host: str, policy: TargetPolicy) -> bool:
+    if host.lower() in policy.allowed_hosts:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in network for network in policy.allowed_networks)
+
+
+async def add_webhook_endpoint(
+    session: AsyncSession,
+    viewer: Viewer,
+    *,
+    secret_box: SecretBox,
+    policy: TargetPolicy,
+    url: str,
+    event_types: list[str],
+    account_id: str | None,
+) -> str:
+    """Register an endpoint as the native API does (https, or plain http to an allow-listed host); returns its
+    signing secret, shown this once."""
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not _plain_http_allowed(parts.hostname or "", policy):
+        raise InvalidInput("webhook URLs must use https:// (plain http only for allow-listed hosts)")
+    _endpoint, secret = await webhooks.create_endpoint(
+        session=session,
+        secret_box=secret_box,
+        account_id=_writable_account(viewer, account_id),
+        url=url,
+        event_types=event_types,
+    )
+    return secret
+
+
+async def delete_webhook_endpoint(session: AsyncSession, viewer: Viewer, endpoint_id: str) -> None:
+    endpoint = await session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or (viewer.account_id is not None and endpoint.account_id != viewer.account_id):
+        raise NotFound("webhook endpoint not found")
+    await webhooks.delete_endpoint(session=session, account_id=endpoint.account_id, endpoint_id=endpoint.id)
 
 
 async def deliveries(session: AsyncSession, viewer: Viewer, *, status: str = "", limit: int = 200) -> list[Delivery]:

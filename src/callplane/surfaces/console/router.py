@@ -22,9 +22,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.calls.errors import CallNotFound
 from callplane.core.calls.service import CallNotRetryable, recording_of
+from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.search import QUERY_SYNTAX, Match
 from callplane.core.transcripts import service as transcripts
 from callplane.errors import CallplaneError, InvalidInput
@@ -632,14 +634,56 @@ async def revoke_token(
 
 @router.get("/webhooks", response_model=None)
 async def webhooks_page(request: Request, viewer: PageViewer, session: SessionDep, status: str = "") -> Response:
+    return await _webhooks(request, viewer, session, status=status, secret=None)
+
+
+async def _webhooks(
+    request: Request, viewer: Viewer, session: AsyncSession, *, status: str, secret: str | None
+) -> HTMLResponse:
     return page(
         request,
         "webhooks.html",
         viewer,
         endpoints=await queries.webhook_endpoints(session, viewer),
         deliveries=await queries.deliveries(session, viewer, status=status),
+        accounts=await queries.accounts(session, viewer),
         status=status,
+        secret=secret,
     )
+
+
+@router.post("/webhooks/endpoints", response_model=None)
+async def add_webhook_endpoint(
+    request: Request, viewer: PageViewer, session: SessionDep, context: ContextDep, form: FormDep
+) -> Response:
+    """The endpoint's signing secret is shown in this response only."""
+    settings = context.settings
+    try:
+        async with session.begin():
+            secret = await queries.add_webhook_endpoint(
+                session,
+                viewer,
+                secret_box=context.secret_box,
+                policy=TargetPolicy.from_config(settings.fetch_allowed_networks, settings.fetch_allowed_hosts),
+                url=form.get("url", ""),
+                event_types=[kind.strip() for kind in form.get("event_types", "").split(",") if kind.strip()],
+                account_id=form.get("account_id"),
+            )
+    except CallplaneError as error:
+        return error_page(request, viewer, 422, error.message)
+    return await _webhooks(request, viewer, session, status="", secret=secret)
+
+
+@router.post("/webhooks/endpoints/{endpoint_id}/delete", response_model=None)
+async def delete_webhook_endpoint(
+    request: Request, endpoint_id: str, viewer: PageViewer, session: SessionDep, _form: FormDep
+) -> Response:
+    try:
+        async with session.begin():
+            await queries.delete_webhook_endpoint(session, viewer, endpoint_id)
+    except CallplaneError as error:
+        return error_page(request, viewer, 404, error.message)
+    return redirect("/console/webhooks")
 
 
 @router.post("/webhooks/deliveries/{delivery_id}/redeliver", response_model=None)
