@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None, *, call_engine: CallEngine | No
     app.include_router(infobip_calls_router)
     app.include_router(native_voice_router)
     app.include_router(console_router)
-    install_metrics(app, (settings.metrics_token or "", context.admin_token))  # docs/observability.md
+    install_metrics(app, (settings.metrics_token or "", context.admin_token), context.sessions)  # observability.md
     install_error_handlers(app)
     install_openapi(app)  # vendor bodies and each surface's error responses (surfaces/openapi.py)
     return app

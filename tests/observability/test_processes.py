@@ -104,7 +104,12 @@ def test_a_separate_worker_process_exports_its_job_series_on_its_own_listener(
                 outcome = wait_for_outcome(client, network.token, created.json()["cuid"])
             assert outcome["status"] == "failed"  # no recording: the worker ran the job and gave up on it
             after = eventually(lambda: _scrape_listener(port), "the worker's metrics listener")
-            api_after = scrape(base_url)
+
+            def failed_job_shown() -> Scrape | None:  # the database's queue, read by the API when scraped
+                shown = scrape(base_url)
+                return shown if shown.value("callplane_jobs", kind="process_call", status="failed") == 1 else None
+
+            api_after = eventually(failed_job_shown, "the failed job in callplane_jobs")
         finally:
             worker.terminate()
             _, errors = worker.communicate(timeout=30)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from callplane.core.jobs import queue
 from callplane.observability.endpoint import authorized, exposition
-from callplane.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
+from callplane.observability.metrics import HTTP_DURATION, HTTP_REQUESTS, JOBS_IN_DATABASE
 from callplane.observability.tracing import server_span
+
+log = logging.getLogger("callplane.metrics")
 
 UNMATCHED = "unmatched"  # a path no route matched: one label value, never the raw path
 
@@ -29,8 +37,9 @@ def observe_request(scope: Scope, status: int, seconds: float) -> None:
     HTTP_DURATION.labels(method, route).observe(seconds)
 
 
-def install_metrics(app: FastAPI, tokens: tuple[str, ...]) -> None:
+def install_metrics(app: FastAPI, tokens: tuple[str, ...], sessions: async_sessionmaker[AsyncSession]) -> None:
     """GET /metrics, for a bearer of one of ``tokens`` (metrics token, admin token)."""
+    backlog = _Backlog(sessions)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
@@ -38,7 +47,33 @@ def install_metrics(app: FastAPI, tokens: tuple[str, ...]) -> None:
             return Response(
                 "a bearer token is required\n", status_code=401, headers={"www-authenticate": 'Bearer realm="metrics"'}
             )
+        await backlog.refresh()
         return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+class _Backlog:
+    """The job queue's state for `callplane_jobs`, read from the database when scraped: at most one query per
+    ``every_s`` however many scrapers ask, and a failed read keeps the last values (the scrape still answers)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], every_s: float = 5.0) -> None:
+        self.sessions = sessions
+        self.every_s = every_s
+        self.read_at = -every_s
+
+    async def refresh(self) -> None:
+        now = time.monotonic()
+        if now - self.read_at < self.every_s:
+            return
+        self.read_at = now
+        try:
+            async with self.sessions() as session:
+                counts = await queue.counts_by_state(session)
+        except (SQLAlchemyError, OSError):
+            log.warning("job counts for /metrics could not be read", exc_info=True)
+            return
+        JOBS_IN_DATABASE.clear()  # a (kind, stage, status) with no jobs left reads 0 from now on, not its last count
+        for kind, stage, status, count in counts:
+            JOBS_IN_DATABASE.labels(kind, stage, status).set(count)
 
 
 class TracingMiddleware:

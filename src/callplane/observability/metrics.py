@@ -64,6 +64,13 @@ JOB_QUEUE_DELAY = Histogram(
     buckets=_LAG_BUCKETS,
 )
 
+JOBS_IN_DATABASE = Gauge(
+    "callplane_jobs",
+    "Queued, running and failed jobs in the database (every process's; read by the API at scrape time)",
+    ["kind", "stage", "status"],
+    multiprocess_mode="mostrecent",
+)
+
 TRANSCRIPTION_REALTIME = Histogram(
     "callplane_transcription_realtime_factor",
     "Transcription wall time per second of call audio (below 1: faster than real time)",

@@ -302,3 +302,18 @@ async def requeue_failed(session: AsyncSession, *, call_id: str) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+NOT_STARTED = "not_started"  # the stage of a job no run has begun (its stage column is still empty)
+
+
+async def counts_by_state(session: AsyncSession) -> list[tuple[str, str, str, int]]:
+    """(kind, stage, status, jobs) for queued, running and failed jobs: the queue as the database holds it, every
+    process's work at once (the /metrics backlog). Finished jobs are left out: they only grow."""
+    stage = func.coalesce(JOBS.c.stage, NOT_STARTED)
+    result = await session.execute(
+        select(JOBS.c.kind, stage, JOBS.c.status, func.count())
+        .where(JOBS.c.status.in_([JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FAILED]))
+        .group_by(JOBS.c.kind, stage, JOBS.c.status)
+    )
+    return [(kind, stage_name, status, int(count)) for kind, stage_name, status, count in result.all()]
