@@ -55,4 +55,5 @@ def test_every_route_decodes_json_strictly(app: FastAPI) -> None:
     assert [route.path for route in routes if not isinstance(route, JsonRoute)] == [
         "/healthz",
         "/readyz",
+        "/metrics",  # no body: Prometheus text out
     ]
