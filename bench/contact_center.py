@@ -36,7 +36,7 @@ from benchlib import free_port, load_average, ratio
 from replay_floor import Capture, Statement, floor_app, replay_times, serve_in_thread
 
 from callplane.db.engine import create_engine, create_session_factory
-from callplane.live.contact_center import ContactCenterRuntime
+from callplane.live.contact_center import ContactCenterRuntime, LegInbox
 from callplane.live.control import VoiceService
 from callplane.settings import Settings
 from callplane.testing.factories import Admin
@@ -130,7 +130,9 @@ def run(backend: str, calls: int) -> None:
             engine = create_engine(settings)
             try:
                 # Nothing is dialed when no agent is available, so the loop needs no engine here.
-                runtime = ContactCenterRuntime(sessions=create_session_factory(engine), voice=cast(VoiceService, None))
+                runtime = ContactCenterRuntime(
+                    sessions=create_session_factory(engine), voice=cast(VoiceService, None), legs=LegInbox()
+                )
                 samples = []
                 for _ in range(50):
                     started = time.perf_counter()

@@ -30,7 +30,7 @@ from callplane.core.voice.retention import RetentionSweeper
 from callplane.core.webhooks.delivery import DeliveryConfig, DeliveryWorker
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.live.call_tracking import CallTrackingPlanner
-from callplane.live.contact_center import ContactCenterRuntime
+from callplane.live.contact_center import ContactCenterRuntime, LegInbox
 from callplane.live.control import VoiceService
 from callplane.live.nodes import NodeHeartbeat, detached_engine
 from callplane.live.registrar import TrunkRegistrar
@@ -58,6 +58,7 @@ def build_context(settings: Settings) -> AppContext:
         secret_box=SecretBox(settings.effective_secret_key()),
         admin_token=settings.effective_admin_token(),
         storage=LocalRecordingStorage(data_dir / "recordings"),
+        voice_events=InfobipEventRenderer(),
     )
 
 
@@ -217,11 +218,12 @@ async def start_voice(
     )
     node_id = settings.voice_node_id or socket.gethostname()
     notifications = Notifications(listen_dsn(settings))
+    contact_center_legs = LegInbox()
     voice = VoiceService(
         engine=engine,
         sessions=context.sessions,
         secret_box=context.secret_box,
-        renderer=InfobipEventRenderer(),
+        renderer=context.voice_events,
         data_dir=data_dir,
         node_id=node_id,
         fetch_policy=TargetPolicy.from_config(settings.fetch_allowed_networks, settings.fetch_allowed_hosts),
@@ -230,6 +232,7 @@ async def start_voice(
         inbound_planner=CallTrackingPlanner(),  # calls to campaign promo numbers
         inbound_answer_timeout_s=settings.voice_inbound_answer_timeout_seconds,
         job_max_attempts=settings.job_max_attempts,
+        listeners=[contact_center_legs.put],
     )
     await voice.start()
     context.voice = voice
@@ -237,6 +240,7 @@ async def start_voice(
     context.contact_center = ContactCenterRuntime(
         sessions=context.sessions,
         voice=voice,
+        legs=contact_center_legs,
         ring_timeout_s=settings.contact_center_ring_timeout_seconds,
         poll_s=settings.contact_center_poll_seconds,
         job_max_attempts=settings.job_max_attempts,
@@ -290,7 +294,7 @@ def start_detached_voice(settings: Settings, context: AppContext) -> Callable[[]
         engine=detached_engine(),
         sessions=context.sessions,
         secret_box=context.secret_box,
-        renderer=InfobipEventRenderer(),
+        renderer=context.voice_events,
         data_dir=settings.ensure_data_dir(),
         node_id=settings.voice_node_id or socket.gethostname(),
         fetch_policy=TargetPolicy.from_config(settings.fetch_allowed_networks, settings.fetch_allowed_hosts),
@@ -341,6 +345,7 @@ async def run_media_node(settings: Settings, *, health: tuple[str, int] | None =
         secret_box=SecretBox(settings.effective_secret_key()),
         admin_token="",  # no API here
         storage=LocalRecordingStorage(data_dir / "recordings"),
+        voice_events=InfobipEventRenderer(),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

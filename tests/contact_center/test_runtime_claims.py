@@ -22,7 +22,7 @@ from callplane.core.tenancy.service import create_account
 from callplane.db.base import utcnow
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.db.migrate import upgrade
-from callplane.live.contact_center import ContactCenterRuntime
+from callplane.live.contact_center import ContactCenterRuntime, LegInbox
 from callplane.settings import Settings
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, scratch_postgres_database
 
@@ -41,7 +41,7 @@ async def migrated(url: str | None, tmp_path: Path) -> AsyncIterator[async_sessi
 def runtime(sessions: async_sessionmaker[AsyncSession]) -> ContactCenterRuntime:
     # Firing and assigning never reach the voice service (only ringing does, which these tests do not run).
     voice: Any = None
-    return ContactCenterRuntime(sessions=sessions, voice=voice)
+    return ContactCenterRuntime(sessions=sessions, voice=voice, legs=LegInbox())
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])

@@ -13,6 +13,7 @@ from callplane.core.calls.models import Call, CallOrigin
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.voice import configurations
+from callplane.core.voice.events import TERMINAL_EVENT_TYPES, subscribable_names
 from callplane.core.voice.models import VoiceCall, VoiceCallState
 from callplane.core.webhooks.models import Delivery
 from callplane.live.control import VoiceService
@@ -47,6 +48,7 @@ async def _configuration(sessions: async_sessionmaker[AsyncSession], account_id:
             account_id=account_id,
             configuration_id=configuration.id,
             url="https://hooks.example.com/voice",
+            known_event_types=subscribable_names(InfobipEventRenderer()),
         )
         return configuration.id
 
@@ -74,9 +76,7 @@ async def _left_live(
 async def _terminal_events(sessions: async_sessionmaker[AsyncSession], call_id: str) -> list[Delivery]:
     async with sessions() as session:
         rows = await session.scalars(
-            select(Delivery).where(
-                Delivery.call_id == call_id, Delivery.event_type.in_(["CALL_FINISHED", "CALL_FAILED"])
-            )
+            select(Delivery).where(Delivery.call_id == call_id, Delivery.event_type.in_(TERMINAL_EVENT_TYPES))
         )
         return list(rows)
 

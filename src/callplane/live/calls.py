@@ -2,7 +2,8 @@
 and the neutral leg events the call control publishes to in-process listeners.
 
 `LegEvent` is the system's own vocabulary for what happens to a call leg (docs/decisions.md "A neutral call-leg
-event vocabulary"); vendor event names (Infobip's CALL_ESTABLISHED, ...) exist only where a surface renders them.
+event vocabulary"); what the outbox records is core's `VoiceEventType`; vendor event names exist only where a
+surface renders them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.voice import queries
-from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer, publish
+from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer, VoiceEventType, publish
 from callplane.core.voice.models import HangupSource, VoiceCall, VoiceCallState, VoiceDialog
 from callplane.core.voice.queries import RECORDINGS_DIRECTORY
 from callplane.core.voice.schemas import RecordingRequest
@@ -76,7 +77,7 @@ LegListener = Callable[[LegChange], Awaitable[None]]
 
 @dataclass
 class Playback:
-    kind: str  # SAY_FINISHED | PLAY_FINISHED
+    kind: VoiceEventType  # SAY_FINISHED | PLAY_FINISHED
     started: float
     stop_on_dtmf: bool
     terminator: str | None
@@ -96,7 +97,9 @@ class LiveCall:
     requested: Ending | None = None  # how we asked for it to end (LOCAL hangups)
     playbacks: dict[str, Playback] = field(default_factory=dict)
     capture: asyncio.Task[None] | None = None
-    pending_play: tuple[asyncio.Task[Any], str, dict[str, str]] | None = None  # accepted, audio still loading
+    pending_play: tuple[asyncio.Task[Any], VoiceEventType, dict[str, str]] | None = (
+        None  # accepted, audio still loading
+    )
     recording_id: str | None = None
     recording_dialog_id: str | None = None  # the dialog whose recording `recording_id` is (stopped with it)
     record_on_answer: RecordingRequest | None = None
@@ -215,7 +218,7 @@ class LiveCalls:
             raise CallNotLive()
         raise CallOnAnotherNode(f"call {call_id} is carried by media node {call.node_id}")
 
-    async def emit(self, call_id: str, event_type: str, **details: Any) -> None:
+    async def emit(self, call_id: str, event_type: VoiceEventType, **details: Any) -> None:
         """A call's event (its own transaction) to the subscribers of its configuration."""
         async with self.sessions() as session, session.begin():
             call = await session.get(VoiceCall, call_id)
@@ -223,7 +226,7 @@ class LiveCalls:
                 return
             await publish(session=session, renderer=self.renderer, event=VoiceEvent(event_type, call, **details))
 
-    async def emit_dialog(self, dialog_id: str, event_type: str, **details: Any) -> None:
+    async def emit_dialog(self, dialog_id: str, event_type: VoiceEventType, **details: Any) -> None:
         """A dialog's event (its own transaction), carrying both of its calls."""
         async with self.sessions() as session, session.begin():
             dialog = await session.get(VoiceDialog, dialog_id)

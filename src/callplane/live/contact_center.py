@@ -5,7 +5,8 @@ Runs in the process that carries the media engine, next to `VoiceService`:
   rings assigned calls whose legs have not started (outbound API calls, calls just dispatched). Everything it
   acts on is in the database and every step is a conditional UPDATE, so a restart resumes where it stopped and
   nothing fires or rings twice;
-- the voice service tells it about its legs' state changes (`LegEvent`s via `VoiceService.subscribe`; no polling): the
+- the voice service tells it about its legs' state changes (`LegEvent`s into its `LegInbox`, a listener the voice
+  service is built with; no polling): the
   agent answered -> dial the end user in a dialog (bridged when they answer), the end user answered ->
   connected, a leg ended -> finished or failed, the agent is idle again.
 """
@@ -60,6 +61,22 @@ STOP = None  # tells the consumer to return once what was queued before it is ha
 LEG_EVENTS = frozenset({LegEvent.ESTABLISHED, LegEvent.FINISHED, LegEvent.FAILED})
 
 
+class LegInbox:
+    """The leg changes the contact center acts on, queued until its consumer takes them.
+
+    Made before both: the voice service is built with `put` among its listeners, the runtime with the inbox, so
+    neither is wired to the other after construction (runtime.py). Changes queued before the runtime starts (the
+    voice service's restart recovery) are handled once it does.
+    """
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[str, LegEvent] | None] = asyncio.Queue()
+
+    async def put(self, change: LegChange) -> None:
+        if change.event in LEG_EVENTS:  # every voice call's changes come here; only these can move ours
+            self.queue.put_nowait((change.call_id, change.event))
+
+
 class _Lost(Exception):
     """A conditional UPDATE matched nothing: another pass or process got there first."""
 
@@ -75,6 +92,7 @@ class ContactCenterRuntime:
         *,
         sessions: async_sessionmaker[AsyncSession],
         voice: VoiceService,
+        legs: LegInbox,
         ring_timeout_s: int = 30,
         poll_s: float = 1.0,
         job_max_attempts: int | None = None,
@@ -85,14 +103,13 @@ class ContactCenterRuntime:
         self.ring_timeout_s = ring_timeout_s
         self.poll_s = poll_s
         self._wake = asyncio.Event()
-        self._events: asyncio.Queue[tuple[str, LegEvent] | None] = asyncio.Queue()
+        self._events = legs.queue
         self._tasks: list[asyncio.Task[None]] = []
         self._ringing: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.voice.subscribe(self._on_leg_change)
         await self.reconcile()
         self._tasks = [
             asyncio.create_task(self._loop(), name="contact-center-loop"),
@@ -100,7 +117,6 @@ class ContactCenterRuntime:
         ]
 
     async def stop(self) -> None:
-        self.voice.unsubscribe(self._on_leg_change)
         loop_tasks = [task for task in self._tasks if task.get_name() != "contact-center-events"]
         consumer = [task for task in self._tasks if task.get_name() == "contact-center-events"]
         for task in [*loop_tasks, *self._ringing]:
@@ -142,10 +158,6 @@ class ContactCenterRuntime:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-
-    async def _on_leg_change(self, change: LegChange) -> None:
-        if change.event in LEG_EVENTS:  # every voice call's changes come here; only these can move ours
-            self._events.put_nowait((change.call_id, change.event))
 
     async def _consume(self) -> None:
         while True:

@@ -10,7 +10,7 @@ this class: that list is the node protocol (live/dispatch.py).
 
 Exactly one terminal event per call: a call leaves a live state through `_finish`, whose UPDATE is
 conditional on the call still being live, so whichever path gets there first (engine event, API hangup,
-restart recovery) writes the terminal state and its CALL_FINISHED/CALL_FAILED, and every later one is a no-op.
+restart recovery) writes the terminal state and its terminal event (finished or failed), and every later one is a no-op.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.voice import records, trunks
 from callplane.core.voice.configurations import get_configuration, route_for
-from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer
+from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer, VoiceEventType
 from callplane.core.voice.events import publish as publish_event
 from callplane.core.voice.models import (
     EndpointType,
@@ -97,11 +97,11 @@ EVENT_LANES = 4
 DEFAULT_INBOUND_ANSWER_TIMEOUT_S = 120.0
 # The outbox's event type for each state a leg moves to (rendered for its subscribers by the surface's renderer).
 OUTBOX_EVENTS = {
-    LegEvent.RINGING: "CALL_RINGING",
-    LegEvent.EARLY_MEDIA: "CALL_PRE_ESTABLISHED",
-    LegEvent.ESTABLISHED: "CALL_ESTABLISHED",
-    LegEvent.FINISHED: "CALL_FINISHED",
-    LegEvent.FAILED: "CALL_FAILED",
+    LegEvent.RINGING: VoiceEventType.CALL_RINGING,
+    LegEvent.EARLY_MEDIA: VoiceEventType.CALL_EARLY_MEDIA,
+    LegEvent.ESTABLISHED: VoiceEventType.CALL_ESTABLISHED,
+    LegEvent.FINISHED: VoiceEventType.CALL_FINISHED,
+    LegEvent.FAILED: VoiceEventType.CALL_FAILED,
 }
 
 
@@ -130,7 +130,8 @@ class VoiceService(VoiceReads):
         """`relay`: where commands for calls carried by another media node go (live/relay.py; None: embedded).
         `inbound_planner`: takes inbound calls that no route owns (call tracking's promo numbers).
         `inbound_answer_timeout_s`: an inbound call the application has not answered after this long ends
-        NO_ANSWER (480, Q.850 cause 19, source PLATFORM). `listeners`: told every leg event (see `subscribe`).
+        NO_ANSWER (480, Q.850 cause 19, source PLATFORM). `listeners`: told every leg event after its
+        change is committed, before this service's dialogs hear it; each must return quickly.
         `job_max_attempts`: of the post-call processing jobs it queues (None: the queue's default)."""
         super().__init__(sessions=sessions, data_dir=data_dir)
         self.engine = engine
@@ -638,7 +639,9 @@ class VoiceService(VoiceReads):
             await session.flush()
             if plan is not None and self.inbound_planner is not None:
                 await self.inbound_planner.accepted(session=session, call=call, plan=plan)
-            await publish_event(session=session, renderer=self.renderer, event=VoiceEvent("CALL_RECEIVED", call))
+            await publish_event(
+                session=session, renderer=self.renderer, event=VoiceEvent(VoiceEventType.CALL_RECEIVED, call)
+            )
             await session.commit()
             self._register(
                 LiveCall(
@@ -694,7 +697,7 @@ class VoiceService(VoiceReads):
                 await publish_event(
                     session=session,
                     renderer=self.renderer,
-                    event=VoiceEvent("CALL_RECORDING_READY", call, recording=recording),
+                    event=VoiceEvent(VoiceEventType.CALL_RECORDING_READY, call, recording=recording),
                 )
         await self._publish(
             LegChange(live.call_id, LegEvent.RECORDING_READY, dialog_id=dialog_id, recording_id=recording_id)
@@ -747,14 +750,6 @@ class VoiceService(VoiceReads):
         if publish:
             await self._publish(LegChange(call_id, event, dialog_id=call.dialog_id))
         return call
-
-    def subscribe(self, listener: LegListener) -> None:
-        """Tell `listener` every leg event from now on (after its change is committed); it must return quickly."""
-        self._listeners.append(listener)
-
-    def unsubscribe(self, listener: LegListener) -> None:
-        with contextlib.suppress(ValueError):
-            self._listeners.remove(listener)
 
     async def _publish(self, change: LegChange) -> None:
         # The subscribers first, then this service's own dialogs (which may end or bridge the other leg).

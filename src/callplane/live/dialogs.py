@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.voice import queries
-from callplane.core.voice.events import VoiceEvent, publish
+from callplane.core.voice.events import VoiceEvent, VoiceEventType, publish
 from callplane.core.voice.models import (
     DialogHangupSource,
     DialogState,
@@ -160,7 +160,7 @@ class Dialogs:
                     live.in_dialog = True
             await session.execute(update(VoiceCall).where(VoiceCall.id.in_(ids)).values(dialog_id=dialog.id))
             await session.flush()
-            await self._publish_dialog(session, dialog, "DIALOG_CREATED")
+            await self._publish_dialog(session, dialog, VoiceEventType.DIALOG_CREATED)
         return dialog
 
     async def get_dialog(self, *, account_id: str, dialog_id: str) -> VoiceDialog:
@@ -220,7 +220,7 @@ class Dialogs:
                 refreshed = await session.get(VoiceDialog, dialog_id)
                 assert refreshed is not None
                 await session.refresh(refreshed)
-                await self._publish_dialog(session, refreshed, "DIALOG_ESTABLISHED")
+                await self._publish_dialog(session, refreshed, VoiceEventType.DIALOG_ESTABLISHED)
         await self._dialog_established(dialog_id)
 
     async def _dialog_leg_ended(self, dialog_id: str, call_id: str) -> None:
@@ -270,9 +270,10 @@ class Dialogs:
             if getattr(result, "rowcount", 0) != 1:
                 return
             await session.refresh(dialog)
-            await self._publish_dialog(session, dialog, f"DIALOG_{state}")
+            ended = VoiceEventType.DIALOG_FINISHED if state == DialogState.FINISHED else VoiceEventType.DIALOG_FAILED
+            await self._publish_dialog(session, dialog, ended)
 
-    async def _publish_dialog(self, session: AsyncSession, dialog: VoiceDialog, event_type: str) -> None:
+    async def _publish_dialog(self, session: AsyncSession, dialog: VoiceDialog, event_type: VoiceEventType) -> None:
         parent = await session.get(VoiceCall, dialog.parent_call_id)
         child = await session.get(VoiceCall, dialog.child_call_id) if dialog.child_call_id else None
         if parent is None:
@@ -297,12 +298,14 @@ class Dialogs:
         return dialog, parent, child
 
     async def dialog_say(self, *, account_id: str, dialog_id: str, speech: Speech, loop_count: int = 1) -> None:
-        """Say text to both parties (mixed over what they hear of each other) -> SAY_FINISHED for the dialog."""
-        await self._start_dialog_playback(account_id, dialog_id, PlayContent(speech=speech), loop_count, "SAY_FINISHED")
+        """Say text to both parties (mixed over what they hear of each other) -> the dialog's SAY_FINISHED."""
+        await self._start_dialog_playback(
+            account_id, dialog_id, PlayContent(speech=speech), loop_count, VoiceEventType.SAY_FINISHED
+        )
 
     async def dialog_play(self, *, account_id: str, dialog_id: str, content: PlayContent, loop_count: int = 1) -> None:
-        """Play audio to both parties -> PLAY_FINISHED for the dialog."""
-        await self._start_dialog_playback(account_id, dialog_id, content, loop_count, "PLAY_FINISHED")
+        """Play audio to both parties -> the dialog's PLAY_FINISHED."""
+        await self._start_dialog_playback(account_id, dialog_id, content, loop_count, VoiceEventType.PLAY_FINISHED)
 
     async def dialog_stop_play(self, *, account_id: str, dialog_id: str) -> None:
         dialog, parent, _ = await self._established_dialog(account_id, dialog_id)
@@ -314,7 +317,7 @@ class Dialogs:
         await self.engine.stop_bridge_playback(parent.engine_id)
 
     async def _start_dialog_playback(
-        self, account_id: str, dialog_id: str, content: PlayContent, loop_count: int, kind: str
+        self, account_id: str, dialog_id: str, content: PlayContent, loop_count: int, kind: VoiceEventType
     ) -> None:
         if loop_count < 1:
             raise InvalidInput("loopCount must be at least 1")
@@ -338,7 +341,7 @@ class Dialogs:
         previous = self._state.pending_play.get(dialog.id)
         if previous is not None:
             previous[0].cancel()  # replaced before it started
-        action = "SAY" if kind == "SAY_FINISHED" else "PLAY"
+        action = "SAY" if kind is VoiceEventType.SAY_FINISHED else "PLAY"
         task = self.calls.spawn(self._guarded_dialog(dialog.id, action, start()), "dialog-play")
         self._state.pending_play[dialog.id] = (task, kind)
 
@@ -347,9 +350,9 @@ class Dialogs:
         try:
             await work
         except CallplaneError as error:
-            await self.calls.emit_dialog(dialog_id, "ERROR", action=action, detail=error.message)
+            await self.calls.emit_dialog(dialog_id, VoiceEventType.ACTION_FAILED, action=action, detail=error.message)
 
-    async def _emit_dialog(self, dialog_id: str, event_type: str, **details: Any) -> None:
+    async def _emit_dialog(self, dialog_id: str, event_type: VoiceEventType, **details: Any) -> None:
         async with self.calls.sessions() as session, session.begin():
             dialog = await session.get(VoiceDialog, dialog_id)
             if dialog is None:
@@ -363,7 +366,8 @@ class Dialogs:
 
     async def start_dialog_recording(self, *, account_id: str, dialog_id: str, request: DialogRecordingRequest) -> None:
         """Composed: one file of both parties mixed (the parent leg's mix of what it hears and sends). Not composed:
-        one file per call with that party alone. DIALOG_RECORDING_READY when all files of this recording are ready."""
+        one file per call with that party alone. The dialog's recording-ready event when all files of this recording
+        are ready."""
         dialog, parent, child = await self._established_dialog(account_id, dialog_id)
         await self._record_dialog(dialog, parent, child, request)
 
@@ -486,7 +490,7 @@ class Dialogs:
         try:
             await self._record_dialog(dialog, parent, child, request)
         except CallplaneError as error:
-            await self.calls.emit_dialog(dialog_id, "DIALOG_RECORDING_FAILED", detail=error.message)
+            await self.calls.emit_dialog(dialog_id, VoiceEventType.DIALOG_RECORDING_FAILED, detail=error.message)
 
     async def _dialog_ended_media(self, dialog: VoiceDialog) -> None:
         """The dialog ended: a leg that stays up (no propagation) stops recording for it; nothing is pending."""
@@ -523,7 +527,9 @@ class Dialogs:
             child = await session.get(VoiceCall, dialog.child_call_id) if dialog.child_call_id else None
             if parent is None:
                 return
-            event = VoiceEvent("DIALOG_RECORDING_READY", parent, dialog=dialog, child=child, recordings=files)
+            event = VoiceEvent(
+                VoiceEventType.DIALOG_RECORDING_READY, parent, dialog=dialog, child=child, recordings=files
+            )
             await publish(session=session, renderer=self.calls.renderer, event=event)
 
     # ---- dialogs: what the parent hears while the child rings -----------------------------------
@@ -587,7 +593,7 @@ class Dialogs:
         self, *, account_id: str, dialog_id: str, delete_call_recordings: bool = True, multi_channel: bool = False
     ) -> None:
         """Compose the dialog's per-call files into one file per recording (each start/stop), in the background:
-        mono mixed, or one channel per call (parent first) with `multi_channel` -> DIALOG_COMPOSITION_FINISHED."""
+        mono mixed, or one channel per call (parent first) with `multi_channel` -> the composition-finished event."""
         async with self.calls.sessions() as session:
             found = await queries.dialog_recordings(session, account_id=account_id, dialog_id=dialog_id)
         if not any(not f.composed for f in found.files):
@@ -633,7 +639,9 @@ class Dialogs:
                     )
                 )
         except (OSError, ValueError) as error:
-            await self.calls.emit_dialog(dialog.id, "DIALOG_COMPOSITION_FAILED", detail=f"composition failed: {error}")
+            await self.calls.emit_dialog(
+                dialog.id, VoiceEventType.DIALOG_COMPOSITION_FAILED, detail=f"composition failed: {error}"
+            )
             return
         sources = [f for files in sessions.values() for f in files]
         async with self.calls.sessions() as session, session.begin():
@@ -648,7 +656,7 @@ class Dialogs:
             for recording in sources:
                 with contextlib.suppress(FileNotFoundError):
                     (self.calls.recordings_dir() / recording.storage_key).unlink()
-        await self.calls.emit_dialog(dialog.id, "DIALOG_COMPOSITION_FINISHED", recordings=composed)
+        await self.calls.emit_dialog(dialog.id, VoiceEventType.DIALOG_COMPOSITION_FINISHED, recordings=composed)
 
 
 @dataclass
@@ -675,7 +683,9 @@ class _Progress:
 class _DialogMedia:
     """What this process keeps of its dialogs' media (all of it ends with the calls, like the calls' own)."""
 
-    pending_play: dict[str, tuple[asyncio.Task[Any], str]] = field(default_factory=dict)  # accepted, still loading
+    pending_play: dict[str, tuple[asyncio.Task[Any], VoiceEventType]] = field(
+        default_factory=dict
+    )  # accepted, still loading
     recordings: dict[str, _DialogRecording] = field(default_factory=dict)  # in progress
     record_on_establish: dict[str, DialogRecordingRequest] = field(default_factory=dict)
     progress: dict[str, _Progress] = field(default_factory=dict)  # by child call id: what its ringing does

@@ -17,6 +17,7 @@ from callplane.core.recordings.fetch import FetchLimits, fetch_http
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.voice import files as media_files
 from callplane.core.voice import queries
+from callplane.core.voice.events import VoiceEventType
 from callplane.core.voice.models import VoiceCall, VoiceCallState, VoiceRecording
 from callplane.core.voice.schemas import CaptureRequest, PlayContent, PlayOptions, RecordingRequest, Speech
 from callplane.core.voice.states import InvalidCallState
@@ -46,10 +47,12 @@ class MediaActions:
     # ---- commands -------------------------------------------------------------------------------
 
     async def say(self, *, account_id: str, call_id: str, speech: Speech, options: PlayOptions) -> None:
-        await self._start_playback(account_id, call_id, PlayContent(speech=speech), options, "SAY_FINISHED")
+        await self._start_playback(
+            account_id, call_id, PlayContent(speech=speech), options, VoiceEventType.SAY_FINISHED
+        )
 
     async def play(self, *, account_id: str, call_id: str, content: PlayContent, options: PlayOptions) -> None:
-        await self._start_playback(account_id, call_id, content, options, "PLAY_FINISHED")
+        await self._start_playback(account_id, call_id, content, options, VoiceEventType.PLAY_FINISHED)
 
     async def stop_play(self, *, account_id: str, call_id: str) -> None:
         live = await self.calls.require(account_id, call_id)
@@ -191,7 +194,7 @@ class MediaActions:
     # ---- internals ------------------------------------------------------------------------------
 
     async def _start_playback(
-        self, account_id: str, call_id: str, content: PlayContent, options: PlayOptions, kind: str
+        self, account_id: str, call_id: str, content: PlayContent, options: PlayOptions, kind: VoiceEventType
     ) -> None:
         if options.loop_count < 1:
             raise InvalidInput("loopCount must be at least 1")
@@ -219,7 +222,7 @@ class MediaActions:
                 custom_data=dict(options.custom_data),
             )
 
-        action = "SAY" if kind == "SAY_FINISHED" else "PLAY"
+        action = "SAY" if kind is VoiceEventType.SAY_FINISHED else "PLAY"
         if live.pending_play is not None:
             live.pending_play[0].cancel()  # replaced before it started
         task = self.calls.spawn(self._guarded(live, action, start()), "play")
@@ -231,7 +234,7 @@ class MediaActions:
             await work
         except CallplaneError as error:
             if live.call_id in self.calls.by_call:
-                await self.calls.emit(live.call_id, "ERROR", action=action, detail=error.message)
+                await self.calls.emit(live.call_id, VoiceEventType.ACTION_FAILED, action=action, detail=error.message)
 
     async def _capture(self, live: LiveCall, request: CaptureRequest, prompt: PlaySource | None) -> None:
         if prompt is not None:
@@ -246,7 +249,9 @@ class MediaActions:
             )
         except CallplaneError as error:
             if live.call_id in self.calls.by_call:
-                await self.calls.emit(live.call_id, "ERROR", action="CAPTURE_DTMF", detail=error.message)
+                await self.calls.emit(
+                    live.call_id, VoiceEventType.ACTION_FAILED, action="CAPTURE_DTMF", detail=error.message
+                )
             return
         if prompt is not None:
             with contextlib.suppress(CallplaneError):
@@ -255,7 +260,7 @@ class MediaActions:
             return  # the call ended while collecting: its terminal event says so
         await self.calls.emit(
             live.call_id,
-            "DTMF_CAPTURED",
+            VoiceEventType.DIGITS_CAPTURED,
             digits=collected.digits,
             timed_out=collected.ended_by is CollectionEnd.TIMEOUT,
             custom_data=dict(request.custom_data),

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from callplane.core.recordings.storage import RecordingStorage
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
+from callplane.core.voice.events import VoiceEventRenderer
 from callplane.core.voice.trunks import TrunkChannels
 from callplane.live.contact_center import ContactCenterRuntime
 from callplane.live.control import VoiceService
@@ -29,6 +30,8 @@ class AppContext:
     secret_box: SecretBox
     admin_token: str
     storage: RecordingStorage
+    # How voice events look to their subscribers (their names and bodies): one surface's, picked in runtime.py.
+    voice_events: VoiceEventRenderer
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
     # Live calls per SIP trunk in this process (channel limits), and the REGISTER reconciler when the
     # engine runs here (None in API-only processes: the media process polls the trunks table instead).

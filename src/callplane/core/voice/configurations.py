@@ -21,21 +21,6 @@ from callplane.errors import Conflict, InvalidInput, NotFound
 _CONFIGURATION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _CALLED_USER = re.compile(r"^[A-Za-z0-9_.+*#-]{1,128}$")
 
-# Every event type this control plane emits (a subscription may name any subset; empty means all).
-EVENT_TYPES = (
-    "CALL_RECEIVED",
-    "CALL_RINGING",
-    "CALL_PRE_ESTABLISHED",
-    "CALL_ESTABLISHED",
-    "CALL_FINISHED",
-    "CALL_FAILED",
-    "SAY_FINISHED",
-    "PLAY_FINISHED",
-    "DTMF_CAPTURED",
-    "CALL_RECORDING_READY",
-    "ERROR",
-)
-
 
 class ConfigurationNotFound(NotFound):
     """Calls configuration not found."""
@@ -183,6 +168,7 @@ async def create_subscription(
     account_id: str,
     configuration_id: str,
     url: str,
+    known_event_types: Sequence[str],
     event_types: Sequence[str] = (),
     auth: SubscriptionAuth = SubscriptionAuth.HMAC,
     basic_username: str | None = None,
@@ -190,10 +176,12 @@ async def create_subscription(
 ) -> tuple[EventSubscription, WebhookEndpoint, str]:
     """A subscription and its webhook endpoint; the endpoint's `whsec_` signing secret is returned here once.
 
-    Requests are always signed; BASIC adds `Authorization: Basic` with the given credentials.
+    `event_types` (empty: all) are in the subscriber's words, one of `known_event_types` each: the names the
+    configuration's event renderer gives (`core.voice.events.subscribable_names`). Requests are always signed;
+    BASIC adds `Authorization: Basic` with the given credentials.
     """
     await get_configuration(session=session, account_id=account_id, configuration_id=configuration_id)
-    unknown = sorted(set(event_types) - set(EVENT_TYPES))
+    unknown = sorted(set(event_types) - set(known_event_types))
     if unknown:
         raise InvalidInput(f"unknown event types: {', '.join(unknown)}")
     if auth is SubscriptionAuth.BASIC and not (basic_username and basic_password):
@@ -204,7 +192,7 @@ async def create_subscription(
         secret_box=secret_box,
         account_id=account_id,
         url=url,
-        event_types=list(event_types) or list(EVENT_TYPES),
+        event_types=list(event_types) or list(known_event_types),
     )
     subscription = EventSubscription(
         account_id=account_id,
@@ -244,9 +232,9 @@ async def delete_subscription(*, session: AsyncSession, account_id: str, subscri
 
 
 async def subscribers(
-    *, session: AsyncSession, configuration_id: str, event_type: str
+    *, session: AsyncSession, configuration_id: str, event_name: str
 ) -> list[tuple[EventSubscription, WebhookEndpoint]]:
-    """The enabled subscriptions of a configuration that want `event_type`, with their endpoints."""
+    """The enabled subscriptions of a configuration that want the event its subscribers call `event_name`."""
     rows = await session.execute(
         select(EventSubscription, WebhookEndpoint)
         .join(WebhookEndpoint, WebhookEndpoint.id == EventSubscription.webhook_endpoint_id)
@@ -255,5 +243,5 @@ async def subscribers(
     return [
         (subscription, endpoint)
         for subscription, endpoint in rows.all()
-        if not subscription.event_types or event_type in subscription.event_types
+        if not subscription.event_types or event_name in subscription.event_types
     ]

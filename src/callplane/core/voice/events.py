@@ -1,13 +1,15 @@
 """Call events into the durable webhook outbox, one delivery per subscription of the call's configuration.
 
-The core decides *what* happened (`VoiceEvent`); the surface that owns the configuration decides how it
-looks on the wire (`VoiceEventRenderer`, given to `VoiceService` when the app is built).
+The core decides *what* happened (`VoiceEvent`, typed by the neutral `VoiceEventType`); the surface that owns the
+configuration decides how it looks on the wire and what its subscribers call it (`VoiceEventRenderer`, picked
+once when the app is built). Vendor event names (Infobip's CALL_ESTABLISHED, ...) live only in that surface.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,38 +21,92 @@ from callplane.core.webhooks.outbox import deliveries_written
 from callplane.core.webhooks.service import WEBHOOK_MAX_ATTEMPTS
 from callplane.db.base import utcnow
 
-TERMINAL_EVENT_TYPES = ("CALL_FINISHED", "CALL_FAILED")
+
+class VoiceEventType(StrEnum):
+    """What a voice event says happened: the type a delivery row records (docs/decisions.md "LegEvent inside").
+
+    The `voice.` prefix keeps these apart from the account-wide pipeline events (`core/events/types.py`), which
+    share the deliveries table.
+    """
+
+    CALL_RECEIVED = "voice.call.received"  # an inbound call arrived for the configuration
+    CALL_RINGING = "voice.call.ringing"
+    CALL_EARLY_MEDIA = "voice.call.early_media"  # 183: media before the answer
+    CALL_ESTABLISHED = "voice.call.established"
+    CALL_FINISHED = "voice.call.finished"  # terminal: ended after a normal course
+    CALL_FAILED = "voice.call.failed"  # terminal: busy, no answer, cancelled, failed
+    CALL_RECORDING_READY = "voice.call.recording_ready"
+    SAY_FINISHED = "voice.say.finished"  # a call's or a dialog's text-to-speech prompt ended
+    PLAY_FINISHED = "voice.play.finished"  # a call's or a dialog's audio prompt ended
+    DIGITS_CAPTURED = "voice.digits.captured"  # a DTMF capture ended (digits or a timeout)
+    ACTION_FAILED = "voice.action.failed"  # an accepted action failed later (a prompt that cannot be played)
+    DIALOG_CREATED = "voice.dialog.created"
+    DIALOG_ESTABLISHED = "voice.dialog.established"
+    DIALOG_FINISHED = "voice.dialog.finished"
+    DIALOG_FAILED = "voice.dialog.failed"
+    DIALOG_RECORDING_READY = "voice.dialog.recording_ready"
+    DIALOG_RECORDING_FAILED = "voice.dialog.recording_failed"
+    DIALOG_COMPOSITION_FINISHED = "voice.dialog.composition_finished"
+    DIALOG_COMPOSITION_FAILED = "voice.dialog.composition_failed"
+
+
+TERMINAL_EVENT_TYPES = (VoiceEventType.CALL_FINISHED, VoiceEventType.CALL_FAILED)
+# What a subscription may name (in its subscriber's words, `VoiceEventRenderer.name`); dialog events always go.
+SUBSCRIBABLE_EVENT_TYPES = (
+    VoiceEventType.CALL_RECEIVED,
+    VoiceEventType.CALL_RINGING,
+    VoiceEventType.CALL_EARLY_MEDIA,
+    VoiceEventType.CALL_ESTABLISHED,
+    VoiceEventType.CALL_FINISHED,
+    VoiceEventType.CALL_FAILED,
+    VoiceEventType.SAY_FINISHED,
+    VoiceEventType.PLAY_FINISHED,
+    VoiceEventType.DIGITS_CAPTURED,
+    VoiceEventType.CALL_RECORDING_READY,
+    VoiceEventType.ACTION_FAILED,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class VoiceEvent:
     """One thing that happened to a call, with what its event type needs."""
 
-    type: str
+    type: VoiceEventType
     call: VoiceCall
     at: datetime = field(default_factory=utcnow)
     recording: VoiceRecording | None = None
-    digits: str | None = None  # DTMF_CAPTURED, PLAY_FINISHED (capturedDtmf)
-    timed_out: bool = False  # DTMF_CAPTURED
+    digits: str | None = None  # DIGITS_CAPTURED, PLAY_FINISHED (the digits that stopped it)
+    timed_out: bool = False  # DIGITS_CAPTURED
     played_completely: bool | None = None  # SAY_FINISHED, PLAY_FINISHED
     duration_ms: int | None = None  # how long the prompt played
-    action: str | None = None  # ERROR: the action that failed
-    detail: str | None = None  # ERROR: why
+    action: str | None = None  # ACTION_FAILED: the action that failed
+    detail: str | None = None  # ACTION_FAILED, DIALOG_*_FAILED: why
     custom_data: dict[str, str] = field(default_factory=dict)
-    dialog: VoiceDialog | None = None  # DIALOG_* (then `call` is the parent)
-    child: VoiceCall | None = None  # DIALOG_*: the child call, when there is one
-    recordings: list[VoiceRecording] = field(default_factory=list)  # DIALOG_RECORDING_READY: the files
+    dialog: VoiceDialog | None = None  # a dialog's event (then `call` is the parent)
+    child: VoiceCall | None = None  # a dialog's event: the child call, when there is one
+    recordings: list[VoiceRecording] = field(default_factory=list)  # DIALOG_RECORDING_READY, ..._COMPOSITION_FINISHED
 
 
 class VoiceEventRenderer(Protocol):
+    def name(self, event_type: VoiceEventType) -> str:
+        """What the subscribers call this event type: the names their subscriptions filter on."""
+        ...
+
     def render(self, event: VoiceEvent) -> dict[str, Any]:
         """The JSON body delivered for this event."""
         ...
 
 
+def subscribable_names(renderer: VoiceEventRenderer) -> tuple[str, ...]:
+    """The event names a subscription may list, in the renderer's words."""
+    return tuple(renderer.name(event_type) for event_type in SUBSCRIBABLE_EVENT_TYPES)
+
+
 async def publish(*, session: AsyncSession, renderer: VoiceEventRenderer, event: VoiceEvent) -> list[Delivery]:
     """Write the event's deliveries in the caller's transaction (sent if and only if it commits)."""
-    targets = await subscribers(session=session, configuration_id=event.call.configuration_id, event_type=event.type)
+    targets = await subscribers(
+        session=session, configuration_id=event.call.configuration_id, event_name=renderer.name(event.type)
+    )
     if not targets:
         return []
     body = renderer.render(event)
@@ -62,7 +118,7 @@ async def publish(*, session: AsyncSession, renderer: VoiceEventRenderer, event:
             endpoint_id=endpoint.id,
             call_id=event.call.id,
             url=endpoint.url,
-            event_type=event.type,
+            event_type=event.type.value,  # neutral: the subscriber's name is in the payload
             payload=body,
             status=DeliveryStatus.PENDING,
             attempts=0,

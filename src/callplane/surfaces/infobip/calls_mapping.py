@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from callplane.core.voice.events import VoiceEvent
+from callplane.core.voice.events import VoiceEvent, VoiceEventType
 from callplane.core.voice.models import CallsConfiguration, EndpointType, VoiceCall, VoiceDialog, VoiceRecording
 from callplane.core.voice.states import ERROR_DESCRIPTIONS, ErrorCode
 from callplane.surfaces.infobip.common import infobip_time
@@ -212,45 +212,83 @@ def dialog_log_json(dialog: VoiceDialog) -> dict[str, Any]:
     }
 
 
+# Infobip's name for each of callplane's voice event types (§1.7): the body's `type` and what subscriptions list.
+EVENT_NAMES = {
+    VoiceEventType.CALL_RECEIVED: "CALL_RECEIVED",
+    VoiceEventType.CALL_RINGING: "CALL_RINGING",
+    VoiceEventType.CALL_EARLY_MEDIA: "CALL_PRE_ESTABLISHED",
+    VoiceEventType.CALL_ESTABLISHED: "CALL_ESTABLISHED",
+    VoiceEventType.CALL_FINISHED: "CALL_FINISHED",
+    VoiceEventType.CALL_FAILED: "CALL_FAILED",
+    VoiceEventType.CALL_RECORDING_READY: "CALL_RECORDING_READY",
+    VoiceEventType.SAY_FINISHED: "SAY_FINISHED",
+    VoiceEventType.PLAY_FINISHED: "PLAY_FINISHED",
+    VoiceEventType.DIGITS_CAPTURED: "DTMF_CAPTURED",
+    VoiceEventType.ACTION_FAILED: "ERROR",
+    VoiceEventType.DIALOG_CREATED: "DIALOG_CREATED",
+    VoiceEventType.DIALOG_ESTABLISHED: "DIALOG_ESTABLISHED",
+    VoiceEventType.DIALOG_FINISHED: "DIALOG_FINISHED",
+    VoiceEventType.DIALOG_FAILED: "DIALOG_FAILED",
+    VoiceEventType.DIALOG_RECORDING_READY: "DIALOG_RECORDING_READY",
+    VoiceEventType.DIALOG_RECORDING_FAILED: "DIALOG_RECORDING_FAILED",
+    VoiceEventType.DIALOG_COMPOSITION_FINISHED: "DIALOG_COMPOSITION_FINISHED",
+    VoiceEventType.DIALOG_COMPOSITION_FAILED: "DIALOG_COMPOSITION_FAILED",
+}
+_DIALOG_EVENTS = frozenset(kind for kind in VoiceEventType if kind.name.startswith("DIALOG_"))
+_DIALOG_FILES = (VoiceEventType.DIALOG_RECORDING_READY, VoiceEventType.DIALOG_COMPOSITION_FINISHED)
+_DIALOG_ENDS = (VoiceEventType.DIALOG_FINISHED, VoiceEventType.DIALOG_FAILED)
+_DIALOG_FILE_FAILURES = (VoiceEventType.DIALOG_RECORDING_FAILED, VoiceEventType.DIALOG_COMPOSITION_FAILED)
+_CALL_ENDS = (VoiceEventType.CALL_FINISHED, VoiceEventType.CALL_FAILED)
+_CALL_LIFECYCLE = (
+    VoiceEventType.CALL_RECEIVED,
+    VoiceEventType.CALL_RINGING,
+    VoiceEventType.CALL_EARLY_MEDIA,
+    VoiceEventType.CALL_ESTABLISHED,
+)
+
+
 def _properties(event: VoiceEvent) -> dict[str, Any]:
     call = event.call
     kind = event.type
-    if event.dialog is not None and kind in ("DIALOG_RECORDING_READY", "DIALOG_COMPOSITION_FINISHED"):
+    if event.dialog is not None and kind in _DIALOG_FILES:
         calls = {c.id: c for c in (call, event.child) if c is not None}
         return {"recording": dialog_recording_json(event.dialog, event.recordings, calls)}
-    if event.dialog is not None and kind.startswith("DIALOG_"):
+    if event.dialog is not None and kind in _DIALOG_EVENTS:
         properties: dict[str, Any] = {"dialog": dialog_json(event.dialog, call, event.child)}
-        if kind in ("DIALOG_FINISHED", "DIALOG_FAILED"):
+        if kind in _DIALOG_ENDS:
             properties["errorCode"] = error_code_json(event.dialog.error_code)
             properties["hangupSource"] = event.dialog.hangup_source
-        if kind in ("DIALOG_RECORDING_FAILED", "DIALOG_COMPOSITION_FAILED"):
+        if kind in _DIALOG_FILE_FAILURES:
             properties = {"reason": event.detail}
         return properties
-    if kind in ("CALL_FINISHED", "CALL_FAILED"):
+    if kind in _CALL_ENDS:
         return {"callLog": call_log_json(call)}
-    if kind.startswith("CALL_") and kind != "CALL_RECORDING_READY":
+    if kind in _CALL_LIFECYCLE:
         return {"call": call_json(call)}
-    if kind == "CALL_RECORDING_READY":
+    if kind == VoiceEventType.CALL_RECORDING_READY:
         recordings = [event.recording] if event.recording is not None else []
         return {"recording": call_recording_json(call, recordings)}
     played = {"duration": event.duration_ms, "playedCompletely": event.played_completely}
-    if kind == "SAY_FINISHED":
+    if kind == VoiceEventType.SAY_FINISHED:
         return played
-    if kind == "PLAY_FINISHED":
+    if kind == VoiceEventType.PLAY_FINISHED:
         return played | {"capturedDtmf": event.digits}
-    if kind == "DTMF_CAPTURED":
+    if kind == VoiceEventType.DIGITS_CAPTURED:
         return {"dtmf": event.digits, "timeout": event.timed_out}
-    if kind == "ERROR":
+    if kind == VoiceEventType.ACTION_FAILED:
         return {"actionType": event.action, "errorCode": "GENERAL_ERROR", "errorDetails": event.detail}
     return {}
 
 
 class InfobipEventRenderer:
-    """The §1.7 envelope: `{type, callId, callsConfigurationId, timestamp, properties}`."""
+    """The §1.7 envelope: `{type, callId, callsConfigurationId, timestamp, properties}`, with Infobip's names."""
+
+    def name(self, event_type: VoiceEventType) -> str:
+        return EVENT_NAMES[event_type]
 
     def render(self, event: VoiceEvent) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "type": event.type,
+            "type": self.name(event.type),
             "callId": None if event.dialog is not None else event.call.id,
             "callsConfigurationId": event.call.configuration_id,
             "timestamp": infobip_time(event.at),

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel
 
 from callplane.core.voice import configurations as service
+from callplane.core.voice.events import subscribable_names
 from callplane.core.voice.models import EventSubscription, InboundRoute, SubscriptionAuth
 from callplane.core.webhooks.models import WebhookEndpoint
 from callplane.errors import CallplaneError, NotFound
@@ -75,6 +76,7 @@ async def create_subscription(
                 account_id=principal.account.id,
                 configuration_id=configuration_id,
                 url=body.url,
+                known_event_types=subscribable_names(context.voice_events),
                 event_types=body.event_types,
                 auth=SubscriptionAuth(body.auth),
                 basic_username=body.username,
