@@ -146,12 +146,11 @@ def worker(
     `callplane worker --stage transcribe` on a GPU machine next to workers running the other stages.
     """
     from callplane.core.pipeline.processing import STAGE_NAMES
-    from callplane.core.recordings.storage import LocalRecordingStorage
     from callplane.core.tenancy.secrets_box import SecretBox
     from callplane.db.engine import create_engine, create_session_factory
     from callplane.db.migrate import upgrade
     from callplane.logging import configure_logging
-    from callplane.runtime import build_delivery_worker, build_pipeline_worker
+    from callplane.runtime import build_delivery_worker, build_pipeline_worker, build_recording_storage
 
     unknown = sorted(set(stage or ()) - set(STAGE_NAMES))
     if unknown:
@@ -177,7 +176,7 @@ def worker(
             settings,
             create_session_factory(engine),
             SecretBox(settings.effective_secret_key()),
-            LocalRecordingStorage(settings.ensure_data_dir() / "recordings"),
+            build_recording_storage(settings),
             stages=stages,
         )
         sender = (

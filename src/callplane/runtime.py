@@ -19,6 +19,7 @@ from callplane.core.pipeline.outcomes import notify_outcome
 from callplane.core.pipeline.processing import ProcessingEnvironment
 from callplane.core.pipeline.worker import PipelineWorker
 from callplane.core.recordings.fetch import DropFolder, FetchLimits
+from callplane.core.recordings.s3 import S3RecordingStorage, S3StorageConfig
 from callplane.core.recordings.storage import LocalRecordingStorage, RecordingStorage
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
@@ -47,9 +48,32 @@ from callplane.surfaces.infobip.calls_mapping import InfobipEventRenderer
 log = logging.getLogger("callplane.runtime")
 
 
+def build_recording_storage(settings: Settings) -> RecordingStorage:
+    """Local disk under the data directory (the default), or the S3-compatible bucket every node shares."""
+    if settings.storage_backend == "local":
+        return LocalRecordingStorage(settings.ensure_data_dir() / "recordings")
+    if not settings.storage_s3_bucket:
+        raise RuntimeError("CALLPLANE_STORAGE_BACKEND=s3 needs CALLPLANE_STORAGE_S3_BUCKET")
+    sse = settings.storage_s3_server_side_encryption
+    return S3RecordingStorage(
+        S3StorageConfig(
+            bucket=settings.storage_s3_bucket,
+            prefix=settings.storage_s3_prefix,
+            endpoint_url=settings.storage_s3_endpoint_url,
+            region=settings.storage_s3_region,
+            access_key_id=settings.storage_s3_access_key_id,
+            secret_access_key=settings.storage_s3_secret_access_key,
+            session_token=settings.storage_s3_session_token,
+            addressing_style=settings.storage_s3_addressing_style,
+            server_side_encryption=None if sse == "none" else sse,
+            sse_kms_key_id=settings.storage_s3_sse_kms_key_id,
+        )
+    )
+
+
 def build_context(settings: Settings) -> AppContext:
     engine = create_engine(settings)
-    data_dir = settings.ensure_data_dir()
+    settings.ensure_data_dir()
     return AppContext(
         settings=settings,
         engine=engine,
@@ -57,7 +81,7 @@ def build_context(settings: Settings) -> AppContext:
         lookups=TenancyLookups(settings.tenancy_cache_seconds),
         secret_box=SecretBox(settings.effective_secret_key()),
         admin_token=settings.effective_admin_token(),
-        storage=LocalRecordingStorage(data_dir / "recordings"),
+        storage=build_recording_storage(settings),
         voice_events=InfobipEventRenderer(),
     )
 
@@ -335,7 +359,7 @@ async def run_media_node(settings: Settings, *, health: tuple[str, int] | None =
     """`callplane media`: the engine as a media node until SIGINT/SIGTERM (its calls are ended cleanly then)."""
     import signal
 
-    data_dir = settings.ensure_data_dir()
+    settings.ensure_data_dir()
     engine = create_engine(settings)
     context = AppContext(
         settings=settings,
@@ -344,7 +368,7 @@ async def run_media_node(settings: Settings, *, health: tuple[str, int] | None =
         lookups=TenancyLookups(settings.tenancy_cache_seconds),
         secret_box=SecretBox(settings.effective_secret_key()),
         admin_token="",  # no API here
-        storage=LocalRecordingStorage(data_dir / "recordings"),
+        storage=build_recording_storage(settings),
         voice_events=InfobipEventRenderer(),
     )
     stop = asyncio.Event()

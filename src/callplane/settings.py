@@ -59,6 +59,22 @@ class Settings(BaseSettings):
     # A local folder recordings are dropped into, for calls submitted with recording_filename.
     recording_drop_dir: Path | None = None
 
+    # Where normalized recordings are stored (docs/storage.md): "local" (data_dir/recordings) or an S3-compatible
+    # bucket shared by every node and worker. Unset S3 credentials: boto3's chain (AWS_* variables, instance role).
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_s3_bucket: str | None = None
+    storage_s3_prefix: str = ""
+    storage_s3_endpoint_url: str | None = None  # MinIO, Ceph, moto ...; unset: AWS
+    storage_s3_region: str | None = None
+    storage_s3_access_key_id: str | None = None
+    storage_s3_secret_access_key: str | None = Field(default=None, repr=False)
+    storage_s3_session_token: str | None = Field(default=None, repr=False)
+    storage_s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    storage_s3_server_side_encryption: Literal["none", "AES256", "aws:kms"] = "none"
+    storage_s3_sse_kms_key_id: str | None = None
+    # With S3, GET /calls/{id}/recording answers 307 to a presigned URL valid this long; 0 streams through the API.
+    storage_presigned_download_seconds: int = Field(default=300, ge=0, le=7 * 24 * 3600)
+
     # Post-call processing: `callplane serve` runs these workers in-process unless disabled.
     workers_enabled: bool = True
     worker_concurrency: int = 2

@@ -1,4 +1,4 @@
-"""Where normalized recordings live: a Protocol, and the local-directory store the embedded setup uses.
+"""Where normalized recordings live: a Protocol, and the local-directory store the embedded setup uses (S3: s3.py).
 
 Keys are ours (e.g. ``<account>/<call>.mp3``) but still validated, because a key that escapes the root is
 a file overwrite waiting to happen. Writes go to a dot-prefixed temp file and are renamed into place, so a
@@ -49,6 +49,12 @@ class RecordingStorage(Protocol):
 
     async def delete(self, key: str) -> bool:
         """Remove ``key``; True if something was removed (deleting twice is not an error)."""
+        ...
+
+    async def download_url(
+        self, key: str, *, expires_s: int, content_type: str | None = None, filename: str | None = None
+    ) -> str | None:
+        """A URL a client may fetch ``key`` from directly for ``expires_s`` seconds; None: serve it through us."""
         ...
 
 
@@ -144,3 +150,8 @@ class LocalRecordingStorage:
         except FileNotFoundError:
             return False
         return True
+
+    async def download_url(
+        self, key: str, *, expires_s: int, content_type: str | None = None, filename: str | None = None
+    ) -> str | None:
+        return None  # files on this machine: only the API can hand them out

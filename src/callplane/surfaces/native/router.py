@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 
 from callplane.core import search
 from callplane.core.calls import service as calls
@@ -158,6 +158,14 @@ async def get_recording(
     recording = await calls.recording_of(session=session, call=call)
     if recording is None:
         raise HTTPException(404, "the call has no processed recording yet")
+    # Object storage: the client downloads from the bucket itself (Range included); local disk has no such URL.
+    expires_s = context.settings.storage_presigned_download_seconds
+    if expires_s:
+        url = await context.storage.download_url(
+            recording.storage_key, expires_s=expires_s, content_type=recording.content_type
+        )
+        if url is not None:
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "private, no-store"})
     size = recording.size_bytes
     headers = {"Accept-Ranges": "bytes", "Content-Type": recording.content_type}
     start, end, status = 0, size, 200
