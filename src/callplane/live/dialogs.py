@@ -180,21 +180,36 @@ class Dialogs:
         return await self.get_dialog(account_id=account_id, dialog_id=dialog_id)
 
     async def _dialog_leg_answered(self, dialog_id: str, call_id: str) -> None:
-        """The child answered: answer an unanswered inbound parent, then bridge."""
+        """The child answered: answer an unanswered inbound parent, then bridge. The bridge waits for the parent's
+        own ESTABLISHED (its leg event comes back here), so DIALOG_ESTABLISHED never precedes the parent's state."""
         async with self.calls.sessions() as session:
             dialog = await session.get(VoiceDialog, dialog_id)
-        if dialog is None or dialog.state != DialogState.CREATED or dialog.parent_call_id == call_id:
+            parent_call = await session.get(VoiceCall, dialog.parent_call_id) if dialog else None
+            child_call = await session.get(VoiceCall, dialog.child_call_id) if dialog and dialog.child_call_id else None
+        if dialog is None or dialog.state != DialogState.CREATED or parent_call is None or child_call is None:
             return
         parent = self.calls.get(dialog.parent_call_id)
         if parent is None:
             return
-        async with self.calls.sessions() as session:
-            parent_call = await session.get(VoiceCall, dialog.parent_call_id)
-        if parent_call is not None and parent_call.state != VoiceCallState.ESTABLISHED:
-            if parent.direction is not CallDirection.INBOUND:
-                return  # an outbound parent that has not answered cannot be answered by us
-            await self.engine.answer(parent.engine_id)
-        await self._bridge_dialog(dialog.id)
+        if dialog.parent_call_id == call_id:  # the parent answered: bridge if the child already has
+            if child_call.state == VoiceCallState.ESTABLISHED:
+                await self._bridge_once(dialog.id)
+            return
+        if parent_call.state != VoiceCallState.ESTABLISHED:
+            if parent.direction is CallDirection.INBOUND:
+                await self.engine.answer(parent.engine_id)  # its ESTABLISHED leg event bridges the dialog
+            return  # an outbound parent that has not answered cannot be answered by us
+        await self._bridge_once(dialog.id)
+
+    async def _bridge_once(self, dialog_id: str) -> None:
+        # both legs' answers can reach here at once (a parent answering by itself as the child does)
+        if dialog_id in self._state.bridging:
+            return
+        self._state.bridging.add(dialog_id)
+        try:
+            await self._bridge_dialog(dialog_id)
+        finally:
+            self._state.bridging.discard(dialog_id)
 
     async def _bridge_dialog(self, dialog_id: str) -> None:
         async with self.calls.sessions() as session:
@@ -689,6 +704,7 @@ class _DialogMedia:
     recordings: dict[str, _DialogRecording] = field(default_factory=dict)  # in progress
     record_on_establish: dict[str, DialogRecordingRequest] = field(default_factory=dict)
     progress: dict[str, _Progress] = field(default_factory=dict)  # by child call id: what its ringing does
+    bridging: set[str] = field(default_factory=set)  # dialog ids being bridged now
     max_duration: dict[str, int] = field(default_factory=dict)  # seconds, armed when the dialog is established
 
     def recording_of(self, file_id: str) -> str | None:
