@@ -9,8 +9,9 @@ PostgreSQL's estimate for a phrase or two words of 1 in 100 calls sends it walki
 ``planned_call_matches`` decides from a bounded probe of the index:
 
 - a few matches (up to ``SELECTIVE_MATCHES``): start from them and sort them. PostgreSQL gets the probe's call
-  ids; SQLite goes FTS5 -> call_search_rows -> calls by key, the account compared with a unary ``+`` so it cannot
-  walk the account's calls instead;
+  ids as one array parameter (``id = ANY(...)``: one statement text whatever their number, nothing to render per
+  id, and a plan that starts from them even when generic); SQLite goes FTS5 -> call_search_rows -> calls by key,
+  the account compared with a unary ``+`` so it cannot walk the account's calls instead;
 - many: walk the account's calls newest first, checking each (PostgreSQL: the tsvector by key; SQLite: FTS5 by
   rowid, a seek in its doclists) until the page is full: what a LIKE scan does well, without reading the text.
 """
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Select,
     String,
     and_,
+    any_,
     bindparam,
     cast,
     column,
@@ -31,7 +33,7 @@ from sqlalchemy import (
     select,
     table,
 )
-from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.dialects.postgresql import ARRAY, TSQUERY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BindParameter, UnaryExpression
@@ -103,7 +105,11 @@ async def planned_call_matches(
         found = list(await session.scalars(probe))
         # Few: the page is those calls, by key. Many: the planner walks the account's calls newest first.
         few = len(found) <= SELECTIVE_MATCHES
-        matching = Call.id.in_(found) if few else Call.id.in_(_postgres_matching(query, account_id))
+        matching = (
+            Call.id == any_(bindparam("search_call_ids", found, type_=ARRAY(String)))
+            if few
+            else Call.id.in_(_postgres_matching(query, account_id))
+        )
         return matching if account_id is None else and_(Call.account_id == account_id, matching)
     if dialect != "sqlite":
         raise NotImplementedError(f"search on {dialect}")

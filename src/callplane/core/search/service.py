@@ -6,11 +6,13 @@ log, and the same cursor pages both. ``offset`` is there for page-numbered scree
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+import orjson
+from sqlalchemy import Text, and_, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.calls import service as calls
@@ -97,22 +99,33 @@ async def find_matches(session: AsyncSession, found: Sequence[Call], query: Sear
 
     For calls some other query selected (with ``call_matches``), e.g. a screen with its own filters.
     """
-    stored: dict[str, dict[str, Any]] = {}
+    stored: dict[str, str] = {}
     if found:
+        # The JSON as its text, decoded here by orjson: a page's transcripts (~7 KB each) decode in a third of the
+        # time the json module takes, the biggest part of a search's own CPU after the database's.
         rows = await session.execute(
-            select(CallTranscript.call_id, CallTranscript.transcript).where(
+            select(CallTranscript.call_id, cast(CallTranscript.transcript, Text)).where(
                 CallTranscript.call_id.in_([call.id for call in found]),
                 CallTranscript.status == TranscriptStatus.COMPLETED,
             )
         )
-        stored = {call_id: transcript for call_id, transcript in rows}
+        stored = {call_id: text for call_id, text in rows if text is not None}
     hits = []
     for call in found:
-        said, said_count = transcript_document(stored.get(call.id, {})).matches(query)
+        said, said_count = transcript_document(_decoded(stored.get(call.id))).matches(query)
         details, details_count = details_document(call_details(call)).matches(query)
         matches = (said + details)[:MAX_MATCHES]
         hits.append(SearchHit(call=call, matches=tuple(matches), match_count=said_count + details_count))
     return hits
+
+
+def _decoded(text: str | None) -> Any:
+    if text is None:
+        return {}
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # what orjson refuses but the json module wrote (NaN, on SQLite)
+        return json.loads(text)
 
 
 def call_details(call: Call) -> list[str | None]:

@@ -15,7 +15,6 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import accumulate
 from operator import attrgetter, itemgetter
 from typing import Any, Literal
 
@@ -71,15 +70,31 @@ def term_pattern(term: Term) -> re.Pattern[str]:
     return re.compile(rf"(?<![^\W_]){body}{end}", re.IGNORECASE)
 
 
+Piece = tuple[float | None, float | None, str]  # (start_s, end_s, text): a recognised word, or a whole turn
+
+
 @dataclass(frozen=True, slots=True)
 class _Block:
     start: int  # offset in the document's text
     end: int
     speaker: str | None
+    pieces: Sequence[Piece]  # their texts joined by single spaces are the block's text
+
+    def piece_at(self, offset: int) -> Piece:
+        """The piece ``offset`` falls in (the space after a piece, or the newline after the block, is that piece's).
+
+        Walked only for the few matches shown, so building a document stores no per-piece offsets.
+        """
+        position = self.start
+        for piece in self.pieces[:-1]:
+            position += len(piece[2]) + 1
+            if offset < position:
+                return piece
+        return self.pieces[-1]
 
 
 class _Document:
-    """Blocks of text (turns, or the details) joined by newlines, and where each timed piece of it starts.
+    """Blocks of text (turns, or the details) joined by newlines, each with its timed pieces.
 
     A piece is a recognised word, or a whole turn when the transcript has no word timings.
     """
@@ -89,27 +104,23 @@ class _Document:
         self.parts: list[str] = []
         self.length = 0
         self.blocks: list[_Block] = []
-        self.piece_starts: list[int] = []
-        self.piece_times: list[tuple[float | None, float | None]] = []
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
 
-    def add_block(self, pieces: Sequence[tuple[str, float | None, float | None]], speaker: str | None) -> None:
+    def add_block(self, pieces: Sequence[Piece], speaker: str | None) -> None:
         if self.parts:
             self.parts.append("\n")
             self.length += 1
         start = self.length
-        texts = [text for text, _, _ in pieces]
-        # Each piece starts one space after the end of the one before.
-        if texts:
-            self.piece_starts.extend(accumulate((len(text) + 1 for text in texts[:-1]), initial=start))
-        self.piece_times.extend((start_s, end_s) for _, start_s, end_s in pieces)
-        joined = " ".join(texts)
+        joined = " ".join(map(itemgetter(2), pieces))
         self.parts.append(joined)
         self.length += len(joined)
-        self.blocks.append(_Block(start, self.length, speaker))
+        self.blocks.append(_Block(start, self.length, speaker, pieces))
+
+    def _block_at(self, offset: int) -> _Block:
+        return self.blocks[bisect_right(self.blocks, offset, key=attrgetter("start")) - 1]
 
     def matches(self, query: SearchQuery) -> tuple[list[Match], int]:
         """Up to MAX_MATCHES snippets in document order (an occurrence already in a snippet adds none) and the
@@ -130,7 +141,7 @@ class _Document:
         return shown, len(spans)
 
     def _match(self, text: str, start: int, end: int, spans: list[tuple[int, int]]) -> tuple[Match, int]:
-        block = self.blocks[bisect_right(self.blocks, start, key=attrgetter("start")) - 1]
+        block = self._block_at(start)
         cut_start = max(block.start, start - CONTEXT_CHARS)
         if cut_start > block.start:  # begin at a word
             cut_start = min(start, text.find(" ", cut_start) + 1 or start)
@@ -155,8 +166,8 @@ class _Document:
             fragments.append(Fragment(text[position:cut_end], False))
         if cut_end < block.end:
             fragments.append(Fragment(" …", False))
-        first = self.piece_times[bisect_right(self.piece_starts, start) - 1]
-        last = self.piece_times[bisect_right(self.piece_starts, end - 1) - 1]
+        first = block.piece_at(start)
+        last = self._block_at(end - 1).piece_at(end - 1)  # a phrase may run on into the next turn
         match = Match(
             source=self.source, start_s=first[0], end_s=last[1], speaker=block.speaker, fragments=tuple(fragments)
         )
@@ -182,21 +193,16 @@ def _transcript_document(stored: dict[str, Any]) -> _Document:
     for channel in stored.get("channels") or ():
         pool = said.setdefault(channel["speaker"], [])
         for segment in channel["segments"]:
-            pool.extend((float(word["start_s"]), float(word["end_s"]), str(word["text"])) for word in segment["words"])
+            pool += [(float(word["start_s"]), float(word["end_s"]), str(word["text"])) for word in segment["words"]]
     for pool in said.values():
         pool.sort(key=itemgetter(0))
     taken = dict.fromkeys(said, 0)
     for turn in stored.get("turns") or ():
         speaker, until = turn["speaker"], float(turn["end_s"])
         pool, first = said.get(speaker, []), taken.get(speaker, 0)
-        last = first
-        while last < len(pool) and pool[last][0] <= until:
-            last += 1
+        last = bisect_right(pool, until, lo=first, key=itemgetter(0))  # the words said by the turn's end
         taken[speaker] = last
-        if last > first:
-            pieces = [(text, start_s, end_s) for start_s, end_s, text in pool[first:last]]
-        else:
-            pieces = [(str(turn["text"]), float(turn["start_s"]), until)]
+        pieces = pool[first:last] if last > first else [(float(turn["start_s"]), until, str(turn["text"]))]
         document.add_block(pieces, speaker)
     return document
 
@@ -218,5 +224,5 @@ def json_values(value: Any) -> Iterable[str]:
 def details_document(parts: Iterable[str | None]) -> _Document:
     """The call's details as one block (external id, numbers, agent, customer and metadata values)."""
     document = _Document("details")
-    document.add_block([(part, None, None) for part in parts if part], None)
+    document.add_block([(None, None, part) for part in parts if part], None)
     return document
