@@ -23,6 +23,7 @@ from callplane.settings import Settings
 from callplane.surfaces.admin.call_tracking import router as admin_call_tracking_router
 from callplane.surfaces.admin.contact_center import router as admin_contact_center_router
 from callplane.surfaces.admin.media_nodes import router as admin_media_nodes_router
+from callplane.surfaces.admin.recording_access import router as admin_recording_access_router
 from callplane.surfaces.admin.router import router as admin_router
 from callplane.surfaces.ccai.router import router as ccai_router
 from callplane.surfaces.console import router as console_router
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, *, call_engine: CallEngine | No
     app.include_router(admin_media_nodes_router)
     app.include_router(admin_call_tracking_router)
     app.include_router(admin_contact_center_router)
+    app.include_router(admin_recording_access_router)
     app.include_router(ccai_router)
     app.include_router(infobip_router)
     app.include_router(infobip_calls_router)

@@ -481,6 +481,41 @@ def create_recording_auth_config(
     _print(_in_transaction(work))
 
 
+@admin.command("set-s3-access")
+def set_s3_access(
+    account_id: Annotated[str, typer.Option()],
+    bucket: Annotated[str, typer.Option()],
+    access_key_id: Annotated[str, typer.Option()],
+    secret_access_key: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+    region: str | None = None,
+    prefix: str = "",
+    endpoint_url: Annotated[str | None, typer.Option(help="unset: AWS; set for an S3-compatible service")] = None,
+) -> None:
+    """Direct S3 access to the account's recordings (calls with a recording_filename, or none: the external id)."""
+    from callplane.core.recordings import bucket_access
+    from callplane.core.tenancy.secrets_box import SecretBox
+    from callplane.surfaces.admin.recording_access import s3_access_out
+
+    box = SecretBox(_settings().effective_secret_key())
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return s3_access_out(
+            await bucket_access.set_s3_access(
+                session=session,
+                secret_box=box,
+                account_id=account_id,
+                bucket=bucket,
+                access_key_id=access_key_id,
+                secret_access_key=secret_access_key,
+                region=region,
+                prefix=prefix,
+                endpoint_url=endpoint_url,
+            )
+        )
+
+    _print(_in_transaction(work))
+
+
 @admin.command("list-accounts")
 def list_accounts() -> None:
     from callplane.core.tenancy import service

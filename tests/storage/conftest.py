@@ -1,16 +1,22 @@
-"""moto's S3 server as a real process on a loopback port, and one store per driver for the contract suite."""
+"""moto's S3 server as a real process on a loopback port, one store per driver for the contract suite, and a
+server with its workers storing recordings in that S3 server (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
+import os
 import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -19,10 +25,20 @@ from mypy_boto3_s3.client import S3Client
 
 from callplane.core.recordings.s3 import S3RecordingStorage, S3StorageConfig
 from callplane.core.recordings.storage import LocalRecordingStorage, RecordingStorage
+from callplane.testing.factories import Admin
+from callplane.testing.server import (
+    DEFAULT_POSTGRES_ADMIN_URL,
+    RunningServer,
+    running_server,
+    scratch_postgres_database,
+)
+from tests.conftest import ADMIN_TOKEN, _settings
+from tests.pipeline.conftest import make_tone
 
 ACCESS_KEY = "callplane-test-key"
 SECRET_KEY = "callplane-test-secret"
 REGION = "us-east-1"
+PREFIX = "node-shared"  # where the pipeline servers below keep their recordings in the bucket
 
 
 @dataclass(frozen=True)
@@ -97,3 +113,63 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Recordin
     s3 = S3RecordingStorage(server.config(server.new_bucket(), prefix="recordings/"))
     yield s3
     s3.close()
+
+
+@dataclass
+class S3Pipeline:
+    server: RunningServer
+    admin: Admin
+    bucket: str
+    origin: str  # a loopback HTTP server with stereo.wav
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("s3-pipeline-origin")
+    make_tone(root / "stereo.wav", left_hz=440, right_hz=1000)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def s3_pipeline(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server, origin: str
+) -> Iterator[S3Pipeline]:
+    data_dir = tmp_path_factory.mktemp(f"s3-pipeline-{request.param}")
+    bucket = s3_server.new_bucket()
+    overrides: dict[str, Any] = {
+        "workers_enabled": True,
+        "worker_poll_seconds": 0.05,
+        "job_backoff_base_seconds": 0.05,
+        "job_backoff_cap_seconds": 0.2,
+        "delivery_poll_seconds": 0.05,
+        "transcription_enabled": False,  # the recording stage is what touches storage; ASR is tested elsewhere
+        "storage_backend": "s3",
+        "storage_s3_bucket": bucket,
+        "storage_s3_prefix": PREFIX,
+        "storage_s3_endpoint_url": s3_server.endpoint_url,
+        "storage_s3_region": REGION,
+        "storage_s3_access_key_id": ACCESS_KEY,
+        "storage_s3_secret_access_key": SECRET_KEY,
+        "storage_s3_addressing_style": "path",
+        "storage_s3_server_side_encryption": "AES256",
+    }
+    with contextlib.ExitStack() as stack:
+        url = None
+        if request.param == "postgresql":
+            admin_url = os.environ.get("CALLPLANE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
+            url = stack.enter_context(scratch_postgres_database(admin_url))
+        running = stack.enter_context(running_server(_settings(data_dir, url, **overrides)))
+        admin = Admin(running.base_url, ADMIN_TOKEN)
+        stack.callback(admin.client.close)
+        yield S3Pipeline(running, admin, bucket, origin)

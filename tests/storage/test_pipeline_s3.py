@@ -4,90 +4,14 @@ server on loopback) and is downloaded through the API, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
-import os
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import pytest
 
-from callplane.testing.factories import Admin
-from callplane.testing.server import (
-    DEFAULT_POSTGRES_ADMIN_URL,
-    RunningServer,
-    running_server,
-    scratch_postgres_database,
-)
-from tests.conftest import ADMIN_TOKEN, _settings
-from tests.pipeline.conftest import invoca_call, make_tone, wait_for_outcome
-from tests.storage.conftest import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from tests.pipeline.conftest import invoca_call, wait_for_outcome
+from tests.storage.conftest import PREFIX, S3Pipeline, S3Server
 
 URL = "/api/2022-03-01/calls.json"
-PREFIX = "node-shared"
-
-
-@dataclass
-class S3Pipeline:
-    server: RunningServer
-    admin: Admin
-    bucket: str
-    origin: str  # a loopback HTTP server with stereo.wav
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="session")
-def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("s3-pipeline-origin")
-    make_tone(root / "stereo.wav", left_hz=440, right_hz=1000)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def s3_pipeline(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server, origin: str
-) -> Iterator[S3Pipeline]:
-    data_dir = tmp_path_factory.mktemp(f"s3-pipeline-{request.param}")
-    bucket = s3_server.new_bucket()
-    overrides: dict[str, Any] = {
-        "workers_enabled": True,
-        "worker_poll_seconds": 0.05,
-        "job_backoff_base_seconds": 0.05,
-        "job_backoff_cap_seconds": 0.2,
-        "delivery_poll_seconds": 0.05,
-        "transcription_enabled": False,  # the recording stage is what touches storage; ASR is tested elsewhere
-        "storage_backend": "s3",
-        "storage_s3_bucket": bucket,
-        "storage_s3_prefix": PREFIX,
-        "storage_s3_endpoint_url": s3_server.endpoint_url,
-        "storage_s3_region": REGION,
-        "storage_s3_access_key_id": ACCESS_KEY,
-        "storage_s3_secret_access_key": SECRET_KEY,
-        "storage_s3_addressing_style": "path",
-        "storage_s3_server_side_encryption": "AES256",
-    }
-    with contextlib.ExitStack() as stack:
-        url = None
-        if request.param == "postgresql":
-            admin_url = os.environ.get("CALLPLANE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
-            url = stack.enter_context(scratch_postgres_database(admin_url))
-        running = stack.enter_context(running_server(_settings(data_dir, url, **overrides)))
-        admin = Admin(running.base_url, ADMIN_TOKEN)
-        stack.callback(admin.client.close)
-        yield S3Pipeline(running, admin, bucket, origin)
 
 
 def _submit(client: httpx.Client, token: str, call: dict[str, Any]) -> str:

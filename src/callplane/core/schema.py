@@ -15,6 +15,7 @@ from callplane.core.contact_center.models import (
 )
 from callplane.core.events.models import Event
 from callplane.core.jobs.models import Job
+from callplane.core.recordings.bucket_access import S3AccessConfig
 from callplane.core.signals.models import SignalSubmission
 from callplane.core.tenancy.models import (
     Account,
@@ -74,6 +75,7 @@ __all__ = [
     "PromoNumber",
     "PublicIdCounter",
     "RecordingAuthConfig",
+    "S3AccessConfig",
     "SftpAccessConfig",
     "SignalDefinition",
     "SignalSubmission",

@@ -25,6 +25,7 @@ from callplane.core.events.types import CALL_PROCESSED, CALL_PROCESSING_FAILED, 
 from callplane.core.jobs import queue
 from callplane.core.jobs.queue import ClaimedJob
 from callplane.core.recordings.audio import normalize_recording_async
+from callplane.core.recordings.bucket_access import get_s3_access, s3_access_of
 from callplane.core.recordings.fetch import (
     DropFolder,
     FetchLimits,
@@ -35,6 +36,7 @@ from callplane.core.recordings.fetch import (
     fetch_http,
     fetch_sftp,
 )
+from callplane.core.recordings.fetch_s3 import S3Access, fetch_s3
 from callplane.core.recordings.storage import RecordingStorage
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.signals import detection
@@ -133,6 +135,12 @@ async def _sftp_access(env: ProcessingEnvironment, call: Call) -> SftpAccess | N
     )
 
 
+async def _s3_access(env: ProcessingEnvironment, call: Call) -> S3Access | None:
+    async with env.sessions() as session:
+        config = await get_s3_access(session=session, account_id=call.account_id)
+    return None if config is None else s3_access_of(config, env.secret_box)
+
+
 def _work_dir(env: ProcessingEnvironment, prefix: str) -> Path:
     """A scratch directory of this run alone: a run whose lease lapsed may still be going when the job's next run
     starts, and a directory shared by call id let one run's cleanup delete the other's files mid-conversion (a good
@@ -160,8 +168,12 @@ async def stage_recording(env: ProcessingEnvironment, call: Call) -> None:
         ):
             await fetch_drop_folder(env.voice_recordings, call.recording_filename, dest=source, limits=env.limits)
         elif call.recording_filename:
-            sftp = await _sftp_access(env, call)
-            if sftp is not None:
+            # The account's direct access: its own S3 bucket, else its SFTP server, else the operator's drop folder.
+            s3 = await _s3_access(env, call)
+            sftp = None if s3 is not None else await _sftp_access(env, call)
+            if s3 is not None:
+                await fetch_s3(s3, call.recording_filename, dest=source, policy=env.policy, limits=env.limits)
+            elif sftp is not None:
                 await fetch_sftp(sftp, call.recording_filename, dest=source, policy=env.policy, limits=env.limits)
             elif env.drop_folder is not None:
                 await fetch_drop_folder(env.drop_folder, call.recording_filename, dest=source, limits=env.limits)
