@@ -24,7 +24,7 @@ from callplane.core.contact_center.models import Agent, CcCall, CcCallStatus, Me
 from callplane.core.events.models import Event
 from callplane.core.ingestion.phones import PhoneNumberError, normalize_phone
 from callplane.core.recordings.targets import TargetPolicy
-from callplane.core.search import Match, SearchQuery, call_matches, find_matches, parse_query
+from callplane.core.search import Match, SearchQuery, find_matches, parse_query, planned_call_matches
 from callplane.core.signals.detection import SignalDetector
 from callplane.core.signals.matching import SignalDefinition as SignalRules
 from callplane.core.signals.matching import SignalDetection
@@ -134,12 +134,19 @@ def filtered_calls(
     viewer: Viewer,
     filters: CallFilters,
     *,
-    search: SearchQuery | None,
-    dialect: str,
+    search_matches: ColumnElement[bool] | None = None,
     campaign_ids: list[str] | None = None,
 ) -> Select[Call]:
-    """The viewer's calls narrowed by the filters (``campaign_ids``: the campaign filter, resolved beforehand)."""
-    statement = scoped_calls(viewer)
+    """The viewer's calls narrowed by the filters (``campaign_ids``: the campaign filter, resolved beforehand;
+    ``search_matches``: the search box's, from core/search's ``planned_call_matches`` for the viewer's account)."""
+    if search_matches is None:
+        statement = scoped_calls(viewer)
+    else:
+        # The search condition holds the account itself, written so each database takes the plan that fits how
+        # many calls match; a plain account condition beside it would let SQLite walk all the account's calls.
+        statement = select(Call).where(search_matches)
+        if viewer.organization_scope is not None:
+            statement = statement.where(Call.organization_id.in_(viewer.organization_scope))
     if filters.started_from:
         statement = statement.where(Call.started_at >= datetime.combine(filters.started_from, time(), UTC))
     if filters.started_to:
@@ -162,9 +169,6 @@ def filtered_calls(
         statement = statement.where(
             exists().where(CallSignal.call_id == Call.id, CallSignal.name == filters.signal, CallSignal.value.is_(True))
         )
-    if search is not None:
-        # The full-text index (core/search): transcripts and call details, the same words on both databases.
-        statement = statement.where(call_matches(search, dialect=dialect, account_id=viewer.account_id))
     return statement
 
 
@@ -191,9 +195,11 @@ async def list_calls(
         if filters.campaign
         else None
     )
-    statement = filtered_calls(
-        viewer, filters, search=search, dialect=session.get_bind().dialect.name, campaign_ids=campaign_ids
+    # The full-text index (core/search): transcripts and call details, the same words on both databases.
+    search_matches = (
+        await planned_call_matches(session, search, account_id=viewer.account_id) if search is not None else None
     )
+    statement = filtered_calls(viewer, filters, search_matches=search_matches, campaign_ids=campaign_ids)
     if cursor:
         received_at, call_id = calls.decode_cursor(cursor)
         statement = statement.where(
