@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from callplane.core.search.query import parse_query
+from callplane.core.search.service import decode_stored
 from callplane.core.search.snippets import MAX_MATCHES, details_document, transcript_document
 from callplane.core.transcripts.merge import transcript_to_dict
 from callplane.core.transcripts.schemas import Speaker
@@ -61,3 +63,15 @@ def test_details_are_searched_without_times() -> None:
     (match,), count = details_document(["ext-9", None, "+14155550100", "Gold <tier>"]).matches(parse_query("gold"))
     assert count == 1 and match.start_s is None and match.source == "details"
     assert match.snippet_html == "ext-9 +14155550100 <mark>Gold</mark> &lt;tier&gt;"
+
+
+def test_stored_text_decodes_as_the_json_module_reads_it() -> None:
+    """orjson reads the page's transcripts; what only the json module accepts (SQLite can hold what it wrote: NaN,
+    integers beyond 64 bits) is still read, and a missing row is an empty transcript."""
+    said = json.dumps(stored(Said(Speaker.CALLER, 1.5, "Héllo, wörld")), ensure_ascii=False)
+    assert decode_stored(said) == json.loads(said)
+    odd = '{"turns": [], "score": NaN, "big": 123456789012345678901234567890}'
+    decoded = decode_stored(odd)
+    assert decoded["big"] == 123456789012345678901234567890 and decoded["score"] != decoded["score"]
+    assert decode_stored(None) == {}
+    assert transcript_document(decode_stored(odd)).matches(parse_query("hello")) == ([], 0)

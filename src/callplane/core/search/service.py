@@ -112,14 +112,15 @@ async def find_matches(session: AsyncSession, found: Sequence[Call], query: Sear
         stored = {call_id: text for call_id, text in rows if text is not None}
     hits = []
     for call in found:
-        said, said_count = transcript_document(_decoded(stored.get(call.id))).matches(query)
+        said, said_count = transcript_document(decode_stored(stored.get(call.id))).matches(query)
         details, details_count = details_document(call_details(call)).matches(query)
         matches = (said + details)[:MAX_MATCHES]
         hits.append(SearchHit(call=call, matches=tuple(matches), match_count=said_count + details_count))
     return hits
 
 
-def _decoded(text: str | None) -> Any:
+def decode_stored(text: str | None) -> Any:
+    """A stored transcript's JSON text as Python values, as the json module reads it (an empty one for none)."""
     if text is None:
         return {}
     try:
