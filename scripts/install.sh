@@ -44,3 +44,10 @@ if ! cmp -s console/package-lock.json "$VENDOR/package-lock.json"; then
   cp console/node_modules/chart.js/LICENSE.md "$VENDOR/chart.js.LICENSE.md"
   cp console/package-lock.json "$VENDOR/package-lock.json"
 fi
+
+# Azurite (Microsoft's Azure Storage emulator, pinned in tools/azurite/package-lock.json): tests/storage fetch
+# Invoca recordings from it. Skipped when already installed at the locked version.
+if ! cmp -s tools/azurite/package-lock.json tools/azurite/node_modules/.installed-lock.json 2>/dev/null; then
+  (cd tools/azurite && npm ci --no-audit --no-fund --loglevel=error)
+  cp tools/azurite/package-lock.json tools/azurite/node_modules/.installed-lock.json
+fi

@@ -516,6 +516,43 @@ def set_s3_access(
     _print(_in_transaction(work))
 
 
+@admin.command("set-azure-blob-access")
+def set_azure_blob_access(
+    account_id: Annotated[str, typer.Option()],
+    storage_account: Annotated[str, typer.Option()],
+    container: Annotated[str, typer.Option()],
+    credential_kind: Annotated[str, typer.Option(help="key (an account key) or sas (a SAS token)")],
+    credential: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+    prefix: str = "",
+    endpoint_url: Annotated[str | None, typer.Option(help="the blob service URL; unset: Azure's")] = None,
+) -> None:
+    """Direct Azure Blob access to the account's recordings (calls with a recording_filename, or none)."""
+    from callplane.core.recordings import bucket_access
+    from callplane.core.tenancy.secrets_box import SecretBox
+    from callplane.surfaces.admin.recording_access import azure_blob_access_out
+
+    if credential_kind not in ("key", "sas"):
+        raise typer.BadParameter("--credential-kind is key or sas")
+    box = SecretBox(_settings().effective_secret_key())
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return azure_blob_access_out(
+            await bucket_access.set_azure_blob_access(
+                session=session,
+                secret_box=box,
+                account_id=account_id,
+                storage_account=storage_account,
+                container=container,
+                credential_kind="sas" if credential_kind == "sas" else "key",
+                credential=credential,
+                prefix=prefix,
+                endpoint_url=endpoint_url,
+            )
+        )
+
+    _print(_in_transaction(work))
+
+
 @admin.command("list-accounts")
 def list_accounts() -> None:
     from callplane.core.tenancy import service

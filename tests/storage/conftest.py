@@ -173,3 +173,52 @@ def s3_pipeline(
         admin = Admin(running.base_url, ADMIN_TOKEN)
         stack.callback(admin.client.close)
         yield S3Pipeline(running, admin, bucket, origin)
+
+
+# Azurite's documented development account (public, in Microsoft's docs): not a secret.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURITE_BIN = Path(__file__).resolve().parents[2] / "tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+
+
+@dataclass(frozen=True)
+class Azurite:
+    blob_endpoint: str  # http://127.0.0.1:<port>/devstoreaccount1
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """Microsoft's Azure Storage emulator (npm package `azurite`, from scripts/install.sh), its blob service only."""
+    if not AZURITE_BIN.exists():
+        raise RuntimeError(f"{AZURITE_BIN} is missing: run scripts/install.sh")
+    port = _free_port()
+    workspace = tmp_path_factory.mktemp("azurite")
+    log = (workspace / "azurite.log").open("wb")
+    process = subprocess.Popen(
+        [
+            str(AZURITE_BIN),
+            "--blobHost=127.0.0.1",
+            f"--blobPort={port}",
+            f"--location={workspace}",
+            "--silent",
+            "--skipApiVersionCheck",  # the Python SDK may speak a newer service version than this Azurite knows
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"Azurite did not start (see {log.name})") from None
+                time.sleep(0.1)
+        yield Azurite(endpoint)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()

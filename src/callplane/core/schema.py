@@ -15,7 +15,7 @@ from callplane.core.contact_center.models import (
 )
 from callplane.core.events.models import Event
 from callplane.core.jobs.models import Job
-from callplane.core.recordings.bucket_access import S3AccessConfig
+from callplane.core.recordings.bucket_access import AzureBlobAccessConfig, S3AccessConfig
 from callplane.core.signals.models import SignalSubmission
 from callplane.core.tenancy.models import (
     Account,
@@ -45,6 +45,7 @@ __all__ = [
     "Account",
     "Agent",
     "ApiToken",
+    "AzureBlobAccessConfig",
     "Base",
     "Call",
     "CallCustomData",

@@ -25,7 +25,12 @@ from callplane.core.events.types import CALL_PROCESSED, CALL_PROCESSING_FAILED, 
 from callplane.core.jobs import queue
 from callplane.core.jobs.queue import ClaimedJob
 from callplane.core.recordings.audio import normalize_recording_async
-from callplane.core.recordings.bucket_access import get_s3_access, s3_access_of
+from callplane.core.recordings.bucket_access import (
+    azure_blob_access_of,
+    get_azure_blob_access,
+    get_s3_access,
+    s3_access_of,
+)
 from callplane.core.recordings.fetch import (
     DropFolder,
     FetchLimits,
@@ -36,6 +41,7 @@ from callplane.core.recordings.fetch import (
     fetch_http,
     fetch_sftp,
 )
+from callplane.core.recordings.fetch_azure import AzureBlobAccess, fetch_azure_blob
 from callplane.core.recordings.fetch_s3 import S3Access, fetch_s3
 from callplane.core.recordings.storage import RecordingStorage
 from callplane.core.recordings.targets import TargetPolicy
@@ -141,6 +147,12 @@ async def _s3_access(env: ProcessingEnvironment, call: Call) -> S3Access | None:
     return None if config is None else s3_access_of(config, env.secret_box)
 
 
+async def _azure_blob_access(env: ProcessingEnvironment, call: Call) -> AzureBlobAccess | None:
+    async with env.sessions() as session:
+        config = await get_azure_blob_access(session=session, account_id=call.account_id)
+    return None if config is None else azure_blob_access_of(config, env.secret_box)
+
+
 def _work_dir(env: ProcessingEnvironment, prefix: str) -> Path:
     """A scratch directory of this run alone: a run whose lease lapsed may still be going when the job's next run
     starts, and a directory shared by call id let one run's cleanup delete the other's files mid-conversion (a good
@@ -168,11 +180,17 @@ async def stage_recording(env: ProcessingEnvironment, call: Call) -> None:
         ):
             await fetch_drop_folder(env.voice_recordings, call.recording_filename, dest=source, limits=env.limits)
         elif call.recording_filename:
-            # The account's direct access: its own S3 bucket, else its SFTP server, else the operator's drop folder.
+            # The account's direct access: its own S3 bucket, Azure container or SFTP server (in that order), else
+            # the operator's drop folder.
             s3 = await _s3_access(env, call)
-            sftp = None if s3 is not None else await _sftp_access(env, call)
+            azure = None if s3 is not None else await _azure_blob_access(env, call)
+            sftp = None if s3 is not None or azure is not None else await _sftp_access(env, call)
             if s3 is not None:
                 await fetch_s3(s3, call.recording_filename, dest=source, policy=env.policy, limits=env.limits)
+            elif azure is not None:
+                await fetch_azure_blob(
+                    azure, call.recording_filename, dest=source, policy=env.policy, limits=env.limits
+                )
             elif sftp is not None:
                 await fetch_sftp(sftp, call.recording_filename, dest=source, policy=env.policy, limits=env.limits)
             elif env.drop_folder is not None:
