@@ -26,9 +26,9 @@ from callplane.testing.server import (
     running_server,
     scratch_postgres_database,
 )
+from callplane.testing.sipp import free_even_port_pair, free_udp_port, render_scenario, tone, write_rtp_pcap
 from tests.contact_center.sipp import agent_phone, end_user_phone, wire_carrier
 from tests.contact_center.support import END_USER, END_USER_E164, OUTBOUND, OUTBOUND_E164, new_center
-from tests.media.sippkit import free_even_port_pair, free_udp_port, render_scenario, tone, write_rtp_pcap
 
 ADMIN_TOKEN = "call-tracking-admin"
 VERSION = "2022-08-01"

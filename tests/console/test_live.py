@@ -24,8 +24,8 @@ from callplane.testing.server import (
     running_server,
     scratch_postgres_database,
 )
+from callplane.testing.sipp import free_even_port_pair, free_udp_port, render_scenario
 from tests.console.conftest import SCREENSHOTS
-from tests.media.sippkit import free_even_port_pair, free_udp_port, render_scenario
 
 ADMIN_TOKEN = "console-live-admin"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from callplane.testing.sipp import free_even_port_pair, free_udp_port
 from tests.contact_center.support import END_USER_E164, OUTBOUND, OUTBOUND_E164, Center
-from tests.media.sippkit import free_even_port_pair, free_udp_port
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 

@@ -28,9 +28,9 @@ from callplane.testing.server import (
     running_server,
     scratch_postgres_database,
 )
+from callplane.testing.sipp import free_udp_port
 from tests.contact_center.sipp import agent_phone, busy_end_user, end_user_phone, trunk_to, wire_carrier
 from tests.contact_center.support import END_USER, END_USER_E164, OUTBOUND, Center, new_center
-from tests.media.sippkit import free_udp_port
 
 ADMIN_TOKEN = "contact-center-admin"
 

@@ -19,10 +19,10 @@ import pytest
 
 from callplane.testing.factories import Admin
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, scratch_postgres_database
+from callplane.testing.sipp import free_udp_port
 from tests.contact_center.sipp import agent_phone, end_user_phone, wire_carrier
 from tests.contact_center.support import END_USER, new_center
 from tests.contact_center.test_calls_e2e import ended
-from tests.media.sippkit import free_udp_port
 
 ADMIN_TOKEN = "crash-admin"
 

@@ -15,10 +15,10 @@ import pytest
 
 from callplane.testing.factories import Admin
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, running_server, scratch_postgres_database
+from callplane.testing.sipp import free_udp_port
 from tests.contact_center.sipp import agent_phone, end_user_phone, wire_carrier
 from tests.contact_center.support import END_USER, Center, basic, new_center
 from tests.contact_center.test_calls_e2e import ADMIN_TOKEN, check_finished, ended, voice_settings
-from tests.media.sippkit import free_udp_port
 
 DUE_IN_S = 8  # room to stop the first server before the call is due, on a loaded machine
 

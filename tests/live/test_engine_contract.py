@@ -39,7 +39,7 @@ from callplane.media.engine import (
 )
 from callplane.media.sip import SippyCallEngine
 from callplane.testing.engine import RINGS_FOREVER, WAITS, Failure, FakeCallEngine, FarEnd
-from tests.media.sippkit import (
+from callplane.testing.sipp import (
     SIPP_PCAPS,
     Sipp,
     engine_config,

@@ -22,7 +22,7 @@ from callplane.media.engine import (
 )
 from callplane.media.g711 import PayloadType
 from callplane.media.sip import SippyCallEngine
-from tests.media.sippkit import (
+from callplane.testing.sipp import (
     SIPP_PCAPS,
     Sipp,
     best_correlation,

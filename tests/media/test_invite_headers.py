@@ -12,7 +12,7 @@ import pytest
 
 from callplane.media.engine import CallStateConflict, OutboundCall, SipTrunk
 from callplane.media.sip import SippyCallEngine
-from tests.media.sippkit import engine_config
+from callplane.testing.sipp import engine_config
 
 
 def _far_end() -> socket.socket:

@@ -13,7 +13,7 @@ from callplane.media.channel import MediaChannel, SharedPrompt, mix
 from callplane.media.clock import MediaClock
 from callplane.media.g711 import Pcm
 from callplane.media.jitter import FRAME_SAMPLES
-from tests.media.sippkit import dominant_frequency, tone
+from callplane.testing.sipp import dominant_frequency, tone
 
 
 class _Tap:

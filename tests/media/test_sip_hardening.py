@@ -18,7 +18,7 @@ import pytest
 
 from callplane.media.sip import SippyCallEngine
 from callplane.media.sip_guard import OTHER_SOURCES, MalformedSipLog, Refusal, raise_receive_buffer, raw_response
-from tests.media.sippkit import Sipp, engine_config, free_even_port_pair, free_udp_port, render_scenario
+from callplane.testing.sipp import Sipp, engine_config, free_even_port_pair, free_udp_port, render_scenario
 
 REPO = Path(__file__).resolve().parents[2]
 OFFER = (

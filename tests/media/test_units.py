@@ -32,7 +32,7 @@ from callplane.media.channel import MediaChannel, in_band_dtmf
 from callplane.media.clock import MediaClock
 from callplane.media.g711 import PayloadType
 from callplane.media.jitter import FRAME_SAMPLES, JitterBuffer
-from tests.media.sippkit import dominant_frequency, tone
+from callplane.testing.sipp import dominant_frequency, tone
 
 # ---- G.711 ---------------------------------------------------------------------------------------
 

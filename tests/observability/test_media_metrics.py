@@ -15,7 +15,7 @@ from callplane.media.g711 import PayloadType
 from callplane.media.jitter import FRAME_SAMPLES, JitterBuffer
 from callplane.media.sip import SippyCallEngine
 from callplane.observability.endpoint import serve_metrics
-from tests.media.sippkit import (
+from callplane.testing.sipp import (
     Sipp,
     engine_config,
     free_even_port_pair,

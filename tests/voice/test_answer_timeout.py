@@ -12,14 +12,17 @@ import httpx
 import pytest
 
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, running_server, scratch_postgres_database
-from tests.media.sippkit import free_udp_port
-from tests.voice import test_calls_e2e as calls_e2e
-from tests.voice.test_calls_e2e import Receiver, VoiceServer, run_sipp, settle_then_single_terminal, sipp_result
-from tests.voice.test_dialog_media_e2e import render
-
-# The calls tests' webhook receiver and sipp clean-up serve here too.
-receiver = calls_e2e.receiver
-_stop_sipps = calls_e2e._stop_sipps
+from callplane.testing.sipp import free_udp_port
+from tests.voice.support import (
+    Receiver,
+    VoiceServer,
+    render_voice_scenario,
+    run_sipp,
+    serving,
+    settle_then_single_terminal,
+    sipp_result,
+    voice_settings,
+)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -29,15 +32,15 @@ def impatient_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
     sip_port = free_udp_port()
     update = {"voice_inbound_answer_timeout_seconds": 2.0}
     if request.param == "sqlite":
-        with running_server(calls_e2e._settings(data_dir, None, sip_port).model_copy(update=update)) as running:
-            yield from calls_e2e._serving(running, sip_port)
+        with running_server(voice_settings(data_dir, None, sip_port).model_copy(update=update)) as running:
+            yield from serving(running, sip_port)
         return
     admin_url = os.environ.get("CALLPLANE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
     with (
         scratch_postgres_database(admin_url) as url,
-        running_server(calls_e2e._settings(data_dir, url, sip_port).model_copy(update=update)) as running,
+        running_server(voice_settings(data_dir, url, sip_port).model_copy(update=update)) as running,
     ):
-        yield from calls_e2e._serving(running, sip_port)
+        yield from serving(running, sip_port)
 
 
 def test_an_inbound_call_nobody_answers_ends_no_answer_after_the_answer_timeout(
@@ -54,7 +57,7 @@ def test_an_inbound_call_nobody_answers_ends_no_answer_after_the_answer_timeout(
         native.post(f"/v1/voice/configurations/{configuration_id}/subscriptions", json={"url": receiver.url})
         native.post(f"/v1/voice/configurations/{configuration_id}/routes", json={"called_user": called})
         caller = run_sipp(
-            render("uac_unanswered.xml", tmp_path, TIMEOUT_MS="60000"),
+            render_voice_scenario("uac_unanswered.xml", tmp_path, TIMEOUT_MS="60000"),
             remote=f"127.0.0.1:{impatient_server.sip_port}",
             extra=["-s", called],
         )

@@ -1,24 +1,16 @@
 """The Calls API end to end: a real server with the in-process engine, real sipp peers, events at a loopback
-webhook receiver (signed, through the outbox), on SQLite and PostgreSQL."""
+webhook receiver (signed, through the outbox), on SQLite and PostgreSQL. The fixtures are tests/voice/conftest.py's."""
 
 from __future__ import annotations
 
 import base64
-import http.server
 import json
-import os
-import random
 import secrets
-import subprocess
-import threading
 import time
 import wave
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from infobip_api_client.api.calls_api import CallsApi
@@ -56,253 +48,27 @@ from infobip_api_client.models.calls_stop_play_request import CallsStopPlayReque
 from infobip_api_client.models.calls_text_play_content import CallsTextPlayContent
 
 from callplane.core.webhooks.signing import verify
-from callplane.settings import Settings
-from callplane.testing.factories import Admin
 from callplane.testing.infobip import calls_api
-from callplane.testing.server import (
-    DEFAULT_POSTGRES_ADMIN_URL,
-    RunningServer,
-    running_server,
-    scratch_postgres_database,
-)
-from tests.media.sippkit import (
+from callplane.testing.sipp import (
     SIPP_PCAPS,
     best_correlation,
     dominant_frequency,
-    free_even_port_pair,
-    free_udp_port,
     render_scenario,
     tone,
     write_rtp_pcap,
 )
-
-ADMIN_TOKEN = "voice-e2e-admin"
-TERMINAL = ("CALL_FINISHED", "CALL_FAILED")
-_STARTED: list[subprocess.Popen[bytes]] = []
-
-
-@pytest.fixture(autouse=True)
-def _stop_sipps() -> Iterator[None]:
-    """A failed test must not leave its sipp running (nor its pipes open)."""
-    yield
-    while _STARTED:
-        process = _STARTED.pop()
-        if process.returncode is None:
-            process.kill()
-        process.communicate()
-
-
-# ---- a loopback webhook receiver ----------------------------------------------------------------
-
-
-@dataclass
-class Receiver:
-    url: str = ""
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    basic: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    files: dict[str, bytes] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def events(self, call_id: str | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            bodies = [json.loads(body) for _, body in self.received]
-        return [body for body in bodies if call_id is None or body.get("callId") == call_id]
-
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 40) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for event in self.events():
-                if predicate(event):
-                    return event
-            time.sleep(0.05)
-        raise AssertionError(f"no matching event within {timeout_s}s; got {[e['type'] for e in self.events()]}")
-
-    def wait_type(self, call_id: str, event_type: str, timeout_s: float = 40) -> dict[str, Any]:
-        return self.wait_for(lambda e: e.get("callId") == call_id and e["type"] == event_type, timeout_s)
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    sink = Receiver()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            with sink.lock:
-                if self.path == "/basic":  # a second subscription's copies, kept apart
-                    sink.basic.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                else:
-                    sink.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(200)
-            self.end_headers()
-
-        def do_GET(self) -> None:  # audio for play-by-URL
-            body = sink.files.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("content-type", "audio/wav")
-            self.send_header("content-length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    sink.url = f"http://127.0.0.1:{server.server_address[1]}/events"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield sink
-    server.shutdown()
-    server.server_close()
-
-
-# ---- a server with the voice engine -------------------------------------------------------------
-
-
-@dataclass
-class VoiceServer:
-    running: RunningServer
-    sip_port: int
-    admin: Admin
-
-
-def _settings(data_dir: Path, database_url: str | None, sip_port: int) -> Settings:
-    low = random.randrange(20000, 38000, 2)
-    return Settings(
-        environment="test",
-        data_dir=data_dir,
-        database_url=database_url,
-        admin_token=ADMIN_TOKEN,
-        log_level="WARNING",
-        fetch_allowed_networks=["127.0.0.1/32"],
-        workers_enabled=True,
-        transcription_enabled=False,
-        delivery_poll_seconds=0.1,
-        voice_enabled=True,
-        sip_port=sip_port,
-        rtp_port_min=low,
-        rtp_port_max=low + 1000,
-        voice_node_id="test-node",
-    )
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def voice_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoiceServer]:
-    data_dir = tmp_path_factory.mktemp(f"voice-{request.param}")
-    sip_port = free_udp_port()
-    if request.param == "sqlite":
-        with running_server(_settings(data_dir, None, sip_port)) as running:
-            yield from _serving(running, sip_port)
-        return
-    admin_url = os.environ.get("CALLPLANE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
-    with scratch_postgres_database(admin_url) as url, running_server(_settings(data_dir, url, sip_port)) as running:
-        yield from _serving(running, sip_port)
-
-
-def _serving(running: RunningServer, sip_port: int) -> Iterator[VoiceServer]:
-    admin = Admin(running.base_url, ADMIN_TOKEN)
-    try:
-        yield VoiceServer(running, sip_port, admin)
-    finally:
-        admin.client.close()
-
-
-@dataclass
-class App:
-    """One account's application: its API key, a calls configuration subscribed to the receiver."""
-
-    http: httpx.Client
-    native: httpx.Client
-    configuration_id: str
-    secret: str
-
-
-@pytest.fixture
-def app(voice_server: VoiceServer, receiver: Receiver) -> Iterator[App]:
-    account = voice_server.admin.network()
-    base = voice_server.running.base_url
-    with (
-        httpx.Client(base_url=base, headers={"Authorization": f"App {account.token}"}, timeout=30) as api,
-        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {account.token}"}, timeout=30) as native,
-    ):
-        created = api.post("/calls/1/configurations", json={"name": "e2e"})
-        assert created.status_code == 201, created.text
-        configuration_id = created.json()["id"]
-        subscription = native.post(
-            f"/v1/voice/configurations/{configuration_id}/subscriptions", json={"url": receiver.url}
-        )
-        assert subscription.status_code == 201, subscription.text
-        yield App(api, native, configuration_id, subscription.json()["secret"])
-
-
-# ---- sipp ---------------------------------------------------------------------------------------
-
-
-def run_sipp(scenario: Path, *, remote: str | None, extra: list[str]) -> subprocess.Popen[bytes]:
-    args = [
-        "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(free_udp_port()),
-        "-mp", str(free_even_port_pair()), "-nostdin", "-trace_err", "-m", "1", "-timeout", "60s",
-        "-timeout_error", *extra,
-    ]  # fmt: skip
-    if remote:
-        args.append(remote)
-    process = subprocess.Popen(
-        args, cwd=scenario.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "TERM": "dumb"}
-    )
-    _STARTED.append(process)
-    return process
-
-
-def sipp_result(process: subprocess.Popen[bytes], timeout_s: float = 60) -> tuple[int, str]:
-    try:
-        output, _ = process.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    return process.returncode, output.decode(errors="replace")[-3000:]
-
-
-def uas(tmp_path: Path, name: str, **values: str) -> tuple[subprocess.Popen[bytes], int]:
-    """A sipp UAS listening on its own port; returns the process and the port."""
-    port = free_udp_port()
-    scenario = render_scenario(name, tmp_path, **values)
-    args = [
-        "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_even_port_pair()),
-        "-nostdin", "-trace_err", "-m", "1", "-timeout", "60s", "-timeout_error", "-rtp_echo",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        args,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "TERM": "dumb"},
-    )
-    _STARTED.append(process)
-    time.sleep(0.3)  # sipp binds its socket
-    return process, port
-
-
-def check_signed(receiver: Receiver, secret: str, call_id: str) -> None:
-    with receiver.lock:
-        received = list(receiver.received)
-    signed = [(h, b) for h, b in received if json.loads(b).get("callId") == call_id]
-    assert signed
-    for headers, body in signed:
-        verify(secret, headers, body)
-
-
-def terminal_events(receiver: Receiver, call_id: str) -> list[dict[str, Any]]:
-    return [event for event in receiver.events(call_id) if event["type"] in TERMINAL]
-
-
-def settle_then_single_terminal(receiver: Receiver, call_id: str) -> dict[str, Any]:
-    """Exactly one terminal event, even after a second to let any duplicate arrive."""
-    receiver.wait_for(lambda e: e.get("callId") == call_id and e["type"] in TERMINAL)
-    time.sleep(1.0)
-    found = terminal_events(receiver, call_id)
-    assert len(found) == 1, [e["type"] for e in receiver.events(call_id)]
-    return found[0]
-
+from tests.voice.support import (
+    App,
+    Receiver,
+    VoiceServer,
+    check_signed,
+    fresh_dir,
+    run_sipp,
+    settle_then_single_terminal,
+    sipp_result,
+    static_trunk,
+    uas,
+)
 
 # ---- tests --------------------------------------------------------------------------------------
 
@@ -532,7 +298,7 @@ def test_no_answer_within_connect_timeout_and_an_api_cancel(
     code, output = sipp_result(sipp)
     assert code == 0, output
 
-    sipp, port = uas(_fresh(tmp_path), "uas_ring_forever.xml")
+    sipp, port = uas(fresh_dir(tmp_path), "uas_ring_forever.xml")
     created = app.http.post(
         "/calls/1/calls",
         json={
@@ -552,12 +318,6 @@ def test_no_answer_within_connect_timeout_and_an_api_cancel(
 def _with_basic_auth(receiver: Receiver, call_id: str) -> list[tuple[dict[str, str], bytes]]:
     with receiver.lock:
         return [(h, b) for h, b in receiver.basic if "authorization" in h and json.loads(b)["callId"] == call_id]
-
-
-def _fresh(tmp_path: Path) -> Path:
-    directory = tmp_path / secrets.token_hex(3)
-    directory.mkdir()
-    return directory
 
 
 def test_a_caller_who_gives_up_while_ringing_ends_cancelled_once(
@@ -703,7 +463,7 @@ def test_a_dialog_bridges_an_inbound_caller_to_a_new_call_and_audio_flows_both_w
     STEREO recording hears the tone (left) and sends the child's echo of it (right)."""
     called = f"dialog-{secrets.token_hex(3)}"
     app.native.post(f"/v1/voice/configurations/{app.configuration_id}/routes", json={"called_user": called})
-    child_sipp, child_port = uas(_fresh(tmp_path), "uas_answer.xml", BYE_TIMEOUT_MS="40000")
+    child_sipp, child_port = uas(fresh_dir(tmp_path), "uas_answer.xml", BYE_TIMEOUT_MS="40000")
     tone_pcap = tmp_path / "tone.pcap"
     write_rtp_pcap(tone_pcap, tone(700, 4.0))
     caller = run_sipp(
@@ -827,7 +587,7 @@ def test_the_official_client_connects_two_calls_and_a_call_with_a_new_one(
 ) -> None:
     account_key = app.http.headers["authorization"].removeprefix("App ")
     calls = calls_api(voice_server.running.base_url, account_key)
-    sipps = [uas(_fresh(tmp_path), "uas_answer.xml", BYE_TIMEOUT_MS="40000") for _ in range(4)]
+    sipps = [uas(fresh_dir(tmp_path), "uas_answer.xml", BYE_TIMEOUT_MS="40000") for _ in range(4)]
     try:
         a, b, c = (_answered_call(calls, app, receiver, port) for _, port in sipps[:3])
         conference = calls.connect_calls(CallsConnectRequest(call_ids=[a, b]))
@@ -839,7 +599,7 @@ def test_the_official_client_connects_two_calls_and_a_call_with_a_new_one(
         endpoint = CallsSipEndpoint(
             type=CallEndpointType.SIP,
             username="agent",
-            sip_trunk_id=_trunk(calls, sipps[3][1]),
+            sip_trunk_id=static_trunk(calls, sipps[3][1]),
             custom_headers={"X-Campaign": "campaign-7"},
         )
         joined = calls.connect_with_new_call(
@@ -857,25 +617,11 @@ def test_the_official_client_connects_two_calls_and_a_call_with_a_new_one(
         calls.api_client.rest_client.pool_manager.clear()
 
 
-def _trunk(calls: CallsApi, port: int) -> str:
-    trunk = calls.create_sip_trunk(
-        CallsStaticSipTrunkRequest(
-            name=f"sipp-{port}",
-            channel_limit=2,
-            billing_package=CallsBillingPackage(package_type="METERED"),
-            destination_hosts=[f"127.0.0.1:{port}"],
-            codecs=["PCMU", "PCMA"],
-            type=CallsSipTrunkType.STATIC,
-        )
-    )
-    return str(trunk.id)
-
-
 def _answered_call(calls: CallsApi, app: App, receiver: Receiver, port: int) -> str:
     endpoint = CallsSipEndpoint(
         type=CallEndpointType.SIP,
         username="party",
-        sip_trunk_id=_trunk(calls, port),
+        sip_trunk_id=static_trunk(calls, port),
         custom_headers={"X-Campaign": "campaign-7"},
     )
     call = calls.create_call(CallRequest(endpoint=endpoint, calls_configuration_id=app.configuration_id))
@@ -1005,7 +751,7 @@ def test_a_dialog_whose_child_is_busy_fails_once_and_ends_the_parent(
     called = f"transfer-{secrets.token_hex(3)}"
     app.native.post(f"/v1/voice/configurations/{app.configuration_id}/routes", json={"called_user": called})
     busy, busy_port = uas(
-        _fresh(tmp_path), "uas_fail.xml", STATUS="486", PHRASE="Busy Here", CAUSE="17", REASON_TEXT="busy"
+        fresh_dir(tmp_path), "uas_fail.xml", STATUS="486", PHRASE="Busy Here", CAUSE="17", REASON_TEXT="busy"
     )
     caller = run_sipp(
         render_scenario("uac_wait_bye.xml", tmp_path, CAUSE="16"),

@@ -19,7 +19,7 @@ from callplane.core.webhooks.models import Delivery
 from callplane.live.control import VoiceService
 from callplane.media.sip import SippyCallEngine
 from callplane.surfaces.infobip.calls_mapping import InfobipEventRenderer
-from tests.media.sippkit import Sipp, engine_config, free_even_port_pair, free_udp_port, render_scenario
+from callplane.testing.sipp import Sipp, engine_config, free_even_port_pair, free_udp_port, render_scenario
 from tests.voice.support import database
 
 BOX = SecretBox("0" * 43 + "=")

@@ -36,50 +36,36 @@ from infobip_api_client.models.calls_recording_type import CallsRecordingType
 from infobip_api_client.models.calls_sip_endpoint import CallsSipEndpoint
 
 from callplane.testing.infobip import calls_api
-from tests.media.sippkit import free_even_port_pair, free_udp_port, tone, write_rtp_pcap
-from tests.voice import test_calls_e2e as calls_e2e
-from tests.voice.test_calls_e2e import (
-    _STARTED,
+from callplane.testing.sipp import free_even_port_pair, free_udp_port, tone, write_rtp_pcap
+from tests.voice.support import (
+    STARTED_SIPPS,
     App,
     Receiver,
     VoiceServer,
+    render_voice_scenario,
     run_sipp,
     settle_then_single_terminal,
     sipp_result,
+    static_trunk,
 )
 
-# The calls tests' fixtures (a server with the engine per database, the receiver, an application) serve here too.
-voice_server = calls_e2e.voice_server
-receiver = calls_e2e.receiver
-app = calls_e2e.app
-_stop_sipps = calls_e2e._stop_sipps
-
-SCENARIOS = Path(__file__).parent / "scenarios"
 CALLER_HZ, CALLEE_HZ, PROMPT_HZ = 700.0, 1300.0, 2000.0
-
-
-def render(name: str, directory: Path, **values: str) -> Path:
-    text = (SCENARIOS / name).read_text()
-    for key, value in values.items():
-        text = text.replace("{{" + key + "}}", value)
-    assert "{{" not in text, name
-    target = directory / name
-    target.write_text(text)
-    return target
 
 
 def _talking_callee(directory: Path, frequency_hz: float, ring_ms: int = 200) -> tuple[Any, int]:
     """A sipp callee on its own port that rings for `ring_ms`, then streams its own tone once answered."""
     pcap = directory / "callee-tone.pcap"
     write_rtp_pcap(pcap, tone(frequency_hz, 40.0))
-    scenario = render("uas_tone.xml", directory, TONE_PCAP=str(pcap), BYE_TIMEOUT_MS="90000", RING_MS=str(ring_ms))
+    scenario = render_voice_scenario(
+        "uas_tone.xml", directory, TONE_PCAP=str(pcap), BYE_TIMEOUT_MS="90000", RING_MS=str(ring_ms)
+    )
     port = free_udp_port()
     args = [
         "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_even_port_pair()),
         "-nostdin", "-trace_err", "-m", "1", "-timeout", "120s", "-timeout_error",
     ]  # fmt: skip
     process = subprocess.Popen(args, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    _STARTED.append(process)
+    STARTED_SIPPS.append(process)
     time.sleep(0.3)  # sipp binds its socket
     return process, port
 
@@ -148,7 +134,7 @@ def _run(calls: CallsApi, voice_server: VoiceServer, app: App, receiver: Receive
     caller_pcap = tmp_path / "caller-tone.pcap"
     write_rtp_pcap(caller_pcap, tone(CALLER_HZ, 40.0))
     caller = run_sipp(
-        render("uac_tone.xml", tmp_path, TONE_PCAP=str(caller_pcap), BYE_TIMEOUT_MS="90000"),
+        render_voice_scenario("uac_tone.xml", tmp_path, TONE_PCAP=str(caller_pcap), BYE_TIMEOUT_MS="90000"),
         remote=f"127.0.0.1:{voice_server.sip_port}",
         extra=["-s", called],
     )
@@ -288,7 +274,7 @@ def _inbound_caller(tmp_path: Path, voice_server: VoiceServer, app: App, receive
     caller_pcap = tmp_path / "caller-tone.pcap"
     write_rtp_pcap(caller_pcap, tone(CALLER_HZ, 40.0))
     caller = run_sipp(
-        render("uac_tone.xml", tmp_path, TONE_PCAP=str(caller_pcap), BYE_TIMEOUT_MS="90000"),
+        render_voice_scenario("uac_tone.xml", tmp_path, TONE_PCAP=str(caller_pcap), BYE_TIMEOUT_MS="90000"),
         remote=f"127.0.0.1:{voice_server.sip_port}",
         extra=["-s", called],
     )
@@ -361,7 +347,7 @@ def test_the_official_client_creates_a_dialog_with_ringing_propagated_and_a_reco
         callee, callee_port = _talking_callee(callee_dir, CALLEE_HZ, ring_ms=500)
         caller, parent_id = _inbound_caller(tmp_path, voice_server, app, receiver)
         endpoint = CallsSipEndpoint(
-            type=CallEndpointType.SIP, username="agent", sip_trunk_id=calls_e2e._trunk(calls, callee_port)
+            type=CallEndpointType.SIP, username="agent", sip_trunk_id=static_trunk(calls, callee_port)
         )
         dialog = calls.create_dialog(
             CallsDialogRequest(

@@ -30,7 +30,7 @@ from callplane.db.migrate import upgrade
 from callplane.settings import Settings
 from callplane.testing.factories import Admin
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, scratch_postgres_database
-from tests.media.sippkit import SIPP_PCAPS, free_even_port_pair, free_udp_port, render_scenario, tone, write_rtp_pcap
+from callplane.testing.sipp import SIPP_PCAPS, free_even_port_pair, free_udp_port, render_scenario, tone, write_rtp_pcap
 from tests.voice.support import Webhooks
 
 ADMIN_TOKEN = "media-node-admin"

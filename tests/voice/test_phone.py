@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from callplane.media.audio import read_wav
-from tests.media.sippkit import (
+from callplane.testing.sipp import (
     SIPP_PCAPS,
     Sipp,
     dominant_frequency,

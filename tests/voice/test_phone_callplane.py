@@ -25,7 +25,7 @@ from callplane.settings import Settings
 from callplane.testing.factories import Admin
 from callplane.testing.infobip import calls_api
 from callplane.testing.server import running_server
-from tests.media.sippkit import dominant_frequency, free_udp_port, tone
+from callplane.testing.sipp import dominant_frequency, free_udp_port, tone
 from tests.voice.support import Webhooks
 
 ADMIN_TOKEN = "phone-e2e-admin"

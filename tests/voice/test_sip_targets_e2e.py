@@ -27,15 +27,16 @@ from sqlalchemy import update
 
 from callplane.core.voice.trunk_models import SipTrunk
 from callplane.db.engine import create_engine, create_session_factory
-from tests.media.sippkit import free_even_port_pair, free_udp_port, render_scenario
-from tests.voice import test_calls_e2e as calls_e2e
-from tests.voice.test_calls_e2e import _STARTED, App, Receiver, VoiceServer, settle_then_single_terminal, sipp_result
-
-# The calls tests' fixtures (a server with the engine per database, the receiver, an application) serve here too.
-voice_server = calls_e2e.voice_server
-receiver = calls_e2e.receiver
-app = calls_e2e.app
-_stop_sipps = calls_e2e._stop_sipps
+from callplane.testing.sipp import free_even_port_pair, free_udp_port, render_scenario
+from tests.voice.support import (
+    STARTED_SIPPS,
+    App,
+    Receiver,
+    VoiceServer,
+    settle_then_single_terminal,
+    sipp_result,
+    uas,
+)
 
 
 @contextmanager
@@ -201,7 +202,7 @@ def test_a_quoted_display_name_and_an_x_header_reach_the_wire_intact(
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env={**os.environ, "TERM": "dumb"},
     )  # fmt: skip
-    _STARTED.append(sipp)
+    STARTED_SIPPS.append(sipp)
     time.sleep(0.3)  # sipp binds its socket
     tag = secrets.token_hex(3)
     created = app.http.post(
@@ -241,7 +242,7 @@ def _received_invite(log: str) -> str:
 def test_dialogs_and_connect_refuse_non_public_children_before_a_dialog_exists(
     app: App, receiver: Receiver, tmp_path: Path
 ) -> None:
-    sipp, port = calls_e2e.uas(tmp_path, "uas_answer.xml", BYE_TIMEOUT_MS="30000")
+    sipp, port = uas(tmp_path, "uas_answer.xml", BYE_TIMEOUT_MS="30000")
     parent = {"type": "SIP", "username": "parent", "host": f"127.0.0.1:{port}"}
     created = app.http.post(
         "/calls/1/calls", json=call_body(app, parent | {"customHeaders": {"X-Campaign": "campaign-7"}})

@@ -20,7 +20,7 @@ from callplane.settings import Settings
 from callplane.testing.factories import Admin
 from callplane.testing.infobip import calls_api
 from callplane.testing.server import running_server
-from tests.media.sippkit import free_even_port_pair, free_udp_port
+from callplane.testing.sipp import free_even_port_pair, free_udp_port
 from tests.voice.support import Webhooks
 
 ADMIN_TOKEN = "trunk-e2e-admin"

@@ -18,7 +18,7 @@ from callplane.core.voice.trunk_models import NumberFormat, SipTrunk, TrunkAdmin
 from callplane.live import registrar as registrar_module
 from callplane.media.engine import CallAnswered, CallEnded
 from callplane.media.sip import SippyCallEngine
-from tests.media.sippkit import Sipp, engine_config, free_even_port_pair, free_udp_port, next_event, render_scenario
+from callplane.testing.sipp import Sipp, engine_config, free_even_port_pair, free_udp_port, next_event, render_scenario
 from tests.voice.support import database
 
 SCENARIOS = Path(__file__).parent / "scenarios"

@@ -1,4 +1,4 @@
-"""Pieces of the fault soak (tests/integration/test_fault_soak.py): a `callplane serve` process that can be
+"""Pieces of the fault soak (tests/pipeline/test_fault_soak.py): a `callplane serve` process that can be
 killed and started again, and an HTTPS receiver on loopback that records every webhook and callback it gets."""
 
 from __future__ import annotations

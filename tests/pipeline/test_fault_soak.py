@@ -43,7 +43,6 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
-from tests.pipeline.conftest import make_tone
 
 from callplane.core.calls.models import Call
 from callplane.core.events.models import Event
@@ -55,6 +54,7 @@ from callplane.settings import Settings
 from callplane.testing.factories import Admin
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, scratch_postgres_database
 from callplane.testing.soak import NotificationReceiver, ServeProcess, loopback_certificate
+from tests.pipeline.conftest import make_tone
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fault_soak")]  # one soak at a time
 

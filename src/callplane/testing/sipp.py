@@ -1,4 +1,6 @@
-"""Running real sipp against the engine: free ports, scenario templates, generated RTP pcaps, audio checks."""
+"""Running real sipp against the engine: free ports, scenario templates, generated RTP pcaps, audio checks.
+
+The scenario templates stay beside the engine's tests (tests/media/scenarios): sipp runs from a checkout."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from callplane.media.g711 import PayloadType, Pcm
 
 EventT = TypeVar("EventT")
 
-SCENARIOS = Path(__file__).parent / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[3] / "tests" / "media" / "scenarios"
 SIPP_PCAPS = Path("/usr/share/sip-tester")
 
 
@@ -34,7 +36,7 @@ def free_udp_port() -> int:
 def free_even_port_pair() -> int:
     """sipp's -mp needs room for RTP and RTCP (and video ports above them)."""
     for _ in range(200):
-        port = random.randrange(40000, 60000, 2)
+        port = random.randrange(40000, 60000, 2)  # noqa: S311 - a port to try, not a secret
         sockets = []
         try:
             for offset in range(4):
@@ -51,7 +53,7 @@ def free_even_port_pair() -> int:
 
 
 def engine_config(cache_dir: Path) -> EngineConfig:
-    low = random.randrange(20000, 38000, 2)
+    low = random.randrange(20000, 38000, 2)  # noqa: S311 - spreads parallel engines' RTP ports
     return EngineConfig(sip_port=free_udp_port(), rtp_port_range=(low, low + 1000), cache_dir=cache_dir)
 
 
