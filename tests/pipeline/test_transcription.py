@@ -17,7 +17,6 @@ import httpx
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from callplane.runtime import build_pipeline_worker
 from callplane.core.calls.models import Call, CallSignal
 from callplane.core.events.models import Event
 from callplane.core.jobs.models import Job
@@ -27,6 +26,7 @@ from callplane.core.tenancy.models import Campaign
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.transcripts.models import CallTranscript
 from callplane.db.engine import create_engine, create_session_factory
+from callplane.runtime import build_pipeline_worker
 from callplane.testing.factories import Admin, Network
 from callplane.testing.server import (
     DEFAULT_POSTGRES_ADMIN_URL,

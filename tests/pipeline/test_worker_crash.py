@@ -19,7 +19,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from callplane.runtime import build_pipeline_worker
 from callplane.core.calls.models import Call, CallRecording
 from callplane.core.jobs import queue
 from callplane.core.jobs.models import JobKind
@@ -28,6 +27,7 @@ from callplane.core.recordings.storage import LocalRecordingStorage
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.webhooks.models import Delivery
 from callplane.db.engine import create_engine, create_session_factory
+from callplane.runtime import build_pipeline_worker
 from callplane.testing.factories import Admin
 from callplane.testing.server import (
     DEFAULT_POSTGRES_ADMIN_URL,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from callplane.runtime import asr_settings, build_transcription
 from callplane.core.pipeline.processing import STAGE_NAMES
 from callplane.core.transcripts import AsrSettings
+from callplane.runtime import asr_settings, build_transcription
 from callplane.settings import Settings
 
 
@@ -75,9 +75,9 @@ def test_worker_refuses_an_unknown_stage() -> None:
 
 
 def test_worker_stages_come_from_the_environment_unless_given(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from callplane.runtime import build_pipeline_worker
     from callplane.core.recordings.storage import LocalRecordingStorage
     from callplane.core.tenancy.secrets_box import SecretBox
+    from callplane.runtime import build_pipeline_worker
 
     monkeypatch.setenv("CALLPLANE_WORKER_STAGES", '["recording", "finalize"]')
     settings = Settings(data_dir=tmp_path)
