@@ -29,7 +29,7 @@ from callplane.testing.server import (
     scratch_postgres_database,
 )
 from callplane.testing.sipp import free_udp_port
-from tests.contact_center.sipp import agent_phone, busy_end_user, end_user_phone, trunk_to, wire_carrier
+from tests.contact_center.sipp import agent_phone, end_user_phone, trunk_to, wire_carrier
 from tests.contact_center.support import END_USER, END_USER_E164, OUTBOUND, Center, new_center
 
 ADMIN_TOKEN = "contact-center-admin"
@@ -244,6 +244,8 @@ def test_an_inbound_call_waits_in_its_queue_until_an_agent_is_available(served: 
         center.api.close()
 
 
+# The SIP timeout toward a dead port on one database; the contact center's side runs on both in tests/live.
+@pytest.mark.parametrize("served", ["sqlite"], indirect=True)
 def test_an_agent_who_does_not_answer_fails_the_call_and_is_idle_again(served: Served, tmp_path: Path) -> None:
     center = new_center(served.admin, served.running.base_url)
     end_user = end_user_phone(tmp_path)
@@ -296,64 +298,6 @@ def test_queued_calls_go_to_the_longest_idle_available_agent_first(served: Serve
     finally:
         first_phone.stop()
         second_phone.stop()
-        end_user.stop()
-        center.api.close()
-
-
-def test_a_busy_end_user_fails_the_call_and_the_agent_is_hung_up(served: Served, tmp_path: Path) -> None:
-    center = new_center(served.admin, served.running.base_url)
-    agent = agent_phone(tmp_path)
-    end_user = busy_end_user(tmp_path)
-    try:
-        wire_carrier(center, served.running.base_url, end_user.port)
-        center.add_agent("agent@somedomain.com", endpoint_host=f"127.0.0.1:{agent.port}", status="available")
-        created = center.create(
-            {"call_type": "Voice Outbound (API)", "agent_email": "agent@somedomain.com", "end_user_number": END_USER}
-        )
-        assert created.status_code == 201, created.text
-        failed = center.wait_call(created.json()["id"], ended)
-        assert failed["status"] == "failed" and failed["fail_reason"] == "end_user_busy", failed
-        assert failed["connected_at"] is None and "BUSY" in failed["fail_details"]
-        by_type = {p["type"]: p for p in failed["participants"]}
-        assert by_type["agent"]["status"] == "finished" and by_type["agent"]["connected_at"] is not None
-        assert by_type["end_user"]["status"] == "failed" and by_type["end_user"]["fail_reason"] == "end_user_busy"
-        code, output = agent.result()
-        assert code == 0, output  # the agent's phone was answered, then hung up by us
-        code, output = end_user.result()
-        assert code == 0, output
-        assert center.agent("agent@somedomain.com")["status"] == "available"
-    finally:
-        agent.stop()
-        end_user.stop()
-        center.api.close()
-
-
-def test_a_queued_call_whose_agent_does_not_answer_goes_to_the_next_agent(served: Served, tmp_path: Path) -> None:
-    center = new_center(served.admin, served.running.base_url)
-    answering = agent_phone(tmp_path)
-    end_user = end_user_phone(tmp_path, talk_ms=1500)
-    try:
-        wire_carrier(center, served.running.base_url, end_user.port)
-        # Nothing listens at the ghost's phone; the ghost has been idle longest, so the call is offered to them first.
-        ghost = center.add_agent("ghost@somedomain.com", endpoint_host=f"127.0.0.1:{free_udp_port()}")
-        real = center.add_agent("real@somedomain.com", endpoint_host=f"127.0.0.1:{answering.port}")
-        menu = center.add_menu("Help", menu_type="ivr_menu", agent_ids=[ghost, real])
-        ghost_at = center.set_agent("ghost@somedomain.com", status="available")["last_idle_at"]
-        while center.set_agent("real@somedomain.com", status="available")["last_idle_at"] == ghost_at:
-            center.set_agent("real@somedomain.com", status="unavailable")
-        created = center.create({"call_type": "Voice Inbound (API)", "menu_id": menu, "end_user_number": END_USER})
-        assert created.status_code == 201, created.text
-        call = center.wait_call(created.json()["id"], ended, 120)
-        check_finished(call, center)
-        assert call["agent_info"]["id"] == real
-        agents = [p for p in call["participants"] if p["type"] == "agent"]
-        assert [(p["user_id"], p["status"]) for p in agents] == [(ghost, "failed"), (real, "finished")]
-        assert agents[0]["fail_reason"].startswith("agent_")
-        assert center.agent("ghost@somedomain.com")["status"] == "available"
-        code, output = answering.result()
-        assert code == 0, output
-    finally:
-        answering.stop()
         end_user.stop()
         center.api.close()
 

@@ -4,6 +4,7 @@ wire (SIP, RTP, codecs, audio content) stays in the sipp end-to-end tests of tes
 
 from __future__ import annotations
 
+import base64
 import secrets
 import wave
 from io import BytesIO
@@ -15,7 +16,7 @@ import pytest
 from callplane.core.webhooks.signing import verify
 from callplane.media.engine import FileSource, SipReasonHeader, SpeechSource, ToneSource, UrlSource
 from callplane.testing.engine import BUSY, DECLINED, NOT_FOUND, RINGS_FOREVER, UNAVAILABLE, UNREACHABLE, Failure, FarEnd
-from tests.live.support import CallsApp, LiveServer, Receiver, eventually
+from tests.live.support import CallsApp, LiveServer, Receiver, eventually, receiving
 
 # The tests sharing the fake-engine servers run on one xdist worker, which starts each server once.
 pytestmark = pytest.mark.xdist_group("live-fake-engine")
@@ -150,12 +151,31 @@ def test_a_far_end_failure_ends_the_call_in_its_state_and_error_code(
 def test_no_answer_within_the_connect_timeout_and_a_cancel_while_ringing(
     live: LiveServer, app: CallsApp, receiver: Receiver
 ) -> None:
-    unanswered = _user("carol")
-    live.fake.route(unanswered, RINGS_FOREVER)
-    call_id = app.create_call(unanswered, connectTimeout=1)
-    receiver.wait_type(call_id, "CALL_RINGING")
-    log = receiver.single_terminal(call_id)["properties"]["callLog"]
-    assert (log["state"], log["errorCode"]["name"], log["hangupSource"]) == ("NO_ANSWER", "NO_ANSWER", "PLATFORM")
+    with receiving() as basic_sink:  # a second subscription, CALL_FAILED only, with HTTP Basic credentials
+        basic = app.native.post(
+            f"/v1/voice/configurations/{app.configuration_id}/subscriptions",
+            json={
+                "url": basic_sink.url,
+                "event_types": ["CALL_FAILED"],
+                "auth": "BASIC",
+                "username": "hook",
+                "password": "s3cret",
+            },
+        )
+        assert basic.status_code == 201 and basic.json()["username"] == "hook" and "password" not in basic.json()
+        unanswered = _user("carol")
+        live.fake.route(unanswered, RINGS_FOREVER)
+        call_id = app.create_call(unanswered, connectTimeout=1)
+        receiver.wait_type(call_id, "CALL_RINGING")
+        log = receiver.single_terminal(call_id)["properties"]["callLog"]
+        assert (log["state"], log["errorCode"]["name"], log["hangupSource"]) == ("NO_ANSWER", "NO_ANSWER", "PLATFORM")
+        # the BASIC subscription got its own copy of the one type it asked for: basic auth, its own signature
+        basic_sink.wait_type(call_id, "CALL_FAILED")
+        with basic_sink.lock:
+            [(headers, body)] = [(h, b) for h, b in basic_sink.received if call_id.encode() in b]
+        assert headers["authorization"] == "Basic " + base64.b64encode(b"hook:s3cret").decode()
+        verify(basic.json()["secret"], headers, body)
+        assert basic_sink.types(call_id) == ["CALL_FAILED"]
 
     cancelled = _user("dave")
     live.fake.route(cancelled, RINGS_FOREVER)
@@ -224,6 +244,17 @@ def test_play_from_a_url_that_fails_is_an_error_event_and_a_menu_stops_on_its_te
         lambda: [e for e in receiver.events(call_id) if e["type"] == "PLAY_FINISHED"][1:], "the second PLAY_FINISHED"
     )
     assert finished[0]["properties"]["playedCompletely"] is False
+
+    hold = f"/hold-{secrets.token_hex(3)}.wav"
+    receiver.files[hold] = _wav(0.2)
+    good = {"content": {"type": "URL", "fileUrl": f"{receiver.url.removesuffix('/events')}{hold}"}}
+    assert app.http.post(f"/calls/1/calls/{call_id}/play", json=good).status_code == 200
+    completed = eventually(
+        lambda: [e for e in receiver.events(call_id) if e["type"] == "PLAY_FINISHED"][2:], "the URL's PLAY_FINISHED"
+    )
+    assert completed[0]["properties"]["playedCompletely"] is True
+    fetched = live.fake.calls[engine_id].played[-1].source  # the node fetched the URL and plays its copy
+    assert isinstance(fetched, FileSource) and fetched.path.read_bytes() == receiver.files[hold]
     app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
     receiver.single_terminal(call_id)
 
@@ -256,11 +287,22 @@ def test_an_inbound_call_is_received_rung_answered_captures_dtmf_and_hangs_up_on
     live.fake.far_end(engine_id).send_digits("15#")
     assert receiver.wait_type(call_id, "DTMF_CAPTURED")["properties"]["dtmf"] == "15"
     listed = app.http.get("/calls/1/calls", params={"callsConfigurationId": app.configuration_id}).json()
-    assert [c["id"] for c in listed["results"]] == [call_id]
+    assert [c["id"] for c in listed["results"]] == [call_id] and listed["results"][0]["state"] == "ESTABLISHED"
 
     assert app.http.post(f"/calls/1/calls/{call_id}/hangup", json={}).status_code == 200
     final = receiver.single_terminal(call_id)
     assert final["type"] == "CALL_FINISHED" and final["properties"]["callLog"]["hangupSource"] == "API"
+    assert final["properties"]["callLog"]["errorCode"] == NORMAL_HANGUP
+    at = {event["type"]: event["timestamp"] for event in receiver.events(call_id)}
+    assert at["CALL_RECEIVED"] <= at["CALL_RINGING"] <= at["CALL_ESTABLISHED"] <= at["DTMF_CAPTURED"]
+    assert at["CALL_FINISHED"] >= at["DTMF_CAPTURED"]
+    with receiver.lock:
+        signed = [(headers, body) for headers, body in receiver.received if call_id.encode() in body]
+    for headers, body in signed:
+        verify(app.secret, headers, body)
+    history = app.http.get("/calls/1/calls/history", params={"callsConfigurationId": app.configuration_id}).json()
+    assert [c["callId"] for c in history["results"]] == [call_id] and history["paging"]["totalResults"] == 1
+    assert app.native.get(f"/v1/calls/{call_id}").status_code == 200  # the core call of the live call
     gone = app.http.post(f"/calls/1/calls/{call_id}/answer", json={})
     assert gone.status_code == 400
 
@@ -280,6 +322,7 @@ def test_a_caller_who_gives_up_while_ringing_ends_cancelled_and_a_pre_answered_c
     log = receiver.single_terminal(call_id)["properties"]["callLog"]
     assert (log["state"], log["errorCode"]["name"], log["hangupSource"]) == ("CANCELLED", "CANCELLED", "ENDPOINT")
     gone = app.http.post(f"/calls/1/calls/{call_id}/answer", json={})
+    assert gone.status_code == 400
     assert gone.json()["requestError"]["serviceException"]["text"] == "The call has already ended."
 
     early = _user("early")
@@ -294,6 +337,7 @@ def test_a_caller_who_gives_up_while_ringing_ends_cancelled_and_a_pre_answered_c
     assert app.http.post(f"/calls/1/calls/{call_id}/answer", json={}).status_code == 200
     log = receiver.single_terminal(call_id)["properties"]["callLog"]
     assert (log["state"], log["hangupSource"], log["errorCode"]["name"]) == ("FINISHED", "ENDPOINT", "NORMAL_HANGUP")
+    assert log["answerTime"] is not None and log["duration"] is not None
 
 
 # ---- dialogs and connected calls ----------------------------------------------------------------
@@ -562,3 +606,39 @@ def test_a_call_connected_with_a_new_call_and_a_dialog_from_two_existing_calls(
     assert live.fake.calls[parent_engine_id].live and live.fake.calls[parent_engine_id].bridged_with is None
     assert app.http.post(f"/calls/1/calls/{parent}/hangup", json={}).status_code == 200
     assert receiver.single_terminal(parent)["properties"]["callLog"]["hangupSource"] == "API"
+
+
+def test_a_dialogs_max_duration_ends_it_and_both_calls_once(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    called, agent = _user("bounded"), _user("bounded-agent")
+    app.route(called)
+    live.fake.route(agent, FarEnd())
+    parent_engine_id = live.fake.incoming(called)
+    parent_id = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)[
+        "callId"
+    ]
+    created = app.http.post(
+        "/calls/1/dialogs",
+        json={
+            "parentCallId": parent_id,
+            "childCallRequest": {"endpoint": {"type": "SIP", "username": agent, "host": "127.0.0.1:5999"}},
+            "maxDuration": 1,
+        },
+    )
+    assert created.status_code == 201, created.text
+    dialog_id, child_id = created.json()["id"], created.json()["childCall"]["id"]
+    _dialog_event(receiver, dialog_id, "DIALOG_ESTABLISHED")
+    finished = _dialog_event(receiver, dialog_id, "DIALOG_FINISHED")
+    assert finished["properties"]["hangupSource"] == "PLATFORM"
+    assert finished["properties"]["errorCode"]["name"] == "MAX_DURATION_REACHED"
+    for call_id in (parent_id, child_id):
+        log = receiver.single_terminal(call_id)["properties"]["callLog"]
+        assert (log["state"], log["hangupSource"], log["errorCode"]["name"]) == (
+            "FINISHED",
+            "PLATFORM",
+            "MAX_DURATION_REACHED",
+        )
+    for engine_id in (parent_engine_id, _engine_id(live, agent)):
+        ended = live.fake.calls[engine_id].ended
+        assert ended is not None and ended.initiator.value == "LOCAL"  # we hung both legs up

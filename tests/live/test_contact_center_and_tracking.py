@@ -172,6 +172,21 @@ def test_a_busy_end_user_fails_the_call_and_the_agent_is_hung_up(live: LiveServe
     center.agent_reaches("agent@somedomain.com", "available")
 
 
+def test_an_agent_who_does_not_answer_fails_the_call_and_is_idle_again(live: LiveServer, center: Center) -> None:
+    """The agent's phone never answers (the INVITE times out): the call fails before the end user is dialled."""
+    center.add_agent("ghost@somedomain.com", FarEnd(fail=UNREACHABLE), status="available")
+    end_user_calls = len(live.fake.calls_to(END_USER_E164))
+    call_id = center.create(
+        {"call_type": "Voice Outbound (API)", "agent_email": "ghost@somedomain.com", "end_user_number": END_USER}
+    )
+    failed = center.ended(call_id)
+    assert failed["status"] == "failed" and failed["fail_reason"].startswith("agent_"), failed
+    assert failed["connected_at"] is None and failed["ends_at"] is not None
+    assert [p["status"] for p in failed["participants"]] == ["failed", "failed"]
+    center.agent_reaches("ghost@somedomain.com", "available")
+    assert len(live.fake.calls_to(END_USER_E164)) == end_user_calls  # never dialled
+
+
 def test_a_queued_call_whose_agent_does_not_answer_goes_to_the_next_agent(live: LiveServer, center: Center) -> None:
     """The agent idle longest is offered the call first; their phone never answers (the INVITE times out), so the
     call goes to the next agent, who takes it until the end user hangs up."""
@@ -187,6 +202,7 @@ def test_a_queued_call_whose_agent_does_not_answer_goes_to_the_next_agent(live: 
 
     call = center.ended(call_id)
     assert call["status"] == "finished" and call["agent_info"]["id"] == center.agents["real@somedomain.com"], call
+    assert (call["disconnected_by"], call["fail_reason"]) == ("disconnected_by_end_user", "nothing")
     agents = [p for p in call["participants"] if p["type"] == "agent"]
     assert [(p["user_id"], p["status"]) for p in agents] == [
         (center.agents["ghost@somedomain.com"], "failed"),

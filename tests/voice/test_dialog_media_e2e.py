@@ -282,6 +282,7 @@ def _inbound_caller(tmp_path: Path, voice_server: VoiceServer, app: App, receive
     return caller, str(event["callId"])
 
 
+@pytest.mark.parametrize("voice_server", ["sqlite"], indirect=True)  # both: tests/live ringback test
 def test_ringback_generation_lets_the_caller_hear_ringing_until_the_child_answers(
     voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
 ) -> None:
@@ -380,36 +381,3 @@ def test_the_official_client_creates_a_dialog_with_ringing_propagated_and_a_reco
         assert calls.get_dialog_history(dialog.id).state == CallsDialogState.FINISHED
     finally:
         calls.api_client.rest_client.pool_manager.clear()
-
-
-def test_a_dialogs_max_duration_ends_it_and_both_calls_once(
-    voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
-) -> None:
-    callee_dir = tmp_path / "callee"
-    callee_dir.mkdir()
-    callee, callee_port = _talking_callee(callee_dir, CALLEE_HZ)
-    caller, parent_id = _inbound_caller(tmp_path, voice_server, app, receiver)
-    created = app.http.post(
-        "/calls/1/dialogs",
-        json={
-            "parentCallId": parent_id,
-            "childCallRequest": {"endpoint": {"type": "SIP", "username": "agent", "host": f"127.0.0.1:{callee_port}"}},
-            "maxDuration": 2,
-        },
-    )
-    assert created.status_code == 201, created.text
-    dialog_id, child_id = created.json()["id"], created.json()["childCall"]["id"]
-    _dialog_event(receiver, dialog_id, "DIALOG_ESTABLISHED")
-    finished = _dialog_event(receiver, dialog_id, "DIALOG_FINISHED")
-    assert finished["properties"]["hangupSource"] == "PLATFORM"
-    assert finished["properties"]["errorCode"]["name"] == "MAX_DURATION_REACHED"
-    for process in (caller, callee):
-        code, output = sipp_result(process)
-        assert code == 0, output
-    for call_id in (parent_id, child_id):
-        log = settle_then_single_terminal(receiver, call_id)["properties"]["callLog"]
-        assert (log["state"], log["hangupSource"], log["errorCode"]["name"]) == (
-            "FINISHED",
-            "PLATFORM",
-            "MAX_DURATION_REACHED",
-        )
