@@ -101,6 +101,7 @@ class Sipp:
             stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "TERM": "dumb"},
         )
+        await _until_udp_bound(self.sip_port)
 
     async def finished(self, timeout_s: float = 40) -> SippResult:
         assert self._process is not None
@@ -116,6 +117,24 @@ class Sipp:
     def kill(self) -> None:
         if self._process is not None and self._process.returncode is None:
             self._process.kill()
+
+
+async def _until_udp_bound(port: int, timeout_s: float = 10) -> None:
+    """Wait until something listens on the UDP port: on a loaded machine sipp can take over a second to bind, and a
+    request sent before that is lost to the test's timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _udp_bound(port) is False:  # noqa: ASYNC110 - a kernel table: no event
+        await asyncio.sleep(0.02)
+
+
+def _udp_bound(port: int) -> bool | None:
+    """Whether a socket is bound to the UDP port (Linux's /proc/net/udp); None where that table does not exist."""
+    try:
+        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    suffix = f":{port:04X}"
+    return any(line.split()[1].endswith(suffix) for line in lines if len(line.split()) > 1)
 
 
 async def next_event(queue: asyncio.Queue[EngineEvent], kind: type[EventT], timeout_s: float = 15) -> EventT:
