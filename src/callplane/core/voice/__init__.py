@@ -1,1 +1,1 @@
-"""Programmable voice: live calls, SIP trunks, media files and their control plane."""
+"""Programmable voice data: calls, dialogs, recordings, files, trunks, configurations (the live plane: `live/`)."""
