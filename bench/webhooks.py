@@ -41,12 +41,12 @@ from callplane.core.tenancy.models import AccountKind
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import create_account
 from callplane.core.webhooks import service
-from callplane.core.webhooks.delivery import USER_AGENT, DeliveryConfig, DeliveryWorker
 from callplane.core.webhooks.models import Delivery, DeliveryStatus
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.db.migrate import upgrade
 from callplane.settings import Settings
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, scratch_postgres_database
+from callplane.workers.delivery import USER_AGENT, DeliveryConfig, DeliveryWorker
 
 RECEIVER_APP = """
 async def app(scope, receive, send):

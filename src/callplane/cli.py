@@ -145,12 +145,12 @@ def worker(
     With --stage, the worker claims only jobs at those stages and hands each job on afterwards, e.g.
     `callplane worker --stage transcribe` on a GPU machine next to workers running the other stages.
     """
-    from callplane.core.pipeline.processing import STAGE_NAMES
     from callplane.core.tenancy.secrets_box import SecretBox
     from callplane.db.engine import create_engine, create_session_factory
     from callplane.db.migrate import upgrade
     from callplane.logging import configure_logging
     from callplane.runtime import build_delivery_worker, build_pipeline_worker, build_recording_storage
+    from callplane.workers.processing import STAGE_NAMES
 
     unknown = sorted(set(stage or ()) - set(STAGE_NAMES))
     if unknown:

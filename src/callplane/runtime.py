@@ -16,8 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane import __version__
 from callplane.core.pipeline.outcomes import notify_outcome
-from callplane.core.pipeline.processing import ProcessingEnvironment
-from callplane.core.pipeline.worker import PipelineWorker
 from callplane.core.recordings.fetch import DropFolder, FetchLimits
 from callplane.core.recordings.s3 import S3RecordingStorage, S3StorageConfig
 from callplane.core.recordings.storage import LocalRecordingStorage, RecordingStorage
@@ -27,8 +25,6 @@ from callplane.core.tenancy.service import TenancyLookups
 from callplane.core.transcripts.engine import AsrSettings
 from callplane.core.transcripts.runtime import TranscriptionRuntime
 from callplane.core.voice.queries import RECORDINGS_DIRECTORY
-from callplane.core.voice.retention import RetentionSweeper
-from callplane.core.webhooks.delivery import DeliveryConfig, DeliveryWorker
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.live.call_tracking import CallTrackingPlanner
 from callplane.live.contact_center import ContactCenterRuntime, LegInbox
@@ -44,6 +40,10 @@ from callplane.observability.tracing import configure_tracing
 from callplane.settings import Settings
 from callplane.surfaces.context import AppContext
 from callplane.surfaces.infobip.calls_mapping import InfobipEventRenderer
+from callplane.workers.delivery import DeliveryConfig, DeliveryWorker
+from callplane.workers.pipeline import PipelineWorker
+from callplane.workers.processing import ProcessingEnvironment
+from callplane.workers.retention import RetentionSweeper
 
 log = logging.getLogger("callplane.runtime")
 

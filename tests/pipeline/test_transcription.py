@@ -20,7 +20,6 @@ from sqlalchemy import delete, func, select, update
 from callplane.core.calls.models import Call, CallSignal
 from callplane.core.events.models import Event
 from callplane.core.jobs.models import Job
-from callplane.core.pipeline import processing
 from callplane.core.recordings.storage import LocalRecordingStorage
 from callplane.core.tenancy.models import Campaign
 from callplane.core.tenancy.secrets_box import SecretBox
@@ -35,6 +34,7 @@ from callplane.testing.server import (
     scratch_postgres_database,
 )
 from callplane.testing.speech_calls import read_references
+from callplane.workers import processing
 from tests.conftest import ADMIN_TOKEN, _settings
 from tests.pipeline.conftest import FileServer
 

@@ -22,7 +22,6 @@ from sqlalchemy import select
 from callplane.core.calls.models import Call, CallRecording
 from callplane.core.jobs import queue
 from callplane.core.jobs.models import JobKind
-from callplane.core.pipeline import processing
 from callplane.core.recordings.storage import LocalRecordingStorage
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.webhooks.models import Delivery
@@ -35,6 +34,7 @@ from callplane.testing.server import (
     running_server,
     scratch_postgres_database,
 )
+from callplane.workers import processing
 from tests.conftest import ADMIN_TOKEN, _settings
 from tests.pipeline.conftest import FileServer, invoca_call, make_tone, wait_for_outcome
 

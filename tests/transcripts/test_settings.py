@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from callplane.core.pipeline.processing import STAGE_NAMES
 from callplane.core.transcripts import AsrSettings
 from callplane.runtime import asr_settings, build_transcription
 from callplane.settings import Settings
+from callplane.workers.processing import STAGE_NAMES
 
 
 def test_environment_maps_onto_asr_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

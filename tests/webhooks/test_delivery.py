@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.webhooks import service
-from callplane.core.webhooks.delivery import DeliveryConfig, DeliveryWorker, Outcome, backoff_s
 from callplane.core.webhooks.models import Delivery, DeliveryStatus, WebhookEndpoint
 from callplane.core.webhooks.signing import generate_secret, verify
+from callplane.workers.delivery import DeliveryConfig, DeliveryWorker, Outcome, backoff_s
 from tests.webhooks.conftest import Db, Receiver, new_account
 
 LOOPBACK = TargetPolicy.from_config(["127.0.0.1/32"])

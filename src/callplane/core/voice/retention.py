@@ -12,7 +12,6 @@ The caller owns the transaction; files are removed only after it commits (`Sweep
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, exists, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.calls.models import Call
 from callplane.core.voice.files import files_dir
@@ -122,55 +121,3 @@ async def _expire_media_files(session: AsyncSession, data_dir: Path, now: dateti
     await session.execute(delete(MediaFile).where(MediaFile.id.in_([row.id for row in rows])))
     result.media_files += len(rows)
     result.paths += [files_dir(data_dir) / row.storage_key for row in rows]
-
-
-class RetentionSweeper:
-    """Runs `sweep` every `interval_s` in the process's workers (each run is one short transaction)."""
-
-    def __init__(
-        self,
-        *,
-        sessions: async_sessionmaker[AsyncSession],
-        data_dir: Path,
-        history_days: int = DEFAULT_HISTORY_DAYS,
-        recording_days: int = DEFAULT_RECORDING_DAYS,
-        interval_s: float = 3600.0,
-    ) -> None:
-        self.sessions = sessions
-        self.data_dir = data_dir
-        self.history_days = history_days
-        self.recording_days = recording_days
-        self.interval_s = interval_s
-
-    async def run_once(self, now: datetime | None = None) -> SweepResult:
-        async with self.sessions() as session, session.begin():
-            result = await sweep(
-                session=session,
-                data_dir=self.data_dir,
-                now=now or utcnow(),
-                history_days=self.history_days,
-                recording_days=self.recording_days,
-            )
-        await asyncio.to_thread(result.unlink)
-        if result.recordings or result.calls or result.dialogs or result.media_files:
-            log.info(
-                "voice retention sweep",
-                extra={
-                    "fields": {
-                        "recordings": result.recordings,
-                        "calls": result.calls,
-                        "dialogs": result.dialogs,
-                        "media_files": result.media_files,
-                    }
-                },
-            )
-        return result
-
-    async def run_forever(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except Exception:  # a failed sweep (database away) is retried next interval; logged with its cause
-                log.exception("voice retention sweep failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_s)

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from callplane.core.calls.models import Call
 from callplane.core.jobs import queue
 from callplane.core.jobs.models import JobKind
-from callplane.core.pipeline import processing
-from callplane.core.pipeline.processing import STAGES, ProcessingEnvironment
 from callplane.errors import CallplaneError
 from callplane.observability.metrics import JOB_FAILURES, timed_stage
 from callplane.observability.tracing import continued
+from callplane.workers import processing
+from callplane.workers.processing import STAGES, ProcessingEnvironment
 
 log = logging.getLogger("callplane.worker")
 
