@@ -19,7 +19,7 @@ from callplane.core.jobs.models import Job, JobKind, JobStatus
 from callplane.core.tenancy.service import TenancyLookups
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.testing.factories import Admin
-from callplane.testing.server import RunningServer
+from callplane.testing.server import RunningServer, running_server
 
 KINDS = [JobKind.PROCESS_CALL.value]
 
@@ -176,7 +176,7 @@ def test_enqueue_joins_the_callers_transaction(server: RunningServer, admin: Adm
         sessions = create_session_factory(engine)
         try:
             [ingested] = await jobs_of(sessions)
-            assert ingested.max_attempts == queue.DEFAULT_MAX_ATTEMPTS  # the ingestion API passed none here
+            assert ingested.max_attempts == server.settings.job_max_attempts  # what the ingestion API passed
             async with sessions() as session:
                 async with session.begin():
                     call = await session.get(Call, call_id)
@@ -255,6 +255,45 @@ def test_ingestion_queues_jobs_with_the_attempts_it_is_given(server: RunningServ
             await engine.dispose()
 
     assert asyncio.run(run()) == {"single": 3, "batch0": 7, "batch1": 7}
+
+
+def test_the_ingestion_routes_queue_with_the_configured_attempts(
+    server: RunningServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """CALLPLANE_JOB_MAX_ATTEMPTS reaches the jobs of calls accepted through the Invoca and Zipteams routes."""
+    settings = server.settings.model_copy(
+        update={"job_max_attempts": 3, "data_dir": tmp_path_factory.mktemp("attempts")}
+    )
+    with running_server(settings) as configured:
+        operator = Admin(configured.base_url, settings.admin_token or "")
+        try:
+            network_account, _ = _ingest(configured, operator, 1)
+            partner = operator.partner()
+            with httpx.Client(base_url=configured.base_url, timeout=30) as client:
+                item = {
+                    "call": {
+                        "id": f"call-{secrets.token_hex(5)}",
+                        "recording_url": "https://example.com/recordings/call123.mp3",
+                        "start_time": "2023-01-01T10:00:00Z",
+                        "end_time": "2023-01-01T10:30:00Z",
+                        "contact_number": "+1234567890",
+                    }
+                }
+                batch = client.post("/partner/ingest/batch-call", headers=partner.headers, json={"data": [item]})
+                assert batch.status_code == 200, batch.text
+        finally:
+            operator.client.close()
+
+    async def attempts() -> list[int]:
+        engine = create_engine(settings)
+        try:
+            async with create_session_factory(engine)() as session:
+                accounts = [network_account, partner.account_id]
+                return list(await session.scalars(select(Job.max_attempts).where(Job.account_id.in_(accounts))))
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(attempts()) == [3, 3]
 
 
 def test_job_row_sets_every_column_of_a_queued_job_and_refuses_no_attempts() -> None:

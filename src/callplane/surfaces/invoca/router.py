@@ -52,6 +52,7 @@ async def create_call(version: str, request: Request) -> Response:
             principal=principal,
             submission=submission,
             wire_problems=problems,
+            max_attempts=context.settings.job_max_attempts,
         )
         await session.commit()
     return json_response({"cuid": accepted.call_id}, 201 if accepted.created else 202)

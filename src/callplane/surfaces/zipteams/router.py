@@ -60,6 +60,10 @@ async def ingest_batch(request: Request) -> Response:
             INGESTION_REJECTED.labels("batch", "invalid_input").inc()  # the only batch refusal core never sees
             return errors.validation_failed([error.as_dict() for error in field_errors])
         await ingestion.accept_batch(
-            session=session, principal=principal, organization_id=sub_tenant.id, submissions=submissions
+            session=session,
+            principal=principal,
+            organization_id=sub_tenant.id,
+            submissions=submissions,
+            max_attempts=settings.job_max_attempts,
         )
     return json_response({"success": True})
