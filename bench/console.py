@@ -7,6 +7,10 @@ with a detected signal, mixed statuses), starts the server in this process, sign
 tenant's token and with the admin token, and requests ``/console/calls`` (the first page, 50 calls) unfiltered and
 with each filter ``--runs`` times, one at a time. The time is the server's own (the request log's ``ms``: routing,
 the session check, the queries, the template), not the client's. Prints p50 / p99 in ms and the load average.
+
+The floor, same run: the SQL one such request sent (recorded with `replay_floor.Capture`), replayed straight on the
+same database ``--runs`` times (asyncpg / sqlite3, no HTTP, no session, no ORM, no template): the ratio floor/server
+is what the console costs around its own queries; the statement count is printed beside it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import httpx
 from benchlib import load_average, percentile
+from replay_floor import Capture, replay_times
 from sqlalchemy import insert
 
 from callplane.core.calls.models import Call, CallSignal
@@ -106,7 +111,9 @@ def sign_in(client: httpx.Client, token: str) -> None:
     assert answer.status_code == 303, answer.text
 
 
-def measure(base_url: str, token: str, times: ServerTimes, runs: int) -> None:
+def measure(
+    base_url: str, token: str, times: ServerTimes, runs: int, database_url: str | None, sqlite_path: Path
+) -> None:
     week_ago = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
     with httpx.Client(base_url=base_url, timeout=120) as client:
         sign_in(client, token)
@@ -117,11 +124,19 @@ def measure(base_url: str, token: str, times: ServerTimes, runs: int) -> None:
                 answer = client.get(path.format(week_ago=week_ago))
                 assert answer.status_code == 200, (path, answer.status_code)
             p50, p99 = percentile(times.times, 0.5), percentile(times.times, 0.99)
-            print(f"    {name:<18} p50 {p50:6.1f} ms   p99 {p99:6.1f} ms")
+            with Capture().recording() as statements:
+                client.get(path.format(week_ago=week_ago))
+            floor = [1000 * s for s in asyncio.run(replay_times(list(statements), database_url, sqlite_path, runs))]
+            f50, f99 = percentile(floor, 0.5), percentile(floor, 0.99)
+            print(
+                f"    {name:<18} p50 {p50:6.1f} ms   p99 {p99:6.1f} ms | floor ({len(statements)} statements) "
+                f"p50 {f50:6.1f} ms   p99 {f99:6.1f} ms | floor/server p50 {f50 / p50:.2f}"
+            )
 
 
 def run(backend: str, calls: int, runs: int) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-console-"))
+    sqlite_path = data_dir / "callplane.db"  # the embedded default's file (used when there is no database URL)
 
     def on(database_url: str | None) -> None:
         settings = Settings(
@@ -142,9 +157,9 @@ def run(backend: str, calls: int, runs: int) -> None:
             asyncio.run(seed(settings, network.account_id, network.campaign_id, calls))
             print(f"{backend}: {calls:,} calls stored in {time.perf_counter() - started:.0f} s ({load_average()})")
             print("  tenant token:")
-            measure(server.base_url, network.token, times, runs)
+            measure(server.base_url, network.token, times, runs, database_url, sqlite_path)
             print("  admin token (every account):")
-            measure(server.base_url, ADMIN_TOKEN, times, runs)
+            measure(server.base_url, ADMIN_TOKEN, times, runs, database_url, sqlite_path)
             print(f"  ({load_average()})")
             admin.client.close()
         logging.getLogger("callplane.http").removeHandler(times)
