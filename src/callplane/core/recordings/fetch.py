@@ -20,7 +20,7 @@ import secrets
 import ssl
 import stat
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -186,7 +186,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _too_large_early(declared: int | None, limits: FetchLimits, source: str) -> None:
+def refuse_if_declared_too_large(declared: int | None, limits: FetchLimits, source: str) -> None:
     if declared is not None and declared > limits.max_bytes:
         raise RecordingTooLarge(f"{source} is {declared} bytes, over the {limits.max_bytes}-byte limit")
 
@@ -420,7 +420,8 @@ async def fetch_http(
                             continue
                         _raise_for_status(response, source)
                         length = response.headers.get("content-length")
-                        _too_large_early(int(length) if length and length.isdigit() else None, limits, source)
+                        declared = int(length) if length and length.isdigit() else None
+                        refuse_if_declared_too_large(declared, limits, source)
                         with _Sink(dest, limits.max_bytes, source) as sink:
                             async for chunk in response.aiter_raw(_CHUNK):
                                 sink.write(chunk)
@@ -449,6 +450,24 @@ async def fetch_http(
 
 
 # --- file names under a base directory (SFTP and drop folder) -----------------------------------------------------
+
+
+def object_name(prefix: str, filename: str) -> str:
+    """``prefix/filename`` in a customer's bucket or container; the name may not climb out of the prefix."""
+    parts = safe_relative_parts(filename)
+    prefix = prefix.strip("/")
+    return "/".join([prefix, *parts] if prefix else parts)
+
+
+async def write_chunks(
+    next_chunk: Callable[[], bytes | None], dest: Path, limits: FetchLimits, source: str
+) -> tuple[int, str]:
+    """Stream a blocking SDK reader (None at the end) into ``dest``, size-capped and committed atomically, as the
+    URL and SFTP fetches do: its size and SHA-256."""
+    with _Sink(dest, limits.max_bytes, source) as sink:
+        while (chunk := await asyncio.to_thread(next_chunk)) is not None:
+            sink.write(chunk)
+        return await asyncio.to_thread(sink.commit)
 
 
 def safe_relative_parts(filename: str) -> list[str]:
@@ -518,7 +537,7 @@ async def fetch_sftp(
                 attrs = await sftp.stat(real)
                 if attrs.type != asyncssh.FILEXFER_TYPE_REGULAR:
                     raise RecordingNotFound(f"{source} is not a regular file")
-                _too_large_early(attrs.size, limits, source)
+                refuse_if_declared_too_large(attrs.size, limits, source)
                 with _Sink(dest, limits.max_bytes, source) as sink:
                     async with sftp.open(real, "rb") as remote_file:
                         while chunk := await remote_file.read(4 * _CHUNK):
@@ -588,7 +607,7 @@ def _copy_from_drop(folder: DropFolder, filename: str, dest: Path, limits: Fetch
         os.close(fd)
         raise RecordingNotFound(f"{source} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        _too_large_early(info.st_size, limits, source)
+        refuse_if_declared_too_large(info.st_size, limits, source)
         with _Sink(dest, limits.max_bytes, source) as sink:
             while chunk := handle.read(4 * _CHUNK):
                 sink.write(chunk)

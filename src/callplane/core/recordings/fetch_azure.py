@@ -35,7 +35,13 @@ from callplane.core.recordings.errors import (
     UnexpectedResponse,
     UpstreamUnavailable,
 )
-from callplane.core.recordings.fetch import FetchLimits, FetchResult, _Sink, _too_large_early, safe_relative_parts
+from callplane.core.recordings.fetch import (
+    FetchLimits,
+    FetchResult,
+    object_name,
+    refuse_if_declared_too_large,
+    write_chunks,
+)
 from callplane.core.recordings.targets import TargetPolicy
 
 log = logging.getLogger(__name__)
@@ -123,21 +129,16 @@ async def fetch_azure_blob(
     """Download ``prefix/filename`` from the container to ``dest``; the name may not climb out of the prefix."""
     limits = limits or FetchLimits()
     started = time.monotonic()
-    parts = safe_relative_parts(filename)
-    prefix = access.prefix.strip("/")
-    blob = "/".join([prefix, *parts] if prefix else parts)
+    blob = object_name(access.prefix, filename)
     source = f"azure://{access.account_name}/{access.container}/{blob}"
     await _check_endpoint(access, policy)
     client = _blob_client(access, blob, limits)
     try:
         async with asyncio.timeout(limits.total_timeout_s):
             downloader: Any = await asyncio.to_thread(client.download_blob)
-            _too_large_early(int(downloader.size), limits, source)
+            refuse_if_declared_too_large(int(downloader.size), limits, source)
             chunks = downloader.chunks()
-            with _Sink(dest, limits.max_bytes, source) as sink:
-                while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-                    sink.write(chunk)
-                size, digest = await asyncio.to_thread(sink.commit)
+            size, digest = await write_chunks(lambda: next(chunks, None), dest, limits, source)
             content_type = downloader.properties.content_settings.content_type
     except TimeoutError as exc:
         raise FetchTimeout(f"downloading {source} took longer than {limits.total_timeout_s:g} s") from exc

@@ -35,7 +35,13 @@ from callplane.core.recordings.errors import (
     UnexpectedResponse,
     UpstreamUnavailable,
 )
-from callplane.core.recordings.fetch import FetchLimits, FetchResult, _Sink, _too_large_early, safe_relative_parts
+from callplane.core.recordings.fetch import (
+    FetchLimits,
+    FetchResult,
+    object_name,
+    refuse_if_declared_too_large,
+    write_chunks,
+)
 from callplane.core.recordings.s3 import error_code
 from callplane.core.recordings.targets import TargetPolicy
 
@@ -126,23 +132,18 @@ async def fetch_s3(
     """Download ``prefix/filename`` from the bucket to ``dest``; the name may not climb out of the prefix."""
     limits = limits or FetchLimits()
     started = time.monotonic()
-    parts = safe_relative_parts(filename)
-    prefix = access.prefix.strip("/")
-    key = "/".join([prefix, *parts] if prefix else parts)
+    key = object_name(access.prefix, filename)
     source = f"s3://{access.bucket}/{key}"
     await _check_endpoint(access, policy)
     client = _client(access, limits)
     try:
         async with asyncio.timeout(limits.total_timeout_s):
             head: Any = await asyncio.to_thread(lambda: client.head_object(Bucket=access.bucket, Key=key))
-            _too_large_early(int(head["ContentLength"]), limits, source)
+            refuse_if_declared_too_large(int(head["ContentLength"]), limits, source)
             response: Any = await asyncio.to_thread(lambda: client.get_object(Bucket=access.bucket, Key=key))
             body = response["Body"]
             try:
-                with _Sink(dest, limits.max_bytes, source) as sink:
-                    while chunk := await asyncio.to_thread(body.read, _CHUNK):
-                        sink.write(chunk)
-                    size, digest = await asyncio.to_thread(sink.commit)
+                size, digest = await write_chunks(lambda: body.read(_CHUNK) or None, dest, limits, source)
             finally:
                 body.close()
     except TimeoutError as exc:
