@@ -68,6 +68,18 @@ class ParticipantStatus(StrEnum):
     FAILED = "failed"
 
 
+class TransferKind(StrEnum):
+    COLD = "cold"  # the first agent leaves at once; the end user hears music until the new agent answers
+    WARM = "warm"  # the first agent talks to the new one (the end user on hold) and then completes it
+
+
+class TransferStatus(StrEnum):
+    TRANSFERRING = "transferring"  # the seed's spelling
+    TRANSFERRED = "transferred"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 class Agent(Base):
     __tablename__ = "cc_agents"
 
@@ -209,6 +221,10 @@ class CcCall(Base):
     end_user_leg_id: Mapped[str | None] = mapped_column(String(36), index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     extras: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Hold: the end user hears music while an agent holds them (or a transfer is under way); hold_ms is the
+    # finished holds' total, hold_started_at the hold in progress (None when not held). Migration 0021.
+    hold_started_at: Mapped[datetime | None]
+    hold_ms: Mapped[int | None]
 
     __table_args__ = (
         UniqueConstraint("account_id", "public_id"),
@@ -230,9 +246,30 @@ class CcParticipant(Base):
     connected_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     fail_reason: Mapped[str] = mapped_column(String(48), default="nothing")
+    hold_started_at: Mapped[datetime | None]  # this participant is held (hears music) since then
+    hold_ms: Mapped[int | None]  # its finished holds' total
 
     # Open participants (waiting, connecting, connected) are few: the restart reconciliation finds them by status.
     __table_args__ = (Index("ix_cc_participants_status", "status"),)
+
+
+class CcTransfer(Base):
+    """A transfer of a live call to another agent or to a queue (the call object's `transfers[]`)."""
+
+    __tablename__ = "cc_transfers"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("cc_calls.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), default=TransferStatus.TRANSFERRING)
+    fail_reason: Mapped[str] = mapped_column(String(48), default="nothing")
+    from_agent_id: Mapped[int | None] = mapped_column(ForeignKey("cc_agents.id", ondelete="SET NULL"))
+    to_agent_id: Mapped[int | None] = mapped_column(ForeignKey("cc_agents.id", ondelete="SET NULL"))
+    from_menu_id: Mapped[int | None] = mapped_column(ForeignKey("cc_menus.id", ondelete="SET NULL"))
+    to_menu_id: Mapped[int | None] = mapped_column(ForeignKey("cc_menus.id", ondelete="SET NULL"))
+    target_leg_id: Mapped[str | None] = mapped_column(String(36))  # voice_calls.id of the new agent's leg
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
 
 
 class PublicIdCounter(Base):
