@@ -28,6 +28,7 @@ class MediaNode(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     stopped_at: Mapped[datetime | None]  # a clean stop; a crash leaves it empty and the heartbeat goes stale
+    drain_requested_at: Mapped[datetime | None]  # an operator asked it to drain: no new calls, then it exits
 
 
 class CommandStatus(StrEnum):
