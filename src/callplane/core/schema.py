@@ -29,6 +29,7 @@ from callplane.core.tenancy.models import (
     SignalDefinition,
 )
 from callplane.core.transcripts.models import CallTranscript
+from callplane.core.voice.conference_models import VoiceConference, VoiceConferenceParticipant
 from callplane.core.voice.models import (
     CallsConfiguration,
     EventSubscription,
@@ -85,6 +86,8 @@ __all__ = [
     "SipTrunk",
     "TrackedCall",
     "VoiceCall",
+    "VoiceConference",
+    "VoiceConferenceParticipant",
     "VoiceDialog",
     "VoiceRecording",
     "WebhookEndpoint",

@@ -121,6 +121,7 @@ class VoiceCall(Base):
     error_code: Mapped[int | None]  # docs/voice.md "Error codes"
     sip_status: Mapped[int | None]  # the final SIP status seen or sent, for diagnosis
     sip_reason: Mapped[str | None] = mapped_column(Text)
+    conference_id: Mapped[str | None] = mapped_column(String(36), index=True)  # the conference it is (or was last) in
 
 
 class VoiceRecording(Base):
@@ -148,6 +149,7 @@ class VoiceRecording(Base):
     deleted_at: Mapped[datetime | None]  # the file is gone; the metadata stays (as Infobip documents)
     dialog_id: Mapped[str | None] = mapped_column(String(36), index=True)  # a dialog recording's file
     composed: Mapped[bool] = mapped_column(default=False, server_default=false())  # both dialog parties mixed
+    conference_id: Mapped[str | None] = mapped_column(String(36), index=True)  # a conference recording's file
 
 
 class DialogState(StrEnum):
