@@ -501,7 +501,7 @@ def test_a_dialogs_prompts_reach_both_legs_and_its_recordings_are_composed_or_pe
     files = {entry["callId"]: entry["files"] for entry in recording["callRecordings"]}
     assert set(files) == {parent_id, child_id}
     for [file] in files.values():
-        assert file["customData"] == {"case": "per-leg"} and file["name"].startswith("legs-")
+        assert file["customData"] == {"case": "per-leg"} and file["name"] == f"{file['id']}.wav"
     compose = {"deleteCallRecordings": False, "multiChannel": {"enabled": True}}
     assert app.http.post(f"/calls/1/recordings/dialogs/{dialog_id}/compose", json=compose).status_code == 200
     finished = _dialog_event(receiver, dialog_id, "DIALOG_COMPOSITION_FINISHED")

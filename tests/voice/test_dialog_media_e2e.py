@@ -226,7 +226,7 @@ def _run(calls: CallsApi, voice_server: VoiceServer, app: App, receiver: Receive
     assert set(per_call) == {parent_id, child_id} and ready["properties"]["recording"]["composedFiles"] == []
     for call_id, own_hz, other_hz in ((parent_id, CALLER_HZ, CALLEE_HZ), (child_id, CALLEE_HZ, CALLER_HZ)):
         [file] = per_call[call_id]
-        assert file["customData"] == {"case": "per-leg"} and file["name"].startswith("legs-")
+        assert file["customData"] == {"case": "per-leg"} and file["name"] == f"{file['id']}.wav"
         samples, _ = _wav(app.http.get(f"/calls/1/recordings/files/{file['id']}").content, tmp_path / "one.wav")
         assert _band(samples, own_hz) > 0.5 and _band(samples, other_hz) < 0.05, call_id
 

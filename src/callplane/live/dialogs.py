@@ -427,7 +427,7 @@ class Dialogs:
                         account_id=live.account_id,
                         call_id=live.call_id,
                         configuration_id=dialog.configuration_id,
-                        name=f"{request.file_prefix or ''}{file_id}.wav",
+                        name=f"{file_id}.wav",  # always `<fileId>.wav`, as call recordings
                         storage_key=storage_key,
                         channels="MONO",
                         custom_data=dict(request.custom_data),

@@ -137,7 +137,7 @@ class MediaActions:
             raise InvalidCallState("the call is already being recorded")
         file_id = new_id()
         storage_key = f"{call.account_id}/{file_id}.wav"
-        name = f"{request.file_prefix or ''}{call.id}_{file_id}.wav"
+        name = f"{file_id}.wav"  # always `<fileId>.wav` (the guide); filePrefix names only SFTP zips
         async with self.calls.sessions() as session, session.begin():
             session.add(
                 VoiceRecording(
