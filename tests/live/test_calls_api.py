@@ -231,7 +231,7 @@ def test_play_from_a_url_that_fails_is_an_error_event_and_a_menu_stops_on_its_te
     eventually(lambda: live.fake.calls[engine_id].playing, "the menu plays")
     live.fake.far_end(engine_id).send_digits("15#")
     properties = receiver.wait_type(call_id, "PLAY_FINISHED")["properties"]
-    assert properties["playedCompletely"] is False and properties["capturedDtmf"] == "15"
+    assert properties["playedCompletely"] is False and properties["capturedDtmf"] == "15#"
     assert properties["customData"] == {"menu": "main"}
     assert [type(p.source) for p in live.fake.calls[engine_id].played] == [SpeechSource]  # the URL never played
     assert not any(isinstance(p.source, UrlSource) for p in live.fake.calls[engine_id].played)

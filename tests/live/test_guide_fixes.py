@@ -6,6 +6,7 @@ lifecycle events and the start-recording options. On the in-memory engine, SQLit
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,58 @@ def test_a_recording_file_is_named_by_its_file_id_whatever_the_prefix(
     assert listed["name"] == f"{file['id']}.wav"
     app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
     receiver.single_terminal(call_id)
+
+
+def test_keys_stop_prompts_with_the_terminator_reported_and_keys_nothing_collects_are_reported_one_by_one(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    """SAY_FINISHED carries the key that stopped it (the guide: "will include the DTMF input"); a terminator is
+    part of what PLAY_FINISHED reports (the guide's example: "capturedDtmf": "12#"); a key pressed while nothing
+    collects digits is a DTMF event of its own, one per key (the guide's "unsolicited" DTMF)."""
+    call_id, engine_id = _answered_call(live, app, receiver, "keys")
+    far_end = live.fake.far_end(engine_id)
+
+    say = {
+        "text": "Press any key.",
+        "language": "en",
+        "loopCount": 100,
+        "stopOn": {"type": "DTMF", "terminator": "any"},
+    }
+    assert app.http.post(f"/calls/1/calls/{call_id}/say", json=say).status_code == 200
+    eventually(lambda: live.fake.calls[engine_id].playing, "the prompt plays")
+    far_end.send_digits("7")
+    said = receiver.wait_type(call_id, "SAY_FINISHED")["properties"]
+    assert (said["playedCompletely"], said["capturedDtmf"]) == (False, "7")
+
+    menu = {
+        "content": {"type": "TEXT", "text": "Enter your code, then hash.", "language": "en"},
+        "loopCount": 100,
+        "stopOn": {"type": "DTMF", "terminator": "#"},
+    }
+    assert app.http.post(f"/calls/1/calls/{call_id}/play", json=menu).status_code == 200
+    eventually(lambda: live.fake.calls[engine_id].playing, "the menu plays")
+    far_end.send_digits("12#")
+    played = receiver.wait_type(call_id, "PLAY_FINISHED")["properties"]
+    assert (played["playedCompletely"], played["capturedDtmf"]) == (False, "12#")
+    assert not [e for e in receiver.events(call_id) if e["type"] == "DTMF_CAPTURED"]  # the prompts took them
+
+    far_end.send_digits("3*")  # nothing collects: each key on its own
+
+    def dtmf_events() -> list[dict[str, Any]]:
+        return [e for e in receiver.events(call_id) if e["type"] == "DTMF_CAPTURED"]
+
+    unsolicited = eventually(lambda: len(dtmf_events()) >= 2 and dtmf_events(), "two DTMF events")
+    assert sorted((e["properties"]["dtmf"], e["properties"]["timeout"]) for e in unsolicited) == [
+        ("*", False),
+        ("3", False),
+    ]
+
+    capture = {"maxLength": 4, "timeout": 10000, "terminator": "#"}
+    assert app.http.post(f"/calls/1/calls/{call_id}/capture/dtmf", json=capture).status_code == 200
+    eventually(lambda: live.fake.calls[engine_id].collecting_dtmf, "the capture listens")
+    far_end.send_digits("55#")
+    captured = eventually(lambda: dtmf_events()[2:], "the capture's event")
+    assert [e["properties"]["dtmf"] for e in captured] == ["55"]  # the capture took the keys: no per-key events
+    app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
+    receiver.single_terminal(call_id)
+    assert [e["properties"]["dtmf"] for e in dtmf_events()[2:]] == ["55"]

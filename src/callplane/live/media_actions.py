@@ -99,17 +99,20 @@ class MediaActions:
     # ---- what the engine reports ----------------------------------------------------------------
 
     async def on_digit(self, live: LiveCall, digit: str) -> None:
-        for playback_id, playback in list(live.playbacks.items()):
-            if not playback.stop_on_dtmf:
+        """A key the far end pressed: a prompt with stopOn takes it (its event reports the keys, the terminator
+        included, as the guide's example shows); a key nothing collects (no capture, no such prompt still playing)
+        is reported on its own, one event per key (the guide's "unsolicited" DTMF)."""
+        taken = live.capture is not None and not live.capture.done()
+        for playback in list(live.playbacks.values()):
+            if not playback.stop_on_dtmf or _stopped_by_keys(playback):
                 continue
+            taken = True
+            playback.digits += digit
             if playback.terminator is None or digit == playback.terminator:
-                if playback.terminator is None:
-                    playback.digits += digit
                 with contextlib.suppress(CallplaneError):
                     await self.engine.stop_playback(live.engine_id)
-                live.playbacks[playback_id] = playback
-            else:
-                playback.digits += digit
+        if not taken:
+            await self.calls.emit(live.call_id, VoiceEventType.DIGITS_CAPTURED, digits=digit, timed_out=False)
 
     async def on_playback_finished(self, live: LiveCall, event: PlaybackFinished) -> None:
         playback = live.playbacks.pop(event.playback_id, None)
@@ -265,6 +268,13 @@ class MediaActions:
             timed_out=collected.ended_by is CollectionEnd.TIMEOUT,
             custom_data=dict(request.custom_data),
         )
+
+
+def _stopped_by_keys(playback: Playback) -> bool:
+    """Whether the keys a prompt took already stopped it (its PlaybackFinished is on its way)."""
+    if not playback.digits:
+        return False
+    return playback.terminator is None or playback.digits.endswith(playback.terminator)
 
 
 def speech_source(speech: Speech) -> SpeechSource:

@@ -38,7 +38,7 @@ class VoiceEventType(StrEnum):
     CALL_RECORDING_READY = "voice.call.recording_ready"
     SAY_FINISHED = "voice.say.finished"  # a call's or a dialog's text-to-speech prompt ended
     PLAY_FINISHED = "voice.play.finished"  # a call's or a dialog's audio prompt ended
-    DIGITS_CAPTURED = "voice.digits.captured"  # a DTMF capture ended (digits or a timeout)
+    DIGITS_CAPTURED = "voice.digits.captured"  # a DTMF capture ended (digits or a timeout), or a key nothing took
     ACTION_FAILED = "voice.action.failed"  # an accepted action failed later (a prompt that cannot be played)
     DIALOG_CREATED = "voice.dialog.created"
     DIALOG_ESTABLISHED = "voice.dialog.established"
@@ -75,7 +75,7 @@ class VoiceEvent:
     call: VoiceCall
     at: datetime = field(default_factory=utcnow)
     recording: VoiceRecording | None = None
-    digits: str | None = None  # DIGITS_CAPTURED, PLAY_FINISHED (the digits that stopped it)
+    digits: str | None = None  # DIGITS_CAPTURED, SAY_FINISHED and PLAY_FINISHED (the keys that stopped it)
     timed_out: bool = False  # DIGITS_CAPTURED
     played_completely: bool | None = None  # SAY_FINISHED, PLAY_FINISHED
     duration_ms: int | None = None  # how long the prompt played

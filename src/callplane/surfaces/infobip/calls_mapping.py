@@ -269,9 +269,7 @@ def _properties(event: VoiceEvent) -> dict[str, Any]:
         recordings = [event.recording] if event.recording is not None else []
         return {"recording": call_recording_json(call, recordings)}
     played = {"duration": event.duration_ms, "playedCompletely": event.played_completely}
-    if kind == VoiceEventType.SAY_FINISHED:
-        return played
-    if kind == VoiceEventType.PLAY_FINISHED:
+    if kind in (VoiceEventType.SAY_FINISHED, VoiceEventType.PLAY_FINISHED):  # the guide: both carry the key
         return played | {"capturedDtmf": event.digits}
     if kind == VoiceEventType.DIGITS_CAPTURED:
         return {"dtmf": event.digits, "timeout": event.timed_out}

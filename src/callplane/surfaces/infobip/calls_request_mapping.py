@@ -136,7 +136,10 @@ def to_content(body: ContentBody) -> PlayContent:
 def _stop_on(body: TerminationBody | None) -> dict[str, Any]:
     if body is None:
         return {}
-    return {"stop_on_dtmf": True, "stop_terminator": body.terminator}
+    terminator = body.terminator
+    if terminator is not None and terminator.strip().lower() == "any":  # the guide's "any": the first key stops it
+        terminator = None
+    return {"stop_on_dtmf": True, "stop_terminator": terminator}
 
 
 def to_say_options(body: SayBody) -> PlayOptions:
