@@ -27,6 +27,8 @@ from callplane.media.engine import (
     FileSource,
     HangupInitiator,
     IncomingCall,
+    MixNotFound,
+    MixRecordingFinished,
     OutboundCall,
     PlaybackFinished,
     RecordingChannels,
@@ -573,3 +575,85 @@ def test_the_fake_far_end_waits_for_commands() -> None:
         await fake.stop()
 
     asyncio.run(scenario())
+
+
+# ---- mixes (conference rooms) ------------------------------------------------------------------
+
+
+def test_calls_join_a_mix_hear_a_prompt_are_recorded_and_leave_it(
+    contract: Callable[[Scenario], None], tmp_path: Path
+) -> None:
+    async def scenario(peers: Peers, events: asyncio.Queue[EngineEvent]) -> None:
+        engine = peers.engine
+        legs = [await engine.dial(await peers.callee(name)) for name in ("mix-a", "mix-b", "mix-c")]
+        assert {(await next_event(events, CallAnswered)).call_id for _ in legs} == set(legs)
+        first, second, third = legs
+        await engine.create_mix("room-1")
+        with pytest.raises(CallStateConflict):
+            await engine.create_mix("room-1")
+        with pytest.raises(MixNotFound):
+            await engine.join_mix("no-such-mix", first)
+        with pytest.raises(CallNotFound):
+            await engine.join_mix("room-1", "no-such-call")
+        with pytest.raises(CallStateConflict):
+            await engine.update_mix_member(first, muted=True)  # in no mix yet
+        await engine.leave_mix(first)  # in no mix: nothing happens
+        await engine.bridge(second, third)
+        with pytest.raises(CallStateConflict):
+            await engine.join_mix("room-1", second)  # bridged
+        await engine.unbridge(second)
+        await engine.join_mix("room-1", first)
+        await engine.join_mix("room-1", second, muted=True)
+        await engine.join_mix("room-1", third, deaf=True)
+        with pytest.raises(CallStateConflict):
+            await engine.join_mix("room-1", first)  # already in it
+        with pytest.raises(CallStateConflict):
+            await engine.bridge(first, second)  # members are not bridged
+        await engine.update_mix_member(second, muted=False)
+        await engine.update_mix_member(third, deaf=False)
+        recording = tmp_path / "mix" / "room.wav"
+        await engine.start_mix_recording("room-1", recording, member_dir=tmp_path / "mix" / "members")
+        with pytest.raises(CallStateConflict):
+            await engine.start_mix_recording("room-1", tmp_path / "twice.wav")
+        playback_id = await engine.play_to_mix("room-1", SHORT_TONE)
+        finished = await next_event(events, PlaybackFinished)
+        assert (finished.call_id, finished.playback_id, finished.completed) == ("room-1", playback_id, True)
+        looping = await engine.play_to_mix("room-1", SHORT_TONE, loop_count=100)
+        await engine.stop_mix_playback("room-1")
+        stopped = await next_event(events, PlaybackFinished)
+        assert (stopped.call_id, stopped.playback_id, stopped.completed) == ("room-1", looping, False)
+        own = await engine.play(first, SHORT_TONE)  # a member's own playback, heard by it alone
+        mine = await next_event(events, PlaybackFinished)
+        assert (mine.call_id, mine.playback_id, mine.completed) == (first, own, True)
+        await engine.leave_mix(third)  # stays up
+        await engine.play(third, SHORT_TONE)
+        assert (await next_event(events, PlaybackFinished)).call_id == third
+        await engine.hangup(second)  # a member whose call ends leaves by itself
+        assert (await next_event(events, CallEnded)).call_id == second
+        stopped_recording = await engine.stop_mix_recording("room-1")
+        assert stopped_recording is not None and await next_event(events, MixRecordingFinished) == stopped_recording
+        assert stopped_recording.path == recording and stopped_recording.duration_ms > 0
+        assert set(stopped_recording.member_paths) == {first, second, third}
+        samples, channels = read_wav(recording)
+        assert channels == 1 and len(samples) == 8 * stopped_recording.duration_ms
+        for path in stopped_recording.member_paths.values():
+            assert len(read_wav(path)[0]) == len(samples)  # every track aligned with the room's
+        assert await engine.stop_mix_recording("room-1") is None
+        await engine.start_mix_recording("room-1", tmp_path / "mix" / "again.wav")
+        await engine.play_to_mix("room-1", SHORT_TONE, loop_count=100)
+        await engine.destroy_mix("room-1")  # the prompt stops, then the recording closes; nobody is hung up
+        cut = await next_event(events, PlaybackFinished)
+        assert (cut.call_id, cut.completed) == ("room-1", False)
+        closed = await next_event(events, MixRecordingFinished)
+        assert closed.path == tmp_path / "mix" / "again.wav" and closed.member_paths == {}
+        with pytest.raises(MixNotFound):
+            await engine.play_to_mix("room-1", SHORT_TONE)
+        await engine.create_mix("room-1")  # the id is free again
+        await engine.join_mix("room-1", first)  # the destroyed mix's members are free
+        await engine.destroy_mix("room-1")
+        await engine.bridge(first, third)
+        for call_id in (first, third):
+            await engine.hangup(call_id)
+        assert {(await next_event(events, CallEnded)).call_id for _ in range(2)} == {first, third}
+
+    contract(scenario)

@@ -106,6 +106,13 @@ def mix(first: Pcm, second: Pcm) -> Pcm:
     return np.minimum(np.maximum(mixed, -32768), 32767).astype(np.int16)
 
 
+class RoomFeed(Protocol):
+    """What a call hears of the mix (conference room) it is in (media/mixer.py `MixMember`), asked once per tick
+    in phase 2; None when it hears nothing of the room this tick (deaf, or nobody else talks)."""
+
+    def heard(self) -> Pcm | None: ...
+
+
 class _Playback:
     """A source currently playing, with the future its starter awaits."""
 
@@ -163,6 +170,7 @@ class MediaChannel(asyncio.DatagramProtocol):
         self._event_timestamp = 0
         self._ticks = 0
         self.closed = False
+        self.room: RoomFeed | None = None  # the mix this call is in: mixed over its own playback
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -377,6 +385,11 @@ class MediaChannel(asyncio.DatagramProtocol):
                     self._shared.remove(prompt)
                 elif prompt.frame is not None:
                     frame = prompt.frame if frame is None else mix(frame, prompt.frame)
+        room = self.room
+        if room is not None:
+            heard = room.heard()
+            if heard is not None:
+                frame = heard if frame is None else mix(frame, heard)
         return frame
 
     def _own_frame(self) -> Pcm | None:

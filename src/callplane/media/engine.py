@@ -36,6 +36,8 @@ __all__ = [
     "HangupInitiator",
     "IncomingCall",
     "MediaUnavailable",
+    "MixNotFound",
+    "MixRecordingFinished",
     "OutboundCall",
     "PlaySource",
     "PlaybackFinished",
@@ -61,6 +63,10 @@ class CallNotFound(NotFound):
 
 class CallStateConflict(Conflict):
     """The call is not in a state that allows this action."""
+
+
+class MixNotFound(NotFound):
+    """No mix (conference room) has this id on this engine."""
 
 
 class MediaUnavailable(InvalidInput):
@@ -261,6 +267,18 @@ class RegistrationChanged:
     status_line: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class MixRecordingFinished:
+    """A mix's recording closed (`stop_mix_recording`, `destroy_mix`, engine stop): the mixed mono WAV at `path`
+    and, when a member folder was given, one mono WAV per call that was a member while it ran (`call_id` -> path;
+    what that call sent into the room, silence while muted or not a member; every file as long as `path`)."""
+
+    mix_id: str
+    path: Path
+    duration_ms: int
+    member_paths: Mapping[str, Path]
+
+
 EngineEvent = (
     IncomingCall
     | CallRinging
@@ -271,6 +289,7 @@ EngineEvent = (
     | PlaybackFinished
     | RecordingFinished
     | RegistrationChanged
+    | MixRecordingFinished
 )
 
 
@@ -360,6 +379,54 @@ class CallEngine(Protocol):
     async def stop_bridge_playback(self, call_id: str) -> None: ...
 
     async def unbridge(self, call_id: str) -> None: ...
+
+    # ---- mixes: N-party conference rooms on the media clock (docs/media-engine.md "Mixes") ----------------------
+
+    async def create_mix(self, mix_id: str) -> None:
+        """A new, empty room named by the caller; CallStateConflict if a mix with this id exists."""
+        ...
+
+    async def join_mix(self, mix_id: str, call_id: str, *, muted: bool = False, deaf: bool = False) -> None:
+        """The call (live with media: answered or early media) joins the room from the next tick: it hears every
+        other unmuted member and the room's prompt, summed. CallNotFound for an unknown call, MixNotFound for an
+        unknown mix, CallStateConflict without media, when bridged or when already in a mix (this one included)."""
+        ...
+
+    async def update_mix_member(self, call_id: str, *, muted: bool | None = None, deaf: bool | None = None) -> None:
+        """Muted: the room hears nothing from the call. Deaf: the call hears nothing from the room (neither the
+        others nor the room's prompt; its own `play` still). None leaves a flag as it is. CallStateConflict when
+        the call is in no mix."""
+        ...
+
+    async def leave_mix(self, call_id: str) -> None:
+        """The call leaves its mix and stays up, hearing silence (or its own playback); nothing if in no mix.
+        A member whose call ends leaves by itself."""
+        ...
+
+    async def play_to_mix(self, mix_id: str, source: PlaySource, *, loop_count: int = 1) -> str:
+        """Play to every member (deaf ones excepted), summed with what each hears of the others; it replaces the
+        room's current prompt and goes into the room's recording. PlaybackFinished(call_id=mix_id, playback_id,
+        completed) when it ends, is stopped or replaced, or the mix is destroyed."""
+        ...
+
+    async def stop_mix_playback(self, mix_id: str) -> None:
+        """The room's prompt stops (PlaybackFinished completed=False); nothing if none plays."""
+        ...
+
+    async def start_mix_recording(self, mix_id: str, path: Path, *, member_dir: Path | None = None) -> None:
+        """Record the room, mono 8 kHz WAV at `path` (every unmuted member and the prompt, summed); with
+        `member_dir` also `<member_dir>/<call_id>.wav` per member: what that call sent into the room, aligned with
+        `path` (silence before it joined, after it left and while muted). CallStateConflict if already recording."""
+        ...
+
+    async def stop_mix_recording(self, mix_id: str) -> MixRecordingFinished | None:
+        """Close the recording, emit and return MixRecordingFinished; None if the mix was not recording."""
+        ...
+
+    async def destroy_mix(self, mix_id: str) -> None:
+        """Every member leaves (no call is hung up), the prompt stops (PlaybackFinished completed=False, first),
+        the recording closes (MixRecordingFinished); the id is free again. MixNotFound for an unknown mix."""
+        ...
 
     async def register(self, registration: TrunkRegistration) -> str: ...
 

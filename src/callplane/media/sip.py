@@ -83,6 +83,8 @@ from callplane.media.engine import (
     HangupInitiator,
     IncomingCall,
     MediaUnavailable,
+    MixNotFound,
+    MixRecordingFinished,
     OutboundCall,
     PlaybackFinished,
     PlaySource,
@@ -95,6 +97,7 @@ from callplane.media.engine import (
     UrlSource,
 )
 from callplane.media.g711 import Pcm
+from callplane.media.mixer import Mix
 from callplane.media.sip_guard import (
     MalformedSipLog,
     Refusal,
@@ -572,6 +575,8 @@ class SippyCallEngine:
         self._subscribers: list[asyncio.Queue[EngineEvent]] = []
         self._registrations: dict[str, Any] = {}
         self._shared: dict[str, tuple[str, SharedPrompt]] = {}  # each bridged call id -> its bridge's prompt
+        self._mixes: dict[str, Mix] = {}  # conference rooms by mix id (media/mixer.py)
+        self._mix_of: dict[str, str] = {}  # each call in a mix -> its mix id
         self._loop: asyncio.AbstractEventLoop | None = None
         self._global_config: dict[str, Any] = {}
         self.rejected_offers = 0
@@ -645,6 +650,8 @@ class SippyCallEngine:
             if call.channel is not None:
                 call.channel.close()  # whatever could not be hung up above: no RTP socket outlives the engine
         self._calls.clear()
+        for mix in list(self._mixes.values()):
+            self._destroy_mix(mix)
         for registration_id in list(self._registrations):
             await self.unregister(registration_id)
         await self.clock.stop()
@@ -879,6 +886,7 @@ class SippyCallEngine:
         try:
             self._cancel_ring_timer(call)
             self._stop_shared(call.call_id)
+            self._leave_mix(call.call_id)
             if call.playback_task is not None:
                 call.playback_task.cancel()
             if call.digit_queue is not None:
@@ -1212,6 +1220,8 @@ class SippyCallEngine:
             raise CallStateConflict("a call cannot be bridged to itself")
         _, first = self._media_channel(call_id)
         _, second = self._media_channel(other_call_id)
+        if call_id in self._mix_of or other_call_id in self._mix_of:
+            raise CallStateConflict("a call in a mix cannot be bridged")
         for channel in (first, second):
             if channel.bridge_peer is not None:
                 raise CallStateConflict("the call is already bridged")
@@ -1270,6 +1280,108 @@ class SippyCallEngine:
         channel.bridge_peer = None
         if peer is not None:
             peer.bridge_peer = None
+
+    # ---- mixes (conference rooms, media/mixer.py) -------------------------------------------------
+
+    def _mix(self, mix_id: str) -> Mix:
+        if self._loop is None:
+            raise EngineNotRunning
+        mix = self._mixes.get(mix_id)
+        if mix is None:
+            raise MixNotFound(f"no mix {mix_id}")
+        return mix
+
+    async def create_mix(self, mix_id: str) -> None:
+        if self._loop is None:
+            raise EngineNotRunning
+        if mix_id in self._mixes:
+            raise CallStateConflict(f"mix {mix_id} exists")
+
+        def prompt_finished(playback_id: str, completed: bool) -> None:
+            self._emit(PlaybackFinished(mix_id, playback_id, completed))
+
+        def failed(error: BaseException) -> None:
+            log.error("mix %s failed; its members leave it", mix_id, exc_info=error)
+            found = self._mixes.get(mix_id)
+            if found is not None:
+                self._destroy_mix(found)
+
+        mix = Mix(mix_id, on_prompt_finished=prompt_finished, on_failure=failed)
+        self._mixes[mix_id] = mix
+        self.clock.add(mix)
+
+    async def join_mix(self, mix_id: str, call_id: str, *, muted: bool = False, deaf: bool = False) -> None:
+        self._call(call_id)
+        mix = self._mix(mix_id)
+        _, channel = self._media_channel(call_id)
+        if call_id in self._mix_of:
+            raise CallStateConflict("the call is already in a mix")
+        if channel.bridge_peer is not None:
+            raise CallStateConflict("a bridged call cannot join a mix")
+        mix.add(call_id, channel, muted=muted, deaf=deaf)
+        self._mix_of[call_id] = mix_id
+
+    async def update_mix_member(self, call_id: str, *, muted: bool | None = None, deaf: bool | None = None) -> None:
+        self._call(call_id)
+        mix_id = self._mix_of.get(call_id)
+        if mix_id is None:
+            raise CallStateConflict("the call is in no mix")
+        self._mixes[mix_id].update(call_id, muted=muted, deaf=deaf)
+
+    async def leave_mix(self, call_id: str) -> None:
+        self._call(call_id)
+        self._leave_mix(call_id)
+
+    def _leave_mix(self, call_id: str) -> None:
+        mix_id = self._mix_of.pop(call_id, None)
+        if mix_id is not None and mix_id in self._mixes:
+            self._mixes[mix_id].remove(call_id)
+
+    async def play_to_mix(self, mix_id: str, source: PlaySource, *, loop_count: int = 1) -> str:
+        self._mix(mix_id)
+        if loop_count < 1:
+            raise ValueError("loop_count must be at least 1")
+        samples = await self.load(source)
+        mix = self._mix(mix_id)  # the mix may have been destroyed while we decoded
+        playback_id = uuid.uuid4().hex
+        mix.play(playback_id, PcmPlayer(samples, loop_count=loop_count))
+        return playback_id
+
+    async def stop_mix_playback(self, mix_id: str) -> None:
+        self._mix(mix_id).stop_prompt()
+
+    async def start_mix_recording(self, mix_id: str, path: Path, *, member_dir: Path | None = None) -> None:
+        mix = self._mix(mix_id)
+        if mix.recording:
+            raise CallStateConflict("the mix is already being recorded")
+        mix.start_recording(path, member_dir)  # makes the folders
+
+    async def stop_mix_recording(self, mix_id: str) -> MixRecordingFinished | None:
+        return self._finish_mix_recording(self._mix(mix_id))
+
+    def _finish_mix_recording(self, mix: Mix) -> MixRecordingFinished | None:
+        recorded = mix.stop_recording()
+        if recorded is None:
+            return None
+        finished = MixRecordingFinished(mix.mix_id, recorded.path, recorded.duration_ms, recorded.member_paths)
+        self._emit(finished)
+        return finished
+
+    async def destroy_mix(self, mix_id: str) -> None:
+        self._destroy_mix(self._mix(mix_id))
+
+    def _destroy_mix(self, mix: Mix) -> None:
+        self._mixes.pop(mix.mix_id, None)
+        self.clock.remove(mix)
+        for call_id in list(mix.members):
+            mix.remove(call_id)
+            self._mix_of.pop(call_id, None)
+        mix.stop_prompt()
+        self._finish_mix_recording(mix)
+
+    def mix_members(self, mix_id: str) -> list[str]:
+        """The calls in a mix (tests, bench)."""
+        return list(self._mix(mix_id).members)
 
     # ---- registration ----------------------------------------------------------------------------
 

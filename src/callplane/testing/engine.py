@@ -67,6 +67,8 @@ from callplane.media.engine import (
     HangupInitiator,
     IncomingCall,
     MediaUnavailable,
+    MixNotFound,
+    MixRecordingFinished,
     OutboundCall,
     PlaybackFinished,
     PlaySource,
@@ -91,8 +93,11 @@ __all__ = [
     "FakeCall",
     "FakeCallEngine",
     "FakeCallState",
+    "FakeMix",
     "FarEnd",
     "FarEndControl",
+    "MixMembership",
+    "MixRecording",
     "Playback",
     "Recording",
 ]
@@ -202,6 +207,37 @@ class Recording:
 
 
 @dataclass(slots=True)
+class MixMembership:
+    muted: bool = False
+    deaf: bool = False
+
+
+@dataclass(slots=True)
+class MixRecording:
+    path: Path
+    member_dir: Path | None
+    started_at: float
+    members: list[str] = field(default_factory=list)  # every call that was a member while it ran
+    finished: MixRecordingFinished | None = None
+
+
+@dataclass(slots=True)
+class FakeMix:
+    """One mix (conference room) as the engine saw it; kept in `FakeCallEngine.mixes` after it is destroyed."""
+
+    mix_id: str
+    members: dict[str, MixMembership] = field(default_factory=dict)
+    members_ever: list[str] = field(default_factory=list)
+    played: list[Playback] = field(default_factory=list)
+    recordings: list[MixRecording] = field(default_factory=list)
+    destroyed: bool = False
+    # engine-side machinery, not for assertions
+    playing: Playback | None = None
+    recording: MixRecording | None = None
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class FakeCall:
     """One call as the engine saw it; kept in `FakeCallEngine.calls` after it ends."""
 
@@ -214,6 +250,7 @@ class FakeCall:
     outbound: OutboundCall | None = None
     incoming: IncomingCall | None = None
     has_media: bool = False
+    mix_id: str | None = None  # the mix it is in now
     ringing_sent: bool = False
     pre_answered: bool = False
     played: list[Playback] = field(default_factory=list)
@@ -272,6 +309,7 @@ class FakeCallEngine:
         self.unavailable_urls: set[str] = set()  # play() of these raises MediaUnavailable, as a 404 would
         self._subscribers: list[asyncio.Queue[EngineEvent]] = []
         self._shared: dict[str, Playback] = {}  # each bridged call id -> its bridge's prompt
+        self.mixes: dict[str, FakeMix] = {}  # every mix created, destroyed ones included (until the id is reused)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # `calls` is read from test threads while the loop writes it
 
@@ -340,6 +378,9 @@ class FakeCallEngine:
         for call in list(self.calls.values()):
             if call.live:
                 await self.hangup(call.call_id)
+        for mix in list(self.mixes.values()):
+            if not mix.destroyed:
+                self._destroy_mix(mix)
         for registration_id in list(self.registrations):
             await self.unregister(registration_id)
         await asyncio.sleep(0)  # the PlaybackFinished of cut playbacks go out before the loop is gone
@@ -386,6 +427,7 @@ class FakeCallEngine:
         if call.script is not None and call.script is not _current_task():
             call.script.cancel()
         self._stop_shared(call.call_id, emit_later=True)
+        self._leave_mix(call)
         if call.playing is not None:
             self._finish_playback(call.call_id, call.playing, completed=False, emit_later=True)
         if call.digit_queue is not None:
@@ -748,10 +790,141 @@ class FakeCallEngine:
         if call.far_end.echo_dtmf:
             self._running_loop().call_soon(self._far_digits, call, digits)
 
+    # ---- mixes ---------------------------------------------------------------------------------------
+
+    def _mix(self, mix_id: str) -> FakeMix:
+        self._running_loop()
+        mix = self.mixes.get(mix_id)
+        if mix is None or mix.destroyed:
+            raise MixNotFound(f"no mix {mix_id}")
+        return mix
+
+    async def create_mix(self, mix_id: str) -> None:
+        self._running_loop()
+        existing = self.mixes.get(mix_id)
+        if existing is not None and not existing.destroyed:
+            raise CallStateConflict(f"mix {mix_id} exists")
+        self.mixes[mix_id] = FakeMix(mix_id)
+
+    async def join_mix(self, mix_id: str, call_id: str, *, muted: bool = False, deaf: bool = False) -> None:
+        self._call(call_id)
+        mix = self._mix(mix_id)
+        call = self._media(call_id)
+        if call.mix_id is not None:
+            raise CallStateConflict("the call is already in a mix")
+        if call.bridged_with is not None:
+            raise CallStateConflict("a bridged call cannot join a mix")
+        call.mix_id = mix_id
+        mix.members[call_id] = MixMembership(muted, deaf)
+        mix.members_ever.append(call_id)
+        if mix.recording is not None and call_id not in mix.recording.members:
+            mix.recording.members.append(call_id)
+
+    async def update_mix_member(self, call_id: str, *, muted: bool | None = None, deaf: bool | None = None) -> None:
+        call = self._call(call_id)
+        if call.mix_id is None:
+            raise CallStateConflict("the call is in no mix")
+        membership = self.mixes[call.mix_id].members[call_id]
+        if muted is not None:
+            membership.muted = muted
+        if deaf is not None:
+            membership.deaf = deaf
+
+    async def leave_mix(self, call_id: str) -> None:
+        self._leave_mix(self._call(call_id))
+
+    def _leave_mix(self, call: FakeCall) -> None:
+        mix_id, call.mix_id = call.mix_id, None
+        if mix_id is not None:
+            self.mixes[mix_id].members.pop(call.call_id, None)
+
+    async def play_to_mix(self, mix_id: str, source: PlaySource, *, loop_count: int = 1) -> str:
+        mix = self._mix(mix_id)
+        if loop_count < 1:
+            raise ValueError("loop_count must be at least 1")
+        self._check_source(source)
+        self._stop_mix_prompt(mix)
+        playback = Playback(uuid.uuid4().hex, source, loop_count)
+        mix.played.append(playback)
+        mix.playing = playback
+        loop = self._running_loop()
+        mix.timers.append(
+            loop.call_later(self.playback_s * loop_count, lambda: self._finish_mix_prompt(mix, playback, True))
+        )
+        return playback.playback_id
+
+    def _finish_mix_prompt(self, mix: FakeMix, playback: Playback, completed: bool) -> None:
+        if playback.completed is not None:
+            return
+        playback.completed = completed
+        if mix.playing is playback:
+            mix.playing = None
+        self._emit(PlaybackFinished(mix.mix_id, playback.playback_id, completed))
+
+    def _stop_mix_prompt(self, mix: FakeMix) -> None:
+        if mix.playing is not None:
+            self._finish_mix_prompt(mix, mix.playing, False)
+
+    async def stop_mix_playback(self, mix_id: str) -> None:
+        self._stop_mix_prompt(self._mix(mix_id))
+
+    async def start_mix_recording(self, mix_id: str, path: Path, *, member_dir: Path | None = None) -> None:
+        mix = self._mix(mix_id)
+        if mix.recording is not None:
+            raise CallStateConflict("the mix is already being recorded")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if member_dir is not None:
+            member_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one mkdir, as for `path`
+        recording = MixRecording(path, member_dir, self._running_loop().time(), members=list(mix.members))
+        mix.recording = recording
+        mix.recordings.append(recording)
+
+    async def stop_mix_recording(self, mix_id: str) -> MixRecordingFinished | None:
+        return self._finish_mix_recording(self._mix(mix_id))
+
+    def _finish_mix_recording(self, mix: FakeMix) -> MixRecordingFinished | None:
+        recording, mix.recording = mix.recording, None
+        if recording is None:
+            return None
+        frames = int((self._running_loop().time() - recording.started_at) * 50)
+        samples = frames * SAMPLE_RATE // 50
+        if self.recording_tone_hz is None:
+            mono = np.zeros(samples, dtype=np.int16)
+        else:
+            t = np.arange(samples) / SAMPLE_RATE
+            mono = (6000 * np.sin(2 * np.pi * self.recording_tone_hz * t)).astype(np.int16)
+        write_wav(recording.path, mono)
+        member_paths: dict[str, Path] = {}
+        if recording.member_dir is not None:
+            for call_id in recording.members:
+                member_paths[call_id] = recording.member_dir / f"{call_id}.wav"
+                write_wav(member_paths[call_id], mono)
+        finished = MixRecordingFinished(mix.mix_id, recording.path, frames * 20, member_paths)
+        recording.finished = finished
+        self._emit(finished)
+        return finished
+
+    async def destroy_mix(self, mix_id: str) -> None:
+        self._destroy_mix(self._mix(mix_id))
+
+    def _destroy_mix(self, mix: FakeMix) -> None:
+        mix.destroyed = True
+        for timer in mix.timers:
+            timer.cancel()
+        for call_id in list(mix.members):
+            call = self.calls.get(call_id)
+            if call is not None:
+                call.mix_id = None
+        mix.members.clear()
+        self._stop_mix_prompt(mix)
+        self._finish_mix_recording(mix)
+
     async def bridge(self, call_id: str, other_call_id: str) -> None:
         if call_id == other_call_id:
             raise CallStateConflict("a call cannot be bridged to itself")
         first, second = self._media(call_id), self._media(other_call_id)
+        if first.mix_id is not None or second.mix_id is not None:
+            raise CallStateConflict("a call in a mix cannot be bridged")
         if first.bridged_with is not None or second.bridged_with is not None:
             raise CallStateConflict("the call is already bridged")
         first.bridged_with, second.bridged_with = other_call_id, call_id
