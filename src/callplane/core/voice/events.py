@@ -48,6 +48,10 @@ class VoiceEventType(StrEnum):
     DIALOG_RECORDING_FAILED = "voice.dialog.recording_failed"
     DIALOG_COMPOSITION_FINISHED = "voice.dialog.composition_finished"
     DIALOG_COMPOSITION_FAILED = "voice.dialog.composition_failed"
+    MACHINE_DETECTION_FINISHED = "voice.machine_detection.finished"  # a verdict: HUMAN or MACHINE answered
+    MACHINE_DETECTION_FAILED = "voice.machine_detection.failed"  # no verdict (no audio, the call ended first)
+    MACHINE_MESSAGE_DETECTION_FINISHED = "voice.machine_detection.message_finished"  # the greeting ended
+    MACHINE_MESSAGE_DETECTION_FAILED = "voice.machine_detection.message_failed"  # not found in time
 
 
 TERMINAL_EVENT_TYPES = (VoiceEventType.CALL_FINISHED, VoiceEventType.CALL_FAILED)
@@ -64,6 +68,10 @@ SUBSCRIBABLE_EVENT_TYPES = (
     VoiceEventType.DIGITS_CAPTURED,
     VoiceEventType.CALL_RECORDING_READY,
     VoiceEventType.ACTION_FAILED,
+    VoiceEventType.MACHINE_DETECTION_FINISHED,
+    VoiceEventType.MACHINE_DETECTION_FAILED,
+    VoiceEventType.MACHINE_MESSAGE_DETECTION_FINISHED,
+    VoiceEventType.MACHINE_MESSAGE_DETECTION_FAILED,
 )
 
 
@@ -85,6 +93,8 @@ class VoiceEvent:
     dialog: VoiceDialog | None = None  # a dialog's event (then `call` is the parent)
     child: VoiceCall | None = None  # a dialog's event: the child call, when there is one
     recordings: list[VoiceRecording] = field(default_factory=list)  # DIALOG_RECORDING_READY, ..._COMPOSITION_FINISHED
+    detection_result: str | None = None  # MACHINE_DETECTION_FINISHED, MACHINE_MESSAGE_*: HUMAN | MACHINE
+    confidence: dict[str, float] = field(default_factory=dict)  # MACHINE_DETECTION_FINISHED: per class, 0..1
 
 
 class VoiceEventRenderer(Protocol):

@@ -22,6 +22,7 @@ __all__ = [
     "Endpoint",
     "EndpointType",
     "ErrorCode",
+    "MachineDetectionRequest",
     "NewCall",
     "PlayContent",
     "PlayOptions",
@@ -60,6 +61,16 @@ class RecordingRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class MachineDetectionRequest:
+    """Answering-machine detection once an outbound call is answered: a verdict (HUMAN or MACHINE) by
+    `detection_time_ms`, and with `message_timeout_ms` the end of a machine's greeting looked for until then
+    (both counted from the answer)."""
+
+    detection_time_ms: int = 3700
+    message_timeout_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NewCall:
     configuration_id: str
     endpoint: Endpoint
@@ -72,6 +83,7 @@ class NewCall:
     parent_call_id: str | None = None
     recording: RecordingRequest | None = None
     dialog_id: str | None = None
+    machine_detection: MachineDetectionRequest | None = None  # on the answer (docs/voice.md)
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,6 +233,10 @@ EVENT_NAMES = {
     VoiceEventType.DIALOG_RECORDING_FAILED: "DIALOG_RECORDING_FAILED",
     VoiceEventType.DIALOG_COMPOSITION_FINISHED: "DIALOG_COMPOSITION_FINISHED",
     VoiceEventType.DIALOG_COMPOSITION_FAILED: "DIALOG_COMPOSITION_FAILED",
+    VoiceEventType.MACHINE_DETECTION_FINISHED: "MACHINE_DETECTION_FINISHED",
+    VoiceEventType.MACHINE_DETECTION_FAILED: "MACHINE_DETECTION_FAILED",
+    VoiceEventType.MACHINE_MESSAGE_DETECTION_FINISHED: "MACHINE_MESSAGE_DETECTION_FINISHED",
+    VoiceEventType.MACHINE_MESSAGE_DETECTION_FAILED: "MACHINE_MESSAGE_DETECTION_FAILED",
 }
 _DIALOG_EVENTS = frozenset(kind for kind in VoiceEventType if kind.name.startswith("DIALOG_"))
 _DIALOG_FILES = (VoiceEventType.DIALOG_RECORDING_READY, VoiceEventType.DIALOG_COMPOSITION_FINISHED)
@@ -244,6 +248,15 @@ _CALL_LIFECYCLE = (
     VoiceEventType.CALL_RINGING,
     VoiceEventType.CALL_EARLY_MEDIA,
     VoiceEventType.CALL_ESTABLISHED,
+)
+
+_MACHINE_DETECTION_RESULTS = (
+    VoiceEventType.MACHINE_DETECTION_FINISHED,
+    VoiceEventType.MACHINE_MESSAGE_DETECTION_FINISHED,
+)
+_MACHINE_DETECTION_FAILURES = (
+    VoiceEventType.MACHINE_DETECTION_FAILED,
+    VoiceEventType.MACHINE_MESSAGE_DETECTION_FAILED,
 )
 
 
@@ -268,6 +281,10 @@ def _properties(event: VoiceEvent) -> dict[str, Any]:
     if kind == VoiceEventType.CALL_RECORDING_READY:
         recordings = [event.recording] if event.recording is not None else []
         return {"recording": call_recording_json(call, recordings)}
+    if kind in _MACHINE_DETECTION_RESULTS:  # `CallsMachineDetectionProperties`
+        return {"detectionResult": event.detection_result, "confidenceRating": event.confidence or None}
+    if kind in _MACHINE_DETECTION_FAILURES:
+        return {"reason": event.detail}
     played = {"duration": event.duration_ms, "playedCompletely": event.played_completely}
     if kind in (VoiceEventType.SAY_FINISHED, VoiceEventType.PLAY_FINISHED):  # the guide: both carry the key
         return played | {"capturedDtmf": event.digits}

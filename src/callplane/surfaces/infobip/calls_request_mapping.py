@@ -18,6 +18,7 @@ from callplane.core.voice.schemas import (
     CaptureRequest,
     DialogRecordingRequest,
     Endpoint,
+    MachineDetectionRequest,
     NewCall,
     PlayContent,
     PlayOptions,
@@ -32,6 +33,7 @@ from callplane.surfaces.infobip.calls_wire import (
     DialogCallBody,
     DialogRecordingBody,
     EndpointBody,
+    MachineDetectionBody,
     PlayBody,
     PreferencesBody,
     RecordingBody,
@@ -84,6 +86,22 @@ def to_endpoint(body: EndpointBody) -> Endpoint:
     raise bad_request(f"endpoint type {body.type} is not supported; use SIP or PHONE", field="endpoint.type")
 
 
+def to_machine_detection(body: MachineDetectionBody | None) -> MachineDetectionRequest | None:
+    """`machineDetection`: None unless enabled; the client's rule that detectionTime is below a
+    messageDetectionTimeout that asks for end-of-message detection is checked here."""
+    if body is None or not body.enabled:
+        return None
+    timeout_s = body.messageDetectionTimeout or None
+    if timeout_s is not None and body.detectionTime >= timeout_s:
+        raise bad_request(
+            "detectionTime must be lower than messageDetectionTimeout", field="machineDetection.detectionTime"
+        )
+    return MachineDetectionRequest(
+        detection_time_ms=round(body.detectionTime * 1000),
+        message_timeout_ms=timeout_s * 1000 if timeout_s is not None else None,
+    )
+
+
 def to_new_call(body: CallBody) -> NewCall:
     return NewCall(
         configuration_id=body.callsConfigurationId,
@@ -96,6 +114,7 @@ def to_new_call(body: CallBody) -> NewCall:
         external_id=body.externalId,
         parent_call_id=body.parentCallId,
         recording=to_recording(body.recording),
+        machine_detection=to_machine_detection(body.machineDetection),
     )
 
 
@@ -108,6 +127,7 @@ def to_child_call(body: DialogCallBody) -> NewCall:
         from_display_name=body.fromDisplayName,
         connect_timeout_s=body.connectTimeout,
         custom_data=body.customData or {},
+        machine_detection=to_machine_detection(body.machineDetection),
     )
 
 

@@ -41,6 +41,15 @@ class RecordingBody(BaseModel):
     channels: Literal["MONO", "STEREO"] = "MONO"
 
 
+class MachineDetectionBody(BaseModel):
+    """`CallsMachineDetectionRequest`."""
+
+    model_config = _WIRE
+    enabled: bool
+    messageDetectionTimeout: Annotated[int | None, Field(ge=0, le=60)] = None  # 0: no end-of-message detection
+    detectionTime: Annotated[float, Field(ge=1, le=5)] = 3.7
+
+
 class CallBody(BaseModel):
     model_config = _WIRE
     endpoint: EndpointBody
@@ -53,6 +62,7 @@ class CallBody(BaseModel):
     callsConfigurationId: str
     parentCallId: str | None = None
     externalId: str | None = None
+    machineDetection: MachineDetectionBody | None = None
 
 
 class AnswerBody(BaseModel):
@@ -170,6 +180,7 @@ class DialogCallBody(BaseModel):
     fromDisplayName: str | None = None
     connectTimeout: Annotated[int | None, Field(ge=1, le=60)] = None
     customData: dict[str, str] | None = None
+    machineDetection: MachineDetectionBody | None = None
 
 
 class DialogCompositionBody(BaseModel):
