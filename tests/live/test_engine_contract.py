@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from callplane.media.audio import CollectionEnd, read_wav, write_wav
@@ -39,11 +40,13 @@ from callplane.media.engine import (
     ToneSource,
     TrunkRegistration,
 )
+from callplane.media.g711 import Pcm
 from callplane.media.sip import SippyCallEngine
 from callplane.testing.engine import RINGS_FOREVER, WAITS, Failure, FakeCallEngine, FarEnd
 from callplane.testing.sipp import (
     SIPP_PCAPS,
     Sipp,
+    dominant_frequency,
     engine_config,
     free_even_port_pair,
     free_udp_port,
@@ -73,6 +76,11 @@ class Peers(ABC):
     @abstractmethod
     async def ivr_caller(self, to_user: str) -> None:
         """A caller whose INVITE carries CALLER_HEADERS; once answered it sends 1, 5, # and waits for our BYE."""
+
+    @abstractmethod
+    async def speaking_caller(self, to_user: str) -> None:
+        """A caller that waits for our 180, then 200 ms after the answer sends 300 ms of a 700 Hz tone, then 1, 5, #
+        and waits for our BYE."""
 
     @abstractmethod
     async def rejected_caller(self, to_user: str, status: int, cause: int) -> None:
@@ -120,6 +128,10 @@ class FakePeers(Peers):
         self.fake.incoming(
             to_user, from_user="sipp", from_display_name="Sipp Caller", headers=CALLER_HEADERS, caller=caller
         )
+
+    async def speaking_caller(self, to_user: str) -> None:
+        caller = FarEnd(audio=tone(700.0, 0.3), audio_after_s=0.2, digits="15#", digits_after_s=0.5)
+        self.fake.incoming(to_user, from_user="sipp", caller=caller)
 
     async def rejected_caller(self, to_user: str, status: int, cause: int) -> None:
         self.fake.incoming(to_user, from_user="sipp")
@@ -194,6 +206,9 @@ class SippPeers(Peers):
             "uac_ivr.xml", TONE_PCAP=str(pcap), TONE_MS="500", PCAPS=str(SIPP_PCAPS), BYE_TIMEOUT_MS="15000"
         )
         await self._caller(scenario, to_user)
+
+    async def speaking_caller(self, to_user: str) -> None:
+        await self.ivr_caller(to_user)
 
     async def rejected_caller(self, to_user: str, status: int, cause: int) -> None:
         await self._caller(self._scenario("uac_reject.xml", STATUS=str(status), CAUSE=str(cause)), to_user)
@@ -449,6 +464,60 @@ def test_an_inbound_call_is_offered_rung_answered_collects_dtmf_and_ends_on_our_
         await engine.hangup(call_id)
         ended = await next_event(events, CallEnded)
         assert (ended.call_id, ended.initiator, ended.answered) == (call_id, HangupInitiator.LOCAL, True)
+
+    contract(scenario)
+
+
+class _Tap:
+    def __init__(self) -> None:
+        self.inbound: list[Pcm] = []
+        self.writes = 0
+
+    def write(self, inbound: Pcm | None, outbound: Pcm | None) -> None:
+        self.writes += 1
+        if inbound is not None:
+            self.inbound.append(inbound.copy())
+
+
+class _Replacement:
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read_frame(self) -> Pcm | None:
+        self.reads += 1
+        return None
+
+
+def test_an_audio_tap_hears_the_far_end_and_a_replacement_source_is_read_until_cleared(
+    contract: Callable[[Scenario], None],
+) -> None:
+    async def scenario(peers: Peers, events: asyncio.Queue[EngineEvent]) -> None:
+        engine = peers.engine
+        await peers.speaking_caller("tapped")
+        call_id = (await next_event(events, IncomingCall)).call_id
+        with pytest.raises(CallStateConflict):
+            await engine.add_audio_tap(call_id, _Tap())  # no media before the answer
+        with pytest.raises(CallStateConflict):
+            await engine.replace_inbound_audio(call_id, _Replacement())
+        await engine.send_ringing(call_id)  # the caller waits for it
+        await engine.answer(call_id)
+        tap, replacement = _Tap(), _Replacement()
+        tap_id = await engine.add_audio_tap(call_id, tap)
+        await engine.replace_inbound_audio(call_id, replacement)
+        assert await _digits(events, 1) == "1"  # the tone came before the digits
+        heard = np.concatenate(tap.inbound)
+        assert abs(dominant_frequency(heard) - 700.0) < 20  # the far end's own audio, though replaced
+        assert replacement.reads > 0
+        await engine.replace_inbound_audio(call_id, None)
+        await engine.remove_audio_tap(call_id, tap_id)
+        reads, writes = replacement.reads, tap.writes
+        assert await _digits(events, 2) == "5#"
+        assert (replacement.reads, tap.writes) == (reads, writes)  # neither is called any more
+        await engine.remove_audio_tap(call_id, tap_id)  # unknown now: ignored
+        await engine.hangup(call_id)
+        assert (await next_event(events, CallEnded)).call_id == call_id
+        with pytest.raises(CallNotFound):
+            await engine.remove_audio_tap(call_id, tap_id)
 
     contract(scenario)
 

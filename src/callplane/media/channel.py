@@ -158,6 +158,9 @@ class MediaChannel(asyncio.DatagramProtocol):
         self._marker_next = True
         self._playback: _Playback | None = None
         self._sinks: list[FrameSink] = []
+        self._taps: list[FrameSink] = []  # audio taps: the far end's own audio, whatever replaces it
+        self._inbound_replacement: AudioSource | None = None
+        self.heard_frame: Pcm | None = None  # what the far end sent this tick (inbound_frame unless replaced)
         self._shared: list[SharedPrompt] = []  # prompts mixed into what we send (a dialog's say/play)
         self.bridge_peer: MediaChannel | None = None
         self.inbound_frame: Pcm | None = None
@@ -238,6 +241,8 @@ class MediaChannel(asyncio.DatagramProtocol):
                 self.bridge_peer.bridge_peer = None
                 self.bridge_peer = None
             self.stop_playback()
+            self._taps.clear()
+            self._inbound_replacement = None
             for future in self._dtmf_done:
                 if not future.done():
                     future.set_result(None)
@@ -285,6 +290,20 @@ class MediaChannel(asyncio.DatagramProtocol):
     def remove_sink(self, sink: FrameSink) -> None:
         if sink in self._sinks:
             self._sinks.remove(sink)
+
+    def add_tap(self, tap: FrameSink) -> None:
+        """Hear every tick's frames: the far end's own inbound audio (even while replaced) and what we send.
+        A tap that raises is removed, the call carries on."""
+        self._taps.append(tap)
+
+    def remove_tap(self, tap: FrameSink) -> None:
+        if tap in self._taps:
+            self._taps.remove(tap)
+
+    def replace_inbound(self, source: AudioSource | None) -> None:
+        """Give the bridge peer and the recorders `source`'s frames (None from it: silence that tick) instead of
+        the far end's audio; None restores the far end's audio."""
+        self._inbound_replacement = source
 
     def send_dtmf(self, digits: str) -> asyncio.Future[None]:
         """Queue digits; RFC 4733 events when the far end offered them, in-band tones otherwise."""
@@ -366,16 +385,29 @@ class MediaChannel(asyncio.DatagramProtocol):
     # ---- clock -----------------------------------------------------------------------------------
 
     def pull_inbound(self) -> None:
-        self.inbound_frame = self._jitter.pop()
+        heard = self._jitter.pop()
+        self.heard_frame = heard
+        replacement = self._inbound_replacement
+        self.inbound_frame = heard if replacement is None else replacement.read_frame()
 
     def push_outbound(self) -> None:
         self._ticks += 1
         frame = self._next_frame()
         for sink in self._sinks:
             sink.write(self.inbound_frame, frame)
+        if self._taps:
+            self._write_taps(frame)
         self._send(frame)
         if self._ticks % _RTCP_INTERVAL_TICKS == 0:
             self._send_rtcp()
+
+    def _write_taps(self, frame: Pcm | None) -> None:
+        for tap in list(self._taps):
+            try:
+                tap.write(self.heard_frame, frame)
+            except Exception:  # a listener's bug must not end the call it listens to
+                log.exception("audio tap %r on rtp %s failed; removed", tap, self.label)
+                self.remove_tap(tap)
 
     def _next_frame(self) -> Pcm | None:
         frame = self._own_frame()

@@ -16,9 +16,12 @@ from typing import Protocol
 
 from callplane.errors import CallplaneError, Conflict, InvalidInput, NotFound
 from callplane.media.audio import CollectionEnd, DtmfCollection, RecordingChannels, compose_tracks
-from callplane.media.g711 import PayloadType
+from callplane.media.channel import AudioSource
+from callplane.media.g711 import PayloadType, Pcm
 
 __all__ = [
+    "AudioSource",
+    "AudioTap",
     "CallAnswered",
     "CallDirection",
     "CallEarlyMedia",
@@ -189,6 +192,19 @@ class EngineConfig:
     sip_receive_buffer_bytes: int = 4 * 1024 * 1024
     # Malformed SIP is logged once per source address per this many seconds, with counters (sip_guard).
     sip_malformed_log_interval_s: float = 60.0
+
+
+class AudioTap(Protocol):
+    """Listens to one call's audio on the media clock (`CallEngine.add_audio_tap`).
+
+    `write` is called once per 20 ms tick, on the event loop inside the clock's tick, with 160-sample 8 kHz mono
+    int16 frames: `inbound` is what the far end sent (its own audio, even while `replace_inbound_audio` gives the
+    call's peers something else), `outbound` what the call sends to the far end; None where nothing was heard or
+    sent (silence). It must not block, await or keep the frames' buffers for later writes into them (the frames
+    are not modified afterwards; copy or queue them). A tap that raises is removed; the call carries on.
+    """
+
+    def write(self, inbound: Pcm | None, outbound: Pcm | None) -> None: ...
 
 
 # ---- events -------------------------------------------------------------------------------------
@@ -431,3 +447,20 @@ class CallEngine(Protocol):
     async def register(self, registration: TrunkRegistration) -> str: ...
 
     async def unregister(self, registration_id: str) -> None: ...
+
+    async def add_audio_tap(self, call_id: str, tap: AudioTap) -> str:
+        """Feed both directions of the call's audio to `tap` from the next tick on; returns a tap id.
+        CallStateConflict before the call has media; several taps may listen to one call."""
+        ...
+
+    async def remove_audio_tap(self, call_id: str, tap_id: str) -> None:
+        """The tap hears nothing more (an unknown tap id is ignored). CallNotFound once the call ended: its taps
+        went with it."""
+        ...
+
+    async def replace_inbound_audio(self, call_id: str, source: AudioSource | None) -> None:
+        """What the call's peers (a bridge, a conference) and its recordings get as this leg's inbound audio: one
+        `source.read_frame()` per tick instead of the far end's audio (None from it: silence for that tick; the
+        source is not dropped). `source=None` gives them the far end's own audio again. Taps still hear the far
+        end. CallStateConflict before the call has media."""
+        ...

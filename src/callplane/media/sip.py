@@ -64,11 +64,12 @@ from callplane.media.audio import (
     cadence_tone,
     collect_digits,
 )
-from callplane.media.channel import MediaChannel, SharedPrompt
+from callplane.media.channel import AudioSource, MediaChannel, SharedPrompt
 from callplane.media.clock import MediaClock
 from callplane.media.engine import (
     NO_ANSWER,
     NORMAL_CLEARING,
+    AudioTap,
     CallAnswered,
     CallDirection,
     CallEarlyMedia,
@@ -160,6 +161,7 @@ class _Call:
     ring_timer: asyncio.TimerHandle | None = None
     # One media preparation per inbound call: a pre-answer and an answer racing must not bind two channels.
     media_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    taps: dict[str, AudioTap] = field(default_factory=dict)
 
 
 class _NullSipLogger:
@@ -1433,6 +1435,25 @@ class SippyCallEngine:
         agent = self._registrations.pop(registration_id, None)
         if agent is not None:
             _call_in_reactor(agent.unregister)
+
+    # ---- audio taps -------------------------------------------------------------------------------
+
+    async def add_audio_tap(self, call_id: str, tap: AudioTap) -> str:
+        call, channel = self._media_channel(call_id)
+        tap_id = uuid.uuid4().hex
+        call.taps[tap_id] = tap
+        channel.add_tap(tap)
+        return tap_id
+
+    async def remove_audio_tap(self, call_id: str, tap_id: str) -> None:
+        call = self._call(call_id)
+        tap = call.taps.pop(tap_id, None)
+        if tap is not None and call.channel is not None:
+            call.channel.remove_tap(tap)
+
+    async def replace_inbound_audio(self, call_id: str, source: AudioSource | None) -> None:
+        _, channel = self._media_channel(call_id)
+        channel.replace_inbound(source)
 
     # ---- introspection (tests, bench) ------------------------------------------------------------
 

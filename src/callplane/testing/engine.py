@@ -53,6 +53,8 @@ from callplane.media.audio import (
 from callplane.media.engine import (
     NO_ANSWER,
     NORMAL_CLEARING,
+    AudioSource,
+    AudioTap,
     CallAnswered,
     CallDirection,
     CallEarlyMedia,
@@ -79,6 +81,8 @@ from callplane.media.engine import (
     TrunkRegistration,
     UrlSource,
 )
+from callplane.media.g711 import Pcm
+from callplane.media.jitter import FRAME_SAMPLES
 
 __all__ = [
     "ANSWERS",
@@ -153,7 +157,8 @@ class FarEnd:
     answers or fails with `fail` (`answer_after_s`). For an inbound call (`FakeCallEngine.incoming`) the ring and
     answer fields are ours to send; `cancel_after_s` gives up while unanswered. Once answered, both send
     `digits` (`digits_after_s`) and hang up (`hangup_after_s`, with `hangup_reason`). `echo_dtmf` sends our DTMF
-    back, the way sipp's `-rtp_echo` does."""
+    back, the way sipp's `-rtp_echo` does. `audio` (8 kHz int16 samples) is sent `audio_after_s` after the answer,
+    before the digits' delay starts (see `FarEndControl.send_audio`)."""
 
     ring_after_s: float | None = 0.0
     early_media: bool = False
@@ -165,6 +170,8 @@ class FarEnd:
     hangup_reason: SipReasonHeader | None = NORMAL_CLEARING
     cancel_after_s: float | None = None
     echo_dtmf: bool = False
+    audio: Pcm | None = None
+    audio_after_s: float = 0.0
 
 
 ANSWERS = FarEnd()
@@ -261,6 +268,11 @@ class FakeCall:
     bridged_ever: list[str] = field(default_factory=list)
     hangup_headers: Mapping[str, str] | None = None
     ended: CallEnded | None = None
+    # This leg's inbound audio as its bridge peer and recordings get it, one 160-sample frame per far-end frame
+    # (`FarEndControl.send_audio`): the far end's own, or the `replace_inbound_audio` source's (silence for None).
+    relayed_audio: list[Pcm] = field(default_factory=list)
+    taps: dict[str, AudioTap] = field(default_factory=dict)
+    inbound_replacement: AudioSource | None = None
     # engine-side machinery, not for assertions
     playing: Playback | None = None
     recording: Recording | None = None
@@ -438,6 +450,8 @@ class FakeCallEngine:
                 peer.bridged_with = None
             call.bridged_with = None
         call.has_media = False
+        call.taps.clear()
+        call.inbound_replacement = None
         self._finish_recording(call)
         call.ended = event
         self._emit(event)
@@ -497,6 +511,9 @@ class FakeCallEngine:
 
     async def _answered_script(self, call: FakeCall) -> None:
         far_end = call.far_end
+        if far_end.audio is not None:
+            await asyncio.sleep(far_end.audio_after_s)
+            self._far_audio(call, far_end.audio)
         if far_end.digits:
             await asyncio.sleep(far_end.digits_after_s)
             self._far_digits(call, far_end.digits)
@@ -552,6 +569,26 @@ class FakeCallEngine:
             self._emit(DtmfReceived(call.call_id, digit))
             if call.digit_queue is not None:
                 call.digit_queue.put_nowait(digit)
+
+    def _far_audio(self, call: FakeCall, samples: Pcm) -> None:
+        """The far end's audio, 20 ms frame by frame and all at once (deterministic): each frame goes to the
+        call's taps (outbound None: the fake sends no audio), then is relayed (or replaced) as the clock would."""
+        if not call.live or not call.has_media:
+            return
+        samples = np.asarray(samples, dtype=np.int16).reshape(-1)
+        padded = -len(samples) % FRAME_SAMPLES
+        if padded:
+            samples = np.concatenate([samples, np.zeros(padded, dtype=np.int16)])
+        for start in range(0, len(samples), FRAME_SAMPLES):
+            frame = samples[start : start + FRAME_SAMPLES].copy()
+            for tap_id, tap in list(call.taps.items()):
+                try:
+                    tap.write(frame, None)
+                except Exception:  # noqa: BLE001 - SippyCallEngine removes a failing tap and carries on too
+                    call.taps.pop(tap_id, None)
+            replacement = call.inbound_replacement
+            relayed = frame if replacement is None else replacement.read_frame()
+            call.relayed_audio.append(np.zeros(FRAME_SAMPLES, dtype=np.int16) if relayed is None else relayed)
 
     def _far_hangup(self, call: FakeCall, reason: SipReasonHeader | None) -> None:
         if not call.live:
@@ -976,6 +1013,20 @@ class FakeCallEngine:
         if peer is not None:
             peer.bridged_with = None
 
+    # ---- audio taps -------------------------------------------------------------------------------
+
+    async def add_audio_tap(self, call_id: str, tap: AudioTap) -> str:
+        call = self._media(call_id)
+        tap_id = uuid.uuid4().hex
+        call.taps[tap_id] = tap
+        return tap_id
+
+    async def remove_audio_tap(self, call_id: str, tap_id: str) -> None:
+        self._call(call_id).taps.pop(tap_id, None)
+
+    async def replace_inbound_audio(self, call_id: str, source: AudioSource | None) -> None:
+        self._media(call_id).inbound_replacement = source
+
     # ---- registration ----------------------------------------------------------------------------
 
     async def register(self, registration: TrunkRegistration) -> str:
@@ -1028,6 +1079,12 @@ class FarEndControl:
     def hang_up(self, reason: SipReasonHeader | None = NORMAL_CLEARING) -> None:
         """BYE, or a CANCEL when the far end is an unanswered caller."""
         self._engine._on_loop(lambda: self._engine._far_hangup(self._call(), reason))
+
+    def send_audio(self, samples: Pcm) -> None:
+        """8 kHz int16 audio from the far end (once there is media), cut into 20 ms frames (the last padded with
+        silence) and handed to the call's audio taps at once, frame by frame; `FakeCall.relayed_audio` shows what
+        its peers got of each frame."""
+        self._engine._on_loop(lambda: self._engine._far_audio(self._call(), samples))
 
 
 def _current_task() -> asyncio.Task[object] | None:
