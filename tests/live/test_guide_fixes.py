@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from callplane.testing.engine import FarEnd
 from tests.live.support import CallsApp, LiveServer, Receiver, eventually
 
 # The tests sharing the fake-engine servers run on one xdist worker, which starts each server once.
@@ -103,3 +104,55 @@ def test_keys_stop_prompts_with_the_terminator_reported_and_keys_nothing_collect
     app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
     receiver.single_terminal(call_id)
     assert [e["properties"]["dtmf"] for e in dtmf_events()[2:]] == ["55"]
+
+
+def test_a_sip_call_with_early_media_rings_instead_of_pre_establishing_and_its_early_media_still_works(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    """The guide: "Calls to WebRTC and SIP never go through the PRE_ESTABLISHED states". A SIP far end's 183 with
+    SDP is CALL_RINGING (state RINGING); the early media itself still flows (a prompt plays before the answer)
+    and still reaches in-process listeners (a dialog propagates the child's progress to its caller)."""
+    callee = _user("early")
+    live.fake.route(callee, FarEnd(early_media=True, answer_after_s=None))
+    call_id = app.create_call(callee)
+    ringing = receiver.wait_type(call_id, "CALL_RINGING")["properties"]["call"]
+    assert ringing["state"] == "RINGING"
+    assert app.http.get(f"/calls/1/calls/{call_id}").json()["state"] == "RINGING"
+    engine_id = _engine_id(live, callee)
+    say = {"text": "Connecting you.", "language": "en"}
+    assert app.http.post(f"/calls/1/calls/{call_id}/say", json=say).status_code == 200
+    assert receiver.wait_type(call_id, "SAY_FINISHED")["properties"]["playedCompletely"] is True
+    assert live.fake.calls[engine_id].said == ["Connecting you."]
+    live.fake.far_end(engine_id).answer()
+    receiver.wait_type(call_id, "CALL_ESTABLISHED")
+    app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
+    receiver.single_terminal(call_id)
+    assert "CALL_PRE_ESTABLISHED" not in receiver.types(call_id)
+    assert receiver.types(call_id).count("CALL_RINGING") == 1
+
+    called, agent = _user("early-caller"), _user("early-agent")
+    app.route(called)
+    live.fake.route(agent, FarEnd(early_media=True, answer_after_s=None))
+    live.fake.incoming(called)
+    parent_id = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)[
+        "callId"
+    ]
+    created = app.http.post(
+        "/calls/1/dialogs",
+        json={
+            "parentCallId": parent_id,
+            "childCallRequest": {"endpoint": {"type": "SIP", "username": agent, "host": "127.0.0.1:5999"}},
+            "propagationOptions": {"childCallRinging": True},
+        },
+    )
+    assert created.status_code == 201, created.text
+    child_id = created.json()["childCall"]["id"]
+    receiver.wait_type(child_id, "CALL_RINGING")
+    receiver.wait_type(parent_id, "CALL_RINGING")  # the child's early media propagated as ringing
+    live.fake.far_end(_engine_id(live, agent)).answer()
+    dialog_id = created.json()["id"]
+    receiver.wait_for(lambda e: e.get("dialogId") == dialog_id and e["type"] == "DIALOG_ESTABLISHED")
+    assert app.http.post(f"/calls/1/dialogs/{dialog_id}/hangup").status_code == 200
+    for leg in (parent_id, child_id):
+        receiver.single_terminal(leg)
+    assert "CALL_PRE_ESTABLISHED" not in receiver.types(child_id)

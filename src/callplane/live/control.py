@@ -596,7 +596,7 @@ class VoiceService(VoiceReads):
         if isinstance(event, CallRinging):
             await self.move(live.call_id, VoiceCallState.RINGING, LegEvent.RINGING, ringing=True)
         elif isinstance(event, CallEarlyMedia):
-            await self.move(live.call_id, VoiceCallState.PRE_ESTABLISHED, LegEvent.EARLY_MEDIA, ringing=True)
+            await self._on_early_media(live)
         elif isinstance(event, CallAnswered):
             await self._on_answered(live)
         elif isinstance(event, DtmfReceived):
@@ -672,6 +672,27 @@ class VoiceService(VoiceReads):
         finally:  # the listeners hear of the answer even when its recording could not start
             await self._publish(LegChange(call.id, LegEvent.ESTABLISHED, dialog_id=call.dialog_id))
 
+    async def _on_early_media(self, live: LiveCall) -> None:
+        """183 with SDP from the far end. The guide: "Calls to WebRTC and SIP never go through the PRE_ESTABLISHED
+        states", so a SIP call's early media is ringing (RINGING, its ringing event; none if it rang already);
+        in-process listeners hear EARLY_MEDIA either way (a dialog's propagation, connecting on early media)."""
+        call = await self.get_call(account_id=live.account_id, call_id=live.call_id)
+        if call.endpoint_type != EndpointType.SIP:
+            await self.move(live.call_id, VoiceCallState.PRE_ESTABLISHED, LegEvent.EARLY_MEDIA, ringing=True)
+            return
+        if call.state not in (VoiceCallState.CALLING, VoiceCallState.RINGING):
+            return
+        moved = await self.move(
+            live.call_id,
+            VoiceCallState.RINGING,
+            LegEvent.EARLY_MEDIA,
+            ringing=True,
+            publish=False,
+            outbox=VoiceEventType.CALL_RINGING,
+        )
+        if moved is not None or call.state == VoiceCallState.RINGING:
+            await self._publish(LegChange(live.call_id, LegEvent.EARLY_MEDIA, dialog_id=call.dialog_id))
+
     async def _max_duration_reached(self, live: LiveCall) -> None:
         live.requested = Ending(VoiceCallState.FINISHED, HangupSource.PLATFORM, ErrorCode.MAX_DURATION_REACHED)
         with contextlib.suppress(CallplaneError):
@@ -718,9 +739,11 @@ class VoiceService(VoiceReads):
         ringing: bool = False,
         answered: bool = False,
         publish: bool = True,
+        outbox: VoiceEventType | None = None,
     ) -> VoiceCall | None:
-        """Move a live call forward (a conditional UPDATE), write its event to the outbox, and (unless `publish` is
-        off: the caller publishes later) tell the listeners; the moved call, or None when it cannot move."""
+        """Move a live call forward (a conditional UPDATE), write its event to the outbox (`outbox`, else the leg
+        event's), and (unless `publish` is off: the caller publishes later) tell the listeners; the moved call, or
+        None when it cannot move."""
         async with self.sessions() as session, session.begin():
             call = await session.get(VoiceCall, call_id)
             if call is None or not can_move(call.state, target):
@@ -745,7 +768,7 @@ class VoiceService(VoiceReads):
             call = moved
             await records.touch_core(session, call)
             await publish_event(
-                session=session, renderer=self.renderer, event=VoiceEvent(OUTBOX_EVENTS[event], call, at=now)
+                session=session, renderer=self.renderer, event=VoiceEvent(outbox or OUTBOX_EVENTS[event], call, at=now)
             )
         if publish:
             await self._publish(LegChange(call_id, event, dialog_id=call.dialog_id))
