@@ -7,8 +7,9 @@ member's frame of this tick is in the room in this tick: no latency beyond the b
 
 The mix itself is vectorised: the members' frames go into one int32 matrix (muted members, and members whose jitter
 buffer had nothing, are zero rows), the room is its column sum plus the prompt, and every member hears
-`room - own row`, saturated to int16 in one `np.clip` over the whole matrix. Deaf members hear nothing from the
-room (their own `play` still). The recording takes the saturated room and, per member, what it sent into it.
+`room - own row`, saturated to int16 by one minimum and one maximum over the whole matrix. Deaf members hear
+nothing from the room (their own `play` still). The recording takes the saturated room and, per member, what it
+sent into it.
 """
 
 from __future__ import annotations
@@ -281,13 +282,14 @@ class Mix:
                 member.frame = None
         else:
             heard = room - sent  # every member: the room without its own voice
-            np.clip(heard, -32768, 32767, out=heard)
+            np.minimum(heard, 32767, out=heard)  # np.clip costs several times these two ufuncs on small arrays
+            np.maximum(heard, -32768, out=heard)
             heard16 = heard.astype(np.int16)
             for row, member in enumerate(members):
                 member.frame = None if member.deaf else heard16[row]
         if recording is not None:
             recording.mixed.write(
-                np.clip(room, -32768, 32767).astype(np.int16) if talkers or prompt is not None else None
+                np.maximum(np.minimum(room, 32767), -32768).astype(np.int16) if talkers or prompt is not None else None
             )
             if recording.tracks:
                 for call_id, track in recording.tracks.items():
