@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.calls.models import Call, CallStatus
 from callplane.core.calls.service import queue_for_processing
+from callplane.core.contact_center.errors import AgentNotAvailable, ContactCenterInvalid, NotAValidAgentEmail
 from callplane.core.contact_center.models import (
     Agent,
     AgentStatus,
@@ -30,9 +31,13 @@ from callplane.core.contact_center.models import (
     CcCallStatus,
     CcCallType,
     CcParticipant,
+    CcTransfer,
+    Menu,
     MenuAgent,
     ParticipantKind,
     ParticipantStatus,
+    TransferKind,
+    TransferStatus,
 )
 from callplane.core.contact_center.service import LIVE_STATUSES
 from callplane.core.voice.configurations import create_configuration
@@ -44,7 +49,7 @@ from callplane.core.voice.models import (
     VoiceCallState,
     VoiceRecording,
 )
-from callplane.core.voice.schemas import Endpoint, NewCall, RecordingChannels, RecordingRequest
+from callplane.core.voice.schemas import Endpoint, NewCall, PlayContent, RecordingChannels, RecordingRequest
 from callplane.core.voice.states import TERMINAL_STATES, ErrorCode
 from callplane.db.base import utcnow
 from callplane.errors import CallplaneError
@@ -339,6 +344,11 @@ class ContactCenterRuntime:
         if leg is None or "cc_call_id" not in leg.custom_data:
             return
         call_id = int(leg.custom_data["cc_call_id"])
+        if leg.custom_data.get("cc_released") == "true":
+            return  # an agent who handed the call over (a transfer): their part was closed then
+        transfer_id = leg.custom_data.get("cc_transfer_id")
+        if transfer_id is not None and await self._transfer_leg_event(call_id, int(transfer_id), leg, event):
+            return
         role = ParticipantKind(leg.custom_data.get("cc_leg", AGENT))
         if event is LegEvent.ESTABLISHED:
             if role is AGENT:
@@ -350,6 +360,8 @@ class ContactCenterRuntime:
 
     async def _agent_answered(self, call_id: int, leg: VoiceCall) -> None:
         """The agent picked up: connecting; dial the end user from the outbound number, bridged on answer."""
+        if await self._transfer_agent_answered(call_id, leg):
+            return
         now = utcnow()
         async with self.sessions() as session, session.begin():
             moved = await session.execute(
@@ -413,16 +425,21 @@ class ContactCenterRuntime:
     async def _leg_ended(self, call_id: int, role: ParticipantKind, leg: VoiceCall) -> None:
         answered = leg.answered_at is not None
         async with self.sessions() as session, session.begin():
+            call = await session.get(CcCall, call_id)
             await self._participant(
                 session,
                 call_id,
                 role,
+                # the call's agent: after a transfer the call has agent participants of other agents
+                agent_id=call.agent_id if role is AGENT and call is not None else None,
                 status=ParticipantStatus.FINISHED if answered else ParticipantStatus.FAILED,
                 ended_at=leg.ended_at or utcnow(),
                 fail_reason="nothing" if answered else _fail_reason(role, leg),
             )
         if role is AGENT and not answered and await self._offer_again(call_id, leg):
             return
+        async with self.sessions() as session:
+            transfer = await self._active_transfer(session, call_id)
         if leg.hangup_source == HangupSource.ENDPOINT:
             disconnected_by = f"disconnected_by_{role}"
         elif leg.hangup_source == HangupSource.API:
@@ -436,7 +453,10 @@ class ContactCenterRuntime:
             details=f"{role} leg {leg.state} ({_error_name(leg.error_code)})",
             disconnected_by=disconnected_by,
             ended_at=leg.ended_at,
+            transfer_fail_reason=_fail_reason(role, leg).replace("nothing", f"{role}_hung_up"),
         )
+        if transfer is not None:  # no dialog links the legs during a transfer: the others are hung up here
+            await self._hang_up_legs(call_id, but=leg.id)
         if role is AGENT:
             await self._queue_recording(call_id, leg)
 
@@ -447,7 +467,11 @@ class ContactCenterRuntime:
         now = utcnow()
         async with self.sessions() as session, session.begin():
             call = await session.get(CcCall, call_id)
-            if call is None or call.call_type == CcCallType.OUTBOUND or call.status != CcCallStatus.ASSIGNED:
+            if call is None or call.status != CcCallStatus.ASSIGNED:
+                return False
+            transfer = await self._active_transfer(session, call_id)
+            to_queue = transfer is not None and transfer.to_menu_id is not None
+            if call.call_type == CcCallType.OUTBOUND and not to_queue:
                 return False
             offers = int(call.extras.get("offers", 0)) + 1
             if offers >= MAX_OFFERS:
@@ -513,14 +537,19 @@ class ContactCenterRuntime:
         details: str | None,
         disconnected_by: str = "disconnected_by_unknown",
         ended_at: Any = None,
+        transfer_fail_reason: str = "call_ended",
     ) -> None:
-        """The call ends once: finished when it was connected, else failed; its agent is idle again."""
+        """The call ends once: finished when it was connected (also before a transfer), else failed; its agent is
+        idle again, and so is the agent a transfer in progress was ringing."""
         now = ended_at or utcnow()
         async with self.sessions() as session, session.begin():
             call = await session.get(CcCall, call_id)
-            if call is None or call.status not in LIVE_STATUSES:
+            if call is None:
                 return
-            connected = call.status == CcCallStatus.CONNECTED
+            requeued = call.status == CcCallStatus.QUEUED and call.connected_at is not None  # transferred to a queue
+            if call.status not in LIVE_STATUSES and not requeued:
+                return
+            connected = call.connected_at is not None
             values: dict[str, Any] = {"ends_at": now, "updated_at": utcnow()}
             if connected:
                 values.update(status=CcCallStatus.FINISHED, disconnected_by=disconnected_by)
@@ -543,6 +572,8 @@ class ContactCenterRuntime:
             ):
                 participant.status = ParticipantStatus.FAILED
                 participant.ended_at = now
+            await self._end_hold(session, call_id, now)
+            await self._fail_transfers(session, call_id, transfer_fail_reason, now)
             if call.agent_id is not None:
                 await session.execute(
                     update(Agent)
@@ -565,6 +596,407 @@ class ContactCenterRuntime:
     async def _hang_up(self, account_id: str, voice_call_id: str) -> None:
         with contextlib.suppress(CallplaneError):
             await self.voice.hangup(account_id=account_id, call_id=voice_call_id)
+
+    # ---- hold and transfers (an agent's actions on a connected call) -------------------------------
+
+    async def hold(self, *, call_id: int, music: PlayContent | None = None) -> None:
+        """The end user hears music (the call's own, else the default) and the agent silence, until `resume`."""
+        call = await self._connected(call_id)
+        if self.voice.holds.held(call.end_user_leg_id or ""):
+            raise ContactCenterInvalid("The call is already on hold")
+        await self._start_hold(call, music)
+
+    async def resume(self, *, call_id: int) -> None:
+        """The end user and the agent hear each other again."""
+        call = await self._connected(call_id)
+        if not self.voice.holds.held(call.end_user_leg_id or ""):
+            raise ContactCenterInvalid("The call is not on hold")
+        assert call.end_user_leg_id is not None
+        await self.voice.resume(account_id=call.account_id, call_id=call.end_user_leg_id)
+        async with self.sessions() as session, session.begin():
+            await self._end_hold(session, call_id, utcnow())
+
+    async def transfer(
+        self, *, call_id: int, kind: TransferKind, to_agent_id: int | None = None, to_menu_id: int | None = None
+    ) -> int:
+        """Hand a connected call to another agent or to a queue; the end user hears music meanwhile.
+
+        Cold: the first agent leaves at once; the new agent (or the queue's, when one is free) is rung, and the end
+        user is bridged to them when they answer. Warm: the new agent (a queue's longest-idle available agent) is
+        rung while the first agent stays, the two talk when they answer, and `complete_transfer` hands the end user
+        over (the first agent leaves then). Returns the transfer's id."""
+        if (to_agent_id is None) == (to_menu_id is None):
+            raise ContactCenterInvalid("agent_email or menu_id required")
+        call = await self._connected(call_id)
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            agent = await session.get(Agent, to_agent_id) if to_agent_id is not None else None
+            if to_agent_id is not None and (agent is None or agent.account_id != call.account_id):
+                raise NotAValidAgentEmail()
+            menu = await session.get(Menu, to_menu_id) if to_menu_id is not None else None
+            if to_menu_id is not None and (menu is None or menu.account_id != call.account_id or menu.deleted):
+                raise ContactCenterInvalid(f"menu_id {to_menu_id} is not found")
+            if agent is not None and agent.id == call.agent_id:
+                raise ContactCenterInvalid("The call is already with this agent")
+            if kind is TransferKind.WARM and menu is not None:
+                agent = await session.scalar(
+                    select(Agent)
+                    .join(MenuAgent, MenuAgent.agent_id == Agent.id)
+                    .where(MenuAgent.menu_id == menu.id, Agent.status == AgentStatus.AVAILABLE)
+                    .order_by(Agent.last_idle_at.asc().nulls_first(), Agent.id)
+                    .limit(1)
+                )
+                if agent is None:
+                    raise AgentNotAvailable()
+            if agent is not None:
+                taken = await session.execute(
+                    update(Agent)
+                    .where(Agent.id == agent.id, Agent.status == AgentStatus.AVAILABLE)
+                    .values(status=AgentStatus.BUSY)
+                    .execution_options(synchronize_session=False)
+                )
+                if getattr(taken, "rowcount", 0) != 1:
+                    raise AgentNotAvailable()
+            transfer = CcTransfer(
+                call_id=call_id,
+                kind=kind,
+                status=TransferStatus.TRANSFERRING,
+                from_agent_id=call.agent_id,
+                to_agent_id=agent.id if agent is not None else None,
+                from_menu_id=call.menu_id,
+                to_menu_id=menu.id if menu is not None else None,
+                created_at=now,
+            )
+            session.add(transfer)
+            await session.flush()
+            transfer_id = transfer.id
+        if not self.voice.holds.held(call.end_user_leg_id or ""):
+            await self._start_hold(call, None)
+        log.info("transfer", extra={"fields": {"call_id": call_id, "transfer_id": transfer_id, "kind": kind}})
+        if kind is TransferKind.COLD:
+            await self._release_first_agent(call)
+            await self._requeue_for_transfer(call_id, agent, menu)
+        else:
+            assert agent is not None
+            await self._ring_transfer_agent(call, transfer_id, agent)
+        return transfer_id
+
+    async def complete_transfer(self, *, call_id: int, transfer_id: int) -> None:
+        """A warm transfer whose new agent has answered: the first agent leaves, the end user joins the new one."""
+        call = await self._connected(call_id, transferring=True)
+        async with self.sessions() as session:
+            transfer = await session.get(CcTransfer, transfer_id)
+            if transfer is None or transfer.call_id != call_id:
+                raise ContactCenterInvalid(f"transfer {transfer_id} is not found")
+            if transfer.status != TransferStatus.TRANSFERRING or transfer.kind != TransferKind.WARM:
+                raise ContactCenterInvalid("Only a warm transfer in progress can be completed")
+            target = await session.get(VoiceCall, transfer.target_leg_id) if transfer.target_leg_id else None
+        if target is None or target.state != VoiceCallState.ESTABLISHED:
+            raise ContactCenterInvalid("The agent of the transfer has not answered yet")
+        await self._release_first_agent(call)
+        await self._connect_transfer(call_id, transfer_id, target)
+
+    async def _connected(self, call_id: int, *, transferring: bool = False) -> CcCall:
+        async with self.sessions() as session:
+            call = await session.get(CcCall, call_id)
+            active = await self._active_transfer(session, call_id) if call is not None else None
+        if call is None or call.status != CcCallStatus.CONNECTED or not call.end_user_leg_id or not call.agent_leg_id:
+            raise ContactCenterInvalid("Only a connected call can be held or transferred")
+        if active is not None and not transferring:
+            raise ContactCenterInvalid("A transfer of this call is in progress")
+        return call
+
+    @staticmethod
+    async def _active_transfer(session: AsyncSession, call_id: int) -> CcTransfer | None:
+        transfer: CcTransfer | None = await session.scalar(
+            select(CcTransfer)
+            .where(CcTransfer.call_id == call_id, CcTransfer.status == TransferStatus.TRANSFERRING)
+            .order_by(CcTransfer.id.desc())
+            .limit(1)
+        )
+        return transfer
+
+    async def _start_hold(self, call: CcCall, music: PlayContent | None) -> None:
+        assert call.end_user_leg_id is not None
+        await self.voice.hold(account_id=call.account_id, call_id=call.end_user_leg_id, music=music)
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(CcCall)
+                .where(CcCall.id == call.id, CcCall.hold_started_at.is_(None))
+                .values(hold_started_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            participant = await session.scalar(
+                select(CcParticipant)
+                .where(CcParticipant.call_id == call.id, CcParticipant.kind == END_USER)
+                .order_by(CcParticipant.id.desc())
+                .limit(1)
+            )
+            if participant is not None and participant.hold_started_at is None:
+                participant.hold_started_at = now
+
+    @staticmethod
+    async def _end_hold(session: AsyncSession, call_id: int, now: Any) -> None:
+        """Close the hold under way (of the call and its participants) into their totals."""
+        call = await session.get(CcCall, call_id)
+        held: list[CcCall | CcParticipant] = [call] if call is not None else []
+        held += list(
+            await session.scalars(
+                select(CcParticipant).where(
+                    CcParticipant.call_id == call_id, CcParticipant.hold_started_at.is_not(None)
+                )
+            )
+        )
+        for item in held:
+            if item.hold_started_at is not None:
+                spent = max(0, round((now - item.hold_started_at).total_seconds() * 1000))
+                item.hold_ms = (item.hold_ms or 0) + spent
+                item.hold_started_at = None
+
+    @staticmethod
+    async def _fail_transfers(session: AsyncSession, call_id: int, reason: str, now: Any) -> None:
+        """Transfers still in progress when the call ends fail; the agents they were ringing are idle again."""
+        for transfer in await session.scalars(
+            select(CcTransfer).where(CcTransfer.call_id == call_id, CcTransfer.status == TransferStatus.TRANSFERRING)
+        ):
+            transfer.status = TransferStatus.FAILED
+            transfer.fail_reason = reason
+            transfer.ended_at = now
+            if transfer.to_agent_id is not None:
+                await session.execute(
+                    update(Agent)
+                    .where(Agent.id == transfer.to_agent_id, Agent.status == AgentStatus.BUSY)
+                    .values(status=AgentStatus.AVAILABLE, last_idle_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
+
+    async def _release_first_agent(self, call: CcCall) -> None:
+        """The agent who hands the call over leaves it: their dialog with the end user ends (the end user's leg
+        stays up), their leg is hung up and marked released (its end is not the call's), they are idle again."""
+        assert call.end_user_leg_id is not None and call.agent_leg_id is not None
+        await self.voice.holds.leave_dialog(account_id=call.account_id, call_id=call.end_user_leg_id)
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            leg = await session.get(VoiceCall, call.agent_leg_id)
+            if leg is not None:
+                leg.custom_data = {**leg.custom_data, "cc_released": "true"}
+            if call.agent_id is not None:
+                await session.execute(
+                    update(Agent)
+                    .where(Agent.id == call.agent_id, Agent.status == AgentStatus.BUSY)
+                    .values(status=AgentStatus.AVAILABLE, last_idle_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                participant = await session.scalar(
+                    select(CcParticipant)
+                    .where(
+                        CcParticipant.call_id == call.id,
+                        CcParticipant.kind == AGENT,
+                        CcParticipant.agent_id == call.agent_id,
+                        CcParticipant.status == ParticipantStatus.CONNECTED,
+                    )
+                    .order_by(CcParticipant.id.desc())
+                    .limit(1)
+                )
+                if participant is not None:
+                    participant.status = ParticipantStatus.FINISHED
+                    participant.ended_at = now
+        await self._hang_up(call.account_id, call.agent_leg_id)
+        self.poke()
+
+    async def _requeue_for_transfer(self, call_id: int, agent: Agent | None, menu: Menu | None) -> None:
+        """A cold transfer: the call is assigned to the new agent (rung by the loop), or queued in the menu."""
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            call = await session.get(CcCall, call_id)
+            assert call is not None
+            values: dict[str, Any] = {"legs_started": False, "agent_leg_id": None, "updated_at": now}
+            if agent is not None:
+                values.update(status=CcCallStatus.ASSIGNED, agent_id=agent.id, assigned_at=now)
+                session.add(CcParticipant(call_id=call_id, kind=AGENT, agent_id=agent.id))
+            else:
+                assert menu is not None
+                values.update(
+                    status=CcCallStatus.QUEUED,
+                    agent_id=None,
+                    menu_id=menu.id,
+                    queued_at=call.queued_at or now,
+                    extras={**call.extras, "offers": 0},
+                )
+            await session.execute(
+                update(CcCall).where(CcCall.id == call_id).values(**values).execution_options(synchronize_session=False)
+            )
+            await self._touch_core(session, call_id, CcCallStatus(values["status"]))
+        self.poke()
+
+    async def _ring_transfer_agent(self, call: CcCall, transfer_id: int, agent: Agent) -> None:
+        """A warm transfer: ring the new agent now; they talk to the first agent when they answer."""
+        async with self.sessions() as session, session.begin():
+            session.add(
+                CcParticipant(call_id=call.id, kind=AGENT, agent_id=agent.id, status=ParticipantStatus.CONNECTING)
+            )
+            configuration_id = await self._configuration(session, call.account_id)
+        try:
+            leg = await self.voice.create_call(
+                account_id=call.account_id,
+                request=NewCall(
+                    configuration_id=configuration_id,
+                    endpoint=Endpoint(
+                        EndpointType(agent.endpoint_type),
+                        agent.endpoint_user,
+                        trunk_id=agent.trunk_id,
+                        host=agent.endpoint_host,
+                    ),
+                    from_user=call.end_user_e164,
+                    connect_timeout_s=self.ring_timeout_s,
+                    custom_data={"cc_call_id": str(call.id), "cc_leg": AGENT, "cc_transfer_id": str(transfer_id)},
+                ),
+            )
+        except CallplaneError as error:
+            log.info("transfer agent unreachable", extra={"fields": {"call_id": call.id, "error": error.message}})
+            await self._transfer_failed(call.id, transfer_id, agent.id, "agent_unreachable", leg=None)
+            return
+        async with self.sessions() as session, session.begin():
+            await session.execute(update(CcTransfer).where(CcTransfer.id == transfer_id).values(target_leg_id=leg.id))
+
+    async def _transfer_leg_event(self, call_id: int, transfer_id: int, leg: VoiceCall, event: LegEvent) -> bool:
+        """A warm transfer's new agent answered (they talk to the first agent) or left before it completed (it
+        fails; the end user stays on hold with the first agent). False: the transfer is over, the leg is the call's
+        agent leg like any other."""
+        async with self.sessions() as session:
+            transfer = await session.get(CcTransfer, transfer_id)
+            call = await session.get(CcCall, call_id)
+        if transfer is None or call is None or transfer.status != TransferStatus.TRANSFERRING:
+            return False
+        if event is LegEvent.ESTABLISHED:
+            async with self.sessions() as session, session.begin():
+                await self._participant(
+                    session,
+                    call_id,
+                    AGENT,
+                    status=ParticipantStatus.CONNECTED,
+                    connected_at=leg.answered_at or utcnow(),
+                )
+            if call.agent_leg_id is not None:
+                with contextlib.suppress(CallplaneError):
+                    await self.voice.holds.connect(
+                        account_id=call.account_id, call_id=call.agent_leg_id, other_call_id=leg.id
+                    )
+            return True
+        reason = _fail_reason(AGENT, leg).replace("nothing", "agent_hung_up")
+        await self._transfer_failed(call_id, transfer_id, transfer.to_agent_id, reason, leg=leg)
+        if call.agent_leg_id is not None:
+            with contextlib.suppress(CallplaneError):
+                await self.voice.holds.disconnect(account_id=call.account_id, call_id=call.agent_leg_id)
+        return True
+
+    async def _transfer_failed(
+        self, call_id: int, transfer_id: int, agent_id: int | None, reason: str, *, leg: VoiceCall | None
+    ) -> None:
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(CcTransfer)
+                .where(CcTransfer.id == transfer_id, CcTransfer.status == TransferStatus.TRANSFERRING)
+                .values(status=TransferStatus.FAILED, fail_reason=reason, ended_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            participant = await session.scalar(
+                select(CcParticipant)
+                .where(
+                    CcParticipant.call_id == call_id, CcParticipant.kind == AGENT, CcParticipant.agent_id == agent_id
+                )
+                .order_by(CcParticipant.id.desc())
+                .limit(1)
+            )
+            if participant is not None and participant.status not in (
+                ParticipantStatus.FINISHED,
+                ParticipantStatus.FAILED,
+            ):
+                answered = leg is not None and leg.answered_at is not None
+                participant.status = ParticipantStatus.FINISHED if answered else ParticipantStatus.FAILED
+                participant.ended_at = (leg.ended_at if leg is not None else None) or now
+                participant.fail_reason = "nothing" if answered else reason
+            if agent_id is not None:
+                await session.execute(
+                    update(Agent)
+                    .where(Agent.id == agent_id, Agent.status == AgentStatus.BUSY)
+                    .values(status=AgentStatus.AVAILABLE, last_idle_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+        self.poke()
+
+    async def _transfer_agent_answered(self, call_id: int, leg: VoiceCall) -> bool:
+        """The agent a cold transfer (or its queue) rang answered: the end user, on hold, is bridged to them."""
+        async with self.sessions() as session:
+            transfer = await self._active_transfer(session, call_id)
+        if transfer is None or transfer.kind != TransferKind.COLD:
+            return False
+        await self._connect_transfer(call_id, transfer.id, leg)
+        return True
+
+    async def _connect_transfer(self, call_id: int, transfer_id: int, agent_leg: VoiceCall) -> None:
+        async with self.sessions() as session:
+            call = await session.get(CcCall, call_id)
+            end_user_leg = await session.get(VoiceCall, call.end_user_leg_id) if call and call.end_user_leg_id else None
+        if call is None or end_user_leg is None or end_user_leg.state != VoiceCallState.ESTABLISHED:
+            await self._end(
+                call_id, AGENT, fail_reason="end_user_failed", details="the end user left during a transfer"
+            )
+            await self._hang_up(agent_leg.account_id, agent_leg.id)
+            return
+        with contextlib.suppress(CallplaneError):
+            await self.voice.resume(account_id=call.account_id, call_id=end_user_leg.id, rebridge=False)
+        try:
+            await self.voice.dialog_from_calls(
+                account_id=call.account_id, parent_call_id=agent_leg.id, child_call_id=end_user_leg.id
+            )
+        except CallplaneError as error:
+            log.warning("transfer could not bridge", extra={"fields": {"call_id": call_id, "error": error.message}})
+            await self._end(call_id, None, fail_reason="technical_error", details=error.message)
+            await self._hang_up_legs(call_id, but=None)
+            await self._hang_up(agent_leg.account_id, agent_leg.id)
+            return
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            transfer = await session.get(CcTransfer, transfer_id)
+            call = await session.get(CcCall, call_id)
+            assert transfer is not None and call is not None
+            agent_id = transfer.to_agent_id or call.agent_id
+            transfer.status = TransferStatus.TRANSFERRED
+            transfer.to_agent_id = agent_id
+            transfer.ended_at = now
+            call.status = CcCallStatus.CONNECTED
+            call.agent_id = agent_id
+            call.agent_leg_id = agent_leg.id
+            call.legs_started = True
+            call.updated_at = now
+            await self._end_hold(session, call_id, now)
+            await self._participant(
+                session, call_id, AGENT, status=ParticipantStatus.CONNECTED, connected_at=agent_leg.answered_at or now
+            )
+            agent = await session.get(Agent, agent_id) if agent_id is not None else None
+            core = await session.get(Call, call.core_call_id)
+            if core is not None and agent is not None:
+                core.agent = {
+                    "id": agent.id,
+                    "email": agent.email,
+                    "name": f"{agent.first_name} {agent.last_name}".strip(),
+                }
+            await self._touch_core(session, call_id, CcCallStatus.CONNECTED)
+        log.info("transferred", extra={"fields": {"call_id": call_id, "transfer_id": transfer_id}})
+
+    async def _hang_up_legs(self, call_id: int, *, but: str | None) -> None:
+        """Hang up every leg of the call still up (the end user's, its agent's, a transfer's new agent's)."""
+        async with self.sessions() as session:
+            call = await session.get(CcCall, call_id)
+            if call is None:
+                return
+            targets = list(await session.scalars(select(CcTransfer.target_leg_id).where(CcTransfer.call_id == call_id)))
+        for leg_id in {call.end_user_leg_id, call.agent_leg_id, *targets}:
+            if leg_id and leg_id != but:
+                await self._hang_up(call.account_id, leg_id)
 
     async def reconcile(self) -> int:
         """Calls that were live when the process stopped: their legs ended on restart (voice recovery), so
@@ -634,17 +1066,16 @@ class ContactCenterRuntime:
         kind: ParticipantKind,
         *,
         status: ParticipantStatus,
+        agent_id: int | None = None,
         only_waiting: bool = False,
         connected_at: Any = None,
         ended_at: Any = None,
         fail_reason: str | None = None,
     ) -> None:
-        participant = await session.scalar(
-            select(CcParticipant)
-            .where(CcParticipant.call_id == call_id, CcParticipant.kind == kind)
-            .order_by(CcParticipant.id.desc())
-            .limit(1)
-        )
+        query = select(CcParticipant).where(CcParticipant.call_id == call_id, CcParticipant.kind == kind)
+        if agent_id is not None:
+            query = query.where(CcParticipant.agent_id == agent_id)
+        participant = await session.scalar(query.order_by(CcParticipant.id.desc()).limit(1))
         if participant is None:
             return
         if only_waiting and participant.status != ParticipantStatus.WAITING:

@@ -68,6 +68,7 @@ from callplane.live import registrar
 from callplane.live.calls import LegChange, LegEvent, LegListener, LiveCall, LiveCalls, ending_for
 from callplane.live.dialogs import Dialogs
 from callplane.live.dispatch import Forwarder, relayed
+from callplane.live.hold import Holds
 from callplane.live.inbound import InboundPlan, InboundPlanner
 from callplane.live.media_actions import MediaActions
 from callplane.live.reads import VoiceReads
@@ -148,6 +149,7 @@ class VoiceService(VoiceReads):
         self.calls = LiveCalls(engine=engine, sessions=sessions, renderer=renderer, data_dir=data_dir)
         self.media = MediaActions(calls=self.calls, fetch_policy=fetch_policy)
         self.dialogs = Dialogs(calls=self.calls, media=self.media, control=self)
+        self.holds = Holds(calls=self.calls, media=self.media)
         self._consumer: asyncio.Task[None] | None = None
         self._lanes: dict[str, asyncio.Task[Any]] = {}  # by engine call id: the last event task of that call
         self._lane_slots = asyncio.Semaphore(EVENT_LANES)
@@ -528,6 +530,17 @@ class VoiceService(VoiceReads):
             multi_channel=multi_channel,
         )
 
+    # ---- hold (live/hold.py) ----------------------------------------------------------------------
+
+    @relayed
+    async def hold(self, *, account_id: str, call_id: str, music: PlayContent | None = None) -> None:
+        """The call hears music (its own, else the default) instead of the party it is bridged with."""
+        await self.holds.hold(account_id=account_id, call_id=call_id, music=music)
+
+    @relayed
+    async def resume(self, *, account_id: str, call_id: str, rebridge: bool = True) -> None:
+        await self.holds.resume(account_id=account_id, call_id=call_id, rebridge=rebridge)
+
     # ---- engine events --------------------------------------------------------------------------
 
     async def _consume(self, queue: asyncio.Queue[EngineEvent]) -> None:
@@ -789,6 +802,7 @@ class VoiceService(VoiceReads):
     ) -> bool:
         """The one way a call ends: terminal state, core Call closed and exactly one terminal event."""
         live = self.calls.forget(call_id)
+        self.holds.forget(call_id)
         if live is not None:
             if live.max_duration_timer is not None:
                 live.max_duration_timer.cancel()

@@ -27,6 +27,7 @@ from callplane.core.contact_center.models import (
     CcCallStatus,
     CcCallType,
     CcParticipant,
+    CcTransfer,
     CrmTicket,
     EndUser,
     Menu,
@@ -381,6 +382,17 @@ async def create_menu(*, session: AsyncSession, account_id: str, spec: MenuSpec)
     await session.flush()
     await set_menu_agents(session=session, account_id=account_id, menu_id=menu.id, agent_ids=spec.agent_ids)
     return menu
+
+
+async def menu_by_public_id(*, session: AsyncSession, account_id: str, public_id: int) -> Menu | None:
+    return await _menu_by_public_id(session, account_id, public_id)
+
+
+async def agent_by_email(*, session: AsyncSession, account_id: str, email: str) -> Agent | None:
+    agent: Agent | None = await session.scalar(
+        select(Agent).where(Agent.account_id == account_id, Agent.email == email.strip().lower())
+    )
+    return agent
 
 
 async def get_menu(*, session: AsyncSession, account_id: str, menu_id: int) -> Menu:
@@ -908,6 +920,39 @@ class CallView:
     path: list[Menu]
     end_user: EndUser | None
     participants: list[CcParticipant]
+    transfers: list[TransferView] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferView:
+    """A transfer with its agents and the menu paths (root first) it went from and to."""
+
+    transfer: CcTransfer
+    from_agent: Agent | None
+    to_agent: Agent | None
+    from_path: list[Menu]
+    to_path: list[Menu]
+
+
+async def transfer_views(*, session: AsyncSession, call_id: int) -> list[TransferView]:
+    views = []
+    for transfer in await session.scalars(
+        select(CcTransfer).where(CcTransfer.call_id == call_id).order_by(CcTransfer.id)
+    ):
+        paths = []
+        for menu_id in (transfer.from_menu_id, transfer.to_menu_id):
+            menu = await session.get(Menu, menu_id) if menu_id is not None else None
+            paths.append(await menu_path(session=session, menu=menu) if menu is not None else [])
+        views.append(
+            TransferView(
+                transfer=transfer,
+                from_agent=await session.get(Agent, transfer.from_agent_id) if transfer.from_agent_id else None,
+                to_agent=await session.get(Agent, transfer.to_agent_id) if transfer.to_agent_id else None,
+                from_path=paths[0],
+                to_path=paths[1],
+            )
+        )
+    return views
 
 
 async def call_view(*, session: AsyncSession, call: CcCall) -> CallView:
@@ -921,6 +966,7 @@ async def call_view(*, session: AsyncSession, call: CcCall) -> CallView:
         path=await menu_path(session=session, menu=menu) if menu is not None else [],
         end_user=await session.get(EndUser, call.end_user_id) if call.end_user_id is not None else None,
         participants=await participants(session=session, call_id=call.id),
+        transfers=await transfer_views(session=session, call_id=call.id),
     )
 
 
@@ -962,6 +1008,9 @@ async def call_views(*, session: AsyncSession, calls: list[CcCall]) -> list[Call
             menu = menus.get(menu.parent_id) if menu.parent_id is not None else None
         return chain
 
+    transferred = set(
+        await session.scalars(select(CcTransfer.call_id).where(CcTransfer.call_id.in_([c.id for c in calls])))
+    )
     views = []
     for call in calls:
         menu = menus.get(call.menu_id) if call.menu_id is not None else None
@@ -974,6 +1023,8 @@ async def call_views(*, session: AsyncSession, calls: list[CcCall]) -> list[Call
                 path=path(menu),
                 end_user=users.get(call.end_user_id) if call.end_user_id is not None else None,
                 participants=by_call.get(call.id, []),
+                # few calls have transfers: those few are read one by one
+                transfers=await transfer_views(session=session, call_id=call.id) if call.id in transferred else [],
             )
         )
     return views

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from callplane.core.contact_center.errors import ContactCenterInvalid, InvalidCallType, MenuIdMalformed
-from callplane.core.contact_center.models import Agent, CcCallStatus, CcCallType, CcParticipant, Menu
-from callplane.core.contact_center.service import CallView, display_number
+from callplane.core.contact_center.models import Agent, CcCallStatus, CcCallType, CcParticipant, Menu, TransferKind
+from callplane.core.contact_center.service import CallView, TransferView, display_number
+from callplane.core.voice.schemas import PlayContent
 from callplane.db.base import utcnow
 
 CALL_TYPES = {
@@ -144,6 +145,29 @@ def materialized_path(path: list[Menu]) -> str:
     return "/".join(str(menu.public_id) for menu in path)
 
 
+def held_seconds(hold_ms: int | None, hold_started_at: datetime | None, until: datetime | None = None) -> int:
+    """Whole seconds on hold: the finished holds, and the one under way (counting until `until`, else now)."""
+    total_ms = hold_ms or 0
+    if hold_started_at is not None:
+        total_ms += max(0, round(((until or utcnow()) - hold_started_at).total_seconds() * 1000))
+    return total_ms // 1000
+
+
+def transfer(view: TransferView) -> dict[str, Any]:
+    """A `transfers[]` entry, in the seed's keys and order; menus as `menu_path` objects, agents as `agent_info`."""
+    item = view.transfer
+    return {
+        "id": item.id,
+        "status": item.status,
+        "fail_reason": item.fail_reason,
+        "created_at": ccai_time(item.created_at),
+        "from_menu": menu_path(view.from_path),
+        "to_menu": menu_path(view.to_path),
+        "from_agent": agent_info(view.from_agent),
+        "to_agent": agent_info(view.to_agent),
+    }
+
+
 def participant(item: CcParticipant, call_id: int) -> dict[str, Any]:
     connected = item.connected_at is not None
     return {
@@ -154,7 +178,7 @@ def participant(item: CcParticipant, call_id: int) -> dict[str, Any]:
         "user_id": item.agent_id,
         "end_user_id": item.end_user_id,
         "call_duration": _seconds(item.connected_at, item.ended_at) if connected else None,
-        "hold_duration": 0 if connected else None,
+        "hold_duration": held_seconds(item.hold_ms, item.hold_started_at, item.ended_at) if connected else None,
         "connected_at": ccai_time(item.connected_at),
         "ended_at": ccai_time(item.ended_at),
         "fail_reason": item.fail_reason,
@@ -190,7 +214,7 @@ def call_object(view: CallView, base_url: str = "") -> dict[str, Any]:
         "scheduled_at": ccai_time(call.scheduled_at),
         "wait_duration": _seconds(call.queued_at, waited_until) if call.queued_at else 0,
         "call_duration": _seconds(call.connected_at, call.ends_at) if live_connected else 0,
-        "hold_duration": 0,
+        "hold_duration": held_seconds(call.hold_ms, call.hold_started_at, call.ends_at),
         "rating": None,
         "has_feedback": False,
         "voip_provider": VOIP_PROVIDER,
@@ -221,7 +245,7 @@ def call_object(view: CallView, base_url: str = "") -> dict[str, Any]:
         ),
         "photos": [],
         "videos": [],
-        "transfers": [],
+        "transfers": [transfer(item) for item in view.transfers],
         "deflection_details": [],
         "participants": [participant(item, call.public_id) for item in view.participants],
         "offer_type": None,
@@ -237,3 +261,23 @@ def customer_flags(view_call: Any) -> dict[str, bool]:
         "bad_actor": view_call.bad_actor,
         "repeat_customer": view_call.repeat_customer,
     }
+
+
+def parse_transfer_type(body: dict[str, Any]) -> TransferKind:
+    """`transfer_type` (ours): `cold` (the default) or `warm`."""
+    value = body.get("transfer_type", "cold")
+    if value not in ("cold", "warm"):
+        raise ContactCenterInvalid("transfer_type must be cold or warm")
+    return TransferKind(value)
+
+
+def parse_hold_music(body: dict[str, Any]) -> PlayContent | None:
+    """`music_url` (fetched under the outbound target policy) or `music_file_id` (an uploaded voice file)."""
+    url, file_id = parse_text(body.get("music_url")), parse_text(body.get("music_file_id"))
+    if url is not None and file_id is not None:
+        raise ContactCenterInvalid("music_url and music_file_id cannot both be given")
+    if url is not None:
+        return PlayContent(url=url)
+    if file_id is not None:
+        return PlayContent(file_id=file_id)
+    return None

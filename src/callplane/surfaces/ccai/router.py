@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from callplane.core.contact_center import service as cc
 from callplane.core.contact_center.models import CcCall
 from callplane.errors import CallplaneError, NotFound
+from callplane.live.contact_center import ContactCenterRuntime
 from callplane.surfaces.ccai import mapping
 from callplane.surfaces.ccai.auth import PrincipalDep
 from callplane.surfaces.ccai.errors import CcaiError, CcaiRoute
@@ -217,6 +218,82 @@ async def wait_times(request: Request, context: ContextDep, principal: Principal
                 {"menu_id": menu.public_id, "wait": minutes, "materialized_path": mapping.materialized_path(path)}
             )
     return json_response(body)
+
+
+# ---- an agent's actions on a live call (callplane additions: the seed documents only the call object's
+# transfers[] and hold_duration). They run where the engine runs (docs/contact-center.md "Hold and transfers").
+
+
+def _runtime(context: AppContext) -> ContactCenterRuntime:
+    if context.contact_center is None:
+        raise CcaiError(503, "Hold and transfers run in the process that carries the calls (CALLPLANE_VOICE_ENABLED)")
+    return context.contact_center
+
+
+async def _optional_body(request: Request) -> dict[str, Any]:
+    return await _body(request) if (await request.body()).strip() else {}
+
+
+@router.post("/calls/{call_id}/hold")
+async def hold_call(call_id: str, request: Request, context: ContextDep, principal: PrincipalDep) -> Response:
+    """The end user hears music until `resume`: `{"music_url"}` or `{"music_file_id"}` (a `/calls/1/files` upload),
+    else the default melody."""
+    body = await _optional_body(request)
+    runtime = _runtime(context)
+    music = mapping.parse_hold_music(body)
+    async with context.sessions() as session:
+        call = await cc.get_call(session=session, account_id=principal.account.id, call_id=_id(call_id))
+    await runtime.hold(call_id=call.id, music=music)
+    return await _render(context, request, call)
+
+
+@router.post("/calls/{call_id}/resume")
+async def resume_call(call_id: str, request: Request, context: ContextDep, principal: PrincipalDep) -> Response:
+    runtime = _runtime(context)
+    async with context.sessions() as session:
+        call = await cc.get_call(session=session, account_id=principal.account.id, call_id=_id(call_id))
+    await runtime.resume(call_id=call.id)
+    return await _render(context, request, call)
+
+
+@router.post("/calls/{call_id}/transfers")
+async def transfer_call(call_id: str, request: Request, context: ContextDep, principal: PrincipalDep) -> Response:
+    """`{"transfer_type": "cold"|"warm", "agent_email"}` or `{..., "menu_id"}`: 201 with the call object, whose
+    `transfers[]` holds the new transfer (`transferring`)."""
+    body = await _body(request)
+    runtime = _runtime(context)
+    kind = mapping.parse_transfer_type(body)
+    email = mapping.parse_text(body.get("agent_email"))
+    menu_public_id = mapping.parse_int(body.get("menu_id"), "menu_id")
+    async with context.sessions() as session:
+        call = await cc.get_call(session=session, account_id=principal.account.id, call_id=_id(call_id))
+        agent_id = menu_id = None
+        if email is not None:
+            agent = await cc.agent_by_email(session=session, account_id=principal.account.id, email=email)
+            if agent is None:
+                raise CcaiError(400, "Not a valid agent email")
+            agent_id = agent.id
+        if menu_public_id is not None:
+            menu = await cc.menu_by_public_id(
+                session=session, account_id=principal.account.id, public_id=menu_public_id
+            )
+            if menu is None or menu.deleted:
+                raise CcaiError(400, f"menu_id {menu_public_id} is not found")
+            menu_id = menu.id
+    await runtime.transfer(call_id=call.id, kind=kind, to_agent_id=agent_id, to_menu_id=menu_id)
+    return await _render(context, request, call, 201)
+
+
+@router.post("/calls/{call_id}/transfers/{transfer_id}/complete")
+async def complete_transfer(
+    call_id: str, transfer_id: str, request: Request, context: ContextDep, principal: PrincipalDep
+) -> Response:
+    """A warm transfer whose new agent answered: the first agent leaves, the end user talks to the new agent."""
+    runtime = _runtime(context)
+    async with context.sessions() as session:
+        call = await cc.get_call(session=session, account_id=principal.account.id, call_id=_id(call_id))
+    await runtime.complete_transfer(call_id=call.id, transfer_id=_id(transfer_id))
+    return await _render(context, request, call)
 
 
 @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
