@@ -89,7 +89,7 @@ def test_keys_stop_prompts_with_the_terminator_reported_and_keys_nothing_collect
     def dtmf_events() -> list[dict[str, Any]]:
         return [e for e in receiver.events(call_id) if e["type"] == "DTMF_CAPTURED"]
 
-    unsolicited = eventually(lambda: len(dtmf_events()) >= 2 and dtmf_events(), "two DTMF events")
+    unsolicited = eventually(lambda: dtmf_events() if len(dtmf_events()) >= 2 else None, "two DTMF events")
     assert sorted((e["properties"]["dtmf"], e["properties"]["timeout"]) for e in unsolicited) == [
         ("*", False),
         ("3", False),
@@ -156,3 +156,30 @@ def test_a_sip_call_with_early_media_rings_instead_of_pre_establishing_and_its_e
     for leg in (parent_id, child_id):
         receiver.single_terminal(leg)
     assert "CALL_PRE_ESTABLISHED" not in receiver.types(child_id)
+
+
+def test_an_outbound_call_starts_with_call_started_and_an_inbound_one_does_not(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    """The guide lists an outbound call's events as "call_started, call_pre_established, call_ringing, and so on":
+    CALL_STARTED ({call}) once the INVITE is on its way, before anything the far end answers."""
+    callee = _user("started")
+    live.fake.route(callee, FarEnd(ring_after_s=0.0, answer_after_s=0.05))
+    call_id = app.create_call(callee)
+    started = receiver.wait_type(call_id, "CALL_STARTED")
+    call = started["properties"]["call"]
+    assert (call["id"], call["direction"], call["endpoint"]["username"]) == (call_id, "OUTBOUND", callee)
+    established = receiver.wait_type(call_id, "CALL_ESTABLISHED")
+    ringing = receiver.wait_type(call_id, "CALL_RINGING")
+    assert started["timestamp"] <= ringing["timestamp"] <= established["timestamp"]
+    app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
+    receiver.single_terminal(call_id)
+    assert receiver.types(call_id).count("CALL_STARTED") == 1
+
+    called = _user("inbound")
+    app.route(called)
+    live.fake.incoming(called)
+    inbound = receiver.wait_for(lambda e: e["type"] == "CALL_RECEIVED" and e["properties"]["call"]["to"] == called)
+    assert app.http.post(f"/calls/1/calls/{inbound['callId']}/hangup", json={}).status_code == 200
+    receiver.single_terminal(inbound["callId"])
+    assert "CALL_STARTED" not in receiver.types(inbound["callId"])

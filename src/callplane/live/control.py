@@ -262,9 +262,14 @@ class VoiceService(VoiceReads):
             trunk_id=trunk_id,
             record_on_answer=request.recording,
         )
+        started_at = utcnow()  # the INVITE is out; the far end's answers wait for _register, so they come later
         self._register(live)
         async with self.sessions() as session, session.begin():
             await session.execute(update(VoiceCall).where(VoiceCall.id == call_id).values(engine_call_id=engine_id))
+            started = await session.get(VoiceCall, call_id)
+            if started is not None:  # the guide's first event of an outbound call, before its ringing
+                event = VoiceEvent(VoiceEventType.CALL_STARTED, started, at=started_at)
+                await publish_event(session=session, renderer=self.renderer, event=event)
         return await self.get_call(account_id=account_id, call_id=call_id)
 
     async def _outbound(

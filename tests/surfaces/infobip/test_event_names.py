@@ -57,6 +57,7 @@ def test_the_renderer_names_every_neutral_event_once() -> None:
     assert len(set(EVENT_NAMES.values())) == len(VoiceEventType)
     assert subscribable_names(renderer) == (
         "CALL_RECEIVED",
+        "CALL_STARTED",
         "CALL_RINGING",
         "CALL_PRE_ESTABLISHED",
         "CALL_ESTABLISHED",
