@@ -167,3 +167,19 @@ def test_a_closed_member_channel_is_silent() -> None:
     room.channels["a"].close()
     room.clock.tick()
     assert room.heard("b") == 0  # a is not heard any more (b alone: the room without b is silence)
+
+
+def test_a_mix_that_raises_is_failed_alone_and_its_members_carry_on() -> None:
+    room = _Room(mix_first=False)
+    failures: list[BaseException] = []
+    room.mix = Mix("room", on_prompt_finished=lambda playback_id, done: None, on_failure=failures.append)
+    room.party("a", 100)
+    room.party("b", 20)
+    room.start()
+    room.clock.tick()
+    broken = np.zeros(FRAME_SAMPLES // 2, dtype=np.int16)  # a frame of the wrong length: the sum raises
+    room.channels["a"].pull_inbound = lambda: setattr(room.channels["a"], "inbound_frame", broken)  # type: ignore[method-assign]
+    room.clock.tick()
+    assert len(failures) == 1 and room.clock.stats.failed_channels == 1  # the mix, not a call
+    assert not room.channels["a"].closed and not room.channels["b"].closed
+    assert room.heard("a") is None and room.heard("b") is None

@@ -147,7 +147,7 @@ class Mix:
         self._prompt: _Prompt | None = None
         self._prompt_frame: Pcm | None = None
         self._recording: _Recording | None = None
-        self.closed = False
+        self._error: Exception | None = None  # a mix that raised under a member's tick, raised again in our own
 
     # ---- membership ------------------------------------------------------------------------------
 
@@ -241,6 +241,9 @@ class Mix:
 
     def push_outbound(self) -> None:
         self.ensure_mixed()  # the recording runs even when no member asked this tick
+        error, self._error = self._error, None
+        if error is not None:
+            raise error  # the clock fails the mix (not the member whose tick computed it): `fail` below
 
     def fail(self, error: BaseException) -> None:
         if self._on_failure is not None:
@@ -249,7 +252,12 @@ class Mix:
     def ensure_mixed(self) -> None:
         if self._mixed_tick != self._tick:
             self._mixed_tick = self._tick
-            self._mix()
+            try:
+                self._mix()
+            except Exception as error:  # noqa: BLE001 - kept for push_outbound: a broken mix must not end a call
+                self._error = error
+                for member in self._order:
+                    member.frame = None
 
     def _mix(self) -> None:
         members = self._order
