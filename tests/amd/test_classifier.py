@@ -104,3 +104,23 @@ def test_any_chunking_gives_the_frames_result(answers: list[Answer]) -> None:
 def test_the_generator_is_deterministic(voices: Path, answers: list[Answer]) -> None:
     again = generate(voices)  # the same espeak renders; the same noise, levels and codecs drawn
     assert all(np.array_equal(a.samples, b.samples) for a, b in zip(answers, again, strict=True))
+
+
+def test_nothing_heard_then_loud_line_noise_is_not_speech() -> None:
+    """Taps give None before RTP flows; line noise at -42 dBFS after that is learnt as the floor, not a greeting."""
+    detector = AnsweringMachineDetector()
+    outcomes = [outcome for _ in range(25) for outcome in detector.frame(None)]
+    noise = np.random.default_rng(5).normal(0, 32768 * 10 ** (-42 / 20), 8000 * 4).astype(np.int16)
+    outcomes += detector.feed(noise)
+    (decision,) = outcomes
+    assert isinstance(decision, Decision)
+    assert (decision.verdict, decision.cue) == (Verdict.MACHINE, Cue.INITIAL_SILENCE)
+
+
+def test_a_person_after_frames_of_nothing_is_a_person(answers: list[Answer]) -> None:
+    person = next(a for a in answers if a.text == "Hello?")
+    detector = AnsweringMachineDetector()
+    for _ in range(10):
+        detector.frame(None)
+    (decision,) = detector.feed(person.samples)
+    assert isinstance(decision, Decision) and decision.verdict is Verdict.HUMAN

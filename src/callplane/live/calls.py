@@ -24,7 +24,7 @@ from callplane.core.voice import queries
 from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer, VoiceEventType, publish
 from callplane.core.voice.models import HangupSource, VoiceCall, VoiceCallState, VoiceDialog
 from callplane.core.voice.queries import RECORDINGS_DIRECTORY
-from callplane.core.voice.schemas import RecordingRequest
+from callplane.core.voice.schemas import MachineDetectionRequest, RecordingRequest
 from callplane.core.voice.states import (
     Q850_NO_ANSWER,
     STATUS_ERRORS,
@@ -105,6 +105,7 @@ class LiveCall:
     record_on_answer: RecordingRequest | None = None
     max_duration_timer: asyncio.TimerHandle | None = None
     in_dialog: bool = False  # its events may touch another call's: they are handled one at a time (see _consume)
+    machine_detection: MachineDetectionRequest | None = None  # asked for on the answer (live/machine_detection.py)
 
 
 def ending_for(event: CallEnded, direction: CallDirection, *, requested: Ending | None = None) -> Ending:

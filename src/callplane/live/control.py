@@ -70,6 +70,7 @@ from callplane.live.dialogs import Dialogs
 from callplane.live.dispatch import Forwarder, relayed
 from callplane.live.hold import Holds
 from callplane.live.inbound import InboundPlan, InboundPlanner
+from callplane.live.machine_detection import MachineDetection
 from callplane.live.media_actions import MediaActions
 from callplane.live.reads import VoiceReads
 from callplane.media.engine import (
@@ -149,6 +150,8 @@ class VoiceService(VoiceReads):
         self.calls = LiveCalls(engine=engine, sessions=sessions, renderer=renderer, data_dir=data_dir)
         self.media = MediaActions(calls=self.calls, fetch_policy=fetch_policy)
         self.dialogs = Dialogs(calls=self.calls, media=self.media, control=self)
+        self.machine_detection = MachineDetection(calls=self.calls)
+        self._listeners.append(self.machine_detection.on_leg)  # a listener like any other: its errors are logged
         self.holds = Holds(calls=self.calls, media=self.media)
         self._consumer: asyncio.Task[None] | None = None
         self._lanes: dict[str, asyncio.Task[Any]] = {}  # by engine call id: the last event task of that call
@@ -261,6 +264,7 @@ class VoiceService(VoiceReads):
             max_duration_s=request.max_duration_s,
             trunk_id=trunk_id,
             record_on_answer=request.recording,
+            machine_detection=request.machine_detection,
         )
         started_at = utcnow()  # the INVITE is out; the far end's answers wait for _register, so they come later
         self._register(live)

@@ -110,6 +110,7 @@ class Dialogs:
                 custom_data=child.custom_data,
                 parent_call_id=parent.id,
                 dialog_id=dialog.id,
+                machine_detection=child.machine_detection,
             ),
         )
         async with self.calls.sessions() as session, session.begin():

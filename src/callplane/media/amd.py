@@ -22,6 +22,7 @@ A verdict comes by `detection_time_ms` at the latest (what the greeting looks li
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -43,6 +44,9 @@ BEEP_PURITY = 0.6  # share of the frame's energy in one Goertzel bin for a tone 
 BEEP_FREQUENCIES_HZ = np.arange(400.0, 2000.0 + 1, 25.0)
 SPEECH_OVER_FLOOR_DB = 10.0
 SPEECH_MIN_DBFS = -50.0
+NO_SIGNAL_DBFS = -90.0  # digital silence (no RTP yet, a muted source): says nothing about the line's noise
+NOISE_WINDOW_FRAMES = 50  # 1 s: the quietest frame in it is at most this far below the line's noise
+SPEECH_OVER_WINDOW_MIN_DB = 6.0
 FLOOR_RISE_DB_PER_FRAME = 0.03  # 1.5 dB/s: a long greeting does not become the floor
 
 Pcm = npt.NDArray[np.int16]
@@ -115,6 +119,7 @@ class AnsweringMachineDetector:
     message_end: MessageEnd | None = None
     elapsed_ms: int = 0
     _floor_db: float | None = None
+    _recent_db: deque[float] = field(default_factory=lambda: deque(maxlen=NOISE_WINDOW_FRAMES))
     _first_voice_ms: int | None = None
     _greeting_start_ms: int | None = None  # of the greeting going on (or the last one)
     _last_voice_ms: int | None = None
@@ -144,17 +149,21 @@ class AnsweringMachineDetector:
             outcomes.extend(self.frame(frame))
         return outcomes
 
-    def frame(self, frame: Pcm) -> list[Outcome]:
-        """One 20 ms frame (160 samples)."""
+    def frame(self, frame: Pcm | None) -> list[Outcome]:
+        """One 20 ms frame (160 samples); None: nothing was heard in it (the engine's taps say so)."""
         if self.done:
             return []
         self.elapsed_ms += FRAME_MS
         now = self.elapsed_ms
-        x = frame.astype(np.float64)
-        power = float(np.dot(x, x)) / FRAME_SAMPLES
-        level_db = 10.0 * np.log10(power / (32768.0**2) + 1e-12)
-        tone_hz = self._tone_frequency(x, power) if level_db > SPEECH_MIN_DBFS else None
-        voiced = self._voiced(level_db) and tone_hz is None
+        tone_hz: float | None = None
+        voiced = False
+        if frame is not None:
+            x = frame.astype(np.float64)
+            power = float(np.dot(x, x)) / FRAME_SAMPLES
+            level_db = float(10.0 * np.log10(power / (32768.0**2) + 1e-12))
+            if level_db > NO_SIGNAL_DBFS:
+                tone_hz = self._tone_frequency(x, power) if level_db > SPEECH_MIN_DBFS else None
+                voiced = self._voiced(level_db) and tone_hz is None
         beep = self._track_tone(tone_hz)
         if voiced:
             if self._first_voice_ms is None:
@@ -180,10 +189,17 @@ class AnsweringMachineDetector:
     # ---- features -------------------------------------------------------------------------------
 
     def _voiced(self, level_db: float) -> bool:
+        """Speech: well above the noise floor. The floor falls fast and rises slowly, so a greeting does not
+        become the floor; the quietest frame of the last second bounds it from below, so noise that starts
+        louder than the floor was (after digital silence) is not speech for long."""
         if self._floor_db is None:
             self._floor_db = min(level_db, -30.0)
+        self._recent_db.append(level_db)
         floor = self._floor_db
-        voiced = level_db > max(floor + SPEECH_OVER_FLOOR_DB, SPEECH_MIN_DBFS)
+        threshold = max(floor + SPEECH_OVER_FLOOR_DB, SPEECH_MIN_DBFS)
+        if len(self._recent_db) == NOISE_WINDOW_FRAMES:
+            threshold = max(threshold, min(self._recent_db) + SPEECH_OVER_WINDOW_MIN_DB)
+        voiced = level_db > threshold
         if level_db < floor:
             self._floor_db = 0.7 * floor + 0.3 * level_db
         elif not voiced:
