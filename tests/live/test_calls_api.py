@@ -411,9 +411,11 @@ def test_a_dialog_whose_child_is_busy_fails_once_and_ends_the_parent(
     assert sorted(dialog_events) == ["DIALOG_CREATED", "DIALOG_FAILED"]
 
 
-def test_two_connected_calls_are_bridged_and_one_hangup_ends_the_other(
+def test_two_connected_calls_join_a_conference_and_one_hangup_leaves_the_other_in_it(
     live: LiveServer, app: CallsApp, receiver: Receiver
 ) -> None:
+    """The guide: connect creates a conference (CONFERENCE_CREATED, PARTICIPANT_JOINING / JOINED), which ends when
+    its last participant leaves; tests/live/test_conferences.py has the rest."""
     first_user, second_user = _user("party"), _user("party")
     for user in (first_user, second_user):
         live.fake.route(user, FarEnd())
@@ -424,12 +426,17 @@ def test_two_connected_calls_are_bridged_and_one_hangup_ends_the_other(
     assert connected.status_code == 200, connected.text
     participants = connected.json()["participants"]
     assert [p["callId"] for p in participants] == [first, second]
-    assert {p["state"] for p in participants} == {"JOINED"}
+    conference_id = connected.json()["id"]
+    for call_id in (first, second):
+        receiver.wait_type(call_id, "PARTICIPANT_JOINED")
     first_engine, second_engine = _engine_id(live, first_user), _engine_id(live, second_user)
-    assert live.fake.calls[first_engine].bridged_with == second_engine
+    assert set(live.fake.mixes[conference_id].members) == {first_engine, second_engine}
     assert app.http.post(f"/calls/1/calls/{first}/hangup", json={}).status_code == 200
-    assert receiver.single_terminal(second)["properties"]["callLog"]["hangupSource"] == "PLATFORM"
-    assert live.fake.calls[second_engine].ended is not None
+    receiver.wait_type(first, "PARTICIPANT_REMOVED")
+    assert app.http.get(f"/calls/1/calls/{second}").json()["state"] == "ESTABLISHED"
+    assert app.http.post(f"/calls/1/calls/{second}/hangup", json={}).status_code == 200
+    assert receiver.single_terminal(second)["properties"]["callLog"]["hangupSource"] == "API"
+    receiver.wait_for(lambda e: e.get("conferenceId") == conference_id and e["type"] == "CONFERENCE_FINISHED")
 
 
 def _dialog_event(receiver: Receiver, dialog_id: str, event_type: str, after: int = 0) -> dict[str, Any]:
@@ -576,12 +583,14 @@ def test_a_call_connected_with_a_new_call_and_a_dialog_from_two_existing_calls(
         json={"callRequest": {"endpoint": {"type": "SIP", "username": new_user, "host": "127.0.0.1:5999"}}},
     )
     assert joined.status_code == 200, joined.text
-    new_call, dialog_id = joined.json()["call"], joined.json()["conference"]["id"]
+    new_call, conference_id = joined.json()["call"], joined.json()["conference"]["id"]
     assert new_call["parentCallId"] == first
-    _dialog_event(receiver, dialog_id, "DIALOG_ESTABLISHED")
-    assert live.fake.calls[_engine_id(live, first_user)].bridged_with == _engine_id(live, new_user)
-    assert app.http.post(f"/calls/1/calls/{new_call['id']}/hangup", json={}).status_code == 200
-    assert receiver.single_terminal(first)["type"] == "CALL_FINISHED"  # the child's hangup ends the parent
+    receiver.wait_type(new_call["id"], "PARTICIPANT_JOINED")
+    members = set(live.fake.mixes[conference_id].members)
+    assert members == {_engine_id(live, first_user), _engine_id(live, new_user)}
+    assert app.http.post(f"/calls/1/conferences/{conference_id}/hangup").status_code == 200
+    assert receiver.single_terminal(first)["type"] == "CALL_FINISHED"
+    assert receiver.single_terminal(new_call["id"])["type"] == "CALL_FINISHED"
 
     parent_user, child_user = _user("parent"), _user("child")
     for user in (parent_user, child_user):

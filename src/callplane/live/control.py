@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.voice import records, trunks
+from callplane.core.voice.conference_models import VoiceConference
 from callplane.core.voice.configurations import get_configuration, route_for
 from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer, VoiceEventType
 from callplane.core.voice.events import publish as publish_event
@@ -47,7 +48,10 @@ from callplane.core.voice.schemas import (
     CaptureRequest,
     DialogRecordingRequest,
     Endpoint,
+    JoinOptions,
     NewCall,
+    NewConference,
+    ParticipantUpdate,
     PlayContent,
     PlayOptions,
     RecordingRequest,
@@ -66,11 +70,10 @@ from callplane.db.base import new_id, utcnow
 from callplane.errors import CallplaneError, InvalidInput
 from callplane.live import registrar
 from callplane.live.calls import LegChange, LegEvent, LegListener, LiveCall, LiveCalls, ending_for
+from callplane.live.conferences import Conferences
 from callplane.live.dialogs import Dialogs
 from callplane.live.dispatch import Forwarder, relayed
-from callplane.live.hold import Holds
 from callplane.live.inbound import InboundPlan, InboundPlanner
-from callplane.live.machine_detection import MachineDetection
 from callplane.live.media_actions import MediaActions
 from callplane.live.reads import VoiceReads
 from callplane.media.engine import (
@@ -150,9 +153,7 @@ class VoiceService(VoiceReads):
         self.calls = LiveCalls(engine=engine, sessions=sessions, renderer=renderer, data_dir=data_dir)
         self.media = MediaActions(calls=self.calls, fetch_policy=fetch_policy)
         self.dialogs = Dialogs(calls=self.calls, media=self.media, control=self)
-        self.machine_detection = MachineDetection(calls=self.calls)
-        self._listeners.append(self.machine_detection.on_leg)  # a listener like any other: its errors are logged
-        self.holds = Holds(calls=self.calls, media=self.media)
+        self.conferences = Conferences(calls=self.calls, media=self.media, control=self)
         self._consumer: asyncio.Task[None] | None = None
         self._lanes: dict[str, asyncio.Task[Any]] = {}  # by engine call id: the last event task of that call
         self._lane_slots = asyncio.Semaphore(EVENT_LANES)
@@ -165,6 +166,7 @@ class VoiceService(VoiceReads):
         queue = self.engine.subscribe()
         await self.engine.start()
         recovered = await self.recover_orphans()
+        await self.conferences.recover(self.node_id)  # their calls ended with the previous process
         self._consumer = asyncio.create_task(self._consume(queue), name="voice-events")
         return recovered
 
@@ -207,7 +209,7 @@ class VoiceService(VoiceReads):
 
     def carries(self, arguments: Mapping[str, Any]) -> bool:
         """Whether this process carries the call a command names (the in-process path of `@relayed`)."""
-        return self.calls.carries(arguments)
+        return self.calls.carries(arguments) or self.conferences.carries(arguments)
 
     def live_count(self) -> int:
         return self.calls.count()
@@ -264,16 +266,10 @@ class VoiceService(VoiceReads):
             max_duration_s=request.max_duration_s,
             trunk_id=trunk_id,
             record_on_answer=request.recording,
-            machine_detection=request.machine_detection,
         )
-        started_at = utcnow()  # the INVITE is out; the far end's answers wait for _register, so they come later
         self._register(live)
         async with self.sessions() as session, session.begin():
             await session.execute(update(VoiceCall).where(VoiceCall.id == call_id).values(engine_call_id=engine_id))
-            started = await session.get(VoiceCall, call_id)
-            if started is not None:  # the guide's first event of an outbound call, before its ringing
-                event = VoiceEvent(VoiceEventType.CALL_STARTED, started, at=started_at)
-                await publish_event(session=session, renderer=self.renderer, event=event)
         return await self.get_call(account_id=account_id, call_id=call_id)
 
     async def _outbound(
@@ -539,16 +535,110 @@ class VoiceService(VoiceReads):
             multi_channel=multi_channel,
         )
 
-    # ---- hold (live/hold.py) ----------------------------------------------------------------------
+    # ---- conferences (live/conferences.py) ------------------------------------------------------------
 
     @relayed
-    async def hold(self, *, account_id: str, call_id: str, music: PlayContent | None = None) -> None:
-        """The call hears music (its own, else the default) instead of the party it is bridged with."""
-        await self.holds.hold(account_id=account_id, call_id=call_id, music=music)
+    async def create_conference(self, *, account_id: str, request: NewConference) -> VoiceConference:
+        return await self.conferences.create_conference(account_id=account_id, request=request)
 
     @relayed
-    async def resume(self, *, account_id: str, call_id: str, rebridge: bool = True) -> None:
-        await self.holds.resume(account_id=account_id, call_id=call_id, rebridge=rebridge)
+    async def connect_calls(
+        self, *, account_id: str, call_id: str, other_call_ids: list[str], conference: NewConference | None = None
+    ) -> VoiceConference:
+        """`POST /connect`: `call_id` and `other_call_ids` in a new conference (named by the first call, so the
+        relay finds the node that carries them)."""
+        return await self.conferences.connect(
+            account_id=account_id, call_ids=[call_id, *other_call_ids], conference=conference
+        )
+
+    @relayed
+    async def connect_with_new_call(
+        self,
+        *,
+        account_id: str,
+        call_id: str,
+        request: NewCall,
+        options: JoinOptions,
+        conference: NewConference | None = None,
+    ) -> VoiceConference:
+        created, _ = await self.conferences.connect_with_new_call(
+            account_id=account_id, call_id=call_id, request=request, options=options, conference=conference
+        )
+        return created
+
+    @relayed
+    async def add_conference_call(
+        self, *, account_id: str, conference_id: str, request: NewCall, options: JoinOptions
+    ) -> VoiceCall:
+        return await self.conferences.add_new_call(
+            account_id=account_id, conference_id=conference_id, request=request, options=options
+        )
+
+    @relayed
+    async def add_existing_conference_call(
+        self, *, account_id: str, conference_id: str, call_id: str, options: JoinOptions
+    ) -> VoiceConference:
+        return await self.conferences.add_existing_call(
+            account_id=account_id, conference_id=conference_id, call_id=call_id, options=options
+        )
+
+    @relayed
+    async def remove_conference_call(self, *, account_id: str, conference_id: str, call_id: str) -> None:
+        await self.conferences.remove_participant(account_id=account_id, conference_id=conference_id, call_id=call_id)
+
+    @relayed
+    async def update_conference_call(
+        self, *, account_id: str, conference_id: str, call_id: str, update: ParticipantUpdate
+    ) -> None:
+        await self.conferences.update_participant(
+            account_id=account_id, conference_id=conference_id, call_id=call_id, update=update
+        )
+
+    @relayed
+    async def update_conference(self, *, account_id: str, conference_id: str, update: ParticipantUpdate) -> None:
+        await self.conferences.update_all(account_id=account_id, conference_id=conference_id, update=update)
+
+    @relayed
+    async def hangup_conference(self, *, account_id: str, conference_id: str) -> VoiceConference:
+        return (await self.conferences.hangup(account_id=account_id, conference_id=conference_id)).conference
+
+    @relayed
+    async def conference_say(self, *, account_id: str, conference_id: str, speech: Speech, loop_count: int = 1) -> None:
+        await self.conferences.say(
+            account_id=account_id, conference_id=conference_id, speech=speech, loop_count=loop_count
+        )
+
+    @relayed
+    async def conference_play(
+        self, *, account_id: str, conference_id: str, content: PlayContent, loop_count: int = 1
+    ) -> None:
+        await self.conferences.play(
+            account_id=account_id, conference_id=conference_id, content=content, loop_count=loop_count
+        )
+
+    @relayed
+    async def conference_stop_play(self, *, account_id: str, conference_id: str) -> None:
+        await self.conferences.stop_play(account_id=account_id, conference_id=conference_id)
+
+    @relayed
+    async def start_conference_recording(
+        self, *, account_id: str, conference_id: str, request: DialogRecordingRequest
+    ) -> None:
+        await self.conferences.start_recording(account_id=account_id, conference_id=conference_id, request=request)
+
+    @relayed
+    async def stop_conference_recording(self, *, account_id: str, conference_id: str) -> None:
+        await self.conferences.stop_recording(account_id=account_id, conference_id=conference_id)
+
+    async def compose_conference_recording(
+        self, *, account_id: str, conference_id: str, delete_call_recordings: bool = True, multi_channel: bool = False
+    ) -> None:
+        await self.conferences.compose_recording(
+            account_id=account_id,
+            conference_id=conference_id,
+            delete_call_recordings=delete_call_recordings,
+            multi_channel=multi_channel,
+        )
 
     # ---- engine events --------------------------------------------------------------------------
 
@@ -600,6 +690,8 @@ class VoiceService(VoiceReads):
             log.exception("voice event handling failed", extra={"fields": {"event": type(event).__name__}})
 
     async def _handle(self, event: EngineEvent) -> None:
+        if await self.conferences.on_engine_event(event):  # a conference room's prompt or recording
+            return
         if isinstance(event, IncomingCall):
             await self._on_incoming(event)
             return
@@ -618,7 +710,7 @@ class VoiceService(VoiceReads):
         if isinstance(event, CallRinging):
             await self.move(live.call_id, VoiceCallState.RINGING, LegEvent.RINGING, ringing=True)
         elif isinstance(event, CallEarlyMedia):
-            await self._on_early_media(live)
+            await self.move(live.call_id, VoiceCallState.PRE_ESTABLISHED, LegEvent.EARLY_MEDIA, ringing=True)
         elif isinstance(event, CallAnswered):
             await self._on_answered(live)
         elif isinstance(event, DtmfReceived):
@@ -694,27 +786,6 @@ class VoiceService(VoiceReads):
         finally:  # the listeners hear of the answer even when its recording could not start
             await self._publish(LegChange(call.id, LegEvent.ESTABLISHED, dialog_id=call.dialog_id))
 
-    async def _on_early_media(self, live: LiveCall) -> None:
-        """183 with SDP from the far end. The guide: "Calls to WebRTC and SIP never go through the PRE_ESTABLISHED
-        states", so a SIP call's early media is ringing (RINGING, its ringing event; none if it rang already);
-        in-process listeners hear EARLY_MEDIA either way (a dialog's propagation, connecting on early media)."""
-        call = await self.get_call(account_id=live.account_id, call_id=live.call_id)
-        if call.endpoint_type != EndpointType.SIP:
-            await self.move(live.call_id, VoiceCallState.PRE_ESTABLISHED, LegEvent.EARLY_MEDIA, ringing=True)
-            return
-        if call.state not in (VoiceCallState.CALLING, VoiceCallState.RINGING):
-            return
-        moved = await self.move(
-            live.call_id,
-            VoiceCallState.RINGING,
-            LegEvent.EARLY_MEDIA,
-            ringing=True,
-            publish=False,
-            outbox=VoiceEventType.CALL_RINGING,
-        )
-        if moved is not None or call.state == VoiceCallState.RINGING:
-            await self._publish(LegChange(live.call_id, LegEvent.EARLY_MEDIA, dialog_id=call.dialog_id))
-
     async def _max_duration_reached(self, live: LiveCall) -> None:
         live.requested = Ending(VoiceCallState.FINISHED, HangupSource.PLATFORM, ErrorCode.MAX_DURATION_REACHED)
         with contextlib.suppress(CallplaneError):
@@ -761,11 +832,9 @@ class VoiceService(VoiceReads):
         ringing: bool = False,
         answered: bool = False,
         publish: bool = True,
-        outbox: VoiceEventType | None = None,
     ) -> VoiceCall | None:
-        """Move a live call forward (a conditional UPDATE), write its event to the outbox (`outbox`, else the leg
-        event's), and (unless `publish` is off: the caller publishes later) tell the listeners; the moved call, or
-        None when it cannot move."""
+        """Move a live call forward (a conditional UPDATE), write its event to the outbox, and (unless `publish` is
+        off: the caller publishes later) tell the listeners; the moved call, or None when it cannot move."""
         async with self.sessions() as session, session.begin():
             call = await session.get(VoiceCall, call_id)
             if call is None or not can_move(call.state, target):
@@ -790,7 +859,7 @@ class VoiceService(VoiceReads):
             call = moved
             await records.touch_core(session, call)
             await publish_event(
-                session=session, renderer=self.renderer, event=VoiceEvent(outbox or OUTBOX_EVENTS[event], call, at=now)
+                session=session, renderer=self.renderer, event=VoiceEvent(OUTBOX_EVENTS[event], call, at=now)
             )
         if publish:
             await self._publish(LegChange(call_id, event, dialog_id=call.dialog_id))
@@ -798,7 +867,7 @@ class VoiceService(VoiceReads):
 
     async def _publish(self, change: LegChange) -> None:
         # The subscribers first, then this service's own dialogs (which may end or bridge the other leg).
-        for listener in [*self._listeners, self.dialogs.on_leg]:
+        for listener in [*self._listeners, self.dialogs.on_leg, self.conferences.on_leg]:
             try:
                 await listener(change)
             except Exception:  # an observer's failure must not stop the call's own handling; logged with its cause
@@ -811,7 +880,6 @@ class VoiceService(VoiceReads):
     ) -> bool:
         """The one way a call ends: terminal state, core Call closed and exactly one terminal event."""
         live = self.calls.forget(call_id)
-        self.holds.forget(call_id)
         if live is not None:
             if live.max_duration_timer is not None:
                 live.max_duration_timer.cancel()

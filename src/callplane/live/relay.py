@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.voice import schemas
+from callplane.core.voice.conference_models import ConferenceState, VoiceConference
 from callplane.core.voice.models import VoiceCall, VoiceDialog
 from callplane.core.voice.node_models import CommandStatus, MediaNode, NodeCommand
 from callplane.core.voice.states import LIVE_STATES
@@ -135,6 +136,8 @@ def encode_result(value: Any) -> dict[str, Any] | None:
         return {"call_id": value.id}
     if isinstance(value, VoiceDialog):
         return {"dialog_id": value.id}
+    if isinstance(value, VoiceConference):
+        return {"conference_id": value.id}
     return {"value": encode(value)}
 
 
@@ -293,12 +296,17 @@ class CommandRelay:
             return await voice.get_call(account_id=account_id, call_id=result["call_id"])
         if "dialog_id" in result:
             return await voice.get_dialog(account_id=account_id, dialog_id=result["dialog_id"])
+        if "conference_id" in result:
+            async with self.sessions() as session:
+                return await session.get(VoiceConference, result["conference_id"])
         return decode(result.get("value"))
 
     async def _owner(self, account_id: str | None, arguments: Mapping[str, Any]) -> tuple[str, str] | None:
         """The node to run the command on (and the account); None to run it here (our call, or no live call of
         the account)."""
         async with self.sessions() as session:
+            if arguments.get("conference_id"):  # a conference's room lives on the node that created it
+                return await self._conference_owner(session, account_id, str(arguments["conference_id"]))
             call_ids: list[str] = []
             for name in ("call_id", "parent_call_id"):
                 if arguments.get(name):
@@ -334,6 +342,23 @@ class CommandRelay:
                     raise MediaNodeUnavailable(f"media node {node_id} (carrying call {call_id}) is not running")
                 return str(node_id), str(owner)
         return None
+
+    async def _conference_owner(
+        self, session: AsyncSession, account_id: str | None, conference_id: str
+    ) -> tuple[str, str] | None:
+        conference = await session.get(VoiceConference, conference_id)
+        if conference is None or account_id not in (None, conference.account_id):
+            return None  # the in-process code answers 404
+        if conference.node_id == self.local_node or conference.state != ConferenceState.ACTIVE:
+            return None  # ours (it runs here), or over (the in-process code says so)
+        node = await session.scalar(
+            select(MediaNode.id).where(MediaNode.id == conference.node_id, alive(utcnow(), self.dead_after_s))
+        )
+        if node is None:
+            raise MediaNodeUnavailable(
+                f"media node {conference.node_id} (mixing conference {conference_id}) is not running"
+            )
+        return conference.node_id, conference.account_id
 
     async def send(
         self, *, node_id: str, account_id: str, command: str, arguments: Mapping[str, Any]

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callplane.core.voice.conference_models import VoiceConferenceParticipant
+from callplane.core.voice.conferences import ConferenceView
 from callplane.core.voice.configurations import subscribers
 from callplane.core.voice.models import VoiceCall, VoiceDialog, VoiceRecording
 from callplane.core.webhooks.models import Delivery, DeliveryKind, DeliveryStatus
@@ -30,7 +32,6 @@ class VoiceEventType(StrEnum):
     """
 
     CALL_RECEIVED = "voice.call.received"  # an inbound call arrived for the configuration
-    CALL_STARTED = "voice.call.started"  # an outbound call's INVITE is on its way (before any answer)
     CALL_RINGING = "voice.call.ringing"
     CALL_EARLY_MEDIA = "voice.call.early_media"  # 183: media before the answer
     CALL_ESTABLISHED = "voice.call.established"
@@ -49,6 +50,18 @@ class VoiceEventType(StrEnum):
     DIALOG_RECORDING_FAILED = "voice.dialog.recording_failed"
     DIALOG_COMPOSITION_FINISHED = "voice.dialog.composition_finished"
     DIALOG_COMPOSITION_FAILED = "voice.dialog.composition_failed"
+    CONFERENCE_CREATED = "voice.conference.created"
+    CONFERENCE_FINISHED = "voice.conference.finished"  # its last participant left, or it was hung up
+    PARTICIPANT_JOINING = "voice.conference.participant_joining"
+    PARTICIPANT_JOINED = "voice.conference.participant_joined"
+    PARTICIPANT_JOIN_FAILED = "voice.conference.participant_join_failed"  # the call ended before it got in
+    PARTICIPANT_REMOVED = "voice.conference.participant_removed"  # removed, or its call ended
+    PARTICIPANT_MEDIA_CHANGED = "voice.conference.participant_media_changed"  # muted / deaf changed
+    PARTICIPANT_ROLE_CHANGED = "voice.conference.participant_role_changed"
+    CONFERENCE_RECORDING_READY = "voice.conference.recording_ready"
+    CONFERENCE_RECORDING_FAILED = "voice.conference.recording_failed"
+    CONFERENCE_COMPOSITION_FINISHED = "voice.conference.composition_finished"
+    CONFERENCE_COMPOSITION_FAILED = "voice.conference.composition_failed"
     MACHINE_DETECTION_FINISHED = "voice.machine_detection.finished"  # a verdict: HUMAN or MACHINE answered
     MACHINE_DETECTION_FAILED = "voice.machine_detection.failed"  # no verdict (no audio, the call ended first)
     MACHINE_MESSAGE_DETECTION_FINISHED = "voice.machine_detection.message_finished"  # the greeting ended
@@ -59,7 +72,6 @@ TERMINAL_EVENT_TYPES = (VoiceEventType.CALL_FINISHED, VoiceEventType.CALL_FAILED
 # What a subscription may name (in its subscriber's words, `VoiceEventRenderer.name`); dialog events always go.
 SUBSCRIBABLE_EVENT_TYPES = (
     VoiceEventType.CALL_RECEIVED,
-    VoiceEventType.CALL_STARTED,
     VoiceEventType.CALL_RINGING,
     VoiceEventType.CALL_EARLY_MEDIA,
     VoiceEventType.CALL_ESTABLISHED,
@@ -95,6 +107,10 @@ class VoiceEvent:
     dialog: VoiceDialog | None = None  # a dialog's event (then `call` is the parent)
     child: VoiceCall | None = None  # a dialog's event: the child call, when there is one
     recordings: list[VoiceRecording] = field(default_factory=list)  # DIALOG_RECORDING_READY, ..._COMPOSITION_FINISHED
+    # A conference's event: the room (then `call` is the participant's call, or a stand-in that carries the
+    # conference's account and configuration when no call is concerned) and, for a participant event, its session.
+    conference: ConferenceView | None = None
+    participant: VoiceConferenceParticipant | None = None
     detection_result: str | None = None  # MACHINE_DETECTION_FINISHED, MACHINE_MESSAGE_*: HUMAN | MACHINE
     confidence: dict[str, float] = field(default_factory=dict)  # MACHINE_DETECTION_FINISHED: per class, 0..1
 

@@ -64,8 +64,6 @@ async def list_calls(
         conditions.append(VoiceCall.state == filters.state)
     else:
         conditions.append(VoiceCall.state.in_(states))
-    if filters.conference_id:
-        return [], 0  # conferences are not built: no call is in one
     for column, value in (
         (VoiceCall.endpoint_type, filters.endpoint_type),
         (VoiceCall.configuration_id, filters.configuration_id),
@@ -73,6 +71,7 @@ async def list_calls(
         (VoiceCall.to_user, filters.to_user),
         (VoiceCall.direction, filters.direction),
         (VoiceCall.dialog_id, filters.dialog_id),
+        (VoiceCall.conference_id, filters.conference_id),
     ):
         if value:
             conditions.append(column == value)
@@ -106,6 +105,7 @@ async def list_recordings(
         VoiceRecording.account_id == account_id,
         VoiceRecording.ready.is_(True),
         VoiceRecording.dialog_id.is_(None),  # a dialog's files are listed under /recordings/dialogs
+        VoiceRecording.conference_id.is_(None),  # a conference's under /recordings/conferences
     ]
     if call_id:
         conditions.append(VoiceRecording.call_id == call_id)

@@ -22,8 +22,11 @@ __all__ = [
     "Endpoint",
     "EndpointType",
     "ErrorCode",
+    "JoinOptions",
     "MachineDetectionRequest",
     "NewCall",
+    "NewConference",
+    "ParticipantUpdate",
     "PlayContent",
     "PlayOptions",
     "RecordingChannels",
@@ -143,3 +146,32 @@ class CallFilter:
     start_time_after: datetime | None = None
     dialog_id: str | None = None
     conference_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewConference:
+    """A conference room (`POST /conferences`, or the implicit one of a connect)."""
+
+    configuration_id: str
+    name: str | None = None
+    max_duration_s: int = DEFAULT_MAX_DURATION_S
+    recording: DialogRecordingRequest | None = None  # started when the first participant joins
+
+
+@dataclass(frozen=True, slots=True)
+class JoinOptions:
+    """How a call joins a conference."""
+
+    connect_on_early_media: bool = False  # join on the call's early media (183), not only on its answer
+    ringback: bool = False  # the room hears a generated ringback while this (new) call rings
+    role: str = "DEFAULT"  # DEFAULT | ADVISOR | MONITOR | LISTENER | AUDITOR (kept and reported)
+    custom_data: Mapping[str, str] = field(default_factory=dict)  # merged into the call's
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantUpdate:
+    """A participant's (or every participant's) media flags and role; None leaves one as it is."""
+
+    muted: bool | None = None
+    deaf: bool | None = None
+    role: str | None = None

@@ -60,6 +60,7 @@ def call_json(call: VoiceCall) -> dict[str, Any]:
         "customData": call.custom_data or {},
         "dialogId": call.dialog_id,
         "externalId": call.external_id,
+        "conferenceId": call.conference_id,
     }
 
 
@@ -90,7 +91,7 @@ def call_log_json(call: VoiceCall) -> dict[str, Any]:
         "parentCallId": call.parent_call_id,
         "ringDuration": _ring_duration_s(call),
         "callsConfigurationIds": [call.configuration_id],
-        "conferenceIds": [],
+        "conferenceIds": [call.conference_id] if call.conference_id else [],
         "duration": duration,
         "hasCameraVideo": False,
         "hasScreenshareVideo": False,
@@ -166,32 +167,6 @@ def dialog_recording_json(
     }
 
 
-def _participant(call: VoiceCall, dialog: VoiceDialog) -> dict[str, Any]:
-    joined = dialog.established_at is not None
-    left = call.ended_at is not None
-    return {
-        "callId": call.id,
-        "endpoint": endpoint_json(call),
-        "state": "LEFT" if left else ("JOINED" if joined else "JOINING"),
-        "joinTime": infobip_time(dialog.established_at),
-        "leaveTime": infobip_time(call.ended_at),
-        "media": {"audio": {"muted": False, "userMuted": False, "deaf": False}},
-        "role": {"type": "DEFAULT"},
-    }
-
-
-def conference_json(
-    dialog: VoiceDialog, parent: VoiceCall | None, child: VoiceCall | None, name: str | None = None
-) -> dict[str, Any]:
-    """`CallsConference` for a two-party connect, which callplane carries as a dialog (same id)."""
-    return {
-        "id": dialog.id,
-        "name": name or dialog.id,
-        "participants": [_participant(call, dialog) for call in (parent, child) if call is not None],
-        "callsConfigurationId": dialog.configuration_id,
-    }
-
-
 def dialog_log_json(dialog: VoiceDialog) -> dict[str, Any]:
     """`CallsDialogLogResponse`."""
     duration = None
@@ -215,7 +190,6 @@ def dialog_log_json(dialog: VoiceDialog) -> dict[str, Any]:
 # Infobip's name for each of callplane's voice event types (§1.7): the body's `type` and what subscriptions list.
 EVENT_NAMES = {
     VoiceEventType.CALL_RECEIVED: "CALL_RECEIVED",
-    VoiceEventType.CALL_STARTED: "CALL_STARTED",
     VoiceEventType.CALL_RINGING: "CALL_RINGING",
     VoiceEventType.CALL_EARLY_MEDIA: "CALL_PRE_ESTABLISHED",
     VoiceEventType.CALL_ESTABLISHED: "CALL_ESTABLISHED",
@@ -234,6 +208,18 @@ EVENT_NAMES = {
     VoiceEventType.DIALOG_RECORDING_FAILED: "DIALOG_RECORDING_FAILED",
     VoiceEventType.DIALOG_COMPOSITION_FINISHED: "DIALOG_COMPOSITION_FINISHED",
     VoiceEventType.DIALOG_COMPOSITION_FAILED: "DIALOG_COMPOSITION_FAILED",
+    VoiceEventType.CONFERENCE_CREATED: "CONFERENCE_CREATED",
+    VoiceEventType.CONFERENCE_FINISHED: "CONFERENCE_FINISHED",
+    VoiceEventType.PARTICIPANT_JOINING: "PARTICIPANT_JOINING",
+    VoiceEventType.PARTICIPANT_JOINED: "PARTICIPANT_JOINED",
+    VoiceEventType.PARTICIPANT_JOIN_FAILED: "PARTICIPANT_JOIN_FAILED",  # the guide spells PARTICIPANT_JOINED_FAILED
+    VoiceEventType.PARTICIPANT_REMOVED: "PARTICIPANT_REMOVED",
+    VoiceEventType.PARTICIPANT_MEDIA_CHANGED: "PARTICIPANT_MEDIA_CHANGED",  # the guide: PARTICIPANT_MEDIA_CHANGE
+    VoiceEventType.PARTICIPANT_ROLE_CHANGED: "PARTICIPANT_ROLE_CHANGED",
+    VoiceEventType.CONFERENCE_RECORDING_READY: "CONFERENCE_RECORDING_READY",
+    VoiceEventType.CONFERENCE_RECORDING_FAILED: "CONFERENCE_RECORDING_FAILED",
+    VoiceEventType.CONFERENCE_COMPOSITION_FINISHED: "CONFERENCE_COMPOSITION_FINISHED",
+    VoiceEventType.CONFERENCE_COMPOSITION_FAILED: "CONFERENCE_COMPOSITION_FAILED",
     VoiceEventType.MACHINE_DETECTION_FINISHED: "MACHINE_DETECTION_FINISHED",
     VoiceEventType.MACHINE_DETECTION_FAILED: "MACHINE_DETECTION_FAILED",
     VoiceEventType.MACHINE_MESSAGE_DETECTION_FINISHED: "MACHINE_MESSAGE_DETECTION_FINISHED",
@@ -246,7 +232,6 @@ _DIALOG_FILE_FAILURES = (VoiceEventType.DIALOG_RECORDING_FAILED, VoiceEventType.
 _CALL_ENDS = (VoiceEventType.CALL_FINISHED, VoiceEventType.CALL_FAILED)
 _CALL_LIFECYCLE = (
     VoiceEventType.CALL_RECEIVED,
-    VoiceEventType.CALL_STARTED,
     VoiceEventType.CALL_RINGING,
     VoiceEventType.CALL_EARLY_MEDIA,
     VoiceEventType.CALL_ESTABLISHED,
@@ -304,6 +289,8 @@ class InfobipEventRenderer:
         return EVENT_NAMES[event_type]
 
     def render(self, event: VoiceEvent) -> dict[str, Any]:
+        if event.conference is not None:
+            return self._conference_body(event)
         body: dict[str, Any] = {
             "type": self.name(event.type),
             "callId": None if event.dialog is not None else event.call.id,
@@ -318,4 +305,21 @@ class InfobipEventRenderer:
             body["dialogId"] = event.call.dialog_id
         if event.custom_data:
             body["properties"]["customData"] = event.custom_data
+        return body
+
+    def _conference_body(self, event: VoiceEvent) -> dict[str, Any]:
+        """A conference's event: `conferenceId`, and `callId` when a participant's call is concerned."""
+        # conferences_mapping builds on this module's shapes, so it is imported when first needed
+        from callplane.surfaces.infobip.conferences_mapping import conference_properties
+
+        assert event.conference is not None
+        body: dict[str, Any] = {
+            "type": self.name(event.type),
+            "conferenceId": event.conference.conference.id,
+            "callsConfigurationId": event.conference.conference.configuration_id,
+            "timestamp": infobip_time(event.at),
+            "properties": conference_properties(event),
+        }
+        if event.call.id is not None:
+            body["callId"] = event.call.id
         return body

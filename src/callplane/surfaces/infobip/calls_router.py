@@ -25,7 +25,6 @@ from callplane.surfaces.infobip.calls_mapping import (
     call_json,
     call_log_json,
     call_recording_json,
-    conference_json,
     configuration_json,
     dialog_json,
     dialog_log_json,
@@ -51,8 +50,6 @@ from callplane.surfaces.infobip.calls_wire import (
     CaptureDtmfBody,
     CompositionBody,
     ConfigurationBody,
-    ConnectBody,
-    ConnectWithNewCallBody,
     DialogBody,
     DialogPlayBody,
     DialogRecordingBody,
@@ -541,37 +538,3 @@ async def compose_dialog_recording(
 async def delete_dialog_recordings(dialog_id: str, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
     item = await voice.delete_dialog_recordings(account_id=principal.account.id, dialog_id=dialog_id)
     return json_response(dialog_recording_json(item.dialog, item.files, item.calls))
-
-
-# ---- connect: two parties, carried as a dialog --------------------------------------------------
-
-
-@router.post("/connect")
-async def connect_calls(body: ConnectBody, principal: VoicePrincipalDep, voice: VoiceDep) -> Response:
-    """Two existing answered calls, bridged (a conference of more than two is not built)."""
-    if len(body.callIds) != 2:
-        raise bad_request("callplane connects exactly two calls (conferences are not built)", field="callIds")
-    dialog = await voice.dialog_from_calls(
-        account_id=principal.account.id, parent_call_id=body.callIds[0], child_call_id=body.callIds[1]
-    )
-    parent, child = await voice.dialog_calls(dialog)
-    name = body.conferenceRequest.name if body.conferenceRequest else None
-    return json_response(conference_json(dialog, parent, child, name))
-
-
-@router.post("/calls/{call_id}/connect")
-async def connect_with_new_call(
-    call_id: str, body: ConnectWithNewCallBody, principal: VoicePrincipalDep, voice: VoiceDep
-) -> Response:
-    """Place a new call and bridge it to this one when it answers; answers `{conference, call}`."""
-    request = body.callRequest
-    dialog = await voice.create_dialog(
-        account_id=principal.account.id,
-        parent_call_id=call_id,
-        child=to_child_call(request),
-    )
-    parent, child = await voice.dialog_calls(dialog)
-    name = body.conferenceRequest.name if body.conferenceRequest else None
-    return json_response(
-        {"conference": conference_json(dialog, parent, child, name), "call": call_json(child) if child else None}
-    )
