@@ -252,6 +252,52 @@ def _mixer_micro(party: int, ticks: int) -> tuple[float, float]:
     return mixed, floor
 
 
+def _clock_only(kind: str, legs: int, party: int, ticks: int) -> float:
+    """CPU microseconds per leg per tick of `clock.tick()` with `legs` channels bridged in pairs or in mixes of
+    `party`: each far end's frame is handed in directly (a fresh tone frame per tick instead of RTP through the
+    jitter buffer), and every channel encodes and sends its packet to one UDP socket nobody reads."""
+    clock = MediaClock()
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    channels: list[MediaChannel] = []
+    used: dict[str, float] = {}
+
+    async def build() -> None:
+        for index in range(legs):
+            channel = MediaChannel(clock=clock, on_digit=lambda digit: None, label=str(index))
+            await channel.open("127.0.0.1", (20000, 60000))
+            channel.configure(Negotiated(PayloadType.PCMU, None, "127.0.0.1", sink.getsockname()[1], "sendrecv"))
+            frames = _tone_frames(_FREQUENCIES[index % party])
+
+            def pull(channel: MediaChannel = channel, frames: list[np.ndarray] = frames) -> None:
+                channel.inbound_frame = frames[channel.stats.packets_sent % 50].copy()  # as decode makes a new one
+
+            channel.pull_inbound = pull  # type: ignore[method-assign]
+            channels.append(channel)
+        if kind == "mix":
+            for number in range(legs // party):
+                mix = Mix(f"mix-{number}", on_prompt_finished=lambda playback_id, completed: None)
+                clock.add(mix)
+                for offset, channel in enumerate(channels[number * party : (number + 1) * party]):
+                    mix.add(f"{number}-{offset}", channel)
+        else:
+            for first, second in zip(channels[0::2], channels[1::2], strict=True):
+                first.bridge_peer, second.bridge_peer = second, first
+        for _ in range(50):
+            clock.tick()
+        started = time.process_time()
+        for _ in range(ticks):
+            clock.tick()
+        used[kind] = (time.process_time() - started) / ticks / legs * 1e6
+        for channel in channels:
+            channel.close()
+
+    asyncio.run(build())
+    sink.close()
+    return used[kind]
+
+
 def _carried(rows: list[Row]) -> Row:
     """The largest level on time (the first level when none was): its CPU per unit and per leg are the figures."""
     on_time = [row for row in rows if row.on_time]
@@ -288,6 +334,20 @@ def main() -> None:
         print(
             f" {members:7d}  {mixed:11.1f}  {mixed / members:9.2f}  {mixed / members / 200:12.4f}%"
             f" | {floor:13.1f}  {ratio(floor, mixed):>5}",
+            flush=True,
+        )
+    print(
+        f"\n1b. per leg on the clock, far ends handed in directly (no RTP in), packets sent to a sink:"
+        f" {args.party}-party conferences beside bridged calls (the floor)"
+    )
+    print("   legs  conference us/leg  bridged us/leg  mixing us/leg  % core/participant  ratio")
+    for legs in (100, 300):
+        legs -= legs % (2 * args.party)
+        bridged = _clock_only("bridge", legs, 2, 500)
+        conference = _clock_only("mix", legs, args.party, 500)
+        print(
+            f" {legs:6d}  {conference:17.2f}  {bridged:14.2f}  {conference - bridged:13.2f}"
+            f"  {(conference - bridged) / 200:18.4f}%  {ratio(bridged, conference):>5}",
             flush=True,
         )
     header = "  units   legs    CPU%  per unit  per leg   busy%  rx/leg/s  late p50/p99/max ms  skipped  load"
