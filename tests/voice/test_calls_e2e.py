@@ -421,8 +421,13 @@ def test_the_official_client_connects_two_calls_and_a_call_with_a_new_one(
         conference = calls.connect_calls(CallsConnectRequest(call_ids=[a, b]))
         assert [p.call_id for p in conference.participants or []] == [a, b]
         assert {p.state for p in conference.participants or []} == {CallsParticipantState.JOINED}
+        conference_id = conference.id
         calls.hangup_call(a, CallsHangupRequest())
-        assert settle_then_single_terminal(receiver, b)["properties"]["callLog"]["hangupSource"] == "PLATFORM"
+        receiver.wait_type(a, "PARTICIPANT_REMOVED")  # a conference ends with its last participant, not its first
+        assert calls.get_call(b).state == CallState.ESTABLISHED
+        calls.hangup_call(b, CallsHangupRequest())
+        assert settle_then_single_terminal(receiver, b)["properties"]["callLog"]["hangupSource"] == "API"
+        receiver.wait_for(lambda e: e.get("conferenceId") == conference_id and e["type"] == "CONFERENCE_FINISHED")
 
         endpoint = CallsSipEndpoint(
             type=CallEndpointType.SIP,
@@ -434,10 +439,11 @@ def test_the_official_client_connects_two_calls_and_a_call_with_a_new_one(
             c, CallsConnectWithNewCallRequest(call_request=CallsActionCallRequest(endpoint=endpoint))
         )
         assert joined.call is not None and joined.call.parent_call_id == c and joined.conference is not None
-        dialog_id = joined.conference.id
-        receiver.wait_for(lambda e: e.get("dialogId") == dialog_id and e["type"] == "DIALOG_ESTABLISHED")
-        calls.hangup_call(joined.call.id, CallsHangupRequest())  # the child: propagation ends the parent too
+        conference_id = joined.conference.id
+        receiver.wait_type(str(joined.call.id), "PARTICIPANT_JOINED")
+        calls.hangup_conference(str(conference_id))  # every participant's call
         assert settle_then_single_terminal(receiver, c)["type"] == "CALL_FINISHED"
+        receiver.wait_for(lambda e: e.get("conferenceId") == conference_id and e["type"] == "CONFERENCE_FINISHED")
         for process, _ in sipps:
             code, output = sipp_result(process)
             assert code == 0, output
