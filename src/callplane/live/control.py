@@ -74,6 +74,7 @@ from callplane.live.conferences import Conferences
 from callplane.live.dialogs import Dialogs
 from callplane.live.dispatch import Forwarder, relayed
 from callplane.live.inbound import InboundPlan, InboundPlanner
+from callplane.live.machine_detection import MachineDetection
 from callplane.live.media_actions import MediaActions
 from callplane.live.reads import VoiceReads
 from callplane.media.engine import (
@@ -153,6 +154,8 @@ class VoiceService(VoiceReads):
         self.calls = LiveCalls(engine=engine, sessions=sessions, renderer=renderer, data_dir=data_dir)
         self.media = MediaActions(calls=self.calls, fetch_policy=fetch_policy)
         self.dialogs = Dialogs(calls=self.calls, media=self.media, control=self)
+        self.machine_detection = MachineDetection(calls=self.calls)
+        self._listeners.append(self.machine_detection.on_leg)  # a listener like any other: its errors are logged
         self.conferences = Conferences(calls=self.calls, media=self.media, control=self)
         self._consumer: asyncio.Task[None] | None = None
         self._lanes: dict[str, asyncio.Task[Any]] = {}  # by engine call id: the last event task of that call
@@ -266,6 +269,7 @@ class VoiceService(VoiceReads):
             max_duration_s=request.max_duration_s,
             trunk_id=trunk_id,
             record_on_answer=request.recording,
+            machine_detection=request.machine_detection,
         )
         self._register(live)
         async with self.sessions() as session, session.begin():
