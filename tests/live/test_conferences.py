@@ -55,10 +55,16 @@ def _answered_calls(live: LiveServer, app: CallsApp, receiver: Receiver, count: 
     return [(call_id, _engine_id(live, user)) for call_id, user in zip(ids, users, strict=True)]
 
 
+# Where an event stands in a conference's or participant's life: orders events of the same millisecond.
+_RANK = {"CONFERENCE_CREATED": 0, "PARTICIPANT_JOINING": 1, "PARTICIPANT_JOINED": 2, "PARTICIPANT_REMOVED": 8}
+_RANK |= {"PARTICIPANT_JOIN_FAILED": 8, "CONFERENCE_FINISHED": 9}
+
+
 def _events(receiver: Receiver, conference_id: str) -> list[dict[str, Any]]:
-    """The conference's events, oldest first (deliveries are concurrent: ordered by their timestamps)."""
+    """The conference's events, oldest first: deliveries are concurrent, so by their timestamps (milliseconds),
+    and within one millisecond by where each stands in a conference's life."""
     found = [e for e in receiver.events() if e.get("conferenceId") == conference_id]
-    return sorted(found, key=lambda e: e["timestamp"])
+    return sorted(found, key=lambda e: (e["timestamp"], _RANK.get(e["type"], 5)))
 
 
 def _wait_event(
