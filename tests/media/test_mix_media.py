@@ -2,7 +2,8 @@
 engine. What each sipp leg *received* is captured on the loopback interface (an AF_PACKET socket: the RTP
 datagrams the kernel delivered to sipp's media port) and checked by FFT, phase by phase: each leg hears the other
 two tones and never its own; a muted leg's tone leaves the others; a deaf leg hears nothing; a prompt played to
-the mix reaches every leg. The mixed recording holds all three tones, each member's file its own tone only.
+the mix reaches every leg; a member's own playback reaches that member only. The mixed recording holds all three
+tones, each member's file its own tone only.
 
 Needs root (sipp's play_pcap_audio and the capture socket), as every sipp media test does."""
 
@@ -45,6 +46,7 @@ from callplane.testing.sipp import (
 
 TONES = {"a": 600.0, "b": 1000.0, "c": 1500.0}  # no second-order product of two lands on the third
 PROMPT_HZ = 2300.0
+OWN_HZ = 2600.0  # c's own playback while in the mix: c alone hears it
 _ETH_P_ALL = 0x0003
 _PACKET_HOST = 0  # loopback shows each datagram twice: sent (PACKET_OUTGOING) and received (PACKET_HOST)
 
@@ -175,6 +177,11 @@ async def _run(tmp_path: Path, media_cache: Path) -> None:
         await engine.stop_mix_playback("room")
         stopped = await next_event(events, PlaybackFinished)
         assert (stopped.call_id, stopped.playback_id, stopped.completed) == ("room", playback_id, False)
+        own = await engine.play(legs["c"], ToneSource((OWN_HZ,), 1000, 0), loop_count=30)
+        c_plays = await phase()
+        await engine.stop_playback(legs["c"])
+        finished = await next_event(events, PlaybackFinished)
+        assert (finished.call_id, finished.playback_id, finished.completed) == (legs["c"], own, False)
         recorded = await engine.stop_mix_recording("room")
         await engine.destroy_mix("room")
         for call_id in legs.values():
@@ -212,6 +219,11 @@ async def _run(tmp_path: Path, media_cache: Path) -> None:
         assert share(received, PROMPT_HZ) > 0.1, name
         assert all(share(received, other) > 0.1 for other in others[name]), name
 
+    assert share(heard("c", c_plays), OWN_HZ) > 0.1  # c's own playback, over the room
+    assert share(heard("c", c_plays), TONES["a"]) > 0.1 and share(heard("c", c_plays), TONES["b"]) > 0.1
+    for name in ("a", "b"):  # ... heard by c alone
+        assert share(heard(name, c_plays), OWN_HZ) < 0.01, name
+
     assert recorded is not None and isinstance(recorded, MixRecordingFinished)
     room, channels = read_wav(recorded.path)
     assert channels == 1 and len(room) == 8 * recorded.duration_ms
@@ -224,6 +236,7 @@ async def _run(tmp_path: Path, media_cache: Path) -> None:
     assert all(share(recorded_in(room, everyone), frequency) > 0.2 for frequency in TONES.values())
     assert share(recorded_in(room, a_muted), TONES["a"]) < 0.01
     assert share(recorded_in(room, prompted), PROMPT_HZ) > 0.1
+    assert share(recorded_in(room, c_plays), OWN_HZ) < 0.01  # a member's own playback is not the room's
     assert set(recorded.member_paths) == set(legs.values())
     for name, frequency in TONES.items():
         track, _ = read_wav(recorded.member_paths[legs[name]])
