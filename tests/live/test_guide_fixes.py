@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from callplane.testing.engine import FarEnd
-from tests.live.support import CallsApp, LiveServer, Receiver, eventually
+from tests.live.support import CallsApp, LiveServer, Receiver, calls_app, eventually
 
 # The tests sharing the fake-engine servers run on one xdist worker, which starts each server once.
 pytestmark = pytest.mark.xdist_group("live-fake-engine")
@@ -183,3 +183,69 @@ def test_an_outbound_call_starts_with_call_started_and_an_inbound_one_does_not(
     assert app.http.post(f"/calls/1/calls/{inbound['callId']}/hangup", json={}).status_code == 200
     receiver.single_terminal(inbound["callId"])
     assert "CALL_STARTED" not in receiver.types(inbound["callId"])
+
+
+def test_a_call_recording_reports_started_stopped_ready_and_deleted(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    """The client's call recording events: CALL_RECORDING_STARTED {recordingType, fileId, maxDuration, maxSilence,
+    beep, filePrefix}, CALL_RECORDING_STOPPED {startTime, endTime, fileId} before CALL_RECORDING_READY, and
+    CALL_RECORDING_DELETED {} when a file or the call's recordings are deleted."""
+    call_id, _ = _answered_call(live, app, receiver, "recorded")
+    recording = {"recording": {"recordingType": "AUDIO", "filePrefix": "pre-", "customData": {"k": "v"}}}
+    assert app.http.post(f"/calls/1/calls/{call_id}/start-recording", json=recording).status_code == 200
+    started = receiver.wait_type(call_id, "CALL_RECORDING_STARTED")
+    file_id = started["properties"]["fileId"]
+    assert started["properties"] == {
+        "recordingType": "AUDIO",
+        "fileId": file_id,
+        "maxDuration": None,
+        "maxSilence": None,
+        "beep": False,
+        "filePrefix": "pre-",
+    }
+    assert app.http.post(f"/calls/1/calls/{call_id}/stop-recording").status_code == 200
+    stopped = receiver.wait_type(call_id, "CALL_RECORDING_STOPPED")
+    ready = receiver.wait_type(call_id, "CALL_RECORDING_READY")
+    assert stopped["properties"]["fileId"] == file_id and stopped["properties"]["startTime"]
+    assert stopped["properties"]["startTime"] <= stopped["properties"]["endTime"] <= stopped["timestamp"]
+    assert started["timestamp"] <= stopped["timestamp"] <= ready["timestamp"]
+    [file] = ready["properties"]["recording"]["files"]
+    assert (file["id"], file["startTime"], file["endTime"]) == (
+        file_id,
+        stopped["properties"]["startTime"],
+        stopped["properties"]["endTime"],
+    )
+    assert app.http.delete(f"/calls/1/recordings/files/{file_id}").status_code == 200
+    assert receiver.wait_type(call_id, "CALL_RECORDING_DELETED")["properties"] == {}
+
+    # a second recording, ended by the hangup: stopped and ready before the terminal event; then all deleted
+    assert app.http.post(f"/calls/1/calls/{call_id}/start-recording", json=recording).status_code == 200
+    eventually(lambda: receiver.types(call_id).count("CALL_RECORDING_STARTED") == 2, "the second recording")
+    app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
+    terminal = receiver.single_terminal(call_id)
+    steps = {e["type"]: e for e in receiver.events(call_id)[::-1]}  # the last of each type
+    assert steps["CALL_RECORDING_STOPPED"]["timestamp"] <= terminal["timestamp"]
+    assert receiver.types(call_id).count("CALL_RECORDING_READY") == 2
+    assert app.http.delete(f"/calls/1/recordings/calls/{call_id}").status_code == 200
+    eventually(lambda: receiver.types(call_id).count("CALL_RECORDING_DELETED") == 2, "the second delete's event")
+    assert "CALL_RECORDING_FAILED" not in receiver.types(call_id)
+
+
+def test_a_recording_asked_for_with_the_call_that_cannot_start_is_call_recording_failed(
+    live: LiveServer, receiver: Receiver
+) -> None:
+    """An account whose recordings folder cannot be made (a file stands in its place): the recording asked for on
+    create cannot start once the call answers, which is CALL_RECORDING_FAILED {reason, fileId}; the call goes on."""
+    account = live.admin.network()
+    (live.settings.data_dir / "voice-recordings").mkdir(parents=True, exist_ok=True)
+    (live.settings.data_dir / "voice-recordings" / account.account_id).write_text("not a folder")
+    with calls_app(live, receiver, account) as app:
+        call_id = app.create_call(_user("unrecordable"), recording={"recordingType": "AUDIO"})
+        receiver.wait_type(call_id, "CALL_ESTABLISHED")
+        failed = receiver.wait_type(call_id, "CALL_RECORDING_FAILED")["properties"]
+        assert failed["fileId"] and "cannot write the recording" in failed["reason"]
+        assert app.http.get(f"/calls/1/calls/{call_id}").json()["state"] == "ESTABLISHED"
+        app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
+        assert receiver.single_terminal(call_id)["type"] == "CALL_FINISHED"
+        assert "CALL_RECORDING_STARTED" not in receiver.types(call_id)

@@ -786,7 +786,7 @@ class VoiceService(VoiceReads):
         )
         try:
             if live.record_on_answer is not None:
-                await self.media.begin_recording(live, call, live.record_on_answer)
+                await self.media.record_on_answer(live, call, live.record_on_answer)
         finally:  # the listeners hear of the answer even when its recording could not start
             await self._publish(LegChange(call.id, LegEvent.ESTABLISHED, dialog_id=call.dialog_id))
 
@@ -812,14 +812,22 @@ class VoiceService(VoiceReads):
             await session.flush()
             dialog_id = recording.dialog_id
             if dialog_id is None:
-                await publish_event(
-                    session=session,
-                    renderer=self.renderer,
-                    event=VoiceEvent(VoiceEventType.CALL_RECORDING_READY, call, recording=recording),
-                )
+                for step in (VoiceEventType.CALL_RECORDING_STOPPED, VoiceEventType.CALL_RECORDING_READY):
+                    await publish_event(
+                        session=session, renderer=self.renderer, event=VoiceEvent(step, call, recording=recording)
+                    )
         await self._publish(
             LegChange(live.call_id, LegEvent.RECORDING_READY, dialog_id=dialog_id, recording_id=recording_id)
         )
+
+    async def recordings_deleted(
+        self, session: AsyncSession, call: VoiceCall, recordings: list[VoiceRecording]
+    ) -> None:
+        """A call's recording files were deleted (in this transaction): CALL_RECORDING_DELETED (a dialog's files are
+        the dialog's)."""
+        if any(recording.dialog_id is None for recording in recordings):
+            event = VoiceEvent(VoiceEventType.CALL_RECORDING_DELETED, call)
+            await publish_event(session=session, renderer=self.renderer, event=event)
 
     async def _on_ended(self, live: LiveCall, event: CallEnded) -> None:
         ending = ending_for(event, live.direction, requested=live.requested)

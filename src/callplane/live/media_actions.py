@@ -138,30 +138,53 @@ class MediaActions:
     async def begin_recording(self, live: LiveCall, call: VoiceCall, request: RecordingRequest) -> None:
         if live.recording_id is not None:
             raise InvalidCallState("the call is already being recorded")
+        recording = await self._recording_row(call, request)
+        await self._start_recorder(live, recording, request)
+
+    async def record_on_answer(self, live: LiveCall, call: VoiceCall, request: RecordingRequest) -> None:
+        """The recording a call asked for when created or answered: one that cannot start is the call's
+        CALL_RECORDING_FAILED (nobody is waiting for an answer)."""
+        if live.recording_id is not None:
+            return
+        recording = await self._recording_row(call, request)
+        try:
+            await self._start_recorder(live, recording, request)
+        except CallplaneError as error:
+            await self.calls.emit(
+                call.id, VoiceEventType.CALL_RECORDING_FAILED, recording=recording, detail=error.message
+            )
+
+    async def _recording_row(self, call: VoiceCall, request: RecordingRequest) -> VoiceRecording:
         file_id = new_id()
         storage_key = f"{call.account_id}/{file_id}.wav"
         name = f"{file_id}.wav"  # always `<fileId>.wav` (the guide); filePrefix names only SFTP zips
+        recording = VoiceRecording(
+            id=file_id,
+            account_id=call.account_id,
+            call_id=call.id,
+            configuration_id=call.configuration_id,
+            name=name,
+            storage_key=storage_key,
+            channels=request.channels.value,
+            custom_data=dict(request.custom_data),
+            started_at=utcnow(),
+        )
         async with self.calls.sessions() as session, session.begin():
-            session.add(
-                VoiceRecording(
-                    id=file_id,
-                    account_id=call.account_id,
-                    call_id=call.id,
-                    configuration_id=call.configuration_id,
-                    name=name,
-                    storage_key=storage_key,
-                    channels=request.channels.value,
-                    custom_data=dict(request.custom_data),
-                    started_at=utcnow(),
-                )
-            )
-        live.recording_id = file_id
+            session.add(recording)
+        return recording
+
+    async def _start_recorder(self, live: LiveCall, recording: VoiceRecording, request: RecordingRequest) -> None:
+        """The engine records into the file; CALL_RECORDING_STARTED once it does."""
+        live.recording_id = recording.id
         try:
-            target = self.calls.recordings_dir() / storage_key
+            target = self.calls.recordings_dir() / recording.storage_key
             await self.engine.start_recording(live.engine_id, target, EngineChannels(request.channels))
         except CallplaneError:
             live.recording_id = None
             raise
+        await self.calls.emit(
+            recording.call_id, VoiceEventType.CALL_RECORDING_STARTED, recording=recording, recording_options=request
+        )
 
     async def source(self, account_id: str, content: PlayContent) -> PlaySource:
         if content.speech is not None:

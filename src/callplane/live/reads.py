@@ -63,8 +63,15 @@ class VoiceReads:
         async with self.sessions() as session, session.begin():
             call, recordings = await queries.call_recordings(session, account_id=account_id, call_id=call_id)
             await queries.mark_call_recordings_deleted(session, account_id=account_id, call_id=call_id)
+            await self.recordings_deleted(session, call, recordings)
         _unlink(self.recordings_dir(), recordings)
         return call, recordings
+
+    async def recordings_deleted(
+        self, session: AsyncSession, call: VoiceCall, recordings: list[VoiceRecording]
+    ) -> None:
+        """Told, in the deleting transaction, which of a call's recordings were deleted (the voice service writes
+        the event)."""
 
     async def recording_file(self, *, account_id: str, file_id: str) -> tuple[VoiceRecording, Path]:
         async with self.sessions() as session:
@@ -78,6 +85,9 @@ class VoiceReads:
                 session, account_id=account_id, file_id=file_id, recordings_dir=self.recordings_dir()
             )
             await queries.mark_recording_deleted(session, file_id=file_id)
+            call = await session.get(VoiceCall, recording.call_id) if recording.dialog_id is None else None
+            if call is not None:
+                await self.recordings_deleted(session, call, [recording])
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return recording

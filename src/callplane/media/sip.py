@@ -1166,8 +1166,11 @@ class SippyCallEngine:
         call, channel = self._media_channel(call_id)
         if call.recorder is not None:
             raise CallStateConflict("the call is already being recorded")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        call.recorder = WavRecorder(path, channels)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            call.recorder = WavRecorder(path, channels)
+        except OSError as error:  # a full disk, a path that is not a folder: the call goes on unrecorded
+            raise MediaUnavailable(f"cannot write the recording: {error}") from error
         channel.add_sink(call.recorder)
 
     async def stop_recording(self, call_id: str) -> RecordingFinished | None:

@@ -766,7 +766,10 @@ class FakeCallEngine:
         call = self._media(call_id)
         if call.recording is not None:
             raise CallStateConflict("the call is already being recorded")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # as SippyCallEngine: the file cannot be written
+            raise MediaUnavailable(f"cannot write the recording: {error}") from error
         recording = Recording(path, channels, self._running_loop().time())
         call.recording = recording
         call.recordings.append(recording)

@@ -67,6 +67,10 @@ def test_the_renderer_names_every_neutral_event_once() -> None:
         "PLAY_FINISHED",
         "DTMF_CAPTURED",
         "CALL_RECORDING_READY",
+        "CALL_RECORDING_STARTED",
+        "CALL_RECORDING_STOPPED",
+        "CALL_RECORDING_FAILED",
+        "CALL_RECORDING_DELETED",
         "ERROR",
     )
     assert len(SUBSCRIBABLE_EVENT_TYPES) == len(set(SUBSCRIBABLE_EVENT_TYPES))

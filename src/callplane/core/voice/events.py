@@ -18,6 +18,7 @@ from callplane.core.voice.conference_models import VoiceConferenceParticipant
 from callplane.core.voice.conferences import ConferenceView
 from callplane.core.voice.configurations import subscribers
 from callplane.core.voice.models import VoiceCall, VoiceDialog, VoiceRecording
+from callplane.core.voice.schemas import RecordingRequest
 from callplane.core.webhooks.models import Delivery, DeliveryKind, DeliveryStatus
 from callplane.core.webhooks.outbox import deliveries_written
 from callplane.core.webhooks.service import WEBHOOK_MAX_ATTEMPTS
@@ -38,6 +39,10 @@ class VoiceEventType(StrEnum):
     CALL_FINISHED = "voice.call.finished"  # terminal: ended after a normal course
     CALL_FAILED = "voice.call.failed"  # terminal: busy, no answer, cancelled, failed
     CALL_RECORDING_READY = "voice.call.recording_ready"
+    CALL_RECORDING_STARTED = "voice.call.recording_started"  # a call recording's file is being written
+    CALL_RECORDING_STOPPED = "voice.call.recording_stopped"  # ... and is complete (CALL_RECORDING_READY follows)
+    CALL_RECORDING_FAILED = "voice.call.recording_failed"  # a recording asked for could not start
+    CALL_RECORDING_DELETED = "voice.call.recording_deleted"  # a call's recordings (or one file) were deleted
     SAY_FINISHED = "voice.say.finished"  # a call's or a dialog's text-to-speech prompt ended
     PLAY_FINISHED = "voice.play.finished"  # a call's or a dialog's audio prompt ended
     DIGITS_CAPTURED = "voice.digits.captured"  # a DTMF capture ended (digits or a timeout), or a key nothing took
@@ -81,6 +86,10 @@ SUBSCRIBABLE_EVENT_TYPES = (
     VoiceEventType.PLAY_FINISHED,
     VoiceEventType.DIGITS_CAPTURED,
     VoiceEventType.CALL_RECORDING_READY,
+    VoiceEventType.CALL_RECORDING_STARTED,
+    VoiceEventType.CALL_RECORDING_STOPPED,
+    VoiceEventType.CALL_RECORDING_FAILED,
+    VoiceEventType.CALL_RECORDING_DELETED,
     VoiceEventType.ACTION_FAILED,
     VoiceEventType.MACHINE_DETECTION_FINISHED,
     VoiceEventType.MACHINE_DETECTION_FAILED,
@@ -97,6 +106,7 @@ class VoiceEvent:
     call: VoiceCall
     at: datetime = field(default_factory=utcnow)
     recording: VoiceRecording | None = None
+    recording_options: RecordingRequest | None = None  # CALL_RECORDING_STARTED: what the recording was asked to do
     digits: str | None = None  # DIGITS_CAPTURED, SAY_FINISHED and PLAY_FINISHED (the keys that stopped it)
     timed_out: bool = False  # DIGITS_CAPTURED
     played_completely: bool | None = None  # SAY_FINISHED, PLAY_FINISHED

@@ -61,6 +61,9 @@ class RecordingRequest:
     channels: RecordingChannels = RecordingChannels.MONO
     file_prefix: str | None = None
     custom_data: Mapping[str, str] = field(default_factory=dict)
+    beep: bool = False  # a short beep, then the recording starts
+    max_silence_s: int | None = None  # the recording stops after this much silence
+    max_duration_s: int | None = None  # the recording stops after this long
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,6 +196,10 @@ EVENT_NAMES = {
     VoiceEventType.CALL_FINISHED: "CALL_FINISHED",
     VoiceEventType.CALL_FAILED: "CALL_FAILED",
     VoiceEventType.CALL_RECORDING_READY: "CALL_RECORDING_READY",
+    VoiceEventType.CALL_RECORDING_STARTED: "CALL_RECORDING_STARTED",
+    VoiceEventType.CALL_RECORDING_STOPPED: "CALL_RECORDING_STOPPED",
+    VoiceEventType.CALL_RECORDING_FAILED: "CALL_RECORDING_FAILED",
+    VoiceEventType.CALL_RECORDING_DELETED: "CALL_RECORDING_DELETED",
     VoiceEventType.SAY_FINISHED: "SAY_FINISHED",
     VoiceEventType.PLAY_FINISHED: "PLAY_FINISHED",
     VoiceEventType.DIGITS_CAPTURED: "DTMF_CAPTURED",
@@ -247,6 +251,39 @@ _MACHINE_DETECTION_FAILURES = (
 )
 
 
+_CALL_RECORDING_STEPS = (
+    VoiceEventType.CALL_RECORDING_STARTED,
+    VoiceEventType.CALL_RECORDING_STOPPED,
+    VoiceEventType.CALL_RECORDING_FAILED,
+    VoiceEventType.CALL_RECORDING_DELETED,
+)
+
+
+def _recording_step(event: VoiceEvent) -> dict[str, Any]:
+    """The client's `CallRecordingStarted/Stopped/Failed/DeletedProperties`."""
+    file_id = event.recording.id if event.recording is not None else None
+    if event.type == VoiceEventType.CALL_RECORDING_STARTED:
+        options = event.recording_options
+        return {
+            "recordingType": "AUDIO",
+            "fileId": file_id,
+            "maxDuration": options.max_duration_s if options else None,
+            "maxSilence": options.max_silence_s if options else None,
+            "beep": options.beep if options else False,
+            "filePrefix": options.file_prefix if options else None,
+        }
+    if event.type == VoiceEventType.CALL_RECORDING_STOPPED:
+        recording = event.recording
+        return {
+            "startTime": infobip_time(recording.started_at if recording else None),
+            "endTime": infobip_time(recording.ended_at if recording else None),
+            "fileId": file_id,
+        }
+    if event.type == VoiceEventType.CALL_RECORDING_FAILED:
+        return {"reason": event.detail, "fileId": file_id}
+    return {}
+
+
 def _properties(event: VoiceEvent) -> dict[str, Any]:
     call = event.call
     kind = event.type
@@ -268,6 +305,8 @@ def _properties(event: VoiceEvent) -> dict[str, Any]:
     if kind == VoiceEventType.CALL_RECORDING_READY:
         recordings = [event.recording] if event.recording is not None else []
         return {"recording": call_recording_json(call, recordings)}
+    if kind in _CALL_RECORDING_STEPS:
+        return _recording_step(event)
     if kind in _MACHINE_DETECTION_RESULTS:  # `CallsMachineDetectionProperties`
         return {"detectionResult": event.detection_result, "confidenceRating": event.confidence or None}
     if kind in _MACHINE_DETECTION_FAILURES:
