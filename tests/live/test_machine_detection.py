@@ -119,8 +119,12 @@ def test_without_a_message_timeout_a_machine_gets_its_verdict_only(
     result = _result(receiver.wait_type(call_id, "MACHINE_DETECTION_FINISHED"))
     assert result.detection_result is not None and result.detection_result.value == "MACHINE"
     eventually(lambda: not live.fake.calls[engine_id].taps, "the tap comes off after the verdict")
-    types = _hang_up(app, receiver, call_id)
-    assert [t for t in types if t in MACHINE_EVENTS] == ["MACHINE_DETECTION_FINISHED"]
+    # the application's move, as on Infobip: hang up, saying why
+    hung = app.http.post(f"/calls/1/calls/{call_id}/hangup", json={"errorCode": "MACHINE_DETECTED"})
+    assert hung.status_code == 200, hung.text
+    log = receiver.single_terminal(call_id)["properties"]["callLog"]
+    assert (log["state"], log["hangupSource"], log["errorCode"]["name"]) == ("FINISHED", "API", "MACHINE_DETECTED")
+    assert [t for t in receiver.types(call_id) if t in MACHINE_EVENTS] == ["MACHINE_DETECTION_FINISHED"]
 
 
 def test_a_greeting_that_never_ends_fails_the_message_detection_at_its_timeout(
