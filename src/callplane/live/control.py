@@ -73,10 +73,12 @@ from callplane.live.calls import LegChange, LegEvent, LegListener, LiveCall, Liv
 from callplane.live.conferences import Conferences
 from callplane.live.dialogs import Dialogs
 from callplane.live.dispatch import Forwarder, relayed
+from callplane.live.hold import Holds
 from callplane.live.inbound import InboundPlan, InboundPlanner
 from callplane.live.machine_detection import MachineDetection
 from callplane.live.media_actions import MediaActions
 from callplane.live.reads import VoiceReads
+from callplane.live.transfers import ApplicationTransfers
 from callplane.media.engine import (
     CallAnswered,
     CallDirection,
@@ -157,6 +159,8 @@ class VoiceService(VoiceReads):
         self.machine_detection = MachineDetection(calls=self.calls)
         self._listeners.append(self.machine_detection.on_leg)  # a listener like any other: its errors are logged
         self.conferences = Conferences(calls=self.calls, media=self.media, control=self)
+        self.holds = Holds(calls=self.calls, media=self.media)
+        self.app_transfers = ApplicationTransfers(calls=self.calls)
         self._consumer: asyncio.Task[None] | None = None
         self._lanes: dict[str, asyncio.Task[Any]] = {}  # by engine call id: the last event task of that call
         self._lane_slots = asyncio.Semaphore(EVENT_LANES)
@@ -644,6 +648,45 @@ class VoiceService(VoiceReads):
             multi_channel=multi_channel,
         )
 
+    # ---- hold (live/hold.py) ----------------------------------------------------------------------
+
+    @relayed
+    async def hold(self, *, account_id: str, call_id: str, music: PlayContent | None = None) -> None:
+        """The call hears music (its own, else the default) instead of the party it is bridged with."""
+        await self.holds.hold(account_id=account_id, call_id=call_id, music=music)
+
+    @relayed
+    async def resume(self, *, account_id: str, call_id: str, rebridge: bool = True) -> None:
+        await self.holds.resume(account_id=account_id, call_id=call_id, rebridge=rebridge)
+
+    # ---- application transfer (live/transfers.py) -------------------------------------------------
+
+    @relayed
+    async def application_transfer(
+        self,
+        *,
+        account_id: str,
+        call_id: str,
+        destination_configuration_id: str,
+        timeout_s: int = 30,
+        custom_data: Mapping[str, str] | None = None,
+    ) -> None:
+        await self.app_transfers.request(
+            account_id=account_id,
+            call_id=call_id,
+            destination_configuration_id=destination_configuration_id,
+            timeout_s=timeout_s,
+            custom_data=custom_data,
+        )
+
+    @relayed
+    async def accept_application_transfer(self, *, account_id: str, call_id: str, transfer_id: str) -> None:
+        await self.app_transfers.accept(account_id=account_id, call_id=call_id, transfer_id=transfer_id)
+
+    @relayed
+    async def reject_application_transfer(self, *, account_id: str, call_id: str, transfer_id: str) -> None:
+        await self.app_transfers.reject(account_id=account_id, call_id=call_id, transfer_id=transfer_id)
+
     # ---- engine events --------------------------------------------------------------------------
 
     async def _consume(self, queue: asyncio.Queue[EngineEvent]) -> None:
@@ -892,6 +935,8 @@ class VoiceService(VoiceReads):
     ) -> bool:
         """The one way a call ends: terminal state, core Call closed and exactly one terminal event."""
         live = self.calls.forget(call_id)
+        self.holds.forget(call_id)
+        await self.app_transfers.report_ended(call_id)  # a transfer still pending fails before the call's end
         if live is not None:
             if live.max_duration_timer is not None:
                 live.max_duration_timer.cancel()

@@ -67,6 +67,10 @@ class VoiceEventType(StrEnum):
     CONFERENCE_RECORDING_FAILED = "voice.conference.recording_failed"
     CONFERENCE_COMPOSITION_FINISHED = "voice.conference.composition_finished"
     CONFERENCE_COMPOSITION_FAILED = "voice.conference.composition_failed"
+    # Application transfer: a call's owner (configuration) asks another to take it; that one accepts or rejects.
+    CALL_TRANSFER_REQUESTED = "voice.call.transfer_requested"  # to the destination configuration
+    CALL_TRANSFER_FINISHED = "voice.call.transfer_finished"  # to the source: accepted, the call moved
+    CALL_TRANSFER_FAILED = "voice.call.transfer_failed"  # to the source: rejected, timed out, or the call ended
     MACHINE_DETECTION_FINISHED = "voice.machine_detection.finished"  # a verdict: HUMAN or MACHINE answered
     MACHINE_DETECTION_FAILED = "voice.machine_detection.failed"  # no verdict (no audio, the call ended first)
     MACHINE_MESSAGE_DETECTION_FINISHED = "voice.machine_detection.message_finished"  # the greeting ended
@@ -95,6 +99,9 @@ SUBSCRIBABLE_EVENT_TYPES = (
     VoiceEventType.MACHINE_DETECTION_FAILED,
     VoiceEventType.MACHINE_MESSAGE_DETECTION_FINISHED,
     VoiceEventType.MACHINE_MESSAGE_DETECTION_FAILED,
+    VoiceEventType.CALL_TRANSFER_REQUESTED,
+    VoiceEventType.CALL_TRANSFER_FINISHED,
+    VoiceEventType.CALL_TRANSFER_FAILED,
 )
 
 
@@ -114,6 +121,11 @@ class VoiceEvent:
     action: str | None = None  # ACTION_FAILED: the action that failed
     detail: str | None = None  # ACTION_FAILED, DIALOG_*_FAILED: why
     custom_data: dict[str, str] = field(default_factory=dict)
+    # CALL_TRANSFER_*: the transfer, its two configurations, and whose subscribers get the event (else the call's)
+    transfer_id: str | None = None
+    source_configuration_id: str | None = None
+    destination_configuration_id: str | None = None
+    to_configuration_id: str | None = None
     dialog: VoiceDialog | None = None  # a dialog's event (then `call` is the parent)
     child: VoiceCall | None = None  # a dialog's event: the child call, when there is one
     recordings: list[VoiceRecording] = field(default_factory=list)  # DIALOG_RECORDING_READY, ..._COMPOSITION_FINISHED
@@ -143,7 +155,9 @@ def subscribable_names(renderer: VoiceEventRenderer) -> tuple[str, ...]:
 async def publish(*, session: AsyncSession, renderer: VoiceEventRenderer, event: VoiceEvent) -> list[Delivery]:
     """Write the event's deliveries in the caller's transaction (sent if and only if it commits)."""
     targets = await subscribers(
-        session=session, configuration_id=event.call.configuration_id, event_name=renderer.name(event.type)
+        session=session,
+        configuration_id=event.to_configuration_id or event.call.configuration_id,
+        event_name=renderer.name(event.type),
     )
     if not targets:
         return []

@@ -224,6 +224,9 @@ EVENT_NAMES = {
     VoiceEventType.CONFERENCE_RECORDING_FAILED: "CONFERENCE_RECORDING_FAILED",
     VoiceEventType.CONFERENCE_COMPOSITION_FINISHED: "CONFERENCE_COMPOSITION_FINISHED",
     VoiceEventType.CONFERENCE_COMPOSITION_FAILED: "CONFERENCE_COMPOSITION_FAILED",
+    VoiceEventType.CALL_TRANSFER_REQUESTED: "APPLICATION_TRANSFER_REQUESTED",
+    VoiceEventType.CALL_TRANSFER_FINISHED: "APPLICATION_TRANSFER_FINISHED",
+    VoiceEventType.CALL_TRANSFER_FAILED: "APPLICATION_TRANSFER_FAILED",
     VoiceEventType.MACHINE_DETECTION_FINISHED: "MACHINE_DETECTION_FINISHED",
     VoiceEventType.MACHINE_DETECTION_FAILED: "MACHINE_DETECTION_FAILED",
     VoiceEventType.MACHINE_MESSAGE_DETECTION_FINISHED: "MACHINE_MESSAGE_DETECTION_FINISHED",
@@ -284,9 +287,39 @@ def _recording_step(event: VoiceEvent) -> dict[str, Any]:
     return {}
 
 
+def application_transfer_json(event: VoiceEvent) -> dict[str, Any]:
+    """APPLICATION_TRANSFER_REQUESTED `{sourceCallsConfigurationId, sourceApplicationId, transferId, call,
+    locationId}`; _FINISHED adds the destination's ids; _FAILED has the ids and `transferId` only. An application
+    here is its calls configuration (the same id); `locationId` (Infobip's data centre) is null."""
+    source = {
+        "sourceCallsConfigurationId": event.source_configuration_id,
+        "sourceApplicationId": event.source_configuration_id,
+    }
+    destination = {
+        "destinationCallsConfigurationId": event.destination_configuration_id,
+        "destinationApplicationId": event.destination_configuration_id,
+    }
+    if event.type == VoiceEventType.CALL_TRANSFER_REQUESTED:
+        return source | {"transferId": event.transfer_id, "call": call_json(event.call), "locationId": None}
+    if event.type == VoiceEventType.CALL_TRANSFER_FINISHED:
+        return (
+            source | destination | {"transferId": event.transfer_id, "call": call_json(event.call), "locationId": None}
+        )
+    return source | destination | {"transferId": event.transfer_id}
+
+
+_TRANSFER_EVENTS = (
+    VoiceEventType.CALL_TRANSFER_REQUESTED,
+    VoiceEventType.CALL_TRANSFER_FINISHED,
+    VoiceEventType.CALL_TRANSFER_FAILED,
+)
+
+
 def _properties(event: VoiceEvent) -> dict[str, Any]:
     call = event.call
     kind = event.type
+    if kind in _TRANSFER_EVENTS:
+        return application_transfer_json(event)
     if event.dialog is not None and kind in _DIALOG_FILES:
         calls = {c.id: c for c in (call, event.child) if c is not None}
         return {"recording": dialog_recording_json(event.dialog, event.recordings, calls)}
@@ -333,7 +366,7 @@ class InfobipEventRenderer:
         body: dict[str, Any] = {
             "type": self.name(event.type),
             "callId": None if event.dialog is not None else event.call.id,
-            "callsConfigurationId": event.call.configuration_id,
+            "callsConfigurationId": event.to_configuration_id or event.call.configuration_id,
             "timestamp": infobip_time(event.at),
             "properties": _properties(event),
         }

@@ -46,6 +46,7 @@ from callplane.surfaces.infobip.calls_request_mapping import (
 )
 from callplane.surfaces.infobip.calls_wire import (
     AnswerBody,
+    ApplicationTransferBody,
     CallBody,
     CaptureDtmfBody,
     CompositionBody,
@@ -226,6 +227,38 @@ async def hangup(
     code = ErrorCode[body.errorCode] if body is not None and body.errorCode else None
     call = await voice.hangup(account_id=principal.account.id, call_id=call_id, error_code=code)
     return json_response(call_json(call))
+
+
+@router.post("/calls/{call_id}/application-transfer")
+async def application_transfer(
+    call_id: str, body: ApplicationTransferBody, principal: VoicePrincipalDep, voice: VoiceDep
+) -> Response:
+    """Offer the call to another calls configuration of the account (APPLICATION_TRANSFER_REQUESTED goes to its
+    subscribers); it answers with accept or reject within `timeout` seconds, else the transfer fails."""
+    await voice.application_transfer(
+        account_id=principal.account.id,
+        call_id=call_id,
+        destination_configuration_id=body.destinationCallsConfigurationId,
+        timeout_s=body.timeout,
+        custom_data=body.customData,
+    )
+    return json_response(PENDING)
+
+
+@router.post("/calls/{call_id}/application-transfer/{transfer_id}/accept")
+async def accept_application_transfer(
+    call_id: str, transfer_id: str, principal: VoicePrincipalDep, voice: VoiceDep
+) -> Response:
+    await voice.accept_application_transfer(account_id=principal.account.id, call_id=call_id, transfer_id=transfer_id)
+    return json_response(PENDING)
+
+
+@router.post("/calls/{call_id}/application-transfer/{transfer_id}/reject")
+async def reject_application_transfer(
+    call_id: str, transfer_id: str, principal: VoicePrincipalDep, voice: VoiceDep
+) -> Response:
+    await voice.reject_application_transfer(account_id=principal.account.id, call_id=call_id, transfer_id=transfer_id)
+    return json_response(PENDING)
 
 
 @router.post("/calls/{call_id}/say")

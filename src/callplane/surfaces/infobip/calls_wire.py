@@ -261,3 +261,13 @@ class ConnectWithNewCallBody(BaseModel):
     callRequest: DialogCallBody
     connectOnEarlyMedia: bool = False
     conferenceRequest: ConferenceRequestBody | None = None
+
+
+class ApplicationTransferBody(BaseModel):
+    """`CallsApplicationTransferRequest`: `platform` (Infobip's application/entity) is accepted and ignored."""
+
+    model_config = _WIRE
+    destinationCallsConfigurationId: str = Field(min_length=1)
+    platform: dict[str, object] | None = None
+    timeout: int = Field(default=30, ge=1, le=600)
+    customData: dict[str, str] | None = None
