@@ -24,6 +24,7 @@ from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
 from callplane.core.transcripts.engine import AsrSettings
 from callplane.core.transcripts.runtime import TranscriptionRuntime
+from callplane.core.transcripts.streaming import LiveAsr
 from callplane.core.voice.queries import RECORDINGS_DIRECTORY
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.live.call_tracking import CallTrackingPlanner
@@ -257,6 +258,7 @@ async def start_voice(
         inbound_answer_timeout_s=settings.voice_inbound_answer_timeout_seconds,
         job_max_attempts=settings.job_max_attempts,
         listeners=[contact_center_legs.put],
+        live_asr=LiveAsr(asr_settings(settings)),  # live transcription and speech capture
     )
     await voice.start()
     context.voice = voice

@@ -29,6 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
+from callplane.core.transcripts.engine import AsrSettings
+from callplane.core.transcripts.streaming import LiveAsr
 from callplane.core.voice import records, trunks
 from callplane.core.voice.conference_models import VoiceConference
 from callplane.core.voice.configurations import get_configuration, route_for
@@ -56,6 +58,8 @@ from callplane.core.voice.schemas import (
     PlayOptions,
     RecordingRequest,
     Speech,
+    SpeechCaptureRequest,
+    TranscriptionRequest,
 )
 from callplane.core.voice.states import (
     LIVE_STATES,
@@ -78,6 +82,8 @@ from callplane.live.inbound import InboundPlan, InboundPlanner
 from callplane.live.machine_detection import MachineDetection
 from callplane.live.media_actions import MediaActions
 from callplane.live.reads import VoiceReads
+from callplane.live.speech_capture import SpeechCaptures
+from callplane.live.transcription import LiveTranscription
 from callplane.live.transfers import ApplicationTransfers
 from callplane.media.engine import (
     CallAnswered,
@@ -134,13 +140,16 @@ class VoiceService(VoiceReads):
         inbound_answer_timeout_s: float = DEFAULT_INBOUND_ANSWER_TIMEOUT_S,
         listeners: Iterable[LegListener] = (),
         job_max_attempts: int | None = None,
+        live_asr: LiveAsr | None = None,
     ) -> None:
         """`relay`: where commands for calls carried by another media node go (live/relay.py; None: embedded).
         `inbound_planner`: takes inbound calls that no route owns (call tracking's promo numbers).
         `inbound_answer_timeout_s`: an inbound call the application has not answered after this long ends
         NO_ANSWER (480, Q.850 cause 19, source PLATFORM). `listeners`: told every leg event after its
         change is committed, before this service's dialogs hear it; each must return quickly.
-        `job_max_attempts`: of the post-call processing jobs it queues (None: the queue's default)."""
+        `job_max_attempts`: of the post-call processing jobs it queues (None: the queue's default).
+        `live_asr`: the speech-to-text of live transcription and speech capture (None: the registry model under
+        `data_dir`/models; loaded on the first decode)."""
         super().__init__(sessions=sessions, data_dir=data_dir)
         self.engine = engine
         self.secret_box = secret_box
@@ -156,6 +165,9 @@ class VoiceService(VoiceReads):
         self.calls = LiveCalls(engine=engine, sessions=sessions, renderer=renderer, data_dir=data_dir)
         self.media = MediaActions(calls=self.calls, fetch_policy=fetch_policy)
         self.dialogs = Dialogs(calls=self.calls, media=self.media, control=self)
+        self.live_asr = live_asr or LiveAsr(AsrSettings(data_dir=data_dir / "models"))
+        self.transcription = LiveTranscription(calls=self.calls, asr=self.live_asr)
+        self.speech = SpeechCaptures(calls=self.calls, asr=self.live_asr)
         self.machine_detection = MachineDetection(calls=self.calls)
         self._listeners.append(self.machine_detection.on_leg)  # a listener like any other: its errors are logged
         self.conferences = Conferences(calls=self.calls, media=self.media, control=self)
@@ -196,6 +208,7 @@ class VoiceService(VoiceReads):
         for live in list(self.calls.by_call.values()):
             await self._finish(live.call_id, shutdown)
         self.calls.cancel_tasks()
+        self.live_asr.close()
 
     async def recover_orphans(self) -> int:
         """Calls this node left live when it stopped uncleanly end now: FAILED, PLATFORM, ENGINE_RESTARTED."""
@@ -472,6 +485,18 @@ class VoiceService(VoiceReads):
     @relayed
     async def stop_recording(self, *, account_id: str, call_id: str) -> None:
         await self.media.stop_recording(account_id=account_id, call_id=call_id)
+
+    @relayed
+    async def start_transcription(self, *, account_id: str, call_id: str, request: TranscriptionRequest) -> None:
+        await self.transcription.start(account_id=account_id, call_id=call_id, request=request)
+
+    @relayed
+    async def stop_transcription(self, *, account_id: str, call_id: str) -> None:
+        await self.transcription.stop(account_id=account_id, call_id=call_id)
+
+    @relayed
+    async def capture_speech(self, *, account_id: str, call_id: str, request: SpeechCaptureRequest) -> None:
+        await self.speech.capture(account_id=account_id, call_id=call_id, request=request)
 
     @relayed
     async def create_dialog(
@@ -935,6 +960,8 @@ class VoiceService(VoiceReads):
     ) -> bool:
         """The one way a call ends: terminal state, core Call closed and exactly one terminal event."""
         live = self.calls.forget(call_id)
+        self.transcription.call_ended(call_id)
+        await self.speech.call_ended(call_id)  # its HANGUP outcome goes before the terminal event
         self.holds.forget(call_id)
         await self.app_transfers.report_ended(call_id)  # a transfer still pending fails before the call's end
         if live is not None:

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callplane.core.transcripts.capture import CapturedSpeech
+from callplane.core.transcripts.streaming import LiveTranscript
 from callplane.core.voice.conference_models import VoiceConferenceParticipant
 from callplane.core.voice.conferences import ConferenceView
 from callplane.core.voice.configurations import subscribers
@@ -75,6 +77,8 @@ class VoiceEventType(StrEnum):
     MACHINE_DETECTION_FAILED = "voice.machine_detection.failed"  # no verdict (no audio, the call ended first)
     MACHINE_MESSAGE_DETECTION_FINISHED = "voice.machine_detection.message_finished"  # the greeting ended
     MACHINE_MESSAGE_DETECTION_FAILED = "voice.machine_detection.message_failed"  # not found in time
+    TRANSCRIPTION = "voice.transcription"  # a live transcript of a call leg: INTERIM or COMPLETE
+    SPEECH_CAPTURED = "voice.speech.captured"  # a speech capture ended (key phrase, silence, timeout, hangup)
 
 
 TERMINAL_EVENT_TYPES = (VoiceEventType.CALL_FINISHED, VoiceEventType.CALL_FAILED)
@@ -102,6 +106,8 @@ SUBSCRIBABLE_EVENT_TYPES = (
     VoiceEventType.CALL_TRANSFER_REQUESTED,
     VoiceEventType.CALL_TRANSFER_FINISHED,
     VoiceEventType.CALL_TRANSFER_FAILED,
+    VoiceEventType.TRANSCRIPTION,
+    VoiceEventType.SPEECH_CAPTURED,
 )
 
 
@@ -135,6 +141,8 @@ class VoiceEvent:
     participant: VoiceConferenceParticipant | None = None
     detection_result: str | None = None  # MACHINE_DETECTION_FINISHED, MACHINE_MESSAGE_*: HUMAN | MACHINE
     confidence: dict[str, float] = field(default_factory=dict)  # MACHINE_DETECTION_FINISHED: per class, 0..1
+    transcript: LiveTranscript | None = None  # TRANSCRIPTION
+    speech: CapturedSpeech | None = None  # SPEECH_CAPTURED
 
 
 class VoiceEventRenderer(Protocol):

@@ -32,6 +32,8 @@ __all__ = [
     "RecordingChannels",
     "RecordingRequest",
     "Speech",
+    "SpeechCaptureRequest",
+    "TranscriptionRequest",
 ]
 
 DEFAULT_MAX_DURATION_S = 28800
@@ -178,3 +180,28 @@ class ParticipantUpdate:
     muted: bool | None = None
     deaf: bool | None = None
     role: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionRequest:
+    """Live transcription of a call leg (`start-transcription`): what the far end says, in `language` (an IETF tag
+    such as en-US), as COMPLETE results per utterance and, with `interim`, INTERIM ones while it goes on."""
+
+    language: str
+    interim: bool = False
+    custom_dictionary: tuple[str, ...] = ()  # accepted, not used by the recogniser
+    advanced_formatting: bool = False  # Whisper punctuates and cases anyway
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechCaptureRequest:
+    """A short spoken answer (`capture/speech`): ended by a key phrase, `max_silence_s` of silence after speech,
+    `timeout_s` in all, or the hangup."""
+
+    language: str
+    timeout_s: int
+    max_silence_s: int | None = None
+    key_phrases: tuple[str, ...] = ()
+    terminate_on_key_phrase: bool = True
+    custom_dictionary: tuple[str, ...] = ()
+    custom_data: Mapping[str, str] = field(default_factory=dict)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from callplane.core.transcripts.capture import CapturedSpeech
+from callplane.core.transcripts.streaming import LiveTranscript
 from callplane.core.voice.events import VoiceEvent, VoiceEventType
 from callplane.core.voice.models import CallsConfiguration, EndpointType, VoiceCall, VoiceDialog, VoiceRecording
 from callplane.core.voice.states import ERROR_DESCRIPTIONS, ErrorCode
@@ -187,6 +189,31 @@ def dialog_log_json(dialog: VoiceDialog) -> dict[str, Any]:
     }
 
 
+def transcription_json(transcript: LiveTranscript) -> dict[str, Any]:
+    """TRANSCRIPTION's properties: one result, INTERIM or COMPLETE."""
+    return {
+        "results": [
+            {
+                "type": transcript.kind.value,
+                "startTime": infobip_time(transcript.start),
+                "endTime": infobip_time(transcript.end),
+                "text": transcript.text,
+                "confidence": transcript.confidence,
+            }
+        ]
+    }
+
+
+def speech_captured_json(speech: CapturedSpeech) -> dict[str, Any]:
+    """SPEECH_CAPTURED's properties."""
+    return {
+        "fullText": speech.text,
+        "matchedKeyPhrase": speech.matched_key_phrase,
+        "confidence": speech.confidence,
+        "terminationReason": speech.reason.value,
+    }
+
+
 # Infobip's name for each of callplane's voice event types (§1.7): the body's `type` and what subscriptions list.
 EVENT_NAMES = {
     VoiceEventType.CALL_RECEIVED: "CALL_RECEIVED",
@@ -212,6 +239,8 @@ EVENT_NAMES = {
     VoiceEventType.DIALOG_RECORDING_FAILED: "DIALOG_RECORDING_FAILED",
     VoiceEventType.DIALOG_COMPOSITION_FINISHED: "DIALOG_COMPOSITION_FINISHED",
     VoiceEventType.DIALOG_COMPOSITION_FAILED: "DIALOG_COMPOSITION_FAILED",
+    VoiceEventType.TRANSCRIPTION: "TRANSCRIPTION",
+    VoiceEventType.SPEECH_CAPTURED: "SPEECH_CAPTURED",
     VoiceEventType.CONFERENCE_CREATED: "CONFERENCE_CREATED",
     VoiceEventType.CONFERENCE_FINISHED: "CONFERENCE_FINISHED",
     VoiceEventType.PARTICIPANT_JOINING: "PARTICIPANT_JOINING",
@@ -344,6 +373,10 @@ def _properties(event: VoiceEvent) -> dict[str, Any]:
         return {"detectionResult": event.detection_result, "confidenceRating": event.confidence or None}
     if kind in _MACHINE_DETECTION_FAILURES:
         return {"reason": event.detail}
+    if kind == VoiceEventType.TRANSCRIPTION and event.transcript is not None:
+        return transcription_json(event.transcript)
+    if kind == VoiceEventType.SPEECH_CAPTURED and event.speech is not None:
+        return speech_captured_json(event.speech)
     played = {"duration": event.duration_ms, "playedCompletely": event.played_completely}
     if kind in (VoiceEventType.SAY_FINISHED, VoiceEventType.PLAY_FINISHED):  # the guide: both carry the key
         return played | {"capturedDtmf": event.digits}

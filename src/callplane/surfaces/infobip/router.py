@@ -12,8 +12,10 @@ from callplane.surfaces.infobip.conferences import router as conferences_router
 from callplane.surfaces.infobip.errors import InfobipRoute
 from callplane.surfaces.infobip.files import router as files_router
 from callplane.surfaces.infobip.sip_trunks import router as sip_trunks_router
+from callplane.surfaces.infobip.speech import router as speech_router
 
 router = APIRouter(route_class=InfobipRoute, tags=["Infobip Calls"])
 router.include_router(sip_trunks_router)
 router.include_router(files_router)
+router.include_router(speech_router)
 router.include_router(conferences_router)
