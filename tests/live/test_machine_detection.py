@@ -5,6 +5,7 @@ client's models."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import pytest
 from infobip_api_client.models.calls_machine_detection_properties import CallsMachineDetectionProperties
 from infobip_api_client.models.calls_machine_detection_request import CallsMachineDetectionRequest
 
+from callplane.core.voice.schemas import Endpoint, EndpointType, MachineDetectionRequest, NewCall
+from callplane.live.relay import decode, encode
 from callplane.media.amd import Verdict
 from callplane.testing.engine import FarEnd
 from tests.amd.generate import single
@@ -214,3 +217,13 @@ def test_machine_detection_requests_the_client_refuses_are_refused_and_disabled_
     assert not live.fake.calls[engine_id].taps
     types = _hang_up(app, receiver, call_id)
     assert not [t for t in types if t in MACHINE_EVENTS]
+
+
+def test_the_relay_carries_a_call_request_with_machine_detection() -> None:
+    """An API process without the engine forwards create_call to the node: the request arrives whole."""
+    request = NewCall(
+        configuration_id="configuration",
+        endpoint=Endpoint(EndpointType.SIP, "voicemail", host="127.0.0.1:5999"),
+        machine_detection=MachineDetectionRequest(detection_time_ms=2500, message_timeout_ms=20_000),
+    )
+    assert decode(json.loads(json.dumps(encode(request)))) == request
