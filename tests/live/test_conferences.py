@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import secrets
 import wave
+from collections.abc import Iterator
 from io import BytesIO
 from typing import Any
 
+import httpx
 import pytest
 from infobip_api_client.exceptions import ApiException
 from infobip_api_client.models.call_endpoint_type import CallEndpointType
@@ -27,7 +29,7 @@ from infobip_api_client.models.calls_update_call_request import CallsUpdateCallR
 from callplane.media.engine import RINGBACK, SpeechSource
 from callplane.testing.engine import BUSY, FarEnd
 from callplane.testing.infobip import calls_api
-from tests.live.support import CallsApp, LiveServer, Receiver, eventually
+from tests.live.support import CallsApp, LiveServer, Receiver, eventually, serving
 
 pytestmark = pytest.mark.xdist_group("live-fake-engine")
 
@@ -290,6 +292,8 @@ def test_connect_puts_two_calls_in_a_conference_that_outlives_one_of_them(
     assert types[0] == "CONFERENCE_CREATED" and types.count("PARTICIPANT_JOINING") == 2
     assert app.http.post("/calls/1/connect", json={"callIds": [a]}).status_code == 400
     assert app.http.post("/calls/1/connect", json={"callIds": [a, b]}).status_code == 400  # already in one
+    in_dialog = app.http.post(f"/calls/1/dialogs/parent-call/{a}/child-call/{b}", json={})
+    assert in_dialog.status_code == 400 and "in a conference" in _error(in_dialog)
 
     live.fake.far_end(a_engine).hang_up()
     _wait_event(receiver, conference_id, "PARTICIPANT_REMOVED", a)
@@ -475,3 +479,50 @@ def test_the_official_client_drives_a_conference(live: LiveServer, app: CallsApp
     assert [s.call_id for s in history.sessions or []] == call_ids
     listed = calls.get_conferences_history(name=name)
     assert [found.conference_id for found in listed.results or []] == [conference.id]
+
+
+# ---- an API process without the engine -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def api_only(live: LiveServer) -> Iterator[str]:
+    """An API process beside the media node: same database and data folder, no engine, no workers."""
+    settings = live.settings.model_copy(update={"voice_enabled": False, "workers_enabled": False})
+    with serving(settings, None) as base_url:
+        yield base_url
+
+
+def test_an_api_only_process_relays_a_conference_to_the_node_that_mixes_it(
+    live: LiveServer, app: CallsApp, receiver: Receiver, api_only: str
+) -> None:
+    users = [_user("relayed") for _ in range(2)]
+    for user in users:
+        live.fake.route(user, FarEnd())
+    with httpx.Client(base_url=api_only, headers={"Authorization": f"App {app.token}"}, timeout=30) as api:
+        created = api.post("/calls/1/conferences", json={"callsConfigurationId": app.configuration_id})
+        assert created.status_code == 201, created.text
+        conference_id = created.json()["id"]
+        assert conference_id in live.fake.mixes  # created on the node
+        placed = []
+        for user in users:
+            added = api.post(
+                f"/calls/1/conferences/{conference_id}/call",
+                json={"callRequest": {"endpoint": {"type": "SIP", "username": user, "host": "127.0.0.1:5999"}}},
+            )
+            assert added.status_code == 200, added.text
+            placed.append(added.json()["call"]["id"])
+        for call_id in placed:
+            _wait_event(receiver, conference_id, "PARTICIPANT_JOINED", call_id)
+        said = api.post(f"/calls/1/conferences/{conference_id}/say", json={"text": "Relayed.", "language": "en"})
+        assert said.status_code == 200, said.text
+        _wait_event(receiver, conference_id, "SAY_FINISHED")
+        muted = api.patch(f"/calls/1/conferences/{conference_id}/call/{placed[0]}", json={"muted": True})
+        assert muted.status_code == 200, muted.text
+        _wait_event(receiver, conference_id, "PARTICIPANT_MEDIA_CHANGED", placed[0])
+        missing = api.delete(f"/calls/1/conferences/{conference_id}/call/nobody")
+        assert missing.status_code == 404, missing.text  # the node's error, relayed
+        hung = api.post(f"/calls/1/conferences/{conference_id}/hangup")
+        assert hung.status_code == 200 and hung.json()["id"] == conference_id
+        _wait_event(receiver, conference_id, "CONFERENCE_FINISHED")
+        ended = api.post(f"/calls/1/conferences/{conference_id}/say", json={"text": "x", "language": "en"})
+        assert ended.status_code == 400, ended.text

@@ -522,7 +522,7 @@ class Conferences:
             if not keep_conference:
                 await session.execute(
                     update(VoiceCall)
-                    .where(VoiceCall.id == call_id, VoiceCall.state == VoiceCallState.ESTABLISHED)
+                    .where(VoiceCall.id == call_id)
                     .values(conference_id=None)
                     .execution_options(synchronize_session=False)
                 )

@@ -92,6 +92,8 @@ class Dialogs:
         parent = await self.calls.get_call(account_id=account_id, call_id=parent_call_id)
         if parent.dialog_id is not None:
             raise InvalidCallState("the call is already in a dialog")
+        if parent.conference_id is not None:
+            raise InvalidCallState("the call is in a conference: a conference's calls cannot be in a dialog")
         if child is None:
             raise InvalidInput("childCallRequest is required")
         async with self.calls.sessions() as session:
@@ -134,6 +136,8 @@ class Dialogs:
         calls = [await self.calls.get_call(account_id=account_id, call_id=leg.call_id) for leg in legs]
         if any(call.dialog_id is not None for call in calls):
             raise InvalidCallState("the call is already in a dialog")
+        if any(call.conference_id is not None for call in calls):
+            raise InvalidCallState("the call is in a conference: a conference's calls cannot be in a dialog")
         if any(call.state != VoiceCallState.ESTABLISHED for call in calls):
             raise InvalidCallState("both calls must be answered (ESTABLISHED) to be joined in a dialog")
         dialog = await self._new_dialog(calls[0], child_hangup_ends_parent, child_call_id=child_call_id)
@@ -629,12 +633,9 @@ class Dialogs:
                 file_id = new_id()
                 storage_key = f"{dialog.account_id}/{file_id}.wav"
                 target = self.calls.recordings_dir() / storage_key
-                duration_ms = await asyncio.to_thread(
-                    compose_tracks,
-                    [self.calls.recordings_dir() / f.storage_key for f in files],
-                    target,
-                    multi_channel=multi_channel,
-                )
+                tracks = [await self.calls.store.fetch(queries.recording_key(f)) for f in files]
+                duration_ms = await asyncio.to_thread(compose_tracks, tracks, target, multi_channel=multi_channel)
+                size_bytes = await self.calls.store.publish_path(target)
                 composed.append(
                     VoiceRecording(
                         id=file_id,
@@ -644,7 +645,7 @@ class Dialogs:
                         name=f"{file_id}.wav",
                         storage_key=storage_key,
                         channels="STEREO" if multi_channel and len(files) == 2 else "MONO",
-                        size_bytes=target.stat().st_size,
+                        size_bytes=size_bytes,
                         duration_ms=duration_ms,
                         custom_data=dict(files[0].custom_data),
                         started_at=started_at,
@@ -669,9 +670,7 @@ class Dialogs:
                     .values(ready=False, deleted_at=utcnow())
                 )
         if delete_call_recordings:
-            for recording in sources:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.calls.recordings_dir() / recording.storage_key).unlink()
+            await self.calls.store.delete_all([queries.recording_key(recording) for recording in sources])
         await self.calls.emit_dialog(dialog.id, VoiceEventType.DIALOG_COMPOSITION_FINISHED, recordings=composed)
 
 
