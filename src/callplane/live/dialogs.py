@@ -633,9 +633,12 @@ class Dialogs:
                 file_id = new_id()
                 storage_key = f"{dialog.account_id}/{file_id}.wav"
                 target = self.calls.recordings_dir() / storage_key
-                tracks = [await self.calls.store.fetch(queries.recording_key(f)) for f in files]
-                duration_ms = await asyncio.to_thread(compose_tracks, tracks, target, multi_channel=multi_channel)
-                size_bytes = await self.calls.store.publish_path(target)
+                duration_ms = await asyncio.to_thread(
+                    compose_tracks,
+                    [self.calls.recordings_dir() / f.storage_key for f in files],
+                    target,
+                    multi_channel=multi_channel,
+                )
                 composed.append(
                     VoiceRecording(
                         id=file_id,
@@ -645,7 +648,7 @@ class Dialogs:
                         name=f"{file_id}.wav",
                         storage_key=storage_key,
                         channels="STEREO" if multi_channel and len(files) == 2 else "MONO",
-                        size_bytes=size_bytes,
+                        size_bytes=target.stat().st_size,
                         duration_ms=duration_ms,
                         custom_data=dict(files[0].custom_data),
                         started_at=started_at,
@@ -670,7 +673,9 @@ class Dialogs:
                     .values(ready=False, deleted_at=utcnow())
                 )
         if delete_call_recordings:
-            await self.calls.store.delete_all([queries.recording_key(recording) for recording in sources])
+            for recording in sources:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.calls.recordings_dir() / recording.storage_key).unlink()
         await self.calls.emit_dialog(dialog.id, VoiceEventType.DIALOG_COMPOSITION_FINISHED, recordings=composed)
 
 
