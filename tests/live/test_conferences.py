@@ -4,10 +4,12 @@ composition, on SQLite and PostgreSQL, over HTTP and through the official client
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import wave
 from collections.abc import Iterator
+from datetime import timedelta
 from io import BytesIO
 from typing import Any
 
@@ -25,7 +27,12 @@ from infobip_api_client.models.calls_sip_endpoint import CallsSipEndpoint
 from infobip_api_client.models.calls_sip_trunk_type import CallsSipTrunkType
 from infobip_api_client.models.calls_static_sip_trunk_request import CallsStaticSipTrunkRequest
 from infobip_api_client.models.calls_update_call_request import CallsUpdateCallRequest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from callplane.core.voice.conference_models import VoiceConference
+from callplane.core.voice.retention import sweep
+from callplane.db.base import utcnow
 from callplane.media.engine import RINGBACK, SpeechSource
 from callplane.testing.engine import BUSY, FarEnd
 from callplane.testing.infobip import calls_api
@@ -526,3 +533,32 @@ def test_an_api_only_process_relays_a_conference_to_the_node_that_mixes_it(
         _wait_event(receiver, conference_id, "CONFERENCE_FINISHED")
         ended = api.post(f"/calls/1/conferences/{conference_id}/say", json={"text": "x", "language": "en"})
         assert ended.status_code == 400, ended.text
+
+
+def test_the_retention_sweep_deletes_a_finished_conference_after_the_history_days(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    live_one, old = _create(app)["id"], _create(app)["id"]
+    assert app.http.post(f"/calls/1/conferences/{old}/hangup").status_code == 200
+    _wait_event(receiver, old, "CONFERENCE_FINISHED")
+
+    async def backdate_and_sweep() -> int:
+        engine = create_async_engine(live.settings.resolved_database_url)
+        try:
+            async with AsyncSession(engine) as session, session.begin():
+                await session.execute(
+                    update(VoiceConference)
+                    .where(VoiceConference.id == old)
+                    .values(ended_at=utcnow() - timedelta(days=6), created_at=utcnow() - timedelta(days=6))
+                )
+                result = await sweep(
+                    session=session, data_dir=live.settings.data_dir, now=utcnow(), history_days=5, recording_days=0
+                )
+            return result.conferences
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(backdate_and_sweep()) >= 1
+    assert app.http.get(f"/calls/1/conferences/{old}").status_code == 404
+    assert app.http.get(f"/calls/1/conferences/{live_one}").status_code == 200  # live: never swept
+    assert app.http.post(f"/calls/1/conferences/{live_one}/hangup").status_code == 200

@@ -2,7 +2,7 @@
 
 - Recordings (call and dialog files) go `recording_days` after they ended: the file is removed and the
   metadata is kept marked deleted, as a DELETE through the API does.
-- Finished calls and dialogs (the history) go `history_days` after they ended, rows and all, once none of
+- Finished calls, dialogs and conferences (the history) go `history_days` after they ended, rows and all, once none of
   their recordings is still stored. The core `Call` of a voice call stays (it is the platform's record,
   with its transcript); so does a recording file the post-call pipeline took for it.
 - Uploaded files (`/calls/1/files`) go when unused for 90 days: `expires_at` moves on each play.
@@ -22,6 +22,7 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callplane.core.calls.models import Call
+from callplane.core.voice.conference_models import ConferenceState, VoiceConference, VoiceConferenceParticipant
 from callplane.core.voice.files import files_dir
 from callplane.core.voice.models import DialogState, VoiceCall, VoiceDialog, VoiceRecording
 from callplane.core.voice.queries import RECORDINGS_DIRECTORY
@@ -41,6 +42,7 @@ class SweepResult:
     recordings: int = 0  # recording files removed
     calls: int = 0  # history rows deleted
     dialogs: int = 0
+    conferences: int = 0
     media_files: int = 0  # expired uploads
     paths: list[Path] = field(default_factory=list)  # to unlink once the transaction has committed
 
@@ -112,6 +114,25 @@ async def _delete_history(session: AsyncSession, cutoff: datetime, result: Sweep
     if dialog_ids:
         await session.execute(delete(VoiceDialog).where(VoiceDialog.id.in_(dialog_ids)))
         result.dialogs += len(dialog_ids)
+    conference_stored = exists().where(
+        VoiceRecording.conference_id == VoiceConference.id, VoiceRecording.ready.is_(True)
+    )
+    conference_ids = list(
+        await session.scalars(
+            select(VoiceConference.id)
+            .where(
+                VoiceConference.state == ConferenceState.FINISHED,
+                VoiceConference.ended_at < cutoff,
+                ~conference_stored,
+            )
+            .limit(_BATCH)
+        )
+    )
+    if conference_ids:
+        participants = VoiceConferenceParticipant.conference_id.in_(conference_ids)
+        await session.execute(delete(VoiceConferenceParticipant).where(participants))
+        await session.execute(delete(VoiceConference).where(VoiceConference.id.in_(conference_ids)))
+        result.conferences += len(conference_ids)
 
 
 async def _expire_media_files(session: AsyncSession, data_dir: Path, now: datetime, result: SweepResult) -> None:
