@@ -156,6 +156,39 @@ class _MediaCollector(Collector):
         )
 
 
+class MediaStreamTally:
+    """Media streaming's counts (media/streaming.py), plain adds on the event loop like `MediaTally`."""
+
+    __slots__ = ("dropped_backpressure", "dropped_not_connected", "frames_sent", "returned_overflow")
+
+    def __init__(self) -> None:
+        self.frames_sent = 0
+        self.dropped_backpressure = 0
+        self.dropped_not_connected = 0
+        self.returned_overflow = 0
+
+
+STREAMS = MediaStreamTally()
+
+
+class _MediaStreamCollector(Collector):
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "callplane_media_stream_frames_sent", "20 ms frames sent to media-stream servers", value=STREAMS.frames_sent
+        )
+        drops = CounterMetricFamily(
+            "callplane_media_stream_dropped_frames",
+            "Media-stream frames dropped: backpressure (the server reads too slowly: the bounded queue was full), "
+            "not_connected (before the handshake or after the connection went), returned_overflow (replaceMedia "
+            "audio the server sent ahead of the call)",
+            labels=["reason"],
+        )
+        drops.add_metric(["backpressure"], STREAMS.dropped_backpressure)
+        drops.add_metric(["not_connected"], STREAMS.dropped_not_connected)
+        drops.add_metric(["returned_overflow"], STREAMS.returned_overflow)
+        yield drops
+
+
 class _LiveCallsCollector(Collector):
     """Live calls per media node, read from the node's own registry at scrape time (never drifts)."""
 
@@ -171,6 +204,7 @@ class _LiveCallsCollector(Collector):
 
 _LIVE_CALLS = _LiveCallsCollector()
 REGISTRY.register(_MediaCollector())
+REGISTRY.register(_MediaStreamCollector())
 REGISTRY.register(_LIVE_CALLS)
 
 
