@@ -30,6 +30,7 @@ from callplane.core.tenancy.models import (
 )
 from callplane.core.transcripts.models import CallTranscript
 from callplane.core.voice.conference_models import VoiceConference, VoiceConferenceParticipant
+from callplane.core.voice.media_stream_models import MediaStreamConfig
 from callplane.core.voice.models import (
     CallsConfiguration,
     EventSubscription,
@@ -71,6 +72,7 @@ __all__ = [
     "Job",
     "MediaFile",
     "MediaNode",
+    "MediaStreamConfig",
     "Menu",
     "MenuAgent",
     "NodeCommand",
