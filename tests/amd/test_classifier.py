@@ -124,3 +124,18 @@ def test_a_person_after_frames_of_nothing_is_a_person(answers: list[Answer]) -> 
         detector.frame(None)
     (decision,) = detector.feed(person.samples)
     assert isinstance(decision, Decision) and decision.verdict is Verdict.HUMAN
+
+
+def test_a_short_greeting_then_a_beep_after_a_pause_is_a_machine(answers: list[Answer]) -> None:
+    """The beep starts 700 ms after "Hello?" and is a beep 160 ms later, past the 800 ms that would make a short
+    greeting a person's: a tone going on holds that verdict back."""
+    person = next(a for a in answers if a.text == "Hello?")
+    greeting = person.samples[: np.flatnonzero(np.abs(person.samples) > 1000)[-1] + 1]
+    # the beep starts on a frame boundary: no frame half speech-gap, half tone
+    greeting = np.concatenate([greeting, np.zeros(-len(greeting) % FRAME_SAMPLES, dtype=np.int16)])
+    beep = (np.sin(2 * np.pi * 440.0 * np.arange(3200) / 8000) * 8000).astype(np.int16)
+    silence = np.zeros(5600, dtype=np.int16)
+    detector = AnsweringMachineDetector(message_timeout_ms=10_000)
+    decision, end = detector.feed(np.concatenate([greeting, silence, beep, silence]))
+    assert isinstance(decision, Decision) and (decision.verdict, decision.cue) == (Verdict.MACHINE, Cue.BEEP)
+    assert isinstance(end, MessageEnd) and (end.found, end.cue) == (True, Cue.BEEP)

@@ -13,7 +13,8 @@ one small matrix product:
   start late; a person who answers says something). Confidence is low, and it says SILENCE.
 - **Beep**: a bank of Goertzel filters (400-2000 Hz, 25 Hz apart, computed as one matrix product per frame)
   finds frames whose energy is almost all one frequency; `BEEP_MIN_MS` of the same frequency is a beep. A beep
-  before the verdict -> MACHINE; after it, the end of the beep is the end of the message.
+  before the verdict -> MACHINE; after it, the end of the beep is the end of the message. A tone going on holds a
+  HUMAN verdict back (it may be a beep after a short greeting).
 - **End of message** (`message_timeout_ms`): after a MACHINE verdict, the beep's end, or `MESSAGE_END_SILENCE_MS`
   of silence after the greeting; neither before the timeout (counted from the answer) -> failed.
 
@@ -247,7 +248,7 @@ class AnsweringMachineDetector:
         silent_for = now - self._last_voice_ms
         if length >= MAX_HUMAN_GREETING_MS:
             return self._verdict(Verdict.MACHINE, Cue.LONG_GREETING, now, min(0.95, 0.6 + length / 8000))
-        if silent_for >= GREETING_GAP_MS:
+        if silent_for >= GREETING_GAP_MS and self._tone.frames == 0:  # a tone going on may be a beep: wait for it
             return self._verdict(Verdict.HUMAN, Cue.SHORT_GREETING, now, 0.95 - 0.3 * length / MAX_HUMAN_GREETING_MS)
         if now >= self.detection_time_ms:
             # still talking (or just paused) at the deadline: the longer the greeting so far, the likelier a machine
