@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 # chromium and chromium-driver: the console's browser tests (tests/console) drive Debian's own browser.
 SYSTEM_PACKAGES=(ffmpeg espeak-ng flite sox sip-tester openssh-server chromium chromium-driver)
+# kamailio: the SIP front door of the media nodes (`callplane sip-front`, deploy/kamailio; tests/scale).
+SYSTEM_PACKAGES+=(kamailio)
 # npm: the console's browser libraries (console/package.json) are installed from the npm registry here, once.
 command -v npm >/dev/null 2>&1 || SYSTEM_PACKAGES+=(npm)
 missing=()
@@ -18,6 +20,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts kamailio's own service with its sample config on 5060 (the media engine's default SIP port):
+# callplane runs Kamailio itself (`callplane sip-front`), so that service stays off.
+if [[ " ${missing[*]} " == *" kamailio "* ]] && command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
 fi
 
 PYTHON="${PYTHON:-python3}"

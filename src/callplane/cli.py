@@ -121,6 +121,52 @@ def media(
     asyncio.run(run_media_node(settings, health=(health_host, health_port) if health_port is not None else None))
 
 
+@app.command("media-drain")
+def media_drain(node_id: Annotated[str, typer.Argument(help="the node's CALLPLANE_VOICE_NODE_ID")]) -> None:
+    """Drain a media node: from its next heartbeat it answers 503 to OPTIONS and new INVITEs (a SIP front door takes
+    it out of rotation), new outbound calls go to other nodes, its live calls finish, then it exits.
+
+    The same as `POST /v1/admin/voice/nodes/{id}/drain`, or SIGUSR1 to the node's process."""
+    from callplane.live.nodes import request_drain
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        node = await request_drain(session, node_id=node_id)
+        if node is None:
+            raise typer.BadParameter(f"no media node {node_id!r} has ever run")
+        return {"id": node.id, "drain_requested_at": node.drain_requested_at, "stopped_at": node.stopped_at}
+
+    _print(_in_transaction(work))
+
+
+@app.command("sip-front")
+def sip_front(
+    node: Annotated[list[str], typer.Option(help="a media node's SIP address host:port (repeat for each node)")],
+    listen: Annotated[str, typer.Option(help="the front door's SIP address host:port (UDP)")] = "127.0.0.1:5060",
+    work_dir: Annotated[Path, typer.Option(help="where the dispatcher list and Kamailio's runtime files go")] = Path(
+        "sip-front"
+    ),
+    probe_seconds: Annotated[int, typer.Option(help="OPTIONS probe interval for each node")] = 1,
+    timeout_ms: Annotated[
+        int, typer.Option(help="a probe, or an INVITE a node does not answer at all, fails after this (ms)")
+    ] = 3000,
+    config: Annotated[Path | None, typer.Option(help="the Kamailio config (default: deploy/kamailio)")] = None,
+) -> None:
+    """Run Kamailio as the SIP front door of these media nodes: it writes the dispatcher list, then runs
+    `kamailio` in the foreground (round robin over the nodes that answer OPTIONS with 200; a 503 or no answer takes
+    a node out until it answers 200 again; an INVITE refused 503 or unanswered is retried on the next node)."""
+    from callplane.sipfront import FrontDoor, parse_address
+
+    front = FrontDoor(
+        listen=parse_address(listen),
+        nodes=[parse_address(address) for address in node],
+        work_dir=work_dir,
+        probe_seconds=probe_seconds,
+        config=config,
+        timeout_ms=timeout_ms,
+    )
+    raise typer.Exit(front.run())
+
+
 @app.command()
 def migrate(revision: str = "head") -> None:
     """Apply database migrations up to REVISION."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import socket
@@ -20,6 +21,7 @@ from callplane.core.recordings.fetch import DropFolder, FetchLimits
 from callplane.core.recordings.s3 import S3RecordingStorage, S3StorageConfig
 from callplane.core.recordings.storage import LocalRecordingStorage, RecordingStorage
 from callplane.core.recordings.targets import TargetPolicy
+from callplane.core.recordings.voice_files import VoiceFileStore
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import TenancyLookups
 from callplane.core.transcripts.engine import AsrSettings
@@ -30,7 +32,7 @@ from callplane.db.engine import create_engine, create_session_factory
 from callplane.live.call_tracking import CallTrackingPlanner
 from callplane.live.contact_center import ContactCenterRuntime, LegInbox
 from callplane.live.control import VoiceService
-from callplane.live.nodes import NodeHeartbeat, detached_engine
+from callplane.live.nodes import NodeHeartbeat, detached_engine, request_drain
 from callplane.live.registrar import TrunkRegistrar
 from callplane.live.relay import CommandExecutor, CommandRelay, Notifications
 from callplane.media.engine import CallEngine, EngineConfig
@@ -70,6 +72,17 @@ def build_recording_storage(settings: Settings) -> RecordingStorage:
             sse_kms_key_id=settings.storage_s3_sse_kms_key_id,
         )
     )
+
+
+def build_voice_files(settings: Settings, storage: RecordingStorage) -> VoiceFileStore:
+    """Voice recordings, compositions and uploaded media files: the engine's working copies under the data directory,
+    and with CALLPLANE_STORAGE_BACKEND=s3 the shared bucket (the same store as the pipeline's recordings)."""
+    return VoiceFileStore(settings.ensure_data_dir(), storage if settings.storage_backend != "local" else None)
+
+
+def attach_voice_files(voice: VoiceService, store: VoiceFileStore) -> None:
+    voice.store = store
+    voice.calls.store = store
 
 
 def build_context(settings: Settings) -> AppContext:
@@ -175,6 +188,7 @@ def build_pipeline_worker(
         ),
         drop_folder=DropFolder(settings.recording_drop_dir) if settings.recording_drop_dir else None,
         voice_recordings=DropFolder(settings.ensure_data_dir() / RECORDINGS_DIRECTORY),
+        voice_files=build_voice_files(settings, storage),
         on_outcome=notify_outcome,
         transcription=build_transcription(settings) if stages is None or "transcribe" in stages else None,
     )
@@ -216,6 +230,7 @@ def build_retention_sweeper(settings: Settings, context: AppContext) -> Retentio
         history_days=settings.voice_history_retention_days,
         recording_days=settings.voice_recording_retention_days,
         interval_s=settings.voice_retention_sweep_seconds,
+        store=build_voice_files(settings, context.storage),
     )
 
 
@@ -226,6 +241,7 @@ async def start_voice(
     workers: list[asyncio.Task[None]],
     *,
     engine: CallEngine | None = None,
+    on_drain: Callable[[], None] | None = None,
 ) -> Callable[[], Awaitable[None]]:
     """The in-process SIP/media engine (or the given one), its control plane and the trunk registrar (one engine per
     process), as a media node: heartbeat, and the commands other processes relay for its calls. Returns what stops
@@ -260,6 +276,7 @@ async def start_voice(
         listeners=[contact_center_legs.put],
         live_asr=LiveAsr(asr_settings(settings)),  # live transcription and speech capture
     )
+    attach_voice_files(voice, build_voice_files(settings, context.storage))
     await voice.start()
     context.voice = voice
     unwatch_live_calls = watch_live_calls(voice.node_id, voice.live_count)  # /metrics: live calls per node
@@ -282,6 +299,8 @@ async def start_voice(
         sip_address=f"{settings.sip_public_host or settings.sip_host}:{settings.sip_port}",
         live_calls=voice.live_count,
         every_s=settings.voice_node_heartbeat_seconds,
+        on_drain=functools.partial(drain_engine, engine, on_drain),
+        after_beat=functools.partial(voice.end_calls_of_dead_nodes, settings.voice_node_dead_after_seconds),
     )
     await heartbeat.start()
     executor = CommandExecutor(
@@ -312,6 +331,14 @@ async def start_voice(
     return stop_voice
 
 
+def drain_engine(engine: CallEngine, then: Callable[[], None] | None) -> None:
+    """A drain was asked for this node: the SIP engine answers 503 to OPTIONS and new INVITEs from now on."""
+    if isinstance(engine, SippyCallEngine):
+        engine.draining = True
+    if then is not None:
+        then()
+
+
 def start_detached_voice(settings: Settings, context: AppContext) -> Callable[[], Awaitable[None]]:
     """The Calls API without an engine (`serve --role api`): reads go to the database, commands for live calls
     to the media node carrying them, new calls to the least loaded live node. Returns what stops it."""
@@ -327,6 +354,7 @@ def start_detached_voice(settings: Settings, context: AppContext) -> Callable[[]
         trunk_channels=context.trunk_channels,
         relay=command_relay(settings, context, notifications, local_node=None),
     )
+    attach_voice_files(voice, build_voice_files(settings, context.storage))
     context.voice = voice
 
     async def stop_voice() -> None:
@@ -357,6 +385,32 @@ def listen_dsn(settings: Settings) -> str | None:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+async def drain_node(context: AppContext, node_id: str) -> None:
+    """Write this node's drain request (SIGUSR1): its heartbeat then drains it as for the admin API's."""
+    async with context.sessions() as session, session.begin():
+        await request_drain(session, node_id=node_id)
+
+
+async def stop_when_drained(context: AppContext, draining: asyncio.Event, stop: asyncio.Event) -> None:
+    """Once a drain is asked: wait until the node carries no call (new ones are refused by then), then stop."""
+    waiting = asyncio.create_task(draining.wait())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    stopping.cancel()
+    idle_checks = 0
+    while draining.is_set() and not stop.is_set():
+        voice = context.voice
+        idle = voice is None or (voice.live_count() == 0 and voice.calls.dialing == 0)
+        idle_checks = idle_checks + 1 if idle else 0
+        if idle_checks >= 3:  # idle across three looks: nothing was being placed between them either
+            log.warning("drained: no live calls left, stopping")
+            stop.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+
+
 async def run_media_node(settings: Settings, *, health: tuple[str, int] | None = None) -> None:
     """`callplane media`: the engine as a media node until SIGINT/SIGTERM (its calls are ended cleanly then)."""
     import signal
@@ -374,12 +428,16 @@ async def run_media_node(settings: Settings, *, health: tuple[str, int] | None =
         voice_events=InfobipEventRenderer(),
     )
     stop = asyncio.Event()
+    draining = asyncio.Event()  # a drain was asked (admin API, `callplane media-drain`, SIGUSR1)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     workers: list[asyncio.Task[None]] = []
-    stop_voice = await start_voice(settings, context, stop, workers)
+    stop_voice = await start_voice(settings, context, stop, workers, on_drain=draining.set)
     voice = context.voice
+    node_id = voice.node_id if voice is not None else settings.voice_node_id or socket.gethostname()
+    loop.add_signal_handler(signal.SIGUSR1, lambda: workers.append(loop.create_task(drain_node(context, node_id))))
+    workers.append(asyncio.create_task(stop_when_drained(context, draining, stop)))
     server = None
     if health is not None:
 
@@ -392,6 +450,7 @@ async def run_media_node(settings: Settings, *, health: tuple[str, int] | None =
                         "version": __version__,
                         "node": settings.voice_node_id or socket.gethostname(),
                         "live_calls": voice.live_count() if voice is not None else 0,
+                        "draining": draining.is_set(),
                     }
                 ).encode()
                 head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"

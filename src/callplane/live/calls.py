@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callplane.core.recordings.voice_files import VoiceFileStore
 from callplane.core.voice import queries
 from callplane.core.voice.events import VoiceEvent, VoiceEventRenderer, VoiceEventType, publish
 from callplane.core.voice.models import HangupSource, VoiceCall, VoiceCallState, VoiceDialog
@@ -146,6 +147,7 @@ class LiveCalls:
         self.sessions = sessions
         self.renderer = renderer
         self.data_dir = data_dir
+        self.store = VoiceFileStore(data_dir)  # runtime attaches the shared store (voice_files.py)
         self.by_call: dict[str, LiveCall] = {}
         self.by_engine: dict[str, LiveCall] = {}
         self.dialing = 0  # dials in flight: their events may arrive before `dial()` returns

@@ -81,6 +81,7 @@ from callplane.live.hold import Holds
 from callplane.live.inbound import InboundPlan, InboundPlanner
 from callplane.live.machine_detection import MachineDetection
 from callplane.live.media_actions import MediaActions
+from callplane.live.nodes import calls_of_dead_nodes
 from callplane.live.reads import VoiceReads
 from callplane.live.speech_capture import SpeechCaptures
 from callplane.live.transcription import LiveTranscription
@@ -224,6 +225,20 @@ class VoiceService(VoiceReads):
         if ids:
             log.warning("ended calls left live by a previous process", extra={"fields": {"calls": len(ids)}})
         return len(ids)
+
+    async def end_calls_of_dead_nodes(self, dead_after_s: float) -> int:
+        """Calls left live by nodes that died (killed: no clean stop, stale heartbeat) end here and now, as their own
+        node would on restart: FAILED, PLATFORM, ENGINE_RESTARTED, one terminal event each (the update is
+        conditional, so when several nodes do this at once each call still ends once). Run after each heartbeat."""
+        async with self.sessions() as session:
+            ids = await calls_of_dead_nodes(session, dead_after_s=dead_after_s, this_node=self.node_id)
+        ending = Ending(VoiceCallState.FAILED, HangupSource.PLATFORM, ErrorCode.ENGINE_RESTARTED)
+        ended = 0
+        for call_id in ids:
+            ended += await self._finish(call_id, ending)
+        if ended:
+            log.warning("ended calls of a dead media node", extra={"fields": {"calls": ended}})
+        return ended
 
     # ---- reads (any process; also for other voice routes) ----------------------------------------
 
@@ -867,7 +882,7 @@ class VoiceService(VoiceReads):
         recording_id, live.recording_id, live.recording_dialog_id = live.recording_id, None, None
         if recording_id is None:
             return
-        size = event.path.stat().st_size if event.path.exists() else None
+        size = await self.calls.store.publish_path(event.path)  # a shared store takes it before it is READY
         async with self.sessions() as session, session.begin():
             recording = await session.get(VoiceRecording, recording_id)
             call = await session.get(VoiceCall, live.call_id)

@@ -633,12 +633,9 @@ class Dialogs:
                 file_id = new_id()
                 storage_key = f"{dialog.account_id}/{file_id}.wav"
                 target = self.calls.recordings_dir() / storage_key
-                duration_ms = await asyncio.to_thread(
-                    compose_tracks,
-                    [self.calls.recordings_dir() / f.storage_key for f in files],
-                    target,
-                    multi_channel=multi_channel,
-                )
+                tracks = [await self.calls.store.fetch(queries.recording_key(f)) for f in files]
+                duration_ms = await asyncio.to_thread(compose_tracks, tracks, target, multi_channel=multi_channel)
+                size_bytes = await self.calls.store.publish_path(target)
                 composed.append(
                     VoiceRecording(
                         id=file_id,
@@ -648,7 +645,7 @@ class Dialogs:
                         name=f"{file_id}.wav",
                         storage_key=storage_key,
                         channels="STEREO" if multi_channel and len(files) == 2 else "MONO",
-                        size_bytes=target.stat().st_size,
+                        size_bytes=size_bytes,
                         duration_ms=duration_ms,
                         custom_data=dict(files[0].custom_data),
                         started_at=started_at,
@@ -673,9 +670,7 @@ class Dialogs:
                     .values(ready=False, deleted_at=utcnow())
                 )
         if delete_call_recordings:
-            for recording in sources:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.calls.recordings_dir() / recording.storage_key).unlink()
+            await self.calls.store.delete_all([queries.recording_key(recording) for recording in sources])
         await self.calls.emit_dialog(dialog.id, VoiceEventType.DIALOG_COMPOSITION_FINISHED, recordings=composed)
 
 

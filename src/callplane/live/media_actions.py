@@ -191,19 +191,22 @@ class MediaActions:
             return speech_source(content.speech)
         if content.file_id is not None:
             async with self.calls.sessions() as session, session.begin():  # a play moves the file's unused expiry
-                path = await media_files.resolve_file_path(
-                    session=session, account_id=account_id, file_id=content.file_id, data_dir=self.calls.data_dir
+                media_file = await media_files.use_media_file(
+                    session=session, account_id=account_id, file_id=content.file_id
                 )
-            return FileSource(path)
+            try:
+                return FileSource(await self.calls.store.fetch(media_files.media_file_key(media_file)))
+            except FileNotFoundError as error:
+                raise media_files.MediaFileNotFound("the file's audio is missing from storage") from error
         if content.recording_file_id is not None:
             async with self.calls.sessions() as session:
-                _, path = await queries.recording_file(
-                    session,
-                    account_id=account_id,
-                    file_id=content.recording_file_id,
-                    recordings_dir=self.calls.recordings_dir(),
+                recording = await queries.ready_recording(
+                    session, account_id=account_id, file_id=content.recording_file_id
                 )
-            return FileSource(path)
+            try:
+                return FileSource(await self.calls.store.fetch(queries.recording_key(recording)))
+            except FileNotFoundError as error:
+                raise queries.RecordingNotFound("Recording file not found.") from error
         if content.url is not None:
             return FileSource(await self.download(content.url))
         raise InvalidInput("content needs a file, a recording, a URL or text")

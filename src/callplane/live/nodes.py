@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -57,7 +57,7 @@ async def pick_node(session: AsyncSession, *, dead_after_s: float) -> str:
     nodes = list(
         await session.execute(
             select(MediaNode.id, MediaNode.heartbeat_at)
-            .where(alive(utcnow(), dead_after_s))
+            .where(alive(utcnow(), dead_after_s), MediaNode.drain_requested_at.is_(None))  # draining: no new calls
             .order_by(MediaNode.heartbeat_at.desc())
         )
     )
@@ -79,6 +79,35 @@ async def list_nodes(session: AsyncSession, *, dead_after_s: float) -> list[tupl
     return [(node, node.id in living) for node in nodes]
 
 
+async def request_drain(session: AsyncSession, *, node_id: str) -> MediaNode | None:
+    """Ask a node to drain (the admin API, `callplane media-drain`): new outbound calls go elsewhere at once; the node
+    sees it at its next beat, answers 503 to OPTIONS and new INVITEs, lets its calls finish, then exits. None: no
+    such node. Asking again keeps the first request's time."""
+    node = await session.get(MediaNode, node_id)
+    if node is not None and node.drain_requested_at is None:
+        node.drain_requested_at = utcnow()
+    return node
+
+
+async def calls_of_dead_nodes(session: AsyncSession, *, dead_after_s: float, this_node: str) -> list[str]:
+    """Live calls carried by nodes that are not alive (killed: their heartbeat went stale), other than this one, and
+    older than `dead_after_s` (a node starting again with an old row has announced itself by then). An alive node
+    ends them (VoiceService.end_calls_of_dead_nodes), so a crashed node's calls end without waiting for its restart."""
+    now = utcnow()
+    dead = list(await session.scalars(select(MediaNode.id).where(~alive(now, dead_after_s), MediaNode.id != this_node)))
+    if not dead:
+        return []
+    return list(
+        await session.scalars(
+            select(VoiceCall.id).where(  # ix_voice_calls_node_state: a few index probes, not a scan of the history
+                VoiceCall.node_id.in_(dead),
+                VoiceCall.state.in_(LIVE_STATES),
+                VoiceCall.created_at < now - timedelta(seconds=dead_after_s),
+            )
+        )
+    )
+
+
 class NodeHeartbeat:
     """Keeps this node's row fresh (and its old command rows pruned) while the node runs."""
 
@@ -90,12 +119,17 @@ class NodeHeartbeat:
         sip_address: str | None,
         live_calls: Callable[[], int],
         every_s: float,
+        on_drain: Callable[[], None] | None = None,
+        after_beat: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.sessions = sessions
         self.node_id = node_id
         self.sip_address = sip_address
         self.live_calls = live_calls
         self.every_s = every_s
+        self.on_drain = on_drain  # called once, at the first beat that finds a drain requested
+        self.after_beat = after_beat  # e.g. ending the calls of dead nodes
+        self.draining = False
 
     async def start(self) -> None:
         """Announce the node; commands it had taken when it last stopped will never finish: fail them."""
@@ -110,6 +144,7 @@ class NodeHeartbeat:
             node.started_at = now
             node.heartbeat_at = now
             node.stopped_at = None
+            node.drain_requested_at = None  # a node started again takes calls again
             await session.execute(
                 update(NodeCommand)
                 .where(NodeCommand.node_id == self.node_id, NodeCommand.status == CommandStatus.RUNNING)
@@ -131,6 +166,15 @@ class NodeHeartbeat:
             )
             if getattr(beat, "rowcount", 0) == 0:  # the row was removed (by an operator): announce the node again
                 session.add(MediaNode(id=self.node_id, sip_address=self.sip_address, live_calls=self.live_calls()))
+            elif not self.draining and await session.scalar(
+                select(MediaNode.drain_requested_at).where(MediaNode.id == self.node_id)
+            ):
+                self.draining = True
+                log.warning(
+                    "draining: no new calls; stopping once the live calls end", extra={"fields": {"node": self.node_id}}
+                )
+                if self.on_drain is not None:
+                    self.on_drain()
             # pending commands nobody waits for any more are never run
             await session.execute(
                 update(NodeCommand)
@@ -159,6 +203,12 @@ class NodeHeartbeat:
                 await self.beat()
             except (OSError, DBAPIError) as error:  # the database is away for a moment: the next beat tries again
                 log.warning("heartbeat failed", extra={"fields": {"error": repr(error)}})
+                continue
+            if self.after_beat is not None:
+                try:
+                    await self.after_beat()
+                except (OSError, DBAPIError) as error:
+                    log.warning("after the heartbeat", extra={"fields": {"error": repr(error)}})
 
     async def stopped(self) -> None:
         """A clean stop: the node takes nothing more (its calls have been ended by VoiceService.stop)."""

@@ -3,12 +3,11 @@ with or without an engine (live/control.py's `VoiceService` is one, and adds the
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callplane.core.recordings.voice_files import VoiceFileStore
 from callplane.core.voice import queries
 from callplane.core.voice.models import VoiceCall, VoiceDialog, VoiceRecording
 from callplane.core.voice.queries import RECORDINGS_DIRECTORY, DialogRecordings
@@ -19,6 +18,7 @@ class VoiceReads:
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], data_dir: Path) -> None:
         self.sessions = sessions
         self.data_dir = data_dir
+        self.store = VoiceFileStore(data_dir)  # runtime attaches the shared store (core/recordings/voice_files.py)
 
     def recordings_dir(self) -> Path:
         return self.data_dir / RECORDINGS_DIRECTORY
@@ -64,7 +64,7 @@ class VoiceReads:
             call, recordings = await queries.call_recordings(session, account_id=account_id, call_id=call_id)
             await queries.mark_call_recordings_deleted(session, account_id=account_id, call_id=call_id)
             await self.recordings_deleted(session, call, recordings)
-        _unlink(self.recordings_dir(), recordings)
+        await self.store.delete_all([queries.recording_key(recording) for recording in recordings])
         return call, recordings
 
     async def recordings_deleted(
@@ -74,22 +74,22 @@ class VoiceReads:
         the event)."""
 
     async def recording_file(self, *, account_id: str, file_id: str) -> tuple[VoiceRecording, Path]:
+        """The row and a local path holding its bytes (fetched from the shared store when there is one)."""
         async with self.sessions() as session:
-            return await queries.recording_file(
-                session, account_id=account_id, file_id=file_id, recordings_dir=self.recordings_dir()
-            )
+            recording = await queries.ready_recording(session, account_id=account_id, file_id=file_id)
+        try:
+            return recording, await self.store.fetch(queries.recording_key(recording))
+        except FileNotFoundError as error:
+            raise queries.RecordingNotFound("Recording file not found.") from error
 
     async def delete_recording_file(self, *, account_id: str, file_id: str) -> VoiceRecording:
         async with self.sessions() as session, session.begin():
-            recording, path = await queries.recording_file(
-                session, account_id=account_id, file_id=file_id, recordings_dir=self.recordings_dir()
-            )
+            recording = await queries.ready_recording(session, account_id=account_id, file_id=file_id)
             await queries.mark_recording_deleted(session, file_id=file_id)
             call = await session.get(VoiceCall, recording.call_id) if recording.dialog_id is None else None
             if call is not None:
                 await self.recordings_deleted(session, call, [recording])
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        await self.store.delete_all([queries.recording_key(recording)])
         return recording
 
     async def get_dialog(self, *, account_id: str, dialog_id: str) -> VoiceDialog:
@@ -152,11 +152,5 @@ class VoiceReads:
         async with self.sessions() as session, session.begin():
             found = await queries.dialog_recordings(session, account_id=account_id, dialog_id=dialog_id)
             await queries.mark_dialog_recordings_deleted(session, account_id=account_id, dialog_id=dialog_id)
-        _unlink(self.recordings_dir(), found.files)
+        await self.store.delete_all([queries.recording_key(recording) for recording in found.files])
         return found
-
-
-def _unlink(directory: Path, recordings: Iterable[VoiceRecording]) -> None:
-    for recording in recordings:
-        with contextlib.suppress(FileNotFoundError):
-            (directory / recording.storage_key).unlink()

@@ -585,6 +585,9 @@ class SippyCallEngine:
         # Malformed SIP from the network: counted, logged once per source per interval (sip_guard).
         self.malformed = MalformedSipLog(config.sip_malformed_log_interval_s)
         self.sip_receive_buffer_bytes: int | None = None  # what the kernel granted the SIP socket
+        # Draining (docs/voice.md "Deployment"): OPTIONS and new INVITEs are answered 503, so a SIP front door
+        # (deploy/kamailio) takes the node out of rotation while the calls it carries go on.
+        self.draining = False
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -709,6 +712,8 @@ class SippyCallEngine:
 
     def _dispatch_request(self, req: Any, sip_t: Any) -> Any:
         method = req.getMethod()
+        if self.draining and method in ("INVITE", "OPTIONS"):
+            return (req.genResponse(503, "Service Unavailable"), None, None)
         if method == "INVITE":
             return self._on_invite(req, sip_t)
         if method == "OPTIONS":

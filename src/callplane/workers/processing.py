@@ -6,6 +6,7 @@ lease) resumes where the last one stopped: `recording`, `transcribe` (speech-to-
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -31,6 +32,7 @@ from callplane.core.recordings.bucket_access import (
     get_s3_access,
     s3_access_of,
 )
+from callplane.core.recordings.errors import InvalidStorageKey
 from callplane.core.recordings.fetch import (
     DropFolder,
     FetchLimits,
@@ -45,6 +47,7 @@ from callplane.core.recordings.fetch_azure import AzureBlobAccess, fetch_azure_b
 from callplane.core.recordings.fetch_s3 import S3Access, fetch_s3
 from callplane.core.recordings.storage import RecordingStorage
 from callplane.core.recordings.targets import TargetPolicy
+from callplane.core.recordings.voice_files import VoiceFileStore
 from callplane.core.signals import detection
 from callplane.core.signals import service as signals
 from callplane.core.tenancy.models import Account, Campaign, RecordingAuthConfig, SftpAccessConfig
@@ -53,6 +56,7 @@ from callplane.core.tenancy.service import TenancyLookups
 from callplane.core.transcripts import service as transcripts
 from callplane.core.transcripts.errors import UnsupportedLanguage
 from callplane.core.transcripts.runtime import TranscriptionRuntime
+from callplane.core.voice.queries import RECORDINGS_DIRECTORY
 from callplane.db.base import new_id
 from callplane.errors import CallplaneError
 from callplane.observability.metrics import observe_transcription
@@ -87,6 +91,8 @@ class ProcessingEnvironment:
     drop_folder: DropFolder | None = None
     # Where live (voice) calls' recordings are written; their `recording_filename` is relative to it.
     voice_recordings: DropFolder | None = None
+    # With a shared store, the voice recordings are there: fetched into `voice_recordings` first.
+    voice_files: VoiceFileStore | None = None
     # Called inside the transaction that records a call's outcome (webhooks, callbacks).
     on_outcome: Callable[[AsyncSession, Call, str, dict[str, Any]], Awaitable[None]] | None = None
     # Speech-to-text and signal detection; None means transcription is off on this server.
@@ -178,6 +184,9 @@ async def stage_recording(env: ProcessingEnvironment, call: Call) -> None:
             and call.recording_filename
             and env.voice_recordings is not None
         ):
+            if env.voice_files is not None:  # a missing one is reported by the drop folder's fetch below
+                with contextlib.suppress(FileNotFoundError, InvalidStorageKey):
+                    await env.voice_files.fetch(f"{RECORDINGS_DIRECTORY}/{call.recording_filename}")
             await fetch_drop_folder(env.voice_recordings, call.recording_filename, dest=source, limits=env.limits)
         elif call.recording_filename:
             # The account's direct access: its own S3 bucket, Azure container or SFTP server (in that order), else

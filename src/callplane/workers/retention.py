@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callplane.core.recordings.voice_files import VoiceFileStore
 from callplane.core.voice.retention import DEFAULT_HISTORY_DAYS, DEFAULT_RECORDING_DAYS, SweepResult, sweep
 from callplane.db.base import utcnow
 
@@ -27,9 +28,11 @@ class RetentionSweeper:
         history_days: int = DEFAULT_HISTORY_DAYS,
         recording_days: int = DEFAULT_RECORDING_DAYS,
         interval_s: float = 3600.0,
+        store: VoiceFileStore | None = None,
     ) -> None:
         self.sessions = sessions
         self.data_dir = data_dir
+        self.store = store  # a shared store: the files go there too (core/recordings/voice_files.py)
         self.history_days = history_days
         self.recording_days = recording_days
         self.interval_s = interval_s
@@ -43,7 +46,10 @@ class RetentionSweeper:
                 history_days=self.history_days,
                 recording_days=self.recording_days,
             )
-        await asyncio.to_thread(result.unlink)
+        if self.store is not None and self.store.shared is not None:
+            await self.store.delete_all([path.relative_to(self.data_dir).as_posix() for path in result.paths])
+        else:
+            await asyncio.to_thread(result.unlink)
         if result.recordings or result.calls or result.dialogs or result.media_files:
             log.info(
                 "voice retention sweep",

@@ -162,6 +162,19 @@ def discard_stored_file(media_file: MediaFile, data_dir: Path) -> None:
         (files_dir(data_dir) / media_file.storage_key).unlink()
 
 
+def media_file_key(media_file: MediaFile) -> str:
+    """The file's key in the voice file store (core/recordings/voice_files.py), relative to the data dir."""
+    return f"{FILES_DIRECTORY}/{media_file.storage_key}"
+
+
+async def use_media_file(*, session: AsyncSession, account_id: str, file_id: str) -> MediaFile:
+    """An account's file, for a play action (MediaFileNotFound otherwise); its bytes are fetched from the voice
+    file store by `media_file_key`. A play is a use: the 90-day unused expiry starts again (the caller commits)."""
+    media_file = await get_media_file(session=session, account_id=account_id, file_id=file_id)
+    media_file.expires_at = utcnow() + RETENTION_UNUSED
+    return media_file
+
+
 async def resolve_file_path(*, session: AsyncSession, account_id: str, file_id: str, data_dir: Path) -> Path:
     """The stored audio of an account's file, for a play action (MediaFileNotFound otherwise).
 

@@ -161,6 +161,20 @@ async def recording_file(
     return recording, path
 
 
+async def ready_recording(session: AsyncSession, *, account_id: str, file_id: str) -> VoiceRecording:
+    """An account's ready recording file row (RecordingNotFound otherwise); its bytes are in the voice file store
+    under `recording_key` (live/reads.py fetches them)."""
+    recording = await session.get(VoiceRecording, file_id)
+    if recording is None or recording.account_id != account_id or not recording.ready:
+        raise RecordingNotFound("Recording file not found.")
+    return recording
+
+
+def recording_key(recording: VoiceRecording) -> str:
+    """The recording's key in the voice file store (core/recordings/voice_files.py), relative to the data dir."""
+    return f"{RECORDINGS_DIRECTORY}/{recording.storage_key}"
+
+
 async def mark_recording_deleted(session: AsyncSession, *, file_id: str) -> None:
     await session.execute(
         update(VoiceRecording).where(VoiceRecording.id == file_id).values(ready=False, deleted_at=utcnow())

@@ -79,6 +79,8 @@ async def upload_calls_audio_file(request: Request, principal: VoicePrincipalDep
                 data_dir=data_dir,
                 max_bytes=max_bytes,
             )
+            if context.voice is not None:  # a shared store takes it before the row commits (voice_files.py)
+                await context.voice.store.publish(service.media_file_key(media_file))
     except service.MediaFileRejected as error:
         raise bad_request(error.message, field="file") from error
     finally:
@@ -108,5 +110,8 @@ async def delete_calls_file(file_id: str, principal: VoicePrincipalDep, context:
     """Delete a file and return it (200 `CallsFile`); its bytes go once the delete is committed."""
     async with context.sessions() as session, session.begin():
         media_file = await service.delete_media_file(session=session, account_id=principal.account.id, file_id=file_id)
-    service.discard_stored_file(media_file, context.settings.data_dir)
+    if context.voice is not None:  # local disk and the shared store (core/recordings/voice_files.py)
+        await context.voice.store.delete_all([service.media_file_key(media_file)])
+    else:
+        service.discard_stored_file(media_file, context.settings.data_dir)
     return json_response(file_out(media_file))
