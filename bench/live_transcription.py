@@ -312,9 +312,7 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=60.0, help="at most this long for the last decodes")
     args = parser.parse_args()
     levels = [int(value) for value in args.levels.split(",")]
-    print(
-        f"live transcription bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, load {load_average()}"
-    )
+    print(f"live transcription bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, {load_average()}")
     with tempfile.TemporaryDirectory(prefix="bench-live-asr-") as tmp, receiving() as receiver:
         workdir = Path(tmp)
         track, reference, speech_end_s = speech_track(args.seconds)
@@ -359,7 +357,7 @@ def main() -> None:
                     floor, live = measured[False], measured[True]
                     print(
                         f"  {legs} legs: floor {floor.cpu_percent_per_leg:.1f} %/leg, transcribed "
-                        f"{live.cpu_percent_per_leg:.1f} %/leg, {live.complete} COMPLETE, load {load_average()}",
+                        f"{live.cpu_percent_per_leg:.1f} %/leg, {live.complete} COMPLETE, {load_average()}",
                         flush=True,
                     )
     print()
@@ -374,7 +372,7 @@ def main() -> None:
             f"| {live.legs} | {floor.cpu_percent_per_leg:.1f} | {live.cpu_percent_per_leg:.1f} | "
             f"{live.cpu_percent_per_leg - floor.cpu_percent_per_leg:.1f} | {latency} | {live.complete} | {wer} |"
         )
-    print(f"load average at the end: {load_average()}")
+    print(f"at the end: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -390,6 +390,7 @@ class LiveAsr:
     _executor: ThreadPoolExecutor = field(init=False)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _engine: AsrEngine | None = field(init=False, default=None)
+    _closed: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=max(1, self.threads), thread_name_prefix="live-asr")
@@ -412,7 +413,7 @@ class LiveAsr:
         """A decode function for one stream's utterances in `language` (an IETF tag, already checked)."""
 
         def decode(samples: npt.NDArray[np.int16]) -> Recognition:
-            if not len(samples):
+            if not len(samples) or self._closed:  # closed: the node is stopping, its queued utterances are dropped
                 return Recognition("", 0.0)
             audio = samples.astype(np.float32) / 32768.0
             transcript = self.engine().transcribe_channels(audio, language, sample_rate=RATE)
@@ -421,4 +422,5 @@ class LiveAsr:
         return decode
 
     def close(self) -> None:
+        self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
