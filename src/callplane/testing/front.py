@@ -229,6 +229,7 @@ class Application:
 
     def close(self) -> None:
         self.server.shutdown()
+        self.server.server_close()
         self.pool.shutdown(wait=True)
         for client in self.clients:
             client.close()
