@@ -309,9 +309,14 @@ class VoiceService(VoiceReads):
         return await self.get_call(account_id=account_id, call_id=call_id)
 
     async def _outbound(
+        started_at = utcnow()  # the INVITE is out; the far end's answers wait for _register, so they come later
         self, session: AsyncSession, account_id: str, request: NewCall, ring_timeout_s: int
     ) -> OutboundCall:
         endpoint = request.endpoint
+            started = await session.get(VoiceCall, call_id)
+            if started is not None:  # the guide's first event of an outbound call, before its ringing
+                event = VoiceEvent(VoiceEventType.CALL_STARTED, started, at=started_at)
+                await publish_event(session=session, renderer=self.renderer, event=event)
         peer = await self.check_target(session, account_id, request)
         if endpoint.type is EndpointType.PHONE and endpoint.trunk_id is not None:  # _target refused one without
             call = await registrar.phone_call_through_trunk(
@@ -797,7 +802,7 @@ class VoiceService(VoiceReads):
         if isinstance(event, CallRinging):
             await self.move(live.call_id, VoiceCallState.RINGING, LegEvent.RINGING, ringing=True)
         elif isinstance(event, CallEarlyMedia):
-            await self.move(live.call_id, VoiceCallState.PRE_ESTABLISHED, LegEvent.EARLY_MEDIA, ringing=True)
+            await self._on_early_media(live)
         elif isinstance(event, CallAnswered):
             await self._on_answered(live)
         elif isinstance(event, DtmfReceived):
@@ -887,6 +892,27 @@ class VoiceService(VoiceReads):
             recording = await session.get(VoiceRecording, recording_id)
             call = await session.get(VoiceCall, live.call_id)
             if recording is None or call is None:
+    async def _on_early_media(self, live: LiveCall) -> None:
+        """183 with SDP from the far end. The guide: "Calls to WebRTC and SIP never go through the PRE_ESTABLISHED
+        states", so a SIP call's early media is ringing (RINGING, its ringing event; none if it rang already);
+        in-process listeners hear EARLY_MEDIA either way (a dialog's propagation, connecting on early media)."""
+        call = await self.get_call(account_id=live.account_id, call_id=live.call_id)
+        if call.endpoint_type != EndpointType.SIP:
+            await self.move(live.call_id, VoiceCallState.PRE_ESTABLISHED, LegEvent.EARLY_MEDIA, ringing=True)
+            return
+        if call.state not in (VoiceCallState.CALLING, VoiceCallState.RINGING):
+            return
+        moved = await self.move(
+            live.call_id,
+            VoiceCallState.RINGING,
+            LegEvent.EARLY_MEDIA,
+            ringing=True,
+            publish=False,
+            outbox=VoiceEventType.CALL_RINGING,
+        )
+        if moved is not None or call.state == VoiceCallState.RINGING:
+            await self._publish(LegChange(live.call_id, LegEvent.EARLY_MEDIA, dialog_id=call.dialog_id))
+
                 return
             recording.ready = True
             recording.ended_at = utcnow()
@@ -928,8 +954,9 @@ class VoiceService(VoiceReads):
         answered: bool = False,
         publish: bool = True,
     ) -> VoiceCall | None:
-        """Move a live call forward (a conditional UPDATE), write its event to the outbox, and (unless `publish` is
-        off: the caller publishes later) tell the listeners; the moved call, or None when it cannot move."""
+        """Move a live call forward (a conditional UPDATE), write its event to the outbox (`outbox`, else the leg
+        event's), and (unless `publish` is off: the caller publishes later) tell the listeners; the moved call, or
+        None when it cannot move."""
         async with self.sessions() as session, session.begin():
             call = await session.get(VoiceCall, call_id)
             if call is None or not can_move(call.state, target):
@@ -941,6 +968,7 @@ class VoiceService(VoiceReads):
                 values["ringing_at"] = now
             if answered:
                 values["answered_at"] = now
+        outbox: VoiceEventType | None = None,
             # RETURNING the row refreshes `call` in the same statement (a SELECT per move less than a refresh)
             moved = await session.scalar(
                 update(VoiceCall)
@@ -954,7 +982,7 @@ class VoiceService(VoiceReads):
             call = moved
             await records.touch_core(session, call)
             await publish_event(
-                session=session, renderer=self.renderer, event=VoiceEvent(OUTBOX_EVENTS[event], call, at=now)
+                session=session, renderer=self.renderer, event=VoiceEvent(outbox or OUTBOX_EVENTS[event], call, at=now)
             )
         if publish:
             await self._publish(LegChange(call_id, event, dialog_id=call.dialog_id))
