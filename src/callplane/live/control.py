@@ -303,20 +303,20 @@ class VoiceService(VoiceReads):
             record_on_answer=request.recording,
             machine_detection=request.machine_detection,
         )
+        started_at = utcnow()  # the INVITE is out; the far end's answers wait for _register, so they come later
         self._register(live)
         async with self.sessions() as session, session.begin():
             await session.execute(update(VoiceCall).where(VoiceCall.id == call_id).values(engine_call_id=engine_id))
-        return await self.get_call(account_id=account_id, call_id=call_id)
-
-    async def _outbound(
-        started_at = utcnow()  # the INVITE is out; the far end's answers wait for _register, so they come later
-        self, session: AsyncSession, account_id: str, request: NewCall, ring_timeout_s: int
-    ) -> OutboundCall:
-        endpoint = request.endpoint
             started = await session.get(VoiceCall, call_id)
             if started is not None:  # the guide's first event of an outbound call, before its ringing
                 event = VoiceEvent(VoiceEventType.CALL_STARTED, started, at=started_at)
                 await publish_event(session=session, renderer=self.renderer, event=event)
+        return await self.get_call(account_id=account_id, call_id=call_id)
+
+    async def _outbound(
+        self, session: AsyncSession, account_id: str, request: NewCall, ring_timeout_s: int
+    ) -> OutboundCall:
+        endpoint = request.endpoint
         peer = await self.check_target(session, account_id, request)
         if endpoint.type is EndpointType.PHONE and endpoint.trunk_id is not None:  # _target refused one without
             call = await registrar.phone_call_through_trunk(
@@ -878,20 +878,6 @@ class VoiceService(VoiceReads):
         finally:  # the listeners hear of the answer even when its recording could not start
             await self._publish(LegChange(call.id, LegEvent.ESTABLISHED, dialog_id=call.dialog_id))
 
-    async def _max_duration_reached(self, live: LiveCall) -> None:
-        live.requested = Ending(VoiceCallState.FINISHED, HangupSource.PLATFORM, ErrorCode.MAX_DURATION_REACHED)
-        with contextlib.suppress(CallplaneError):
-            await self.engine.hangup(live.engine_id)
-
-    async def _on_recording_finished(self, live: LiveCall, event: RecordingFinished) -> None:
-        recording_id, live.recording_id, live.recording_dialog_id = live.recording_id, None, None
-        if recording_id is None:
-            return
-        size = await self.calls.store.publish_path(event.path)  # a shared store takes it before it is READY
-        async with self.sessions() as session, session.begin():
-            recording = await session.get(VoiceRecording, recording_id)
-            call = await session.get(VoiceCall, live.call_id)
-            if recording is None or call is None:
     async def _on_early_media(self, live: LiveCall) -> None:
         """183 with SDP from the far end. The guide: "Calls to WebRTC and SIP never go through the PRE_ESTABLISHED
         states", so a SIP call's early media is ringing (RINGING, its ringing event; none if it rang already);
@@ -913,6 +899,20 @@ class VoiceService(VoiceReads):
         if moved is not None or call.state == VoiceCallState.RINGING:
             await self._publish(LegChange(live.call_id, LegEvent.EARLY_MEDIA, dialog_id=call.dialog_id))
 
+    async def _max_duration_reached(self, live: LiveCall) -> None:
+        live.requested = Ending(VoiceCallState.FINISHED, HangupSource.PLATFORM, ErrorCode.MAX_DURATION_REACHED)
+        with contextlib.suppress(CallplaneError):
+            await self.engine.hangup(live.engine_id)
+
+    async def _on_recording_finished(self, live: LiveCall, event: RecordingFinished) -> None:
+        recording_id, live.recording_id, live.recording_dialog_id = live.recording_id, None, None
+        if recording_id is None:
+            return
+        size = await self.calls.store.publish_path(event.path)  # a shared store takes it before it is READY
+        async with self.sessions() as session, session.begin():
+            recording = await session.get(VoiceRecording, recording_id)
+            call = await session.get(VoiceCall, live.call_id)
+            if recording is None or call is None:
                 return
             recording.ready = True
             recording.ended_at = utcnow()
@@ -953,6 +953,7 @@ class VoiceService(VoiceReads):
         ringing: bool = False,
         answered: bool = False,
         publish: bool = True,
+        outbox: VoiceEventType | None = None,
     ) -> VoiceCall | None:
         """Move a live call forward (a conditional UPDATE), write its event to the outbox (`outbox`, else the leg
         event's), and (unless `publish` is off: the caller publishes later) tell the listeners; the moved call, or
@@ -968,7 +969,6 @@ class VoiceService(VoiceReads):
                 values["ringing_at"] = now
             if answered:
                 values["answered_at"] = now
-        outbox: VoiceEventType | None = None,
             # RETURNING the row refreshes `call` in the same statement (a SELECT per move less than a refresh)
             moved = await session.scalar(
                 update(VoiceCall)
