@@ -51,6 +51,7 @@ from callplane.core.voice.schemas import (
     DialogRecordingRequest,
     Endpoint,
     JoinOptions,
+    MediaStreamRequest,
     NewCall,
     NewConference,
     ParticipantUpdate,
@@ -81,6 +82,7 @@ from callplane.live.hold import Holds
 from callplane.live.inbound import InboundPlan, InboundPlanner
 from callplane.live.machine_detection import MachineDetection
 from callplane.live.media_actions import MediaActions
+from callplane.live.media_streams import MediaStreams
 from callplane.live.nodes import calls_of_dead_nodes
 from callplane.live.reads import VoiceReads
 from callplane.live.speech_capture import SpeechCaptures
@@ -169,6 +171,10 @@ class VoiceService(VoiceReads):
         self.live_asr = live_asr or LiveAsr(AsrSettings(data_dir=data_dir / "models"))
         self.transcription = LiveTranscription(calls=self.calls, asr=self.live_asr)
         self.speech = SpeechCaptures(calls=self.calls, asr=self.live_asr)
+        self.media_streams = MediaStreams(
+            calls=self.calls, sessions=sessions, secret_box=secret_box, policy=fetch_policy
+        )
+        self._listeners.append(self.media_streams.on_leg)  # a call's end ends its stream
         self.machine_detection = MachineDetection(calls=self.calls)
         self._listeners.append(self.machine_detection.on_leg)  # a listener like any other: its errors are logged
         self.conferences = Conferences(calls=self.calls, media=self.media, control=self)
@@ -513,6 +519,14 @@ class VoiceService(VoiceReads):
     @relayed
     async def stop_transcription(self, *, account_id: str, call_id: str) -> None:
         await self.transcription.stop(account_id=account_id, call_id=call_id)
+
+    @relayed
+    async def start_media_stream(self, *, account_id: str, call_id: str, request: MediaStreamRequest) -> None:
+        await self.media_streams.start(account_id=account_id, call_id=call_id, request=request)
+
+    @relayed
+    async def stop_media_stream(self, *, account_id: str, call_id: str) -> None:
+        await self.media_streams.stop(account_id=account_id, call_id=call_id)
 
     @relayed
     async def capture_speech(self, *, account_id: str, call_id: str, request: SpeechCaptureRequest) -> None:

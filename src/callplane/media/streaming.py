@@ -51,9 +51,9 @@ _TAPS_PER_PHASE = 16
 class StreamEnd(StrEnum):
     """Why a stream ended: STOPPED (asked), CALL_ENDED, or FAILED (the server refused, closed or broke)."""
 
-    STOPPED = "STOPPED"
-    CALL_ENDED = "CALL_ENDED"
-    FAILED = "FAILED"
+    STOPPED = "stopped"
+    CALL_ENDED = "call_ended"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +183,7 @@ class MediaStream:
         self._connected = False
         self._stopping: StreamEnd | None = None
         self._stopped = asyncio.Event()
-        self._on_connected = on_connected
+        self.on_connected = on_connected  # may be set until run() connects
         self._upsample = Upsampler(target.sample_rate)
         self._downsample = Downsampler(target.sample_rate)
         self._pending_return = b""
@@ -280,8 +280,8 @@ class MediaStream:
             self.error = f"the media-stream server closed the connection: {_describe(error)}"
             return StreamEnd.FAILED
         self._connected = True
-        if self._on_connected is not None:
-            self._on_connected()
+        if self.on_connected is not None:
+            self.on_connected()
         sender: asyncio.Task[object] = asyncio.create_task(self._send_loop(websocket), name="media-stream-send")
         receiver: asyncio.Task[object] = asyncio.create_task(self._receive_loop(websocket), name="media-stream-receive")
         stopped: asyncio.Task[object] = asyncio.create_task(self._stopped.wait(), name="media-stream-stop")

@@ -79,5 +79,10 @@ def test_the_renderer_names_every_neutral_event_once() -> None:
         "APPLICATION_TRANSFER_REQUESTED",
         "APPLICATION_TRANSFER_FINISHED",
         "APPLICATION_TRANSFER_FAILED",
+        "TRANSCRIPTION",
+        "SPEECH_CAPTURED",
+        "MEDIA_STREAM_STARTED",
+        "MEDIA_STREAM_FINISHED",
+        "MEDIA_STREAM_FAILED",
     )
     assert len(SUBSCRIBABLE_EVENT_TYPES) == len(set(SUBSCRIBABLE_EVENT_TYPES))

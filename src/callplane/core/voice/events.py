@@ -79,6 +79,9 @@ class VoiceEventType(StrEnum):
     MACHINE_MESSAGE_DETECTION_FAILED = "voice.machine_detection.message_failed"  # not found in time
     TRANSCRIPTION = "voice.transcription"  # a live transcript of a call leg: INTERIM or COMPLETE
     SPEECH_CAPTURED = "voice.speech.captured"  # a speech capture ended (key phrase, silence, timeout, hangup)
+    MEDIA_STREAM_STARTED = "voice.media_stream.started"  # a call leg's audio streams to a WebSocket server
+    MEDIA_STREAM_FINISHED = "voice.media_stream.finished"  # ... stopped (asked, or the call ended)
+    MEDIA_STREAM_FAILED = "voice.media_stream.failed"  # could not connect, or the server closed or broke it
 
 
 TERMINAL_EVENT_TYPES = (VoiceEventType.CALL_FINISHED, VoiceEventType.CALL_FAILED)
@@ -108,6 +111,9 @@ SUBSCRIBABLE_EVENT_TYPES = (
     VoiceEventType.CALL_TRANSFER_FAILED,
     VoiceEventType.TRANSCRIPTION,
     VoiceEventType.SPEECH_CAPTURED,
+    VoiceEventType.MEDIA_STREAM_STARTED,
+    VoiceEventType.MEDIA_STREAM_FINISHED,
+    VoiceEventType.MEDIA_STREAM_FAILED,
 )
 
 
@@ -143,6 +149,7 @@ class VoiceEvent:
     confidence: dict[str, float] = field(default_factory=dict)  # MACHINE_DETECTION_FINISHED: per class, 0..1
     transcript: LiveTranscript | None = None  # TRANSCRIPTION
     speech: CapturedSpeech | None = None  # SPEECH_CAPTURED
+    media_stream_config_id: str | None = None  # MEDIA_STREAM_*: the configuration streamed to (`detail`: why it ended)
 
 
 class VoiceEventRenderer(Protocol):

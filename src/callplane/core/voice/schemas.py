@@ -205,3 +205,12 @@ class SpeechCaptureRequest:
     terminate_on_key_phrase: bool = True
     custom_dictionary: tuple[str, ...] = ()
     custom_data: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaStreamRequest:
+    """`start-media-stream`: stream the leg's audio to a media-stream configuration's WebSocket server; with
+    `replace_media`, what the server sends back is what the call's peers hear instead of the leg."""
+
+    config_id: str
+    replace_media: bool = False

@@ -260,6 +260,9 @@ EVENT_NAMES = {
     VoiceEventType.MACHINE_DETECTION_FAILED: "MACHINE_DETECTION_FAILED",
     VoiceEventType.MACHINE_MESSAGE_DETECTION_FINISHED: "MACHINE_MESSAGE_DETECTION_FINISHED",
     VoiceEventType.MACHINE_MESSAGE_DETECTION_FAILED: "MACHINE_MESSAGE_DETECTION_FAILED",
+    VoiceEventType.MEDIA_STREAM_STARTED: "MEDIA_STREAM_STARTED",
+    VoiceEventType.MEDIA_STREAM_FINISHED: "MEDIA_STREAM_FINISHED",
+    VoiceEventType.MEDIA_STREAM_FAILED: "MEDIA_STREAM_FAILED",
 }
 _DIALOG_EVENTS = frozenset(kind for kind in VoiceEventType if kind.name.startswith("DIALOG_"))
 _DIALOG_FILES = (VoiceEventType.DIALOG_RECORDING_READY, VoiceEventType.DIALOG_COMPOSITION_FINISHED)
@@ -373,6 +376,10 @@ def _properties(event: VoiceEvent) -> dict[str, Any]:
         return {"detectionResult": event.detection_result, "confidenceRating": event.confidence or None}
     if kind in _MACHINE_DETECTION_FAILURES:
         return {"reason": event.detail}
+    if kind == VoiceEventType.MEDIA_STREAM_STARTED:  # the Java client's MediaStreamStartedProperties
+        return {"configId": event.media_stream_config_id}
+    if kind in (VoiceEventType.MEDIA_STREAM_FINISHED, VoiceEventType.MEDIA_STREAM_FAILED):
+        return {"configId": event.media_stream_config_id, "reason": event.detail}
     if kind == VoiceEventType.TRANSCRIPTION and event.transcript is not None:
         return transcription_json(event.transcript)
     if kind == VoiceEventType.SPEECH_CAPTURED and event.speech is not None:

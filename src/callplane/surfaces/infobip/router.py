@@ -11,6 +11,8 @@ from fastapi import APIRouter
 from callplane.surfaces.infobip.conferences import router as conferences_router
 from callplane.surfaces.infobip.errors import InfobipRoute
 from callplane.surfaces.infobip.files import router as files_router
+from callplane.surfaces.infobip.media_streams import calls_router as media_stream_calls_router
+from callplane.surfaces.infobip.media_streams import configs_router as media_stream_configs_router
 from callplane.surfaces.infobip.sip_trunks import router as sip_trunks_router
 from callplane.surfaces.infobip.speech import router as speech_router
 
@@ -19,3 +21,5 @@ router.include_router(sip_trunks_router)
 router.include_router(files_router)
 router.include_router(speech_router)
 router.include_router(conferences_router)
+router.include_router(media_stream_configs_router)
+router.include_router(media_stream_calls_router)
