@@ -35,6 +35,7 @@ class VoiceEventType(StrEnum):
     """
 
     CALL_RECEIVED = "voice.call.received"  # an inbound call arrived for the configuration
+    CALL_STARTED = "voice.call.started"  # an outbound call's INVITE is on its way (before any answer)
     CALL_RINGING = "voice.call.ringing"
     CALL_EARLY_MEDIA = "voice.call.early_media"  # 183: media before the answer
     CALL_ESTABLISHED = "voice.call.established"
@@ -88,6 +89,7 @@ TERMINAL_EVENT_TYPES = (VoiceEventType.CALL_FINISHED, VoiceEventType.CALL_FAILED
 # What a subscription may name (in its subscriber's words, `VoiceEventRenderer.name`); dialog events always go.
 SUBSCRIBABLE_EVENT_TYPES = (
     VoiceEventType.CALL_RECEIVED,
+    VoiceEventType.CALL_STARTED,
     VoiceEventType.CALL_RINGING,
     VoiceEventType.CALL_EARLY_MEDIA,
     VoiceEventType.CALL_ESTABLISHED,

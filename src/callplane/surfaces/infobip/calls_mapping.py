@@ -217,6 +217,7 @@ def speech_captured_json(speech: CapturedSpeech) -> dict[str, Any]:
 # Infobip's name for each of callplane's voice event types (§1.7): the body's `type` and what subscriptions list.
 EVENT_NAMES = {
     VoiceEventType.CALL_RECEIVED: "CALL_RECEIVED",
+    VoiceEventType.CALL_STARTED: "CALL_STARTED",
     VoiceEventType.CALL_RINGING: "CALL_RINGING",
     VoiceEventType.CALL_EARLY_MEDIA: "CALL_PRE_ESTABLISHED",
     VoiceEventType.CALL_ESTABLISHED: "CALL_ESTABLISHED",
@@ -271,6 +272,7 @@ _DIALOG_FILE_FAILURES = (VoiceEventType.DIALOG_RECORDING_FAILED, VoiceEventType.
 _CALL_ENDS = (VoiceEventType.CALL_FINISHED, VoiceEventType.CALL_FAILED)
 _CALL_LIFECYCLE = (
     VoiceEventType.CALL_RECEIVED,
+    VoiceEventType.CALL_STARTED,
     VoiceEventType.CALL_RINGING,
     VoiceEventType.CALL_EARLY_MEDIA,
     VoiceEventType.CALL_ESTABLISHED,
