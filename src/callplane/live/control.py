@@ -87,7 +87,7 @@ from callplane.live.nodes import calls_of_dead_nodes
 from callplane.live.reads import VoiceReads
 from callplane.live.speech_capture import SpeechCaptures
 from callplane.live.transcription import LiveTranscription
-from callplane.live.transfers import ApplicationTransfers
+from callplane.live.transfers import ApplicationTransfers, BlindTransfers
 from callplane.media.engine import (
     CallAnswered,
     CallDirection,
@@ -103,6 +103,7 @@ from callplane.media.engine import (
     RecordingFinished,
     SipReasonHeader,
     SipTrunk,
+    TransferRequested,
 )
 
 log = logging.getLogger("callplane.voice")
@@ -180,6 +181,8 @@ class VoiceService(VoiceReads):
         self.conferences = Conferences(calls=self.calls, media=self.media, control=self)
         self.holds = Holds(calls=self.calls, media=self.media)
         self.app_transfers = ApplicationTransfers(calls=self.calls)
+        self.blind_transfers = BlindTransfers(calls=self.calls, holds=self.holds, control=self)
+        self._listeners.append(self.blind_transfers.on_leg)  # a REFER's target answered or failed
         self._consumer: asyncio.Task[None] | None = None
         self._lanes: dict[str, asyncio.Task[Any]] = {}  # by engine call id: the last event task of that call
         self._lane_slots = asyncio.Semaphore(EVENT_LANES)
@@ -827,6 +830,8 @@ class VoiceService(VoiceReads):
             await self._publish(LegChange(live.call_id, LegEvent.PLAYBACK_FINISHED))
         elif isinstance(event, RecordingFinished):
             await self._on_recording_finished(live, event)
+        elif isinstance(event, TransferRequested):
+            await self.blind_transfers.on_requested(live, event)
         elif isinstance(event, CallEnded):
             await self._on_ended(live, event)
 

@@ -6,6 +6,8 @@ Infobip's guide ("Transfer calls between applications"): the receiving applicati
 requesting application is told the outcome (CALL_TRANSFER_FINISHED / CALL_TRANSFER_FAILED). On accept the call's
 `configuration_id` changes: from then on its events go to the new owner's subscribers.
 
+Blind transfer (below): a dialog's party sends SIP REFER; the other party is handed to the REFER's target.
+
 A pending transfer lives on the node that carries the call (the commands are relayed there by call id), for at most
 its timeout: nothing about it needs to survive the process, since the call does not either.
 """
@@ -13,19 +15,24 @@ its timeout: nothing about it needs to survive the process, since the call does 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy import update
 
 from callplane.core.voice.configurations import get_configuration
 from callplane.core.voice.events import VoiceEvent, VoiceEventType, publish
-from callplane.core.voice.models import VoiceCall
-from callplane.core.voice.states import InvalidCallState
+from callplane.core.voice.models import DialogState, EndpointType, VoiceCall, VoiceDialog
+from callplane.core.voice.schemas import Endpoint, NewCall
+from callplane.core.voice.states import TERMINAL_STATES, ErrorCode, InvalidCallState
 from callplane.db.base import new_id
-from callplane.errors import InvalidInput, NotFound
-from callplane.live.calls import LiveCalls
+from callplane.errors import CallplaneError, InvalidInput, NotFound
+from callplane.live.calls import LegChange, LegEvent, LiveCall, LiveCalls
+from callplane.live.hold import Holds
+from callplane.media.engine import TransferRequested
 
 log = logging.getLogger("callplane.voice")
 
@@ -160,3 +167,143 @@ class ApplicationTransfers:
                 to_configuration_id=to,
             )
             await publish(session=session, renderer=self.calls.renderer, event=event)
+
+
+# ---- blind transfer: a dialog's party sends REFER -------------------------------------------------------------
+
+
+class TransferPlacer(Protocol):
+    """What blind transfers ask of the call control (the voice service is one)."""
+
+    def create_call(self, *, account_id: str, request: NewCall) -> Awaitable[VoiceCall]: ...
+
+    def dialog_from_calls(
+        self, *, account_id: str, parent_call_id: str, child_call_id: str, child_hangup_ends_parent: bool = True
+    ) -> Awaitable[VoiceDialog]: ...
+
+    def hangup(self, *, account_id: str, call_id: str, error_code: ErrorCode | None = None) -> Awaitable[VoiceCall]: ...
+
+
+@dataclass
+class PendingReferral:
+    dialog_id: str
+    transferor_call_id: str  # who sent REFER: it leaves once the target answers
+    transferee_call_id: str  # the other party: bridged to the target
+    refer_to: str
+
+
+# SIP status of the sipfrag NOTIFY for how the target's call ended (RFC 3515: the final response it got)
+FAILURE_STATUS = {
+    ErrorCode.BUSY: (486, "Busy Here"),
+    ErrorCode.NO_ANSWER: (480, "Temporarily Unavailable"),
+    ErrorCode.REJECTED: (603, "Decline"),
+    ErrorCode.FORBIDDEN: (403, "Forbidden"),
+    ErrorCode.DESTINATION_NOT_FOUND: (404, "Not Found"),
+    ErrorCode.CANCELLED: (487, "Request Terminated"),
+}
+
+
+class BlindTransfers:
+    """REFER from a dialog's party (the engine accepted it: the call was bridged): the target is called with the
+    transferor's configuration; when it answers, the dialog ends, the other party is bridged to the target in a new
+    dialog and the transferor is hung up (NOTIFY 200 first); if it does not, the transferor is told (NOTIFY with
+    the failure) and the two stay as they were. Events: DIALOG_TRANSFER_REQUESTED, _FINISHED, _FAILED."""
+
+    def __init__(self, *, calls: LiveCalls, holds: Holds, control: TransferPlacer) -> None:
+        self.calls = calls
+        self.engine = calls.engine
+        self.holds = holds
+        self.control = control
+        self._pending: dict[str, PendingReferral] = {}  # by the target's call id
+
+    async def on_requested(self, live: LiveCall, event: TransferRequested) -> None:
+        call = await self.calls.get_call(account_id=live.account_id, call_id=live.call_id)
+        dialog = None
+        if call.dialog_id is not None:
+            async with self.calls.sessions() as session:
+                dialog = await session.get(VoiceDialog, call.dialog_id)
+        if dialog is None or dialog.state != DialogState.ESTABLISHED or dialog.child_call_id is None:
+            await self._notify(live, 503, "Service Unavailable")  # bridged outside a dialog: nothing to hand over
+            return
+        other = dialog.child_call_id if dialog.parent_call_id == call.id else dialog.parent_call_id
+        await self._emit(dialog.id, call.id, VoiceEventType.DIALOG_TRANSFER_REQUESTED, event.refer_to)
+        host = f"{event.target_host}:{event.target_port}" if event.target_port else event.target_host
+        try:
+            target = await self.control.create_call(
+                account_id=call.account_id,
+                request=NewCall(
+                    configuration_id=call.configuration_id,
+                    endpoint=Endpoint(EndpointType.SIP, event.target_user, host=host),
+                    from_user=call.to_user if call.direction == "INBOUND" else call.from_user,
+                    custom_data={"transferred_from_dialog": dialog.id},
+                ),
+            )
+        except CallplaneError as error:
+            log.info("transfer target refused", extra={"fields": {"call_id": call.id, "error": error.message}})
+            await self._notify(live, 403, "Forbidden")
+            await self._emit(
+                dialog.id, call.id, VoiceEventType.DIALOG_TRANSFER_FAILED, event.refer_to, ErrorCode.FORBIDDEN
+            )
+            return
+        if target.state in TERMINAL_STATES:  # the dial failed at once
+            await self._failed(PendingReferral(dialog.id, call.id, other, event.refer_to), target)
+            return
+        self._pending[target.id] = PendingReferral(dialog.id, call.id, other, event.refer_to)
+
+    async def on_leg(self, change: LegChange) -> None:
+        if change.event not in (LegEvent.ESTABLISHED, LegEvent.FINISHED, LegEvent.FAILED):
+            return
+        pending = self._pending.pop(change.call_id, None)
+        if pending is None:
+            return
+        async with self.calls.sessions() as session:
+            target = await session.get(VoiceCall, change.call_id)
+        assert target is not None
+        if change.event is not LegEvent.ESTABLISHED:
+            await self._failed(pending, target)
+            return
+        transferor, transferee = self.calls.get(pending.transferor_call_id), self.calls.get(pending.transferee_call_id)
+        if transferee is None:  # the party to hand over left meanwhile
+            await self.control.hangup(account_id=target.account_id, call_id=target.id)
+            return
+        if transferor is not None:
+            await self._notify(transferor, 200, "OK")
+        await self.holds.leave_dialog(account_id=target.account_id, call_id=transferee.call_id)
+        with contextlib.suppress(CallplaneError):
+            await self.engine.unbridge(transferee.engine_id)
+        await self._emit(
+            pending.dialog_id, pending.transferor_call_id, VoiceEventType.DIALOG_TRANSFER_FINISHED, pending.refer_to
+        )
+        await self.control.dialog_from_calls(
+            account_id=target.account_id, parent_call_id=transferee.call_id, child_call_id=target.id
+        )
+        if transferor is not None:
+            with contextlib.suppress(CallplaneError):
+                await self.control.hangup(account_id=target.account_id, call_id=transferor.call_id)
+
+    async def _failed(self, pending: PendingReferral, target: VoiceCall) -> None:
+        code = ErrorCode(target.error_code) if target.error_code else ErrorCode.DESTINATION_UNAVAILABLE
+        transferor = self.calls.get(pending.transferor_call_id)
+        if transferor is not None:
+            await self._notify(transferor, *FAILURE_STATUS.get(code, (503, "Service Unavailable")))
+        await self._emit(
+            pending.dialog_id, pending.transferor_call_id, VoiceEventType.DIALOG_TRANSFER_FAILED, pending.refer_to, code
+        )
+
+    async def _emit(
+        self, dialog_id: str, transferor_id: str, kind: VoiceEventType, refer_to: str, code: ErrorCode | None = None
+    ) -> None:
+        """A dialog transfer event (its own transaction): the dialog, the transferor's call, where to."""
+        async with self.calls.sessions() as session, session.begin():
+            dialog = await session.get(VoiceDialog, dialog_id)
+            transferor = await session.get(VoiceCall, transferor_id)
+            if dialog is None or transferor is None:
+                return
+            event = VoiceEvent(
+                kind, transferor, dialog=dialog, detail=refer_to, error_code=int(code) if code is not None else None
+            )
+            await publish(session=session, renderer=self.calls.renderer, event=event)
+
+    async def _notify(self, live: LiveCall, status: int, phrase: str) -> None:
+        with contextlib.suppress(CallplaneError):
+            await self.engine.notify_transfer(live.engine_id, status, phrase)

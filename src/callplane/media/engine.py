@@ -51,6 +51,7 @@ __all__ = [
     "SipTrunk",
     "SpeechSource",
     "ToneSource",
+    "TransferRequested",
     "TrunkRegistration",
     "UrlSource",
     "compose_tracks",
@@ -295,6 +296,20 @@ class MixRecordingFinished:
     member_paths: Mapping[str, Path]
 
 
+@dataclass(frozen=True, slots=True)
+class TransferRequested:
+    """The far end of a call bridged with another sent REFER (a blind transfer, RFC 3515) and we accepted it (202;
+    a call that is not bridged is refused with 603): call `target_user@target_host[:target_port]` and report how
+    it goes with `notify_transfer`."""
+
+    call_id: str
+    target_user: str
+    target_host: str
+    target_port: int | None
+    refer_to: str
+    referred_by: str | None = None
+
+
 EngineEvent = (
     IncomingCall
     | CallRinging
@@ -306,6 +321,7 @@ EngineEvent = (
     | RecordingFinished
     | RegistrationChanged
     | MixRecordingFinished
+    | TransferRequested
 )
 
 
@@ -395,6 +411,11 @@ class CallEngine(Protocol):
     async def stop_bridge_playback(self, call_id: str) -> None: ...
 
     async def unbridge(self, call_id: str) -> None: ...
+
+    async def notify_transfer(self, call_id: str, status: int, reason_phrase: str) -> None:
+        """A NOTIFY of the call's accepted REFER with a sipfrag status line: final (and the subscription over)
+        when `status` >= 200."""
+        ...
 
     # ---- mixes: N-party conference rooms on the media clock (docs/media-engine.md "Mixes") ----------------------
 

@@ -94,11 +94,13 @@ from callplane.media.engine import (
     SipReasonHeader,
     SpeechSource,
     ToneSource,
+    TransferRequested,
     TrunkRegistration,
     UrlSource,
 )
 from callplane.media.g711 import Pcm
 from callplane.media.mixer import Mix
+from callplane.media.refer import ReferDecision, notify, transfer_aware
 from callplane.media.sip_guard import (
     MalformedSipLog,
     Refusal,
@@ -753,6 +755,7 @@ class SippyCallEngine:
         except Exception as error:  # noqa: BLE001 - sippy's parser raises anything; answered 400, counted
             return self._refuse(req, 400, "Bad Request", f"unparsable From/To ({type(error).__name__})")
         ua = UA(self._global_config, event_cb=self._sippy_event_handler(call_id))
+        transfer_aware(ua, self._refer_decision(call_id))
         ua.local_ua = None
         answer = ua.recvRequest(req, sip_t)  # raises on what sippy cannot take: then no call is presented
         self._post(self._register_inbound, call_id, ua, offer, incoming)
@@ -1069,6 +1072,7 @@ class SippyCallEngine:
                 )
                 if trunk.address:  # the address the target policy checked: no second lookup (the R-URI keeps host)
                     ua.rAddr = ((trunk.address, trunk.port), ua.rAddr[1])
+                transfer_aware(ua, self._refer_decision(call_id))
                 call.ua = ua
                 event = CCEventTry(
                     (SipCallId(), request.from_user, request.to_user, MsgBody(offer), None, display_name)
@@ -1282,6 +1286,23 @@ class SippyCallEngine:
         found = self._shared.get(call_id)
         if found is not None:
             found[1].finish(completed=False)  # its done callback takes it off the clock and reports it
+
+    def _refer_decision(self, call_id: str) -> ReferDecision:
+        """REFER (reactor thread): accepted for a call bridged with another (there is a party to hand over), which
+        the engine then reports as TransferRequested; refused (603) otherwise."""
+
+        def decide(user: str, host: str, port: int | None, refer_to: str, referred_by: str | None) -> bool:
+            call = self._calls.get(call_id)
+            if call is None or call.channel is None or call.channel.bridge_peer is None:
+                return False
+            self._post(self._emit, TransferRequested(call_id, user, host, port, refer_to, referred_by))
+            return True
+
+        return decide
+
+    async def notify_transfer(self, call_id: str, status: int, reason_phrase: str) -> None:
+        call = self._call(call_id)
+        _call_in_reactor(lambda: notify(call.ua, status, reason_phrase, final=status >= 200))
 
     async def unbridge(self, call_id: str) -> None:
         _, channel = self._media_channel(call_id)

@@ -78,6 +78,7 @@ from callplane.media.engine import (
     RegistrationChanged,
     SipReasonHeader,
     SpeechSource,
+    TransferRequested,
     TrunkRegistration,
     UrlSource,
 )
@@ -266,6 +267,8 @@ class FakeCall:
     recordings: list[Recording] = field(default_factory=list)
     bridged_with: str | None = None
     bridged_ever: list[str] = field(default_factory=list)
+    refer_answers: list[int] = field(default_factory=list)  # our answers to its REFERs: 202 or 603
+    transfer_notifications: list[tuple[int, str]] = field(default_factory=list)  # the NOTIFYs' sipfrag statuses
     hangup_headers: Mapping[str, str] | None = None
     ended: CallEnded | None = None
     # This leg's inbound audio as its bridge peer and recordings get it, one 160-sample frame per far-end frame
@@ -1008,6 +1011,20 @@ class FakeCallEngine:
         self._call(call_id)
         self._stop_shared(call_id)
 
+    async def notify_transfer(self, call_id: str, status: int, reason_phrase: str) -> None:
+        self._call(call_id).transfer_notifications.append((status, reason_phrase))
+
+    def _far_refer(self, call: FakeCall, target_user: str, target_host: str, target_port: int | None) -> None:
+        """REFER, answered as SippyCallEngine does: 202 (and TransferRequested, NOTIFY 100) when the call is bridged,
+        else 603."""
+        if call.state is not FakeCallState.ANSWERED or call.bridged_with is None:
+            call.refer_answers.append(603)
+            return
+        call.refer_answers.append(202)
+        call.transfer_notifications.append((100, "Trying"))
+        refer_to = f"sip:{target_user}@{target_host}" + (f":{target_port}" if target_port else "")
+        self._emit(TransferRequested(call.call_id, target_user, target_host, target_port, refer_to))
+
     async def unbridge(self, call_id: str) -> None:
         call = self._media(call_id)
         self._stop_shared(call_id)
@@ -1078,6 +1095,10 @@ class FarEndControl:
     def send_digits(self, digits: str) -> None:
         """RFC 4733 digits from the far end (once there is media)."""
         self._engine._on_loop(lambda: self._engine._far_digits(self._call(), digits))
+
+    def refer(self, target_user: str, target_host: str = "127.0.0.1", target_port: int | None = 5999) -> None:
+        """REFER: a blind transfer of the other party to `target_user@target_host[:target_port]`."""
+        self._engine._on_loop(lambda: self._engine._far_refer(self._call(), target_user, target_host, target_port))
 
     def hang_up(self, reason: SipReasonHeader | None = NORMAL_CLEARING) -> None:
         """BYE, or a CANCEL when the far end is an unanswered caller."""

@@ -74,6 +74,10 @@ class VoiceEventType(StrEnum):
     CALL_TRANSFER_REQUESTED = "voice.call.transfer_requested"  # to the destination configuration
     CALL_TRANSFER_FINISHED = "voice.call.transfer_finished"  # to the source: accepted, the call moved
     CALL_TRANSFER_FAILED = "voice.call.transfer_failed"  # to the source: rejected, timed out, or the call ended
+    # A dialog's party asked (SIP REFER) to hand the other party over to someone else (a blind transfer).
+    DIALOG_TRANSFER_REQUESTED = "voice.dialog.transfer_requested"
+    DIALOG_TRANSFER_FINISHED = "voice.dialog.transfer_finished"  # the target answered: the other party is theirs
+    DIALOG_TRANSFER_FAILED = "voice.dialog.transfer_failed"  # the target could not be reached
     MACHINE_DETECTION_FINISHED = "voice.machine_detection.finished"  # a verdict: HUMAN or MACHINE answered
     MACHINE_DETECTION_FAILED = "voice.machine_detection.failed"  # no verdict (no audio, the call ended first)
     MACHINE_MESSAGE_DETECTION_FINISHED = "voice.machine_detection.message_finished"  # the greeting ended
@@ -140,6 +144,7 @@ class VoiceEvent:
     source_configuration_id: str | None = None
     destination_configuration_id: str | None = None
     to_configuration_id: str | None = None
+    error_code: int | None = None  # DIALOG_TRANSFER_FAILED: why the target was not reached (an ErrorCode)
     dialog: VoiceDialog | None = None  # a dialog's event (then `call` is the parent)
     child: VoiceCall | None = None  # a dialog's event: the child call, when there is one
     recordings: list[VoiceRecording] = field(default_factory=list)  # DIALOG_RECORDING_READY, ..._COMPOSITION_FINISHED

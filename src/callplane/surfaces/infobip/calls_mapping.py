@@ -257,6 +257,9 @@ EVENT_NAMES = {
     VoiceEventType.CALL_TRANSFER_REQUESTED: "APPLICATION_TRANSFER_REQUESTED",
     VoiceEventType.CALL_TRANSFER_FINISHED: "APPLICATION_TRANSFER_FINISHED",
     VoiceEventType.CALL_TRANSFER_FAILED: "APPLICATION_TRANSFER_FAILED",
+    VoiceEventType.DIALOG_TRANSFER_REQUESTED: "DIALOG_TRANSFER_REQUESTED",
+    VoiceEventType.DIALOG_TRANSFER_FINISHED: "DIALOG_TRANSFER_FINISHED",
+    VoiceEventType.DIALOG_TRANSFER_FAILED: "DIALOG_TRANSFER_FAILED",
     VoiceEventType.MACHINE_DETECTION_FINISHED: "MACHINE_DETECTION_FINISHED",
     VoiceEventType.MACHINE_DETECTION_FAILED: "MACHINE_DETECTION_FAILED",
     VoiceEventType.MACHINE_MESSAGE_DETECTION_FINISHED: "MACHINE_MESSAGE_DETECTION_FINISHED",
@@ -342,6 +345,11 @@ def application_transfer_json(event: VoiceEvent) -> dict[str, Any]:
     return source | destination | {"transferId": event.transfer_id}
 
 
+_DIALOG_TRANSFER_EVENTS = (
+    VoiceEventType.DIALOG_TRANSFER_REQUESTED,
+    VoiceEventType.DIALOG_TRANSFER_FINISHED,
+    VoiceEventType.DIALOG_TRANSFER_FAILED,
+)
 _TRANSFER_EVENTS = (
     VoiceEventType.CALL_TRANSFER_REQUESTED,
     VoiceEventType.CALL_TRANSFER_FINISHED,
@@ -354,6 +362,11 @@ def _properties(event: VoiceEvent) -> dict[str, Any]:
     kind = event.type
     if kind in _TRANSFER_EVENTS:
         return application_transfer_json(event)
+    if kind in _DIALOG_TRANSFER_EVENTS:  # `{transferorCall, referTo}` (the reference's body); failures say why
+        transfer: dict[str, Any] = {"transferorCall": call_json(call), "referTo": event.detail}
+        if kind == VoiceEventType.DIALOG_TRANSFER_FAILED:
+            transfer["errorCode"] = error_code_json(event.error_code)
+        return transfer
     if event.dialog is not None and kind in _DIALOG_FILES:
         calls = {c.id: c for c in (call, event.child) if c is not None}
         return {"recording": dialog_recording_json(event.dialog, event.recordings, calls)}
