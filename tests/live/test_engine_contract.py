@@ -406,6 +406,33 @@ def test_playback_stopped_and_cut_by_the_hangup_reports_it_incomplete(contract: 
     contract(scenario)
 
 
+def test_a_recording_ends_by_itself_after_its_max_duration_or_max_silence(
+    contract: Callable[[Scenario], None],
+) -> None:
+    """start-recording's maxDuration and maxSilence are the engine's: it ends the recording (RecordingFinished, as a
+    stop would) and the call goes on. Nothing plays, so what is recorded is silence on both engines."""
+
+    async def scenario(peers: Peers, events: asyncio.Queue[EngineEvent]) -> None:
+        engine = peers.engine
+        call_id = await engine.dial(await peers.callee("frank"))
+        await next_event(events, CallAnswered)
+        bounded = peers.directory / "bounded.wav"
+        await engine.start_recording(call_id, bounded, max_duration_s=0.4, max_silence_s=30)
+        finished = await next_event(events, RecordingFinished)
+        assert finished.path == bounded and finished.duration_ms >= 400
+        assert len(read_wav(bounded)[0]) == 8 * finished.duration_ms
+        assert await engine.stop_recording(call_id) is None  # it had ended already
+        quiet = peers.directory / "quiet.wav"
+        await engine.start_recording(call_id, quiet, max_silence_s=0.3)
+        finished = await next_event(events, RecordingFinished)
+        assert finished.path == quiet and finished.duration_ms >= 300
+        await engine.hangup(call_id)
+        ended = await next_event(events, CallEnded)
+        assert (ended.initiator, ended.answered) == (HangupInitiator.LOCAL, True)
+
+    contract(scenario)
+
+
 def test_two_answered_calls_are_bridged_and_share_a_prompt(contract: Callable[[Scenario], None]) -> None:
     async def scenario(peers: Peers, events: asyncio.Queue[EngineEvent]) -> None:
         engine = peers.engine

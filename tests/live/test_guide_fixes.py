@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from callplane.media.engine import ToneSource
 from callplane.testing.engine import FarEnd
 from tests.live.support import CallsApp, LiveServer, Receiver, calls_app, eventually
 
@@ -249,3 +250,39 @@ def test_a_recording_asked_for_with_the_call_that_cannot_start_is_call_recording
         app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
         assert receiver.single_terminal(call_id)["type"] == "CALL_FINISHED"
         assert "CALL_RECORDING_STARTED" not in receiver.types(call_id)
+
+
+def test_start_recording_beeps_first_and_stops_by_itself_after_max_duration_or_max_silence(
+    live: LiveServer, app: CallsApp, receiver: Receiver
+) -> None:
+    """start-recording's `beep` (a short beep, then the recording), `maxDuration` and `maxSilence` (the engine ends
+    the recording itself; the client: such a recording "can't be stopped by the stop recording endpoint"). The fake
+    engine records silence, so `maxSilence` ends it as `maxDuration` does."""
+    call_id, engine_id = _answered_call(live, app, receiver, "limits")
+
+    def recording_events(event_type: str) -> list[dict[str, Any]]:
+        return [e for e in receiver.events(call_id) if e["type"] == event_type]
+
+    beeped = {"recording": {"recordingType": "AUDIO", "beep": True, "maxDuration": 1}}
+    assert app.http.post(f"/calls/1/calls/{call_id}/start-recording", json=beeped).status_code == 200
+    started = receiver.wait_type(call_id, "CALL_RECORDING_STARTED")["properties"]
+    assert (started["beep"], started["maxDuration"], started["maxSilence"]) == (True, 1, None)
+    [beep] = live.fake.calls[engine_id].played  # the beep played to its end before the recorder started
+    assert isinstance(beep.source, ToneSource) and beep.completed is True
+    refused = app.http.post(f"/calls/1/calls/{call_id}/stop-recording")
+    assert refused.status_code == 400, refused.text
+    stopped = receiver.wait_type(call_id, "CALL_RECORDING_STOPPED")["properties"]
+    [file] = receiver.wait_type(call_id, "CALL_RECORDING_READY")["properties"]["recording"]["files"]
+    assert file["id"] == stopped["fileId"] == started["fileId"] and file["duration"] == 1
+
+    quiet = {"recording": {"recordingType": "AUDIO", "maxSilence": 1}}
+    assert app.http.post(f"/calls/1/calls/{call_id}/start-recording", json=quiet).status_code == 200
+    eventually(lambda: recording_events("CALL_RECORDING_READY")[1:], "the silent recording ends by itself")
+    started = recording_events("CALL_RECORDING_STARTED")[1]["properties"]
+    assert (started["beep"], started["maxDuration"], started["maxSilence"]) == (False, None, 1)
+    [file] = recording_events("CALL_RECORDING_READY")[1]["properties"]["recording"]["files"]
+    assert file["duration"] == 1 and len(live.fake.calls[engine_id].played) == 1  # no beep this time
+    assert app.http.get(f"/calls/1/calls/{call_id}").json()["state"] == "ESTABLISHED"  # the call goes on
+    app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
+    receiver.single_terminal(call_id)
+    assert len(recording_events("CALL_RECORDING_STOPPED")) == 2

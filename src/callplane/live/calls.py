@@ -103,6 +103,8 @@ class LiveCall:
     )
     recording_id: str | None = None
     recording_dialog_id: str | None = None  # the dialog whose recording `recording_id` is (stopped with it)
+    recording_limited: bool = False  # `recording_id` has maxSilence/maxDuration: it stops by itself
+    recording_beeping: bool = False  # `recording_id` waits for its beep to end before it starts
     record_on_answer: RecordingRequest | None = None
     max_duration_timer: asyncio.TimerHandle | None = None
     in_dialog: bool = False  # its events may touch another call's: they are handled one at a time (see _consume)

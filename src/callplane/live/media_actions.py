@@ -6,6 +6,7 @@ file is ready, or the action fails) is an event of the call.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import time
@@ -31,10 +32,13 @@ from callplane.media.engine import (
     PlaybackFinished,
     PlaySource,
     SpeechSource,
+    ToneSource,
 )
 from callplane.media.engine import RecordingChannels as EngineChannels
 
 URL_CACHE_DIRECTORY = "voice-url-cache"
+RECORDING_BEEP = ToneSource((1000.0,), 400, 0)  # start-recording's `beep`: 0.4 s of 1 kHz, then the recording
+BEEP_WAIT_S = 10.0  # a beep whose end is never reported (the call ended): the recording is given up
 DEFAULT_WORDS_PER_MINUTE = 160
 
 
@@ -43,6 +47,7 @@ class MediaActions:
         self.calls = calls
         self.engine = calls.engine
         self.fetch_policy = fetch_policy
+        self._beeps: dict[str, asyncio.Future[bool]] = {}  # playback id of a recording's beep -> its end
 
     # ---- commands -------------------------------------------------------------------------------
 
@@ -94,6 +99,11 @@ class MediaActions:
             raise InvalidCallState("the call is not being recorded")
         if live.recording_dialog_id is not None:
             raise InvalidCallState("the call is recorded as part of its dialog: stop the dialog's recording")
+        if live.recording_limited:  # the client: "If this field is set the recording can't be stopped"
+            raise InvalidCallState("a recording with maxSilence or maxDuration stops by itself, or with the call")
+        if live.recording_beeping:  # stopped before it started: nothing was recorded
+            live.recording_id, live.recording_beeping = None, False
+            return
         await self.engine.stop_recording(live.engine_id)  # RecordingFinished makes it ready
 
     # ---- what the engine reports ----------------------------------------------------------------
@@ -115,6 +125,11 @@ class MediaActions:
             await self.calls.emit(live.call_id, VoiceEventType.DIGITS_CAPTURED, digits=digit, timed_out=False)
 
     async def on_playback_finished(self, live: LiveCall, event: PlaybackFinished) -> None:
+        beep = self._beeps.pop(event.playback_id, None)
+        if beep is not None:  # a recording's beep: the recording starts now
+            if not beep.done():
+                beep.set_result(event.completed)
+            return
         playback = live.playbacks.pop(event.playback_id, None)
         if playback is None:
             return  # a capture's prompt or an unknown playback: nothing to report
@@ -139,6 +154,9 @@ class MediaActions:
         if live.recording_id is not None:
             raise InvalidCallState("the call is already being recorded")
         recording = await self._recording_row(call, request)
+        if request.beep:
+            self._after_beep(live, recording, request)
+            return
         await self._start_recorder(live, recording, request)
 
     async def record_on_answer(self, live: LiveCall, call: VoiceCall, request: RecordingRequest) -> None:
@@ -147,12 +165,44 @@ class MediaActions:
         if live.recording_id is not None:
             return
         recording = await self._recording_row(call, request)
+        if request.beep:
+            self._after_beep(live, recording, request)
+            return
         try:
             await self._start_recorder(live, recording, request)
         except CallplaneError as error:
             await self.calls.emit(
                 call.id, VoiceEventType.CALL_RECORDING_FAILED, recording=recording, detail=error.message
             )
+
+    def _after_beep(self, live: LiveCall, recording: VoiceRecording, request: RecordingRequest) -> None:
+        """`beep`: the call hears a short beep (replacing what it hears), then the recording starts. The call counts
+        as recorded meanwhile (a second start is refused; a stop cancels it)."""
+        live.recording_id, live.recording_beeping = recording.id, True
+
+        async def beep_then_record() -> None:
+            try:
+                playback_id = await self.engine.play(live.engine_id, RECORDING_BEEP)
+                ended = self._beeps[playback_id] = asyncio.get_running_loop().create_future()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended, BEEP_WAIT_S)
+                self._beeps.pop(playback_id, None)
+                if live.recording_id != recording.id or not live.recording_beeping:
+                    return  # stopped during the beep
+                live.recording_beeping = False
+                if live.call_id not in self.calls.by_call:
+                    return  # the call ended during the beep: its terminal event says so
+                await self._start_recorder(live, recording, request)
+            except CallplaneError as error:
+                live.recording_beeping = False
+                if live.recording_id == recording.id:
+                    live.recording_id = None
+                if live.call_id in self.calls.by_call:
+                    await self.calls.emit(
+                        live.call_id, VoiceEventType.CALL_RECORDING_FAILED, recording=recording, detail=error.message
+                    )
+
+        self.calls.spawn(beep_then_record(), "recording-beep")
 
     async def _recording_row(self, call: VoiceCall, request: RecordingRequest) -> VoiceRecording:
         file_id = new_id()
@@ -176,11 +226,18 @@ class MediaActions:
     async def _start_recorder(self, live: LiveCall, recording: VoiceRecording, request: RecordingRequest) -> None:
         """The engine records into the file; CALL_RECORDING_STARTED once it does."""
         live.recording_id = recording.id
+        live.recording_limited = request.max_silence_s is not None or request.max_duration_s is not None
         try:
             target = self.calls.recordings_dir() / recording.storage_key
-            await self.engine.start_recording(live.engine_id, target, EngineChannels(request.channels))
+            await self.engine.start_recording(
+                live.engine_id,
+                target,
+                EngineChannels(request.channels),
+                max_silence_s=request.max_silence_s,
+                max_duration_s=request.max_duration_s,
+            )
         except CallplaneError:
-            live.recording_id = None
+            live.recording_id, live.recording_limited = None, False
             raise
         await self.calls.emit(
             recording.call_id, VoiceEventType.CALL_RECORDING_STARTED, recording=recording, recording_options=request

@@ -260,6 +260,15 @@ class PcmPlayer:
         return frame
 
 
+SILENCE_RMS = 150.0  # about -47 dBFS: a frame quieter than this is silence (idle lines and G.711 hiss are below)
+
+
+def is_silent(frame: Pcm) -> bool:
+    """Whether a frame (mono, or interleaved stereo) holds no more than line noise."""
+    samples = frame.astype(np.float32)
+    return float(np.sqrt(np.mean(samples * samples))) < SILENCE_RMS
+
+
 class RecordingChannels(StrEnum):
     MONO = "MONO"
     STEREO = "STEREO"
@@ -275,9 +284,24 @@ class WavRecorder:
 
     _FLUSH_FRAMES = 50
 
-    def __init__(self, path: Path, channels: RecordingChannels = RecordingChannels.MONO) -> None:
+    def __init__(
+        self,
+        path: Path,
+        channels: RecordingChannels = RecordingChannels.MONO,
+        *,
+        max_silence_ms: int | None = None,
+        max_duration_ms: int | None = None,
+        on_limit: Callable[[], None] | None = None,
+    ) -> None:
+        """`max_silence_ms` / `max_duration_ms`: once the recorded audio has been silent that long, or the file is
+        that long, `on_limit` is called (once; the recorder keeps writing until it is closed)."""
         self.path = path
         self.channels = channels
+        self._max_frames = None if max_duration_ms is None else max(1, max_duration_ms // 20)
+        self._max_silent_frames = None if max_silence_ms is None else max(1, max_silence_ms // 20)
+        self._silent_frames = 0
+        self.on_limit = on_limit
+        self.limit_reached: str | None = None  # "MAX_DURATION" | "MAX_SILENCE"
         self._wave = wave.open(str(path), "wb")
         self._wave.setnchannels(2 if channels is RecordingChannels.STEREO else 1)
         self._wave.setsampwidth(2)
@@ -309,6 +333,21 @@ class WavRecorder:
         self.frames_written += 1
         if len(self._pending) >= self._FLUSH_FRAMES:
             self._flush()
+        if (self._max_frames is not None or self._max_silent_frames is not None) and self.limit_reached is None:
+            self._check_limits(block)
+
+    def _check_limits(self, block: Pcm) -> None:
+        if self._max_frames is not None and self.frames_written >= self._max_frames:
+            self._reached("MAX_DURATION")
+        elif self._max_silent_frames is not None:
+            self._silent_frames = self._silent_frames + 1 if is_silent(block) else 0
+            if self._silent_frames >= self._max_silent_frames:
+                self._reached("MAX_SILENCE")
+
+    def _reached(self, limit: str) -> None:
+        self.limit_reached = limit
+        if self.on_limit is not None:
+            self.on_limit()
 
     def _flush(self) -> None:
         if self._pending:

@@ -384,8 +384,17 @@ class CallEngine(Protocol):
     async def stop_playback(self, call_id: str) -> None: ...
 
     async def start_recording(
-        self, call_id: str, path: Path, channels: RecordingChannels = RecordingChannels.MONO
-    ) -> None: ...
+        self,
+        call_id: str,
+        path: Path,
+        channels: RecordingChannels = RecordingChannels.MONO,
+        *,
+        max_silence_s: float | None = None,
+        max_duration_s: float | None = None,
+    ) -> None:
+        """Record the call into a WAV. With `max_silence_s` the engine ends the recording itself after that long
+        of silence in what it records, with `max_duration_s` after that long (RecordingFinished, as a stop)."""
+        ...
 
     async def stop_recording(self, call_id: str) -> RecordingFinished | None: ...
 

@@ -1170,17 +1170,39 @@ class SippyCallEngine:
         channel.stop_playback()
 
     async def start_recording(
-        self, call_id: str, path: Path, channels: RecordingChannels = RecordingChannels.MONO
+        self,
+        call_id: str,
+        path: Path,
+        channels: RecordingChannels = RecordingChannels.MONO,
+        *,
+        max_silence_s: float | None = None,
+        max_duration_s: float | None = None,
     ) -> None:
         call, channel = self._media_channel(call_id)
         if call.recorder is not None:
             raise CallStateConflict("the call is already being recorded")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            call.recorder = WavRecorder(path, channels)
+            recorder = WavRecorder(
+                path,
+                channels,
+                max_silence_ms=None if max_silence_s is None else round(max_silence_s * 1000),
+                max_duration_ms=None if max_duration_s is None else round(max_duration_s * 1000),
+            )
         except OSError as error:  # a full disk, a path that is not a folder: the call goes on unrecorded
             raise MediaUnavailable(f"cannot write the recording: {error}") from error
-        channel.add_sink(call.recorder)
+        loop = asyncio.get_running_loop()
+
+        def reached() -> None:  # seen while the channel hands out a frame: the recording ends just after
+            loop.call_soon_threadsafe(self._finish_recording_of, call, recorder)
+
+        recorder.on_limit = reached
+        call.recorder = recorder
+        channel.add_sink(recorder)
+
+    def _finish_recording_of(self, call: _Call, recorder: WavRecorder) -> None:
+        if call.recorder is recorder:
+            self._finish_recording(call)
 
     async def stop_recording(self, call_id: str) -> RecordingFinished | None:
         call = self._call(call_id)

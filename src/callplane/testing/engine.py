@@ -764,8 +764,16 @@ class FakeCallEngine:
             self._finish_playback(call_id, call.playing, completed=False)
 
     async def start_recording(
-        self, call_id: str, path: Path, channels: RecordingChannels = RecordingChannels.MONO
+        self,
+        call_id: str,
+        path: Path,
+        channels: RecordingChannels = RecordingChannels.MONO,
+        *,
+        max_silence_s: float | None = None,
+        max_duration_s: float | None = None,
     ) -> None:
+        """As SippyCallEngine's; the fake's audio is silence (or `recording_tone_hz`, never silent), so a
+        `max_silence_s` recording of silence ends after that long, and `max_duration_s` after that long."""
         call = self._media(call_id)
         if call.recording is not None:
             raise CallStateConflict("the call is already being recorded")
@@ -776,6 +784,15 @@ class FakeCallEngine:
         recording = Recording(path, channels, self._running_loop().time())
         call.recording = recording
         call.recordings.append(recording)
+        limits = [max_duration_s, max_silence_s if self.recording_tone_hz is None else None]
+        limit_s = min((limit for limit in limits if limit is not None), default=None)
+        if limit_s is not None:
+
+            def reached() -> None:
+                if call.recording is recording:
+                    self._finish_recording(call)
+
+            self._later(call, limit_s, reached)
 
     async def stop_recording(self, call_id: str) -> RecordingFinished | None:
         return self._finish_recording(self._call(call_id))

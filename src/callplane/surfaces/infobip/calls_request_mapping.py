@@ -49,6 +49,15 @@ def to_recording(body: RecordingBody | StartRecordingInner | None) -> RecordingR
         return None
     if body.recordingType != "AUDIO":
         raise bad_request("only AUDIO recordings are supported (no video)", field="recording.recordingType")
+    if isinstance(body, StartRecordingInner):  # start-recording's own options (not on create or answer)
+        return RecordingRequest(
+            channels=RecordingChannels(body.channels),
+            file_prefix=body.filePrefix,
+            custom_data=body.customData or {},
+            beep=body.beep,
+            max_silence_s=body.maxSilence,
+            max_duration_s=body.maxDuration,
+        )
     return RecordingRequest(
         channels=RecordingChannels(body.channels), file_prefix=body.filePrefix, custom_data=body.customData or {}
     )

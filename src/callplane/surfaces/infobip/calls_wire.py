@@ -149,6 +149,9 @@ class StartRecordingInner(BaseModel):
     customData: dict[str, str] | None = None
     filePrefix: str | None = None
     channels: Literal["MONO", "STEREO"] = "MONO"  # callplane: the call's recording may be STEREO here too
+    maxSilence: Annotated[int | None, Field(ge=1, le=28800)] = None  # seconds of silence, then it stops
+    beep: bool = False
+    maxDuration: Annotated[int | None, Field(ge=1, le=28800)] = None  # seconds, then it stops
 
 
 class StartRecordingBody(BaseModel):
