@@ -351,7 +351,7 @@ def test_connect_with_a_new_call_plays_ringback_to_the_room_and_can_join_on_earl
     assert joined.status_code == 200, joined.text
     new_id, conference_id = joined.json()["call"]["id"], joined.json()["conference"]["id"]
     _wait_event(receiver, conference_id, "PARTICIPANT_JOINED", new_id)  # in the room before any answer
-    assert app.http.get(f"/calls/1/calls/{new_id}").json()["state"] == "PRE_ESTABLISHED"
+    assert app.http.get(f"/calls/1/calls/{new_id}").json()["state"] == "RINGING"  # a SIP call's 183 rings
     assert _engine_id(live, early) in live.fake.mixes[conference_id].members
     assert app.http.post(f"/calls/1/conferences/{conference_id}/hangup").status_code == 200
     assert receiver.single_terminal(new_id)["type"] == "CALL_FAILED"  # cancelled before its answer

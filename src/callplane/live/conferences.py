@@ -116,6 +116,8 @@ class Conferences:
         self._by_call: dict[str, str] = {}  # call id -> conference id, while the call is (or is joining) in one
         self._joining: set[str] = set()  # call ids being put into their room now
         self._recordings: dict[str, _Recording] = {}  # by conference id
+        # Live calls that have early media (a SIP call's 183 leaves it RINGING): connectOnEarlyMedia joins them.
+        self._early_media: set[str] = set()
 
     def carries(self, arguments: Mapping[str, Any]) -> bool:
         return str(arguments.get("conference_id") or "") in self._rooms
@@ -419,9 +421,8 @@ class Conferences:
         if call.state in TERMINAL_STATES:  # it ended before it was a participant (a new call that failed at once)
             await self._leave(call_id, VoiceEventType.PARTICIPANT_JOIN_FAILED, keep_conference=True)
             return
-        if call.state == VoiceCallState.ESTABLISHED or (
-            call.state == VoiceCallState.PRE_ESTABLISHED and participant.connect_on_early_media
-        ):
+        early = call.state == VoiceCallState.PRE_ESTABLISHED or call_id in self._early_media
+        if call.state == VoiceCallState.ESTABLISHED or (early and participant.connect_on_early_media):
             await self._join(room, call_id)
 
     async def _join(self, room: _Room, call_id: str) -> None:
@@ -579,6 +580,10 @@ class Conferences:
 
     async def on_leg(self, change: LegChange) -> None:
         """A participant's call rang (ringback), answered or had early media (it joins), or ended (it leaves)."""
+        if change.event is LegEvent.EARLY_MEDIA:
+            self._early_media.add(change.call_id)  # it may become a participant after its 183 (a new call)
+        elif change.event in (LegEvent.FINISHED, LegEvent.FAILED, LegEvent.ESTABLISHED):
+            self._early_media.discard(change.call_id)
         conference_id = self._by_call.get(change.call_id)
         if conference_id is None:
             return
