@@ -78,7 +78,10 @@ def test_an_agent_holds_the_end_user_who_hears_music_then_transfers_to_a_second_
             json={"transfer_type": "cold", "agent_email": "two@somedomain.com"},
         )
         assert moved.status_code == 201, moved.text
-        transferred = center.wait_call(call_id, lambda c: c["transfers"][0]["status"] != "transferring")
+        # the call row and its transfers are separate reads of one GET: wait until both moved on
+        transferred = center.wait_call(
+            call_id, lambda c: c["transfers"][0]["status"] != "transferring" and c["status"] != "assigned"
+        )
         assert transferred["status"] == "connected" and transferred["transfers"][0]["status"] == "transferred"
         code, output = first.result(timeout_s=30)
         assert code == 0, output  # the first agent got our BYE at the transfer

@@ -111,7 +111,13 @@ def test_a_cold_transfer_to_another_agent(live: LiveServer, center: Center) -> N
 
     agent_two = _leg(live, phone_two)
     eventually(lambda: end_user.bridged_with == agent_two.call_id, "the end user is bridged to agent two")
-    call = eventually(lambda: (c := center.call(call_id))["transfers"][0]["status"] == "transferred" and c, "done")
+    # the call row and its transfers are separate reads of one GET: wait until both show the hand-over
+    call = eventually(
+        lambda: (
+            (c := center.call(call_id))["transfers"][0]["status"] == "transferred" and c["status"] == "connected" and c
+        ),
+        "done",
+    )
     assert call["status"] == "connected" and call["agent_info"]["id"] == center.agents["two@somedomain.com"]
     [done] = call["transfers"]
     assert done["from_agent"]["id"] == center.agents["one@somedomain.com"] and done["fail_reason"] == "nothing"
