@@ -478,6 +478,7 @@ def cluster(
     admin_url: str | None = None,
 ) -> Iterator[Cluster]:
     """A scratch PostgreSQL database, `apis` API processes, the media nodes, Kamailio in front, an application."""
+    work.mkdir(parents=True, exist_ok=True)
     with scratch_postgres_database(
         admin_url or os.environ.get("CALLPLANE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
     ) as url:
