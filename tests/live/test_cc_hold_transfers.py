@@ -216,3 +216,49 @@ def test_a_warm_transfer_whose_agent_is_busy_fails_and_the_first_agent_resumes(
     assert (refused.status_code, refused.json()) == (400, {"message": "Not a valid agent email"})
     live.fake.far_end(end_user.call_id).hang_up()
     assert center.ended(call_id)["status"] == "finished"
+
+
+def test_a_warm_transfer_called_off_leaves_the_end_user_with_the_first_agent(live: LiveServer, center: Center) -> None:
+    call_id, agent_one, end_user = _connected_call(live, center)
+    phone_two = center.add_agent("two@somedomain.com", FarEnd(answer_after_s=0.05), status="available")
+    created = _post(center, f"{call_id}/transfers", {"transfer_type": "warm", "agent_email": "two@somedomain.com"})
+    assert created.status_code == 201, created.text
+    transfer_id = created.json()["transfers"][0]["id"]
+    agent_two = _leg(live, phone_two)
+    eventually(lambda: agent_one.bridged_with == agent_two.call_id, "the agents talk")
+
+    cancelled = _post(center, f"{call_id}/transfers/{transfer_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    eventually(lambda: not agent_two.live, "agent two is hung up")
+    center.agent_reaches("two@somedomain.com", "available")
+    assert agent_one.bridged_with is None and _hears_music(end_user)
+    call = center.call(call_id)
+    assert (call["transfers"][0]["status"], call["transfers"][0]["fail_reason"]) == ("cancelled", "cancelled")
+    two = next(p for p in call["participants"] if p["user_id"] == center.agents["two@somedomain.com"])
+    eventually(
+        lambda: next(
+            p for p in center.call(call_id)["participants"] if p["user_id"] == center.agents["two@somedomain.com"]
+        )["ended_at"],
+        "agent two's part is closed",
+    )
+    assert two["type"] == "agent"
+    again = _post(center, f"{call_id}/transfers/{transfer_id}/cancel")
+    assert (again.status_code, again.json()) == (400, {"message": "Only a warm transfer in progress can be cancelled"})
+    assert _post(center, f"{call_id}/resume").status_code == 200
+    assert end_user.bridged_with == agent_one.call_id
+
+    # the end user hangs up during a second consult: the call finishes, both agents are idle, every part closed
+    assert (
+        _post(
+            center, f"{call_id}/transfers", {"transfer_type": "warm", "agent_email": "two@somedomain.com"}
+        ).status_code
+        == 201
+    )
+    agent_two = _leg(live, phone_two)
+    eventually(lambda: agent_one.bridged_with == agent_two.call_id, "the agents talk again")
+    live.fake.far_end(end_user.call_id).hang_up()
+    finished = center.ended(call_id)
+    assert finished["status"] == "finished" and finished["transfers"][1]["status"] == "failed"
+    assert finished["transfers"][1]["fail_reason"] == "end_user_hung_up"  # the call ended under it
+    center.agent_reaches("one@somedomain.com", "available")
+    center.agent_reaches("two@somedomain.com", "available")

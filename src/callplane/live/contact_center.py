@@ -696,6 +696,35 @@ class ContactCenterRuntime:
         await self._release_first_agent(call)
         await self._connect_transfer(call_id, transfer_id, target)
 
+    async def cancel_transfer(self, *, call_id: int, transfer_id: int) -> None:
+        """A warm transfer in progress is called off: the new agent's leg is hung up (they are idle again) and the
+        end user stays on hold with the first agent, who resumes them."""
+        call = await self._connected(call_id, transferring=True)
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            cancelled = await session.execute(
+                update(CcTransfer)
+                .where(
+                    CcTransfer.id == transfer_id,
+                    CcTransfer.call_id == call_id,
+                    CcTransfer.kind == TransferKind.WARM,
+                    CcTransfer.status == TransferStatus.TRANSFERRING,
+                )
+                .values(status=TransferStatus.CANCELLED, fail_reason="cancelled", ended_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(cancelled, "rowcount", 0) != 1:
+                raise ContactCenterInvalid("Only a warm transfer in progress can be cancelled")
+            transfer = await session.get(CcTransfer, transfer_id)
+            assert transfer is not None
+        if call.agent_leg_id is not None:
+            with contextlib.suppress(CallplaneError):
+                await self.voice.holds.disconnect(account_id=call.account_id, call_id=call.agent_leg_id)
+        if transfer.target_leg_id is not None:
+            await self._hang_up(call.account_id, transfer.target_leg_id)  # its end closes the agent's part
+        else:
+            await self._transfer_failed(call_id, transfer_id, transfer.to_agent_id, "cancelled", leg=None)
+
     async def _connected(self, call_id: int, *, transferring: bool = False) -> CcCall:
         async with self.sessions() as session:
             call = await session.get(CcCall, call_id)
@@ -867,8 +896,12 @@ class ContactCenterRuntime:
         async with self.sessions() as session:
             transfer = await session.get(CcTransfer, transfer_id)
             call = await session.get(CcCall, call_id)
-        if transfer is None or call is None or transfer.status != TransferStatus.TRANSFERRING:
-            return False
+        if transfer is None or call is None or transfer.status == TransferStatus.TRANSFERRED:
+            return False  # the leg became the call's agent leg
+        if transfer.status != TransferStatus.TRANSFERRING:  # cancelled, or failed when the call ended
+            if event is not LegEvent.ESTABLISHED:
+                await self._transfer_failed(call_id, transfer_id, transfer.to_agent_id, transfer.fail_reason, leg=leg)
+            return True
         if event is LegEvent.ESTABLISHED:
             async with self.sessions() as session, session.begin():
                 await self._participant(

@@ -296,6 +296,18 @@ async def complete_transfer(
     return await _render(context, request, call)
 
 
+@router.post("/calls/{call_id}/transfers/{transfer_id}/cancel")
+async def cancel_transfer(
+    call_id: str, transfer_id: str, request: Request, context: ContextDep, principal: PrincipalDep
+) -> Response:
+    """A warm transfer called off: the new agent is hung up; the end user stays on hold with the first agent."""
+    runtime = _runtime(context)
+    async with context.sessions() as session:
+        call = await cc.get_call(session=session, account_id=principal.account.id, call_id=_id(call_id))
+    await runtime.cancel_transfer(call_id=call.id, transfer_id=_id(transfer_id))
+    return await _render(context, request, call)
+
+
 @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
 async def not_found(path: str) -> Response:
     """Anything else under the API's base: the seed's 404."""
