@@ -27,6 +27,7 @@ from infobip_api_client.models.security_config_type import SecurityConfigType
 
 from callplane.core.voice.schemas import MediaStreamRequest
 from callplane.live.relay import decode, encode
+from callplane.media.streaming import MediaStream
 from callplane.testing.engine import FarEnd
 from callplane.testing.sipp import tone
 from tests.live.support import CallsApp, LiveServer, Receiver, eventually
@@ -195,7 +196,9 @@ def test_replaced_media_is_what_the_call_passes_on_and_the_calls_end_finishes_th
         eventually(lambda: live.fake.calls[engine_id].inbound_replacement is not None, "the replacement is on")
         far_end = live.fake.far_end(engine_id)
         far_end.send_audio(tone(1000.0, 0.4))  # 20 frames to the server; peers get silence meanwhile
-        eventually(lambda: sum(s.frames_returned for s in echo.sessions) >= 20, "the server echoed them")
+        stream = live.fake.calls[engine_id].inbound_replacement  # the MediaStream: returned frames wait in it
+        assert isinstance(stream, MediaStream)
+        eventually(lambda: stream.stats.frames_returned >= 20, "the server's echo came back")
         silence = np.zeros(8000 * 2 // 5, dtype=np.int16)
         far_end.send_audio(silence)  # 20 frames more: the peers get the echoed tone instead
         relayed = live.fake.calls[engine_id].relayed_audio
