@@ -128,5 +128,25 @@ def test_a_rejected_or_unanswered_transfer_fails_and_the_call_stays(
         refused = app.http.post(f"/calls/1/calls/{call_id}/application-transfer", json=body)
         assert refused.status_code == status, refused.text
         assert "serviceException" in json.loads(refused.text)["requestError"]
+    # a transfer still pending when the call ends fails (before the call's terminal event)
+    seen = {e["properties"]["transferId"] for e in receiver.events(call_id) if e["type"].startswith("APPLICATION_")}
+    api.application_transfer(
+        call_id, CallsApplicationTransferRequest(destination_calls_configuration_id=center_app.configuration_id)
+    )
+    pending = receiver.wait_for(
+        lambda e: (
+            e.get("callId") == call_id
+            and e["type"] == "APPLICATION_TRANSFER_REQUESTED"
+            and e["properties"]["transferId"] not in seen
+        )
+    )
     live.fake.far_end(engine_id).hang_up()
     receiver.single_terminal(call_id)
+    receiver.wait_for(
+        lambda e: (
+            e.get("callId") == call_id
+            and e["type"] == "APPLICATION_TRANSFER_FAILED"
+            and e["properties"]["transferId"] == pending["properties"]["transferId"]
+        ),
+        timeout_s=15,
+    )
