@@ -37,6 +37,7 @@ from callplane.core.voice.conferences import ConferenceRecordings, ConferenceVie
 from callplane.core.voice.configurations import get_configuration
 from callplane.core.voice.events import VoiceEvent, VoiceEventType, publish
 from callplane.core.voice.models import HangupSource, VoiceCall, VoiceCallState, VoiceDialog, VoiceRecording
+from callplane.core.voice.queries import recording_key
 from callplane.core.voice.schemas import (
     DialogRecordingRequest,
     JoinOptions,
@@ -767,6 +768,8 @@ class Conferences:
                     recording.path.unlink()
                 if recording.member_dir is not None:
                     shutil.rmtree(recording.member_dir, ignore_errors=True)
+            for file in files:  # a shared store takes them before they are READY (core/recordings/voice_files.py)
+                await self.calls.store.publish(recording_key(file))
             session.add_all(files)
             await session.flush()
             await self._emit(session, conference, VoiceEventType.CONFERENCE_RECORDING_READY, recordings=files)
@@ -825,12 +828,9 @@ class Conferences:
                 file_id = new_id()
                 storage_key = f"{conference.account_id}/{file_id}.wav"
                 target = self.calls.recordings_dir() / storage_key
-                duration_ms = await asyncio.to_thread(
-                    compose_tracks,
-                    [self.calls.recordings_dir() / f.storage_key for f in files],
-                    target,
-                    multi_channel=multi_channel,
-                )
+                tracks = [await self.calls.store.fetch(recording_key(f)) for f in files]
+                duration_ms = await asyncio.to_thread(compose_tracks, tracks, target, multi_channel=multi_channel)
+                size_bytes = await self.calls.store.publish_path(target)
                 composed.append(
                     VoiceRecording(
                         id=file_id,
@@ -840,7 +840,7 @@ class Conferences:
                         name=f"{file_id}.wav",
                         storage_key=storage_key,
                         channels="STEREO" if multi_channel and len(files) == 2 else "MONO",
-                        size_bytes=target.stat().st_size,
+                        size_bytes=size_bytes,
                         duration_ms=duration_ms,
                         custom_data=dict(files[0].custom_data),
                         started_at=started_at,
@@ -865,9 +865,7 @@ class Conferences:
                     .values(ready=False, deleted_at=utcnow())
                 )
         if delete_sources:
-            for recording in sources:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.calls.recordings_dir() / recording.storage_key).unlink()
+            await self.calls.store.delete_all([recording_key(recording) for recording in sources])
         await self._emit_for(conference.id, VoiceEventType.CONFERENCE_COMPOSITION_FINISHED, recordings=composed)
 
     # ---- events ---------------------------------------------------------------------------------
