@@ -286,6 +286,16 @@ class VoiceService(VoiceReads):
                 dialog_id=request.dialog_id,
             )
             session.add_all(records.call_rows(call))
+            await session.flush()
+            if request.dialog_id is not None:  # the dialog knows its child before the child can answer
+                await session.execute(
+                    update(VoiceDialog)
+                    .where(VoiceDialog.id == request.dialog_id, VoiceDialog.child_call_id.is_(None))
+                    .values(child_call_id=call.id)
+                )
+            # the guide's first event of an outbound call: committed with it, so before anything its far end says
+            started = VoiceEvent(VoiceEventType.CALL_STARTED, call)
+            await publish_event(session=session, renderer=self.renderer, event=started)
             await session.commit()
             call_id = call.id
         trunk_id = request.endpoint.trunk_id if request.endpoint.type is EndpointType.PHONE else None
@@ -312,14 +322,9 @@ class VoiceService(VoiceReads):
             record_on_answer=request.recording,
             machine_detection=request.machine_detection,
         )
-        started_at = utcnow()  # the INVITE is out; the far end's answers wait for _register, so they come later
         self._register(live)
         async with self.sessions() as session, session.begin():
             await session.execute(update(VoiceCall).where(VoiceCall.id == call_id).values(engine_call_id=engine_id))
-            started = await session.get(VoiceCall, call_id)
-            if started is not None:  # the guide's first event of an outbound call, before its ringing
-                event = VoiceEvent(VoiceEventType.CALL_STARTED, started, at=started_at)
-                await publish_event(session=session, renderer=self.renderer, event=event)
         return await self.get_call(account_id=account_id, call_id=call_id)
 
     async def _outbound(
