@@ -30,16 +30,20 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from callplane.core.voice.events import TERMINAL_EVENT_TYPES, VoiceEventType
 from callplane.core.voice.models import VoiceCall
 from callplane.db.engine import create_engine, create_session_factory
 from callplane.db.migrate import upgrade
 from callplane.settings import Settings
+from callplane.surfaces.infobip.calls_mapping import EVENT_NAMES
 from callplane.testing.factories import Admin
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, scratch_postgres_database
 from callplane.testing.sipp import free_even_port_pair, free_udp_port
 
 ADMIN_TOKEN = "scale-admin"  # noqa: S105 - the scratch cluster's own token
-TERMINAL = ("CALL_FINISHED", "CALL_FAILED")
+# The webhook names come from the Infobip surface, the only place that spells them.
+TERMINAL = tuple(EVENT_NAMES[event_type] for event_type in TERMINAL_EVENT_TYPES)
+RECEIVED = EVENT_NAMES[VoiceEventType.CALL_RECEIVED]
 
 # A caller through the front door: INVITE, the answer (Record-Route kept: ACK and BYE go back through the front
 # door to the node that answered), CALL_MS of call, BYE.
@@ -189,7 +193,7 @@ class Application:
     def received(self, body: dict[str, Any]) -> None:
         with self.lock:
             self.events.append(body)
-            first = body["type"] == "CALL_RECEIVED" and body["callId"] not in self.answers
+            first = body["type"] == RECEIVED and body["callId"] not in self.answers
             if first:
                 self.answers[body["callId"]] = 0
                 client = self.clients[self.turn % len(self.clients)]
