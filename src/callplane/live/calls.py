@@ -35,7 +35,7 @@ from callplane.core.voice.states import (
     ErrorCode,
     state_for_error,
 )
-from callplane.errors import CallplaneError
+from callplane.errors import Conflict
 from callplane.media.engine import CallDirection, CallEnded, CallEngine, HangupInitiator
 
 log = logging.getLogger("callplane.voice")
@@ -43,8 +43,9 @@ log = logging.getLogger("callplane.voice")
 ENDED_REMEMBERED = 10_000
 
 
-class CallOnAnotherNode(CallplaneError):
-    """The call is carried by another media node; send the command to that node's API."""
+class CallOnAnotherNode(Conflict):
+    """The call is carried by another media node; send the command to that node's API. A Conflict, so each surface
+    answers it as its own 4xx (joining calls that live on two nodes is refused, docs/decisions.md), never a 500."""
 
     permanent = False
 
