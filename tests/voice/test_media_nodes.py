@@ -449,7 +449,6 @@ def test_a_dialog_created_through_the_api_process_is_placed_and_bridged_by_the_m
     }
     assert {
         ("create_dialog", "DONE"),
-        ("propagate_child_progress", "DONE"),
         ("limit_dialog_duration", "DONE"),
         ("record_dialog_when_established", "DONE"),
         ("capture_dtmf", "DONE"),

@@ -217,22 +217,28 @@ class VoiceService(VoiceReads):
                 await self._consumer
         for live in list(self.calls.by_call.values()):
             await self._finish(live.call_id, shutdown)
+        # a call whose ending the cancel above cut short (forgotten in memory, its terminal write rolled back)
+        await self._end_live_calls_of_this_node(shutdown)
         self.calls.cancel_tasks()
         self.live_asr.close()
 
     async def recover_orphans(self) -> int:
         """Calls this node left live when it stopped uncleanly end now: FAILED, PLATFORM, ENGINE_RESTARTED."""
+        ending = Ending(VoiceCallState.FAILED, HangupSource.PLATFORM, ErrorCode.ENGINE_RESTARTED)
+        ended = await self._end_live_calls_of_this_node(ending)
+        if ended:
+            log.warning("ended calls left live by a previous process", extra={"fields": {"calls": ended}})
+        return ended
+
+    async def _end_live_calls_of_this_node(self, ending: Ending) -> int:
         async with self.sessions() as session:
             ids = list(
                 await session.scalars(
                     select(VoiceCall.id).where(VoiceCall.node_id == self.node_id, VoiceCall.state.in_(LIVE_STATES))
                 )
             )
-        ending = Ending(VoiceCallState.FAILED, HangupSource.PLATFORM, ErrorCode.ENGINE_RESTARTED)
         for call_id in ids:
             await self._finish(call_id, ending)
-        if ids:
-            log.warning("ended calls left live by a previous process", extra={"fields": {"calls": len(ids)}})
         return len(ids)
 
     async def end_calls_of_dead_nodes(self, dead_after_s: float) -> int:
@@ -542,13 +548,22 @@ class VoiceService(VoiceReads):
 
     @relayed
     async def create_dialog(
-        self, *, account_id: str, parent_call_id: str, child: NewCall | None, child_hangup_ends_parent: bool = True
+        self,
+        *,
+        account_id: str,
+        parent_call_id: str,
+        child: NewCall | None,
+        child_hangup_ends_parent: bool = True,
+        child_ringing: bool = False,
+        ringback: bool = False,
     ) -> VoiceDialog:
         return await self.dialogs.create_dialog(
             account_id=account_id,
             parent_call_id=parent_call_id,
             child=child,
             child_hangup_ends_parent=child_hangup_ends_parent,
+            child_ringing=child_ringing,
+            ringback=ringback,
         )
 
     @relayed
@@ -595,10 +610,6 @@ class VoiceService(VoiceReads):
     @relayed
     async def limit_dialog_duration(self, *, dialog_id: str, max_duration_s: int) -> None:
         await self.dialogs.limit_dialog_duration(dialog_id=dialog_id, max_duration_s=max_duration_s)
-
-    @relayed
-    async def propagate_child_progress(self, *, dialog_id: str, ringing: bool, ringback: bool) -> None:
-        await self.dialogs.propagate_child_progress(dialog_id=dialog_id, ringing=ringing, ringback=ringback)
 
     async def compose_dialog_recording(
         self, *, account_id: str, dialog_id: str, delete_call_recordings: bool = True, multi_channel: bool = False

@@ -71,7 +71,8 @@ class Dialogs:
     async def on_leg(self, change: LegChange) -> None:
         """A leg event of the call control: a child's progress, a leg answered or ended, a file ready."""
         if change.event in (LegEvent.RINGING, LegEvent.EARLY_MEDIA):
-            await self._dialog_child_progress(change.call_id)
+            if change.dialog_id is not None:
+                await self._dialog_child_progress(change.dialog_id, change.call_id)
         elif change.dialog_id is None:
             return
         elif change.event is LegEvent.ESTABLISHED:
@@ -84,10 +85,19 @@ class Dialogs:
     # ---- two calls bridged ---------------------------------------------------------------------
 
     async def create_dialog(
-        self, *, account_id: str, parent_call_id: str, child: NewCall | None, child_hangup_ends_parent: bool = True
+        self,
+        *,
+        account_id: str,
+        parent_call_id: str,
+        child: NewCall | None,
+        child_hangup_ends_parent: bool = True,
+        child_ringing: bool = False,
+        ringback: bool = False,
     ) -> VoiceDialog:
         """A dialog for a live parent call, placing `child` (its configuration is the parent's); the child's answer
-        answers an unanswered inbound parent and bridges the two."""
+        answers an unanswered inbound parent and bridges the two. `child_ringing` and `ringback` are the request's
+        propagationOptions: what the parent hears while the child rings (registered before the child is dialled, so
+        a fast 180 is never missed)."""
         await self.calls.require(account_id, parent_call_id)
         parent = await self.calls.get_call(account_id=account_id, call_id=parent_call_id)
         if parent.dialog_id is not None:
@@ -101,6 +111,8 @@ class Dialogs:
                 session, account_id, child
             )  # refused before a dialog exists (create_call checks again)
         dialog = await self._new_dialog(parent, child_hangup_ends_parent)
+        if child_ringing or ringback:
+            self._state.progress[dialog.id] = _Progress(dialog.id, ringing=child_ringing, ringback=ringback)
         placed = await self.control.create_call(
             account_id=account_id,
             request=NewCall(
@@ -224,7 +236,7 @@ class Dialogs:
         parent, child = self.calls.get(dialog.parent_call_id), self.calls.get(dialog.child_call_id)
         if parent is None or child is None:
             return
-        await self._stop_ringback(dialog.child_call_id)
+        await self._stop_ringback(dialog.id)
         await self.engine.bridge(parent.engine_id, child.engine_id)
         async with self.calls.sessions() as session, session.begin():
             result = await session.execute(
@@ -516,9 +528,8 @@ class Dialogs:
         """The dialog ended: a leg that stays up (no propagation) stops recording for it; nothing is pending."""
         self._state.record_on_establish.pop(dialog.id, None)
         self._state.max_duration.pop(dialog.id, None)
-        if dialog.child_call_id is not None:
-            await self._stop_ringback(dialog.child_call_id)
-            self._state.progress.pop(dialog.child_call_id, None)
+        await self._stop_ringback(dialog.id)
+        self._state.progress.pop(dialog.id, None)
         pending = self._state.pending_play.pop(dialog.id, None)
         if pending is not None:
             pending[0].cancel()
@@ -554,33 +565,21 @@ class Dialogs:
 
     # ---- dialogs: what the parent hears while the child rings -----------------------------------
 
-    async def propagate_child_progress(self, *, dialog_id: str, ringing: bool, ringback: bool) -> None:
-        """The dialog request's propagationOptions: the child's ringing reaches an unanswered inbound parent as a
-        180 (`childCallRinging`), or the parent hears a generated ringback until the bridge (`ringbackGeneration`:
-        an unanswered inbound parent is pre-answered, 183, for it)."""
-        if not (ringing or ringback):
+    async def _dialog_child_progress(self, dialog_id: str, call_id: str) -> None:
+        """The dialog request's propagationOptions, on the child's first 180/183: its ringing reaches an unanswered
+        inbound parent as a 180 (`childCallRinging`), or the parent hears a generated ringback until the bridge
+        (`ringbackGeneration`: an unanswered inbound parent is pre-answered, 183, for it)."""
+        progress = self._state.progress.get(dialog_id)
+        if progress is None or progress.applied:
             return
         async with self.calls.sessions() as session:
             dialog = await session.get(VoiceDialog, dialog_id)
-        if dialog is None or dialog.child_call_id is None:
-            return
-        # registered before the child's state is read: a ring that lands in between then finds it and applies it
-        self._state.progress[dialog.child_call_id] = _Progress(dialog.id, ringing=ringing, ringback=ringback)
-        async with self.calls.sessions() as session:
-            child = await session.get(VoiceCall, dialog.child_call_id)
-        if child is not None and child.state in (VoiceCallState.RINGING, VoiceCallState.PRE_ESTABLISHED):
-            await self._dialog_child_progress(child.id)  # it rang before we got here
-
-    async def _dialog_child_progress(self, call_id: str) -> None:
-        progress = self._state.progress.get(call_id)
-        if progress is None or progress.applied:
+            parent = await session.get(VoiceCall, dialog.parent_call_id) if dialog else None
+        if dialog is None or parent is None or parent.id == call_id:  # the parent's own progress is not the child's
             return
         progress.applied = True
-        async with self.calls.sessions() as session:
-            dialog = await session.get(VoiceDialog, progress.dialog_id)
-            parent = await session.get(VoiceCall, dialog.parent_call_id) if dialog else None
-        live = self.calls.get(parent.id) if parent else None
-        if dialog is None or parent is None or live is None or dialog.state != DialogState.CREATED:
+        live = self.calls.get(parent.id)
+        if live is None or dialog.state != DialogState.CREATED:
             return
         inbound = live.direction is CallDirection.INBOUND
         unanswered = parent.state in (VoiceCallState.CALLING, VoiceCallState.RINGING)
@@ -595,8 +594,8 @@ class Dialogs:
                 await self.engine.play(live.engine_id, RINGBACK, loop_count=RINGBACK_LOOPS)
                 progress.ringback_playing = True
 
-    async def _stop_ringback(self, child_call_id: str) -> None:
-        progress = self._state.progress.get(child_call_id)
+    async def _stop_ringback(self, dialog_id: str) -> None:
+        progress = self._state.progress.get(dialog_id)
         if progress is None or not progress.ringback_playing:
             return
         progress.ringback_playing = False
@@ -703,7 +702,7 @@ class _DialogMedia:
     )  # accepted, still loading
     recordings: dict[str, _DialogRecording] = field(default_factory=dict)  # in progress
     record_on_establish: dict[str, DialogRecordingRequest] = field(default_factory=dict)
-    progress: dict[str, _Progress] = field(default_factory=dict)  # by child call id: what its ringing does
+    progress: dict[str, _Progress] = field(default_factory=dict)  # by dialog id: what its child's ringing does
     bridging: set[str] = field(default_factory=set)  # dialog ids being bridged now
     max_duration: dict[str, int] = field(default_factory=dict)  # seconds, armed when the dialog is established
 

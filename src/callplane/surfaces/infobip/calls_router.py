@@ -393,9 +393,8 @@ async def create_dialog(body: DialogBody, principal: VoicePrincipalDep, voice: V
         parent_call_id=body.parentCallId,
         child=to_child_call(child),
         child_hangup_ends_parent=propagation.childCallHangup,
-    )
-    await voice.propagate_child_progress(
-        dialog_id=dialog.id, ringing=propagation.childCallRinging, ringback=propagation.ringback()
+        child_ringing=propagation.childCallRinging,
+        ringback=propagation.ringback(),
     )
     await voice.limit_dialog_duration(dialog_id=dialog.id, max_duration_s=body.maxDuration)
     if body.recording is not None:
