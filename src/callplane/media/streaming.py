@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import socket
@@ -238,8 +237,10 @@ class MediaStream:
             self._connected = False
             self._queue.clear()
             self._returned.clear()
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(websocket.close(), 2)
+            except Exception:  # noqa: BLE001 - no clean close (a server still sending fills our unread queue)
+                websocket.transport.abort()  # the socket goes all the same
 
     async def _connect(self) -> ClientConnection:
         target = self.target
