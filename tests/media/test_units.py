@@ -4,8 +4,12 @@ players, DTMF collection, the shared clock's isolation of a failing call, decodi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import hashlib
 import http.server
+import random
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -13,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import uvloop
 
 from callplane.media import g711, rtp, sdp
 from callplane.media.audio import (
@@ -339,6 +344,25 @@ def test_a_channel_closed_while_binding_leaves_no_socket_open() -> None:
     channel = asyncio.run(scenario())
     transports = [channel._transport, channel._rtcp_transport]
     assert all(transport is not None and transport.is_closing() for transport in transports)
+
+
+def test_a_pair_whose_rtcp_port_is_taken_is_refused_without_leaving_a_transport_to_the_collector() -> None:
+    """uvloop leaves the transport of a failed bind unclosed: the pair is bound as plain sockets first."""
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(100):  # an odd port taken, the even one below it free
+        with contextlib.suppress(OSError):
+            squatter.bind(("127.0.0.1", random.randrange(41001, 49999, 2)))
+            break
+    rtp_port = squatter.getsockname()[1] - 1
+
+    async def scenario() -> None:
+        channel = MediaChannel(clock=MediaClock(), on_digit=lambda digit: None)
+        with pytest.raises(OSError, match="no free RTP port pair"):
+            await channel.open("127.0.0.1", (rtp_port, rtp_port + 2))
+
+    with squatter:
+        uvloop.run(scenario())
+    gc.collect()  # an unclosed transport would be reported here (warnings are errors)
 
 
 # ---- decoding, URLs and TTS caching -------------------------------------------------------------------

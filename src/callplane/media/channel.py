@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -178,24 +179,31 @@ class MediaChannel(asyncio.DatagramProtocol):
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def open(self, host: str, port_range: tuple[int, int]) -> int:
-        """Bind an even RTP port and the RTCP port above it, retrying random pairs in the range."""
+        """Bind an even RTP port and the RTCP port above it, retrying random pairs in the range. Both sockets are
+        bound before a transport exists: uvloop leaves the transport of a failed bind unclosed (a ResourceWarning
+        when a pair collided with another process's port)."""
         loop = asyncio.get_running_loop()
         low, high = port_range
         for _ in range(50):
             port = secrets.randbelow((high - low) // 2) * 2 + low
-            try:
-                transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
-            except OSError:
+            rtp_socket = _bound_udp_socket(host, port)
+            if rtp_socket is None:
+                continue
+            rtcp_socket = _bound_udp_socket(host, port + 1)
+            if rtcp_socket is None:
+                rtp_socket.close()
                 continue
             try:
-                rtcp_transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _RtcpProtocol(self), local_addr=(host, port + 1)
-                )
-            except OSError:
+                transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=rtp_socket)
+            except BaseException:
+                rtp_socket.close()
+                rtcp_socket.close()
+                raise
+            try:
+                rtcp_transport, _ = await loop.create_datagram_endpoint(lambda: _RtcpProtocol(self), sock=rtcp_socket)
+            except BaseException:  # cancelled while wrapping: no socket may be left to the collector
                 transport.close()
-                continue
-            except BaseException:  # cancelled while binding: the RTP socket must not be left to the collector
-                transport.close()
+                rtcp_socket.close()
                 raise
             self._transport = transport
             self._rtcp_transport = rtcp_transport
@@ -545,3 +553,16 @@ class _RtcpProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.debug("rtcp socket error: %s", exc)
+
+
+def _bound_udp_socket(host: str, port: int) -> socket.socket | None:
+    """A non-blocking UDP socket bound to host:port, or None when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
