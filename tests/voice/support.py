@@ -12,6 +12,7 @@ import secrets
 import subprocess
 import threading
 import time
+import wave
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from callplane.db.migrate import upgrade
 from callplane.settings import Settings
 from callplane.testing.factories import Admin
 from callplane.testing.server import RunningServer
-from callplane.testing.sipp import free_even_port_pair, free_udp_port, render_scenario
+from callplane.testing.sipp import free_even_port_pair, free_udp_port, render_scenario, tone
 
 
 @asynccontextmanager
@@ -323,3 +324,17 @@ def render_voice_scenario(name: str, directory: Path, **values: str) -> Path:
     target = directory / name
     target.write_text(text)
     return target
+
+
+def upload_tone_file(http: httpx.Client, directory: Path, frequency_hz: float, seconds: float) -> str:
+    """A tone as a WAV file uploaded through the Infobip files API: its file id (for play / say into calls)."""
+    path = directory / f"tone-{int(frequency_hz)}.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(tone(frequency_hz, seconds).tobytes())
+    with path.open("rb") as handle:
+        uploaded = http.post("/calls/1/files", files={"file": (path.name, handle, "audio/wav")})
+    assert uploaded.status_code == 200, uploaded.text
+    return str(uploaded.json()["id"])

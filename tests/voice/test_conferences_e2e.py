@@ -1,8 +1,8 @@
 """A conference end to end, through the official client: three sipp callees (each sending its own tone) placed into
-one conference, its composed recording holding the three tones, twelve more callees filling it to 15, a 16th
-refused before anything is dialled, then the conference hung up: every call ends once, and every conference and
-participant event arrives exactly once and in order. Real server and engine, both databases. (What each leg
-hears of the others, mute and deaf, is the mixer's wire test: tests/media/test_mix_media.py.)"""
+one conference; what each leg receives, captured on lo, shows it hears the two others and never itself, mute, deaf
+and a file played to the room; its composed recording holds the three tones; twelve more callees fill it to 15, a
+16th is refused before anything is dialled, then the conference is hung up: every call ends once, and every
+conference and participant event arrives exactly once and in order. Real server and engine, both databases."""
 
 from __future__ import annotations
 
@@ -25,16 +25,29 @@ from infobip_api_client.models.calls_action_call_request import CallsActionCallR
 from infobip_api_client.models.calls_add_new_call_request import CallsAddNewCallRequest
 from infobip_api_client.models.calls_billing_package import CallsBillingPackage
 from infobip_api_client.models.calls_conference_composition import CallsConferenceComposition
+from infobip_api_client.models.calls_conference_play_request import CallsConferencePlayRequest
 from infobip_api_client.models.calls_conference_recording_request import CallsConferenceRecordingRequest
 from infobip_api_client.models.calls_conference_request import CallsConferenceRequest
+from infobip_api_client.models.calls_file_play_content import CallsFilePlayContent
 from infobip_api_client.models.calls_participant_state import CallsParticipantState
+from infobip_api_client.models.calls_play_content_type import CallsPlayContentType
 from infobip_api_client.models.calls_recording_type import CallsRecordingType
 from infobip_api_client.models.calls_sip_endpoint import CallsSipEndpoint
 from infobip_api_client.models.calls_sip_trunk_type import CallsSipTrunkType
 from infobip_api_client.models.calls_static_sip_trunk_request import CallsStaticSipTrunkRequest
+from infobip_api_client.models.calls_update_call_request import CallsUpdateCallRequest
 
 from callplane.testing.infobip import calls_api
-from callplane.testing.sipp import free_even_port_pair, free_udp_port, render_scenario, tone, write_rtp_pcap
+from callplane.testing.sipp import (
+    LoopbackCapture,
+    free_even_port_pair,
+    free_udp_port,
+    render_scenario,
+    rms,
+    share,
+    tone,
+    write_rtp_pcap,
+)
 from tests.voice.support import (
     STARTED_SIPPS,
     App,
@@ -43,15 +56,20 @@ from tests.voice.support import (
     render_voice_scenario,
     settle_then_single_terminal,
     sipp_result,
+    upload_tone_file,
 )
 
 TONES = (600.0, 1000.0, 1500.0)  # no second-order product of two lands on the third
+PROMPT_HZ = 2300.0
 FILLERS = 12
 
 
-def _sipp(directory: Path, scenario: Path, port: int, calls: int) -> subprocess.Popen[bytes]:
+def _sipp(
+    directory: Path, scenario: Path, port: int, calls: int, media_port: int | None = None
+) -> subprocess.Popen[bytes]:
     args = [
-        "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_even_port_pair()),
+        "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port),
+        "-mp", str(media_port or free_even_port_pair()),
         "-nostdin", "-trace_err", "-m", str(calls), "-timeout", "150s", "-timeout_error",
     ]  # fmt: skip
     process = subprocess.Popen(
@@ -61,16 +79,17 @@ def _sipp(directory: Path, scenario: Path, port: int, calls: int) -> subprocess.
     return process
 
 
-def _talking_callee(directory: Path, frequency_hz: float) -> tuple[subprocess.Popen[bytes], int]:
-    """A sipp callee that rings briefly, answers and streams its own tone until our BYE."""
+def _talking_callee(directory: Path, frequency_hz: float) -> tuple[subprocess.Popen[bytes], int, int]:
+    """A sipp callee that rings briefly, answers and streams its own tone until our BYE: (sipp, SIP port, the media
+    port where what it hears arrives)."""
     directory.mkdir()
     pcap = directory / "tone.pcap"
     write_rtp_pcap(pcap, tone(frequency_hz, 60.0))
     scenario = render_voice_scenario(
         "uas_tone.xml", directory, TONE_PCAP=str(pcap), BYE_TIMEOUT_MS="120000", RING_MS="200"
     )
-    port = free_udp_port()
-    return _sipp(directory, scenario, port, 1), port
+    port, media_port = free_udp_port(), free_even_port_pair()
+    return _sipp(directory, scenario, port, 1, media_port), port, media_port
 
 
 def _trunk(calls: CallsApi, port: int, channels: int) -> str:
@@ -96,14 +115,6 @@ def _add(calls: CallsApi, conference_id: str, trunk_id: str, user: str, headers:
     )
     assert added.call is not None and added.call.id is not None
     return str(added.call.id)
-
-
-def _band(samples: np.ndarray[Any, np.dtype[np.int16]], frequency_hz: float) -> float:
-    """The share of the signal's spectral energy within 25 Hz of a frequency."""
-    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(len(samples)))) ** 2
-    freqs = np.fft.rfftfreq(len(samples), 1 / 8000)
-    total = float(spectrum.sum()) or 1.0
-    return float(spectrum[np.abs(freqs - frequency_hz) < 25].sum()) / total
 
 
 def _conference_events(receiver: Receiver, conference_id: str) -> list[dict[str, Any]]:
@@ -142,10 +153,12 @@ def test_a_conference_of_three_talking_callees_fills_to_15_refuses_a_16th_and_en
         )
         conference_id = str(conference.id)
         talker_ids = [
-            _add(calls, conference_id, _trunk(calls, port, 1), f"talker{i}") for i, (_, port) in enumerate(talkers)
+            _add(calls, conference_id, _trunk(calls, port, 1), f"talker{i}") for i, (_, port, _) in enumerate(talkers)
         ]
         for call_id in talker_ids:
             _wait(receiver, conference_id, "PARTICIPANT_JOINED", call_id)
+        prompt_id = upload_tone_file(app.http, tmp_path, PROMPT_HZ, 1.0)
+        _each_leg_hears_the_others(calls, receiver, conference_id, talker_ids, [mp for *_, mp in talkers], prompt_id)
 
         # the room mixed on the wire: its composed recording holds every talker's tone
         calls.conference_start_recording(
@@ -165,7 +178,7 @@ def test_a_conference_of_three_talking_callees_fills_to_15_refuses_a_16th_and_en
             samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
         heard = samples[len(samples) // 4 :]  # past the joins' first frames
         for hz in TONES:
-            assert _band(heard, hz) > 0.1, (hz, [round(_band(heard, f), 3) for f in TONES])
+            assert share(heard, hz) > 0.1, (hz, [round(share(heard, f), 3) for f in TONES])
 
         filler_trunk = _trunk(calls, filler_port, FILLERS + 1)
         filler_ids = [
@@ -191,7 +204,7 @@ def test_a_conference_of_three_talking_callees_fills_to_15_refuses_a_16th_and_en
             assert terminal["properties"]["callLog"]["hangupSource"] == "API"
             assert terminal["properties"]["callLog"]["conferenceIds"] == [conference_id]
         _wait(receiver, conference_id, "CONFERENCE_FINISHED")
-        for process in [*(p for p, _ in talkers), fillers]:
+        for process in [*(p for p, *_ in talkers), fillers]:
             code, output = sipp_result(process, timeout_s=90)
             assert code == 0, output
 
@@ -203,9 +216,11 @@ def test_a_conference_of_three_talking_callees_fills_to_15_refuses_a_16th_and_en
         finished = next(e for e in events if e["type"] == "CONFERENCE_FINISHED")
         assert created["timestamp"] == events[0]["timestamp"] and finished["timestamp"] == events[-1]["timestamp"]
         assert kinds.count("CONFERENCE_RECORDING_READY") == 1
+        changed = sorted(e["callId"] for e in events if e["type"] == "PARTICIPANT_MEDIA_CHANGED")
+        assert changed == sorted([talker_ids[0]] * 2 + [talker_ids[1]] * 2)  # mute, unmute, deaf, undeaf
         lifecycle = ["PARTICIPANT_JOINING", "PARTICIPANT_JOINED", "PARTICIPANT_REMOVED"]
         for call_id in everyone:
-            mine = [e for e in events if e.get("callId") == call_id]
+            mine = [e for e in events if e.get("callId") == call_id and e["type"] != "PARTICIPANT_MEDIA_CHANGED"]
             assert sorted(e["type"] for e in mine) == sorted(lifecycle), (call_id, [e["type"] for e in mine])
             # in order: each step's timestamp (ms) no earlier than the step before it
             stamps = [next(e["timestamp"] for e in mine if e["type"] == kind) for kind in lifecycle]
@@ -216,3 +231,57 @@ def test_a_conference_of_three_talking_callees_fills_to_15_refuses_a_16th_and_en
         assert sorted(s.call_id or "" for s in history.sessions or []) == sorted(everyone)
     finally:
         calls.api_client.rest_client.pool_manager.clear()
+
+
+def _each_leg_hears_the_others(
+    calls: CallsApi, receiver: Receiver, conference_id: str, talker_ids: list[str], ports: list[int], prompt_id: str
+) -> None:
+    """What each talking sipp leg received, captured on lo, phase by phase as the client changes the room: it hears
+    the two other tones and never its own; a muted leg leaves the others' audio; a deaf leg hears nothing; a file
+    played into the conference reaches everyone. Each change is one PARTICIPANT_MEDIA_CHANGED (checked at the end)."""
+    capture = LoopbackCapture(set(ports))
+    capture.start()
+
+    def phase() -> list[np.ndarray[Any, np.dtype[np.int16]]]:
+        started = time.monotonic()  # the first 400 ms left out: the change in flight, jitter buffers
+        time.sleep(1.6)
+        return [capture.audio(port, started + 0.4, time.monotonic()) for port in ports]
+
+    def update(index: int, **change: bool) -> None:
+        calls.update_conference_call(conference_id, talker_ids[index], CallsUpdateCallRequest(**change))
+
+    try:
+        everyone = phase()
+        update(0, muted=True)
+        zero_muted = phase()
+        update(0, muted=False)
+        update(1, deaf=True)
+        one_deaf = phase()
+        update(1, deaf=False)
+        content = CallsFilePlayContent(type=CallsPlayContentType.FILE, file_id=prompt_id)
+        calls.conference_play_file(conference_id, CallsConferencePlayRequest(content=content, loop_count=10))
+        prompted = phase()
+        calls.conference_stop_playing_file(conference_id)
+    finally:
+        capture.stop()
+    shares = {
+        name: [[round(share(a, hz), 3) for hz in (*TONES, PROMPT_HZ)] for a in got]
+        for name, got in (
+            ("everyone", everyone),
+            ("zero_muted", zero_muted),
+            ("one_deaf", one_deaf),
+            ("prompted", prompted),
+        )
+    }
+    for leg, received in enumerate(everyone):  # each hears the two others, never itself
+        assert share(received, TONES[leg]) < 0.01, shares
+        assert all(share(received, hz) > 0.2 for other, hz in enumerate(TONES) if other != leg), shares
+    for leg in (1, 2):  # 0 muted: the others no longer hear it, and still hear each other
+        assert share(zero_muted[leg], TONES[0]) < 0.01, shares
+        assert share(zero_muted[leg], TONES[3 - leg]) > 0.8, shares
+    assert rms(one_deaf[1]) < 30, shares  # 1 deaf: silence
+    assert share(one_deaf[0], TONES[1]) > 0.2 and share(one_deaf[2], TONES[1]) > 0.2, shares  # still heard
+    for received in prompted:  # the file reaches every leg, over the others' voices
+        assert share(received, PROMPT_HZ) > 0.1, shares
+    played = _wait(receiver, conference_id, "PLAY_FINISHED")
+    assert played["properties"].get("playedCompletely") is False

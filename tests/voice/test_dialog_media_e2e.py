@@ -13,7 +13,6 @@ import wave
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from infobip_api_client.api.calls_api import CallsApi
@@ -47,6 +46,7 @@ from tests.voice.support import (
     settle_then_single_terminal,
     sipp_result,
     static_trunk,
+    upload_tone_file,
 )
 
 CALLER_HZ, CALLEE_HZ, PROMPT_HZ = 700.0, 1300.0, 2000.0
@@ -84,19 +84,6 @@ def _wav(content: bytes, path: Path) -> tuple[np.ndarray[Any, np.dtype[np.int16]
         return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16), wav.getnchannels()
 
 
-def _upload_prompt(http: httpx.Client, directory: Path) -> str:
-    path = directory / "prompt.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(tone(PROMPT_HZ, 1.5).tobytes())
-    with path.open("rb") as handle:
-        uploaded = http.post("/calls/1/files", files={"file": ("prompt.wav", handle, "audio/wav")})
-    assert uploaded.status_code == 200, uploaded.text
-    return str(uploaded.json()["id"])
-
-
 def _dialog_event(receiver: Receiver, dialog_id: str, event_type: str, after: int = 0) -> dict[str, Any]:
     def matches(event: dict[str, Any]) -> bool:
         return event.get("dialogId") == dialog_id and "callId" not in event and event["type"] == event_type
@@ -125,7 +112,7 @@ def test_dialog_prompts_reach_both_parties_and_dialog_recordings_hold_each_party
 
 
 def _run(calls: CallsApi, voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path) -> None:
-    prompt_id = _upload_prompt(app.http, tmp_path)
+    prompt_id = upload_tone_file(app.http, tmp_path, PROMPT_HZ, 1.5)
     called = f"dialog-media-{secrets.token_hex(3)}"
     app.native.post(f"/v1/voice/configurations/{app.configuration_id}/routes", json={"called_user": called})
     callee_dir = tmp_path / "callee"

@@ -9,15 +9,16 @@ import os
 import random
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
-from callplane.media import g711
+from callplane.media import g711, rtp
 from callplane.media.engine import EngineConfig, EngineEvent
 from callplane.media.g711 import PayloadType, Pcm
 
@@ -216,3 +217,75 @@ def best_correlation(needle: Pcm, haystack: Pcm) -> float:
     window_energy = np.sqrt(np.convolve(b**2, np.ones(len(a)), mode="valid"))
     denominator = np.linalg.norm(a) * np.maximum(window_energy, 1e-9)
     return float(np.max(correlation / denominator))
+
+
+_ETH_P_ALL = 0x0003
+_PACKET_HOST = 0  # loopback shows each datagram twice: sent (PACKET_OUTGOING) and received (PACKET_HOST)
+
+
+@dataclass
+class _Received:
+    at: float
+    samples: Pcm
+
+
+@dataclass
+class LoopbackCapture:
+    """The RTP audio delivered to some UDP ports on `lo` (sipp's media ports: what a sipp leg *received*), with its
+    arrival time, decoded from G.711. An AF_PACKET socket: needs root, as sipp's play_pcap_audio does."""
+
+    ports: set[int]
+    packets: dict[int, list[_Received]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
+        sock.bind(("lo", 0))
+        sock.settimeout(0.1)
+        self._thread = threading.Thread(target=self._run, args=(sock,), daemon=True, name="rtp-capture")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self, sock: socket.socket) -> None:
+        with sock:
+            while not self._stop.is_set():
+                try:
+                    data, address = sock.recvfrom(65535)
+                except TimeoutError:
+                    continue
+                if address[2] == _PACKET_HOST:
+                    self._take(data, time.monotonic())
+
+    def _take(self, data: bytes, at: float) -> None:
+        if len(data) < 42 or data[12:14] != b"\x08\x00" or data[23] != 17:  # IPv4, UDP
+            return
+        ip_header = (data[14] & 0x0F) * 4
+        udp = 14 + ip_header
+        (port,) = struct.unpack("!H", data[udp + 2 : udp + 4])
+        if port not in self.ports:
+            return
+        try:
+            packet = rtp.RtpPacket.parse(data[udp + 8 :])
+        except rtp.MalformedPacket:
+            return
+        if packet.payload_type in (PayloadType.PCMU, PayloadType.PCMA):
+            samples = g711.decode(packet.payload, PayloadType(packet.payload_type))
+            self.packets.setdefault(port, []).append(_Received(at, samples))
+
+    def audio(self, port: int, start: float, end: float) -> Pcm:
+        frames = [received.samples for received in self.packets.get(port, []) if start <= received.at < end]
+        assert len(frames) >= 25 * (end - start), f"only {len(frames)} packets to {port} in {end - start:.1f}s"
+        return np.concatenate(frames)
+
+
+def share(samples: Pcm, frequency_hz: float) -> float:
+    """The part of the signal's energy within 25 Hz of a frequency."""
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(len(samples)))) ** 2
+    frequencies = np.fft.rfftfreq(len(samples), 1 / 8000)
+    total = float(spectrum.sum())
+    return 0.0 if total == 0 else float(spectrum[np.abs(frequencies - frequency_hz) < 25].sum() / total)
