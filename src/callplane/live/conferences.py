@@ -51,6 +51,7 @@ from callplane.core.voice.states import DIALOG_LIVE, TERMINAL_STATES, CallNotLiv
 from callplane.db.base import new_id, utcnow
 from callplane.errors import CallplaneError, InvalidInput
 from callplane.live.calls import CallOnAnotherNode, LegChange, LegEvent, LiveCall, LiveCalls
+from callplane.live.compositions import ComposedOwner, compose_sessions
 from callplane.live.media_actions import MediaActions
 from callplane.media.engine import (
     RINGBACK,
@@ -58,7 +59,6 @@ from callplane.media.engine import (
     MixRecordingFinished,
     PlaybackFinished,
     SipReasonHeader,
-    compose_tracks,
 )
 
 log = logging.getLogger("callplane.voice.conferences")
@@ -817,55 +817,25 @@ class Conferences:
 
     async def _compose(self, found: ConferenceRecordings, delete_sources: bool, multi_channel: bool) -> None:
         conference = found.conference
-        sessions: dict[Any, list[VoiceRecording]] = {}
-        for recording in found.files:
-            if not recording.composed:
-                sessions.setdefault(recording.started_at, []).append(recording)  # one start: same started_at
-        composed: list[VoiceRecording] = []
+        owner = ComposedOwner(
+            account_id=conference.account_id,
+            configuration_id=conference.configuration_id,
+            conference_id=conference.id,
+        )
         try:
-            for started_at, files in sorted(sessions.items(), key=lambda item: item[0]):
-                files.sort(key=lambda f: f.id)
-                file_id = new_id()
-                storage_key = f"{conference.account_id}/{file_id}.wav"
-                target = self.calls.recordings_dir() / storage_key
-                tracks = [await self.calls.store.fetch(recording_key(f)) for f in files]
-                duration_ms = await asyncio.to_thread(compose_tracks, tracks, target, multi_channel=multi_channel)
-                size_bytes = await self.calls.store.publish_path(target)
-                composed.append(
-                    VoiceRecording(
-                        id=file_id,
-                        account_id=conference.account_id,
-                        call_id=files[0].call_id,
-                        configuration_id=conference.configuration_id,
-                        name=f"{file_id}.wav",
-                        storage_key=storage_key,
-                        channels="STEREO" if multi_channel and len(files) == 2 else "MONO",
-                        size_bytes=size_bytes,
-                        duration_ms=duration_ms,
-                        custom_data=dict(files[0].custom_data),
-                        started_at=started_at,
-                        ended_at=max((f.ended_at for f in files if f.ended_at), default=utcnow()),
-                        ready=True,
-                        conference_id=conference.id,
-                        composed=True,
-                    )
-                )
+            composed = await compose_sessions(
+                self.calls,
+                found.files,
+                owner=owner,
+                order=lambda f: f.id,
+                multi_channel=multi_channel,
+                delete_sources=delete_sources,
+            )
         except (OSError, ValueError) as error:
             await self._emit_for(
                 conference.id, VoiceEventType.CONFERENCE_COMPOSITION_FAILED, detail=f"composition failed: {error}"
             )
             return
-        sources = [f for files in sessions.values() for f in files]
-        async with self.calls.sessions() as session, session.begin():
-            session.add_all(composed)
-            if delete_sources:
-                await session.execute(
-                    update(VoiceRecording)
-                    .where(VoiceRecording.id.in_([f.id for f in sources]))
-                    .values(ready=False, deleted_at=utcnow())
-                )
-        if delete_sources:
-            await self.calls.store.delete_all([recording_key(recording) for recording in sources])
         await self._emit_for(conference.id, VoiceEventType.CONFERENCE_COMPOSITION_FINISHED, recordings=composed)
 
     # ---- events ---------------------------------------------------------------------------------

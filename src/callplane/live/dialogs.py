@@ -41,8 +41,9 @@ from callplane.core.voice.states import (
 from callplane.db.base import new_id, utcnow
 from callplane.errors import CallplaneError, InvalidInput
 from callplane.live.calls import CallOnAnotherNode, LegChange, LegEvent, LiveCall, LiveCalls, Playback
+from callplane.live.compositions import ComposedOwner, compose_sessions
 from callplane.live.media_actions import MediaActions
-from callplane.media.engine import RINGBACK, CallDirection, FileSource, SipReasonHeader, compose_tracks
+from callplane.media.engine import RINGBACK, CallDirection, FileSource, SipReasonHeader
 from callplane.media.engine import RecordingChannels as EngineChannels
 
 RINGBACK_LOOPS = 1000  # cadences of ringback: far longer than any connectTimeout
@@ -621,55 +622,26 @@ class Dialogs:
 
     async def _compose(self, found: DialogRecordings, delete_call_recordings: bool, multi_channel: bool) -> None:
         dialog = found.dialog
-        sessions: dict[Any, list[VoiceRecording]] = {}
-        for recording in found.files:
-            if not recording.composed:
-                sessions.setdefault(recording.started_at, []).append(recording)  # one start: same started_at
-        composed: list[VoiceRecording] = []
+        owner = ComposedOwner(
+            account_id=dialog.account_id,
+            configuration_id=dialog.configuration_id,
+            call_id=dialog.parent_call_id,
+            dialog_id=dialog.id,
+        )
         try:
-            for started_at, files in sorted(sessions.items(), key=lambda item: item[0]):
-                files.sort(key=lambda f: (f.call_id != dialog.parent_call_id, f.id))  # the parent first
-                file_id = new_id()
-                storage_key = f"{dialog.account_id}/{file_id}.wav"
-                target = self.calls.recordings_dir() / storage_key
-                tracks = [await self.calls.store.fetch(queries.recording_key(f)) for f in files]
-                duration_ms = await asyncio.to_thread(compose_tracks, tracks, target, multi_channel=multi_channel)
-                size_bytes = await self.calls.store.publish_path(target)
-                composed.append(
-                    VoiceRecording(
-                        id=file_id,
-                        account_id=dialog.account_id,
-                        call_id=dialog.parent_call_id,
-                        configuration_id=dialog.configuration_id,
-                        name=f"{file_id}.wav",
-                        storage_key=storage_key,
-                        channels="STEREO" if multi_channel and len(files) == 2 else "MONO",
-                        size_bytes=size_bytes,
-                        duration_ms=duration_ms,
-                        custom_data=dict(files[0].custom_data),
-                        started_at=started_at,
-                        ended_at=max((f.ended_at for f in files if f.ended_at), default=utcnow()),
-                        ready=True,
-                        dialog_id=dialog.id,
-                        composed=True,
-                    )
-                )
+            composed = await compose_sessions(
+                self.calls,
+                found.files,
+                owner=owner,
+                order=lambda f: (f.call_id != dialog.parent_call_id, f.id),  # the parent first
+                multi_channel=multi_channel,
+                delete_sources=delete_call_recordings,
+            )
         except (OSError, ValueError) as error:
             await self.calls.emit_dialog(
                 dialog.id, VoiceEventType.DIALOG_COMPOSITION_FAILED, detail=f"composition failed: {error}"
             )
             return
-        sources = [f for files in sessions.values() for f in files]
-        async with self.calls.sessions() as session, session.begin():
-            session.add_all(composed)
-            if delete_call_recordings:
-                await session.execute(
-                    update(VoiceRecording)
-                    .where(VoiceRecording.id.in_([f.id for f in sources]))
-                    .values(ready=False, deleted_at=utcnow())
-                )
-        if delete_call_recordings:
-            await self.calls.store.delete_all([queries.recording_key(recording) for recording in sources])
         await self.calls.emit_dialog(dialog.id, VoiceEventType.DIALOG_COMPOSITION_FINISHED, recordings=composed)
 
 
