@@ -288,6 +288,7 @@ async def start_voice(
         poll_s=settings.contact_center_poll_seconds,
         job_max_attempts=settings.job_max_attempts,
     )
+    voice.contact_center = context.contact_center  # agents' actions relayed here from API processes
     await context.contact_center.start()
     context.trunk_registrar = TrunkRegistrar(
         engine=engine, sessions=context.sessions, secret_box=context.secret_box, policy=voice.fetch_policy

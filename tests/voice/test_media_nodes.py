@@ -31,6 +31,9 @@ from callplane.settings import Settings
 from callplane.testing.factories import Admin
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, scratch_postgres_database
 from callplane.testing.sipp import SIPP_PCAPS, free_even_port_pair, free_udp_port, render_scenario, tone, write_rtp_pcap
+from tests.contact_center.sipp import agent_phone, end_user_phone, wire_carrier
+from tests.contact_center.support import END_USER, new_center
+from tests.contact_center.test_calls_e2e import ended
 from tests.voice.support import Webhooks
 
 ADMIN_TOKEN = "media-node-admin"
@@ -503,3 +506,51 @@ def test_a_media_node_killed_mid_call_ends_the_call_once_when_it_restarts(
     code, output = _result(again)
     assert code == 0, output
     assert _single_terminal(webhooks, second["callId"])["type"] == "CALL_FINISHED"
+
+
+def test_a_contact_center_agent_holds_and_transfers_through_the_api_process(cluster: Cluster, tmp_path: Path) -> None:
+    """The CCAI hold and transfer routes on the API process (no engine, no contact-center runtime) are relayed to
+    the media node carrying the end user's leg, whose runtime holds it and hands it to the second agent."""
+    admin = Admin(cluster.api_url, ADMIN_TOKEN)
+    center = new_center(admin, cluster.api_url)
+    first, second = agent_phone(tmp_path / "first"), agent_phone(tmp_path / "second")
+    end_user = end_user_phone(tmp_path, talk_ms=8000)
+    try:
+        wire_carrier(center, cluster.api_url, end_user.port)
+        center.add_agent("one@somedomain.com", sip_uri=f"sip:one@127.0.0.1:{first.port}", status="available")
+        center.add_agent("two@somedomain.com", sip_uri=f"sip:two@127.0.0.1:{second.port}", status="available")
+        created = center.create(
+            {"call_type": "Voice Outbound (API)", "agent_email": "one@somedomain.com", "end_user_number": END_USER}
+        )
+        assert created.status_code == 201, created.text
+        call_id = created.json()["id"]
+        connected = center.wait_call(call_id, lambda c: c["status"] in ("connected", "finished", "failed"), 60)
+        assert connected["status"] == "connected", (connected["fail_reason"], connected["fail_details"])
+
+        held = center.api.post(f"/apps/api/v1/calls/{call_id}/hold")
+        assert held.status_code == 200, held.text
+        again = center.api.post(f"/apps/api/v1/calls/{call_id}/hold")  # the node's answer, relayed back
+        assert again.status_code == 400 and "already on hold" in again.text
+        time.sleep(1.5)
+        moved = center.api.post(
+            f"/apps/api/v1/calls/{call_id}/transfers",
+            json={"transfer_type": "cold", "agent_email": "two@somedomain.com"},
+        )
+        assert moved.status_code == 201, moved.text
+        transferred = center.wait_call(
+            call_id, lambda c: c["transfers"][0]["status"] != "transferring" and c["status"] != "assigned", 60
+        )
+        assert transferred["status"] == "connected" and transferred["transfers"][0]["status"] == "transferred"
+        call = center.wait_call(call_id, ended, timeout_s=60)
+        assert call["agent_info"]["id"] == center.agents["two@somedomain.com"]
+        assert call["hold_duration"] >= 1
+        for phone in (first, second, end_user):
+            code, output = phone.result()
+            assert code == 0, output
+        relayed = {command.command for command in cluster.commands("") if command.status == "DONE"}  # all of them
+        assert {"contact_center_hold", "contact_center_transfer"} <= relayed, relayed
+    finally:
+        for phone in (first, second, end_user):
+            phone.stop()
+        center.api.close()
+        admin.client.close()

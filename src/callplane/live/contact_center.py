@@ -66,6 +66,9 @@ STOP = None  # tells the consumer to return once what was queued before it is ha
 LEG_EVENTS = frozenset({LegEvent.ESTABLISHED, LegEvent.FINISHED, LegEvent.FAILED})
 
 
+NOT_CONNECTED = "Only a connected call can be held or transferred"
+
+
 class LegInbox:
     """The leg changes the contact center acts on, queued until its consumer takes them.
 
@@ -730,7 +733,7 @@ class ContactCenterRuntime:
             call = await session.get(CcCall, call_id)
             active = await self._active_transfer(session, call_id) if call is not None else None
         if call is None or call.status != CcCallStatus.CONNECTED or not call.end_user_leg_id or not call.agent_leg_id:
-            raise ContactCenterInvalid("Only a connected call can be held or transferred")
+            raise ContactCenterInvalid(NOT_CONNECTED)
         if active is not None and not transferring:
             raise ContactCenterInvalid("A transfer of this call is in progress")
         return call

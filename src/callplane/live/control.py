@@ -22,11 +22,12 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callplane.core.contact_center.models import TransferKind
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.transcripts.engine import AsrSettings
@@ -72,7 +73,7 @@ from callplane.core.voice.states import (
     state_for_error,
 )
 from callplane.db.base import new_id, utcnow
-from callplane.errors import CallplaneError, InvalidInput
+from callplane.errors import CallplaneError, InvalidInput, TransientError
 from callplane.live import registrar
 from callplane.live.calls import LegChange, LegEvent, LegListener, LiveCall, LiveCalls, ending_for
 from callplane.live.conferences import Conferences
@@ -105,6 +106,9 @@ from callplane.media.engine import (
     SipTrunk,
     TransferRequested,
 )
+
+if TYPE_CHECKING:  # the runtime is built on this service (live/contact_center.py imports this module)
+    from callplane.live.contact_center import ContactCenterRuntime
 
 log = logging.getLogger("callplane.voice")
 
@@ -162,6 +166,7 @@ class VoiceService(VoiceReads):
         self.fetch_policy = fetch_policy
         self.trunk_channels = trunk_channels or trunks.TrunkChannels()
         self.relay = relay
+        self.contact_center: ContactCenterRuntime | None = None  # set where this process carries calls
         self.inbound_planner = inbound_planner
         self.inbound_answer_timeout_s = inbound_answer_timeout_s
         self.job_max_attempts = job_max_attempts
@@ -545,6 +550,50 @@ class VoiceService(VoiceReads):
     @relayed
     async def capture_speech(self, *, account_id: str, call_id: str, request: SpeechCaptureRequest) -> None:
         await self.speech.capture(account_id=account_id, call_id=call_id, request=request)
+
+    # ---- a contact-center agent's actions: run on the node carrying the end user's leg (`call_id`) -------------
+
+    def _agent_actions(self) -> ContactCenterRuntime:
+        if self.contact_center is None:
+            raise TransientError("Hold and transfers run in the process that carries the calls")
+        return self.contact_center
+
+    @relayed
+    async def contact_center_hold(
+        self, *, account_id: str, call_id: str, cc_call_id: int, music: PlayContent | None = None
+    ) -> None:
+        await self._agent_actions().hold(call_id=cc_call_id, music=music)
+
+    @relayed
+    async def contact_center_resume(self, *, account_id: str, call_id: str, cc_call_id: int) -> None:
+        await self._agent_actions().resume(call_id=cc_call_id)
+
+    @relayed
+    async def contact_center_transfer(
+        self,
+        *,
+        account_id: str,
+        call_id: str,
+        cc_call_id: int,
+        kind: str,
+        to_agent_id: int | None = None,
+        to_menu_id: int | None = None,
+    ) -> int:
+        return await self._agent_actions().transfer(
+            call_id=cc_call_id, kind=TransferKind(kind), to_agent_id=to_agent_id, to_menu_id=to_menu_id
+        )
+
+    @relayed
+    async def contact_center_complete_transfer(
+        self, *, account_id: str, call_id: str, cc_call_id: int, transfer_id: int
+    ) -> None:
+        await self._agent_actions().complete_transfer(call_id=cc_call_id, transfer_id=transfer_id)
+
+    @relayed
+    async def contact_center_cancel_transfer(
+        self, *, account_id: str, call_id: str, cc_call_id: int, transfer_id: int
+    ) -> None:
+        await self._agent_actions().cancel_transfer(call_id=cc_call_id, transfer_id=transfer_id)
 
     @relayed
     async def create_dialog(

@@ -13,9 +13,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from callplane.core.contact_center import service as cc
+from callplane.core.contact_center.errors import ContactCenterInvalid
 from callplane.core.contact_center.models import CcCall
 from callplane.errors import CallplaneError, NotFound
-from callplane.live.contact_center import ContactCenterRuntime
+from callplane.live.contact_center import NOT_CONNECTED
+from callplane.live.control import VoiceService
 from callplane.surfaces.ccai import mapping
 from callplane.surfaces.ccai.auth import PrincipalDep
 from callplane.surfaces.ccai.errors import CcaiError, CcaiRoute
@@ -224,10 +226,17 @@ async def wait_times(request: Request, context: ContextDep, principal: Principal
 # transfers[] and hold_duration). They run where the engine runs (docs/contact-center.md "Hold and transfers").
 
 
-def _runtime(context: AppContext) -> ContactCenterRuntime:
-    if context.contact_center is None:
-        raise CcaiError(503, "Hold and transfers run in the process that carries the calls (CALLPLANE_VOICE_ENABLED)")
-    return context.contact_center
+def _voice(context: AppContext) -> VoiceService:
+    if context.voice is None:
+        raise CcaiError(503, "Hold and transfers need the Calls API (CALLPLANE_VOICE_ENABLED)")
+    return context.voice
+
+
+def _end_user_leg(call: CcCall) -> str:
+    """The voice call the action is relayed by: the node carrying it runs the contact-center runtime's action."""
+    if not call.end_user_leg_id:
+        raise ContactCenterInvalid(NOT_CONNECTED)
+    return call.end_user_leg_id
 
 
 async def _optional_body(request: Request) -> dict[str, Any]:
@@ -239,20 +248,22 @@ async def hold_call(call_id: str, request: Request, context: ContextDep, princip
     """The end user hears music until `resume`: `{"music_url"}` or `{"music_file_id"}` (a `/calls/1/files` upload),
     else the default melody."""
     body = await _optional_body(request)
-    runtime = _runtime(context)
+    voice = _voice(context)
     music = mapping.parse_hold_music(body)
     async with context.sessions() as session:
         call = await cc.get_call(session=session, account_id=principal.account.id, call_id=_id(call_id))
-    await runtime.hold(call_id=call.id, music=music)
+    await voice.contact_center_hold(
+        account_id=principal.account.id, call_id=_end_user_leg(call), cc_call_id=call.id, music=music
+    )
     return await _render(context, request, call)
 
 
 @router.post("/calls/{call_id}/resume")
 async def resume_call(call_id: str, request: Request, context: ContextDep, principal: PrincipalDep) -> Response:
-    runtime = _runtime(context)
+    voice = _voice(context)
     async with context.sessions() as session:
         call = await cc.get_call(session=session, account_id=principal.account.id, call_id=_id(call_id))
-    await runtime.resume(call_id=call.id)
+    await voice.contact_center_resume(account_id=principal.account.id, call_id=_end_user_leg(call), cc_call_id=call.id)
     return await _render(context, request, call)
 
 
@@ -261,7 +272,7 @@ async def transfer_call(call_id: str, request: Request, context: ContextDep, pri
     """`{"transfer_type": "cold"|"warm", "agent_email"}` or `{..., "menu_id"}`: 201 with the call object, whose
     `transfers[]` holds the new transfer (`transferring`)."""
     body = await _body(request)
-    runtime = _runtime(context)
+    voice = _voice(context)
     kind = mapping.parse_transfer_type(body)
     email = mapping.parse_text(body.get("agent_email"))
     menu_public_id = mapping.parse_int(body.get("menu_id"), "menu_id")
@@ -280,7 +291,14 @@ async def transfer_call(call_id: str, request: Request, context: ContextDep, pri
             if menu is None or menu.deleted:
                 raise CcaiError(400, f"menu_id {menu_public_id} is not found")
             menu_id = menu.id
-    await runtime.transfer(call_id=call.id, kind=kind, to_agent_id=agent_id, to_menu_id=menu_id)
+    await voice.contact_center_transfer(
+        account_id=principal.account.id,
+        call_id=_end_user_leg(call),
+        cc_call_id=call.id,
+        kind=kind.value,
+        to_agent_id=agent_id,
+        to_menu_id=menu_id,
+    )
     return await _render(context, request, call, 201)
 
 
@@ -289,10 +307,12 @@ async def complete_transfer(
     call_id: str, transfer_id: str, request: Request, context: ContextDep, principal: PrincipalDep
 ) -> Response:
     """A warm transfer whose new agent answered: the first agent leaves, the end user talks to the new agent."""
-    runtime = _runtime(context)
+    voice = _voice(context)
     async with context.sessions() as session:
         call = await cc.get_call(session=session, account_id=principal.account.id, call_id=_id(call_id))
-    await runtime.complete_transfer(call_id=call.id, transfer_id=_id(transfer_id))
+    await voice.contact_center_complete_transfer(
+        account_id=principal.account.id, call_id=_end_user_leg(call), cc_call_id=call.id, transfer_id=_id(transfer_id)
+    )
     return await _render(context, request, call)
 
 
@@ -301,10 +321,12 @@ async def cancel_transfer(
     call_id: str, transfer_id: str, request: Request, context: ContextDep, principal: PrincipalDep
 ) -> Response:
     """A warm transfer called off: the new agent is hung up; the end user stays on hold with the first agent."""
-    runtime = _runtime(context)
+    voice = _voice(context)
     async with context.sessions() as session:
         call = await cc.get_call(session=session, account_id=principal.account.id, call_id=_id(call_id))
-    await runtime.cancel_transfer(call_id=call.id, transfer_id=_id(transfer_id))
+    await voice.contact_center_cancel_transfer(
+        account_id=principal.account.id, call_id=_end_user_leg(call), cc_call_id=call.id, transfer_id=_id(transfer_id)
+    )
     return await _render(context, request, call)
 
 
