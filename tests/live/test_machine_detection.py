@@ -195,6 +195,32 @@ def test_a_dialog_child_that_reaches_voicemail_gets_its_verdict(
         receiver.single_terminal(call_id)
 
 
+def test_a_conference_call_that_reaches_voicemail_gets_its_verdict(
+    live: LiveServer, app: CallsApp, receiver: Receiver, voices: Path
+) -> None:
+    callee = f"amd-conference-{secrets.token_hex(3)}"
+    live.fake.route(callee, FarEnd(answer_after_s=0.05))
+    conference = app.http.post(
+        "/calls/1/conferences", json={"name": callee, "callsConfigurationId": app.configuration_id}
+    )
+    assert conference.status_code == 201, conference.text
+    conference_id = conference.json()["id"]
+    call_request = {
+        "endpoint": {"type": "SIP", "username": callee, "host": "127.0.0.1:5999"},
+        "machineDetection": _detection(),
+    }
+    added = app.http.post(f"/calls/1/conferences/{conference_id}/call", json={"callRequest": call_request})
+    assert added.status_code == 200, added.text
+    call_id = added.json()["call"]["id"]
+    [call] = eventually(lambda: live.fake.calls_to(callee), "the conference's call reached the engine")
+    _listening(live, call.call_id)
+    live.fake.far_end(call.call_id).send_audio(single(Verdict.MACHINE, VOICEMAIL, voices, index=1).samples)
+    result = _result(receiver.wait_type(call_id, "MACHINE_DETECTION_FINISHED"))
+    assert result.detection_result is not None and result.detection_result.value == "MACHINE"
+    assert app.http.post(f"/calls/1/conferences/{conference_id}/hangup").status_code == 200
+    receiver.single_terminal(call_id)
+
+
 def test_machine_detection_requests_the_client_refuses_are_refused_and_disabled_means_none(
     live: LiveServer, app: CallsApp, receiver: Receiver
 ) -> None:

@@ -368,6 +368,7 @@ class Conferences:
                 custom_data=request.custom_data,
                 external_id=request.external_id,
                 parent_call_id=request.parent_call_id,
+                machine_detection=request.machine_detection,
             ),
         )
         if options.ringback:

@@ -71,6 +71,7 @@ def to_conference_call(body: ActionCallBody) -> NewCall:
         connect_timeout_s=call.connect_timeout_s,
         max_duration_s=body.maxDuration,
         custom_data=call.custom_data,
+        machine_detection=call.machine_detection,
     )
 
 
