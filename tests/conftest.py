@@ -11,6 +11,7 @@ import pytest
 
 from callplane.settings import Settings
 from callplane.testing.factories import Admin
+from callplane.testing.s3 import S3Server, moto_server
 from callplane.testing.server import (
     DEFAULT_POSTGRES_ADMIN_URL,
     RunningServer,
@@ -58,3 +59,10 @@ def admin(server: RunningServer) -> Iterator[Admin]:
 def client(server: RunningServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base_url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server, one per test process, for every suite that stores in a bucket (tests/storage, tests/voice)."""
+    with moto_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server

@@ -1,5 +1,5 @@
-"""moto's S3 server as a real process on a loopback port, one store per driver for the contract suite, and a
-server with its workers storing recordings in that S3 server (SQLite and PostgreSQL)."""
+"""One store per driver for the contract suite, and a server with its workers storing recordings in moto's S3 server
+(tests/conftest.py's `s3_server`; SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import contextlib
 import functools
 import http.server
 import os
-import secrets
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,14 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-import httpx
 import pytest
-from mypy_boto3_s3.client import S3Client
 
-from callplane.core.recordings.s3 import S3RecordingStorage, S3StorageConfig
+from callplane.core.recordings.s3 import S3RecordingStorage
 from callplane.core.recordings.storage import LocalRecordingStorage, RecordingStorage
 from callplane.testing.factories import Admin
+from callplane.testing.s3 import S3Server, free_tcp_port
 from callplane.testing.server import (
     DEFAULT_POSTGRES_ADMIN_URL,
     RunningServer,
@@ -35,73 +31,7 @@ from callplane.testing.server import (
 from tests.conftest import ADMIN_TOKEN, _settings
 from tests.pipeline.conftest import make_tone
 
-ACCESS_KEY = "callplane-test-key"
-SECRET_KEY = "callplane-test-secret"
-REGION = "us-east-1"
 PREFIX = "node-shared"  # where the pipeline servers below keep their recordings in the bucket
-
-
-@dataclass(frozen=True)
-class S3Server:
-    endpoint_url: str
-
-    def client(self) -> S3Client:
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            region_name=REGION,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-        )
-
-    def new_bucket(self) -> str:
-        name = f"callplane-{secrets.token_hex(6)}"
-        with contextlib.closing(self.client()) as s3:
-            s3.create_bucket(Bucket=name)
-        return name
-
-    def config(self, bucket: str, **overrides: object) -> S3StorageConfig:
-        values: dict[str, object] = {
-            "bucket": bucket,
-            "endpoint_url": self.endpoint_url,
-            "region": REGION,
-            "access_key_id": ACCESS_KEY,
-            "secret_access_key": SECRET_KEY,
-            "addressing_style": "path",
-        }
-        return S3StorageConfig(**(values | overrides))  # type: ignore[arg-type]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """`python -m moto.server`: the S3 REST API over HTTP, in its own process (no in-process mocking)."""
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{endpoint}/moto-api/", timeout=2)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto's server did not start (see {log.name})") from None
-                time.sleep(0.1)
-        yield S3Server(endpoint)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -154,14 +84,7 @@ def s3_pipeline(
         "job_backoff_cap_seconds": 0.2,
         "delivery_poll_seconds": 0.05,
         "transcription_enabled": False,  # the recording stage is what touches storage; ASR is tested elsewhere
-        "storage_backend": "s3",
-        "storage_s3_bucket": bucket,
-        "storage_s3_prefix": PREFIX,
-        "storage_s3_endpoint_url": s3_server.endpoint_url,
-        "storage_s3_region": REGION,
-        "storage_s3_access_key_id": ACCESS_KEY,
-        "storage_s3_secret_access_key": SECRET_KEY,
-        "storage_s3_addressing_style": "path",
+        **s3_server.settings(bucket, PREFIX),
         "storage_s3_server_side_encryption": "AES256",
     }
     with contextlib.ExitStack() as stack:
@@ -191,7 +114,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     """Microsoft's Azure Storage emulator (npm package `azurite`, from scripts/install.sh), its blob service only."""
     if not AZURITE_BIN.exists():
         raise RuntimeError(f"{AZURITE_BIN} is missing: run scripts/install.sh")
-    port = _free_port()
+    port = free_tcp_port()
     workspace = tmp_path_factory.mktemp("azurite")
     log = (workspace / "azurite.log").open("wb")
     process = subprocess.Popen(

@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from callplane.testing.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 from tests.pipeline.conftest import make_tone, wait_for_outcome
-from tests.storage.conftest import ACCESS_KEY, REGION, SECRET_KEY, S3Pipeline, S3Server
+from tests.storage.conftest import S3Pipeline
 
 URL = "/api/2022-03-01/calls.json"
 BASE_CALL = {

@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 
+from callplane.testing.s3 import S3Server
 from tests.pipeline.conftest import invoca_call, wait_for_outcome
-from tests.storage.conftest import PREFIX, S3Pipeline, S3Server
+from tests.storage.conftest import PREFIX, S3Pipeline
 
 URL = "/api/2022-03-01/calls.json"
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from callplane.testing.factories import Admin
+from callplane.testing.s3 import S3Server
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, running_server, scratch_postgres_database
 from tests.conftest import ADMIN_TOKEN, _settings
 from tests.pipeline.conftest import invoca_call, wait_for_outcome
-from tests.storage.conftest import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 
 CALLPLANE = str(Path(sys.executable).with_name("callplane"))
 
@@ -25,16 +25,7 @@ def test_a_worker_on_another_data_dir_stores_what_the_api_serves(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server, origin: str
 ) -> None:
     bucket = s3_server.new_bucket()
-    storage = {
-        "storage_backend": "s3",
-        "storage_s3_bucket": bucket,
-        "storage_s3_prefix": "shared",
-        "storage_s3_endpoint_url": s3_server.endpoint_url,
-        "storage_s3_region": REGION,
-        "storage_s3_access_key_id": ACCESS_KEY,
-        "storage_s3_secret_access_key": SECRET_KEY,
-        "storage_s3_addressing_style": "path",
-    }
+    storage = s3_server.settings(bucket, "shared")
     api_dir, worker_dir = tmp_path / "api-node", tmp_path / "worker-node"
     admin_url = os.environ.get("CALLPLANE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
     with scratch_postgres_database(admin_url) as url, running_server(_settings(api_dir, url, **storage)) as api:

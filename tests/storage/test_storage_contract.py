@@ -13,7 +13,7 @@ import pytest
 from callplane.core.recordings.errors import InvalidStorageKey, RangeNotSatisfiable, StoredObjectNotFound
 from callplane.core.recordings.s3 import S3RecordingStorage
 from callplane.core.recordings.storage import LocalRecordingStorage, RecordingStorage
-from tests.storage.conftest import S3Server
+from callplane.testing.s3 import S3Server
 
 KEY = "acct-1/2024/call-9.mp3"
 

@@ -11,7 +11,7 @@ from callplane.core.recordings.s3 import S3RecordingStorage
 from callplane.core.recordings.storage import LocalRecordingStorage
 from callplane.runtime import build_recording_storage
 from callplane.settings import Settings
-from tests.storage.conftest import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from callplane.testing.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 
 
 def test_local_disk_is_the_default(tmp_path: Path) -> None:

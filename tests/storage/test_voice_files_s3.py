@@ -18,9 +18,9 @@ import pytest
 
 from callplane.testing.engine import FakeCallEngine, FarEnd
 from callplane.testing.factories import Admin
+from callplane.testing.s3 import S3Server, local_voice_files
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, scratch_postgres_database
 from tests.live.support import CallsApp, LiveServer, Receiver, calls_app, eventually, live_settings, receiving, serving
-from tests.storage.conftest import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 
 PREFIX = "voice-shared"
 
@@ -36,18 +36,7 @@ def s3_live(
         if request.param == "postgresql":
             admin_url = os.environ.get("CALLPLANE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
             url = stack.enter_context(scratch_postgres_database(admin_url))
-        settings = live_settings(data_dir, url).model_copy(
-            update={
-                "storage_backend": "s3",
-                "storage_s3_bucket": bucket,
-                "storage_s3_prefix": PREFIX,
-                "storage_s3_endpoint_url": s3_server.endpoint_url,
-                "storage_s3_region": REGION,
-                "storage_s3_access_key_id": ACCESS_KEY,
-                "storage_s3_secret_access_key": SECRET_KEY,
-                "storage_s3_addressing_style": "path",
-            }
-        )
+        settings = live_settings(data_dir, url).model_copy(update=s3_server.settings(bucket, PREFIX))
         fake = FakeCallEngine()
         base_url = stack.enter_context(serving(settings, fake))
         admin = Admin(base_url, settings.admin_token or "")
@@ -63,14 +52,11 @@ def app(s3_live: tuple[LiveServer, str]) -> Iterator[tuple[CallsApp, Receiver]]:
 
 
 def _keys(s3_server: S3Server, bucket: str) -> set[str]:
-    with contextlib.closing(s3_server.client()) as s3:
-        listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/")
-    return {item["Key"] for item in listing.get("Contents", [])}
+    return s3_server.keys(bucket, PREFIX)
 
 
 def _local_files(live: LiveServer) -> list[Path]:
-    data_dir = live.settings.data_dir
-    return [p for d in ("voice-recordings", "voice-files") for p in (data_dir / d).rglob("*") if p.is_file()]
+    return local_voice_files(live.settings.data_dir)
 
 
 def _wav(seconds: float) -> bytes:
