@@ -3,16 +3,13 @@ end-to-end fixtures (a server with the engine per database, a receiver, an appli
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, running_server, scratch_postgres_database
-from callplane.testing.sipp import free_udp_port
-from tests.voice.support import STARTED_SIPPS, App, Receiver, VoiceServer, receiving, serving, voice_settings
+from tests.voice.support import STARTED_SIPPS, App, Receiver, VoiceServer, receiving, voice_server_fixture
 
 
 @pytest.fixture(scope="session")
@@ -37,20 +34,7 @@ def receiver() -> Iterator[Receiver]:
         yield sink
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def voice_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoiceServer]:
-    data_dir = tmp_path_factory.mktemp(f"voice-{request.param}")
-    sip_port = free_udp_port()
-    if request.param == "sqlite":
-        with running_server(voice_settings(data_dir, None, sip_port)) as running:
-            yield from serving(running, sip_port)
-        return
-    admin_url = os.environ.get("CALLPLANE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
-    with (
-        scratch_postgres_database(admin_url) as url,
-        running_server(voice_settings(data_dir, url, sip_port)) as running,
-    ):
-        yield from serving(running, sip_port)
+voice_server = voice_server_fixture()  # the modules that store voice files add "postgresql-s3"
 
 
 @pytest.fixture

@@ -14,12 +14,13 @@ import threading
 import time
 import wave
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from infobip_api_client.api.calls_api import CallsApi
 from infobip_api_client.models.calls_billing_package import CallsBillingPackage
 from infobip_api_client.models.calls_sip_trunk_type import CallsSipTrunkType
@@ -33,7 +34,13 @@ from callplane.db.engine import create_engine, create_session_factory
 from callplane.db.migrate import upgrade
 from callplane.settings import Settings
 from callplane.testing.factories import Admin
-from callplane.testing.server import RunningServer
+from callplane.testing.s3 import S3Server, local_voice_files
+from callplane.testing.server import (
+    DEFAULT_POSTGRES_ADMIN_URL,
+    RunningServer,
+    running_server,
+    scratch_postgres_database,
+)
 from callplane.testing.sipp import free_even_port_pair, free_udp_port, render_scenario, tone
 
 
@@ -172,26 +179,6 @@ class VoiceServer:
     admin: Admin
 
 
-def _settings(data_dir: Path, database_url: str | None, sip_port: int) -> Settings:
-    low = random.randrange(20000, 38000, 2)
-    return Settings(
-        environment="test",
-        data_dir=data_dir,
-        database_url=database_url,
-        admin_token=ADMIN_TOKEN,
-        log_level="WARNING",
-        fetch_allowed_networks=["127.0.0.1/32"],
-        workers_enabled=True,
-        transcription_enabled=False,
-        delivery_poll_seconds=0.1,
-        voice_enabled=True,
-        sip_port=sip_port,
-        rtp_port_min=low,
-        rtp_port_max=low + 1000,
-        voice_node_id="test-node",
-    )
-
-
 def voice_settings(data_dir: Path, database_url: str | None, sip_port: int) -> Settings:
     low = random.randrange(20000, 38000, 2)
     return Settings(
@@ -218,6 +205,51 @@ def serving(running: RunningServer, sip_port: int) -> Iterator[VoiceServer]:
         yield VoiceServer(running, sip_port, admin)
     finally:
         admin.client.close()
+
+
+DATABASES = ["sqlite", "postgresql"]
+VOICE_S3_PREFIX = "voice-e2e"  # where the "postgresql-s3" servers keep recordings and files in their bucket
+
+
+def voice_server_fixture(*, with_s3: bool = False) -> Any:  # pytest's fixture type is private
+    """A module-scoped `voice_server` fixture: the server with the engine on SQLite and on PostgreSQL and, `with_s3`,
+    on PostgreSQL with recordings, compositions and files in a fresh bucket on moto's server ("postgresql-s3"),
+    checked once the server has stopped: everything it stored is in the bucket, nothing only on its disk. Each test
+    that runs on the bucket keeps a file there: xdist may give a worker's bucket server just one of them."""
+    params = [*DATABASES, *(["postgresql-s3"] if with_s3 else [])]
+
+    @pytest.fixture(scope="module", params=params)
+    def voice_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoiceServer]:
+        data_dir = tmp_path_factory.mktemp(f"voice-{request.param}")
+        sip_port = free_udp_port()
+        with ExitStack() as stack:
+            url = None
+            if request.param != "sqlite":
+                admin_url = os.environ.get("CALLPLANE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
+                url = stack.enter_context(scratch_postgres_database(admin_url))
+            settings = voice_settings(data_dir, url, sip_port)
+            if request.param == "postgresql-s3":
+                s3: S3Server = request.getfixturevalue("s3_server")
+                bucket = s3.new_bucket()
+                settings = settings.model_copy(update=s3.settings(bucket, VOICE_S3_PREFIX))
+                # registered before the server is started, so it runs once the server has stopped (uploads done)
+                stack.callback(assert_stored_in_the_bucket, s3, bucket, data_dir)
+            running = stack.enter_context(running_server(settings))
+            yield from serving(running, sip_port)
+
+    return voice_server
+
+
+def assert_stored_in_the_bucket(s3: S3Server, bucket: str, data_dir: Path) -> None:
+    """The bucket holds the server's voice files; a file left on its disk is only a fetched copy of one of them."""
+    keys = s3.keys(bucket, VOICE_S3_PREFIX)
+    assert keys, "nothing was stored in the bucket"
+    only_on_disk = [
+        path
+        for path in local_voice_files(data_dir)
+        if f"{VOICE_S3_PREFIX}/{path.relative_to(data_dir).as_posix()}" not in keys
+    ]
+    assert only_on_disk == [], f"stored on local disk, not in the bucket: {only_on_disk}"
 
 
 @dataclass

@@ -55,6 +55,7 @@ from callplane.testing.sipp import (
     write_rtp_pcap,
 )
 from tests.voice.support import (
+    DATABASES,
     App,
     Receiver,
     VoiceServer,
@@ -65,7 +66,11 @@ from tests.voice.support import (
     sipp_result,
     static_trunk,
     uas,
+    voice_server_fixture,
 )
+
+# the tests that keep recordings, an uploaded prompt, the post-call pipeline's MP3 also run on a bucket
+voice_server = voice_server_fixture(with_s3=True)
 
 # ---- tests --------------------------------------------------------------------------------------
 
@@ -220,6 +225,8 @@ def test_outbound_call_rings_answers_plays_records_and_the_recording_holds_the_e
     assert final["properties"]["callLog"]["customData"] == {"order": "A1"}
 
 
+# it deletes the one file it records, so a bucket would end empty (test_voice_files_s3 deletes from one)
+@pytest.mark.parametrize("voice_server", DATABASES, indirect=True)
 def test_the_official_client_drives_configurations_calls_actions_and_recordings(
     voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
 ) -> None:
@@ -410,6 +417,7 @@ def test_a_dialog_bridges_an_inbound_caller_to_a_new_call_and_audio_flows_both_w
     assert (history["state"], history["parentCallId"], history["childCallId"]) == ("FINISHED", parent_id, child_id)
 
 
+@pytest.mark.parametrize("voice_server", DATABASES, indirect=True)  # stores no file: no bucket run
 def test_the_official_client_connects_two_calls_and_a_call_with_a_new_one(
     voice_server: VoiceServer, app: App, receiver: Receiver, tmp_path: Path
 ) -> None:
@@ -499,5 +507,6 @@ def test_a_configuration_can_send_finished_calls_through_the_post_call_pipeline(
         call = app.native.get(f"/v1/calls/{call_id}").json()
     assert call["status"] == "completed", call
     assert call["origin"] == "voice" and call["recording_filename"].endswith(".wav")
-    normalized = app.native.get(f"/v1/calls/{call_id}/recording")
+    # on a bucket the API redirects to a presigned URL of the stored MP3
+    normalized = app.native.get(f"/v1/calls/{call_id}/recording", follow_redirects=True)
     assert normalized.status_code == 200 and normalized.headers["content-type"] == "audio/mpeg"

@@ -57,7 +57,11 @@ from tests.voice.support import (
     settle_then_single_terminal,
     sipp_result,
     upload_tone_file,
+    voice_server_fixture,
 )
+
+# the composed conference recording and the uploaded prompt also go to a bucket
+voice_server = voice_server_fixture(with_s3=True)
 
 TONES = (600.0, 1000.0, 1500.0)  # no second-order product of two lands on the third
 PROMPT_HZ = 2300.0

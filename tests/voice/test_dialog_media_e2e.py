@@ -47,7 +47,11 @@ from tests.voice.support import (
     sipp_result,
     static_trunk,
     upload_tone_file,
+    voice_server_fixture,
 )
+
+# recordings, compositions and the uploaded prompt also go to a bucket
+voice_server = voice_server_fixture(with_s3=True)
 
 CALLER_HZ, CALLEE_HZ, PROMPT_HZ = 700.0, 1300.0, 2000.0
 
