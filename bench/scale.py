@@ -25,24 +25,22 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import wave
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import numpy as np
-from benchlib import free_port, free_udp_port, load_average, percentile, ratio
+from benchlib import free_udp_port, load_average, percentile, ratio
 from sipp_floor import FLOOR_CALLEE, sipp_counter
 
-from callplane.core.recordings.s3 import S3RecordingStorage, S3StorageConfig
+from callplane.core.recordings.s3 import S3RecordingStorage
 from callplane.core.recordings.storage import LocalRecordingStorage
 from callplane.core.recordings.voice_files import VoiceFileStore
 from callplane.sipfront import FrontDoor, parse_address
 from callplane.testing.front import CALLER_SCENARIO, cluster, sip_options
+from callplane.testing.s3 import moto_server
 from callplane.testing.sipp import free_even_port_pair
 
 
@@ -197,31 +195,6 @@ def _wav(path: Path, seconds: float, seed: int) -> None:
         out.writeframes(samples.tobytes())
 
 
-@contextlib.contextmanager
-def _moto(work: Path) -> Iterator[str]:
-    port = free_port()
-    log = (work / "moto.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{endpoint}/moto-api/", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("moto did not start") from None
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
-
-
 async def _store_and_fetch(store: VoiceFileStore, sources: list[Path]) -> tuple[float, float]:
     """Seconds to publish every file (from its working copy) and to fetch every one back into an empty working
     copy."""
@@ -271,17 +244,8 @@ def _storage(work: Path, args: argparse.Namespace) -> None:
     read_s = time.perf_counter() - started
 
     local_store, local_fetch = asyncio.run(_store_and_fetch(VoiceFileStore(work / "local"), sources))
-    with _moto(work) as endpoint:
-        config = S3StorageConfig(
-            bucket="bench", endpoint_url=endpoint, region="us-east-1", access_key_id="bench",
-            secret_access_key="bench", addressing_style="path",
-        )  # fmt: skip
-        import boto3
-
-        boto3.client(
-            "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        ).create_bucket(Bucket="bench")  # fmt: skip
+    with moto_server(work) as moto:  # the tests' S3 server (callplane.testing.s3)
+        config = moto.config(moto.new_bucket())
         s3 = S3RecordingStorage(config)
         try:
             s3_store, s3_fetch = asyncio.run(_store_and_fetch(VoiceFileStore(work / "s3", s3), sources))

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from callplane.testing.sipp import free_even_port_pair, free_udp_port
-from tests.contact_center.support import END_USER_E164, OUTBOUND, OUTBOUND_E164, Center
+from tests.contact_center.support import END_USER, END_USER_E164, OUTBOUND, OUTBOUND_E164, Center
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -97,3 +97,19 @@ def wire_carrier(center: Center, base_url: str, carrier_port: int) -> str:
     trunk_id = trunk_to(center, base_url, carrier_port)
     center.admin.post(center.path("/outbound-numbers"), {"number": OUTBOUND, "trunk_id": trunk_id, "is_default": True})
     return trunk_id
+
+
+def connected_outbound_call(center: Center, base_url: str, end_user: Peer, first: Peer, second: Peer) -> int:
+    """Two available agents on their own sipp phones ("one@..." and "two@..."), the end user's carrier wired, and an
+    outbound API call from agent one connected to the end user: its CCAI id."""
+    wire_carrier(center, base_url, end_user.port)
+    center.add_agent("one@somedomain.com", sip_uri=f"sip:one@127.0.0.1:{first.port}", status="available")
+    center.add_agent("two@somedomain.com", sip_uri=f"sip:two@127.0.0.1:{second.port}", status="available")
+    created = center.create(
+        {"call_type": "Voice Outbound (API)", "agent_email": "one@somedomain.com", "end_user_number": END_USER}
+    )
+    assert created.status_code == 201, created.text
+    call_id = int(created.json()["id"])
+    connected = center.wait_call(call_id, lambda c: c["status"] in ("connected", "finished", "failed"), 60)
+    assert connected["status"] == "connected", (connected["fail_reason"], connected["fail_details"])
+    return call_id

@@ -17,8 +17,8 @@ from callplane.live.hold import HOLD_MUSIC, MELODY
 from callplane.media.audio import SAMPLE_RATE
 from callplane.testing.sipp import best_correlation, dominant_frequency, rms
 from tests.contact_center import test_calls_e2e
-from tests.contact_center.sipp import agent_phone, end_user_phone, wire_carrier
-from tests.contact_center.support import END_USER, END_USER_E164, new_center
+from tests.contact_center.sipp import agent_phone, connected_outbound_call, end_user_phone
+from tests.contact_center.support import END_USER_E164, new_center
 from tests.contact_center.test_calls_e2e import Served, ended
 
 served = test_calls_e2e.served  # the module's servers: one per database, engine on, sipp on loopback
@@ -49,16 +49,7 @@ def test_an_agent_holds_the_end_user_who_hears_music_then_transfers_to_a_second_
     end_user = end_user_phone(tmp_path, talk_ms=12000)
     calls = httpx.Client(base_url=base_url, headers={"Authorization": f"App {center.token}"}, timeout=30)
     try:
-        wire_carrier(center, base_url, end_user.port)
-        center.add_agent("one@somedomain.com", sip_uri=f"sip:one@127.0.0.1:{first.port}", status="available")
-        center.add_agent("two@somedomain.com", sip_uri=f"sip:two@127.0.0.1:{second.port}", status="available")
-        created = center.create(
-            {"call_type": "Voice Outbound (API)", "agent_email": "one@somedomain.com", "end_user_number": END_USER}
-        )
-        assert created.status_code == 201, created.text
-        call_id = created.json()["id"]
-        connected = center.wait_call(call_id, lambda c: c["status"] in ("connected", "finished", "failed"))
-        assert connected["status"] == "connected", (connected["fail_reason"], connected["fail_details"])
+        call_id = connected_outbound_call(center, base_url, end_user, first, second)
 
         # the end user's leg (a voice call of the account) records what its phone sends back
         legs = calls.get("/calls/1/calls", params={"callsConfigurationId": f"contact-center-{center.account_id}"})

@@ -31,8 +31,8 @@ from callplane.settings import Settings
 from callplane.testing.factories import Admin
 from callplane.testing.server import DEFAULT_POSTGRES_ADMIN_URL, scratch_postgres_database
 from callplane.testing.sipp import SIPP_PCAPS, free_even_port_pair, free_udp_port, render_scenario, tone, write_rtp_pcap
-from tests.contact_center.sipp import agent_phone, end_user_phone, wire_carrier
-from tests.contact_center.support import END_USER, new_center
+from tests.contact_center.sipp import agent_phone, connected_outbound_call, end_user_phone
+from tests.contact_center.support import new_center
 from tests.contact_center.test_calls_e2e import ended
 from tests.voice.support import Webhooks
 
@@ -516,16 +516,7 @@ def test_a_contact_center_agent_holds_and_transfers_through_the_api_process(clus
     first, second = agent_phone(tmp_path / "first"), agent_phone(tmp_path / "second")
     end_user = end_user_phone(tmp_path, talk_ms=8000)
     try:
-        wire_carrier(center, cluster.api_url, end_user.port)
-        center.add_agent("one@somedomain.com", sip_uri=f"sip:one@127.0.0.1:{first.port}", status="available")
-        center.add_agent("two@somedomain.com", sip_uri=f"sip:two@127.0.0.1:{second.port}", status="available")
-        created = center.create(
-            {"call_type": "Voice Outbound (API)", "agent_email": "one@somedomain.com", "end_user_number": END_USER}
-        )
-        assert created.status_code == 201, created.text
-        call_id = created.json()["id"]
-        connected = center.wait_call(call_id, lambda c: c["status"] in ("connected", "finished", "failed"), 60)
-        assert connected["status"] == "connected", (connected["fail_reason"], connected["fail_details"])
+        call_id = connected_outbound_call(center, cluster.api_url, end_user, first, second)
 
         held = center.api.post(f"/apps/api/v1/calls/{call_id}/hold")
         assert held.status_code == 200, held.text
