@@ -8,9 +8,7 @@ import functools
 import http.server
 import os
 import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ import pytest
 from callplane.core.recordings.s3 import S3RecordingStorage
 from callplane.core.recordings.storage import LocalRecordingStorage, RecordingStorage
 from callplane.testing.factories import Admin
+from callplane.testing.processes import serving_process
 from callplane.testing.s3 import S3Server, free_tcp_port
 from callplane.testing.server import (
     DEFAULT_POSTGRES_ADMIN_URL,
@@ -116,32 +115,21 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
         raise RuntimeError(f"{AZURITE_BIN} is missing: run scripts/install.sh")
     port = free_tcp_port()
     workspace = tmp_path_factory.mktemp("azurite")
-    log = (workspace / "azurite.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(AZURITE_BIN),
-            "--blobHost=127.0.0.1",
-            f"--blobPort={port}",
-            f"--location={workspace}",
-            "--silent",
-            "--skipApiVersionCheck",  # the Python SDK may speak a newer service version than this Azurite knows
-        ],
-        stdout=log,
-        stderr=log,
-    )
-    endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"Azurite did not start (see {log.name})") from None
-                time.sleep(0.1)
-        yield Azurite(endpoint)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+    args = [
+        str(AZURITE_BIN),
+        "--blobHost=127.0.0.1",
+        f"--blobPort={port}",
+        f"--location={workspace}",
+        "--silent",
+        "--skipApiVersionCheck",  # the Python SDK may speak a newer service version than this Azurite knows
+    ]
+
+    def ready() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    with serving_process(args, workspace / "azurite.log", ready, "Azurite"):
+        yield Azurite(f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")

@@ -6,9 +6,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import httpx
 from callplane.core.recordings.s3 import S3StorageConfig
 from callplane.core.voice.files import FILES_DIRECTORY
 from callplane.core.voice.queries import RECORDINGS_DIRECTORY
+from callplane.testing.processes import serving_process
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -89,26 +88,18 @@ def free_tcp_port() -> int:
 def moto_server(log_dir: Path) -> Iterator[S3Server]:
     """`python -m moto.server` in its own process, its output in `log_dir/moto.log`; stopped on exit."""
     port = free_tcp_port()
-    log = (log_dir / "moto.log").open("wb")
-    process = subprocess.Popen(  # noqa: S603 - our own command line
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
-    )
     endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{endpoint}/moto-api/", timeout=2)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto's server did not start (see {log.name})") from None
-                time.sleep(0.1)
+
+    def ready() -> bool:
+        try:
+            httpx.get(f"{endpoint}/moto-api/", timeout=2)
+        except httpx.TransportError:
+            return False
+        return True
+
+    args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with serving_process(args, log_dir / "moto.log", ready, "moto's server"):
         yield S3Server(endpoint)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 def local_voice_files(data_dir: Path) -> list[Path]:
