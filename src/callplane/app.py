@@ -61,6 +61,9 @@ def create_app(settings: Settings | None = None, *, call_engine: CallEngine | No
         version=__version__,
         description="Self-hosted call platform behind the vendor APIs clients already speak.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry (0.16x) would add a second server span per request beside TracingMiddleware's
+        # and read three global providers on every request to find out whether it is on.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.context = context
 
