@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import socket
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -79,3 +82,17 @@ def ffmpeg_cli_floor(source: Path, dest: Path, *, swap: bool) -> list[str]:
 
     command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source)]
     return [*command, *ffmpeg_transform_args(channels=2, swap=swap), str(dest)]
+
+
+def start_profile(pid: int, output: Path, seconds: float) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling `pid` and its children for `seconds` into `output` (raw collapsed stacks, for
+    bench/profile_top.py); None, with a note, when py-spy is not installed (`.venv/bin/pip install py-spy`). Costs a
+    few percent of a core while it samples: profile in a run of its own, not in one whose figures are recorded."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("py-spy is not installed: no profile (.venv/bin/pip install py-spy)")
+        return None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    command = [spy, "record", "--format", "raw", "--rate", "100", "--duration", str(max(1, round(seconds)))]
+    command += ["--subprocesses", "--nonblocking", "--pid", str(pid), "--output", str(output)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

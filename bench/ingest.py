@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchlib import free_port
+from benchlib import free_port, start_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLPLANE = [sys.executable, "-m", "callplane"]
@@ -227,7 +227,13 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[dict[str, obje
                 for app, target_port, pid in targets:
                     lua = SINGLE_LUA % (values | {"prefix": secrets.token_hex(4)})
                     cpu_before = tree_cpu_seconds(pid)
+                    profile = None
+                    if args.profile and round_number == 1:  # py-spy on every server process of this run
+                        output = args.profile / f"ingest-{backend}-{app}-{connections}.txt"
+                        profile = start_profile(pid, output, args.duration - 1)
                     result = run_wrk(lua, target_port, connections, args.duration)
+                    if profile is not None:
+                        profile.wait()
                     # Server CPU per request: what the load on the shared machine does not change much.
                     cpu_ms = (tree_cpu_seconds(pid) - cpu_before) * 1000 / max(1, result["requests"])
                     rows.append(
@@ -299,6 +305,7 @@ def main() -> None:
     parser.add_argument("--connections", default="8", help="comma-separated wrk connection counts")
     parser.add_argument("--rounds", type=int, default=2, help="callplane/floor pairs per connection count")
     parser.add_argument("--no-floor", dest="floor", action="store_false", help="skip the floor app")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy each server in round 1 into this folder")
     parser.add_argument("--no-batch", dest="batch", action="store_false", help="skip the 50-call batch runs")
     args = parser.parse_args()
     args.connections = [int(c) for c in args.connections.split(",")]

@@ -32,6 +32,7 @@ import os
 import shutil
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchlib import free_port, free_udp_port, own_cpu_seconds, process_cpu_seconds
+from benchlib import free_port, free_udp_port, own_cpu_seconds, process_cpu_seconds, start_profile
 from sipp_floor import FLOOR_CALLEE, caller_scenario, sipp_counter, sipp_current_calls, tone_pcap
 
 from callplane.media import g711
@@ -345,7 +346,9 @@ async def _serve_webhooks(application: _Application, port: int) -> tuple[Any, as
     return server, serving
 
 
-async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdir: Path, database_url: str) -> Run:
+async def _api_run(
+    *, limit: int, rate: float, total: int, hold_s: float, workdir: Path, database_url: str, profile: Path | None = None
+) -> Run:
     """`callplane serve` (voice on, pinned to CPU 0) answers sipp's calls as the application commands."""
     import httpx
 
@@ -416,6 +419,7 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
         cpu_before, wall_before = process_cpu_seconds(server.pid), time.monotonic()
         cpu_start = cpu_before
         live_before = 0
+        spy: subprocess.Popen[bytes] | None = None
         while sipp.returncode is None:
             try:
                 await asyncio.wait_for(sipp.wait(), 1.0)
@@ -425,10 +429,14 @@ async def _api_run(*, limit: int, rate: float, total: int, hold_s: float, workdi
             live = run.answered - len(application.finished)
             run.peak = max(run.peak, live)
             if live >= 0.9 * limit and live_before >= 0.9 * limit:
+                if profile is not None and spy is None:  # at the target: py-spy the serve process for one call's length
+                    spy = start_profile(server.pid, profile / f"voice-api-{limit}.txt", hold_s)
                 run.cpu_samples.append(100 * (cpu_now - cpu_before) / (wall_now - wall_before))
                 run.concurrency_samples.append(live)
             cpu_before, wall_before, live_before = cpu_now, wall_now, live
         run.seconds = time.monotonic() - started
+        if spy is not None:
+            spy.wait()
         run.hold_s = hold_s
         output = (await sipp.stdout.read()).decode(errors="replace") if sipp.stdout else ""
         run.sipp_ok = sipp_counter(output, "Successful call")
@@ -626,6 +634,9 @@ def main() -> None:
     parser.add_argument("--database-url", default="", help="with --api: CALLPLANE_DATABASE_URL (default SQLite)")
     parser.add_argument("--stop-on-failure", action="store_true", help="skip higher levels after a failing one")
     parser.add_argument(
+        "--profile", type=Path, default=None, help="with --api: py-spy serve at each level's target into this folder"
+    )
+    parser.add_argument(
         "--no-floor", action="store_true", help="skip the floor (sipp calling sipp, no engine) run after each level"
     )
     parser.add_argument(
@@ -729,7 +740,7 @@ def _api_main(args: argparse.Namespace) -> None:
             level_dir.mkdir()
             run = asyncio.run(
                 _api_run(limit=level, rate=max(1.0, level / args.hold), total=2 * level, hold_s=args.hold,
-                         workdir=level_dir, database_url=args.database_url)
+                         workdir=level_dir, database_url=args.database_url, profile=args.profile)
             )  # fmt: skip
             print(_row(run), flush=True)
             if run.event_lag_ms:
