@@ -790,18 +790,22 @@ class FakeCallEngine:
 
             def reached() -> None:
                 if call.recording is recording:
-                    self._finish_recording(call)
+                    # The real recorder counts frames on the clock: a limit is exactly that much audio, however late
+                    # this timer fires on a loaded machine.
+                    self._finish_recording(call, at_most_s=limit_s)
 
             self._later(call, limit_s, reached)
 
     async def stop_recording(self, call_id: str) -> RecordingFinished | None:
         return self._finish_recording(self._call(call_id))
 
-    def _finish_recording(self, call: FakeCall) -> RecordingFinished | None:
+    def _finish_recording(self, call: FakeCall, *, at_most_s: float | None = None) -> RecordingFinished | None:
         recording, call.recording = call.recording, None
         if recording is None:
             return None
         elapsed_s = self._running_loop().time() - recording.started_at
+        if at_most_s is not None:
+            elapsed_s = min(elapsed_s, at_most_s)
         frames = int(elapsed_s * 50)  # whole 20 ms frames, as the real recorder writes them
         samples = frames * SAMPLE_RATE // 50
         if self.recording_tone_hz is None:
