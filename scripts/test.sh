@@ -21,4 +21,4 @@ pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable on 127.0.
 .venv/bin/lint-imports
 
 workers="${CALLPLANE_TEST_WORKERS:-2}"
-exec .venv/bin/pytest -n "$workers" --dist loadgroup "$@"
+exec .venv/bin/pytest -n "$workers" --dist loadgroup --durations=25 "$@"  # the slowest, to keep CI lean
