@@ -435,8 +435,8 @@ async def _api_run(
                 run.concurrency_samples.append(live)
             cpu_before, wall_before, live_before = cpu_now, wall_now, live
         run.seconds = time.monotonic() - started
-        if spy is not None:
-            spy.wait()
+        if spy is not None:  # off the loop: the webhook receiver serves from it meanwhile
+            await asyncio.to_thread(spy.wait)
         run.hold_s = hold_s
         output = (await sipp.stdout.read()).decode(errors="replace") if sipp.stdout else ""
         run.sipp_ok = sipp_counter(output, "Successful call")
