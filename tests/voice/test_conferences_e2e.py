@@ -249,7 +249,8 @@ def _each_leg_hears_the_others(
     def phase() -> list[np.ndarray[Any, np.dtype[np.int16]]]:
         started = time.monotonic()  # the first 400 ms left out: the change in flight, jitter buffers
         time.sleep(1.6)
-        return [capture.audio(port, started + 0.4, time.monotonic()) for port in ports]
+        ended = time.monotonic()
+        return [capture.audio(port, started + 0.4, ended) for port in ports]
 
     def update(index: int, **change: bool) -> None:
         calls.update_conference_call(conference_id, talker_ids[index], CallsUpdateCallRequest(**change))

@@ -220,6 +220,8 @@ def best_correlation(needle: Pcm, haystack: Pcm) -> float:
 
 
 _ETH_P_ALL = 0x0003
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS has the same value
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # root may pass net.core.rmem_max
 _PACKET_HOST = 0  # loopback shows each datagram twice: sent (PACKET_OUTGOING) and received (PACKET_HOST)
 
 
@@ -238,11 +240,21 @@ class LoopbackCapture:
     packets: dict[int, list[_Received]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _realtime_offset: float = 0.0
+    _caught_up: float = 0.0  # monotonic time up to which every arrived packet has been taken
 
     def start(self) -> None:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)  # the kernel's arrival time, not when we got to it
+        # Every datagram on lo passes through this socket (the suite's HTTP and database traffic too): a default-sized
+        # buffer overflows, dropping RTP, whenever the capture thread waits for the GIL under load.
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 64 << 20)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
         sock.bind(("lo", 0))
         sock.settimeout(0.1)
+        self._realtime_offset = time.time() - time.monotonic()
         self._thread = threading.Thread(target=self._run, args=(sock,), daemon=True, name="rtp-capture")
         self._thread.start()
 
@@ -255,11 +267,21 @@ class LoopbackCapture:
         with sock:
             while not self._stop.is_set():
                 try:
-                    data, address = sock.recvfrom(65535)
+                    data, ancillary, _, address = sock.recvmsg(65535, socket.CMSG_SPACE(16))
                 except TimeoutError:
+                    self._caught_up = time.monotonic()  # nothing queued: everything that arrived is taken
                     continue
+                at = self._arrival(ancillary)
                 if address[2] == _PACKET_HOST:
-                    self._take(data, time.monotonic())
+                    self._take(data, at)
+                self._caught_up = at
+
+    def _arrival(self, ancillary: list[tuple[int, int, bytes]]) -> float:
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
+                seconds, nanoseconds = struct.unpack("qq", value[:16])
+                return seconds + nanoseconds / 1e9 - self._realtime_offset
+        return time.monotonic()
 
     def _take(self, data: bytes, at: float) -> None:
         if len(data) < 42 or data[12:14] != b"\x08\x00" or data[23] != 17:  # IPv4, UDP
@@ -278,7 +300,11 @@ class LoopbackCapture:
             self.packets.setdefault(port, []).append(_Received(at, samples))
 
     def audio(self, port: int, start: float, end: float) -> Pcm:
-        frames = [received.samples for received in self.packets.get(port, []) if start <= received.at < end]
+        # Under load the capture thread may be behind: wait until it has taken everything that arrived before `end`.
+        deadline = time.monotonic() + 5
+        while self._caught_up < end and time.monotonic() < deadline:
+            time.sleep(0.02)
+        frames = [received.samples for received in list(self.packets.get(port, [])) if start <= received.at < end]
         assert len(frames) >= 25 * (end - start), f"only {len(frames)} packets to {port} in {end - start:.1f}s"
         return np.concatenate(frames)
 
