@@ -36,6 +36,9 @@ from tests.contact_center.support import new_center
 from tests.contact_center.test_calls_e2e import ended
 from tests.voice.support import Webhooks
 
+# one worker: the two-process cluster is set up once per database (minutes on a loaded CI machine), not once per worker
+pytestmark = pytest.mark.xdist_group("media-nodes")
+
 ADMIN_TOKEN = "media-node-admin"
 NODE_ID = "media-a"
 TERMINAL = ("CALL_FINISHED", "CALL_FAILED")

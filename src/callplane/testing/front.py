@@ -277,13 +277,21 @@ class Cluster:
         raise AssertionError(f"{name} did not become ready: {self.log_tail(name)}")
 
     def start_api(self, name: str) -> None:
+        self.spawn_api(name)()
+
+    def spawn_api(self, name: str) -> Callable[[], None]:
+        """Start an API process; returns the wait for its readiness (several can start at once)."""
         port = free_tcp_port()
         url = f"http://127.0.0.1:{port}"
         self._spawn(name, ["serve", "--role", "api", "--port", str(port)], self.env)
-        self._ready(name, lambda: _http_ok(f"{url}/healthz"))
         self.api_urls.append(url)
+        return lambda: self._ready(name, lambda: _http_ok(f"{url}/healthz"))
 
     def start_node(self, node_id: str) -> None:
+        self.spawn_node(node_id)()
+
+    def spawn_node(self, node_id: str) -> Callable[[], None]:
+        """Start a media node; returns the wait for its readiness."""
         sip_port = self.node_ports.get(node_id) or free_udp_port()
         health = self.node_health.get(node_id) or free_tcp_port()
         self.node_ports[node_id], self.node_health[node_id] = sip_port, health
@@ -296,7 +304,7 @@ class Cluster:
             "CALLPLANE_RTP_PORT_MAX": str(low + 600),
         }
         self._spawn(node_id, ["media", "--health-port", str(health)], env)
-        self._ready(node_id, lambda: _http_ok(f"http://127.0.0.1:{health}/healthz"))
+        return lambda: self._ready(node_id, lambda: _http_ok(f"http://127.0.0.1:{health}/healthz"))
 
     def start_front(self, probe_seconds: int = 1) -> None:
         self.front_port = self.front_port or free_udp_port()
@@ -490,10 +498,11 @@ def cluster(
         upgrade(settings)  # once, before several processes start
         running = Cluster(work=work, database_url=url, env=environment(work, url, extra_env), settings=settings)
         try:
-            for index in range(apis):
-                running.start_api(f"api-{index + 1}")
-            for node in nodes:
-                running.start_node(node)
+            # all at once: each spends seconds importing and connecting (far more on a loaded CI machine)
+            waits = [running.spawn_api(f"api-{index + 1}") for index in range(apis)]
+            waits += [running.spawn_node(node) for node in nodes]
+            for wait in waits:
+                wait()
             running.start_front()
             running.set_up_application()
             yield running

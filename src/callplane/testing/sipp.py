@@ -280,7 +280,7 @@ class LoopbackCapture:
         for level, kind, value in ancillary:
             if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
                 seconds, nanoseconds = struct.unpack("qq", value[:16])
-                return seconds + nanoseconds / 1e9 - self._realtime_offset
+                return float(seconds + nanoseconds / 1e9 - self._realtime_offset)
         return time.monotonic()
 
     def _take(self, data: bytes, at: float) -> None:
