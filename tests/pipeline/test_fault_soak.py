@@ -176,20 +176,28 @@ def _client(base_url: str, pending: deque[Submission], headers: dict[str, dict[s
                 response = None
                 failure = type(error).__name__
             with ledger.lock:
-                if response is not None and response.is_success:
-                    ledger.acknowledged += 1
-                    if submission.kind == "invoca":
-                        ledger.cuids[submission.external_ids[0]] = response.json()["cuid"]
-                    else:
-                        assert response.json() == {"success": True}, response.text
-                        ledger.batch_acknowledged.update(submission.external_ids)
-                    continue
-                if response is not None and response.status_code < 500 and response.status_code != 429:
-                    ledger.unexpected.append(f"{submission.external_ids[0]}: {response.status_code} {response.text}")
-                    continue
-                ledger.cut_off[failure if response is None else str(response.status_code)] += 1
-                pending.append(submission)
-            time.sleep(0.2)  # the server is down or restarting
+                refused = _record(ledger, submission, response, failure)
+                if refused:
+                    pending.append(submission)
+            # a steady stream, so the first two kills land while submissions still arrive
+            time.sleep(0.2 if refused else 0.1)
+
+
+def _record(ledger: Ledger, submission: Submission, response: httpx.Response | None, failure: str) -> bool:
+    """Note the server's answer; True when it was cut off or refused (the submission goes back in the queue)."""
+    if response is not None and response.is_success:
+        ledger.acknowledged += 1
+        if submission.kind == "invoca":
+            ledger.cuids[submission.external_ids[0]] = response.json()["cuid"]
+        else:
+            assert response.json() == {"success": True}, response.text
+            ledger.batch_acknowledged.update(submission.external_ids)
+        return False
+    if response is not None and response.status_code < 500 and response.status_code != 429:
+        ledger.unexpected.append(f"{submission.external_ids[0]}: {response.status_code} {response.text}")
+        return False
+    ledger.cut_off[failure if response is None else str(response.status_code)] += 1
+    return True
 
 
 @dataclass
