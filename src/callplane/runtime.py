@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from callplane import __version__
 from callplane.core.pipeline.outcomes import notify_outcome
 from callplane.core.recordings.fetch import DropFolder, FetchLimits
-from callplane.core.recordings.s3 import S3RecordingStorage, S3StorageConfig
 from callplane.core.recordings.storage import LocalRecordingStorage, RecordingStorage
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.recordings.voice_files import VoiceFileStore
@@ -57,6 +56,8 @@ def build_recording_storage(settings: Settings) -> RecordingStorage:
         return LocalRecordingStorage(settings.ensure_data_dir() / "recordings")
     if not settings.storage_s3_bucket:
         raise RuntimeError("CALLPLANE_STORAGE_BACKEND=s3 needs CALLPLANE_STORAGE_S3_BUCKET")
+    from callplane.core.recordings.s3 import S3RecordingStorage, S3StorageConfig  # boto3: only with this store
+
     sse = settings.storage_s3_server_side_encryption
     return S3RecordingStorage(
         S3StorageConfig(

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -43,8 +43,6 @@ from callplane.core.recordings.fetch import (
     fetch_http,
     fetch_sftp,
 )
-from callplane.core.recordings.fetch_azure import AzureBlobAccess, fetch_azure_blob
-from callplane.core.recordings.fetch_s3 import S3Access, fetch_s3
 from callplane.core.recordings.storage import RecordingStorage
 from callplane.core.recordings.targets import TargetPolicy
 from callplane.core.recordings.voice_files import VoiceFileStore
@@ -60,6 +58,10 @@ from callplane.core.voice.queries import RECORDINGS_DIRECTORY
 from callplane.db.base import new_id
 from callplane.errors import CallplaneError
 from callplane.observability.metrics import observe_transcription
+
+if TYPE_CHECKING:
+    from callplane.core.recordings.fetch_azure import AzureBlobAccess
+    from callplane.core.recordings.fetch_s3 import S3Access
 
 log = logging.getLogger("callplane.pipeline")
 CALLS = cast(Table, Call.__table__)
@@ -195,8 +197,12 @@ async def stage_recording(env: ProcessingEnvironment, call: Call) -> None:
             azure = None if s3 is not None else await _azure_blob_access(env, call)
             sftp = None if s3 is not None or azure is not None else await _sftp_access(env, call)
             if s3 is not None:
+                from callplane.core.recordings.fetch_s3 import fetch_s3  # boto3 loads on an account's first S3 fetch
+
                 await fetch_s3(s3, call.recording_filename, dest=source, policy=env.policy, limits=env.limits)
             elif azure is not None:
+                from callplane.core.recordings.fetch_azure import fetch_azure_blob
+
                 await fetch_azure_blob(
                     azure, call.recording_filename, dest=source, policy=env.policy, limits=env.limits
                 )

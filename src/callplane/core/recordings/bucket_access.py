@@ -5,17 +5,20 @@ encrypted at rest like SFTP's."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, String, Text, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from callplane.core.recordings.fetch_azure import AzureBlobAccess, AzureCredentialKind
-from callplane.core.recordings.fetch_s3 import S3Access
 from callplane.core.tenancy.secrets_box import SecretBox
 from callplane.core.tenancy.service import get_account
 from callplane.db.base import Base, new_id, utcnow
 from callplane.errors import InvalidInput
+
+if TYPE_CHECKING:  # the fetchers pull in boto3 and the Azure SDK: imported where an access is built
+    from callplane.core.recordings.fetch_azure import AzureBlobAccess, AzureCredentialKind
+    from callplane.core.recordings.fetch_s3 import S3Access
 
 
 class S3AccessConfig(Base):
@@ -78,6 +81,8 @@ async def delete_s3_access(*, session: AsyncSession, account_id: str) -> bool:
 
 def s3_access_of(config: S3AccessConfig, secret_box: SecretBox) -> S3Access:
     """The fetcher's view of a configuration, with the secret decrypted (never logged: S3Access redacts it)."""
+    from callplane.core.recordings.fetch_s3 import S3Access
+
     return S3Access(
         bucket=config.bucket,
         region=config.region,
@@ -150,6 +155,8 @@ async def delete_azure_blob_access(*, session: AsyncSession, account_id: str) ->
 
 
 def azure_blob_access_of(config: AzureBlobAccessConfig, secret_box: SecretBox) -> AzureBlobAccess:
+    from callplane.core.recordings.fetch_azure import AzureBlobAccess
+
     return AzureBlobAccess(
         account_name=config.storage_account,
         container=config.container,
