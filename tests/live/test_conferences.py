@@ -213,6 +213,8 @@ def test_three_calls_join_a_conference_hear_its_prompt_are_muted_removed_and_it_
     assert [found["conferenceId"] for found in listed_history["results"]] == [conference_id]
     assert app.http.get("/calls/1/conferences", params={"name": name}).json()["results"] == []
 
+    _wait_event(receiver, conference_id, "PARTICIPANT_JOINED", count=3)  # deliveries are concurrent
+    _wait_event(receiver, conference_id, "PARTICIPANT_REMOVED", count=3)
     types = _types(receiver, conference_id)
     assert types[0] == "CONFERENCE_CREATED" and types[-1] == "CONFERENCE_FINISHED"
     assert types.count("CONFERENCE_FINISHED") == 1
@@ -251,6 +253,7 @@ def test_a_sixteenth_participant_is_refused_and_hangup_ends_every_call_and_the_c
     for call_id in placed:
         assert receiver.single_terminal(call_id)["properties"]["callLog"]["hangupSource"] == "API"
     _wait_event(receiver, conference_id, "CONFERENCE_FINISHED")
+    _wait_event(receiver, conference_id, "PARTICIPANT_REMOVED", count=15)  # deliveries are concurrent
     assert _types(receiver, conference_id).count("PARTICIPANT_REMOVED") == 15
     assert app.http.post(f"/calls/1/conferences/{conference_id}/hangup").status_code == 400
 
@@ -292,8 +295,11 @@ def test_connect_puts_two_calls_in_a_conference_that_outlives_one_of_them(
     conference = connected.json()
     assert conference["name"] == "pair" and [p["callId"] for p in conference["participants"]] == [a, b]
     conference_id = conference["id"]
+    # deliveries are concurrent: a JOINED may arrive before the JOINING written ahead of it, so wait for each
     for call_id in (a, b):
+        _wait_event(receiver, conference_id, "PARTICIPANT_JOINING", call_id)
         _wait_event(receiver, conference_id, "PARTICIPANT_JOINED", call_id)
+    _wait_event(receiver, conference_id, "CONFERENCE_CREATED")
     assert set(live.fake.mixes[conference_id].members) == {a_engine, b_engine}
     types = _types(receiver, conference_id)
     assert types[0] == "CONFERENCE_CREATED" and types.count("PARTICIPANT_JOINING") == 2
