@@ -225,6 +225,9 @@ def test_a_call_recording_reports_started_stopped_ready_and_deleted(
     eventually(lambda: receiver.types(call_id).count("CALL_RECORDING_STARTED") == 2, "the second recording")
     app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
     terminal = receiver.single_terminal(call_id)
+    # deliveries are concurrent: what was written before the terminal event may still be on its way
+    eventually(lambda: receiver.types(call_id).count("CALL_RECORDING_STOPPED") == 2, "the second stop's event")
+    eventually(lambda: receiver.types(call_id).count("CALL_RECORDING_READY") == 2, "the second ready event")
     steps = {e["type"]: e for e in receiver.events(call_id)[::-1]}  # the last of each type
     assert steps["CALL_RECORDING_STOPPED"]["timestamp"] <= terminal["timestamp"]
     assert receiver.types(call_id).count("CALL_RECORDING_READY") == 2
