@@ -288,4 +288,4 @@ def test_start_recording_beeps_first_and_stops_by_itself_after_max_duration_or_m
     assert app.http.get(f"/calls/1/calls/{call_id}").json()["state"] == "ESTABLISHED"  # the call goes on
     app.http.post(f"/calls/1/calls/{call_id}/hangup", json={})
     receiver.single_terminal(call_id)
-    assert len(recording_events("CALL_RECORDING_STOPPED")) == 2
+    eventually(lambda: len(recording_events("CALL_RECORDING_STOPPED")) == 2, "both stops' events")
