@@ -276,9 +276,6 @@ class Cluster:
             time.sleep(0.2)
         raise AssertionError(f"{name} did not become ready: {self.log_tail(name)}")
 
-    def start_api(self, name: str) -> None:
-        self.spawn_api(name)()
-
     def spawn_api(self, name: str) -> Callable[[], None]:
         """Start an API process; returns the wait for its readiness (several can start at once)."""
         port = free_tcp_port()
