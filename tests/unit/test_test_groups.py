@@ -3,7 +3,7 @@
 Everything that loads the Whisper model, the fault soaks and the media-node cluster rely on it (one worker each);
 when it silently stops working CI still passes, only slower and with the model loaded twice. pytest 9.2 made
 `nodeid` a view of `_id`, so pytest-xdist 3.8's tag (a suffix written to `_nodeid`) went nowhere and every group was
-ignored for weeks; this test fails on such a pairing.
+ignored from the day the lock took pytest 9.2; this test fails on such a pairing.
 """
 
 from __future__ import annotations
